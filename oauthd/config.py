@@ -1,0 +1,242 @@
+"""
+oauthd's configuration: one TOML file, overridden by command-line options.
+
+Every key is declared once, in L{SETTINGS}, with its type, default and help
+text; the sample file C{etc/oauthd.toml} documents the same keys, and a test
+checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from attrs import field, frozen
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.testing import MemoryReactor
+
+DEFAULT_PORT = 9478
+"""
+The default HTTP port: unassigned by IANA and not used by common services
+(PhotoPrism itself is on 2342), so a trial start rarely collides.
+"""
+
+
+class ConfigError(Exception):
+    """
+    The configuration cannot be used; the message is one line naming the key or
+    file and what is wrong with it.
+    """
+
+
+@frozen
+class Config:
+    """
+    The daemon's settings, validated.
+
+    @ivar listen: Twisted server endpoint descriptions for the HTTP API.
+    @ivar control: the endpoint description of the admin control socket.
+    @ivar data: the data directory (journal, lock, control socket).
+    @ivar issuer: the issuer identifier, an absolute URL without a query or
+        fragment and without a trailing slash.
+    @ivar scopes: the scopes clients may be granted, listed in discovery.
+    @ivar bcrypt_cost: the bcrypt work factor for new user passwords.
+    @ivar hash_threads: threads in the pool that runs bcrypt.
+    @ivar max_body: the largest request body accepted, in bytes.
+    """
+
+    listen: tuple[str, ...]
+    control: str
+    data: str
+    issuer: str
+    scopes: tuple[str, ...]
+    bcrypt_cost: int = field(default=12)
+    hash_threads: int = field(default=2)
+    max_body: int = field(default=65536)
+
+    @property
+    def issuer_is_plain_http(self) -> bool:
+        return urlsplit(self.issuer).scheme == "http"
+
+
+DEFAULT_SCOPES = (
+    "albums calendar config favorites files folders labels logs metrics "
+    "moments people photos places settings users videos webdav openid profile email "
+    "introspect"
+).split()
+
+
+def default_data_dir(environ: Mapping[str, str]) -> str:
+    """
+    The data directory when none is configured: systemd's C{$STATE_DIRECTORY}
+    (its first entry) if set, else C{./oauthd-data}.
+    """
+    state = environ.get("STATE_DIRECTORY", "")
+    if state:
+        return state.split(":")[0]
+    return "./oauthd-data"
+
+
+def _check_endpoint(key: str, value: str) -> str:
+    try:
+        # Parsing needs a reactor but must not install the global one.
+        serverFromString(MemoryReactor(), value)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"{key}: bad endpoint {value!r}: {e}") from None
+    return value
+
+
+def _check_issuer(key: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{key}: {value!r} is not an absolute http(s) URL")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{key}: {value!r} must not have a query or fragment")
+    return value.rstrip("/")
+
+
+def _check_scopes(key: str, value: list[str]) -> tuple[str, ...]:
+    for scope in value:
+        if not scope or not all(c.isalnum() or c in ".:_-" for c in scope):
+            raise ConfigError(f"{key}: {scope!r} is not a valid scope name")
+    return tuple(sorted(set(value)))
+
+
+def _in_range(low: int, high: int) -> Callable[[str, int], int]:
+    def check(key: str, value: int) -> int:
+        if not low <= value <= high:
+            raise ConfigError(f"{key}: {value} is not between {low} and {high}")
+        return value
+
+    return check
+
+
+@frozen
+class Setting:
+    """
+    One configuration key: its TOML type, a check that normalises the value,
+    and the help text shown by C{twistd oauthd --help}.
+    """
+
+    kind: type
+    check: Callable[[str, Any], Any]
+    help: str
+    item_type: type | None = None
+
+
+def _each_endpoint(key: str, value: list[str]) -> tuple[str, ...]:
+    if not value:
+        raise ConfigError(f"{key}: at least one endpoint is needed")
+    return tuple(_check_endpoint(key, v) for v in value)
+
+
+SETTINGS: dict[str, Setting] = {
+    "listen": Setting(
+        list, _each_endpoint, "HTTP endpoint(s), Twisted endpoint strings", str
+    ),
+    "control": Setting(str, _check_endpoint, "admin control socket endpoint"),
+    "data": Setting(str, lambda k, v: v, "data directory"),
+    "issuer": Setting(str, _check_issuer, "issuer URL"),
+    "scopes": Setting(list, _check_scopes, "scopes clients may be granted", str),
+    "bcrypt_cost": Setting(int, _in_range(4, 16), "bcrypt cost for passwords"),
+    "hash_threads": Setting(int, _in_range(1, 64), "threads for password hashing"),
+    "max_body": Setting(int, _in_range(1024, 16 << 20), "largest request body"),
+}
+
+
+def _typed(key: str, value: object) -> object:
+    setting = SETTINGS[key]
+    # bool is an int in Python; a TOML true is not a number.
+    if not isinstance(value, setting.kind) or isinstance(value, bool):
+        raise ConfigError(
+            f"{key}: expected {setting.kind.__name__}, got {type(value).__name__}"
+        )
+    if setting.item_type is not None:
+        assert isinstance(value, list)
+        for item in value:
+            if not isinstance(item, setting.item_type):
+                raise ConfigError(
+                    f"{key}: expected a list of {setting.item_type.__name__}"
+                )
+    return setting.check(key, value)
+
+
+def read_config_file(path: str) -> dict[str, object]:
+    """
+    Read a TOML config file into a plain dict; every failure is a
+    L{ConfigError} naming the file.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    for key in raw:
+        if key not in SETTINGS:
+            raise ConfigError(f"{path}: unknown key {key!r}")
+    return raw
+
+
+def build_config(
+    values: Mapping[str, object], environ: Mapping[str, str] = os.environ
+) -> Config:
+    """
+    Validate C{values} (from the file, overridden by the command line) and fill
+    the defaults, some of which depend on others: the control socket lives in
+    the data directory and the issuer names the first listener's port.
+    """
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in SETTINGS:
+            raise ConfigError(f"unknown key {key!r}")
+        checked[key] = _typed(key, value)
+    listen = checked.setdefault(
+        "listen", (f"tcp:{DEFAULT_PORT}:interface=127.0.0.1",)
+    )
+    data = checked.setdefault("data", default_data_dir(environ))
+    checked.setdefault("control", f"unix:{_escape(os.path.join(data, 'control.sock'))}:mode=600")
+    checked.setdefault("issuer", f"http://127.0.0.1:{_port_of(listen[0])}")
+    checked.setdefault("scopes", tuple(sorted(DEFAULT_SCOPES)))
+    return Config(**checked)
+
+
+def _escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _port_of(endpoint: str) -> int:
+    parts = endpoint.split(":")
+    if len(parts) > 1 and parts[0] in ("tcp", "ssl", "tcp6") and parts[1].isdigit():
+        return int(parts[1])
+    return DEFAULT_PORT
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """
+    Whether a server endpoint description accepts connections only from this
+    machine: a UNIX socket, or TCP bound to a loopback interface.
+    """
+    kind, _, rest = endpoint.partition(":")
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return False
+    interface = ""
+    for part in rest.replace("\\:", "\x00").split(":"):
+        if part.startswith("interface="):
+            interface = part[len("interface="):].replace("\x00", ":")
+    if not interface:
+        return False
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False

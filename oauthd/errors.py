@@ -1,0 +1,136 @@
+"""
+The errors oauthd answers with, shared by the HTTP and control edges.
+
+Each carries the RFC 6749 section 5.2 / RFC 6750 section 3 error code, a
+human-readable description, the HTTP status and any headers the RFCs require
+(C{WWW-Authenticate} on 401, C{Retry-After} on 429).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class OAuthError(Exception):
+    """
+    A refusal the client is told about precisely; never a server fault.
+
+    @ivar error: the standard error code, e.g. C{invalid_client}.
+    @ivar description: one line for C{error_description}; never contains a
+        secret or a token.
+    @ivar status: the HTTP status code.
+    @ivar headers: extra response headers.
+    """
+
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        status: int = 400,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
+        self.status = status
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def bearer_challenge(realm: str, error: str = "", description: str = "", scope: str = "") -> str:
+    """
+    The C{WWW-Authenticate: Bearer} value of RFC 6750 section 3.
+    """
+    params = [f"realm={_quoted(realm)}"]
+    if error:
+        params.append(f"error={_quoted(error)}")
+    if description:
+        params.append(f"error_description={_quoted(description)}")
+    if scope:
+        params.append(f"scope={_quoted(scope)}")
+    return "Bearer " + ", ".join(params)
+
+
+REALM = "oauthd"
+
+
+def invalid_request(description: str) -> OAuthError:
+    return OAuthError("invalid_request", description)
+
+
+def invalid_client(description: str, basic_attempted: bool) -> OAuthError:
+    """
+    RFC 6749 section 5.2: 401, with a Basic challenge when the client tried
+    Basic authentication.
+    """
+    headers = {"WWW-Authenticate": f'Basic realm="{REALM}"'} if basic_attempted else {}
+    return OAuthError("invalid_client", description, 401, headers)
+
+
+def invalid_grant(description: str) -> OAuthError:
+    return OAuthError("invalid_grant", description)
+
+
+def unauthorized_client(description: str) -> OAuthError:
+    return OAuthError("unauthorized_client", description)
+
+
+def unsupported_grant_type(description: str) -> OAuthError:
+    return OAuthError("unsupported_grant_type", description)
+
+
+def invalid_scope(description: str) -> OAuthError:
+    return OAuthError("invalid_scope", description)
+
+
+def invalid_token(description: str) -> OAuthError:
+    """
+    RFC 6750 section 3.1: a missing, malformed, expired or revoked token.
+    """
+    return OAuthError(
+        "invalid_token",
+        description,
+        401,
+        {"WWW-Authenticate": bearer_challenge(REALM, "invalid_token", description)},
+    )
+
+
+def missing_token() -> OAuthError:
+    """
+    RFC 6750 section 3.1: a request with no credentials gets a bare challenge.
+    """
+    return OAuthError(
+        "invalid_token",
+        "no access token was presented",
+        401,
+        {"WWW-Authenticate": bearer_challenge(REALM)},
+    )
+
+
+def insufficient_scope(scope: str) -> OAuthError:
+    description = f"the token lacks the {scope!r} scope"
+    return OAuthError(
+        "insufficient_scope",
+        description,
+        403,
+        {"WWW-Authenticate": bearer_challenge(REALM, "insufficient_scope", description, scope)},
+    )
+
+
+def too_many_requests(retry_after: int) -> OAuthError:
+    return OAuthError(
+        "too_many_requests",
+        "too many failed attempts; try again later",
+        429,
+        {"Retry-After": str(max(1, retry_after))},
+    )
+
+
+def temporarily_unavailable(description: str) -> OAuthError:
+    return OAuthError("temporarily_unavailable", description, 503, {"Retry-After": "1"})

@@ -1,0 +1,186 @@
+"""
+C{twistd oauthd}: command-line options and the service tree.
+
+This is the only module that may resolve the global reactor, and it does so
+inside L{makeService}, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.server import Site
+
+from oauthd.config import (
+    DEFAULT_PORT,
+    Config,
+    ConfigError,
+    build_config,
+    is_loopback_endpoint,
+    read_config_file,
+)
+
+log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the oauthd authorization server. With no options it serves HTTP on "
+        f"127.0.0.1:{DEFAULT_PORT} and keeps its data in $STATE_DIRECTORY or "
+        "./oauthd-data. Options given here override the --config file."
+    )
+    optParameters = [
+        ["config", "c", None, "TOML configuration file [default: none, embedded defaults]"],
+        ["control", None, None, "control socket endpoint [default: unix:DATA/control.sock:mode=600]"],
+        ["data", "d", None, "data directory [default: $STATE_DIRECTORY or ./oauthd-data]"],
+        ["issuer", None, None, f"issuer URL [default: http://127.0.0.1:PORT]"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        HTTP endpoint, a Twisted endpoint string; repeat for several
+        [default: tcp:9478:interface=127.0.0.1]
+        """
+        self["listen"].append(endpoint)
+
+    opt_l = opt_listen
+
+    def config(self, environ: Mapping[str, str] = os.environ) -> Config:
+        """
+        The configuration: the file's values, overridden by the options given.
+
+        @raise ConfigError: with one line saying what is wrong.
+        """
+        values: dict[str, object] = {}
+        if self["config"] is not None:
+            values.update(read_config_file(self["config"]))
+        if self["listen"]:
+            values["listen"] = list(self["listen"])
+        for key in ("control", "data", "issuer"):
+            if self[key] is not None:
+                values[key] = self[key]
+        return build_config(values, environ)
+
+
+def _exit(message: str) -> NoReturn:
+    """
+    End start-up with one line on stderr and a non-zero status; a user's
+    mistake deserves a sentence, not a traceback.
+    """
+    # twistd has redirected sys.stderr into its log by now; the user is
+    # reading the terminal or the journal, so write to the real stderr.
+    print(f"oauthd: {message}", file=sys.__stderr__ or sys.stderr)
+    raise SystemExit(1)
+
+
+class Daemon(MultiService):
+    """
+    The root service. It turns a failure to bind into a one-line exit, and
+    tells systemd it is ready once every listener is bound.
+    """
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            _exit(f"cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}")
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except CannotListenError as e:
+            _exit(f"cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}")
+        from oauthd._notify import sd_notify
+
+        sd_notify("READY=1")
+
+    def stopService(self) -> Any:
+        from oauthd._notify import sd_notify
+
+        sd_notify("STOPPING=1")
+        return super().stopService()
+
+
+def make_data_dir(path: str) -> None:
+    """
+    Create the data directory if needed and make it private (0700) whatever
+    the umask, since it holds the journal and the control socket.
+    """
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+    except OSError as e:
+        raise ConfigError(f"data: cannot use {path!r}: {e.strerror}") from None
+
+
+def build_service(config: Config, reactor: Any) -> Daemon:
+    """
+    Compose the daemon's services under one root, in start order; they stop
+    in the reverse order, so listeners close before state is flushed.
+    """
+    from oauthd.control import ControlFactory
+    from oauthd.http import OAuthHTTP
+
+    make_data_dir(config.data)
+    root = Daemon()
+    http = OAuthHTTP(config)
+    site = Site(http.resource())
+    site.displayTracebacks = False
+    for endpoint in config.listen:
+        strports.service(endpoint, site, reactor=reactor).setServiceParent(root)
+        if not is_loopback_endpoint(endpoint) and config.issuer_is_plain_http:
+            log.warn(
+                "listening on non-loopback {endpoint} with plain-http issuer "
+                "{issuer}: tokens will cross the network unencrypted; put TLS in "
+                "front and set an https issuer",
+                endpoint=endpoint,
+                issuer=config.issuer,
+            )
+    strports.service(config.control, ControlFactory(reactor), reactor=reactor).setServiceParent(root)
+    return root
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """
+    Build the service tree for C{twistd oauthd}.
+
+    @param reactor: the reactor to run on; the global one when C{None}.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    try:
+        service = build_service(options.config(), reactor)
+    except ConfigError as e:
+        _exit(str(e))
+    reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
+    return service
+
+
+def _stop_cleanly_on_sigterm(reactor: Any) -> None:
+    """
+    Make SIGTERM a normal stop with exit status 0. twistd's own handler
+    re-raises the signal after shutdown so the process dies "killed by
+    SIGTERM"; a service manager asking the daemon to stop is not a failure.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        log.info("received SIGTERM, stopping")
+        reactor.callFromThread(reactor.stop)
+
+    signal.signal(signal.SIGTERM, stop)

@@ -1,0 +1,163 @@
+"""
+Tests for the discovery documents and the HTTP basics every response shares.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from treq.testing import StubTreq
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from oauthd.config import build_config
+from oauthd.discovery import ENDPOINT_PATHS, Capabilities
+from oauthd.http import OAuthHTTP
+
+ISSUER = "https://auth.example.com/base"
+
+RFC8414_FIELDS = {
+    "issuer", "authorization_endpoint", "token_endpoint", "jwks_uri",
+    "registration_endpoint", "scopes_supported", "response_types_supported",
+    "response_modes_supported", "grant_types_supported",
+    "token_endpoint_auth_methods_supported",
+    "token_endpoint_auth_signing_alg_values_supported", "service_documentation",
+    "ui_locales_supported", "op_policy_uri", "op_tos_uri", "revocation_endpoint",
+    "revocation_endpoint_auth_methods_supported",
+    "revocation_endpoint_auth_signing_alg_values_supported", "introspection_endpoint",
+    "introspection_endpoint_auth_methods_supported",
+    "introspection_endpoint_auth_signing_alg_values_supported",
+    "code_challenge_methods_supported",
+    # Registered later: RFC 8628 and RFC 9207.
+    "device_authorization_endpoint", "authorization_response_iss_parameter_supported",
+}
+OIDC_FIELDS = RFC8414_FIELDS | {
+    "userinfo_endpoint", "end_session_endpoint", "acr_values_supported",
+    "subject_types_supported", "id_token_signing_alg_values_supported",
+    "claims_supported", "claims_parameter_supported", "request_parameter_supported",
+}
+
+ALL = Capabilities(
+    endpoints=frozenset(ENDPOINT_PATHS),
+    grant_types=frozenset({"client_credentials", "password", "refresh_token"}),
+    client_auth_methods=frozenset({"client_secret_basic", "client_secret_post", "none"}),
+    claims=frozenset({"sub", "name", "email"}),
+)
+
+
+class DiscoveryTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.http = OAuthHTTP(build_config({"issuer": ISSUER, "data": "/nonexistent"}))
+        self.treq = StubTreq(self.http.resource())
+
+    def get(self, path: str, method: str = "GET") -> tuple[Any, Any]:
+        response = self.successResultOf(self.treq.request(method, "http://x" + path))
+        body = self.successResultOf(response.content())
+        return response, json.loads(body) if body else None
+
+    def check_document(self, doc: dict[str, Any], allowed: set[str]) -> None:
+        assert doc["issuer"] == ISSUER
+        assert set(doc) <= allowed, set(doc) - allowed
+        for key, value in doc.items():
+            assert value != "", key
+            if key.endswith("_endpoint") or key == "jwks_uri":
+                assert value.startswith(ISSUER + "/"), (key, value)
+            if isinstance(value, list):
+                assert value == sorted(value), key
+
+    def test_authorization_server_metadata(self) -> None:
+        """
+        The RFC 8414 document has only registered fields, the exact issuer,
+        absolute URLs under it, sorted lists, and no empty strings.
+        """
+        response, doc = self.get("/.well-known/oauth-authorization-server")
+        assert response.code == 200
+        assert response.headers.getRawHeaders("content-type") == ["application/json"]
+        self.check_document(doc, RFC8414_FIELDS)
+        assert doc["scopes_supported"] == sorted(doc["scopes_supported"])
+        assert "openid" in doc["scopes_supported"]
+
+    def test_unimplemented_endpoints_are_omitted(self) -> None:
+        """
+        Nothing is advertised that is not served: no endpoint fields at all
+        when no endpoint is mounted, and no response types without authorize.
+        """
+        _, doc = self.get("/.well-known/openid-configuration")
+        assert not [k for k in doc if k.endswith("_endpoint") or k == "jwks_uri"]
+        assert doc["response_types_supported"] == []
+        assert doc["grant_types_supported"] == []
+
+    def test_documents_follow_capabilities(self) -> None:
+        """
+        Every implemented endpoint appears at PhotoPrism's path under the
+        issuer; OpenID-only fields appear only in openid-configuration.
+        """
+        self.http.capabilities = ALL
+        _, oauth = self.get("/.well-known/oauth-authorization-server")
+        _, oidc = self.get("/.well-known/openid-configuration")
+        self.check_document(oauth, RFC8414_FIELDS)
+        self.check_document(oidc, OIDC_FIELDS)
+        assert oauth["token_endpoint"] == ISSUER + "/api/v1/oauth/token"
+        assert oauth["revocation_endpoint"] == ISSUER + "/api/v1/oauth/revoke"
+        assert oauth["introspection_endpoint"] == ISSUER + "/api/v1/oauth/introspect"
+        assert oauth["jwks_uri"] == ISSUER + "/.well-known/jwks.json"
+        assert "userinfo_endpoint" not in oauth
+        assert oidc["userinfo_endpoint"] == ISSUER + "/api/v1/oauth/userinfo"
+        assert oidc["end_session_endpoint"] == ISSUER + "/api/v1/oauth/logout"
+        assert oauth["grant_types_supported"] == ["client_credentials", "password", "refresh_token"]
+        assert oauth["token_endpoint_auth_methods_supported"] == [
+            "client_secret_basic", "client_secret_post", "none"]
+        assert oauth["introspection_endpoint_auth_methods_supported"] == [
+            "client_secret_basic", "client_secret_post"]
+        assert oauth["code_challenge_methods_supported"] == ["S256"]
+        assert oauth["response_types_supported"] == ["code"]
+        assert oidc["subject_types_supported"] == ["public"]
+        assert oidc["claims_supported"] == ["email", "name", "sub"]
+        assert {k: v for k, v in oidc.items() if k in oauth} == oauth
+
+    def test_discovery_is_stable(self) -> None:
+        """
+        Two fetches give byte-identical documents (PhotoPrism shuffles scopes).
+        """
+        first = self.successResultOf(self.treq.get("http://x/.well-known/openid-configuration"))
+        second = self.successResultOf(self.treq.get("http://x/.well-known/openid-configuration"))
+        assert self.successResultOf(first.content()) == self.successResultOf(second.content())
+
+    def test_healthz(self) -> None:
+        response, body = self.get("/healthz")
+        assert (response.code, body) == (200, {"status": "ok"})
+
+    def test_every_response_has_nosniff(self) -> None:
+        for path in ("/healthz", "/.well-known/openid-configuration", "/missing"):
+            response, _ = self.get(path)
+            assert response.headers.getRawHeaders("x-content-type-options") == ["nosniff"]
+
+    def test_unknown_path_is_json_404(self) -> None:
+        response, body = self.get("/api/v1/nothing/here")
+        assert response.code == 404
+        assert body["error"] == "not_found"
+        assert response.headers.getRawHeaders("content-type") == ["application/json"]
+
+    def test_wrong_method_is_json_405_with_allow(self) -> None:
+        for method in ("POST", "PUT", "DELETE"):
+            response, body = self.get("/.well-known/oauth-authorization-server", method)
+            assert response.code == 405
+            assert body["error"] == "method_not_allowed"
+            assert response.headers.getRawHeaders("allow") == ["GET, HEAD"]
+
+    def test_hostile_paths_never_500(self) -> None:
+        response, body = self.get("/%ff%fe")
+        assert (response.code, body["error"]) == (400, "invalid_request")
+        for path in ("/..%2f..%2fetc/passwd", "/" + "a" * 5000, "/%00", "/.well-known/"):
+            response, body = self.get(path)
+            assert response.code == 404, path
+            assert body["error"] == "not_found"
+
+
+@pytest.mark.parametrize("issuer", ["http://127.0.0.1:9478", "https://a.example/x/y"])
+def test_issuer_is_exactly_the_configured_one(issuer: str) -> None:
+    from oauthd.discovery import openid_configuration
+
+    assert openid_configuration(build_config({"issuer": issuer + "/"}), ALL)["issuer"] == issuer
