@@ -1,0 +1,1448 @@
+# -*- test-case-name: tests.test_journal -*-
+"""
+The append-only journal: a payload-agnostic, durable event log.
+
+The state layer encodes each change as an opaque C{bytes} payload and hands
+it to an L{IEventLog}.  L{IEventLog.append} fires its L{Deferred} only when
+the payloads are on disk (written and fsync'd); L{IEventLog.replay} gives the
+payloads back at start-up; L{IEventLog.compact} rewrites the log as a
+snapshot of live state.  Two implementations: L{FileJournal} (the real one,
+one file in the data directory) and L{MemoryJournal} (a fake for tests of
+the layers above).
+
+Threads
+=======
+
+L{FileJournal} methods are called on the reactor thread.  Every write,
+fsync, rename and close runs on one writer thread, reached through an
+injected C{(reactor, pool)} pair (C{pool.callInThreadWithCallback}, results
+come back through C{reactor.callFromThread}).  At most one writer job is in
+flight at a time, so the reactor side alone decides the order of work.
+Group commit: while a write+fsync runs, newly arriving appends queue; when it
+completes, everything queued goes into the next single write+fsync.  The
+reactor thread never calls fsync.  Opening, replaying and L{repair} do
+blocking I/O; they run before the reactor starts (or offline).
+
+File format (version 1)
+=======================
+
+All integers are unsigned, big-endian.  The data directory (mode 0700) holds::
+
+    journal.oauthd        the journal (mode 0600)
+    journal.oauthd.lock   the lock file: flock(LOCK_EX) by the writer;
+                          holds the holder's pid in ASCII and a newline
+    journal.oauthd.tmp    transient: a journal being created, compacted or
+                          repaired; removed at open if a crash left it
+
+C{journal.oauthd} is a 24-byte header followed by zero or more records::
+
+    header  = magic[8] version:u32 salt[8] header_crc:u32
+      magic      = b"OAUTHDJL"
+      version    = 1
+      salt       = 8 random bytes, chosen when the file is written
+      header_crc = crc32(magic || version || salt)
+    record  = length:u32 crc:u32 payload[length]
+      length     = len(payload), at most 1 MiB (1048576)
+      crc        = crc32(salt || length field (4 bytes) || payload)
+
+C{crc32} is zlib's CRC-32 (the ISO-HDLC / IEEE 802.3 polynomial, as in
+C{zlib.crc32} and C{binascii.crc32}), computed as one CRC over the
+concatenation, starting from 0.  Records are in append order; a reader
+applies them first to last.
+
+Why CRC-32: the threats are torn writes, zero-filled or stale blocks after
+a crash, and media bit rot, not an adversary (anyone who can write the 0600
+file already owns the daemon).  CRC-32 detects every burst error up to 32
+bits and misses random damage with probability 2**-32 per record; it is in
+the standard library, runs at GB/s and any tool can compute it.  Covering
+the length field means a damaged length cannot verify, and a run of zero
+bytes is not a valid empty record.  Covering the per-file salt means a frame
+that happens to sit inside a payload (a client name crafted to look like a
+record, or a copy of another journal) never verifies, so resynchronisation
+after damage cannot be steered into a forged record.
+
+Recovery at open
+================
+
+Records are verified from the start.  At the first record that does not
+verify (incomplete header, length over the cap, record running past the end
+of the file, or wrong checksum) the rest of the file is scanned byte by
+byte for any offset at which a whole record verifies.  If none does, the
+damage is a torn tail left by an interrupted write: the file is truncated
+there and a warning names the number of bytes dropped.  If one does, the
+damage is in the middle of the file and L{FileJournal.open} raises
+L{JournalCorrupt} naming the file, the offset and the way out
+(C{oauthctl repair --data DIR}, which calls L{repair}).
+
+Compaction writes C{journal.oauthd.tmp}, fsyncs it, renames it over
+C{journal.oauthd} and fsyncs the directory, so a crash at any instant
+leaves either the old file or the new one, whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import mmap
+import os
+import struct
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from attrs import define, field, frozen
+from zope.interface import Attribute, Interface, implementer
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+__all__ = [
+    "CompactionInProgress",
+    "FileJournal",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "IEventLog",
+    "JOURNAL_NAME",
+    "JournalClosed",
+    "JournalCorrupt",
+    "JournalError",
+    "JournalFailed",
+    "JournalLocked",
+    "LOCK_NAME",
+    "MAGIC",
+    "MAX_PAYLOAD",
+    "MemoryJournal",
+    "check_payload",
+    "RECORD_OVERHEAD",
+    "RepairReport",
+    "TEMP_NAME",
+    "main",
+    "repair",
+]
+
+JOURNAL_NAME = "journal.oauthd"
+LOCK_NAME = "journal.oauthd.lock"
+TEMP_NAME = "journal.oauthd.tmp"
+DAMAGED_INFIX = ".damaged-"
+
+MAGIC = b"OAUTHDJL"
+FORMAT_VERSION = 1
+MAX_PAYLOAD = 1 << 20
+
+_HEADER_BODY = struct.Struct(">8sI8s")
+_U32 = struct.Struct(">I")
+_FRAME = struct.Struct(">II")
+HEADER_SIZE = _HEADER_BODY.size + _U32.size
+RECORD_OVERHEAD = _FRAME.size
+
+# How much of a compaction snapshot one reactor turn consumes at most.  The
+# wall-clock budget bounds how long the reactor is held; it has no effect on
+# what is written, so it is measured with perf_counter, not the clock.
+_SLICE_RECORDS = 4096
+_SLICE_BYTES = 1 << 20
+_SLICE_SECONDS = 0.002
+
+_log = Logger()
+
+
+class JournalError(Exception):
+    """
+    Base class of the journal's errors.
+    """
+
+
+class JournalLocked(JournalError):
+    """
+    Another process (another oauthd instance) holds the data directory's lock.
+    """
+
+
+class JournalCorrupt(JournalError):
+    """
+    The journal file is damaged in a way that is not a torn tail, or its
+    header is not one this code reads.
+
+    @ivar path: The damaged file.
+    @ivar offset: The byte offset of the damage.
+    """
+
+    def __init__(self, message: str, path: str, offset: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+
+
+class JournalFailed(JournalError):
+    """
+    A write or fsync failed earlier; the journal refuses every further append
+    and compaction until it is reopened.
+    """
+
+
+class JournalClosed(JournalError):
+    """
+    The journal has been closed (or is closing) and accepts no more work.
+    """
+
+
+class CompactionInProgress(JournalError):
+    """
+    L{IEventLog.compact} was called while a compaction was still running.
+    """
+
+
+class IEventLog(Interface):
+    """
+    An ordered, durable log of opaque payloads.
+
+    All methods are called on the reactor thread.  Payloads are C{bytes} of
+    at most L{MAX_PAYLOAD} bytes; the log never interprets them.
+    """
+
+    record_count = Attribute(
+        "C{int}: the number of records durably in the log (acknowledged"
+        " appends plus the records present at open; after a compaction, the"
+        " records of the new file)."
+    )
+    byte_count = Attribute(
+        "C{int}: the size in bytes of the log's durable contents, counted as"
+        " the file format lays them out (L{HEADER_SIZE} plus"
+        " L{RECORD_OVERHEAD} + len(payload) per record)."
+    )
+
+    def append(payloads: Sequence[bytes]) -> Deferred[None]:
+        """
+        Append C{payloads}, in order, after everything appended before.
+
+        @raise ValueError: if a payload is longer than L{MAX_PAYLOAD} (nothing
+            is appended then).
+        @raise TypeError: if a payload is not C{bytes}.
+        @return: fires with C{None} once the payloads are durable (written
+            and fsync'd).  Appends are durable, and fire, in call order.  It
+            errbacks with L{JournalFailed} if this or any earlier write
+            failed, and with L{JournalClosed} after L{close}.
+        """
+
+    def replay() -> Iterator[bytes]:
+        """
+        The payloads present when the log was opened, oldest first.
+
+        Meant to be consumed once, at start-up, before the reactor runs (it
+        may block on reads).  It is not available after a compaction.
+        """
+
+    def compact(snapshot: Iterable[bytes]) -> Deferred[None]:
+        """
+        Replace the log's contents with C{snapshot}, the live state.
+
+        The new log holds exactly the payloads of C{snapshot}, followed by
+        every payload whose append had not been acknowledged when C{compact}
+        was called (its Deferred had not fired) and every payload appended
+        after, in append order.  The snapshot therefore has to cover only the
+        appends acknowledged before the call; it may also reflect later ones
+        (record application is idempotent).  Appends keep being accepted and
+        acknowledged during compaction.  C{snapshot} is consumed lazily on the
+        reactor thread, a small slice per reactor turn.
+
+        @return: fires with C{None} when the new log is durably in place.  If
+            the compaction fails (the snapshot raised, or writing the new log
+            failed before it replaced the old one), it errbacks and the old
+            log stays in use with nothing lost.  Errbacks with
+            L{CompactionInProgress} if a compaction is already running.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Flush pending appends, finish a running compaction and release the
+        log (for a file journal: close the file and drop the lock).
+
+        @return: fires with C{None} once everything is released.
+        """
+
+
+def check_payload(payload: object) -> bytes:
+    """
+    Check that C{payload} can be appended, and return it.
+
+    @raise TypeError: it is not C{bytes}.
+    @raise ValueError: it is longer than L{MAX_PAYLOAD}.
+    """
+    if not isinstance(payload, bytes):
+        raise TypeError(f"journal payloads are bytes, not {type(payload).__name__}")
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(
+            f"journal payload of {len(payload)} bytes exceeds the"
+            f" {MAX_PAYLOAD}-byte cap"
+        )
+    return payload
+
+
+def _record_bytes(payloads: Iterable[bytes]) -> int:
+    return sum(RECORD_OVERHEAD + len(p) for p in payloads)
+
+
+# ---------------------------------------------------------------------------
+# Encoding and verification
+
+
+def _encode_header(salt: bytes) -> bytes:
+    body = _HEADER_BODY.pack(MAGIC, FORMAT_VERSION, salt)
+    return body + _U32.pack(zlib.crc32(body))
+
+
+def _encode_records(salt_crc: int, payloads: Iterable[bytes]) -> bytes:
+    """
+    Frame C{payloads} as records of a file whose salt has CRC C{salt_crc}.
+    """
+    parts: list[bytes] = []
+    for payload in payloads:
+        length = _U32.pack(len(payload))
+        crc = zlib.crc32(payload, zlib.crc32(length, salt_crc))
+        parts += (length, _U32.pack(crc), payload)
+    return b"".join(parts)
+
+
+def _decode_header(buf: bytes | mmap.mmap, size: int, path: str) -> tuple[int, bool]:
+    """
+    Check the header of the journal in C{buf}.
+
+    @return: the CRC of the file's salt (the seed of its record CRCs) and
+        whether the header checksum verified.
+    @raise JournalCorrupt: the file is too short, is not a journal, or has a
+        format version this code does not read.
+    """
+    if size < HEADER_SIZE:
+        raise JournalCorrupt(
+            f"{path} is {size} bytes long, too short for the"
+            f" {HEADER_SIZE}-byte journal header; it is not a usable oauthd"
+            " journal",
+            path,
+            0,
+        )
+    magic, version, salt = _HEADER_BODY.unpack_from(buf, 0)
+    if magic != MAGIC:
+        raise JournalCorrupt(
+            f"{path} is not an oauthd journal (magic {magic!r}, expected"
+            f" {MAGIC!r} at byte offset 0)",
+            path,
+            0,
+        )
+    if version != FORMAT_VERSION:
+        raise JournalCorrupt(
+            f"{path} has journal format version {version}; this oauthd reads"
+            f" only version {FORMAT_VERSION}",
+            path,
+            8,
+        )
+    (header_crc,) = _U32.unpack_from(buf, _HEADER_BODY.size)
+    intact = zlib.crc32(buf[: _HEADER_BODY.size]) == header_crc
+    return zlib.crc32(salt), intact
+
+
+def _check_record(
+    buf: bytes | mmap.mmap, offset: int, end: int, salt_crc: int
+) -> tuple[int, str | None]:
+    """
+    Verify the record at C{offset}.
+
+    @return: C{(payload length, None)} if a whole record verifies there,
+        else C{(0, reason)}.
+    """
+    if offset + RECORD_OVERHEAD > end:
+        return 0, "incomplete record header"
+    length, crc = _FRAME.unpack_from(buf, offset)
+    if length > MAX_PAYLOAD:
+        return 0, f"record length {length} exceeds the {MAX_PAYLOAD}-byte cap"
+    start = offset + RECORD_OVERHEAD
+    if start + length > end:
+        return 0, f"record of {length} bytes runs past the end of the file"
+    seed = zlib.crc32(buf[offset : offset + 4], salt_crc)
+    if zlib.crc32(buf[start : start + length], seed) != crc:
+        return 0, "checksum mismatch"
+    return length, None
+
+
+def _resynchronise(
+    buf: bytes | mmap.mmap, start: int, end: int, salt_crc: int
+) -> int | None:
+    """
+    Find the first offset at or after C{start} where a whole record verifies.
+    """
+    last = end - RECORD_OVERHEAD
+    unpack = _FRAME.unpack_from
+    for offset in range(start, last + 1):
+        length, crc = unpack(buf, offset)
+        if length > MAX_PAYLOAD or offset + RECORD_OVERHEAD + length > end:
+            continue
+        if _check_record(buf, offset, end, salt_crc)[1] is None:
+            return offset
+    return None
+
+
+def _iter_records(
+    buf: bytes | mmap.mmap, start: int, end: int, salt_crc: int
+) -> Iterator[tuple[int, int, str | None]]:
+    """
+    Walk the records from C{start}: yield C{(offset, length, None)} for each
+    verified record, then C{(offset, 0, reason)} at the first one that does
+    not verify, if any.
+    """
+    offset = start
+    while offset < end:
+        length, problem = _check_record(buf, offset, end, salt_crc)
+        yield offset, length, problem
+        if problem is not None:
+            return
+        offset += RECORD_OVERHEAD + length
+
+
+# ---------------------------------------------------------------------------
+# Files, directories, the lock
+
+
+def _open_private(path: str, flags: int) -> int:
+    """
+    Open C{path} with C{flags}; a file it creates, and the file it opens, are
+    mode 0600 whatever the umask.
+    """
+    fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _prepare_directory(directory: str) -> None:
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+
+
+def _fsync_directory(directory: str, fsync_function: Callable[[int], None]) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fsync_function(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _remove_if_present(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _lock_directory(directory: str) -> int:
+    """
+    Take the exclusive lock on C{directory} and record our pid in it.
+
+    @return: the lock file's descriptor; closing it releases the lock.
+    @raise JournalLocked: another process holds it.
+    """
+    fd = _open_private(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+        who = f"pid {holder}" if holder.isdigit() else "pid unknown"
+        raise JournalLocked(
+            f"another oauthd instance ({who}) holds the lock on {directory};"
+            " only one process may use a data directory at a time"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_new_file(
+    directory: str,
+    records: Iterable[Sequence[bytes]],
+    fsync_function: Callable[[int], None] | None,
+) -> int:
+    """
+    Atomically replace (or create) the journal in C{directory} with a new one
+    holding the payloads in C{records} (an iterable of batches).
+
+    @param fsync_function: fsyncs the file and directory, or C{None} not to.
+    @return: the size of the new file.
+    """
+    temp = os.path.join(directory, TEMP_NAME)
+    _remove_if_present(temp)
+    fd = _open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        salt = os.urandom(8)
+        salt_crc = zlib.crc32(salt)
+        size = HEADER_SIZE
+        _write_all(fd, _encode_header(salt))
+        for batch in records:
+            data = _encode_records(salt_crc, batch)
+            _write_all(fd, data)
+            size += len(data)
+        if fsync_function is not None:
+            fsync_function(fd)
+    except BaseException:
+        os.close(fd)
+        _remove_if_present(temp)
+        raise
+    os.close(fd)
+    os.rename(temp, os.path.join(directory, JOURNAL_NAME))
+    if fsync_function is not None:
+        _fsync_directory(directory, fsync_function)
+    return size
+
+
+def _corrupt_middle(path: str, directory: str, offset: int, reason: str) -> JournalCorrupt:
+    return JournalCorrupt(
+        f"journal {path} is damaged at byte offset {offset} ({reason}) and"
+        " verifiable records follow the damage, so it is not a torn tail;"
+        " refusing to start. To keep every verifiable record (a copy of the"
+        f" damaged file is kept), run: oauthctl repair --data {directory}",
+        path,
+        offset,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The file journal
+
+
+@define(eq=False)
+class _Entry:
+    """
+    One append() call waiting for its write+fsync.
+    """
+
+    payloads: tuple[bytes, ...]
+    done: Deferred[None]
+
+
+@define(eq=False)
+class _Compaction:
+    """
+    A compaction in progress.
+
+    The reactor side owns everything but C{fd} and C{salt_crc}, which only
+    the writer thread touches.
+    """
+
+    snapshot: Iterator[bytes]
+    done: Deferred[None]
+    # Payloads that go after the snapshot: those not yet acknowledged when
+    # compact() was called, then every later append.
+    tail: list[bytes]
+    tail_bytes: int
+    snapshot_records: int = 0
+    snapshot_bytes: int = 0
+    chunk: list[bytes] | None = None
+    exhausted: bool = False
+    # Set once the final write is submitted: later appends go to the new
+    # file the ordinary way, not into the tail.
+    sealed: bool = False
+    abort: Exception | None = None
+    fd: int | None = None
+    salt_crc: int = 0
+
+
+class _CompactionAborted(Exception):
+    """
+    Writing the new file failed before it replaced the old one; the old file
+    is untouched and stays in use.  The cause is chained.
+    """
+
+
+@implementer(IEventLog)
+@define(eq=False)
+class FileJournal:
+    """
+    The journal as one append-only file in a data directory.
+
+    Build it with L{FileJournal.open}.  See the module docstring for the
+    file format, the threading model and crash recovery.
+    """
+
+    _directory: str
+    _path: str
+    _fd: int
+    _lock_fd: int
+    _salt_crc: int
+    _records: int
+    _size: int
+    _reactor: IReactorFromThreads
+    _pool: ThreadPool
+    _owns_pool: bool
+    _fsync: bool
+    _fsync_function: Callable[[int], None]
+    _group_commit: bool
+    _replay_end: int = field(init=False)
+    _replayable: bool = True
+    _pending: list[_Entry] = field(factory=list)
+    _inflight: Sequence[bytes] = ()
+    _busy: bool = False
+    _kicking: bool = False
+    _rekick: bool = False
+    _last_was_chunk: bool = False
+    _compaction: _Compaction | None = None
+    _failure: JournalFailed | None = None
+    _closing: bool = False
+    _closed: bool = False
+    _close_waiters: list[Deferred[None]] = field(factory=list)
+    _shutdown_trigger: Any = None
+    # A compaction cut short by a failure; close() removes its file.
+    _leftover: _Compaction | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self._replay_end = self._size
+
+    @classmethod
+    def open(
+        cls,
+        directory: str,
+        reactor: IReactorFromThreads,
+        *,
+        pool: ThreadPool | None = None,
+        fsync: bool = True,
+        fsync_function: Callable[[int], None] = os.fsync,
+        group_commit: bool = True,
+    ) -> FileJournal:
+        """
+        Open (creating if need be) the journal in C{directory}.
+
+        Blocking: call it before the reactor runs.  Creates C{directory}
+        (mode 0700, whatever the umask), takes its lock, removes a temporary
+        file a crash left behind, verifies every record and cuts off a torn
+        tail (logging a warning with the number of bytes dropped).
+
+        @param reactor: The reactor whose thread calls this journal; the
+            writer's results come back through its C{callFromThread}.
+        @param pool: Runs the writer's jobs (anything with L{ThreadPool}'s
+            C{callInThreadWithCallback}; one job is given at a time).  By
+            default the journal starts its own one-thread pool and stops it
+            in L{close}.  Tests pass a pool that runs jobs inline.
+        @param fsync: C{False} skips every fsync (benchmarks and tests only:
+            nothing is durable then).
+        @param fsync_function: What fsyncs a descriptor (tests inject one
+            that blocks or fails).
+        @param group_commit: C{False} gives every append() call its own
+            write+fsync (for benchmarks).
+
+        @raise JournalLocked: another process holds the directory's lock.
+        @raise JournalCorrupt: the header is bad, or damage is followed by
+            verifiable records (run L{repair}).
+        """
+        directory = os.path.abspath(directory)
+        path = os.path.join(directory, JOURNAL_NAME)
+        sync = fsync_function if fsync else None
+        _prepare_directory(directory)
+        lock_fd = _lock_directory(directory)
+        fd = -1
+        try:
+            _remove_if_present(os.path.join(directory, TEMP_NAME))
+            if not os.path.exists(path):
+                _write_new_file(directory, [], sync)
+            fd = _open_private(path, os.O_RDWR | os.O_APPEND)
+            salt_crc, records, size = _recover(fd, path, directory, sync)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            os.close(lock_fd)
+            raise
+        owns_pool = pool is None
+        if pool is None:
+            pool = ThreadPool(minthreads=1, maxthreads=1, name="oauthd-journal")
+            pool.start()
+        journal = cls(
+            directory=directory,
+            path=path,
+            fd=fd,
+            lock_fd=lock_fd,
+            salt_crc=salt_crc,
+            records=records,
+            size=size,
+            reactor=reactor,
+            pool=pool,
+            owns_pool=owns_pool,
+            fsync=fsync,
+            fsync_function=fsync_function,
+            group_commit=group_commit,
+        )
+        if owns_pool:
+            core = IReactorCore(reactor, None)
+            if core is not None:
+                # Never leave a non-daemon thread behind if close() is skipped.
+                journal._shutdown_trigger = core.addSystemEventTrigger(
+                    "after", "shutdown", journal._stop_pool
+                )
+        return journal
+
+    @property
+    def path(self) -> str:
+        """
+        The journal file's path.
+        """
+        return self._path
+
+    @property
+    def record_count(self) -> int:
+        """
+        See L{IEventLog.record_count}.
+        """
+        return self._records
+
+    @property
+    def byte_count(self) -> int:
+        """
+        See L{IEventLog.byte_count}; for this journal it is the file's size.
+        """
+        return self._size
+
+    # -- IEventLog -----------------------------------------------------------
+
+    def append(self, payloads: Sequence[bytes]) -> Deferred[None]:
+        """
+        See L{IEventLog.append}.
+        """
+        batch = tuple(check_payload(p) for p in payloads)
+        if self._closing:
+            return fail(JournalClosed(f"journal {self._path} is closed"))
+        if self._failure is not None:
+            return fail(self._failure)
+        if not batch and not self._busy and not self._pending:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        self._pending.append(_Entry(batch, done))
+        compaction = self._compaction
+        if compaction is not None and not compaction.sealed:
+            compaction.tail += batch
+            compaction.tail_bytes += _record_bytes(batch)
+        self._kick()
+        return done
+
+    def replay(self) -> Iterator[bytes]:
+        """
+        See L{IEventLog.replay}.  Reads with blocking I/O.
+
+        @raise RuntimeError: the journal has been compacted or closed since
+            it was opened.
+        """
+        if not self._replayable or self._closing:
+            raise RuntimeError(
+                "replay() reads the records present at open; it is not"
+                " available after a compaction or close()"
+            )
+        return self._replay(self._fd, self._replay_end)
+
+    def _replay(self, fd: int, end: int) -> Iterator[bytes]:
+        with mmap.mmap(fd, end, prot=mmap.PROT_READ) as buf:
+            for offset, length, problem in _iter_records(
+                buf, HEADER_SIZE, end, self._salt_crc
+            ):
+                if problem is not None:
+                    raise JournalCorrupt(
+                        f"journal {self._path} changed under us at byte offset"
+                        f" {offset} ({problem})",
+                        self._path,
+                        offset,
+                    )
+                start = offset + RECORD_OVERHEAD
+                yield buf[start : start + length]
+
+    def compact(self, snapshot: Iterable[bytes]) -> Deferred[None]:
+        """
+        See L{IEventLog.compact}.
+        """
+        if self._closing:
+            return fail(JournalClosed(f"journal {self._path} is closed"))
+        if self._failure is not None:
+            return fail(self._failure)
+        if self._compaction is not None:
+            return fail(
+                CompactionInProgress(f"journal {self._path} is already compacting")
+            )
+        tail = list(self._inflight)
+        for entry in self._pending:
+            tail += entry.payloads
+        compaction = _Compaction(
+            snapshot=iter(snapshot),
+            done=Deferred(),
+            tail=tail,
+            tail_bytes=_record_bytes(tail),
+        )
+        self._compaction = compaction
+        self._replayable = False
+        self._produce(compaction)
+        self._kick()
+        return compaction.done
+
+    def close(self) -> Deferred[None]:
+        """
+        See L{IEventLog.close}.
+        """
+        if self._closed:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        self._close_waiters.append(done)
+        self._closing = True
+        self._kick()
+        return done
+
+    # -- the reactor side of the writer ---------------------------------------
+
+    def _kick(self) -> None:
+        """
+        Give the writer its next job if it is idle.  Re-entrant calls (from
+        a job that completed synchronously) are folded into the outer loop,
+        so an inline pool does not recurse once per job.
+        """
+        if self._kicking:
+            self._rekick = True
+            return
+        self._kicking = True
+        try:
+            self._rekick = True
+            while self._rekick:
+                self._rekick = False
+                self._start_next_job()
+        finally:
+            self._kicking = False
+
+    def _submit(self, job: Callable[..., object], *args: object) -> Deferred[Any]:
+        self._busy = True
+        return deferToThreadPool(self._reactor, self._pool, job, *args)
+
+    def _job_finished(self) -> None:
+        self._busy = False
+        self._inflight = ()
+        self._kick()
+
+    def _start_next_job(self) -> None:
+        if self._busy or self._closed:
+            return
+        compaction = self._compaction
+        if self._failure is None:
+            if compaction is not None and compaction.abort is not None:
+                self._submit(self._discard_compaction_file, compaction).addBoth(
+                    self._compaction_abandoned, compaction
+                )
+                return
+            if compaction is not None and compaction.exhausted and compaction.chunk is None:
+                # Every pending append is in the tail: the final write makes
+                # it durable in the new file, so it fires with the compaction.
+                entries, self._pending = self._pending, []
+                self._inflight = [p for e in entries for p in e.payloads]
+                compaction.sealed = True
+                self._submit(
+                    self._finish_compaction, compaction, compaction.tail
+                ).addBoth(self._compaction_finished, compaction, entries)
+                return
+            chunk_ready = compaction is not None and compaction.chunk is not None
+            if self._pending and (not chunk_ready or self._last_was_chunk):
+                self._last_was_chunk = False
+                if self._group_commit:
+                    entries, self._pending = self._pending, []
+                else:
+                    entries, self._pending = self._pending[:1], self._pending[1:]
+                payloads = [p for e in entries for p in e.payloads]
+                self._inflight = payloads
+                self._submit(self._write_batch, payloads).addBoth(
+                    self._batch_written, entries, len(payloads), _record_bytes(payloads)
+                )
+                return
+            if compaction is not None and compaction.chunk is not None:
+                self._last_was_chunk = True
+                self._submit(
+                    self._write_chunk, compaction, compaction.chunk
+                ).addBoth(self._chunk_written, compaction)
+                return
+        if self._closing and not self._pending and self._compaction is None:
+            self._submit(self._close_files).addBoth(self._files_closed)
+
+    def _batch_written(
+        self, result: object, entries: list[_Entry], records: int, size: int
+    ) -> None:
+        try:
+            if isinstance(result, Failure):
+                self._enter_failed(result, entries)
+            else:
+                self._records += records
+                self._size += size
+                for entry in entries:
+                    entry.done.callback(None)
+        finally:
+            self._job_finished()
+
+    def _produce(self, compaction: _Compaction) -> None:
+        """
+        Consume the next slice of the snapshot, on the reactor thread.
+        """
+        chunk: list[bytes] = []
+        size = 0
+        deadline = time.perf_counter() + _SLICE_SECONDS
+        try:
+            for payload in compaction.snapshot:
+                chunk.append(check_payload(payload))
+                size += RECORD_OVERHEAD + len(payload)
+                if (
+                    len(chunk) >= _SLICE_RECORDS
+                    or size >= _SLICE_BYTES
+                    or time.perf_counter() >= deadline
+                ):
+                    break
+            else:
+                compaction.exhausted = True
+        except Exception as e:
+            _log.failure(
+                "Journal {path}: compaction abandoned, the snapshot could not"
+                " be read; the current file stays in use",
+                level=LogLevel.error,
+                path=self._path,
+            )
+            compaction.abort = e
+            return
+        compaction.snapshot_records += len(chunk)
+        compaction.snapshot_bytes += size
+        compaction.chunk = chunk or None
+
+    def _chunk_written(self, result: object, compaction: _Compaction) -> None:
+        try:
+            compaction.chunk = None
+            if isinstance(result, Failure):
+                self._compaction_failed(result, compaction, [])
+            elif compaction is self._compaction and not compaction.exhausted:
+                self._produce(compaction)
+        finally:
+            self._job_finished()
+
+    def _compaction_finished(
+        self, result: object, compaction: _Compaction, entries: list[_Entry]
+    ) -> None:
+        try:
+            if isinstance(result, Failure):
+                self._compaction_failed(result, compaction, entries)
+                return
+            self._compaction = None
+            self._records = compaction.snapshot_records + len(compaction.tail)
+            self._size = HEADER_SIZE + compaction.snapshot_bytes + compaction.tail_bytes
+            _log.info(
+                "Journal {path} compacted: {records} records, {size} bytes",
+                path=self._path,
+                records=self._records,
+                size=self._size,
+            )
+            for entry in entries:
+                entry.done.callback(None)
+            compaction.done.callback(None)
+        finally:
+            self._job_finished()
+
+    def _compaction_failed(
+        self, failure: Failure, compaction: _Compaction, entries: list[_Entry]
+    ) -> None:
+        if not isinstance(failure.value, _CompactionAborted):
+            self._enter_failed(failure, entries)
+            return
+        self._compaction = None
+        # Appends the final write had taken never reached the old file.
+        self._pending[:0] = entries
+        cause = failure.value.__cause__ or failure.value
+        _log.failure(
+            "Journal {path}: compaction failed ({error}); the current file"
+            " stays in use",
+            failure,
+            level=LogLevel.error,
+            path=self._path,
+            error=cause,
+        )
+        compaction.done.errback(cause)
+
+    def _compaction_abandoned(self, result: object, compaction: _Compaction) -> None:
+        try:
+            self._compaction = None
+            compaction.done.errback(compaction.abort)
+        finally:
+            self._job_finished()
+
+    def _enter_failed(self, failure: Failure, entries: list[_Entry]) -> None:
+        error = JournalFailed(
+            f"journal {self._path} is in a failed state after a write error"
+            f" ({failure.getErrorMessage()}); it refuses every further append"
+            " until oauthd is restarted"
+        )
+        error.__cause__ = failure.value
+        self._failure = error
+        _log.failure(
+            "Journal {path}: a write or fsync failed; the journal is now in a"
+            " failed state and refuses every further append until restart",
+            failure,
+            path=self._path,
+        )
+        waiting = entries + self._pending
+        self._pending = []
+        for entry in waiting:
+            entry.done.errback(error)
+        compaction, self._compaction = self._compaction, None
+        if compaction is not None:
+            self._leftover = compaction
+            compaction.done.errback(error)
+
+    def _files_closed(self, result: object) -> None:
+        self._busy = False
+        self._closed = True
+        if isinstance(result, Failure):
+            _log.failure(
+                "Journal {path}: error while closing", result, path=self._path
+            )
+        if self._shutdown_trigger is not None:
+            core = IReactorCore(self._reactor, None)
+            if core is not None:
+                core.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
+        self._stop_pool()
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _stop_pool(self) -> None:
+        if self._owns_pool:
+            self._owns_pool = False
+            self._pool.stop()
+
+    # -- the writer thread ------------------------------------------------------
+
+    def _sync(self, fd: int) -> None:
+        if self._fsync:
+            self._fsync_function(fd)
+
+    def _write_batch(self, payloads: list[bytes]) -> None:
+        if payloads:
+            _write_all(self._fd, _encode_records(self._salt_crc, payloads))
+            self._sync(self._fd)
+
+    def _open_compaction_file(self, compaction: _Compaction) -> int:
+        if compaction.fd is None:
+            temp = os.path.join(self._directory, TEMP_NAME)
+            _remove_if_present(temp)
+            fd = _open_private(temp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
+            compaction.fd = fd
+            salt = os.urandom(8)
+            compaction.salt_crc = zlib.crc32(salt)
+            _write_all(fd, _encode_header(salt))
+        return compaction.fd
+
+    def _discard_compaction_file(self, compaction: _Compaction) -> None:
+        if compaction.fd is not None:
+            fd, compaction.fd = compaction.fd, None
+            try:
+                os.close(fd)
+            finally:
+                _remove_if_present(os.path.join(self._directory, TEMP_NAME))
+
+    def _write_chunk(self, compaction: _Compaction, payloads: list[bytes]) -> None:
+        try:
+            fd = self._open_compaction_file(compaction)
+            _write_all(fd, _encode_records(compaction.salt_crc, payloads))
+        except Exception as e:
+            self._discard_quietly(compaction)
+            raise _CompactionAborted() from e
+
+    def _finish_compaction(self, compaction: _Compaction, tail: list[bytes]) -> None:
+        try:
+            fd = self._open_compaction_file(compaction)
+            _write_all(fd, _encode_records(compaction.salt_crc, tail))
+            self._sync(fd)
+            os.rename(os.path.join(self._directory, TEMP_NAME), self._path)
+        except Exception as e:
+            self._discard_quietly(compaction)
+            raise _CompactionAborted() from e
+        # The new file is in place; from here on appends go to it.
+        old, self._fd = self._fd, fd
+        compaction.fd = None
+        self._salt_crc = compaction.salt_crc
+        try:
+            os.close(old)
+        except OSError:
+            pass
+        if self._fsync:
+            # A failure here means the rename may not be durable: fatal.
+            _fsync_directory(self._directory, self._fsync_function)
+
+    def _discard_quietly(self, compaction: _Compaction) -> None:
+        try:
+            self._discard_compaction_file(compaction)
+        except OSError:
+            pass
+
+    def _close_files(self) -> None:
+        try:
+            for compaction in (self._compaction, self._leftover):
+                if compaction is not None:
+                    self._discard_quietly(compaction)
+            os.close(self._fd)
+        finally:
+            os.close(self._lock_fd)
+
+
+def _recover(
+    fd: int, path: str, directory: str, sync: Callable[[int], None] | None
+) -> tuple[int, int, int]:
+    """
+    Verify the open journal C{fd}, cutting off a torn tail.
+
+    @return: the salt CRC, the number of records and the (new) file size.
+    """
+    size = os.fstat(fd).st_size
+    if size < HEADER_SIZE:
+        raise JournalCorrupt(
+            f"{path} is {size} bytes long, too short for the"
+            f" {HEADER_SIZE}-byte journal header; it is not a usable oauthd"
+            " journal",
+            path,
+            0,
+        )
+    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as buf:
+        salt_crc, intact = _decode_header(buf, size, path)
+        if not intact:
+            raise JournalCorrupt(
+                f"journal {path} has a damaged header (checksum mismatch at"
+                " byte offset 0); refusing to start. To keep every verifiable"
+                f" record, run: oauthctl repair --data {directory}",
+                path,
+                0,
+            )
+        records = 0
+        end = HEADER_SIZE
+        problem: str | None = None
+        for offset, length, problem in _iter_records(buf, HEADER_SIZE, size, salt_crc):
+            if problem is None:
+                records += 1
+                end = offset + RECORD_OVERHEAD + length
+        if problem is not None and _resynchronise(buf, end + 1, size, salt_crc) is not None:
+            raise _corrupt_middle(path, directory, end, problem)
+    if end < size:
+        os.ftruncate(fd, end)
+        if sync is not None:
+            sync(fd)
+        _log.warn(
+            "Journal {path}: cut off a torn record at the end of the file"
+            " ({dropped_bytes} bytes from byte offset {offset}: {reason});"
+            " an interrupted write left it and it was never acknowledged",
+            path=path,
+            dropped_bytes=size - end,
+            offset=end,
+            reason=problem,
+        )
+    return salt_crc, records, end
+
+
+# ---------------------------------------------------------------------------
+# The in-memory fake
+
+
+def _checked_list(payloads: Iterable[bytes]) -> list[bytes]:
+    return [check_payload(p) for p in payloads]
+
+
+@implementer(IEventLog)
+@define(eq=False)
+class MemoryJournal:
+    """
+    An L{IEventLog} held in memory, for tests of the layers above.
+
+    L{append} and L{compact} complete at once.  L{payloads} shows what a
+    file would now hold; C{MemoryJournal(old.payloads)} is a "reopen".
+    L{fail} puts it in the failed state a write error would.
+    """
+
+    _at_open: list[bytes] = field(factory=list, converter=_checked_list, alias="payloads")
+    _payloads: list[bytes] = field(init=False)
+    _failure: JournalFailed | None = None
+    _closed: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        self._payloads = list(self._at_open)
+
+    @property
+    def payloads(self) -> list[bytes]:
+        """
+        A copy of the payloads the log now holds, in order.
+        """
+        return list(self._payloads)
+
+    @property
+    def record_count(self) -> int:
+        """
+        See L{IEventLog.record_count}.
+        """
+        return len(self._payloads)
+
+    @property
+    def byte_count(self) -> int:
+        """
+        See L{IEventLog.byte_count}: what the file journal's file would
+        measure.
+        """
+        return HEADER_SIZE + _record_bytes(self._payloads)
+
+    def fail(self, reason: Exception) -> None:
+        """
+        Behave from now on as if a write had failed with C{reason}.
+        """
+        error = JournalFailed(f"memory journal failed: {reason}")
+        error.__cause__ = reason
+        self._failure = error
+
+    def _refusal(self) -> Deferred[None] | None:
+        if self._closed:
+            return fail(JournalClosed("memory journal is closed"))
+        if self._failure is not None:
+            return fail(self._failure)
+        return None
+
+    def append(self, payloads: Sequence[bytes]) -> Deferred[None]:
+        """
+        See L{IEventLog.append}.
+        """
+        batch = [check_payload(p) for p in payloads]
+        refusal = self._refusal()
+        if refusal is not None:
+            return refusal
+        self._payloads += batch
+        return succeed(None)
+
+    def replay(self) -> Iterator[bytes]:
+        """
+        See L{IEventLog.replay}.
+        """
+        return iter(list(self._at_open))
+
+    def compact(self, snapshot: Iterable[bytes]) -> Deferred[None]:
+        """
+        See L{IEventLog.compact}.  The snapshot is consumed at once.
+        """
+        refusal = self._refusal()
+        if refusal is not None:
+            return refusal
+        try:
+            live = [check_payload(p) for p in snapshot]
+        except Exception:
+            return fail()
+        self._payloads = live
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        """
+        See L{IEventLog.close}.
+        """
+        self._closed = True
+        return succeed(None)
+
+
+# ---------------------------------------------------------------------------
+# Repair
+
+
+@frozen
+class RepairReport:
+    """
+    What L{repair} did.
+
+    @ivar journal: The journal file.
+    @ivar kept_records: Records verified and kept, in order.
+    @ivar skipped_bytes: Bytes dropped because no record verified in them.
+    @ivar damaged_regions: The number of separate runs of dropped bytes.
+    @ivar header_damaged: The header checksum did not verify (its salt was
+        used anyway).
+    @ivar damaged_copy: Where the damaged file was kept, or C{None} if
+        nothing needed repair and the journal was left untouched.
+    """
+
+    journal: str
+    kept_records: int
+    skipped_bytes: int
+    damaged_regions: int
+    header_damaged: bool
+    damaged_copy: str | None
+
+    def describe(self) -> str:
+        """
+        One line for a human.
+        """
+        if self.damaged_copy is None:
+            return (
+                f"{self.journal}: no damage found; {self.kept_records} records"
+                " verified, nothing changed"
+            )
+        header = " (the header was damaged)" if self.header_damaged else ""
+        return (
+            f"{self.journal}: kept {self.kept_records} verifiable records,"
+            f" skipped {self.skipped_bytes} bytes in {self.damaged_regions}"
+            f" damaged region(s){header}; the damaged file is kept as"
+            f" {self.damaged_copy}"
+        )
+
+
+def repair(directory: str, *, now: float | None = None) -> RepairReport:
+    """
+    Rewrite a damaged journal with every record that verifies.
+
+    Takes the directory's lock (so not while oauthd runs), walks the file
+    resynchronising past every damaged region, and, if anything was
+    damaged, keeps the damaged file as C{journal.oauthd.damaged-<UTC time>}
+    and atomically replaces the journal with the verified records (fsync'd
+    file, rename, fsync'd directory).  Blocking; an offline operation.
+
+    @param now: The POSIX time to name the damaged copy with (default: the
+        current time).
+    @raise JournalLocked: oauthd (or another repair) holds the lock.
+    @raise JournalCorrupt: the file is not an oauthd journal of a version
+        this code reads; nothing is changed then.
+    @raise FileNotFoundError: there is no journal in C{directory}.
+    """
+    directory = os.path.abspath(directory)
+    path = os.path.join(directory, JOURNAL_NAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no journal at {path}")
+    lock_fd = _lock_directory(directory)
+    try:
+        _remove_if_present(os.path.join(directory, TEMP_NAME))
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < HEADER_SIZE:
+                raise JournalCorrupt(
+                    f"{path} is {size} bytes long, too short for a journal"
+                    " header; nothing can be recovered from it",
+                    path,
+                    0,
+                )
+            with mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as buf:
+                salt_crc, intact = _decode_header(buf, size, path)
+                spans, skipped, regions = _salvage(buf, size, salt_crc)
+                if intact and not skipped:
+                    return RepairReport(path, len(spans), 0, 0, False, None)
+                copy = _damaged_copy_name(path, time.time() if now is None else now)
+                try:
+                    os.link(path, copy)
+                except OSError:
+                    _copy_private(buf, size, copy)
+                _write_new_file(
+                    directory, _batches_of(buf, spans), os.fsync
+                )
+        return RepairReport(path, len(spans), skipped, regions, not intact, copy)
+    finally:
+        os.close(lock_fd)
+
+
+def _salvage(
+    buf: mmap.mmap, size: int, salt_crc: int
+) -> tuple[list[tuple[int, int]], int, int]:
+    """
+    @return: the (payload offset, length) of every verifiable record, the
+        number of bytes skipped and the number of damaged regions.
+    """
+    spans: list[tuple[int, int]] = []
+    skipped = regions = 0
+    offset = HEADER_SIZE
+    while offset < size:
+        for record, length, problem in _iter_records(buf, offset, size, salt_crc):
+            if problem is None:
+                spans.append((record + RECORD_OVERHEAD, length))
+                offset = record + RECORD_OVERHEAD + length
+            else:
+                offset = record
+        if offset >= size:
+            break
+        resume = _resynchronise(buf, offset + 1, size, salt_crc)
+        stop = size if resume is None else resume
+        skipped += stop - offset
+        regions += 1
+        offset = stop
+    return spans, skipped, regions
+
+
+def _batches_of(buf: mmap.mmap, spans: list[tuple[int, int]]) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    size = 0
+    for start, length in spans:
+        batch.append(buf[start : start + length])
+        size += length
+        if size >= _SLICE_BYTES:
+            yield batch
+            batch, size = [], 0
+    yield batch
+
+
+def _damaged_copy_name(path: str, now: float) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    copy = f"{path}{DAMAGED_INFIX}{stamp}"
+    serial = 1
+    while os.path.lexists(copy):
+        serial += 1
+        copy = f"{path}{DAMAGED_INFIX}{stamp}.{serial}"
+    return copy
+
+
+def _copy_private(buf: mmap.mmap, size: int, copy: str) -> None:
+    fd = _open_private(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        _write_all(fd, buf[:size])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------
+# Command line: python -m oauthd.journal repair DIR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    C{python -m oauthd.journal repair DIR}: run L{repair} and report.
+
+    @return: the exit status: 0 on success, 1 on error.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m oauthd.journal", description="oauthd journal tools"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    repair_parser = commands.add_parser(
+        "repair",
+        help="rewrite a damaged journal with every verifiable record,"
+        " keeping a copy of the damaged file",
+    )
+    repair_parser.add_argument("directory", help="the oauthd data directory")
+    options = parser.parse_args(argv)
+    try:
+        report = repair(options.directory)
+    except (JournalError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report.describe())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
