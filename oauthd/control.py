@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 
 from oauthd import __version__
+from oauthd.authority import Authority
 
 log = Logger()
 
@@ -85,11 +86,13 @@ class ControlFactory(Factory):
     def __init__(
         self,
         clock: IReactorTime,
+        authority: Authority,
         allowed_uids: Collection[int] = (),
         admin_gid: int | None = None,
         peer_credentials: Callable[[ITransport], PeerCredentials | None] = socket_peer_credentials,
     ) -> None:
         self.clock = clock
+        self.authority = authority
         self.started = clock.seconds()
         self.allowed_uids = frozenset({0, os.getuid(), *allowed_uids})
         self.admin_gid = admin_gid

@@ -22,6 +22,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
+from oauthd.authority import Authority
 from oauthd.config import Config
 from oauthd.discovery import (
     Capabilities,
@@ -92,8 +93,9 @@ class OAuthHTTP:
 
     app = Klein()
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, authority: Authority) -> None:
         self._config = config
+        self._authority = authority
         self.capabilities = Capabilities()
 
     def resource(self) -> IResource:

@@ -127,17 +127,41 @@ def make_data_dir(path: str) -> None:
         raise ConfigError(f"data: cannot use {path!r}: {e.strerror}") from None
 
 
-def build_service(config: Config, reactor: Any) -> Daemon:
+def build_service(config: Config, reactor: Any, journal_pool: Any = None) -> Daemon:
     """
-    Compose the daemon's services under one root, in start order; they stop
-    in the reverse order, so listeners close before state is flushed.
+    Compose the daemon's services under one root. Loading the journal blocks,
+    which is fine: the reactor is not running yet.
+
+    @param journal_pool: runs the journal's writes; by default the journal
+        starts a thread of its own (tests pass one that runs inline).
+    @raise ConfigError: if the data directory or its journal cannot be used.
     """
+    from twisted.python.threadpool import ThreadPool
+
+    from oauthd.authority import Authority
     from oauthd.control import ControlFactory
+    from oauthd.hashing import PasswordHasher, ThreadPoolService
     from oauthd.http import OAuthHTTP
+    from oauthd.journal import FileJournal, JournalError
+    from oauthd.store import Store
 
     make_data_dir(config.data)
+    try:
+        journal = FileJournal.open(config.data, reactor, pool=journal_pool)
+    except JournalError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        store = Store.load(journal, reactor)
+    except ValueError as e:
+        raise ConfigError(f"{journal.path}: {e}") from None
     root = Daemon()
-    http = OAuthHTTP(config)
+    # Services stop in the reverse order: listeners first, the store (which
+    # flushes the journal) last.
+    store.setServiceParent(root)
+    hash_pool = ThreadPool(minthreads=0, maxthreads=config.hash_threads, name="oauthd-bcrypt")
+    ThreadPoolService(hash_pool).setServiceParent(root)
+    authority = Authority(store, config, PasswordHasher(reactor, hash_pool, config.bcrypt_cost))
+    http = OAuthHTTP(config, authority)
     site = Site(http.resource())
     site.displayTracebacks = False
     for endpoint in config.listen:
@@ -150,7 +174,8 @@ def build_service(config: Config, reactor: Any) -> Daemon:
                 endpoint=endpoint,
                 issuer=config.issuer,
             )
-    strports.service(config.control, ControlFactory(reactor), reactor=reactor).setServiceParent(root)
+    control = ControlFactory(reactor, authority)
+    strports.service(config.control, control, reactor=reactor).setServiceParent(root)
     return root
 
 

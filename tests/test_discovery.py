@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from oauthd.config import build_config
 from oauthd.discovery import ENDPOINT_PATHS, Capabilities
 from oauthd.http import OAuthHTTP
+from tests.helpers import make_authority, make_config
 
 ISSUER = "https://auth.example.com/base"
 
@@ -49,7 +50,7 @@ ALL = Capabilities(
 
 class DiscoveryTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.http = OAuthHTTP(build_config({"issuer": ISSUER, "data": "/nonexistent"}))
+        self.http = OAuthHTTP(make_config(issuer=ISSUER), make_authority())
         self.treq = StubTreq(self.http.resource())
 
     def get(self, path: str, method: str = "GET") -> tuple[Any, Any]:

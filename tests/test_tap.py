@@ -20,12 +20,21 @@ from twisted.web.server import Site
 from oauthd import tap
 from oauthd.config import DEFAULT_PORT, ConfigError, build_config, read_config_file
 from oauthd.control import ControlFactory
+from tests.helpers import TestReactor
+from tests.journal_doubles import InlinePool
 
 
 def parsed(*args: str) -> tap.Options:
     options = tap.Options()
     options.parseOptions(list(args))
     return options
+
+
+def built(options: tap.Options, reactor: MemoryReactorClock | None = None) -> tap.Daemon:
+    """
+    The service tree for C{options} on a memory reactor, journal writes inline.
+    """
+    return tap.build_service(options.config(), reactor or TestReactor(), journal_pool=InlinePool())
 
 
 def test_plugin_is_discoverable() -> None:
@@ -49,10 +58,10 @@ def test_default_listeners(tmp_path: Path) -> None:
     the control socket is a mode-0600 UNIX socket inside a 0700 data directory.
     """
     data = tmp_path / "data"
-    reactor = MemoryReactorClock()
+    reactor = TestReactor()
     old = os.umask(0)
     try:
-        service = tap.makeService(parsed("--data", str(data)), reactor)
+        service = built(parsed("--data", str(data)), reactor)
         service.privilegedStartService()
         service.startService()
     finally:
@@ -112,17 +121,14 @@ def test_plain_http_on_public_interface_warns(tmp_path: Path) -> None:
     does not.
     """
     observer = EventLoggingObserver.createWithCleanup(_Cleanup(), globalLogPublisher)
-    tap.makeService(parsed("--data", str(tmp_path), "--listen", "tcp:0"), MemoryReactorClock())
+    built(parsed("--data", str(tmp_path / "1"), "--listen", "tcp:0"))
     warnings = [e for e in observer if "non-loopback" in e["log_format"]]
     assert len(warnings) == 1
     assert warnings[0]["endpoint"] == "tcp:0"
     _Cleanup.run()
     observer = EventLoggingObserver.createWithCleanup(_Cleanup(), globalLogPublisher)
-    tap.makeService(
-        parsed("--data", str(tmp_path), "--listen", "tcp:0", "--issuer", "https://a.example"),
-        MemoryReactorClock(),
-    )
-    tap.makeService(parsed("--data", str(tmp_path), "--listen", "unix:x.sock"), MemoryReactorClock())
+    built(parsed("--data", str(tmp_path / "2"), "--listen", "tcp:0", "--issuer", "https://a.example"))
+    built(parsed("--data", str(tmp_path / "3"), "--listen", "unix:x.sock"))
     assert not [e for e in observer if "non-loopback" in e["log_format"]]
     _Cleanup.run()
 
@@ -205,9 +211,10 @@ def test_port_taken_exits_with_one_line(tmp_path: Path, capfd: pytest.CaptureFix
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        service = tap.makeService(
-            parsed("--data", str(tmp_path), "--listen", f"tcp:{port}:interface=127.0.0.1"),
+        service = tap.build_service(
+            parsed("--data", str(tmp_path), "--listen", f"tcp:{port}:interface=127.0.0.1").config(),
             reactor,
+            journal_pool=InlinePool(),
         )
         with pytest.raises(SystemExit):
             service.privilegedStartService()
@@ -225,7 +232,7 @@ def test_ready_notification(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         manager.bind(address)
         manager.settimeout(5)
         monkeypatch.setenv("NOTIFY_SOCKET", address)
-        service = tap.makeService(parsed("--data", str(tmp_path / "d")), MemoryReactorClock())
+        service = built(parsed("--data", str(tmp_path / "d")))
         service.privilegedStartService()
         service.startService()
         assert manager.recv(100) == b"READY=1"
@@ -240,7 +247,7 @@ def test_data_dir_that_cannot_be_made(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ConfigError, match="data: cannot use"):
-        tap.build_service(build_config({"data": str(blocker / "sub")}), MemoryReactorClock())
+        tap.build_service(build_config({"data": str(blocker / "sub")}), TestReactor())
 
 
 def test_sample_config_is_complete_and_default() -> None:

@@ -1,0 +1,464 @@
+"""
+The in-memory state: clients, users and tokens, with an index for every
+lookup on a hot path, built by applying journal records in order.
+
+Records are the only way state changes, at start-up (replay) and at run time
+alike, so the journal and memory cannot disagree. A record is UTF-8 text: its
+type and its fields separated by tabs (no field may contain a tab). Token
+records, by far the most numerous, are plain fields so a million replay in a
+few seconds; client and user records carry one field, a JSON object:
+
+    client  {client fields}               create or replace a client
+    client- client_id                     delete a client and its tokens
+    user    {user fields}                 create or replace a user
+    user-   name                          delete a user and its tokens
+    tok     key kind client_id user scope issued_at lifetime grant label
+                                          issue a token (key: 32 hex digits)
+    tok-    key                           revoke one token
+    grant-  grant                         revoke every token of one grant
+    used    key                           mark a refresh token used
+
+Applying a record is idempotent, and a record naming something absent does
+nothing: compaction may snapshot state that already reflects a record it will
+replay again after the snapshot.
+
+Times are whole seconds on the injected clock. A lifetime of 0 means the token
+never expires.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from attrs import asdict, frozen
+
+from oauthd import tokens
+
+Record = list[Any]
+
+ACCESS = "access"
+REFRESH = "refresh"
+USED_REFRESH = "refresh-used"
+APP_PASSWORD = "app"
+SESSION = "session"
+KINDS = frozenset({ACCESS, REFRESH, USED_REFRESH, APP_PASSWORD, SESSION})
+
+CONFIDENTIAL = "confidential"
+PUBLIC = "public"
+
+
+@frozen
+class Client:
+    """
+    An OAuth client.
+
+    @ivar secret_digest: L{tokens.secret_digest} of the secret, C{""} for a
+        public client.
+    @ivar max_tokens: the most live access tokens at once; issuing one more
+        revokes the oldest. -1 means no limit.
+    @ivar user: the owning user's name, C{""} if none.
+    """
+
+    id: str
+    name: str
+    secret_digest: str = ""
+    type: str = CONFIDENTIAL
+    grant_types: tuple[str, ...] = ("client_credentials",)
+    scope: str = "*"
+    access_ttl: int = 3600
+    refresh_ttl: int = 30 * 86400
+    max_tokens: int = 10
+    redirect_uris: tuple[str, ...] = ()
+    enabled: bool = True
+    user: str = ""
+    role: str = "client"
+    created_at: int = 0
+
+    @property
+    def public(self) -> bool:
+        return self.type == PUBLIC
+
+
+@frozen
+class User:
+    """
+    A person who can log in.
+
+    @ivar password_hash: bcrypt hash, C{""} if the user has no password.
+    """
+
+    name: str
+    password_hash: str = ""
+    role: str = "user"
+    disabled: bool = False
+    full_name: str = ""
+    email: str = ""
+    created_at: int = 0
+
+
+class Token:
+    """
+    One issued credential. Nine slots and shared strings keep it small: at a
+    million live tokens each costs well under 300 bytes of memory. (A plain
+    class, not attrs: its constructor runs a million times at replay.)
+
+    @ivar key: L{tokens.token_key} of the secret.
+    @ivar lifetime: seconds from C{issued_at}; 0 means it never expires.
+    @ivar grant: the grant (refresh family) id, C{""} for none.
+    @ivar label: the name given to an app password or admin-issued token.
+    """
+
+    __slots__ = (
+        "key", "kind", "client_id", "user", "scope", "issued_at", "lifetime", "grant", "label",
+    )
+
+    def __init__(
+        self, key: int, kind: str, client_id: str, user: str, scope: str,
+        issued_at: int, lifetime: int, grant: str, label: str,
+    ) -> None:
+        self.key = key
+        self.kind = kind
+        self.client_id = client_id
+        self.user = user
+        self.scope = scope
+        self.issued_at = issued_at
+        self.lifetime = lifetime
+        self.grant = grant
+        self.label = label
+
+    def __repr__(self) -> str:
+        return f"<Token {self.handle} {self.kind} client={self.client_id!r} user={self.user!r}>"
+
+    @property
+    def expires_at(self) -> int:
+        """
+        The first second at which the token is invalid; 0 for never.
+        """
+        return self.issued_at + self.lifetime if self.lifetime else 0
+
+    def live(self, now: float) -> bool:
+        return self.lifetime == 0 or now < self.issued_at + self.lifetime
+
+    @property
+    def handle(self) -> str:
+        return tokens.handle(self.key)
+
+    def record(self) -> Record:
+        return [
+            "tok", tokens.key_hex(self.key), self.kind, self.client_id, self.user,
+            self.scope, self.issued_at, self.lifetime, self.grant, self.label,
+        ]
+
+
+def encode(record: Record) -> bytes:
+    """
+    A record as journal payload bytes.
+
+    @raise ValueError: if a text field contains a tab.
+    """
+    fields = []
+    for value in record:
+        if isinstance(value, dict):
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        else:
+            text = str(value)
+        if "\t" in text:
+            raise ValueError("record fields may not contain a tab")
+        fields.append(text)
+    return "\t".join(fields).encode("utf-8")
+
+
+_TOKEN_INTS = (6, 7)
+
+
+def decode(payload: bytes) -> Record:
+    """
+    The record in journal payload bytes.
+
+    @raise ValueError: if the payload is not a well-formed record.
+    """
+    record: Record = payload.decode("utf-8").split("\t")
+    kind = record[0]
+    if kind == "tok":
+        if len(record) != 10:
+            raise ValueError("a tok record has 10 fields")
+        for i in _TOKEN_INTS:
+            record[i] = int(record[i])
+    elif kind in ("client", "user"):
+        if len(record) != 2:
+            raise ValueError(f"a {kind} record has 2 fields")
+        record[1] = json.loads(record[1])
+        if not isinstance(record[1], dict):
+            raise ValueError(f"a {kind} record holds a JSON object")
+    return record
+
+
+def client_record(client: Client) -> Record:
+    return ["client", asdict(client, retain_collection_types=False)]
+
+
+def user_record(user: User) -> Record:
+    return ["user", asdict(user)]
+
+
+EXPIRY_BUCKET = 60
+"""
+Seconds of expiry times that share one sweep bucket.
+"""
+
+
+class State:
+    """
+    Everything the server knows, in memory.
+
+    @ivar clients: by client id.
+    @ivar users: by name.
+    @ivar tokens: every token not revoked and not yet swept, by key.
+    """
+
+    def __init__(self) -> None:
+        self.clients: dict[str, Client] = {}
+        self.users: dict[str, User] = {}
+        self.tokens: dict[int, Token] = {}
+        # Per client, user and grant, in issue order (oldest first). A removed
+        # token stays in these lists until half of a list is stale, then the
+        # list is pruned: removal from a list is O(n), and the by-key dict is
+        # the truth.
+        self._by_client: dict[str, list[Token]] = {}
+        self._by_user: dict[str, list[Token]] = {}
+        self._by_grant: dict[str, list[Token]] = {}
+        self._stale: dict[tuple[int, str], int] = {}
+        # Keys by the minute their token expires, so a sweep touches only
+        # what has expired rather than every token.
+        self._expiry: dict[int, list[int]] = {}
+        # One object per distinct value, so a million tokens with the same
+        # scope or client hold one string, not a million.
+        self._shared: dict[Any, Any] = {}
+
+    # -- reading ------------------------------------------------------------
+
+    def token(self, key: int, now: float) -> Token | None:
+        """
+        The live token with C{key}, or C{None} if unknown, revoked or expired.
+        """
+        token = self.tokens.get(key)
+        if token is None or not token.live(now):
+            return None
+        return token
+
+    def client_tokens(self, client_id: str, now: float) -> list[Token]:
+        return self._live(self._by_client, client_id, now)
+
+    def user_tokens(self, user: str, now: float) -> list[Token]:
+        return self._live(self._by_user, user, now)
+
+    def grant_tokens(self, grant: str, now: float) -> list[Token]:
+        return self._live(self._by_grant, grant, now)
+
+    def _live(self, index: dict[str, list[Token]], name: str, now: float) -> list[Token]:
+        tokens = self.tokens
+        return [t for t in index.get(name, ()) if tokens.get(t.key) is t and t.live(now)]
+
+    @property
+    def live_records(self) -> int:
+        """
+        How many records a snapshot holds, for the compaction policy.
+        """
+        return len(self.clients) + len(self.users) + len(self.tokens)
+
+    # -- changing -----------------------------------------------------------
+
+    def apply(self, record: Record) -> None:
+        """
+        Apply one record.
+
+        @raise ValueError: if the record is malformed.
+        """
+        try:
+            handler = self._HANDLERS[record[0]]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(f"unknown record type {str(record[:1])[:40]}") from None
+        try:
+            handler(self, *record[1:])
+        except (TypeError, KeyError, ValueError, AttributeError) as e:
+            raise ValueError(f"malformed {record[0]} record: {e}") from None
+
+    def _put_client(self, fields: dict[str, Any]) -> None:
+        for name in ("grant_types", "redirect_uris"):
+            fields[name] = tuple(fields[name])
+        client = Client(**fields)
+        previous = self.clients.get(client.id)
+        self.clients[client.id] = client
+        if previous is not None and previous.enabled and not client.enabled:
+            self._drop_indexed(0, self._by_client, client.id)
+
+    def _delete_client(self, client_id: str) -> None:
+        if self.clients.pop(client_id, None) is not None:
+            self._drop_indexed(0, self._by_client, client_id)
+
+    def _put_user(self, fields: dict[str, Any]) -> None:
+        user = User(**fields)
+        previous = self.users.get(user.name)
+        self.users[user.name] = user
+        if previous is not None and not previous.disabled and user.disabled:
+            self._drop_indexed(1, self._by_user, user.name)
+
+    def _delete_user(self, name: str) -> None:
+        if self.users.pop(name, None) is not None:
+            self._drop_indexed(1, self._by_user, name)
+
+    def _issue(
+        self, key_hex: str, kind: str, client_id: str, user: str, scope: str,
+        issued_at: int, lifetime: int, grant: str, label: str,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown token kind {kind[:20]!r}")
+        if type(issued_at) is not int or type(lifetime) is not int:
+            raise ValueError("times must be integers")
+        key = int(key_hex, 16)
+        if key in self.tokens:
+            # Replayed after a snapshot that already held it, possibly in a
+            # later state (a used refresh token): the snapshot wins.
+            return
+        share = self._shared.setdefault
+        client_id = share(client_id, client_id)
+        user = share(user, user)
+        grant = share(grant, grant)
+        token = Token(
+            key, share(kind, kind), client_id, user, share(scope, scope),
+            issued_at, share(lifetime, lifetime), grant, share(label, label),
+        )
+        self.tokens[key] = token
+        if client_id:
+            self._by_client.setdefault(client_id, []).append(token)
+        if user:
+            self._by_user.setdefault(user, []).append(token)
+        if grant:
+            self._by_grant.setdefault(grant, []).append(token)
+        if lifetime:
+            bucket = (issued_at + lifetime) // EXPIRY_BUCKET
+            self._expiry.setdefault(bucket, []).append(key)
+
+    def _revoke(self, key_hex: str) -> None:
+        token = self.tokens.get(int(key_hex, 16))
+        if token is not None:
+            self._remove(token)
+
+    def _revoke_grant(self, grant: str) -> None:
+        self._drop_indexed(2, self._by_grant, grant)
+
+    def _mark_used(self, key_hex: str) -> None:
+        token = self.tokens.get(int(key_hex, 16))
+        if token is not None and token.kind == REFRESH:
+            token.kind = USED_REFRESH
+
+    def _drop_indexed(self, number: int, index: dict[str, list[Token]], name: str) -> None:
+        """
+        Remove every token listed under C{name} in one index, and the list.
+        """
+        self._stale.pop((number, name), None)
+        for token in index.pop(name, []):
+            if self.tokens.get(token.key) is token:
+                self._remove(token)
+
+    def _remove(self, token: Token) -> None:
+        del self.tokens[token.key]
+        for number, (index, name) in enumerate(
+            ((self._by_client, token.client_id), (self._by_user, token.user),
+             (self._by_grant, token.grant))
+        ):
+            if not name or name not in index:
+                continue
+            stale = self._stale.get((number, name), 0) + 1
+            entries = index[name]
+            if stale * 2 >= len(entries):
+                kept = [t for t in entries if self.tokens.get(t.key) is t]
+                if kept:
+                    index[name] = kept
+                else:
+                    del index[name]
+                self._stale.pop((number, name), None)
+            else:
+                self._stale[(number, name)] = stale
+
+    _HANDLERS: dict[str, Callable[..., None]] = {
+        "client": _put_client,
+        "client-": _delete_client,
+        "user": _put_user,
+        "user-": _delete_user,
+        "tok": _issue,
+        "tok-": _revoke,
+        "grant-": _revoke_grant,
+        "used": _mark_used,
+    }
+
+    # -- housekeeping -------------------------------------------------------
+
+    def sweep(self, now: float) -> int:
+        """
+        Forget every token that expired before C{now}; they are already
+        refused, this only frees their memory.
+
+        @return: how many tokens were dropped.
+        """
+        dropped = 0
+        current = int(now) // EXPIRY_BUCKET
+        for bucket in sorted(b for b in self._expiry if b < current):
+            for key in self._expiry.pop(bucket):
+                token = self.tokens.get(key)
+                if token is not None and not token.live(now):
+                    self._remove(token)
+                    dropped += 1
+        return dropped
+
+    def snapshot(self, now: float) -> Iterator[Record]:
+        """
+        Records that rebuild the live state: every client and user, and every
+        token not revoked or expired. Iterates over a copy of the token keys
+        so state may change between steps (compaction runs in slices).
+        """
+        for client in list(self.clients.values()):
+            yield client_record(client)
+        for user in list(self.users.values()):
+            yield user_record(user)
+        for key in list(self.tokens):
+            token = self.tokens.get(key)
+            if token is not None and token.live(now):
+                yield token.record()
+
+
+def replay(state: State, payloads: Iterable[bytes], now: float) -> int:
+    """
+    Apply journal payloads to C{state}; tokens already expired at C{now} are
+    skipped rather than loaded and swept.
+
+    The cyclic garbage collector is paused meanwhile (a million new objects
+    would set it off again and again, each time walking all of them), and the
+    loaded objects are then frozen out of its reach: state lives as long as
+    the process.
+
+    @return: the number of records applied.
+    @raise ValueError: naming the record number, if one is malformed.
+    """
+    count = 0
+    issue = state._issue
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for count, payload in enumerate(payloads, 1):
+            try:
+                record = decode(payload)
+                if record[0] != "tok":
+                    state.apply(record)
+                elif not record[7] or record[6] + record[7] > now:
+                    issue(*record[1:])
+            except (ValueError, TypeError, UnicodeDecodeError) as e:
+                raise ValueError(f"record {count}: {e}") from None
+    finally:
+        if was_enabled:
+            gc.enable()
+    gc.freeze()
+    return count

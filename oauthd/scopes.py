@@ -1,0 +1,56 @@
+"""
+Scopes in PhotoPrism's grammar: space-separated names, lower-cased,
+de-duplicated and stored sorted, with C{*} (all scopes) last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+ALL = "*"
+MAX_LENGTH = 767
+
+
+class ScopeError(ValueError):
+    """
+    A scope string that cannot be granted; the message names the culprit.
+    """
+
+
+def normalize(value: str, known: Collection[str]) -> str:
+    """
+    The canonical form of a requested scope string.
+
+    @param known: the configured scope names; C{*} is always known.
+    @raise ScopeError: if the string is too long or names an unknown scope.
+    """
+    if len(value) > MAX_LENGTH:
+        raise ScopeError(f"scope is longer than {MAX_LENGTH} characters")
+    names = set(value.lower().split())
+    for name in names:
+        if name != ALL and name not in known:
+            raise ScopeError(f"unknown scope {name[:64]!r}")
+    return " ".join(sorted(names - {ALL}) + ([ALL] if ALL in names else []))
+
+
+def names(scope: str) -> set[str]:
+    return set(scope.split())
+
+
+def within(requested: str, allowed: str) -> bool:
+    """
+    Whether every scope in C{requested} is granted by C{allowed}; C{*} in
+    C{allowed} grants every scope, C{*} in C{requested} needs C{*}.
+    """
+    granted = names(allowed)
+    if ALL in granted:
+        return True
+    return names(requested) <= granted
+
+
+def permits(scope: str, needed: str) -> bool:
+    """
+    Whether a token with C{scope} may do what needs the scope C{needed}.
+    """
+    granted = names(scope)
+    return ALL in granted or needed in granted
