@@ -568,6 +568,28 @@ class CompactionTests(SynchronousTestCase):
         self.successResultOf(closed)
         self.assertEqual(read_journal(self.directory), expected)
 
+    def test_compact_from_acknowledgement_callback(self) -> None:
+        """
+        compact() called from the callback of an acknowledged append (the
+        state layer applying it, then deciding to compact) carries over
+        exactly the appends of the same group whose Deferreds have not fired.
+        """
+        first = self.journal.append([b"first"])
+        group = [self.journal.append([name]) for name in (b"a", b"b", b"c")]
+        self.pool.run_one()
+        self.successResultOf(first)
+        compactions = []
+        group[1].addCallback(
+            lambda _: compactions.append(self.journal.compact([b"state after b"]))
+        )
+        self.pool.run_all()
+        [compacted] = compactions
+        self.successResultOf(compacted)
+        closed = self.journal.close()
+        self.pool.run_all()
+        self.successResultOf(closed)
+        self.assertEqual(read_journal(self.directory), [b"state after b", b"c"])
+
     def test_replace_is_atomic(self) -> None:
         """
         The new file is written as the temporary file and fsync'd, renamed
