@@ -601,7 +601,9 @@ class FileJournal:
     _replay_end: int = field(init=False)
     _replayable: bool = True
     _pending: list[_Entry] = field(factory=list)
-    _inflight: Sequence[bytes] = ()
+    # The appends the writer's current job makes durable; kept until all of
+    # their Deferreds have fired, so compact() can carry the unacknowledged.
+    _inflight: Sequence[_Entry] = ()
     _busy: bool = False
     _kicking: bool = False
     _rekick: bool = False
@@ -783,9 +785,10 @@ class FileJournal:
             return fail(
                 CompactionInProgress(f"journal {self._path} is already compacting")
             )
-        tail = list(self._inflight)
-        for entry in self._pending:
-            tail += entry.payloads
+        tail: list[bytes] = []
+        for entry in [*self._inflight, *self._pending]:
+            if not entry.done.called:
+                tail += entry.payloads
         compaction = _Compaction(
             snapshot=iter(snapshot),
             done=Deferred(),
@@ -853,7 +856,7 @@ class FileJournal:
                 # Every pending append is in the tail: the final write makes
                 # it durable in the new file, so it fires with the compaction.
                 entries, self._pending = self._pending, []
-                self._inflight = [p for e in entries for p in e.payloads]
+                self._inflight = entries
                 compaction.sealed = True
                 self._submit(
                     self._finish_compaction, compaction, compaction.tail
@@ -867,7 +870,7 @@ class FileJournal:
                 else:
                     entries, self._pending = self._pending[:1], self._pending[1:]
                 payloads = [p for e in entries for p in e.payloads]
-                self._inflight = payloads
+                self._inflight = entries
                 self._submit(self._write_batch, payloads).addBoth(
                     self._batch_written, entries, len(payloads), _record_bytes(payloads)
                 )
