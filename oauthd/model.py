@@ -197,7 +197,7 @@ def decode(payload: bytes) -> Record:
 
 
 def client_record(client: Client) -> Record:
-    return ["client", asdict(client, retain_collection_types=False)]
+    return ["client", asdict(client)]
 
 
 def user_record(user: User) -> Record:

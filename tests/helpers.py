@@ -23,7 +23,7 @@ The injected clock's starting time (2027-01-15), so timestamps look real.
 """
 
 
-class TestReactor(MemoryReactorClock, InlineReactor):
+class InlineMemoryReactor(MemoryReactorClock, InlineReactor):
     """
     A memory reactor whose callFromThread runs at once, so work handed to an
     inline pool completes synchronously.

@@ -20,7 +20,7 @@ from twisted.web.server import Site
 from oauthd import tap
 from oauthd.config import DEFAULT_PORT, ConfigError, build_config, read_config_file
 from oauthd.control import ControlFactory
-from tests.helpers import TestReactor
+from tests.helpers import InlineMemoryReactor
 from tests.journal_doubles import InlinePool
 
 
@@ -34,7 +34,7 @@ def built(options: tap.Options, reactor: MemoryReactorClock | None = None) -> ta
     """
     The service tree for C{options} on a memory reactor, journal writes inline.
     """
-    return tap.build_service(options.config(), reactor or TestReactor(), journal_pool=InlinePool())
+    return tap.build_service(options.config(), reactor or InlineMemoryReactor(), journal_pool=InlinePool())
 
 
 def test_plugin_is_discoverable() -> None:
@@ -58,7 +58,7 @@ def test_default_listeners(tmp_path: Path) -> None:
     the control socket is a mode-0600 UNIX socket inside a 0700 data directory.
     """
     data = tmp_path / "data"
-    reactor = TestReactor()
+    reactor = InlineMemoryReactor()
     old = os.umask(0)
     try:
         service = built(parsed("--data", str(data)), reactor)
@@ -88,7 +88,7 @@ def test_listen_is_repeatable(tmp_path: Path) -> None:
         "--listen", "tcp:8001:interface=127.0.0.1",
         "--listen", r"tcp:8002:interface=\:\:1",
     )
-    service = tap.makeService(options, reactor)
+    service = built(options, reactor)
     service.privilegedStartService()
     assert [(s[0], s[3]) for s in reactor.tcpServers] == [(8001, "127.0.0.1"), (8002, "::1")]
     assert options.config().issuer == "http://127.0.0.1:8001"
@@ -247,7 +247,7 @@ def test_data_dir_that_cannot_be_made(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ConfigError, match="data: cannot use"):
-        tap.build_service(build_config({"data": str(blocker / "sub")}), TestReactor())
+        tap.build_service(build_config({"data": str(blocker / "sub")}), InlineMemoryReactor())
 
 
 def test_sample_config_is_complete_and_default() -> None:

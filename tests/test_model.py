@@ -1,0 +1,217 @@
+"""
+Tests for the state model, the store and the authority core.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from oauthd import model, tokens
+from oauthd.authority import Conflict, InvalidValue, NotFound
+from oauthd.journal import MemoryJournal
+from oauthd.model import ACCESS, APP_PASSWORD, REFRESH, USED_REFRESH, State
+from tests.helpers import START, make_authority
+
+
+def test_token_formats() -> None:
+    """
+    Access tokens are 48 hex; app passwords are PhotoPrism's 27-character
+    checksummed format, and a single changed character fails the check.
+    """
+    access = tokens.new_access_token()
+    assert tokens.is_access_token(access) and len(access) == 48
+    app = tokens.new_app_password()
+    assert tokens.is_app_password(app)
+    assert [app[6], app[13], app[20]] == ["-", "-", "-"]
+    for i in (0, 8, 25):
+        swapped = "a" if app[i] != "a" else "b"
+        assert not tokens.is_app_password(app[:i] + swapped + app[i + 1:])
+    assert not tokens.is_app_password(access)
+    client_id = tokens.new_client_id(START)
+    assert tokens.is_client_id(client_id) and client_id.startswith("c")
+    assert len(tokens.new_client_secret()) == 32
+
+
+def test_keys_handles_and_session_ids_agree() -> None:
+    """
+    A token's session id (full SHA-256 hex) names the same key as its secret.
+    """
+    secret = tokens.new_access_token()
+    key = tokens.token_key(secret)
+    assert tokens.key_from_session_id(tokens.session_id(secret)) == key
+    assert tokens.is_handle(tokens.handle(key))
+    assert tokens.key_from_session_id("z" * 64) is None
+
+
+def test_records_round_trip() -> None:
+    token = model.Token(123, ACCESS, "cabc", "alice", "metrics", START, 3600, "", "my label")
+    assert model.decode(model.encode(token.record())) == token.record()
+    with pytest.raises(ValueError):
+        model.encode(["tok", "a\tb"])
+
+
+class StateTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.state = State()
+
+    def issue(self, key: int, **kw: object) -> model.Token:
+        fields: dict[str, object] = dict(
+            kind=ACCESS, client_id="c1", user="", scope="*", issued_at=START,
+            lifetime=3600, grant="", label="",
+        )
+        fields.update(kw)
+        token = model.Token(key, **fields)  # type: ignore[arg-type]
+        self.state.apply(token.record())
+        return self.state.tokens[key]
+
+    def test_expiry_is_exact(self) -> None:
+        """
+        A token is valid until the instant before issued_at + lifetime.
+        """
+        self.issue(1)
+        assert self.state.token(1, START + 3599) is not None
+        assert self.state.token(1, START + 3600) is None
+
+    def test_never_expiring(self) -> None:
+        self.issue(1, lifetime=0)
+        assert self.state.token(1, START + 10**9) is not None
+
+    def test_apply_is_idempotent(self) -> None:
+        """
+        Records replayed twice leave the same state (compaction relies on it),
+        and a revocation of an unknown token does nothing.
+        """
+        token = self.issue(1, kind=REFRESH, grant="g")
+        self.state.apply(["used", tokens.key_hex(1)])
+        self.state.apply(token.record())
+        assert self.state.tokens[1].kind == USED_REFRESH
+        self.state.apply(["tok-", tokens.key_hex(99)])
+        self.state.apply(["tok-", tokens.key_hex(1)])
+        self.state.apply(["tok-", tokens.key_hex(1)])
+        assert 1 not in self.state.tokens
+
+    def test_grant_revocation_takes_the_family(self) -> None:
+        self.issue(1, kind=REFRESH, grant="g")
+        self.issue(2, grant="g")
+        self.issue(3, grant="other")
+        self.state.apply(["grant-", "g"])
+        assert set(self.state.tokens) == {3}
+
+    def test_disabling_or_deleting_a_client_drops_its_tokens(self) -> None:
+        self.state.apply(model.client_record(model.Client(id="c1", name="one")))
+        self.state.apply(model.client_record(model.Client(id="c2", name="two")))
+        self.issue(1)
+        self.issue(2, client_id="c2")
+        self.state.apply(model.client_record(model.Client(id="c1", name="one", enabled=False)))
+        assert set(self.state.tokens) == {2}
+        self.state.apply(["client-", "c2"])
+        assert self.state.tokens == {}
+
+    def test_sweep_frees_expired_tokens_and_prunes_indexes(self) -> None:
+        for key in range(100):
+            self.issue(key, lifetime=60 + key)
+        self.issue(1000, lifetime=0)
+        assert self.state.sweep(START + 60 + 50) == 0  # same minute bucket not yet over
+        dropped = self.state.sweep(START + 10_000)
+        assert dropped == 100
+        assert set(self.state.tokens) == {1000}
+        assert [t.key for t in self.state.client_tokens("c1", START + 10_000)] == [1000]
+        assert len(self.state._by_client["c1"]) == 1
+
+    def test_malformed_records_are_refused(self) -> None:
+        for bad in (["nope"], [], ["tok", "zz"], ["tok", "1", "alien", "", "", "", 1, 1, "", ""],
+                    ["client", {"id": "x"}], ["tok", "1", ACCESS, "", "", "", "1", 1, "", ""]):
+            with pytest.raises(ValueError):
+                self.state.apply(bad)  # type: ignore[arg-type]
+
+    def test_replay_skips_expired_tokens(self) -> None:
+        payloads = [model.encode(model.Token(k, ACCESS, "c", "", "*", START, 10, "", "").record())
+                    for k in range(5)]
+        state = State()
+        assert model.replay(state, payloads, START + 10) == 5
+        assert state.tokens == {}
+
+    def test_snapshot_rebuilds_the_live_state(self) -> None:
+        self.state.apply(model.client_record(model.Client(id="c1", name="one")))
+        self.issue(1)
+        self.issue(2, lifetime=10)
+        self.issue(3, kind=REFRESH, grant="g")
+        self.state.apply(["used", tokens.key_hex(3)])
+        rebuilt = State()
+        model.replay(rebuilt, [model.encode(r) for r in self.state.snapshot(START + 100)], START + 100)
+        assert set(rebuilt.tokens) == {1, 3}
+        assert rebuilt.tokens[3].kind == USED_REFRESH
+        assert rebuilt.clients == self.state.clients
+
+
+class AuthorityTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.journal = MemoryJournal()
+        self.authority = make_authority(clock=self.clock, journal=self.journal)
+
+    def restart(self) -> None:
+        self.authority = make_authority(clock=self.clock, journal=MemoryJournal(self.journal.payloads))
+
+    def test_client_secret_is_checked_and_never_stored(self) -> None:
+        client, secret = self.successResultOf(self.authority.add_client("Prometheus", scope="metrics"))
+        assert self.authority.authenticate_client(client.id, secret) == client
+        assert self.authority.authenticate_client(client.id, secret[:-1] + "x") is None
+        assert self.authority.authenticate_client("c" + "0" * 15, secret) is None
+        assert not any(secret.encode() in p for p in self.journal.payloads)
+        self.restart()
+        assert self.authority.authenticate_client(client.id, secret) == client
+
+    def test_token_limit_revokes_the_oldest(self) -> None:
+        client, _ = self.successResultOf(self.authority.add_client("c", max_tokens=2))
+        issued = [self.successResultOf(self.authority.issue_token(scope="*", lifetime=60, client=client))
+                  for _ in range(3)]
+        assert self.authority.authenticate_token(issued[0][0]) is None
+        assert all(self.authority.authenticate_token(s) is not None for s, _ in issued[1:])
+
+    def test_tokens_survive_restart_and_revocation_too(self) -> None:
+        secret, token = self.successResultOf(self.authority.issue_token(scope="*", lifetime=0, label="cli"))
+        other, _ = self.successResultOf(self.authority.issue_token(scope="*", lifetime=0))
+        self.successResultOf(self.authority.revoke(token))
+        self.restart()
+        assert self.authority.authenticate_token(secret) is None
+        assert self.authority.authenticate_token(other) is not None
+        assert not any(secret.encode() in p or other.encode() in p for p in self.journal.payloads)
+
+    def test_find_token_by_secret_session_id_or_handle(self) -> None:
+        secret, token = self.successResultOf(self.authority.issue_token(scope="*", lifetime=60))
+        for reference in (secret, tokens.session_id(secret), token.handle):
+            assert self.authority.find_token(reference) is token
+        assert self.authority.find_token("sess0000000000") is None
+        assert self.authority.find_token("garbage") is None
+
+    def test_users(self) -> None:
+        user = self.successResultOf(self.authority.add_user("Alice", "correct horse", role="admin"))
+        assert user.name == "alice"
+        assert self.successResultOf(self.authority.check_password("alice", "correct horse")) == user
+        assert self.successResultOf(self.authority.check_password("alice", "wrong")) is None
+        assert self.successResultOf(self.authority.check_password("bob", "x")) is None
+        self.failureResultOf(self.authority.add_user("alice", "x"), Conflict)
+        self.failureResultOf(self.authority.add_user("no spaces", "x"), InvalidValue)
+        secret, _ = self.successResultOf(self.authority.issue_token(
+            scope="*", lifetime=0, user="alice", kind=APP_PASSWORD))
+        assert tokens.is_app_password(secret)
+        self.successResultOf(self.authority.update_user("alice", disabled=True))
+        assert self.authority.authenticate_token(secret) is None
+        assert self.successResultOf(self.authority.check_password("alice", "correct horse")) is None
+
+    def test_bad_client_values(self) -> None:
+        for fields in ({"scope": "nonsense"}, {"grant_types": ("implicit",)}, {"max_tokens": 0},
+                       {"redirect_uris": ("http://example.com/cb",)}, {"access_ttl": 0},
+                       {"type": "public"}):
+            with pytest.raises(InvalidValue):
+                self.authority.add_client("c", **fields)
+        with pytest.raises(InvalidValue):
+            self.authority.add_client("bad\x00name")
+        with pytest.raises(NotFound):
+            self.authority.add_client("c", user="nobody")
+        assert self.journal.payloads == []
