@@ -48,6 +48,10 @@ class Config:
     @ivar bcrypt_cost: the bcrypt work factor for new user passwords.
     @ivar hash_threads: threads in the pool that runs bcrypt.
     @ivar max_body: the largest request body accepted, in bytes.
+    @ivar admin_uids: uids admitted to the control socket besides root and the
+        daemon's own.
+    @ivar admin_group: a group (name or number) whose members are admitted to
+        the control socket; C{""} for none.
     """
 
     listen: tuple[str, ...]
@@ -58,6 +62,8 @@ class Config:
     bcrypt_cost: int = field(default=12)
     hash_threads: int = field(default=2)
     max_body: int = field(default=65536)
+    admin_uids: tuple[int, ...] = field(default=())
+    admin_group: str = field(default="")
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -107,6 +113,20 @@ def _check_scopes(key: str, value: list[str]) -> tuple[str, ...]:
     return tuple(sorted(set(value)))
 
 
+def _check_uids(key: str, value: list[int]) -> tuple[int, ...]:
+    for uid in value:
+        if isinstance(uid, bool) or not 0 <= uid < 2**32 - 1:
+            raise ConfigError(f"{key}: {uid!r} is not a uid")
+    return tuple(sorted(set(value)))
+
+
+def _check_group(key: str, value: str) -> str:
+    value = value.strip()
+    if value and not all(c.isalnum() or c in "._-" for c in value):
+        raise ConfigError(f"{key}: {value!r} is not a group name or number")
+    return value
+
+
 def _in_range(low: int, high: int) -> Callable[[str, int], int]:
     def check(key: str, value: int) -> int:
         if not low <= value <= high:
@@ -146,6 +166,8 @@ SETTINGS: dict[str, Setting] = {
     "bcrypt_cost": Setting(int, _in_range(4, 16), "bcrypt cost for passwords"),
     "hash_threads": Setting(int, _in_range(1, 64), "threads for password hashing"),
     "max_body": Setting(int, _in_range(1024, 16 << 20), "largest request body"),
+    "admin_uids": Setting(list, _check_uids, "uids allowed on the control socket", int),
+    "admin_group": Setting(str, _check_group, "group allowed on the control socket"),
 }
 
 

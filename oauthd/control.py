@@ -1,42 +1,489 @@
+# -*- test-case-name: tests.test_control -*-
 """
 The admin control channel: AMP over a UNIX socket.
 
-The socket is created mode 0600 inside the 0700 data directory, and every
-connection is also checked by the peer's uid (SO_PEERCRED), so two layers stand
-between a local user and the daemon's state.
+The socket is bound under a 0177 umask (so it is never, even for an instant,
+reachable by anyone but the daemon's user), then set to the endpoint's mode
+(0600 by default) inside the 0700 data directory; and every connection is
+checked by the peer's uid (SO_PEERCRED), so two layers stand between a local
+user and the daemon's state.
+
+The wire protocol (commands, arguments, errors, paging) is documented in
+C{docs/control.md}; the command classes below are its definition, shared by
+the daemon and C{oauthctl}.
+
+Every change goes through L{Authority} and so through the journal: a reply is
+sent only once the change is durable, and each change is an audit event
+carrying the peer's uid. A command whose change has not been applied when
+its connection is lost (a password still being hashed) is abandoned with no
+change; one already applied completes, and its reply is dropped.
 """
 
 from __future__ import annotations
 
+import grp
 import os
 import socket
+import stat
 import struct
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
-from attrs import frozen
+from attrs import define, frozen
 
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 
-from oauthd import __version__
-from oauthd.authority import Authority
+from oauthd import __version__, tokens
+from oauthd.audit import audit
+from oauthd.authority import (
+    AdminError,
+    Authority,
+    Conflict,
+    InvalidValue,
+    NotFound,
+    check_username,
+)
+from oauthd.hashing import HasherBusy, PasswordTooLong
+from oauthd.journal import CompactionInProgress, JournalError
+from oauthd.model import Client, Token, User
+from oauthd.scopes import ScopeError
 
 log = Logger()
+
+T = TypeVar("T")
+
+PAGE_ROWS = 1000
+"""
+The most rows one listing page holds (and the default a client gets).
+"""
+
+PAGE_BYTES = 64_000
+"""
+The most bytes of encoded rows one page holds: AMP caps a value at 65,535.
+"""
+
+SCAN_LIMIT = 50_000
+"""
+The most snapshot entries one page examines, so that a filtered listing of
+millions of tokens holds the reactor for milliseconds per page, not seconds.
+"""
+
+MAX_LISTINGS = 4
+"""
+Listings (snapshots) one connection may have open; a fifth drops the oldest.
+"""
+
+MAX_BOX_KEYS = 64
+MAX_BOX_BYTES = 256 * 1024
+"""
+Limits on one incoming AMP box: AMP itself bounds each key (255 bytes) and
+value (65,535) but not their number. A box over either is a protocol
+violation and closes the connection.
+"""
+
+MAX_REDIRECT_URIS = 16
+MIN_PASSWORD = 8
+INT_RANGE = range(-(2**31), 2**31)
+
+
+# ---------------------------------------------------------------------------
+# Errors: one code on the wire per kind, a one-line description each.
+
+
+class BadArgument(AdminError):
+    """
+    An argument is missing or not of its declared type.
+    """
+
+
+class Busy(AdminError):
+    """
+    The daemon cannot do this now (password pool full, compaction running);
+    try again.
+    """
+
+
+class StorageError(AdminError):
+    """
+    The journal could not record the change; the daemon needs attention.
+    """
+
+
+class Abandoned(AdminError):
+    """
+    The connection was lost before the change was made; nothing changed.
+    """
+
+
+ERRORS: dict[type[Exception], bytes] = {
+    NotFound: b"NOT_FOUND",
+    Conflict: b"CONFLICT",
+    InvalidValue: b"INVALID_VALUE",
+    BadArgument: b"BAD_ARGUMENT",
+    Busy: b"BUSY",
+    StorageError: b"STORAGE",
+    Abandoned: b"ABANDONED",
+    AdminError: b"ERROR",
+}
+"""
+Error codes, most specific first (AMP picks the first class that matches).
+"""
+
+
+def wire_error(error: BaseException) -> AdminError | None:
+    """
+    The error to answer with for an exception raised by the layers below, or
+    C{None} if it is a bug (then AMP logs it and answers C{UNKNOWN}).
+    """
+    if isinstance(error, AdminError):
+        return error
+    if isinstance(error, (ScopeError, PasswordTooLong)):
+        return InvalidValue(str(error))
+    if isinstance(error, HasherBusy):
+        return Busy("too many passwords are being hashed; try again shortly")
+    if isinstance(error, CompactionInProgress):
+        return Busy("a compaction is already running")
+    if isinstance(error, JournalError):
+        return StorageError(f"the journal failed: {one_line(str(error))}")
+    if isinstance(error, CancelledError):
+        return Abandoned("the connection was lost; nothing was changed")
+    return None
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---------------------------------------------------------------------------
+# Row schemas: what a client, user or token looks like on the wire.
+
+CLIENT_FIELDS: list[tuple[bytes, amp.Argument]] = [
+    (b"id", amp.Unicode()),
+    (b"name", amp.Unicode()),
+    (b"type", amp.Unicode()),
+    (b"grant_types", amp.ListOf(amp.Unicode())),
+    (b"scope", amp.Unicode()),
+    (b"access_ttl", amp.Integer()),
+    (b"refresh_ttl", amp.Integer()),
+    (b"max_tokens", amp.Integer()),
+    (b"redirect_uris", amp.ListOf(amp.Unicode())),
+    (b"enabled", amp.Boolean()),
+    (b"user", amp.Unicode()),
+    (b"role", amp.Unicode()),
+    (b"created_at", amp.Integer()),
+    (b"tokens", amp.Integer()),
+]
+
+USER_FIELDS: list[tuple[bytes, amp.Argument]] = [
+    (b"name", amp.Unicode()),
+    (b"role", amp.Unicode()),
+    (b"disabled", amp.Boolean()),
+    (b"full_name", amp.Unicode()),
+    (b"email", amp.Unicode()),
+    (b"has_password", amp.Boolean()),
+    (b"created_at", amp.Integer()),
+    (b"tokens", amp.Integer()),
+]
+
+TOKEN_FIELDS: list[tuple[bytes, amp.Argument]] = [
+    (b"handle", amp.Unicode()),
+    (b"kind", amp.Unicode()),
+    (b"client_id", amp.Unicode()),
+    (b"client_name", amp.Unicode()),
+    (b"user", amp.Unicode()),
+    (b"label", amp.Unicode()),
+    (b"scope", amp.Unicode()),
+    (b"issued_at", amp.Integer()),
+    (b"expires_at", amp.Integer()),
+    (b"expired", amp.Boolean()),
+]
+
+PAGE_ARGUMENTS: list[tuple[bytes, amp.Argument]] = [
+    (b"search", amp.Unicode(optional=True)),
+    (b"cursor", amp.Unicode(optional=True)),
+    (b"limit", amp.Integer(optional=True)),
+]
+
+
+def _text(value: str) -> str:
+    """
+    C{value} as text UTF-8 can carry (a lone surrogate from a JSON client
+    name would otherwise break a whole listing).
+    """
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def client_row(client: Client, live_tokens: int) -> dict[str, Any]:
+    return {
+        "id": client.id,
+        "name": _text(client.name),
+        "type": client.type,
+        "grant_types": list(client.grant_types),
+        "scope": client.scope,
+        "access_ttl": client.access_ttl,
+        "refresh_ttl": client.refresh_ttl,
+        "max_tokens": client.max_tokens,
+        "redirect_uris": [_text(uri) for uri in client.redirect_uris],
+        "enabled": client.enabled,
+        "user": client.user,
+        "role": client.role,
+        "created_at": client.created_at,
+        "tokens": live_tokens,
+    }
+
+
+def user_row(user: User, live_tokens: int) -> dict[str, Any]:
+    return {
+        "name": user.name,
+        "role": user.role,
+        "disabled": user.disabled,
+        "full_name": _text(user.full_name),
+        "email": _text(user.email),
+        "has_password": bool(user.password_hash),
+        "created_at": user.created_at,
+        "tokens": live_tokens,
+    }
+
+
+def token_row(token: Token, client_name: str, now: int) -> dict[str, Any]:
+    return {
+        "handle": token.handle,
+        "kind": token.kind,
+        "client_id": token.client_id,
+        "client_name": _text(client_name),
+        "user": token.user,
+        "label": _text(token.label),
+        "scope": token.scope,
+        "issued_at": token.issued_at,
+        "expires_at": token.expires_at,
+        "expired": not token.live(now),
+    }
+
+
+def encoded_size(schema: list[tuple[bytes, amp.Argument]], row: dict[str, Any]) -> int:
+    """
+    The exact length of C{row} encoded as one box of an L{amp.AmpList} of
+    C{schema}, without encoding it (for the argument types used here).
+    """
+    size = 2
+    for name, argument in schema:
+        size += 4 + len(name) + _value_size(argument, row[name.decode("ascii")])
+    return size
+
+
+def _value_size(argument: amp.Argument, value: Any) -> int:
+    if isinstance(argument, amp.Unicode):
+        return len(value) if value.isascii() else len(value.encode("utf-8"))
+    if isinstance(argument, amp.Boolean):
+        return 4 if value else 5
+    if isinstance(argument, amp.Integer):
+        return len(str(int(value)))
+    if isinstance(argument, amp.ListOf):
+        return sum(2 + _value_size(argument.elementType, item) for item in value)
+    raise TypeError(f"no size rule for {type(argument).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# Commands. Every one may fail with any code in ERRORS, BAD_ARGUMENT for a
+# missing or mistyped argument, or AMP's own UNHANDLED (unknown command) and
+# UNKNOWN (a bug in the daemon, which logs it; the connection then closes).
+
+
+class ControlCommand(amp.Command):
+    errors = ERRORS
+
+
+class Status(ControlCommand):
+    response = [
+        (b"version", amp.Unicode()),
+        (b"uptime", amp.Float()),
+        (b"clients", amp.Integer()),
+        (b"users", amp.Integer()),
+        (b"tokens", amp.Integer()),
+        (b"journal_records", amp.Integer()),
+        (b"journal_bytes", amp.Integer()),
+        (b"live_records", amp.Integer()),
+    ]
+
+
+class Compact(ControlCommand):
+    response = [
+        (b"records_before", amp.Integer()),
+        (b"records_after", amp.Integer()),
+        (b"bytes_before", amp.Integer()),
+        (b"bytes_after", amp.Integer()),
+    ]
+
+
+_CLIENT_SETTINGS: list[tuple[bytes, amp.Argument]] = [
+    (b"scope", amp.Unicode(optional=True)),
+    (b"grant_types", amp.ListOf(amp.Unicode(), optional=True)),
+    (b"access_ttl", amp.Integer(optional=True)),
+    (b"refresh_ttl", amp.Integer(optional=True)),
+    (b"max_tokens", amp.Integer(optional=True)),
+    (b"redirect_uris", amp.ListOf(amp.Unicode(), optional=True)),
+    (b"public", amp.Boolean(optional=True)),
+    (b"user", amp.Unicode(optional=True)),
+    (b"role", amp.Unicode(optional=True)),
+]
+
+
+class AddClient(ControlCommand):
+    arguments = [(b"name", amp.Unicode()), *_CLIENT_SETTINGS]
+    response = [*CLIENT_FIELDS, (b"secret", amp.Unicode())]
+
+
+class ListClients(ControlCommand):
+    arguments = PAGE_ARGUMENTS
+    response = [(b"clients", amp.AmpList(CLIENT_FIELDS)), (b"cursor", amp.Unicode())]
+
+
+class ShowClient(ControlCommand):
+    arguments = [(b"id", amp.Unicode())]
+    response = CLIENT_FIELDS
+
+
+class ModifyClient(ControlCommand):
+    arguments = [
+        (b"id", amp.Unicode()),
+        (b"name", amp.Unicode(optional=True)),
+        *_CLIENT_SETTINGS,
+        (b"enabled", amp.Boolean(optional=True)),
+        (b"regenerate_secret", amp.Boolean(optional=True)),
+    ]
+    response = [*CLIENT_FIELDS, (b"secret", amp.Unicode()), (b"revoked", amp.Integer())]
+
+
+class RemoveClient(ControlCommand):
+    arguments = [(b"id", amp.Unicode())]
+    response = [*CLIENT_FIELDS, (b"revoked", amp.Integer())]
+
+
+_USER_SETTINGS: list[tuple[bytes, amp.Argument]] = [
+    (b"role", amp.Unicode(optional=True)),
+    (b"email", amp.Unicode(optional=True)),
+    (b"full_name", amp.Unicode(optional=True)),
+]
+
+
+class AddUser(ControlCommand):
+    arguments = [
+        (b"name", amp.Unicode()),
+        (b"password", amp.Unicode(optional=True)),
+        *_USER_SETTINGS,
+    ]
+    response = USER_FIELDS
+
+
+class ListUsers(ControlCommand):
+    arguments = PAGE_ARGUMENTS
+    response = [(b"users", amp.AmpList(USER_FIELDS)), (b"cursor", amp.Unicode())]
+
+
+class ShowUser(ControlCommand):
+    arguments = [(b"name", amp.Unicode())]
+    response = USER_FIELDS
+
+
+class SetPassword(ControlCommand):
+    arguments = [(b"name", amp.Unicode()), (b"password", amp.Unicode())]
+    response = USER_FIELDS
+
+
+class ModifyUser(ControlCommand):
+    arguments = [
+        (b"name", amp.Unicode()),
+        *_USER_SETTINGS,
+        (b"disabled", amp.Boolean(optional=True)),
+    ]
+    response = [*USER_FIELDS, (b"revoked", amp.Integer())]
+
+
+class RemoveUser(ControlCommand):
+    arguments = [(b"name", amp.Unicode())]
+    response = [*USER_FIELDS, (b"revoked", amp.Integer())]
+
+
+class AddToken(ControlCommand):
+    arguments = [
+        (b"label", amp.Unicode()),
+        (b"scope", amp.Unicode()),
+        (b"lifetime", amp.Integer()),
+        (b"user", amp.Unicode(optional=True)),
+        (b"client_id", amp.Unicode(optional=True)),
+    ]
+    response = [*TOKEN_FIELDS, (b"secret", amp.Unicode())]
+
+
+class ListTokens(ControlCommand):
+    arguments = [*PAGE_ARGUMENTS, (b"expired", amp.Boolean(optional=True))]
+    response = [(b"tokens", amp.AmpList(TOKEN_FIELDS)), (b"cursor", amp.Unicode())]
+
+
+class ShowToken(ControlCommand):
+    arguments = [(b"reference", amp.Unicode())]
+    response = TOKEN_FIELDS
+
+
+class RemoveToken(ControlCommand):
+    arguments = [(b"reference", amp.Unicode())]
+    response = [*TOKEN_FIELDS, (b"revoked", amp.Integer())]
+
+
+COMMANDS: tuple[type[ControlCommand], ...] = (
+    Status, Compact,
+    AddClient, ListClients, ShowClient, ModifyClient, RemoveClient,
+    AddUser, ListUsers, ShowUser, SetPassword, ModifyUser, RemoveUser,
+    AddToken, ListTokens, ShowToken, RemoveToken,
+)
+_BY_NAME = {command.commandName: command for command in COMMANDS}
+
+
+# ---------------------------------------------------------------------------
+# Who may connect.
 
 
 @frozen
 class PeerCredentials:
+    """
+    Who is at the other end of a UNIX socket, as the kernel recorded it at
+    connect() time.
+
+    @ivar groups: the peer's supplementary groups (SO_PEERGROUPS), if the
+        kernel reports them.
+    """
+
     pid: int
     uid: int
     gid: int
+    groups: tuple[int, ...] = ()
+
+
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+"""
+Linux's SO_PEERGROUPS (since 4.13); Python 3.11 does not name it.
+"""
 
 
 def socket_peer_credentials(transport: ITransport) -> PeerCredentials | None:
     """
-    The kernel's record of who connected (Linux SO_PEERCRED), or C{None} when
-    the transport is not a UNIX socket.
+    The kernel's record of who connected (Linux SO_PEERCRED, and
+    SO_PEERGROUPS where available), or C{None} when the transport is not a
+    UNIX socket.
+
+    Only the kernel is asked, never the user or group databases: those may
+    be remote (LDAP) and would block the reactor.
     """
     try:
         sock = transport.getHandle()  # type: ignore[attr-defined]
@@ -44,42 +491,604 @@ def socket_peer_credentials(transport: ITransport) -> PeerCredentials | None:
     except (AttributeError, OSError):
         return None
     pid, uid, gid = struct.unpack("3i", raw)
-    return PeerCredentials(pid, uid, gid)
+    groups: tuple[int, ...] = ()
+    try:
+        # 1024 bytes is as much as Python lets getsockopt read: 256 groups.
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 1024)
+        groups = struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4])
+    except OSError:
+        pass
+    return PeerCredentials(pid, uid, gid, groups)
 
 
-class Status(amp.Command):
-    response = [(b"version", amp.Unicode()), (b"uptime", amp.Float())]
+def resolve_group(name: str) -> int | None:
+    """
+    The gid of the configured admin group (a name or a number), looked up
+    once at start-up; C{None} for none.
+
+    @raise KeyError: if there is no such group.
+    """
+    if not name:
+        return None
+    if name.isdigit():
+        return int(name)
+    return grp.getgrnam(name).gr_gid
+
+
+# ---------------------------------------------------------------------------
+# Listings.
+
+
+@define
+class _Listing:
+    """
+    One paged listing on one connection: a snapshot of keys taken at its
+    first page, and how to turn a key into a row (or C{None}, if the item has
+    since gone or does not match the listing's filter).
+    """
+
+    command: bytes
+    keys: list[Any]
+    row: Callable[[Any], dict[str, Any] | None]
+    schema: list[tuple[bytes, amp.Argument]]
+
+
+def _page_limit(limit: int | None) -> int:
+    if limit is None:
+        return PAGE_ROWS
+    if not 1 <= limit <= PAGE_ROWS:
+        raise InvalidValue(f"limit must be between 1 and {PAGE_ROWS}")
+    return limit
 
 
 class ControlProtocol(amp.AMP):
+    """
+    One admin connection.
+
+    @ivar peer: who connected, once admitted.
+    """
+
     factory: ControlFactory
+    peer: PeerCredentials | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._closing = False
+        self._box_bytes = 0
+        self._listings: dict[int, _Listing] = {}
+        self._next_listing = 1
+        self._cancellable: set[Deferred[Any]] = set()
+
+    @property
+    def authority(self) -> Authority:
+        return self.factory.authority
+
+    # -- connection --------------------------------------------------------
 
     def connectionMade(self) -> None:
         assert self.transport is not None
         creds = self.factory.peer_credentials(self.transport)
         if creds is None or not self.factory.allows(creds):
-            log.warn(
-                "control: refused connection from uid {peer_uid}",
-                peer_uid=None if creds is None else creds.uid,
-            )
+            uid = None if creds is None else creds.uid
+            log.warn("control: refused connection from uid {peer_uid}", peer_uid=uid)
+            audit("control.connect", "denied", peer_uid="unknown" if uid is None else uid)
+            self._closing = True
             self.transport.loseConnection()
             return
         self.peer = creds
         super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing or self.peer is None:
+            return
+        super().dataReceived(data)
+
+    def stringReceived(self, string: bytes) -> None:
+        if self._closing:
+            return
+        self._box_bytes += len(string) + 2
+        super().stringReceived(string)
+
+    def proto_value(self, string: bytes) -> str:
+        state: str = super().proto_value(string)
+        keys = len(self._currentBox or ())
+        if keys > MAX_BOX_KEYS or self._box_bytes > MAX_BOX_BYTES:
+            self._violation(
+                "a box of over {max_keys} keys or {max_bytes} bytes",
+                max_keys=MAX_BOX_KEYS, max_bytes=MAX_BOX_BYTES,
+            )
+        return state
+
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        self._box_bytes = 0
+        if amp.COMMAND not in box or amp.ANSWER in box or amp.ERROR in box:
+            # The daemon never asks, so an answer (or a box that is neither)
+            # is a client that does not speak the protocol.
+            self._violation("a box that is not a command")
+            return
+        super().ampBoxReceived(box)
+
+    def lengthLimitExceeded(self, length: int) -> None:
+        self._violation("an AMP key of {length} bytes", length=length)
+
+    def _violation(self, what: str, **fields: object) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        log.warn(
+            "control: closing the connection of uid {peer_uid}: it sent " + what,
+            peer_uid=None if self.peer is None else self.peer.uid, **fields,
+        )
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._listings.clear()
+        for pending in list(self._cancellable):
+            pending.cancel()
+        super().connectionLost(reason)
+
+    # -- dispatch ----------------------------------------------------------
+
+    def locateResponder(self, name: bytes) -> Callable[[amp.AmpBox], Any] | None:
+        """
+        The responder for C{name}, with its arguments checked first: a
+        missing or mistyped one is answered with C{BAD_ARGUMENT} (AMP would
+        log a traceback and close the connection).
+        """
+        responder = super().locateResponder(name)
+        command = _BY_NAME.get(name)
+        if responder is None or command is None:
+            return None
+
+        def checked(box: amp.AmpBox) -> Any:
+            _check_arguments(command, box, self)
+            return responder(box)
+
+        return checked
+
+    def _audit(self, event: str, outcome: str, **fields: object) -> None:
+        assert self.peer is not None
+        audit(event, outcome, peer_uid=self.peer.uid, **fields)
+
+    async def _change(
+        self, event: str, fields: dict[str, object], work: Coroutine[Any, Any, T],
+    ) -> T:
+        """
+        Run one change, auditing its outcome; library errors become wire
+        errors.
+        """
+        try:
+            result = await work
+        except Exception as e:
+            error = wire_error(e)
+            outcome = "abandoned" if isinstance(error, Abandoned) else "failed"
+            self._audit(event, outcome, reason=one_line(str(error or e), 120), **fields)
+            if error is None:
+                raise
+            raise error from None
+        return result
+
+    def _until_disconnected(self, d: Deferred[T]) -> Deferred[T]:
+        """
+        C{d}, cancelled if the connection is lost before it fires. Only for
+        work that changes nothing (hashing a password).
+        """
+        self._cancellable.add(d)
+
+        def done(result: T) -> T:
+            self._cancellable.discard(d)
+            return result
+
+        return d.addBoth(done)
+
+    # -- status ------------------------------------------------------------
 
     @Status.responder
     def status(self) -> dict[str, object]:
         return {
             "version": __version__,
             "uptime": self.factory.clock.seconds() - self.factory.started,
+            **self.authority.counts(),
         }
+
+    @Compact.responder
+    async def compact(self) -> dict[str, object]:
+        journal = self.authority.store.log
+        before = (journal.record_count, journal.byte_count)
+        await self._change("journal.compact", {}, _awaited(self.authority.store.compact()))
+        after = (journal.record_count, journal.byte_count)
+        self._audit("journal.compact", "ok", records=f"{before[0]}->{after[0]}")
+        return {
+            "records_before": before[0], "records_after": after[0],
+            "bytes_before": before[1], "bytes_after": after[1],
+        }
+
+    # -- clients -----------------------------------------------------------
+
+    def _client_row(self, client: Client) -> dict[str, Any]:
+        return client_row(client, self.authority.live_token_count(client_id=client.id))
+
+    @AddClient.responder
+    async def add_client(self, name: str, **settings: Any) -> dict[str, object]:
+        fields = _client_fields(settings)
+        client, secret = await self._change(
+            "client.add", {"name": name}, _call(self.authority.add_client, name, **fields),
+        )
+        self._audit("client.add", "ok", client=client.id, name=client.name)
+        return {**self._client_row(client), "secret": secret}
+
+    @ListClients.responder
+    def list_clients(
+        self, search: str | None, cursor: str | None, limit: int | None,
+    ) -> dict[str, object]:
+        def start() -> _Listing:
+            needle = (search or "").lower()
+            clients = self.authority.state.clients
+
+            def row(client_id: str) -> dict[str, Any] | None:
+                client = clients.get(client_id)
+                if client is None or not (
+                    client.id.startswith(needle) or client.name.lower().startswith(needle)
+                    or client.user.startswith(needle)
+                ):
+                    return None
+                return self._client_row(client)
+
+            return _Listing(b"ListClients", self.authority.client_ids(), row, CLIENT_FIELDS)
+
+        rows, next_cursor = self._page(b"ListClients", cursor, limit, start)
+        return {"clients": rows, "cursor": next_cursor}
+
+    @ShowClient.responder
+    def show_client(self, id: str) -> dict[str, object]:
+        return self._client_row(self.authority.client(id))
+
+    @ModifyClient.responder
+    async def modify_client(
+        self, id: str, name: str | None, enabled: bool | None,
+        regenerate_secret: bool | None, **settings: Any,
+    ) -> dict[str, object]:
+        changes = _client_fields(settings)
+        if name is not None:
+            changes["name"] = name
+        if enabled is not None:
+            changes["enabled"] = enabled
+
+        async def work() -> tuple[Client, str, int]:
+            before = self.authority.live_token_count(client_id=id)
+            client, secret = await self.authority.update_client(
+                id, bool(regenerate_secret), **changes
+            )
+            return client, secret, before - self.authority.live_token_count(client_id=id)
+
+        client, secret, revoked = await self._change("client.update", {"client": id}, work())
+        self._audit(
+            "client.update", "ok", client=client.id, changed=",".join(sorted(changes)),
+            new_secret="yes" if secret else "", revoked=revoked or "",
+        )
+        return {**self._client_row(client), "secret": secret, "revoked": revoked}
+
+    @RemoveClient.responder
+    async def remove_client(self, id: str) -> dict[str, object]:
+        async def work() -> dict[str, Any]:
+            row = self._client_row(self.authority.client(id))
+            await self.authority.remove_client(id)
+            return row
+
+        row = await self._change("client.remove", {"client": id}, work())
+        self._audit("client.remove", "ok", client=id, revoked=row["tokens"])
+        return {**row, "revoked": row["tokens"]}
+
+    # -- users -------------------------------------------------------------
+
+    def _user_row(self, user: User) -> dict[str, Any]:
+        return user_row(user, self.authority.live_token_count(user=user.name))
+
+    def _hash(self, password: str) -> Deferred[str]:
+        if len(password) < MIN_PASSWORD:
+            raise InvalidValue(f"passwords have at least {MIN_PASSWORD} characters")
+        return self._until_disconnected(self.authority.hasher.hash(password))
+
+    @AddUser.responder
+    async def add_user(self, name: str, password: str | None, **settings: Any) -> dict[str, object]:
+        fields = {key: value for key, value in settings.items() if value is not None}
+
+        async def work() -> User:
+            username = check_username(name)
+            try:
+                self.authority.user(username)
+            except NotFound:
+                pass
+            else:
+                raise Conflict(f"user {username} already exists")
+            if password is not None:
+                fields["password_hash"] = await self._hash(password)
+            return await self.authority.add_user(username, "", **fields)
+
+        user = await self._change("user.add", {"user": name}, work())
+        self._audit("user.add", "ok", user=user.name, role=user.role)
+        return self._user_row(user)
+
+    @ListUsers.responder
+    def list_users(
+        self, search: str | None, cursor: str | None, limit: int | None,
+    ) -> dict[str, object]:
+        def start() -> _Listing:
+            needle = (search or "").lower()
+            users = self.authority.state.users
+
+            def row(name: str) -> dict[str, Any] | None:
+                user = users.get(name)
+                if user is None or not (
+                    name.startswith(needle) or user.email.lower().startswith(needle)
+                    or user.full_name.lower().startswith(needle)
+                ):
+                    return None
+                return self._user_row(user)
+
+            return _Listing(b"ListUsers", self.authority.user_names(), row, USER_FIELDS)
+
+        rows, next_cursor = self._page(b"ListUsers", cursor, limit, start)
+        return {"users": rows, "cursor": next_cursor}
+
+    @ShowUser.responder
+    def show_user(self, name: str) -> dict[str, object]:
+        return self._user_row(self.authority.user(name))
+
+    @SetPassword.responder
+    async def set_password(self, name: str, password: str) -> dict[str, object]:
+        async def work() -> User:
+            self.authority.user(name)
+            hashed = await self._hash(password)
+            return await self.authority.update_user(name, password_hash=hashed)
+
+        user = await self._change("user.password", {"user": name}, work())
+        self._audit("user.password", "ok", user=user.name)
+        return self._user_row(user)
+
+    @ModifyUser.responder
+    async def modify_user(self, name: str, disabled: bool | None, **settings: Any) -> dict[str, object]:
+        changes = {key: value for key, value in settings.items() if value is not None}
+        if disabled is not None:
+            changes["disabled"] = disabled
+
+        async def work() -> tuple[User, int]:
+            before = self.authority.live_token_count(user=name)
+            user = await self.authority.update_user(name, **changes)
+            return user, before - self.authority.live_token_count(user=name)
+
+        user, revoked = await self._change("user.update", {"user": name}, work())
+        self._audit(
+            "user.update", "ok", user=user.name, changed=",".join(sorted(changes)),
+            revoked=revoked or "",
+        )
+        return {**self._user_row(user), "revoked": revoked}
+
+    @RemoveUser.responder
+    async def remove_user(self, name: str) -> dict[str, object]:
+        async def work() -> dict[str, Any]:
+            row = self._user_row(self.authority.user(name))
+            await self.authority.remove_user(name)
+            return row
+
+        row = await self._change("user.remove", {"user": name}, work())
+        self._audit("user.remove", "ok", user=name, revoked=row["tokens"])
+        return {**row, "revoked": row["tokens"]}
+
+    # -- tokens ------------------------------------------------------------
+
+    def _token_row(self, token: Token) -> dict[str, Any]:
+        client = self.authority.state.clients.get(token.client_id)
+        return token_row(token, client.name if client else "", self.authority.now())
+
+    @AddToken.responder
+    async def add_token(
+        self, label: str, scope: str, lifetime: int, user: str | None, client_id: str | None,
+    ) -> dict[str, object]:
+        secret, token = await self._change(
+            "token.issue", {"user": user, "client": client_id},
+            _call(
+                self.authority.issue_admin_token, label=label, scope=scope, lifetime=lifetime,
+                user=user or "", client_id=client_id or "",
+            ),
+        )
+        self._audit(
+            "token.issue", "ok", token=token.handle, kind=token.kind, user=token.user,
+            client=token.client_id, scope=token.scope, via="control",
+        )
+        return {**self._token_row(token), "secret": secret}
+
+    @ListTokens.responder
+    def list_tokens(
+        self, search: str | None, cursor: str | None, limit: int | None, expired: bool | None,
+    ) -> dict[str, object]:
+        def start() -> _Listing:
+            needle = search or ""
+            include_expired = bool(expired)
+            authority = self.authority
+            key = _secret_key(needle)
+            if key is not None:
+                keys, needle = [key], ""
+            else:
+                keys = authority.token_keys()
+
+            def row(key: int) -> dict[str, Any] | None:
+                token = authority.held_token(key, include_expired)
+                if token is None or not authority.token_matches(token, needle):
+                    return None
+                return self._token_row(token)
+
+            return _Listing(b"ListTokens", keys, row, TOKEN_FIELDS)
+
+        rows, next_cursor = self._page(b"ListTokens", cursor, limit, start)
+        return {"tokens": rows, "cursor": next_cursor}
+
+    def _find_token(self, reference: str) -> Token:
+        reference = reference.strip()
+        token = self.authority.find_token(reference)
+        if token is None:
+            # Never echo what may be a mistyped secret.
+            if tokens.is_handle(reference):
+                raise NotFound(f"no such token: {reference}")
+            raise NotFound("no such token: no live token has that handle, secret or session id")
+        return token
+
+    @ShowToken.responder
+    def show_token(self, reference: str) -> dict[str, object]:
+        return self._token_row(self._find_token(reference))
+
+    @RemoveToken.responder
+    async def remove_token(self, reference: str) -> dict[str, object]:
+        async def work() -> dict[str, Any]:
+            token = self._find_token(reference)
+            row = self._token_row(token)
+            row["revoked"] = self.authority.revocation_count(token)
+            await self.authority.revoke(token)
+            return row
+
+        row = await self._change("token.revoke", {}, work())
+        self._audit("token.revoke", "ok", token=row["handle"], revoked=row["revoked"], via="control")
+        return row
+
+    # -- paging ------------------------------------------------------------
+
+    def _page(
+        self, command: bytes, cursor: str | None, limit: int | None,
+        start: Callable[[], _Listing],
+    ) -> tuple[list[dict[str, Any]], str]:
+        """
+        One page of a listing: the first (a new snapshot) without a cursor,
+        else the one the cursor names.
+
+        @return: the rows and the cursor of the next page, C{""} at the end.
+        """
+        rows_wanted = _page_limit(limit)
+        if not cursor:
+            number = self._next_listing
+            self._next_listing += 1
+            listing = start()
+            self._listings[number] = listing
+            while len(self._listings) > MAX_LISTINGS:
+                del self._listings[min(self._listings)]
+            position = 0
+        else:
+            number, position = _parse_cursor(cursor)
+            found = self._listings.get(number)
+            if found is None or found.command != command or position > len(found.keys):
+                raise InvalidValue("unknown or expired cursor; start the listing again")
+            listing = found
+        rows: list[dict[str, Any]] = []
+        size = 0
+        keys = listing.keys
+        end = min(len(keys), position + SCAN_LIMIT)
+        while position < end and len(rows) < rows_wanted:
+            row = listing.row(keys[position])
+            if row is not None:
+                row_size = encoded_size(listing.schema, row)
+                if row_size > PAGE_BYTES and "redirect_uris" in row:
+                    row["redirect_uris"] = []
+                    row_size = encoded_size(listing.schema, row)
+                if size + row_size > PAGE_BYTES and rows:
+                    break
+                rows.append(row)
+                size += row_size
+            position += 1
+        if position >= len(keys):
+            del self._listings[number]
+            return rows, ""
+        return rows, f"{number}.{position}"
+
+
+def _parse_cursor(cursor: str) -> tuple[int, int]:
+    number, dot, position = cursor.partition(".")
+    if not (dot and number.isdigit() and position.isdigit() and len(cursor) < 40):
+        raise InvalidValue("unknown or expired cursor; start the listing again")
+    return int(number), int(position)
+
+
+def _secret_key(search: str) -> int | None:
+    """
+    The token key a search names exactly (a token or a session id), if any.
+    """
+    key = tokens.key_from_session_id(search)
+    if key is None and (tokens.is_access_token(search) or tokens.is_app_password(search)):
+        key = tokens.token_key(search)
+    return key
+
+
+def _client_fields(settings: dict[str, Any]) -> dict[str, Any]:
+    """
+    The L{Client} fields named by a command's optional client settings.
+    """
+    fields: dict[str, Any] = {}
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if name == "public":
+            fields["type"] = "public" if value else "confidential"
+        elif name in ("grant_types", "redirect_uris"):
+            fields[name] = tuple(value)
+        else:
+            fields[name] = value
+    if len(fields.get("redirect_uris", ())) > MAX_REDIRECT_URIS:
+        raise InvalidValue(f"a client has at most {MAX_REDIRECT_URIS} redirect URIs")
+    return fields
+
+
+async def _call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """
+    Call C{f} and await its result: errors raised at once and errors in the
+    Deferred arrive the same way.
+    """
+    return await f(*args, **kwargs)
+
+
+async def _awaited(d: Deferred[T]) -> T:
+    return await d
+
+
+_TYPE_NAMES = {
+    amp.Unicode: "text",
+    amp.Integer: "an integer",
+    amp.Boolean: "True or False",
+    amp.ListOf: "a list",
+}
+
+
+def _check_arguments(command: type[amp.Command], box: amp.AmpBox, protocol: amp.AMP) -> None:
+    """
+    @raise amp.RemoteAmpError: C{BAD_ARGUMENT}, naming the first argument of
+        C{box} that is missing or does not parse as its declared type (never
+        echoing its value, which may be a password).
+    """
+    for name, argument in command.arguments:
+        value = box.get(name)
+        what = name.decode("ascii")
+        if value is None:
+            if argument.optional:
+                continue
+            raise amp.RemoteAmpError(b"BAD_ARGUMENT", f"missing argument {what}")
+        try:
+            parsed = argument.fromStringProto(value, protocol)
+        except Exception:
+            parsed = _INVALID
+        if isinstance(argument, amp.Integer) and parsed is not _INVALID and parsed not in INT_RANGE:
+            parsed = _INVALID
+        if parsed is _INVALID:
+            kind = next((n for t, n in _TYPE_NAMES.items() if isinstance(argument, t)), "valid")
+            raise amp.RemoteAmpError(b"BAD_ARGUMENT", f"argument {what} must be {kind}")
+
+
+_INVALID = object()
 
 
 class ControlFactory(Factory):
     """
     Builds one L{ControlProtocol} per admin connection.
 
-    @ivar allowed_uids: uids admitted besides root and the daemon's own.
+    @ivar allowed_uids: uids admitted: root, the daemon's own and any
+        configured.
     @ivar admin_gid: a group whose members are admitted, if any.
     """
 
@@ -104,17 +1113,87 @@ class ControlFactory(Factory):
         return protocol
 
     def allows(self, creds: PeerCredentials) -> bool:
+        """
+        Whether C{creds} may administer the daemon: root, the daemon's own
+        uid, a configured uid, or a process whose primary or supplementary
+        group is the admin group.
+        """
         if creds.uid in self.allowed_uids:
             return True
         if self.admin_gid is None:
             return False
-        if creds.gid == self.admin_gid:
-            return True
-        try:
-            import grp
-            import pwd
+        return creds.gid == self.admin_gid or self.admin_gid in creds.groups
 
-            name = pwd.getpwuid(creds.uid).pw_name
-            return name in grp.getgrgid(self.admin_gid).gr_mem
-        except KeyError:
-            return False
+
+# ---------------------------------------------------------------------------
+# Listening.
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """
+    Create files under a 0177 umask (owner read and write only) meanwhile.
+    The umask is process-wide, but only ever made stricter here.
+    """
+    old = os.umask(0o177)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+class ControlService(StreamServerEndpointService):
+    """
+    The control listener: binds its UNIX socket under L{private_umask}, so
+    there is no moment between bind() and the endpoint's chmod() at which
+    the socket has looser permissions than 0600; fails to start loudly.
+    """
+
+    _raiseSynchronously = True
+
+    def privilegedStartService(self) -> None:
+        with private_umask():
+            super().privilegedStartService()
+
+
+def control_service(description: str, factory: ControlFactory, reactor: Any) -> ControlService:
+    """
+    The service listening on C{description} (a Twisted endpoint string) for
+    admin connections. For a UNIX socket, a missing parent directory is made
+    0700; an existing one that others can enter is logged as a warning.
+    """
+    if description.startswith("unix:"):
+        path = _unescape(description[len("unix:"):])
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+        elif stat.S_IMODE(os.stat(parent).st_mode) & 0o077:
+            log.warn(
+                "control socket directory {directory} is open to others (mode {mode:o}); "
+                "make it 0700", directory=parent, mode=stat.S_IMODE(os.stat(parent).st_mode),
+            )
+    return ControlService(serverFromString(reactor, description), factory)
+
+
+def _unescape(rest: str) -> str:
+    """
+    The path of a C{unix:} endpoint description (up to the first unescaped
+    colon).
+    """
+    path = []
+    chars = iter(rest)
+    for c in chars:
+        if c == "\\":
+            path.append(next(chars, ""))
+        elif c == ":":
+            break
+        else:
+            path.append(c)
+    return "".join(path)
+
+
+__all__ = [
+    "COMMANDS", "ControlFactory", "ControlProtocol", "ControlService", "ERRORS",
+    "PeerCredentials", "control_service", "resolve_group",
+    "socket_peer_credentials", "wire_error",
+]

@@ -139,7 +139,7 @@ def build_service(config: Config, reactor: Any, journal_pool: Any = None) -> Dae
     from twisted.python.threadpool import ThreadPool
 
     from oauthd.authority import Authority
-    from oauthd.control import ControlFactory
+    from oauthd.control import ControlFactory, control_service, resolve_group
     from oauthd.hashing import PasswordHasher, ThreadPoolService
     from oauthd.http import OAuthHTTP
     from oauthd.journal import FileJournal, JournalError
@@ -174,8 +174,14 @@ def build_service(config: Config, reactor: Any, journal_pool: Any = None) -> Dae
                 endpoint=endpoint,
                 issuer=config.issuer,
             )
-    control = ControlFactory(reactor, authority)
-    strports.service(config.control, control, reactor=reactor).setServiceParent(root)
+    try:
+        admin_gid = resolve_group(config.admin_group)
+    except KeyError:
+        raise ConfigError(f"admin_group: no such group {config.admin_group!r}") from None
+    control = ControlFactory(
+        reactor, authority, allowed_uids=config.admin_uids, admin_gid=admin_gid,
+    )
+    control_service(config.control, control, reactor).setServiceParent(root)
     return root
 
 
