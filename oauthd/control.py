@@ -22,6 +22,7 @@ change; one already applied completes, and its reply is dropped.
 from __future__ import annotations
 
 import grp
+import json
 import os
 import socket
 import stat
@@ -67,7 +68,7 @@ The most rows one listing page holds (and the default a client gets).
 
 PAGE_BYTES = 64_000
 """
-The most bytes of encoded rows one page holds: AMP caps a value at 65,535.
+The most bytes of JSON one page's rows take: AMP caps a value at 65,535.
 """
 
 SCAN_LIMIT = 50_000
@@ -213,6 +214,18 @@ PAGE_ARGUMENTS: list[tuple[bytes, amp.Argument]] = [
     (b"limit", amp.Integer(optional=True)),
 ]
 
+PAGE_RESPONSE: list[tuple[bytes, amp.Argument]] = [
+    (b"rows", amp.Unicode()),
+    (b"cursor", amp.Unicode()),
+]
+"""
+A listing page: C{rows} is a JSON array of row objects (the fields of the
+row schema: L{CLIENT_FIELDS}, L{USER_FIELDS} or L{TOKEN_FIELDS}), C{cursor}
+names the next page, C{""} after the last. JSON rather than an AMP AmpList:
+AMP encodes and decodes an AmpList in Python at about 25 microseconds a row
+on each side, JSON in C at about 2.
+"""
+
 
 def _text(value: str) -> str:
     """
@@ -271,29 +284,6 @@ def token_row(token: Token, client_name: str, now: int) -> dict[str, Any]:
     }
 
 
-def encoded_size(schema: list[tuple[bytes, amp.Argument]], row: dict[str, Any]) -> int:
-    """
-    The exact length of C{row} encoded as one box of an L{amp.AmpList} of
-    C{schema}, without encoding it (for the argument types used here).
-    """
-    size = 2
-    for name, argument in schema:
-        size += 4 + len(name) + _value_size(argument, row[name.decode("ascii")])
-    return size
-
-
-def _value_size(argument: amp.Argument, value: Any) -> int:
-    if isinstance(argument, amp.Unicode):
-        return len(value) if value.isascii() else len(value.encode("utf-8"))
-    if isinstance(argument, amp.Boolean):
-        return 4 if value else 5
-    if isinstance(argument, amp.Integer):
-        return len(str(int(value)))
-    if isinstance(argument, amp.ListOf):
-        return sum(2 + _value_size(argument.elementType, item) for item in value)
-    raise TypeError(f"no size rule for {type(argument).__name__}")
-
-
 # ---------------------------------------------------------------------------
 # Commands. Every one may fail with any code in ERRORS, BAD_ARGUMENT for a
 # missing or mistyped argument, or AMP's own UNHANDLED (unknown command) and
@@ -346,7 +336,7 @@ class AddClient(ControlCommand):
 
 class ListClients(ControlCommand):
     arguments = PAGE_ARGUMENTS
-    response = [(b"clients", amp.AmpList(CLIENT_FIELDS)), (b"cursor", amp.Unicode())]
+    response = PAGE_RESPONSE
 
 
 class ShowClient(ControlCommand):
@@ -388,7 +378,7 @@ class AddUser(ControlCommand):
 
 class ListUsers(ControlCommand):
     arguments = PAGE_ARGUMENTS
-    response = [(b"users", amp.AmpList(USER_FIELDS)), (b"cursor", amp.Unicode())]
+    response = PAGE_RESPONSE
 
 
 class ShowUser(ControlCommand):
@@ -428,7 +418,7 @@ class AddToken(ControlCommand):
 
 class ListTokens(ControlCommand):
     arguments = [*PAGE_ARGUMENTS, (b"expired", amp.Boolean(optional=True))]
-    response = [(b"tokens", amp.AmpList(TOKEN_FIELDS)), (b"cursor", amp.Unicode())]
+    response = PAGE_RESPONSE
 
 
 class ShowToken(ControlCommand):
@@ -530,7 +520,6 @@ class _Listing:
     command: bytes
     keys: list[Any]
     row: Callable[[Any], dict[str, Any] | None]
-    schema: list[tuple[bytes, amp.Argument]]
 
 
 def _page_limit(limit: int | None) -> int:
@@ -735,10 +724,9 @@ class ControlProtocol(amp.AMP):
                     return None
                 return self._client_row(client)
 
-            return _Listing(b"ListClients", self.authority.client_ids(), row, CLIENT_FIELDS)
+            return _Listing(b"ListClients", self.authority.client_ids(), row)
 
-        rows, next_cursor = self._page(b"ListClients", cursor, limit, start)
-        return {"clients": rows, "cursor": next_cursor}
+        return self._page(b"ListClients", cursor, limit, start)
 
     @ShowClient.responder
     def show_client(self, id: str) -> dict[str, object]:
@@ -827,10 +815,9 @@ class ControlProtocol(amp.AMP):
                     return None
                 return self._user_row(user)
 
-            return _Listing(b"ListUsers", self.authority.user_names(), row, USER_FIELDS)
+            return _Listing(b"ListUsers", self.authority.user_names(), row)
 
-        rows, next_cursor = self._page(b"ListUsers", cursor, limit, start)
-        return {"users": rows, "cursor": next_cursor}
+        return self._page(b"ListUsers", cursor, limit, start)
 
     @ShowUser.responder
     def show_user(self, name: str) -> dict[str, object]:
@@ -919,10 +906,9 @@ class ControlProtocol(amp.AMP):
                     return None
                 return self._token_row(token)
 
-            return _Listing(b"ListTokens", keys, row, TOKEN_FIELDS)
+            return _Listing(b"ListTokens", keys, row)
 
-        rows, next_cursor = self._page(b"ListTokens", cursor, limit, start)
-        return {"tokens": rows, "cursor": next_cursor}
+        return self._page(b"ListTokens", cursor, limit, start)
 
     def _find_token(self, reference: str) -> Token:
         reference = reference.strip()
@@ -956,12 +942,13 @@ class ControlProtocol(amp.AMP):
     def _page(
         self, command: bytes, cursor: str | None, limit: int | None,
         start: Callable[[], _Listing],
-    ) -> tuple[list[dict[str, Any]], str]:
+    ) -> dict[str, object]:
         """
         One page of a listing: the first (a new snapshot) without a cursor,
         else the one the cursor names.
 
-        @return: the rows and the cursor of the next page, C{""} at the end.
+        @return: the page's response: its rows as JSON, and the cursor of
+            the next page, C{""} after the last.
         """
         rows_wanted = _page_limit(limit)
         if not cursor:
@@ -978,26 +965,36 @@ class ControlProtocol(amp.AMP):
             if found is None or found.command != command or position > len(found.keys):
                 raise InvalidValue("unknown or expired cursor; start the listing again")
             listing = found
-        rows: list[dict[str, Any]] = []
-        size = 0
+        rows: list[str] = []
+        size = 2
         keys = listing.keys
         end = min(len(keys), position + SCAN_LIMIT)
         while position < end and len(rows) < rows_wanted:
             row = listing.row(keys[position])
             if row is not None:
-                row_size = encoded_size(listing.schema, row)
-                if row_size > PAGE_BYTES and "redirect_uris" in row:
+                text = _json(row)
+                if len(text) + 1 > PAGE_BYTES - 2 and row.get("redirect_uris"):
+                    # Only a client with very many long redirect URIs can
+                    # outgrow a page; list it without them (show has them).
                     row["redirect_uris"] = []
-                    row_size = encoded_size(listing.schema, row)
-                if size + row_size > PAGE_BYTES and rows:
+                    text = _json(row)
+                if size + len(text) + 1 > PAGE_BYTES and rows:
                     break
-                rows.append(row)
-                size += row_size
+                rows.append(text)
+                size += len(text) + 1
             position += 1
+        page = "[" + ",".join(rows) + "]"
         if position >= len(keys):
             del self._listings[number]
-            return rows, ""
-        return rows, f"{number}.{position}"
+            return {"rows": page, "cursor": ""}
+        return {"rows": page, "cursor": f"{number}.{position}"}
+
+
+def _json(row: dict[str, Any]) -> str:
+    """
+    A row as compact, ASCII-only JSON (so its length is its size in bytes).
+    """
+    return json.dumps(row, separators=(",", ":"))
 
 
 def _parse_cursor(cursor: str) -> tuple[int, int]:

@@ -228,7 +228,7 @@ class Connection:
         return CtlError(f"the daemon failed to run the command: {error}")
 
     def pages(
-        self, command: type[amp.Command], rows_key: str, limit: int = 0, **arguments: Any,
+        self, command: type[amp.Command], limit: int = 0, **arguments: Any,
     ) -> Iterator[dict[str, Any]]:
         """
         The rows of a paged listing, following its cursor to the end (or
@@ -241,7 +241,7 @@ class Connection:
         while True:
             wanted = PAGE_ROWS if not limit else min(PAGE_ROWS, limit - count)
             page = self.call(command, cursor=cursor or None, limit=wanted, **arguments)
-            for row in page[rows_key]:
+            for row in json.loads(page["rows"]):
                 yield row
                 count += 1
             cursor = page["cursor"]
@@ -560,7 +560,7 @@ def cmd_clients_add(args: argparse.Namespace, term: Terminal, connect: Connect) 
 def cmd_clients_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     from oauthd.control import ListClients
 
-    rows = list(connect().pages(ListClients, "clients", args.limit, search=args.search))
+    rows = list(connect().pages(ListClients, args.limit, search=args.search))
     emit(args, term, rows, lambda: table(
         ["Client ID", "Name", "Type", "User", "Role", "Scope", "Enabled",
          "Access Token Lifetime", "Live Tokens", "Created At (UTC)"],
@@ -624,7 +624,7 @@ def cmd_users_add(args: argparse.Namespace, term: Terminal, connect: Connect) ->
 def cmd_users_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     from oauthd.control import ListUsers
 
-    rows = list(connect().pages(ListUsers, "users", args.limit, search=args.search))
+    rows = list(connect().pages(ListUsers, args.limit, search=args.search))
     emit(args, term, rows, lambda: table(
         ["Name", "Role", "Full Name", "Email", "Enabled", "Password", "Live Tokens",
          "Created At (UTC)"],
@@ -705,7 +705,7 @@ def cmd_auth_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> N
     from oauthd.control import ListTokens
 
     rows = list(connect().pages(
-        ListTokens, "tokens", args.limit, search=args.search, expired=args.expired or None,
+        ListTokens, args.limit, search=args.search, expired=args.expired or None,
     ))
     emit(args, term, rows, lambda: table(
         ["Session ID", "User", "Kind", "Client", "Name", "Scope", "Created At (UTC)",
