@@ -1047,7 +1047,7 @@ async def _awaited(d: Deferred[T]) -> T:
 
 _TYPE_NAMES = {
     amp.Unicode: "text",
-    amp.Integer: "an integer",
+    amp.Integer: "a 32-bit integer",
     amp.Boolean: "True or False",
     amp.ListOf: "a list",
 }

@@ -1,0 +1,950 @@
+"""
+The control socket's protocol, in memory: the peer gate, every command's
+round trip and errors, hostile input, disconnects mid-command, paging and
+the listener's permissions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from twisted.test import iosim
+
+from oauthd import control, tokens
+from oauthd.authority import Authority, Conflict, InvalidValue, NotFound
+from oauthd.config import ConfigError, build_config
+from oauthd.control import (
+    BadArgument,
+    Busy,
+    ControlFactory,
+    ControlProtocol,
+    PeerCredentials,
+    StorageError,
+)
+from oauthd.hashing import PasswordHasher
+from oauthd.journal import MemoryJournal
+from oauthd.model import ACCESS, APP_PASSWORD, Client, client_record
+from oauthd.store import Store
+from tests.helpers import START, make_config
+from tests.journal_doubles import InlinePool, InlineReactor, SteppingPool
+
+ADMIN = PeerCredentials(pid=777, uid=4242, gid=4242)
+
+
+class HeldJournal(MemoryJournal):
+    """
+    A memory journal whose appends and compactions, while C{holding}, are
+    acknowledged only when the test calls L{release}: a slow disk.
+    """
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.holding = False
+        self.held: list[Deferred[None]] = []
+
+    def _hold(self, d: Deferred[None]) -> Deferred[None]:
+        if not self.holding:
+            return d
+        held: Deferred[None] = Deferred()
+        self.held.append(held)
+        return held
+
+    def append(self, payloads: Any) -> Deferred[None]:
+        return self._hold(super().append(payloads))
+
+    def compact(self, snapshot: Any) -> Deferred[None]:
+        return self._hold(super().compact(snapshot))
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for d in held:
+            d.callback(None)
+
+
+class Harness:
+    """
+    A whole protocol core and a control factory in memory; connections are
+    iosim pairs (or a bare StringTransport for raw bytes).
+    """
+
+    def __init__(
+        self, journal: MemoryJournal | None = None, pool: Any = None, **factory: Any,
+    ) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.journal = journal if journal is not None else MemoryJournal()
+        store = Store.load(self.journal, self.clock)
+        hasher = PasswordHasher(InlineReactor(), pool or InlinePool(), cost=4)  # type: ignore[arg-type]
+        self.authority = Authority(store, make_config(), hasher)
+        self.peer: PeerCredentials | None = ADMIN
+        factory.setdefault("allowed_uids", [ADMIN.uid])
+        self.factory = ControlFactory(
+            self.clock, self.authority, peer_credentials=lambda transport: self.peer, **factory,
+        )
+
+    def connect(self) -> Link:
+        client, server, pump = iosim.connectedServerAndClient(
+            lambda: self.factory.buildProtocol(None), amp.AMP,
+        )
+        return Link(client, server, pump)
+
+    def raw(self) -> tuple[ControlProtocol, StringTransport]:
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    @property
+    def records(self) -> int:
+        return self.journal.record_count
+
+
+class Link:
+    def __init__(self, client: amp.AMP, server: ControlProtocol, pump: iosim.IOPump) -> None:
+        self.client = client
+        self.server = server
+        self.pump = pump
+
+    def ask(self, command: type[amp.Command], **arguments: Any) -> list[Any]:
+        """
+        Send a command; the returned list gets its result when it arrives.
+        """
+        results: list[Any] = []
+        self.client.callRemote(command, **arguments).addBoth(results.append)
+        self.pump.flush()
+        return results
+
+    def call(self, command: type[amp.Command], **arguments: Any) -> dict[str, Any]:
+        (result,) = self.ask(command, **arguments)
+        if isinstance(result, Failure):
+            result.raiseException()
+        assert isinstance(result, dict)
+        return result
+
+    def fails(self, command: type[amp.Command], **arguments: Any) -> BaseException:
+        (result,) = self.ask(command, **arguments)
+        assert isinstance(result, Failure), result
+        return result.value
+
+    def rows(self, command: type[amp.Command], **arguments: Any) -> list[dict[str, Any]]:
+        """
+        Every row of a listing, following the cursor.
+        """
+        rows: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = self.call(command, cursor=cursor, **arguments)
+            rows += json.loads(page["rows"])
+            cursor = page["cursor"] or None
+            if cursor is None:
+                return rows
+
+
+@pytest.fixture
+def events() -> Iterator[EventLoggingObserver]:
+    observer = EventLoggingObserver()
+    globalLogPublisher.addObserver(observer)
+    yield observer
+    globalLogPublisher.removeObserver(observer)
+
+
+def failures(events: EventLoggingObserver) -> list[dict[str, Any]]:
+    """
+    Events that carry a traceback or are errors: none may appear for any
+    input a client can send.
+    """
+    return [
+        e for e in events
+        if "log_failure" in e or e.get("log_level") in (LogLevel.error, LogLevel.critical)
+    ]
+
+
+def audits(events: EventLoggingObserver, event: str | None = None) -> list[dict[str, Any]]:
+    return [
+        e for e in events
+        if e.get("log_namespace") == "oauthd.audit" and event in (None, e.get("audit_event"))
+    ]
+
+
+def box(**values: bytes) -> bytes:
+    return amp.AmpBox({k.encode(): v for k, v in values.items()}).serialize()
+
+
+def command_box(command: bytes, ask: bytes = b"1", **arguments: bytes) -> bytes:
+    return box(_command=command, _ask=ask, **arguments)
+
+
+# ---------------------------------------------------------------------------
+# Who may connect
+
+
+@pytest.mark.parametrize(
+    "creds, allowed",
+    [
+        (PeerCredentials(1, 0, 0), True),
+        (PeerCredentials(1, os.getuid(), 999), True),
+        (PeerCredentials(1, 1000, 1000), True),
+        (PeerCredentials(1, 1001, 1001), False),
+        (PeerCredentials(1, 1002, 50), True),
+        (PeerCredentials(1, 1003, 1003, (20, 50)), True),
+        (PeerCredentials(1, 1004, 1004, (20, 51)), False),
+    ],
+)
+def test_who_is_allowed(creds: PeerCredentials, allowed: bool) -> None:
+    """
+    Root, the daemon's own uid, configured uids and members (primary or
+    supplementary) of the admin group are admitted; nobody else.
+    """
+    harness = Harness(allowed_uids=[1000], admin_gid=50)
+    assert harness.factory.allows(creds) is allowed
+    assert Harness(allowed_uids=[]).factory.allows(PeerCredentials(1, 1002, 50)) is False
+
+
+def test_refused_peer_is_closed_logged_and_changes_nothing(events: EventLoggingObserver) -> None:
+    """
+    A disallowed uid is disconnected at once, the refusal is logged with the
+    uid as a structured field, and what it sent is never read.
+    """
+    harness = Harness()
+    harness.peer = PeerCredentials(pid=5, uid=1234, gid=1234)
+    protocol, transport = harness.raw()
+    assert transport.disconnecting
+    protocol.dataReceived(command_box(b"AddClient", name=b"sneaky"))
+    assert transport.value() == b""
+    assert harness.authority.client_ids() == [] and harness.records == 0
+    refusals = [e for e in events if e.get("log_format", "").startswith("control: refused")]
+    assert [e["peer_uid"] for e in refusals] == [1234]
+    assert refusals[0]["log_level"] == LogLevel.warn
+    assert [e["peer_uid"] for e in audits(events, "control.connect")] == "1234".split()
+
+    link = harness.connect()
+    assert isinstance(link.fails(control.Status), Exception)
+
+
+def test_unknown_peer_is_refused(events: EventLoggingObserver) -> None:
+    """
+    A transport whose peer cannot be determined is refused too.
+    """
+    harness = Harness()
+    harness.peer = None
+    _, transport = harness.raw()
+    assert transport.disconnecting
+
+
+def test_socket_peer_credentials() -> None:
+    """
+    Over a real UNIX socket the kernel reports this process; a transport
+    without a socket yields None.
+    """
+    a, b = socket.socketpair(socket.AF_UNIX)
+    with a, b:
+        class Transport:
+            def getHandle(self) -> socket.socket:
+                return a
+
+        creds = control.socket_peer_credentials(Transport())  # type: ignore[arg-type]
+    assert creds is not None
+    assert (creds.pid, creds.uid, creds.gid) == (os.getpid(), os.getuid(), os.getgid())
+    assert set(creds.groups) <= set(os.getgroups()) | {os.getgid()}
+    assert control.socket_peer_credentials(StringTransport()) is None
+
+
+def test_resolve_group() -> None:
+    assert control.resolve_group("") is None
+    assert control.resolve_group("0") == 0
+    assert control.resolve_group("root") == 0
+    with pytest.raises(KeyError):
+        control.resolve_group("no-such-group-here")
+
+
+# ---------------------------------------------------------------------------
+# Round trips
+
+
+def test_client_lifecycle(events: EventLoggingObserver) -> None:
+    """
+    A client is added (its secret returned once and stored only as a
+    digest), shown, listed, changed (a regenerated secret replaces the old
+    one) and removed, which revokes its tokens.
+    """
+    harness = Harness()
+    authority = harness.authority
+    link = harness.connect()
+    added = link.call(
+        control.AddClient, name="backup", scope="photos albums", grant_types=["client_credentials"],
+        access_ttl=600, max_tokens=5, redirect_uris=["https://app.example/cb"], user=None,
+    )
+    client_id, secret = added["id"], added["secret"]
+    assert tokens.is_client_id(client_id) and len(secret) == 32
+    assert added["scope"] == "albums photos" and added["max_tokens"] == 5
+    assert authority.authenticate_client(client_id, secret) is not None
+    assert not any(secret.encode() in p for p in harness.journal.payloads)
+
+    assert link.call(control.ShowClient, id=client_id)["name"] == "backup"
+    assert [r["id"] for r in link.rows(control.ListClients)] == [client_id]
+    assert [r["id"] for r in link.rows(control.ListClients, search="BACK")] == [client_id]
+    assert link.rows(control.ListClients, search="zzz") == []
+
+    changed = link.call(control.ModifyClient, id=client_id, regenerate_secret=True, scope="photos")
+    assert changed["scope"] == "photos" and len(changed["secret"]) == 32
+    assert authority.authenticate_client(client_id, secret) is None
+    assert authority.authenticate_client(client_id, changed["secret"]) is not None
+
+    token = link.call(control.AddToken, label="job", scope="photos", lifetime=60, client_id=client_id)
+    assert authority.authenticate_token(token["secret"]) is not None
+    removed = link.call(control.RemoveClient, id=client_id)
+    assert removed["revoked"] == 1
+    assert authority.authenticate_token(token["secret"]) is None
+    assert isinstance(link.fails(control.ShowClient, id=client_id), NotFound)
+    assert [e["audit_event"] for e in audits(events)] == [
+        "client.add", "client.update", "token.issue", "client.remove",
+    ]
+    assert failures(events) == []
+
+
+def test_disabling_a_client_revokes_its_tokens() -> None:
+    harness = Harness()
+    link = harness.connect()
+    client_id = link.call(control.AddClient, name="c")["id"]
+    secret = link.call(control.AddToken, label="t", scope="*", lifetime=60, client_id=client_id)["secret"]
+    changed = link.call(control.ModifyClient, id=client_id, enabled=False)
+    assert not changed["enabled"] and changed["revoked"] == 1
+    assert harness.authority.authenticate_token(secret) is None
+    error = link.fails(control.AddToken, label="t", scope="*", lifetime=60, client_id=client_id)
+    assert isinstance(error, InvalidValue) and "disabled" in str(error)
+
+
+def test_public_client_has_no_secret() -> None:
+    link = Harness().connect()
+    added = link.call(control.AddClient, name="spa", public=True, grant_types=["authorization_code"])
+    assert added["type"] == "public" and added["secret"] == ""
+    made_confidential = link.call(control.ModifyClient, id=added["id"], public=False,
+                                  grant_types=["client_credentials"])
+    assert made_confidential["type"] == "confidential" and len(made_confidential["secret"]) == 32
+
+
+def test_user_lifecycle(events: EventLoggingObserver) -> None:
+    """
+    Users are created with a bcrypt-hashed password, can be found, changed,
+    disabled (revoking their app passwords) and removed.
+    """
+    harness = Harness()
+    authority = harness.authority
+    link = harness.connect()
+    row = link.call(control.AddUser, name="Alice", password="correct horse", role="admin",
+                    email="alice@example.com", full_name="Alice Liddell")
+    assert row["name"] == "alice" and row["has_password"] and row["role"] == "admin"
+    assert "correct horse" not in json.dumps([p.decode() for p in harness.journal.payloads])
+    assert harness.authority.user("alice").password_hash.startswith("$2")
+    assert isinstance(link.fails(control.AddUser, name="alice", password="another one"), Conflict)
+    assert isinstance(link.fails(control.AddUser, name="bob", password="short"), InvalidValue)
+    assert [r["name"] for r in link.rows(control.ListUsers, search="alice@")] == ["alice"]
+
+    link.call(control.SetPassword, name="alice", password="battery staple")
+    from twisted.internet.defer import ensureDeferred
+
+    checked: list[Any] = []
+    ensureDeferred(authority.check_password("alice", "battery staple")).addBoth(checked.append)
+    assert checked[0] is not None
+
+    app = link.call(control.AddToken, label="phone", scope="*", lifetime=0, user="alice")
+    assert tokens.is_app_password(app["secret"]) and app["kind"] == APP_PASSWORD
+    assert link.call(control.ShowUser, name="alice")["tokens"] == 1
+    disabled = link.call(control.ModifyUser, name="alice", disabled=True)
+    assert disabled["disabled"] and disabled["revoked"] == 1
+    assert authority.authenticate_token(app["secret"]) is None
+    assert link.call(control.RemoveUser, name="alice")["name"] == "alice"
+    assert isinstance(link.fails(control.ShowUser, name="alice"), NotFound)
+    assert all(e["peer_uid"] == str(ADMIN.uid) for e in audits(events))
+    assert failures(events) == []
+
+
+def test_token_lifecycle() -> None:
+    """
+    auth add issues a token the protocol layer accepts as a bearer token
+    (the same check the HTTP edge makes); auth show finds it by handle,
+    secret or session id; auth rm revokes it before the reply arrives.
+    """
+    harness = Harness()
+    authority = harness.authority
+    link = harness.connect()
+    issued = link.call(control.AddToken, label="metrics", scope="metrics", lifetime=3600)
+    secret = issued["secret"]
+    assert tokens.is_access_token(secret) and issued["kind"] == ACCESS
+    assert issued["expires_at"] == START + 3600
+    token = authority.authenticate_token(secret)
+    assert token is not None and token.scope == "metrics" and token.label == "metrics"
+    for reference in (secret, issued["handle"], tokens.session_id(secret)):
+        assert link.call(control.ShowToken, reference=reference)["handle"] == issued["handle"]
+    assert [r["handle"] for r in link.rows(control.ListTokens, search=secret)] == [issued["handle"]]
+
+    removed = link.call(control.RemoveToken, reference=issued["handle"])
+    assert removed["revoked"] == 1
+    assert authority.authenticate_token(secret) is None
+    error = link.fails(control.RemoveToken, reference=secret)
+    assert isinstance(error, NotFound) and secret not in str(error)
+
+
+def test_token_errors() -> None:
+    harness = Harness()
+    link = harness.connect()
+    client_id = link.call(control.AddClient, name="c", scope="photos")["id"]
+    cases = [
+        ({"scope": "albums", "client_id": client_id}, InvalidValue, "exceeds the client's scope"),
+        ({"scope": "nonsense"}, InvalidValue, "unknown scope"),
+        ({"scope": ""}, InvalidValue, "must not be empty"),
+        ({"scope": "*", "user": "ghost"}, NotFound, "no such user: ghost"),
+        ({"scope": "*", "client_id": "cnope"}, NotFound, "no such client"),
+        ({"scope": "*", "user": "x", "client_id": client_id}, InvalidValue, "not both"),
+        ({"scope": "*", "lifetime": -5}, InvalidValue, "lifetime"),
+        ({"scope": "*", "label": " "}, InvalidValue, "token name"),
+    ]
+    for arguments, kind, message in cases:
+        arguments = {"label": "t", "lifetime": 60, **arguments}
+        if arguments.get("user") == "x":
+            link.call(control.AddUser, name="x", password="long enough")
+        error = link.fails(control.AddToken, **arguments)
+        assert isinstance(error, kind) and message in str(error), (arguments, error)
+    assert harness.authority.live_token_count() == 0
+
+
+def test_expired_tokens_are_listed_only_on_request() -> None:
+    harness = Harness()
+    link = harness.connect()
+    link.call(control.AddToken, label="short", scope="*", lifetime=10)
+    harness.clock.advance(11)
+    assert link.rows(control.ListTokens) == []
+    (row,) = link.rows(control.ListTokens, expired=True)
+    assert row["expired"] is True
+
+
+def test_status_and_compact(events: EventLoggingObserver) -> None:
+    harness = Harness()
+    link = harness.connect()
+    for i in range(3):
+        link.call(control.AddToken, label=f"t{i}", scope="*", lifetime=60)
+    link.call(control.RemoveToken, reference=link.rows(control.ListTokens)[0]["handle"])
+    harness.clock.advance(30)
+    status = link.call(control.Status)
+    assert status["uptime"] == 30
+    assert (status["clients"], status["users"], status["tokens"]) == (0, 0, 2)
+    assert (status["journal_records"], status["live_records"]) == (4, 2)
+    assert status["version"] == control.__version__
+    compacted = link.call(control.Compact)
+    assert (compacted["records_before"], compacted["records_after"]) == (4, 2)
+    assert compacted["bytes_after"] < compacted["bytes_before"]
+    assert link.call(control.Status)["journal_records"] == 2
+    assert [e["peer_uid"] for e in audits(events, "journal.compact")] == [str(ADMIN.uid)]
+
+
+def test_compact_while_compacting_is_busy() -> None:
+    journal = HeldJournal()
+    harness = Harness(journal=journal)
+    link = harness.connect()
+    journal.holding = True
+    first = link.ask(control.Compact)
+    assert first == []
+    assert isinstance(link.fails(control.Compact), Busy)
+    journal.release()
+    link.pump.flush()
+    assert first[0]["records_after"] == 0
+
+
+def test_reply_only_once_durable() -> None:
+    """
+    A change is answered only once the journal has it on disk.
+    """
+    journal = HeldJournal()
+    harness = Harness(journal=journal)
+    link = harness.connect()
+    journal.holding = True
+    answer = link.ask(control.AddClient, name="slow")
+    assert answer == [] and len(harness.authority.client_ids()) == 1
+    journal.release()
+    link.pump.flush()
+    assert answer[0]["name"] == "slow"
+
+
+def test_journal_failure_is_a_storage_error(events: EventLoggingObserver) -> None:
+    harness = Harness()
+    harness.journal.fail(OSError(28, "No space left on device"))
+    link = harness.connect()
+    error = link.fails(control.AddClient, name="doomed")
+    assert isinstance(error, StorageError)
+    assert "No space left" in str(error) and "\n" not in str(error)
+    assert [e["outcome"] for e in audits(events, "client.add")] == ["failed"]
+    assert failures(events) == []
+
+
+def test_long_redirect_uri_lists_are_refused() -> None:
+    link = Harness().connect()
+    uris = [f"https://app.example/cb{i}" for i in range(control.MAX_REDIRECT_URIS + 1)]
+    error = link.fails(control.AddClient, name="c", redirect_uris=uris)
+    assert isinstance(error, InvalidValue) and "at most" in str(error)
+
+
+# ---------------------------------------------------------------------------
+# Errors and hostile input
+
+
+def test_unknown_command_leaves_connection_usable(events: EventLoggingObserver) -> None:
+    harness = Harness()
+    link = harness.connect()
+
+    class Bogus(amp.Command):
+        pass
+
+    assert isinstance(link.fails(Bogus), amp.UnhandledCommand)
+    assert link.call(control.Status)["version"]
+    assert failures(events) == []
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"label": b"t", "scope": b"*", "lifetime": b"soon"}, "argument lifetime must be a 32-bit integer"),
+        ({"label": b"t", "scope": b"*", "lifetime": str(2**40).encode()}, "argument lifetime must be a 32-bit integer"),
+        ({"label": b"t", "scope": b"*", "lifetime": b"9" * 5000}, "argument lifetime must be a 32-bit integer"),
+        ({"scope": b"*", "lifetime": b"60"}, "missing argument label"),
+        ({"label": b"\xff\xfe", "scope": b"*", "lifetime": b"60"}, "argument label must be text"),
+        ({"label": b"t", "scope": b"*", "lifetime": b"60", "user": b"\xc3"}, "argument user must be text"),
+    ],
+)
+def test_wrong_argument_types(
+    events: EventLoggingObserver, arguments: dict[str, bytes], message: str,
+) -> None:
+    """
+    A missing or mistyped argument is answered with BAD_ARGUMENT naming it
+    (never echoing the value); nothing changes, nothing is logged as an
+    error, and the connection stays open.
+    """
+    harness = Harness()
+    protocol, transport = harness.raw()
+    protocol.dataReceived(command_box(b"AddToken", **arguments))
+    (answer,) = amp.parseString(transport.value())
+    assert answer[b"_error_code"] == b"BAD_ARGUMENT"
+    assert answer[b"_error_description"].decode() == message
+    assert not transport.disconnecting
+    assert harness.records == 0
+    assert failures(events) == []
+    transport.clear()
+    protocol.dataReceived(command_box(b"Status", ask=b"2"))
+    (answer,) = amp.parseString(transport.value())
+    assert answer[b"_answer"] == b"2"
+
+
+def test_bad_boolean_and_list(events: EventLoggingObserver) -> None:
+    harness = Harness()
+    protocol, transport = harness.raw()
+    protocol.dataReceived(command_box(b"ModifyClient", id=b"c", enabled=b"maybe"))
+    protocol.dataReceived(command_box(b"ListTokens", ask=b"2", limit=b"0"))
+    first, second = amp.parseString(transport.value())
+    assert first[b"_error_description"] == b"argument enabled must be True or False"
+    assert second[b"_error_code"] == b"INVALID_VALUE"
+    assert failures(events) == []
+
+
+def test_truncated_frame_then_disconnect(events: EventLoggingObserver) -> None:
+    """
+    Half a command followed by a hang-up does nothing at all.
+    """
+    harness = Harness()
+    protocol, transport = harness.raw()
+    frame = command_box(b"AddClient", name=b"half")
+    protocol.dataReceived(frame[: len(frame) // 2])
+    protocol.connectionLost(Failure(Exception("gone")))
+    assert transport.value() == b"" and harness.records == 0
+    assert failures(events) == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        struct.pack("!H", 256) + b"k" * 256,  # a key over AMP's 255 bytes
+        box(**{f"k{i}": b"v" for i in range(control.MAX_BOX_KEYS + 1)}),
+        box(**{f"k{i}": b"v" * 65535 for i in range(5)}),  # over MAX_BOX_BYTES
+        box(_answer=b"1", value=b"x"),  # an answer to a question never asked
+        box(_error=b"1", _error_code=b"X", _error_description=b"x"),
+        box(something=b"else"),
+    ],
+    ids=["long-key", "many-keys", "huge-box", "answer", "error", "no-command"],
+)
+def test_protocol_violations_close_only_that_connection(
+    events: EventLoggingObserver, data: bytes,
+) -> None:
+    """
+    Oversized frames and boxes that are not commands close the connection
+    with a warning naming the peer's uid (no traceback), change nothing,
+    and leave other connections working.
+    """
+    harness = Harness()
+    bystander = harness.connect()
+    protocol, transport = harness.raw()
+    protocol.dataReceived(data + command_box(b"AddClient", name=b"after"))
+    assert transport.disconnecting
+    assert transport.value() == b""
+    assert harness.records == 0
+    warnings = [e for e in events if e.get("log_format", "").startswith("control: closing")]
+    assert [e["peer_uid"] for e in warnings] == [ADMIN.uid]
+    assert failures(events) == []
+    protocol.connectionLost(Failure(Exception("closed")))
+    assert bystander.call(control.AddClient, name="fine")["name"] == "fine"
+
+
+def test_client_vanishing_while_password_hashes(events: EventLoggingObserver) -> None:
+    """
+    A client that hangs up while its user's password is being hashed
+    creates nothing; the daemon and other connections carry on.
+    """
+    pool = SteppingPool()
+    harness = Harness(pool=pool)
+    protocol, transport = harness.raw()
+    protocol.dataReceived(command_box(b"AddUser", name=b"carol", password=b"long enough"))
+    assert len(pool.jobs) == 1
+    other = harness.connect()
+    assert other.call(control.Status)["users"] == 0
+    protocol.connectionLost(Failure(Exception("hung up")))
+    pool.run_all()
+    assert harness.authority.user_names() == [] and harness.records == 0
+    assert harness.authority.hasher.pending == 0
+    assert [e["outcome"] for e in audits(events, "user.add")] == ["abandoned"]
+    assert failures(events) == []
+    answer = other.ask(control.AddUser, name="dave", password="long enough")
+    pool.run_all()
+    other.pump.flush()
+    assert answer[0]["name"] == "dave"
+
+
+def test_client_vanishing_after_the_change(events: EventLoggingObserver) -> None:
+    """
+    A client that hangs up while its change is being written still gets the
+    change made and durable; the lost reply is dropped quietly.
+    """
+    journal = HeldJournal()
+    harness = Harness(journal=journal)
+    protocol, transport = harness.raw()
+    journal.holding = True
+    protocol.dataReceived(command_box(b"AddClient", name=b"made"))
+    protocol.connectionLost(Failure(Exception("hung up")))
+    journal.release()
+    assert [c for c in harness.authority.client_ids()]
+    assert harness.records == 1
+    assert [e["outcome"] for e in audits(events, "client.add")] == ["ok"]
+    assert failures(events) == []
+
+
+def test_commands_on_one_connection_run_concurrently() -> None:
+    """
+    A slow command (a password hash) does not hold up a quick one sent after
+    it on the same connection.
+    """
+    pool = SteppingPool()
+    harness = Harness(pool=pool)
+    link = harness.connect()
+    slow = link.ask(control.AddUser, name="erin", password="long enough")
+    quick = link.ask(control.Status)
+    assert slow == [] and quick[0]["users"] == 0
+    pool.run_all()
+    link.pump.flush()
+    assert slow[0]["name"] == "erin"
+
+
+# ---------------------------------------------------------------------------
+# Paging
+
+
+def issue_many(authority: Authority, count: int, **fields: Any) -> list[str]:
+    """
+    Issue C{count} tokens straight through the store; their handles.
+    """
+    records = []
+    handles = []
+    fields.setdefault("scope", "metrics")
+    fields.setdefault("lifetime", 3600)
+    for _ in range(count):
+        secret, record = authority.mint(ACCESS, **fields)
+        records.append(record)
+        handles.append(tokens.handle(tokens.token_key(secret)))
+    authority.store.commit(records)
+    return handles
+
+
+def test_pages_fit_amp_values_and_cover_everything() -> None:
+    """
+    Rows as long as a token's can be (a 200-character non-ASCII label, a
+    long scope) still make pages that fit one AMP value, and the pages hold
+    every token once, oldest first.
+    """
+    harness = Harness()
+    label = "é☃" * 100
+    handles = issue_many(harness.authority, 1500, label=label, scope=" ".join(harness.authority.config.scopes))
+    link = harness.connect()
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = link.call(control.ListTokens, cursor=cursor)
+        assert len(page["rows"].encode("utf-8")) <= control.PAGE_BYTES
+        rows = json.loads(page["rows"])
+        assert rows and all(r["label"] == label for r in rows)
+        seen += [r["handle"] for r in rows]
+        pages += 1
+        cursor = page["cursor"] or None
+        if cursor is None:
+            break
+    assert seen == handles
+    assert pages > 1500 // control.PAGE_ROWS + 1
+
+
+def test_listing_while_tokens_come_and_go() -> None:
+    """
+    Every token that lives through a whole listing appears exactly once;
+    one revoked before its page is not shown; nothing appears twice.
+    """
+    harness = Harness()
+    authority = harness.authority
+    handles = issue_many(authority, 2000)
+    link = harness.connect()
+    seen: list[str] = []
+    revoked: set[str] = set()
+    cursor = None
+    while True:
+        page = link.call(control.ListTokens, cursor=cursor, limit=150)
+        rows = json.loads(page["rows"])
+        assert len(rows) <= 150
+        seen += [r["handle"] for r in rows]
+        cursor = page["cursor"] or None
+        if cursor is None:
+            break
+        unseen = [h for h in handles if h not in set(seen) and h not in revoked]
+        for handle in unseen[-3:]:
+            token = authority.find_token(handle)
+            assert token is not None
+            authority.revoke(token)
+            revoked.add(handle)
+        issue_many(authority, 5)
+    assert len(seen) == len(set(seen))
+    assert set(seen) == set(handles) - revoked
+    assert revoked
+
+
+def test_scan_limit_bounds_each_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A filter that matches little still answers every page after examining
+    at most SCAN_LIMIT tokens; pages may then be empty, the cursor moves on.
+    """
+    monkeypatch.setattr(control, "SCAN_LIMIT", 100)
+    harness = Harness()
+    issue_many(harness.authority, 450, label="other")
+    issue_many(harness.authority, 3, label="wanted")
+    link = harness.connect()
+    sizes = []
+    cursor = None
+    while True:
+        page = link.call(control.ListTokens, cursor=cursor, search="wanted")
+        sizes.append(len(json.loads(page["rows"])))
+        cursor = page["cursor"] or None
+        if cursor is None:
+            break
+    assert sizes == [0, 0, 0, 0, 3]
+
+
+def test_cursor_errors() -> None:
+    harness = Harness()
+    issue_many(harness.authority, 30)
+    link = harness.connect()
+    first = link.call(control.ListTokens, limit=10)
+    for cursor in ("nonsense", "99.0", "1.99999", "1.-1"):
+        error = link.fails(control.ListTokens, cursor=cursor)
+        assert isinstance(error, InvalidValue) and "cursor" in str(error)
+    assert isinstance(link.fails(control.ListUsers, cursor=first["cursor"]), InvalidValue)
+    assert isinstance(harness.connect().fails(control.ListTokens, cursor=first["cursor"]), InvalidValue)
+    for limit in (0, control.PAGE_ROWS + 1):
+        assert isinstance(link.fails(control.ListTokens, limit=limit), InvalidValue)
+    # Repeating a page's cursor gives the same page again.
+    again = [link.call(control.ListTokens, cursor=first["cursor"], limit=10)["rows"] for _ in range(2)]
+    assert again[0] == again[1]
+    # A connection keeps at most MAX_LISTINGS open listings.
+    for _ in range(control.MAX_LISTINGS):
+        link.call(control.ListTokens, limit=10)
+    assert isinstance(link.fails(control.ListTokens, cursor=first["cursor"]), InvalidValue)
+
+
+def test_search_tokens_by_prefix() -> None:
+    harness = Harness()
+    authority = harness.authority
+    link = harness.connect()
+    client_id = link.call(control.AddClient, name="c")["id"]
+    link.call(control.AddUser, name="frank", password="long enough")
+    link.call(control.AddToken, label="for frank", scope="*", lifetime=60, user="frank")
+    link.call(control.AddToken, label="job", scope="*", lifetime=60, client_id=client_id)
+    link.call(control.AddToken, label="loose", scope="*", lifetime=60)
+    assert [r["label"] for r in link.rows(control.ListTokens, search="fra")] == ["for frank"]
+    assert [r["label"] for r in link.rows(control.ListTokens, search=client_id)] == ["job"]
+    assert [r["label"] for r in link.rows(control.ListTokens, search="lo")] == ["loose"]
+    assert len(link.rows(control.ListTokens)) == 3 == authority.live_token_count()
+
+
+def test_oversized_client_row_is_listed_without_redirect_uris() -> None:
+    """
+    A client with more redirect URIs than fit a page (possible only through
+    another edge) is still listed, without them.
+    """
+    harness = Harness()
+    uris = tuple(f"https://app.example/{'x' * 1900}/{i}" for i in range(40))
+    client = Client(id="c000000000000001", name="huge", redirect_uris=uris, created_at=START)
+    harness.authority.store.commit([client_record(client)])
+    link = harness.connect()
+    link.call(control.AddClient, name="small")
+    rows = link.rows(control.ListClients)
+    assert [(r["name"], len(r["redirect_uris"])) for r in rows] == [("huge", 0), ("small", 0)]
+
+
+# ---------------------------------------------------------------------------
+# The listener
+
+
+class RecordingEndpoint:
+    def __init__(self) -> None:
+        self.umask_at_listen: int | None = None
+
+    def listen(self, factory: object) -> Deferred[object]:
+        self.umask_at_listen = os.umask(0o022)
+        os.umask(self.umask_at_listen)
+        return succeed(object())
+
+
+def test_socket_is_bound_under_a_private_umask() -> None:
+    """
+    The control socket is created while the umask is 0177, so it never
+    exists with looser permissions than 0600; the umask is restored after.
+    """
+    harness = Harness()
+    endpoint = RecordingEndpoint()
+    service = control.ControlService(endpoint, harness.factory)  # type: ignore[arg-type]
+    old = os.umask(0)
+    try:
+        service.privilegedStartService()
+        assert os.umask(0) == 0
+    finally:
+        os.umask(old)
+    assert endpoint.umask_at_listen == 0o177
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_socket_modes_under_permissive_umask(tmp_path: Path) -> None:
+    """
+    Under umask 0 the socket comes out 0600 in a 0700 directory (made by the
+    service when missing), and a real client gets answers over it.
+    """
+    from twisted.internet import reactor
+
+    from oauthd.ctl import connect
+
+    harness = Harness()
+    path = tmp_path / "run" / "control.sock"
+    old = os.umask(0)
+    try:
+        service = control.control_service(f"unix:{path}:mode=600", harness.factory, reactor)
+        service.privilegedStartService()
+        service.startService()
+    finally:
+        os.umask(old)
+    try:
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+        from twisted.internet.threads import deferToThread
+
+        def status() -> dict[str, Any]:
+            connection = connect(str(path))
+            try:
+                return connection.call(control.Status)
+            finally:
+                connection.close()
+
+        assert (await deferToThread(status))["version"]
+    finally:
+        await service.stopService()
+    assert not path.exists()
+
+
+def test_open_socket_directory_warns(tmp_path: Path, events: EventLoggingObserver) -> None:
+    from twisted.internet.testing import MemoryReactor
+
+    (tmp_path / "open").mkdir(mode=0o755)
+    (tmp_path / "open").chmod(0o755)
+    control.control_service(f"unix:{tmp_path}/open/c.sock", Harness().factory, MemoryReactor())
+    assert [e["directory"] for e in events if "directory" in e] == [str(tmp_path / "open")]
+
+
+def test_admin_settings_reach_the_factory(tmp_path: Path) -> None:
+    """
+    admin_uids and admin_group from the configuration are what the control
+    factory admits; an unknown group stops the start with a config error.
+    """
+    from oauthd import tap
+    from tests.helpers import InlineMemoryReactor
+
+    config = build_config({"data": str(tmp_path / "d"), "admin_uids": [1000, 1001], "admin_group": "0"}, {})
+    reactor = InlineMemoryReactor()
+    service = tap.build_service(config, reactor, journal_pool=InlinePool())
+    service.privilegedStartService()
+    factory = reactor.unixServers[0][1]
+    assert isinstance(factory, ControlFactory)
+    assert {1000, 1001, 0, os.getuid()} == factory.allowed_uids
+    assert factory.admin_gid == 0
+    with pytest.raises(ConfigError, match="admin_group: no such group 'nogroup-xyz'"):
+        tap.build_service(
+            build_config({"data": str(tmp_path / "e"), "admin_group": "nogroup-xyz"}, {}),
+            InlineMemoryReactor(), journal_pool=InlinePool(),
+        )
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"admin_uids": [-1]}, "admin_uids: -1 is not a uid"),
+        ({"admin_uids": [True]}, "admin_uids: True is not a uid"),
+        ({"admin_uids": "0"}, "admin_uids: expected list"),
+        ({"admin_group": "wheel; rm"}, "admin_group: 'wheel; rm' is not a group"),
+    ],
+)
+def test_admin_config_errors(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        build_config(values, {})
+
+
+def test_wire_errors() -> None:
+    """
+    Library errors become one-line wire errors; bugs are left to AMP.
+    """
+    from twisted.internet.defer import CancelledError
+
+    from oauthd.hashing import HasherBusy, PasswordTooLong
+    from oauthd.journal import CompactionInProgress, JournalFailed
+    from oauthd.scopes import ScopeError
+
+    assert isinstance(control.wire_error(ScopeError("unknown scope 'x'")), InvalidValue)
+    assert isinstance(control.wire_error(PasswordTooLong("too long")), InvalidValue)
+    assert isinstance(control.wire_error(HasherBusy()), Busy)
+    assert isinstance(control.wire_error(CompactionInProgress()), Busy)
+    assert isinstance(control.wire_error(JournalFailed("disk\nfull")), StorageError)
+    assert "\n" not in str(control.wire_error(JournalFailed("disk\nfull")))
+    assert isinstance(control.wire_error(CancelledError()), control.Abandoned)
+    assert control.wire_error(KeyError("bug")) is None
+    assert isinstance(control.wire_error(BadArgument("x")), BadArgument)
