@@ -468,15 +468,18 @@ class Authority:
         """
         return list(self.state.tokens)
 
-    def held_token(self, key: int, include_expired: bool = False) -> Token | None:
+    def held_tokens(self, keys: Iterable[int], include_expired: bool = False) -> list[Token | None]:
         """
-        The token with C{key} if it is still held (not revoked) and, unless
-        C{include_expired}, live.
+        For each key, the token if it is still held (not revoked) and,
+        unless C{include_expired}, live; else C{None}.
         """
-        token = self.state.tokens.get(key)
-        if token is None or not (include_expired or token.live(self.now())):
-            return None
-        return token
+        now = self.now()
+        held = self.state.tokens.get
+        found: list[Token | None] = []
+        for key in keys:
+            token = held(key)
+            found.append(token if token is not None and (include_expired or token.live(now)) else None)
+        return found
 
     @staticmethod
     def token_matches(token: Token, search: str) -> bool:

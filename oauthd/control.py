@@ -513,13 +513,19 @@ def resolve_group(name: str) -> int | None:
 class _Listing:
     """
     One paged listing on one connection: a snapshot of keys taken at its
-    first page, and how to turn a key into a row (or C{None}, if the item has
-    since gone or does not match the listing's filter).
+    first page, and how to turn a run of keys into rows (C{None} for an item
+    that has since gone or does not match the listing's filter).
     """
 
     command: bytes
     keys: list[Any]
-    row: Callable[[Any], dict[str, Any] | None]
+    rows: Callable[[list[Any]], list[dict[str, Any] | None]]
+
+
+_CHUNK = 256
+"""
+Keys turned into rows at a time while filling a page.
+"""
 
 
 def _page_limit(limit: int | None) -> int:
@@ -724,7 +730,7 @@ class ControlProtocol(amp.AMP):
                     return None
                 return self._client_row(client)
 
-            return _Listing(b"ListClients", self.authority.client_ids(), row)
+            return _Listing(b"ListClients", self.authority.client_ids(), _each(row))
 
         return self._page(b"ListClients", cursor, limit, start)
 
@@ -815,7 +821,7 @@ class ControlProtocol(amp.AMP):
                     return None
                 return self._user_row(user)
 
-            return _Listing(b"ListUsers", self.authority.user_names(), row)
+            return _Listing(b"ListUsers", self.authority.user_names(), _each(row))
 
         return self._page(b"ListUsers", cursor, limit, start)
 
@@ -865,9 +871,9 @@ class ControlProtocol(amp.AMP):
 
     # -- tokens ------------------------------------------------------------
 
-    def _token_row(self, token: Token) -> dict[str, Any]:
-        client = self.authority.state.clients.get(token.client_id)
-        return token_row(token, client.name if client else "", self.authority.now())
+    def _token_row(self, token: Token, now: int | None = None) -> dict[str, Any]:
+        client = self.authority.state.clients.get(token.client_id) if token.client_id else None
+        return token_row(token, client.name if client else "", now or self.authority.now())
 
     @AddToken.responder
     async def add_token(
@@ -900,13 +906,16 @@ class ControlProtocol(amp.AMP):
             else:
                 keys = authority.token_keys()
 
-            def row(key: int) -> dict[str, Any] | None:
-                token = authority.held_token(key, include_expired)
-                if token is None or not authority.token_matches(token, needle):
-                    return None
-                return self._token_row(token)
+            def rows(chunk: list[int]) -> list[dict[str, Any] | None]:
+                now = authority.now()
+                matches = authority.token_matches
+                return [
+                    self._token_row(token, now)
+                    if token is not None and matches(token, needle) else None
+                    for token in authority.held_tokens(chunk, include_expired)
+                ]
 
-            return _Listing(b"ListTokens", keys, row)
+            return _Listing(b"ListTokens", keys, rows)
 
         return self._page(b"ListTokens", cursor, limit, start)
 
@@ -969,20 +978,26 @@ class ControlProtocol(amp.AMP):
         size = 2
         keys = listing.keys
         end = min(len(keys), position + SCAN_LIMIT)
-        while position < end and len(rows) < rows_wanted:
-            row = listing.row(keys[position])
-            if row is not None:
-                text = _json(row)
-                if len(text) + 1 > PAGE_BYTES - 2 and row.get("redirect_uris"):
-                    # Only a client with very many long redirect URIs can
-                    # outgrow a page; list it without them (show has them).
-                    row["redirect_uris"] = []
+        full = False
+        while position < end and not full:
+            chunk = keys[position:min(end, position + _CHUNK)]
+            for row in listing.rows(chunk):
+                if row is not None:
                     text = _json(row)
-                if size + len(text) + 1 > PAGE_BYTES and rows:
+                    if len(text) + 1 > PAGE_BYTES - 2 and row.get("redirect_uris"):
+                        # Only a client with very many long redirect URIs can
+                        # outgrow a page; list it without them (show has them).
+                        row["redirect_uris"] = []
+                        text = _json(row)
+                    if size + len(text) + 1 > PAGE_BYTES and rows:
+                        full = True
+                        break
+                    rows.append(text)
+                    size += len(text) + 1
+                position += 1
+                if len(rows) >= rows_wanted:
+                    full = True
                     break
-                rows.append(text)
-                size += len(text) + 1
-            position += 1
         page = "[" + ",".join(rows) + "]"
         if position >= len(keys):
             del self._listings[number]
@@ -990,11 +1005,21 @@ class ControlProtocol(amp.AMP):
         return {"rows": page, "cursor": f"{number}.{position}"}
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _json(row: dict[str, Any]) -> str:
     """
     A row as compact, ASCII-only JSON (so its length is its size in bytes).
     """
-    return json.dumps(row, separators=(",", ":"))
+    text: str = _encode(row)
+    return text
+
+
+def _each(
+    row: Callable[[Any], dict[str, Any] | None],
+) -> Callable[[list[Any]], list[dict[str, Any] | None]]:
+    return lambda chunk: [row(key) for key in chunk]
 
 
 def _parse_cursor(cursor: str) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import getpass as getpass_module
 import json
 import os
@@ -253,6 +254,7 @@ class Connection:
 # Output.
 
 
+@functools.lru_cache(maxsize=4096)
 def utc(timestamp: int) -> str:
     """
     A time for tables: UTC, to the second; C{never} for 0.
@@ -297,7 +299,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def _cell(value: object) -> str:
+    """
+    A value as table text: anything unprintable (a terminal escape in a
+    name) shown as C{?}.
+    """
     text = str(value)
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
@@ -467,10 +475,18 @@ Connect = Callable[[], Connection]
 
 
 def emit(args: argparse.Namespace, term: Terminal, data: object, human: Callable[[], str]) -> None:
-    if args.json:
-        term.print(json.dumps(data, indent=2, ensure_ascii=False))
-    else:
+    """
+    Print C{data} as JSON with C{--json}, else what C{human} makes of it. A
+    list is printed one compact row a line (the indenting encoder is pure
+    Python and would take seconds over 100,000 rows).
+    """
+    if not args.json:
         term.print(human())
+    elif isinstance(data, list):
+        encode = json.JSONEncoder(ensure_ascii=False).encode
+        term.print("[\n" + ",\n".join(encode(row) for row in data) + "\n]" if data else "[]")
+    else:
+        term.print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def cmd_status(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:

@@ -731,7 +731,8 @@ def test_listing_while_tokens_come_and_go() -> None:
         cursor = page["cursor"] or None
         if cursor is None:
             break
-        unseen = [h for h in handles if h not in set(seen) and h not in revoked]
+        listed = set(seen)
+        unseen = [h for h in handles if h not in listed and h not in revoked]
         for handle in unseen[-3:]:
             token = authority.find_token(handle)
             assert token is not None

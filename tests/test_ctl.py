@@ -1,0 +1,479 @@
+"""
+oauthctl: socket discovery and diagnostics, usage errors, password input and
+output formats, and every command round-tripping over a real UNIX socket
+(the daemon's control factory on the test reactor, oauthctl in a thread).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import pytest_twisted
+
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+
+from oauthd import ctl, tokens
+from oauthd.control import ControlFactory, PeerCredentials, socket_peer_credentials
+from oauthd.ctl import Terminal, main
+from tests.journal_doubles import SteppingPool
+from tests.test_control import Harness, command_box, issue_many
+
+
+def the_reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+@attrs.frozen
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def terminal(
+    environ: dict[str, str] | None = None, stdin: str = "", passwords: list[str] | None = None,
+    tty: bool = False,
+) -> Terminal:
+    answers = list(passwords or [])
+    return Terminal(
+        stdin=TTY(stdin) if tty else io.StringIO(stdin), stdout=io.StringIO(), stderr=io.StringIO(),
+        environ=environ or {}, getpass=lambda prompt: answers.pop(0),
+    )
+
+
+def run(*argv: str, term: Terminal | None = None) -> Result:
+    term = term or terminal({"OAUTHD_SOCKET": "/nonexistent/control.sock"})
+    code = main(list(argv), term)
+    return Result(code, term.stdout.getvalue(), term.stderr.getvalue())  # type: ignore[attr-defined]
+
+
+class Live:
+    """
+    A control factory on a real socket in a temporary directory, with the
+    kernel's peer credentials; L{ctl} runs oauthctl's main in a thread.
+    """
+
+    def __init__(self, tmp_path: Path, harness: Harness | None = None, **factory: Any) -> None:
+        self.harness = harness or Harness()
+        self.authority = self.harness.authority
+        self.factory = ControlFactory(self.harness.clock, self.authority, **factory)
+        self.path = tmp_path / "control.sock"
+        self.port = the_reactor().listenUNIX(str(self.path), self.factory, mode=0o600)
+
+    async def ctl(
+        self, *argv: str, stdin: str = "", passwords: list[str] | None = None, tty: bool = False,
+    ) -> Result:
+        term = terminal({"OAUTHD_SOCKET": str(self.path)}, stdin, passwords, tty)
+        code = await deferToThread(main, list(argv), term)
+        return Result(code, term.stdout.getvalue(), term.stderr.getvalue())  # type: ignore[attr-defined]
+
+    async def ok(self, *argv: str, **kwargs: Any) -> Result:
+        result = await self.ctl(*argv, **kwargs)
+        assert (result.code, result.err) == (0, ""), result
+        return result
+
+    async def stop(self) -> None:
+        await self.port.stopListening()
+        # Let the server side see the last client's hang-up.
+        await deferLater(the_reactor(), 0.01, lambda: None)
+
+
+# ---------------------------------------------------------------------------
+# Finding the socket
+
+
+def test_socket_discovery() -> None:
+    """
+    --socket wins over $OAUTHD_SOCKET, which wins over the daemon's default
+    (the same rule as the daemon's default data directory).
+    """
+    env = {"OAUTHD_SOCKET": "/env/c.sock", "STATE_DIRECTORY": "/var/lib/oauthd"}
+    assert ctl.socket_path("/opt/c.sock", env) == "/opt/c.sock"
+    assert ctl.socket_path(None, env) == "/env/c.sock"
+    assert ctl.socket_path(None, {"STATE_DIRECTORY": "/var/lib/oauthd"}) == "/var/lib/oauthd/control.sock"
+    assert ctl.socket_path(None, {}) == "./oauthd-data/control.sock"
+    assert ctl.socket_path(r"unix:/run/a\:b/c.sock:mode=600", {}) == "/run/a:b/c.sock"
+
+
+def test_cannot_connect_says_where_and_why(tmp_path: Path) -> None:
+    """
+    Each way of failing to connect is one line naming the path and the
+    reason, exit status 1.
+    """
+    missing = tmp_path / "missing.sock"
+    plain = tmp_path / "file"
+    plain.write_text("")
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(stale))
+    cases = {
+        str(missing): "no such file (is oauthd running?",
+        str(plain): "not a socket",
+        str(stale): "connection refused (is oauthd running?)",
+        str(plain / "x.sock"): "no such file (a parent is not a directory)",
+        str(tmp_path / ("x" * 120)) + ".sock": None,
+    }
+    long_path = tmp_path / ("y" * 110)
+    long_path.mkdir()
+    with socket.socket(socket.AF_UNIX) as s:
+        os.chdir(long_path)
+        try:
+            s.bind("c.sock")
+        finally:
+            os.chdir(tmp_path)
+    cases[str(long_path / "c.sock")] = "the path is too long for a socket"
+    for path, why in cases.items():
+        result = run("--socket", path, "status")
+        assert result.code == 1 and result.out == ""
+        assert result.err.startswith(f"oauthctl: cannot connect to {path}: ")
+        assert result.err.count("\n") == 1
+        if why:
+            assert why in result.err, result.err
+
+
+def test_permission_denied_is_named(tmp_path: Path) -> None:
+    assert "permission denied" in ctl._why(PermissionError(errno.EACCES, "Permission denied"))
+    if os.getuid() == 0:
+        return  # root is never denied; the mapping above is what a user sees
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0)
+    try:
+        result = run("--socket", str(locked / "c.sock"), "status")
+    finally:
+        locked.chmod(0o700)
+    assert "permission denied" in result.err
+
+
+# ---------------------------------------------------------------------------
+# The command line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["bogus"],
+        ["clients"],
+        ["clients", "add"],
+        ["clients", "add", "--name", "x", "--expires", "soon"],
+        ["clients", "mod", "cabc"],
+        ["users", "mod", "bob"],
+        ["users", "add", "bob", "--role", "king"],
+        ["auth", "add", "--name", "x"],
+        ["auth", "add", "--name", "x", "--scope", "*", "--user", "a", "--client", "c"],
+        ["auth", "add", "--name", "x", "--scope", "*", "--expires", "-5"],
+        ["auth", "ls", "a", "b"],
+        ["repair"],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str]) -> None:
+    """
+    A wrong command line prints usage and the error, exits 2, and never
+    connects (the socket here does not exist).
+    """
+    result = run(*argv)
+    assert result.code == 2, result
+    assert "error:" in result.err and "cannot connect" not in result.err
+
+
+def test_version_and_help() -> None:
+    result = run("--version")
+    assert (result.code, result.out) == (0, f"oauthctl {ctl.__version__}\n")
+    result = run("auth", "add", "--help")
+    assert result.code == 0 and "--scope" in result.out and "one year" in result.out
+
+
+def test_password_input() -> None:
+    """
+    --password-stdin reads one line; otherwise the password is asked twice
+    at a terminal, and must match.
+    """
+    args = ctl.build_parser().parse_args(["users", "add", "bob", "--password-stdin"])
+    assert ctl.read_password(args, terminal(stdin="s3cret pass\nrest\n")) == "s3cret pass"
+    with pytest.raises(ctl.CtlError, match="no password on standard input"):
+        ctl.read_password(args, terminal(stdin=""))
+    args = ctl.build_parser().parse_args(["users", "add", "bob"])
+    assert ctl.read_password(args, terminal(passwords=["abcdefgh", "abcdefgh"], tty=True)) == "abcdefgh"
+    with pytest.raises(ctl.CtlError, match="do not match"):
+        ctl.read_password(args, terminal(passwords=["abcdefgh", "abcdefgX"], tty=True))
+    with pytest.raises(ctl.CtlError, match="use --password-stdin"):
+        ctl.read_password(args, terminal(passwords=["abcdefgh", "abcdefgh"]))
+
+
+def test_formatting() -> None:
+    assert ctl.table(["A", "Long header"], [["xxxx", 1], ["y", "two"]]).splitlines() == [
+        "A     Long header",
+        "xxxx  1",
+        "y     two",
+    ]
+    assert ctl.table(["A"], [["bell\x07"]]).splitlines()[1] == "bell?"
+    assert ctl.duration(3600) == "1h" and ctl.duration(90061) == "1d1h" and ctl.duration(0) == "0s"
+    assert ctl.utc(0) == "never" and ctl.utc(1_800_000_000) == "2027-01-15 08:00:00"
+    assert ctl.size(24) == "24 B" and ctl.size(3 << 20) == "3.0 MiB"
+    assert ctl.boxed(["Access Token", "Scope"], ["abc", "*"]).splitlines() == [
+        "+--------------+-------+",
+        "| Access Token | Scope |",
+        "+--------------+-------+",
+        "| abc          | *     |",
+        "+--------------+-------+",
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Over a real socket
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_command_round_trips(tmp_path: Path) -> None:
+    """
+    Every command, in human and JSON form, over a real socket; each change
+    is in the daemon's state when the command returns.
+    """
+    live = Live(tmp_path)
+    authority = live.authority
+    try:
+        status = (await live.ok("status", "--json")).json()
+        assert status["clients"] == 0 and status["live_fraction"] == 1.0
+        assert "Live Tokens" in (await live.ok("status")).out
+
+        added = await live.ok(
+            "clients", "add", "--name", "backup", "--scope", "photos albums", "--grant",
+            "client_credentials", "--expires", "600", "--tokens", "3", "--redirect-uri",
+            "https://app.example/cb",
+        )
+        assert "AS YOU WILL NOT BE ABLE TO SEE IT AGAIN" in added.out
+        client_id = authority.client_ids()[0]
+        secret = added.out.split(client_id)[-1].split("|")[1].strip()
+        assert authority.authenticate_client(client_id, secret) is not None
+        public = (await live.ok("--json", "clients", "add", "--name", "spa", "--public",
+                                "--grant", "authorization_code")).json()
+        assert public["secret"] == "" and public["type"] == "public"
+
+        listing = await live.ok("clients", "ls")
+        lines = listing.out.splitlines()
+        assert lines[0].startswith("Client ID") and len(lines) == 3
+        assert lines[1].index("backup") == lines[0].index("Name")
+        assert [r["name"] for r in (await live.ok("clients", "ls", "sp", "--json")).json()] == ["spa"]
+        shown = (await live.ok("clients", "show", client_id, "--json")).json()
+        assert shown["redirect_uris"] == ["https://app.example/cb"] and shown["max_tokens"] == 3
+        assert "Access Token Lifetime   10m; up to 3 tokens" in (await live.ok("clients", "show", client_id)).out
+
+        modified = await live.ok("clients", "mod", client_id, "--scope", "photos", "--regenerate-secret")
+        assert "NEW CLIENT SECRET" in modified.out
+        assert authority.authenticate_client(client_id, secret) is None
+        assert authority.client(client_id).scope == "photos"
+
+        await live.ok("users", "add", "alice", "--role", "admin", "--email", "a@example.com",
+                      "--password-stdin", stdin="correct horse\n")
+        await live.ok("users", "add", "bob", "--full-name", "Bob B", passwords=["battery staple"] * 2, tty=True)
+        users = (await live.ok("users", "ls", "--json")).json()
+        assert [(u["name"], u["role"]) for u in users] == [("alice", "admin"), ("bob", "user")]
+        assert "Bob B" in (await live.ok("users", "ls")).out
+        assert (await live.ok("users", "show", "alice", "--json")).json()["email"] == "a@example.com"
+        assert "Changed the password of bob" in (
+            await live.ok("users", "passwd", "bob", "--password-stdin", stdin="new password\n")
+        ).out
+        assert (await live.ok("users", "mod", "bob", "--role", "admin", "--json")).json()["role"] == "admin"
+
+        app = await live.ok("auth", "add", "--user", "alice", "--name", "phone", "--scope", "*", "--expires", "-1")
+        assert "APP PASSWORD" in app.out and "NOT BE ABLE TO SEE IT AGAIN" in app.out
+        app_password = app.out.split("| *")[0].rsplit("|", 1)[1].strip()
+        assert tokens.is_app_password(app_password)
+        assert authority.authenticate_token(app_password) is not None
+        bound = (await live.ok("auth", "add", "--client", client_id, "--name", "job", "--scope",
+                               "photos", "--json")).json()
+        assert bound["client_name"] == "backup" and bound["expires_at"] > bound["issued_at"]
+        table = (await live.ok("auth", "ls")).out.splitlines()
+        assert table[0].startswith("Session ID") and len(table) == 3
+        assert "Client (OAuth2)" in "\n".join(table) and "App Password" in "\n".join(table)
+        assert [r["label"] for r in (await live.ok("auth", "ls", "alice", "--json")).json()] == ["phone"]
+        assert (await live.ok("auth", "show", app_password, "--json")).json()["user"] == "alice"
+        shown = (await live.ok("auth", "show", app_password)).out
+        assert "App Password" in shown and "Expires At (UTC)  never" in shown
+
+        disabled = await live.ok("users", "mod", "alice", "--disable")
+        assert "Revoked 1 tokens of the disabled user" in disabled.out
+        assert authority.authenticate_token(app_password) is None
+        assert "Deleted user bob" in (await live.ok("users", "rm", "bob", "-y")).out
+
+        removed = (await live.ok("clients", "rm", client_id, "-y", "--json")).json()
+        assert removed["revoked"] == 1
+        assert authority.authenticate_token(bound["secret"]) is None
+
+        compacted = await live.ok("compact")
+        assert compacted.out.startswith("Compacted the journal: ")
+        assert (await live.ok("status", "--json")).json()["live_fraction"] == 1.0
+    finally:
+        await live.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_auth_add_then_rm(tmp_path: Path) -> None:
+    """
+    A token issued with auth add is accepted by the same check the HTTP
+    edge makes; after auth rm returns, it is refused.
+    """
+    live = Live(tmp_path)
+    try:
+        issued = (await live.ok("auth", "add", "--name", "ci", "--scope", "metrics", "--json")).json()
+        secret = issued["secret"]
+        assert tokens.is_access_token(secret)
+        token = live.authority.authenticate_token(secret)
+        assert token is not None and token.scope == "metrics"
+        assert issued["expires_at"] - issued["issued_at"] == ctl.DEFAULT_TOKEN_LIFETIME
+        revoked = await live.ok("auth", "rm", secret)
+        assert revoked.out == f"Revoked {issued['handle']}.\n"
+        assert live.authority.authenticate_token(secret) is None
+        again = await live.ctl("auth", "rm", secret)
+        assert again.code == 1
+        assert again.err == "oauthctl: no such token: no live token has that handle, secret or session id\n"
+        assert secret not in again.err
+    finally:
+        await live.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_clients_rm_revokes_and_asks_first(tmp_path: Path) -> None:
+    """
+    clients rm asks for confirmation (anything but yes changes nothing) and
+    then deletes the client and revokes every token it holds.
+    """
+    live = Live(tmp_path)
+    try:
+        client_id = (await live.ok("clients", "add", "--name", "c", "--json")).json()["id"]
+        secrets = [
+            (await live.ok("auth", "add", "--client", client_id, "--name", f"t{i}", "--scope", "*",
+                           "--json")).json()["secret"]
+            for i in range(3)
+        ]
+        refused = await live.ctl("clients", "rm", client_id, stdin="n\n")
+        assert refused.code == 1 and "nothing was changed" in refused.err
+        assert live.authority.client(client_id)
+        removed = await live.ctl("clients", "rm", client_id, stdin="yes\n")
+        assert removed.code == 0
+        assert removed.err == f"Delete client {client_id} and revoke all its tokens? [y/N] "
+        assert removed.out == f"Deleted client {client_id} (c); revoked 3 tokens.\n"
+        assert all(live.authority.authenticate_token(s) is None for s in secrets)
+    finally:
+        await live.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_errors_are_one_line(tmp_path: Path) -> None:
+    live = Live(tmp_path)
+    try:
+        for argv, message in [
+            (["clients", "show", "cnope"], "oauthctl: no such client: cnope\n"),
+            (["users", "rm", "ghost", "-y"], "oauthctl: no such user: ghost\n"),
+            (["auth", "add", "--name", "x", "--scope", "bogus"], "oauthctl: unknown scope 'bogus'\n"),
+            (["auth", "show", "sess0000000000"], "oauthctl: no such token: sess0000000000\n"),
+            (["users", "add", "eve", "--password-stdin"], "oauthctl: passwords have at least 8 characters\n"),
+        ]:
+            result = await live.ctl(*argv, stdin="short\n")
+            assert (result.code, result.out, result.err) == (1, "", message)
+    finally:
+        await live.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_refused_uid_over_a_real_socket(tmp_path: Path) -> None:
+    """
+    A peer the daemon does not admit (the kernel's credentials, with the uid
+    swapped for a stranger's) is disconnected; oauthctl says so in one line.
+    """
+
+    def stranger(transport: Any) -> PeerCredentials | None:
+        real = socket_peer_credentials(transport)
+        assert real is not None and real.pid == os.getpid()
+        return attrs.evolve(real, uid=31337)
+
+    live = Live(tmp_path, peer_credentials=stranger)
+    try:
+        result = await live.ctl("status")
+        assert result.code == 1
+        assert result.err.startswith(f"oauthctl: {live.path}: the daemon closed the connection")
+        assert result.err.count("\n") == 1
+    finally:
+        await live.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostile_clients_on_a_real_socket(tmp_path: Path) -> None:
+    """
+    A client sending an oversized key is cut off; one that hangs up while
+    its password is hashed creates nothing; oauthctl works throughout.
+    """
+    reactor = the_reactor()
+    pool = SteppingPool()
+    live = Live(tmp_path, Harness(pool=pool))
+    try:
+        with socket.socket(socket.AF_UNIX) as rogue:
+            rogue.connect(str(live.path))
+            rogue.sendall(struct.pack("!H", 300) + b"x" * 300)
+            rogue.settimeout(5)
+            assert await deferToThread(rogue.recv, 100) == b""
+
+        with socket.socket(socket.AF_UNIX) as quitter:
+            quitter.connect(str(live.path))
+            quitter.sendall(command_box(b"AddUser", name=b"ghost", password=b"long enough"))
+            for _ in range(200):
+                if pool.jobs:
+                    break
+                await deferLater(reactor, 0.005, lambda: None)
+            assert len(pool.jobs) == 1
+        await deferLater(reactor, 0.05, lambda: None)
+        pool.run_all()
+        assert live.authority.user_names() == []
+
+        assert (await live.ok("status", "--json")).json()["users"] == 0
+    finally:
+        await live.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_listing_100000_tokens(tmp_path: Path) -> None:
+    """
+    auth ls over 100,000 tokens pages through all of them, each once, in
+    issue order; -n stops early; the human table has a line per token.
+    """
+    live = Live(tmp_path)
+    handles: list[str] = []
+    started = time.perf_counter()
+    for _ in range(10):
+        handles += issue_many(live.authority, 10_000)
+    print(f"\nissued 100,000 tokens in {time.perf_counter() - started:.2f} s")
+    try:
+        started = time.perf_counter()
+        rows = (await live.ok("auth", "ls", "--json")).json()
+        elapsed = time.perf_counter() - started
+        print(f"oauthctl auth ls --json: 100,000 tokens in {elapsed:.2f} s")
+        assert [r["handle"] for r in rows] == handles
+        limited = (await live.ok("auth", "ls", "-n", "1500", "--json")).json()
+        assert [r["handle"] for r in limited] == handles[:1500]
+        started = time.perf_counter()
+        table = (await live.ok("auth", "ls")).out.splitlines()
+        print(f"oauthctl auth ls: 100,000 tokens in {time.perf_counter() - started:.2f} s")
+        assert len(table) == 100_001
+    finally:
+        await live.stop()
