@@ -136,12 +136,13 @@ def test_cannot_connect_says_where_and_why(tmp_path: Path) -> None:
     }
     long_path = tmp_path / ("y" * 110)
     long_path.mkdir()
+    cwd = os.getcwd()
     with socket.socket(socket.AF_UNIX) as s:
         os.chdir(long_path)
         try:
             s.bind("c.sock")
         finally:
-            os.chdir(tmp_path)
+            os.chdir(cwd)
     cases[str(long_path / "c.sock")] = "the path is too long for a socket"
     for path, why in cases.items():
         result = run("--socket", path, "status")
