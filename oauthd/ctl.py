@@ -790,7 +790,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def group(name: str, help: str, aliases: Sequence[str] = ()) -> Any:
-        sub = commands.add_parser(name, help=help, description=help, aliases=list(aliases))
+        sub = commands.add_parser(
+            name, parents=[common], help=help, description=help, aliases=list(aliases),
+        )
         return sub.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     command(commands, "status", cmd_status, "show the daemon's version, uptime and counts")
@@ -803,7 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def client_options(sub: argparse.ArgumentParser, adding: bool) -> None:
         sub.add_argument("--name", required=adding, help="the client's name")
-        sub.add_argument("--scope", help="scopes it may be granted [default: *]")
+        sub.add_argument("--scope", help="scopes it may be granted" + (" [default: *]" if adding else ""))
         sub.add_argument(
             "--grant", action="append", metavar="GRANT",
             help="a grant type it may use; repeat for several "
@@ -938,6 +940,10 @@ def main(argv: Sequence[str] | None = None, term: Terminal | None = None) -> int
         term.stderr.write("\n")
         return 130
     except BrokenPipeError:
+        # The reader went away (oauthctl auth ls | head): stop quietly, and
+        # keep Python from complaining as it flushes stdout at exit.
+        if term.stdout is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
         for c in connection:
