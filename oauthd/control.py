@@ -596,10 +596,12 @@ class ControlProtocol(amp.AMP):
 
     def ampBoxReceived(self, box: amp.AmpBox) -> None:
         self._box_bytes = 0
-        if amp.COMMAND not in box or amp.ANSWER in box or amp.ERROR in box:
+        if amp.COMMAND not in box or amp.ASK not in box or amp.ANSWER in box or amp.ERROR in box:
             # The daemon never asks, so an answer (or a box that is neither)
-            # is a client that does not speak the protocol.
-            self._violation("a box that is not a command")
+            # is a client that does not speak the protocol. A command must
+            # want its answer: AMP would log a failed one-way command as an
+            # unhandled error and drop the connection.
+            self._violation("a box that is not a command with an _ask tag")
             return
         super().ampBoxReceived(box)
 

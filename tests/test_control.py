@@ -581,8 +581,9 @@ def test_truncated_frame_then_disconnect(events: EventLoggingObserver) -> None:
         box(_answer=b"1", value=b"x"),  # an answer to a question never asked
         box(_error=b"1", _error_code=b"X", _error_description=b"x"),
         box(something=b"else"),
+        box(_command=b"ShowClient", id=b"cnope"),  # a failing command nobody awaits
     ],
-    ids=["long-key", "many-keys", "huge-box", "answer", "error", "no-command"],
+    ids=["long-key", "many-keys", "huge-box", "answer", "error", "no-command", "no-ask"],
 )
 def test_protocol_violations_close_only_that_connection(
     events: EventLoggingObserver, data: bytes,
