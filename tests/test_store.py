@@ -29,6 +29,9 @@ def token(key: int, lifetime: int = 3600, kind: str = ACCESS, grant: str = "", c
     return Token(key, kind, client, "", "*", START, lifetime, grant, "")
 
 
+CLIENT = model.client_record(model.Client(id="c1", name="one"))
+
+
 class CommitTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
@@ -43,7 +46,7 @@ class CommitTests(SynchronousTestCase):
         directory = self.mktemp()
         journal = FileJournal.open(directory, InlineReactor(), pool=pool)  # type: ignore[arg-type]
         store = Store.load(journal, self.clock)
-        done = store.commit([token(1).record()])
+        done = store.commit([CLIENT, token(1).record()])
         assert 1 in store.state.tokens
         self.assertNoResult(done)
         pool.run_all()
@@ -69,7 +72,7 @@ class CommitTests(SynchronousTestCase):
         """
         journal = MemoryJournal()
         store = Store.load(journal, self.clock)
-        store.commit([token(0, lifetime=0).record()])
+        store.commit([CLIENT, token(0, lifetime=0).record()])
         for key in range(1, COMPACT_SLACK + 10):
             store.commit([token(key).record(), ["tok-", tokens.key_hex(key)]])
         assert journal.record_count < COMPACT_SLACK + 10
@@ -78,7 +81,7 @@ class CommitTests(SynchronousTestCase):
 
     def test_sweep_runs_on_the_clock(self) -> None:
         store = Store.load(MemoryJournal(), self.clock)
-        store.commit([token(1, lifetime=30).record(), token(2, lifetime=0).record()])
+        store.commit([CLIENT, token(1, lifetime=30).record(), token(2, lifetime=0).record()])
         store.startService()
         self.clock.advance(SWEEP_INTERVAL * 2)
         assert set(store.state.tokens) == {2}
@@ -96,6 +99,7 @@ operations = st.lists(
         st.tuples(st.just("use"), keys),
         st.tuples(st.just("wait"), st.integers(min_value=1, max_value=300)),
         st.tuples(st.just("compact")),
+        st.tuples(st.just("client"), st.sampled_from(["enable", "disable", "delete"])),
     ),
     max_size=40,
 )
@@ -119,6 +123,9 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
     store = Store.load(journal, clock)
     uncompacted = MemoryJournal()
     reference: dict[int, tuple[str, str, int, int]] = {}  # key -> kind, grant, issued, lifetime
+    store.commit([CLIENT])
+    uncompacted.append([model.encode(CLIENT)])
+    client_enabled = True
 
     def commit(records: list[model.Record]) -> None:
         store.commit(records)
@@ -130,7 +137,7 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
         if op[0] == "issue":
             _, key, lifetime, grant = op
             assert isinstance(key, int) and isinstance(lifetime, int) and isinstance(grant, str)
-            if key in store.state.tokens:
+            if key in store.state.tokens or not client_enabled:
                 continue
             kind = REFRESH if grant else ACCESS
             commit([Token(key, kind, "c1", "", "*", now, lifetime, grant, "").record()])
@@ -152,6 +159,15 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
             clock.advance(op[1])  # type: ignore[arg-type]
         elif op[0] == "compact":
             store.compact()
+        elif op[0] == "client":
+            if op[1] == "delete":
+                commit([["client-", "c1"]])
+            else:
+                client_enabled = op[1] == "enable"
+                commit([model.client_record(model.Client(id="c1", name="one", enabled=client_enabled))])
+            if op[1] != "enable":
+                client_enabled = False
+                reference.clear()
         del live
 
     now = clock.seconds()
