@@ -1068,6 +1068,9 @@ class FileJournal:
         try:
             fd = self._open_compaction_file(compaction)
             _write_all(fd, _encode_records(compaction.salt_crc, payloads))
+            # Sync as we go: appends queued behind this job then wait for
+            # one slice's fsync, not for the whole file's at the end.
+            self._sync(fd)
         except Exception as e:
             self._discard_quietly(compaction)
             raise _CompactionAborted() from e
