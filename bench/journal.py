@@ -264,7 +264,10 @@ async def main(reactor: Any, options: argparse.Namespace) -> None:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="directory for the journals (default: a temporary one, removed after)")
+    parser.add_argument(
+        "--data",
+        help="directory for the journals (default: a temporary one, removed after)",
+    )
     parser.add_argument("--seconds", type=float, default=2.5, help="length of each appends run")
     parser.add_argument("--compaction-records", type=int, default=200_000)
     parser.add_argument("--replay-records", type=int, default=200_000)

@@ -234,7 +234,8 @@ class IEventLog(Interface):
         The payloads present when the log was opened, oldest first.
 
         Meant to be consumed once, at start-up, before the reactor runs (it
-        may block on reads).  It is not available after a compaction.
+        may block on reads).  Do not call it after L{compact} (the file
+        journal raises L{RuntimeError} then).
         """
 
     def compact(snapshot: Iterable[bytes]) -> Deferred[None]:
@@ -251,9 +252,13 @@ class IEventLog(Interface):
         reactor thread, a small slice per reactor turn.
 
         @return: fires with C{None} when the new log is durably in place.  If
-            the compaction fails (the snapshot raised, or writing the new log
-            failed before it replaced the old one), it errbacks and the old
-            log stays in use with nothing lost.  Errbacks with
+            the compaction fails (the snapshot raised or held a bad payload,
+            or writing the new log failed before it replaced the old one), it
+            errbacks with that error and the old log stays in use with
+            nothing lost.  If the new log replaced the old one but that
+            replacement could not be made durable (the directory fsync
+            failed), the log enters the failed state and this, and the
+            appends it carried, errback with L{JournalFailed}.  Errbacks with
             L{CompactionInProgress} if a compaction is already running.
         """
 
@@ -1325,7 +1330,8 @@ def repair(directory: str, *, now: float | None = None) -> RepairReport:
         current time).
     @raise JournalLocked: oauthd (or another repair) holds the lock.
     @raise JournalCorrupt: the file is not an oauthd journal of a version
-        this code reads; nothing is changed then.
+        this code reads, or its header is damaged and no record verifies;
+        nothing is changed then.
     @raise FileNotFoundError: there is no journal in C{directory}.
     """
     directory = os.path.abspath(directory)
@@ -1349,6 +1355,17 @@ def repair(directory: str, *, now: float | None = None) -> RepairReport:
                 spans, skipped, regions = _salvage(buf, size, salt_crc)
                 if intact and not skipped:
                     return RepairReport(path, len(spans), 0, 0, False, None)
+                if not intact and not spans and skipped:
+                    raise JournalCorrupt(
+                        f"journal {path} has a damaged header and not one of"
+                        " its records verifies against it (the salt the"
+                        " checksums depend on is probably what was damaged);"
+                        " refusing to replace it with an empty journal. The"
+                        " file is unchanged; move it aside by hand to start"
+                        " empty",
+                        path,
+                        0,
+                    )
                 copy = _damaged_copy_name(path, time.time() if now is None else now)
                 try:
                     os.link(path, copy)

@@ -862,20 +862,22 @@ class RecoveryTests(SynchronousTestCase):
         self.assertEqual(mode(self.path), 0o600)
         self.assertEqual(mode(report.damaged_copy), 0o600)
 
-    def test_damaged_header(self) -> None:
+    def test_damaged_salt(self) -> None:
         """
-        A header whose checksum fails is refused (offset 0), and repair()
-        recovers the records with the header's salt.
+        A header whose salt is damaged is refused at open (offset 0); since
+        no record verifies any more, repair() refuses to turn the journal
+        into an empty one and leaves the file as it is.
         """
         flip(self.path, 14)  # inside the salt
         damaged = journal_bytes(self.directory)
         self.assert_refused(0)
-        report = repair(self.directory, now=1_700_000_000)
-        self.assertTrue(report.header_damaged)
-        # The salt itself was damaged, so no record verifies any more: the
-        # report says so plainly rather than inventing records.
-        self.assertEqual(report.kept_records, 0)
-        self.assertEqual(report.skipped_bytes, len(damaged) - HEADER_SIZE)
+        with self.assertRaises(JournalCorrupt) as caught:
+            repair(self.directory)
+        self.assertIn("refusing to replace it with an empty journal", str(caught.exception))
+        self.assertEqual(journal_bytes(self.directory), damaged)
+        self.assertEqual(
+            sorted(os.listdir(self.directory)), sorted([JOURNAL_NAME, LOCK_NAME])
+        )
 
     def test_header_checksum_damaged_only(self) -> None:
         """
