@@ -85,6 +85,7 @@ import argparse
 import fcntl
 import mmap
 import os
+import re
 import struct
 import sys
 import time
@@ -147,6 +148,8 @@ RECORD_OVERHEAD = _FRAME.size
 _SLICE_RECORDS = 4096
 _SLICE_BYTES = 1 << 20
 _SLICE_SECONDS = 0.002
+
+_NONZERO = re.compile(rb"[^\x00]")
 
 _log = Logger()
 
@@ -381,12 +384,24 @@ def _resynchronise(
     """
     last = end - RECORD_OVERHEAD
     unpack = _FRAME.unpack_from
-    for offset in range(start, last + 1):
+    # Eight zero bytes are a valid (empty) record only if this salt happens
+    # to make crc32(salt || 0000) zero; otherwise a run of zeros (what a
+    # power cut leaves at the end of a file) is skipped in one search.
+    zeros_verify = zlib.crc32(bytes(4), salt_crc) == 0
+    offset = start
+    while offset <= last:
         length, crc = unpack(buf, offset)
-        if length > MAX_PAYLOAD or offset + RECORD_OVERHEAD + length > end:
+        if length == 0 and crc == 0 and not zeros_verify:
+            nonzero = _NONZERO.search(buf, offset, end)
+            offset = max(offset + 1, (end if nonzero is None else nonzero.start()) - 7)
             continue
-        if _check_record(buf, offset, end, salt_crc)[1] is None:
+        if (
+            length <= MAX_PAYLOAD
+            and offset + RECORD_OVERHEAD + length <= end
+            and _check_record(buf, offset, end, salt_crc)[1] is None
+        ):
             return offset
+        offset += 1
     return None
 
 

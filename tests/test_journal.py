@@ -746,6 +746,15 @@ class RecoveryTests(SynchronousTestCase):
             f.write(b"\x00" * 4096)
         self.assert_tail_cut(4096, self.payloads)
 
+    def test_large_zero_filled_tail(self) -> None:
+        """
+        Megabytes of zeros after the last record are recognised as a torn
+        tail without scanning them byte by byte (this would take seconds).
+        """
+        with open(self.path, "ab") as f:
+            f.write(b"\x00" * (8 << 20))
+        self.assert_tail_cut(8 << 20, self.payloads)
+
     def test_garbled_last_record(self) -> None:
         """
         A last record whose checksum fails, with nothing valid after it, is
