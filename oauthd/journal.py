@@ -88,6 +88,7 @@ import os
 import re
 import struct
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -588,6 +589,22 @@ class _Compaction:
     salt_crc: int = 0
 
 
+def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+    return threading.Thread(*args, daemon=True, **kwargs)
+
+
+class _WriterPool(ThreadPool):
+    """
+    The journal's own pool: its thread is a daemon, so a process that exits
+    without close() (say, start-up failing after the journal opened) does not
+    hang waiting for it.  That is safe because nothing is acknowledged before
+    its fsync returns: an exit can only cut short an unacknowledged write,
+    whose torn tail the next open removes.
+    """
+
+    threadFactory = staticmethod(_daemon_thread)  # type: ignore[assignment]
+
+
 class _CompactionAborted(Exception):
     """
     Writing the new file failed before it replaced the old one; the old file
@@ -695,7 +712,7 @@ class FileJournal:
             raise
         owns_pool = pool is None
         if pool is None:
-            pool = ThreadPool(minthreads=1, maxthreads=1, name="oauthd-journal")
+            pool = _WriterPool(minthreads=0, maxthreads=1, name="oauthd-journal")
             pool.start()
         journal = cls(
             directory=directory,

@@ -1075,3 +1075,35 @@ class LockAndModeTests(SynchronousTestCase):
             f.write(b"half a compaction")
         self.assertEqual(read_journal(self.directory), [b"kept"])
         self.assertFalse(temp_exists(self.directory))
+
+
+class ProcessExitTests(SynchronousTestCase):
+    """
+    The journal's own writer thread never keeps a process alive.
+    """
+
+    def test_exit_without_close(self) -> None:
+        """
+        A process that opened a journal (and even started a write) and then
+        exits without close(), as when start-up fails after the journal
+        opened, exits at once instead of waiting for the writer thread.
+        """
+        directory = make_directory(self.addCleanup)
+        script = (
+            "import sys, threading\n"
+            "from twisted.internet import reactor\n"
+            "from oauthd.journal import FileJournal\n"
+            f"journal = FileJournal.open({directory!r}, reactor)\n"
+            "journal.append([b'never acknowledged'])\n"
+            "assert any(t.name.startswith('PoolThread-oauthd-journal')"
+            " for t in threading.enumerate())\n"
+            "sys.exit(3)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        self.assertEqual(result.returncode, 3, result.stderr)
