@@ -85,8 +85,10 @@ import argparse
 import fcntl
 import mmap
 import os
+import re
 import struct
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -147,6 +149,8 @@ RECORD_OVERHEAD = _FRAME.size
 _SLICE_RECORDS = 4096
 _SLICE_BYTES = 1 << 20
 _SLICE_SECONDS = 0.002
+
+_NONZERO = re.compile(rb"[^\x00]")
 
 _log = Logger()
 
@@ -234,7 +238,8 @@ class IEventLog(Interface):
         The payloads present when the log was opened, oldest first.
 
         Meant to be consumed once, at start-up, before the reactor runs (it
-        may block on reads).  It is not available after a compaction.
+        may block on reads).  Do not call it after L{compact} (the file
+        journal raises L{RuntimeError} then).
         """
 
     def compact(snapshot: Iterable[bytes]) -> Deferred[None]:
@@ -251,9 +256,13 @@ class IEventLog(Interface):
         reactor thread, a small slice per reactor turn.
 
         @return: fires with C{None} when the new log is durably in place.  If
-            the compaction fails (the snapshot raised, or writing the new log
-            failed before it replaced the old one), it errbacks and the old
-            log stays in use with nothing lost.  Errbacks with
+            the compaction fails (the snapshot raised or held a bad payload,
+            or writing the new log failed before it replaced the old one), it
+            errbacks with that error and the old log stays in use with
+            nothing lost.  If the new log replaced the old one but that
+            replacement could not be made durable (the directory fsync
+            failed), the log enters the failed state and this, and the
+            appends it carried, errback with L{JournalFailed}.  Errbacks with
             L{CompactionInProgress} if a compaction is already running.
         """
 
@@ -376,12 +385,24 @@ def _resynchronise(
     """
     last = end - RECORD_OVERHEAD
     unpack = _FRAME.unpack_from
-    for offset in range(start, last + 1):
+    # Eight zero bytes are a valid (empty) record only if this salt happens
+    # to make crc32(salt || 0000) zero; otherwise a run of zeros (what a
+    # power cut leaves at the end of a file) is skipped in one search.
+    zeros_verify = zlib.crc32(bytes(4), salt_crc) == 0
+    offset = start
+    while offset <= last:
         length, crc = unpack(buf, offset)
-        if length > MAX_PAYLOAD or offset + RECORD_OVERHEAD + length > end:
+        if length == 0 and crc == 0 and not zeros_verify:
+            nonzero = _NONZERO.search(buf, offset, end)
+            offset = max(offset + 1, (end if nonzero is None else nonzero.start()) - 7)
             continue
-        if _check_record(buf, offset, end, salt_crc)[1] is None:
+        if (
+            length <= MAX_PAYLOAD
+            and offset + RECORD_OVERHEAD + length <= end
+            and _check_record(buf, offset, end, salt_crc)[1] is None
+        ):
             return offset
+        offset += 1
     return None
 
 
@@ -568,6 +589,22 @@ class _Compaction:
     salt_crc: int = 0
 
 
+def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+    return threading.Thread(*args, daemon=True, **kwargs)
+
+
+class _WriterPool(ThreadPool):
+    """
+    The journal's own pool: its thread is a daemon, so a process that exits
+    without close() (say, start-up failing after the journal opened) does not
+    hang waiting for it.  That is safe because nothing is acknowledged before
+    its fsync returns: an exit can only cut short an unacknowledged write,
+    whose torn tail the next open removes.
+    """
+
+    threadFactory = staticmethod(_daemon_thread)  # type: ignore[assignment]
+
+
 class _CompactionAborted(Exception):
     """
     Writing the new file failed before it replaced the old one; the old file
@@ -675,7 +712,7 @@ class FileJournal:
             raise
         owns_pool = pool is None
         if pool is None:
-            pool = ThreadPool(minthreads=1, maxthreads=1, name="oauthd-journal")
+            pool = _WriterPool(minthreads=0, maxthreads=1, name="oauthd-journal")
             pool.start()
         journal = cls(
             directory=directory,
@@ -1068,6 +1105,9 @@ class FileJournal:
         try:
             fd = self._open_compaction_file(compaction)
             _write_all(fd, _encode_records(compaction.salt_crc, payloads))
+            # Sync as we go: appends queued behind this job then wait for
+            # one slice's fsync, not for the whole file's at the end.
+            self._sync(fd)
         except Exception as e:
             self._discard_quietly(compaction)
             raise _CompactionAborted() from e
@@ -1322,7 +1362,8 @@ def repair(directory: str, *, now: float | None = None) -> RepairReport:
         current time).
     @raise JournalLocked: oauthd (or another repair) holds the lock.
     @raise JournalCorrupt: the file is not an oauthd journal of a version
-        this code reads; nothing is changed then.
+        this code reads, or its header is damaged and no record verifies;
+        nothing is changed then.
     @raise FileNotFoundError: there is no journal in C{directory}.
     """
     directory = os.path.abspath(directory)
@@ -1346,6 +1387,17 @@ def repair(directory: str, *, now: float | None = None) -> RepairReport:
                 spans, skipped, regions = _salvage(buf, size, salt_crc)
                 if intact and not skipped:
                     return RepairReport(path, len(spans), 0, 0, False, None)
+                if not intact and not spans and skipped:
+                    raise JournalCorrupt(
+                        f"journal {path} has a damaged header and not one of"
+                        " its records verifies against it (the salt the"
+                        " checksums depend on is probably what was damaged);"
+                        " refusing to replace it with an empty journal. The"
+                        " file is unchanged; move it aside by hand to start"
+                        " empty",
+                        path,
+                        0,
+                    )
                 copy = _damaged_copy_name(path, time.time() if now is None else now)
                 try:
                     os.link(path, copy)

@@ -14,10 +14,12 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Iterator
+from typing import TypeVar
 from unittest import mock
 
 from zope.interface.verify import verifyObject
 
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -52,6 +54,9 @@ from tests.journal_doubles import (
 )
 
 
+T = TypeVar("T")
+
+
 def file_size(directory: str) -> int:
     return os.path.getsize(os.path.join(directory, JOURNAL_NAME))
 
@@ -70,11 +75,13 @@ def write_journal_bytes(directory: str, data: bytes) -> None:
 # The contract, run against both implementations
 
 
-class EventLogContract:
+class EventLogContract(SynchronousTestCase):
     """
     What every L{IEventLog} does.  Subclasses say how to open a log and how
     to "restart" (close it and open what it left behind).
     """
+
+    __test__ = False
 
     def open_log(self) -> IEventLog:
         raise NotImplementedError()
@@ -180,7 +187,7 @@ class EventLogContract:
             raise ZeroDivisionError("state layer bug")
 
         self.failureResultOf(log.compact(snapshot()), ZeroDivisionError)
-        self.flushLoggedErrors(ZeroDivisionError)  # type: ignore[attr-defined]
+        self.flushLoggedErrors(ZeroDivisionError)
         self.successResultOf(log.append([b"later"]))
         log = self.reopen(log)
         self.assertEqual(list(log.replay()), [b"kept", b"later"])
@@ -193,7 +200,7 @@ class EventLogContract:
         log = self.open_log()
         self.successResultOf(log.append([b"kept"]))
         self.failureResultOf(log.compact([b"x" * (MAX_PAYLOAD + 1)]), ValueError)
-        self.flushLoggedErrors(ValueError)  # type: ignore[attr-defined]
+        self.flushLoggedErrors(ValueError)
         log = self.reopen(log)
         self.assertEqual(list(log.replay()), [b"kept"])
 
@@ -203,7 +210,7 @@ class EventLogContract:
         of the call's payloads is appended; one of exactly the cap is fine.
         """
         log = self.open_log()
-        with self.assertRaises(ValueError):  # type: ignore[attr-defined]
+        with self.assertRaises(ValueError):
             log.append([b"fine", b"x" * (MAX_PAYLOAD + 1)])
         self.successResultOf(log.append([b"y" * MAX_PAYLOAD]))
         log = self.reopen(log)
@@ -214,7 +221,7 @@ class EventLogContract:
         A payload that is not C{bytes} is refused with L{TypeError}.
         """
         log = self.open_log()
-        with self.assertRaises(TypeError):  # type: ignore[attr-defined]
+        with self.assertRaises(TypeError):
             log.append(["text"])  # type: ignore[list-item]
 
     def test_closed(self) -> None:
@@ -228,18 +235,13 @@ class EventLogContract:
         self.failureResultOf(log.compact([]), JournalClosed)
         self.successResultOf(log.close())
 
-    # The mixin is used with SynchronousTestCase, which provides these.
-    successResultOf: object
-    failureResultOf: object
-    assertEqual: object
-    assertTrue: object
-    assertIsNone: object
 
-
-class FileJournalContractTests(EventLogContract, SynchronousTestCase):
+class FileJournalContractTests(EventLogContract):
     """
     The contract, for L{FileJournal} with its writer run inline.
     """
+
+    __test__ = True
 
     def open_log(self) -> IEventLog:
         self.directory = make_directory(self.addCleanup)
@@ -257,10 +259,12 @@ class FileJournalContractTests(EventLogContract, SynchronousTestCase):
         return journal
 
 
-class MemoryJournalContractTests(EventLogContract, SynchronousTestCase):
+class MemoryJournalContractTests(EventLogContract):
     """
     The contract, for L{MemoryJournal}.
     """
+
+    __test__ = True
 
     def open_log(self) -> IEventLog:
         return MemoryJournal()
@@ -379,7 +383,7 @@ class GroupCommitTests(SynchronousTestCase):
         self.successResultOf(self.settle(journal.close()))
         self.assertEqual(read_journal(self.directory), [b"a"])
 
-    def settle(self, d: object) -> object:
+    def settle(self, d: Deferred[T]) -> Deferred[T]:
         self.pool.run_all()
         return d
 
@@ -486,7 +490,7 @@ class WriteFailureTests(SynchronousTestCase):
         self.pool.run_all()
         self.successResultOf(closed)
 
-    def settle(self, d: object) -> object:
+    def settle(self, d: Deferred[T]) -> Deferred[T]:
         self.pool.run_all()
         return d
 
@@ -605,12 +609,12 @@ class CompactionTests(SynchronousTestCase):
         compacted = self.journal.compact([b"new"])
         self.pool.run_all()
         self.successResultOf(compacted)
-        self.assertEqual(
-            [name for name, _ in seen],
-            [TEMP_NAME, os.path.basename(self.directory)],
-        )
-        self.assertEqual(seen[0][1], old, "the journal is the old file until the rename")
-        self.assertNotEqual(seen[1][1], old)
+        names = [name for name, _ in seen]
+        self.assertEqual(names[-1], os.path.basename(self.directory))
+        self.assertEqual(set(names[:-1]), {TEMP_NAME})
+        for _, journal_then in seen[:-1]:
+            self.assertEqual(journal_then, old, "the old file, until the rename")
+        self.assertNotEqual(seen[-1][1], old)
         self.assertFalse(temp_exists(self.directory))
         closed = self.journal.close()
         self.pool.run_all()
@@ -746,6 +750,15 @@ class RecoveryTests(SynchronousTestCase):
             f.write(b"\x00" * 4096)
         self.assert_tail_cut(4096, self.payloads)
 
+    def test_large_zero_filled_tail(self) -> None:
+        """
+        Megabytes of zeros after the last record are recognised as a torn
+        tail without scanning them byte by byte (this would take seconds).
+        """
+        with open(self.path, "ab") as f:
+            f.write(b"\x00" * (8 << 20))
+        self.assert_tail_cut(8 << 20, self.payloads)
+
     def test_garbled_last_record(self) -> None:
         """
         A last record whose checksum fails, with nothing valid after it, is
@@ -862,20 +875,22 @@ class RecoveryTests(SynchronousTestCase):
         self.assertEqual(mode(self.path), 0o600)
         self.assertEqual(mode(report.damaged_copy), 0o600)
 
-    def test_damaged_header(self) -> None:
+    def test_damaged_salt(self) -> None:
         """
-        A header whose checksum fails is refused (offset 0), and repair()
-        recovers the records with the header's salt.
+        A header whose salt is damaged is refused at open (offset 0); since
+        no record verifies any more, repair() refuses to turn the journal
+        into an empty one and leaves the file as it is.
         """
         flip(self.path, 14)  # inside the salt
         damaged = journal_bytes(self.directory)
         self.assert_refused(0)
-        report = repair(self.directory, now=1_700_000_000)
-        self.assertTrue(report.header_damaged)
-        # The salt itself was damaged, so no record verifies any more: the
-        # report says so plainly rather than inventing records.
-        self.assertEqual(report.kept_records, 0)
-        self.assertEqual(report.skipped_bytes, len(damaged) - HEADER_SIZE)
+        with self.assertRaises(JournalCorrupt) as caught:
+            repair(self.directory)
+        self.assertIn("refusing to replace it with an empty journal", str(caught.exception))
+        self.assertEqual(journal_bytes(self.directory), damaged)
+        self.assertEqual(
+            sorted(os.listdir(self.directory)), sorted([JOURNAL_NAME, LOCK_NAME])
+        )
 
     def test_header_checksum_damaged_only(self) -> None:
         """
@@ -1060,3 +1075,35 @@ class LockAndModeTests(SynchronousTestCase):
             f.write(b"half a compaction")
         self.assertEqual(read_journal(self.directory), [b"kept"])
         self.assertFalse(temp_exists(self.directory))
+
+
+class ProcessExitTests(SynchronousTestCase):
+    """
+    The journal's own writer thread never keeps a process alive.
+    """
+
+    def test_exit_without_close(self) -> None:
+        """
+        A process that opened a journal (and even started a write) and then
+        exits without close(), as when start-up fails after the journal
+        opened, exits at once instead of waiting for the writer thread.
+        """
+        directory = make_directory(self.addCleanup)
+        script = (
+            "import sys, threading\n"
+            "from twisted.internet import reactor\n"
+            "from oauthd.journal import FileJournal\n"
+            f"journal = FileJournal.open({directory!r}, reactor)\n"
+            "journal.append([b'never acknowledged'])\n"
+            "assert any(t.name.startswith('PoolThread-oauthd-journal')"
+            " for t in threading.enumerate())\n"
+            "sys.exit(3)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        self.assertEqual(result.returncode, 3, result.stderr)

@@ -87,8 +87,8 @@ async def test_appends_wait_for_running_fsync(tmp_path: Path) -> None:
     assert not any(d.called for d in later)
     release.set()
     await DeferredList([first, *later], fireOnOneErrback=True)
-    one = RECORD_OVERHEAD + 7
-    assert sizes == [HEADER_SIZE + RECORD_OVERHEAD + 5, HEADER_SIZE + RECORD_OVERHEAD + 5 + 3 * one]
+    first_size = HEADER_SIZE + RECORD_OVERHEAD + len(b"first")
+    assert sizes == [first_size, first_size + 3 * (RECORD_OVERHEAD + len(b"later 0"))]
     await journal.close()
 
 
