@@ -705,7 +705,7 @@ class Grants:
         from the password has full scope.
         """
         username, password = self._credentials(params)
-        user, app = await self._login(username, password, ip, event="session")
+        user, app = await self._login(username, password, ip)
         scope = app.scope if app is not None else scopes.ALL
         now = self.authority.now()
         live = [t for t in self.state.user_tokens(user.name, now) if t.kind == SESSION]

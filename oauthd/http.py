@@ -408,7 +408,7 @@ class OAuthHTTP:
         path = request.path or b""
         event = _EVENTS.get(path, "session" if path.startswith(b"/api/v1/session") else "http")
         context = {"ip": self._ip(request), "reason": error.description}
-        context.update((k, str(v)) for k, v in error.context.items())
+        context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
         audit(f"{event}.refuse", "denied", error=error.error, status=error.status, **context)
         return json_body(request, error.body(), error.status, error.headers)
 

@@ -107,7 +107,7 @@ class OAuthCase(SynchronousTestCase):
 
     def app_password(self, user: str = "alice", scope: str = "*", lifetime: int = 0) -> tuple[str, Token]:
         return self.successResultOf(self.authority.issue_token(
-            scope=scope, lifetime=lifetime, user=user, label="phone", kind="app"))
+            scope=self.authority.scope(scope), lifetime=lifetime, user=user, label="phone", kind="app"))
 
     def journal_size(self) -> int:
         return self.journal.record_count
