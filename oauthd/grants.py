@@ -165,8 +165,8 @@ class Grants:
             self.limiter.charge(rule, key)
         if retry:
             limited = errors.too_many_requests(retry)
-            return _deny(limited, ip=ip, reason=error.description,
-                         limit=",".join(r.name for r, _ in charges), **context)
+            context = {"reason": error.description, **context}
+            return _deny(limited, ip=ip, limit=",".join(r.name for r, _ in charges), **context)
         return _deny(error, ip=ip, **context)
 
     def _guard(self, charges: list[tuple[Rule, str]], ip: str, **context: object) -> None:

@@ -269,10 +269,12 @@ class OAuthHTTP:
         # RFC 6749 section 3.1: a parameter without a value is omitted.
         return {k: v for k, v in params.items() if v}
 
-    def _authorization(self, request: IRequest) -> tuple[tuple[str, str] | None, str | None, bool]:
+    def _authorization(
+        self, request: IRequest, basic: bool = True,
+    ) -> tuple[tuple[str, str] | None, str | None, bool]:
         """
-        The C{Authorization} header: Basic credentials, a Bearer token, and
-        whether another scheme was used.
+        The C{Authorization} header: Basic credentials (read only if
+        C{basic}), a Bearer token, and whether another scheme was used.
         """
         values = request.requestHeaders.getRawHeaders(b"authorization")
         if not values:
@@ -283,7 +285,7 @@ class OAuthHTTP:
         scheme, _, credentials = raw.partition(b" ")
         scheme = scheme.lower()
         if scheme == b"basic":
-            return _basic(credentials.strip()), None, False
+            return (_basic(credentials.strip()) if basic else None), None, False
         if scheme == b"bearer":
             return None, credentials.strip()[:MAX_HEADER + 1].decode("latin-1"), False
         return None, None, True
@@ -320,7 +322,7 @@ class OAuthHTTP:
         The bearer token of a resource request; another C{Authorization}
         scheme presents none.
         """
-        _, bearer, _ = self._authorization(request)
+        _, bearer, _ = self._authorization(request, basic=False)
         return self._presented(request, bearer)
 
     def _answer(self, request: IRequest) -> Callable[[Body], bytes]:

@@ -148,8 +148,12 @@ class OAuthCase(SynchronousTestCase):
         kwargs.setdefault("auth", (self.client.id, self.secret))
         return self.post(TOKEN, form, **kwargs)
 
-    def password_grant(self, username: str = "alice", password: str = PASSWORD, **extra: str) -> Reply:
-        return self.token({"grant_type": "password", "username": username, "password": password, **extra})
+    def password_grant(
+        self, username: str = "alice", password: str = PASSWORD, *,
+        headers: Mapping[str, str] | None = None, **extra: str,
+    ) -> Reply:
+        return self.token({"grant_type": "password", "username": username, "password": password, **extra},
+                          headers=headers)
 
     def assert_error(self, reply: Reply, code: int, error: str) -> None:
         assert (reply.code, reply.body.get("error") if isinstance(reply.body, dict) else reply.body) == (code, error), reply
