@@ -91,7 +91,9 @@ def json_body(
         request.setHeader(b"Pragma", b"no-cache")
     for name, value in (headers or {}).items():
         request.setHeader(name.encode("ascii"), value.encode("ascii"))
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+    data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    request.setHeader(b"Content-Length", b"%d" % len(data))
+    return data
 
 
 class _CappedBody(io.BytesIO):
