@@ -12,7 +12,7 @@ instead of 401 once the bucket is empty. A successful request is never slowed
 and never charged.
 
 Memory is bounded: a bucket that has refilled is the same as no bucket and is
-dropped; past L{RateLimiter.max_entries} the least recently charged buckets
+dropped (every L{PRUNE_EVERY} failures); past L{RateLimiter.max_entries} the least recently charged buckets
 are forgotten (a forgotten bucket is a full one: the failures it counted are
 forgiven, never held against someone else).
 
@@ -68,6 +68,13 @@ attack spread over many addresses.
 """
 
 
+PRUNE_EVERY = 4096
+"""
+Failures between two sweeps of refilled buckets (besides one whenever the
+cap is passed), so idle buckets do not linger until the cap.
+"""
+
+
 class RateLimiter:
     """
     Token buckets keyed by rule and key (an IP, a client id, a username).
@@ -82,6 +89,7 @@ class RateLimiter:
         # the last charge, oldest first.
         self._buckets: dict[tuple[str, str], list[float]] = {}
         self._rules: dict[str, Rule] = {}
+        self._charges = 0
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -113,7 +121,8 @@ class RateLimiter:
         self._rules[rule.name] = rule
         self._buckets.pop(name, None)
         self._buckets[name] = [max(0.0, level - 1), now]
-        if len(self._buckets) > self.max_entries:
+        self._charges += 1
+        if len(self._buckets) > self.max_entries or self._charges % PRUNE_EVERY == 0:
             self.prune()
 
     def prune(self) -> int:

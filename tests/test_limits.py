@@ -57,6 +57,17 @@ def test_refilled_buckets_are_pruned() -> None:
     assert len(limiter) == 0
 
 
+def test_idle_buckets_are_swept_without_reaching_the_cap() -> None:
+    from oauthd.limits import PRUNE_EVERY
+
+    limiter, clock = make_limiter(max_entries=10 * PRUNE_EVERY)
+    limiter.charge(LOGIN_IP, "old")
+    clock.advance(3600)
+    for i in range(PRUNE_EVERY - 1):
+        limiter.charge(TOKEN_IP, str(i))
+    assert len(limiter) == PRUNE_EVERY - 1
+
+
 def test_memory_is_capped_by_forgetting_the_oldest() -> None:
     limiter, clock = make_limiter(max_entries=100)
     for i in range(1000):

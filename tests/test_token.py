@@ -457,3 +457,25 @@ def test_client_record_helper_is_plain() -> None:
     (Guard) Client is still the attrs class the tests above build by hand.
     """
     assert attrs.has(Client)
+
+
+class DiscoveryTests(OAuthCase):
+    def test_metadata_lists_what_is_served(self) -> None:
+        """
+        Discovery advertises exactly the endpoints, grants, client
+        authentication methods and claims now implemented.
+        """
+        oauth = self.request("GET", "/.well-known/oauth-authorization-server").body
+        oidc = self.request("GET", "/.well-known/openid-configuration").body
+        base = "https://auth.example.com/api/v1/oauth/"
+        assert oauth["token_endpoint"] == base + "token"
+        assert oauth["revocation_endpoint"] == base + "revoke"
+        assert oauth["introspection_endpoint"] == base + "introspect"
+        assert oidc["userinfo_endpoint"] == base + "userinfo"
+        assert oauth["grant_types_supported"] == ["client_credentials", "password", "refresh_token"]
+        assert oauth["token_endpoint_auth_methods_supported"] == [
+            "client_secret_basic", "client_secret_post", "none"]
+        assert oauth["introspection_endpoint_auth_methods_supported"] == [
+            "client_secret_basic", "client_secret_post"]
+        assert oidc["claims_supported"] == ["email", "name", "preferred_username", "sub"]
+        assert "authorization_endpoint" not in oauth and "jwks_uri" not in oidc
