@@ -56,6 +56,7 @@ def test_records_round_trip() -> None:
 class StateTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.state = State()
+        self.state.apply(model.client_record(model.Client(id="c1", name="one")))
 
     def issue(self, key: int, **kw: object) -> model.Token:
         fields: dict[str, object] = dict(
@@ -65,7 +66,7 @@ class StateTests(SynchronousTestCase):
         fields.update(kw)
         token = model.Token(key, **fields)  # type: ignore[arg-type]
         self.state.apply(token.record())
-        return self.state.tokens[key]
+        return self.state.tokens.get(key, token)
 
     def test_expiry_is_exact(self) -> None:
         """
@@ -101,13 +102,25 @@ class StateTests(SynchronousTestCase):
         assert set(self.state.tokens) == {3}
 
     def test_disabling_or_deleting_a_client_drops_its_tokens(self) -> None:
-        self.state.apply(model.client_record(model.Client(id="c1", name="one")))
         self.state.apply(model.client_record(model.Client(id="c2", name="two")))
         self.issue(1)
         self.issue(2, client_id="c2")
         self.state.apply(model.client_record(model.Client(id="c1", name="one", enabled=False)))
         assert set(self.state.tokens) == {2}
         self.state.apply(["client-", "c2"])
+        assert self.state.tokens == {}
+
+    def test_tokens_of_absent_or_disabled_owners_are_not_loaded(self) -> None:
+        """
+        A token record replayed after its client was disabled or deleted, or
+        its user disabled, stays revoked (compaction's tail can hold one).
+        """
+        self.state.apply(model.client_record(model.Client(id="c1", name="one", enabled=False)))
+        self.state.apply(model.user_record(model.User(name="bob", disabled=True)))
+        self.issue(1, client_id="c1")
+        self.issue(2, client_id="gone")
+        self.issue(3, client_id="", user="bob")
+        self.issue(4, client_id="", user="nobody")
         assert self.state.tokens == {}
 
     def test_sweep_frees_expired_tokens_and_prunes_indexes(self) -> None:
@@ -128,14 +141,13 @@ class StateTests(SynchronousTestCase):
                 self.state.apply(bad)  # type: ignore[arg-type]
 
     def test_replay_skips_expired_tokens(self) -> None:
-        payloads = [model.encode(model.Token(k, ACCESS, "c", "", "*", START, 10, "", "").record())
+        payloads = [model.encode(model.Token(k, ACCESS, "", "", "*", START, 10, "", "").record())
                     for k in range(5)]
         state = State()
         assert model.replay(state, payloads, START + 10) == 5
         assert state.tokens == {}
 
     def test_snapshot_rebuilds_the_live_state(self) -> None:
-        self.state.apply(model.client_record(model.Client(id="c1", name="one")))
         self.issue(1)
         self.issue(2, lifetime=10)
         self.issue(3, kind=REFRESH, grant="g")

@@ -1,0 +1,202 @@
+"""
+Tests for the store: commit ordering and durability, compaction with the real
+state model, expiry sweeps, and a second daemon on the same directory.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from oauthd import model, tokens
+from oauthd.journal import FileJournal, MemoryJournal
+from oauthd.model import ACCESS, REFRESH, State, Token
+from oauthd.store import COMPACT_SLACK, SWEEP_INTERVAL, Store
+from tests.daemon import REPO, Daemon
+from tests.helpers import START
+from tests.journal_doubles import InlineReactor, SteppingPool
+
+
+def token(key: int, lifetime: int = 3600, kind: str = ACCESS, grant: str = "", client: str = "c1") -> Token:
+    return Token(key, kind, client, "", "*", START, lifetime, grant, "")
+
+
+CLIENT = model.client_record(model.Client(id="c1", name="one"))
+
+
+class CommitTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+
+    def test_memory_changes_at_once_durability_later(self) -> None:
+        """
+        A commit is visible in memory immediately (so a concurrent request sees
+        it) but its Deferred fires only once the journal has synced it.
+        """
+        pool = SteppingPool()
+        directory = self.mktemp()
+        journal = FileJournal.open(directory, InlineReactor(), pool=pool)  # type: ignore[arg-type]
+        store = Store.load(journal, self.clock)
+        done = store.commit([CLIENT, token(1).record()])
+        assert 1 in store.state.tokens
+        self.assertNoResult(done)
+        pool.run_all()
+        self.successResultOf(done)
+        closed = journal.close()
+        pool.run_all()
+        self.successResultOf(closed)
+        reopened = FileJournal.open(directory, InlineReactor(), pool=pool)  # type: ignore[arg-type]
+        assert 1 in Store.load(reopened, self.clock).state.tokens
+
+    def test_unencodable_records_change_nothing(self) -> None:
+        journal = MemoryJournal()
+        store = Store.load(journal, self.clock)
+        with self.assertRaises(ValueError):
+            store.commit([token(1).record(), ["tok-", "tab\there"]])
+        assert store.state.tokens == {} and journal.payloads == []
+
+    def test_compaction_starts_when_dead_records_pile_up(self) -> None:
+        """
+        Issuing and revoking the same kind of token over and over does not grow
+        the journal without bound: past the slack it is compacted to the live
+        state.
+        """
+        journal = MemoryJournal()
+        store = Store.load(journal, self.clock)
+        store.commit([CLIENT, token(0, lifetime=0).record()])
+        for key in range(1, COMPACT_SLACK + 10):
+            store.commit([token(key).record(), ["tok-", tokens.key_hex(key)]])
+        assert journal.record_count < COMPACT_SLACK + 10
+        rebuilt = Store.load(MemoryJournal(journal.payloads), self.clock)
+        assert set(rebuilt.state.tokens) == set(store.state.tokens) == {0}
+
+    def test_sweep_runs_on_the_clock(self) -> None:
+        store = Store.load(MemoryJournal(), self.clock)
+        store.commit([CLIENT, token(1, lifetime=30).record(), token(2, lifetime=0).record()])
+        store.startService()
+        self.clock.advance(SWEEP_INTERVAL * 2)
+        assert set(store.state.tokens) == {2}
+        d = store.stopService()
+        self.successResultOf(d)
+
+
+# Operations for the property test: a tiny reference model of live tokens.
+keys = st.integers(min_value=1, max_value=12)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("issue"), keys, st.sampled_from([0, 50, 500]), st.sampled_from(["", "g1", "g2"])),
+        st.tuples(st.just("revoke"), keys),
+        st.tuples(st.just("revoke_grant"), st.sampled_from(["g1", "g2"])),
+        st.tuples(st.just("use"), keys),
+        st.tuples(st.just("wait"), st.integers(min_value=1, max_value=300)),
+        st.tuples(st.just("compact")),
+        st.tuples(st.just("client"), st.sampled_from(["enable", "disable", "delete"])),
+    ),
+    max_size=40,
+)
+
+
+def live_view(state: State, now: float) -> dict[int, tuple[str, str]]:
+    return {k: (t.kind, t.grant) for k, t in state.tokens.items() if t.live(now)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(operations)
+def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
+    """
+    For random sequences of operations, replay(compact(journal)) and
+    replay(journal) give the same live state, and both equal a simple
+    reference model.
+    """
+    clock = Clock()
+    clock.advance(START)
+    journal = MemoryJournal()
+    store = Store.load(journal, clock)
+    uncompacted = MemoryJournal()
+    reference: dict[int, tuple[str, str, int, int]] = {}  # key -> kind, grant, issued, lifetime
+    store.commit([CLIENT])
+    uncompacted.append([model.encode(CLIENT)])
+    client_enabled = True
+
+    def commit(records: list[model.Record]) -> None:
+        store.commit(records)
+        uncompacted.append([model.encode(r) for r in records])
+
+    for op in ops:
+        now = int(clock.seconds())
+        live = {k for k, (_, _, issued, life) in reference.items() if not life or now < issued + life}
+        if op[0] == "issue":
+            _, key, lifetime, grant = op
+            assert isinstance(key, int) and isinstance(lifetime, int) and isinstance(grant, str)
+            if key in store.state.tokens or not client_enabled:
+                continue
+            kind = REFRESH if grant else ACCESS
+            commit([Token(key, kind, "c1", "", "*", now, lifetime, grant, "").record()])
+            reference[key] = (kind, grant, now, lifetime)
+        elif op[0] == "revoke":
+            commit([["tok-", tokens.key_hex(op[1])]])  # type: ignore[arg-type]
+            reference.pop(op[1], None)  # type: ignore[arg-type]
+        elif op[0] == "revoke_grant":
+            commit([["grant-", op[1]]])
+            for key in [k for k, v in reference.items() if v[1] == op[1]]:
+                del reference[key]
+        elif op[0] == "use":
+            key = op[1]
+            commit([["used", tokens.key_hex(key)]])  # type: ignore[arg-type]
+            if key in reference and reference[key][0] == REFRESH:
+                kind, grant, issued, life = reference[key]
+                reference[key] = ("refresh-used", grant, issued, life)
+        elif op[0] == "wait":
+            clock.advance(op[1])  # type: ignore[arg-type]
+        elif op[0] == "compact":
+            store.compact()
+        elif op[0] == "client":
+            if op[1] == "delete":
+                commit([["client-", "c1"]])
+            else:
+                client_enabled = op[1] == "enable"
+                commit([model.client_record(model.Client(id="c1", name="one", enabled=client_enabled))])
+            if op[1] != "enable":
+                client_enabled = False
+                reference.clear()
+        del live
+
+    now = clock.seconds()
+    expected = {k: (kind, grant) for k, (kind, grant, issued, life) in reference.items()
+                if not life or now < issued + life}
+    assert live_view(store.state, now) == expected
+    store.compact()
+    from_compacted = Store.load(MemoryJournal(journal.payloads), clock).state
+    from_full = Store.load(MemoryJournal(uncompacted.payloads), clock).state
+    assert live_view(from_compacted, now) == expected
+    assert live_view(from_full, now) == expected
+
+
+def test_second_daemon_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    """
+    While one daemon runs, a second on the same data directory exits 1 with a
+    line saying another instance holds the lock.
+    """
+    data = tmp_path / "data"
+    first = Daemon(data)
+    try:
+        twistd = str(Path(sys.executable).parent / "twistd")
+        second = subprocess.run(
+            [twistd, "--nodaemon", "--pidfile=", "oauthd", "--data", str(data),
+             "--listen", "tcp:0:interface=127.0.0.1", "--control", f"unix:{tmp_path}/other.sock"],
+            capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": ""},
+        )
+    finally:
+        assert first.stop() == 0
+    assert second.returncode == 1
+    assert "another oauthd instance" in second.stderr
+    assert "Traceback" not in second.stderr + second.stdout
