@@ -48,6 +48,9 @@ class Config:
     @ivar bcrypt_cost: the bcrypt work factor for new user passwords.
     @ivar hash_threads: threads in the pool that runs bcrypt.
     @ivar max_body: the largest request body accepted, in bytes.
+    @ivar session_ttl: seconds a session from C{POST /api/v1/session} lasts.
+    @ivar trusted_proxies: addresses or networks of reverse proxies whose
+        C{X-Forwarded-For} names the client (for rate limits and audit).
     """
 
     listen: tuple[str, ...]
@@ -58,6 +61,8 @@ class Config:
     bcrypt_cost: int = field(default=12)
     hash_threads: int = field(default=2)
     max_body: int = field(default=65536)
+    session_ttl: int = field(default=86400)
+    trusted_proxies: tuple[str, ...] = field(default=())
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -107,6 +112,15 @@ def _check_scopes(key: str, value: list[str]) -> tuple[str, ...]:
     return tuple(sorted(set(value)))
 
 
+def _check_networks(key: str, value: list[str]) -> tuple[str, ...]:
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}: {network!r} is not an IP address or network") from None
+    return tuple(value)
+
+
 def _in_range(low: int, high: int) -> Callable[[str, int], int]:
     def check(key: str, value: int) -> int:
         if not low <= value <= high:
@@ -146,6 +160,10 @@ SETTINGS: dict[str, Setting] = {
     "bcrypt_cost": Setting(int, _in_range(4, 16), "bcrypt cost for passwords"),
     "hash_threads": Setting(int, _in_range(1, 64), "threads for password hashing"),
     "max_body": Setting(int, _in_range(1024, 16 << 20), "largest request body"),
+    "session_ttl": Setting(int, _in_range(60, 31 * 86400), "session lifetime in seconds"),
+    "trusted_proxies": Setting(
+        list, _check_networks, "proxies whose X-Forwarded-For is believed", str
+    ),
 }
 
 
