@@ -21,7 +21,8 @@ def clean(value: object) -> str:
     A value safe to print in one log line.
     """
     text = str(value)
-    text = "".join(c if c.isprintable() else "?" for c in text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else "?" for c in text)
     if len(text) > _MAX_FIELD:
         text = text[:_MAX_FIELD] + "..."
     return text

@@ -108,6 +108,15 @@ def check_lifetime(what: str, seconds: int, allow_never: bool = False) -> int:
     return seconds
 
 
+def derived_label(app_password: Token) -> str:
+    """
+    The label of every token obtained by logging in with C{app_password}
+    (password grant or session), which links them to it: revoking the app
+    password revokes them too.
+    """
+    return "from " + app_password.handle
+
+
 class Authority:
     """
     Clients, users and tokens.
@@ -168,10 +177,18 @@ class Authority:
         """
         Revocations of the client's oldest live access tokens, so that after
         C{adding} more it holds at most C{client.max_tokens}.
+
+        Only the client's own tokens count (client_credentials, or issued by
+        an admin for the client): tokens issued to users through a grant
+        carry a grant id and are limited per user and client instead (see
+        L{oauthd.grants}), so one busy user cannot revoke another's.
         """
         if client.max_tokens < 0:
             return []
-        live = [t for t in self.state.client_tokens(client.id, self.now()) if t.kind == ACCESS]
+        live = [
+            t for t in self.state.client_tokens(client.id, self.now())
+            if t.kind == ACCESS and not t.grant
+        ]
         excess = len(live) + adding - client.max_tokens
         return [["tok-", tokens.key_hex(t.key)] for t in live[:max(0, excess)]]
 
@@ -182,7 +199,17 @@ class Authority:
         """
         if token.kind in (REFRESH, USED_REFRESH) and token.grant:
             return [["grant-", token.grant]]
-        return [["tok-", tokens.key_hex(token.key)]]
+        records: list[Record] = [["tok-", tokens.key_hex(token.key)]]
+        if token.kind == APP_PASSWORD and token.user:
+            # What was obtained by logging in with the app password goes too.
+            link = derived_label(token)
+            for other in self.state.user_tokens(token.user, self.now()):
+                if other.label == link:
+                    if other.grant:
+                        records.append(["grant-", other.grant])
+                    else:
+                        records.append(["tok-", tokens.key_hex(other.key)])
+        return records
 
     def authenticate_token(self, secret: str) -> Token | None:
         """
@@ -457,9 +484,14 @@ class Authority:
         """
         How many live tokens L{revoke} would revoke along with C{token}.
         """
-        if token.kind in (REFRESH, USED_REFRESH) and token.grant:
-            return len(self.state.grant_tokens(token.grant, self.now())) or 1
-        return 1
+        now = self.now()
+        count = 0
+        for record in self.revocation_records(token):
+            if record[0] == "grant-":
+                count += len(self.state.grant_tokens(record[1], now))
+            else:
+                count += 1
+        return max(count, 1)
 
     def token_keys(self) -> list[int]:
         """

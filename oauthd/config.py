@@ -52,6 +52,9 @@ class Config:
         daemon's own.
     @ivar admin_group: a group (name or number) whose members are admitted to
         the control socket; C{""} for none.
+    @ivar session_ttl: seconds a session from C{POST /api/v1/session} lasts.
+    @ivar trusted_proxies: addresses or networks of reverse proxies whose
+        C{X-Forwarded-For} names the client (for rate limits and audit).
     """
 
     listen: tuple[str, ...]
@@ -64,6 +67,8 @@ class Config:
     max_body: int = field(default=65536)
     admin_uids: tuple[int, ...] = field(default=())
     admin_group: str = field(default="")
+    session_ttl: int = field(default=86400)
+    trusted_proxies: tuple[str, ...] = field(default=())
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -125,6 +130,13 @@ def _check_group(key: str, value: str) -> str:
     if value and not all(c.isalnum() or c in "._-" for c in value):
         raise ConfigError(f"{key}: {value!r} is not a group name or number")
     return value
+def _check_networks(key: str, value: list[str]) -> tuple[str, ...]:
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}: {network!r} is not an IP address or network") from None
+    return tuple(value)
 
 
 def _in_range(low: int, high: int) -> Callable[[str, int], int]:
@@ -168,6 +180,10 @@ SETTINGS: dict[str, Setting] = {
     "max_body": Setting(int, _in_range(1024, 16 << 20), "largest request body"),
     "admin_uids": Setting(list, _check_uids, "uids allowed on the control socket", int),
     "admin_group": Setting(str, _check_group, "group allowed on the control socket"),
+    "session_ttl": Setting(int, _in_range(60, 31 * 86400), "session lifetime in seconds"),
+    "trusted_proxies": Setting(
+        list, _check_networks, "proxies whose X-Forwarded-For is believed", str
+    ),
 }
 
 

@@ -20,6 +20,8 @@ class OAuthError(Exception):
         secret or a token.
     @ivar status: the HTTP status code.
     @ivar headers: extra response headers.
+    @ivar context: audit fields for the refusal (client, user, token
+        handle, limit, ...); never a secret.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class OAuthError(Exception):
         self.description = description
         self.status = status
         self.headers = dict(headers or {})
+        self.context: dict[str, object] = {}
 
     def body(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.description}

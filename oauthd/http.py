@@ -10,18 +10,26 @@ traceback.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, unquote_plus
 
 from klein import Klein
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request
+from twisted.web.server import Request, Site
 
+from oauthd import errors
+from oauthd.audit import audit
 from oauthd.authority import Authority
 from oauthd.config import Config
 from oauthd.discovery import (
@@ -30,8 +38,37 @@ from oauthd.discovery import (
     openid_configuration,
 )
 from oauthd.errors import OAuthError
+from oauthd.grants import (
+    CLAIMS,
+    CLIENT_AUTH_METHODS,
+    GRANT_TYPES,
+    MAX_PARAMETER,
+    Body,
+    ClientAuth,
+    Grants,
+    safe_text,
+)
+from oauthd.limits import RateLimiter, client_address
 
 log = Logger()
+
+MAX_HEADER = 4096
+"""
+The longest credential header read (PhotoPrism's limit); longer ones are
+refused without a lookup.
+"""
+
+MAX_FIELDS = 64
+"""
+The most parameters one request body may carry.
+"""
+
+_EVENTS = {
+    b"/api/v1/oauth/token": "token",
+    b"/api/v1/oauth/revoke": "revoke",
+    b"/api/v1/oauth/introspect": "introspect",
+    b"/api/v1/oauth/userinfo": "userinfo",
+}
 
 
 def json_body(
@@ -54,7 +91,53 @@ def json_body(
         request.setHeader(b"Pragma", b"no-cache")
     for name, value in (headers or {}).items():
         request.setHeader(name.encode("ascii"), value.encode("ascii"))
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+    data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    request.setHeader(b"Content-Length", b"%d" % len(data))
+    return data
+
+
+class _CappedBody(io.BytesIO):
+    """
+    A request body that stops storing once it passes C{limit} bytes, so an
+    oversized upload costs no memory; it is then answered 413.
+
+    @ivar overflow: whether the body was (or announced itself as) too large.
+    """
+
+    def __init__(self, limit: int, length: int | None) -> None:
+        super().__init__()
+        self.limit = limit
+        self.overflow = length is not None and length > limit
+
+    def write(self, data: Any) -> int:
+        if not self.overflow:
+            if self.tell() + len(data) <= self.limit:
+                return super().write(data)
+            self.overflow = True
+            self.seek(0)
+            self.truncate()
+        return len(data)
+
+
+class OAuthSite(Site):
+    """
+    The HTTP site: no tracebacks, bodies capped at C{max_body} while they
+    arrive, and no form parsing by twisted.web (the edge parses bodies
+    itself, strictly, and only where a route reads one).
+    """
+
+    displayTracebacks = False
+
+    def __init__(self, resource: IResource, max_body: int) -> None:
+        super().__init__(resource, parsePOSTFormSubmission=False)
+        self.max_body = max_body
+
+    def getContentFile(self, length: int | None) -> _CappedBody:
+        return _CappedBody(self.max_body, length)
+
+
+def _too_large(limit: int) -> OAuthError:
+    return OAuthError("invalid_request", f"the request body is larger than {limit} bytes", 413)
 
 
 class _Edge(Resource):
@@ -81,6 +164,10 @@ class _Edge(Resource):
                 {"error": "invalid_request", "error_description": "the URL is not UTF-8"},
                 400,
             )
+        content = request.content
+        if isinstance(content, _CappedBody) and content.overflow:
+            error = _too_large(content.limit)
+            return json_body(request, error.body(), error.status)
         return self._inner.render(request)
 
 
@@ -93,13 +180,204 @@ class OAuthHTTP:
 
     app = Klein()
 
-    def __init__(self, config: Config, authority: Authority) -> None:
+    def __init__(
+        self, config: Config, authority: Authority, limiter: RateLimiter | None = None,
+    ) -> None:
         self._config = config
         self._authority = authority
-        self.capabilities = Capabilities()
+        self.limiter = limiter if limiter is not None else RateLimiter(authority.now)
+        self.grants = Grants(authority, self.limiter)
+        self.capabilities = Capabilities(
+            endpoints=frozenset({
+                "token_endpoint", "revocation_endpoint", "introspection_endpoint",
+                "userinfo_endpoint",
+            }),
+            grant_types=GRANT_TYPES,
+            client_auth_methods=CLIENT_AUTH_METHODS,
+            claims=CLAIMS,
+        )
 
     def resource(self) -> IResource:
         return _Edge(self.app.resource())
+
+    def site(self) -> Site:
+        """
+        The L{Site} to listen with.
+        """
+        return OAuthSite(self.resource(), self._config.max_body)
+
+    # -- parsing ------------------------------------------------------------
+
+    def _ip(self, request: IRequest) -> str:
+        peer = getattr(request.getClientAddress(), "host", "") or "-"
+        trusted = self._config.trusted_proxies
+        if not trusted:
+            return str(peer)
+        forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for") or []
+        return client_address(
+            str(peer), [v.decode("latin-1") for v in forwarded], trusted,
+        )
+
+    def _params(self, request: IRequest) -> dict[str, str]:
+        """
+        The request body's parameters: C{application/x-www-form-urlencoded}
+        (the standard) or a JSON object of strings (PhotoPrism's clients),
+        UTF-8 either way. The query string is never read: credentials do
+        not belong in URLs.
+
+        @raise OAuthError: C{invalid_request} for anything else: a repeated
+            parameter, another content type, bytes that are not UTF-8, a
+            value that is not a string or is too long; 413 for a body over
+            C{max_body}.
+        """
+        content = request.content
+        body = b""
+        if content is not None:
+            content.seek(0)
+            body = content.read(self._config.max_body + 1)
+        if len(body) > self._config.max_body:
+            raise _too_large(self._config.max_body)
+        types = request.requestHeaders.getRawHeaders(b"content-type") or []
+        if len(types) > 1:
+            raise errors.invalid_request("the Content-Type header is repeated")
+        media, _, rest = (types[0] if types else b"").partition(b";")
+        media = media.strip().lower()
+        charset = b""
+        for parameter in rest.split(b";"):
+            name, _, value = parameter.partition(b"=")
+            if name.strip().lower() == b"charset":
+                charset = value.strip().strip(b'"').lower()
+        if charset not in (b"", b"utf-8", b"utf8"):
+            raise errors.invalid_request("only UTF-8 bodies are accepted")
+        if media == b"application/x-www-form-urlencoded":
+            pairs = _form_pairs(body)
+        elif media == b"application/json":
+            pairs = _json_pairs(body) if body.strip() else []
+        elif not body:
+            return {}
+        elif not media:
+            raise errors.invalid_request("a body needs a Content-Type")
+        else:
+            raise errors.invalid_request(
+                "the body must be application/x-www-form-urlencoded or application/json"
+            )
+        params: dict[str, str] = {}
+        for name, value in pairs:
+            if name in params:
+                raise errors.invalid_request(f"the parameter {safe_text(name)} is repeated")
+            if len(value) > MAX_PARAMETER:
+                raise errors.invalid_request(f"the parameter {safe_text(name)} is too long")
+            params[name] = value
+        # RFC 6749 section 3.1: a parameter without a value is omitted.
+        return {k: v for k, v in params.items() if v}
+
+    def _authorization(
+        self, request: IRequest, basic: bool = True,
+    ) -> tuple[tuple[str, str] | None, str | None, bool]:
+        """
+        The C{Authorization} header: Basic credentials (read only if
+        C{basic}), a Bearer token, and whether another scheme was used.
+        """
+        values = request.requestHeaders.getRawHeaders(b"authorization")
+        if not values:
+            return None, None, False
+        if len(values) > 1:
+            raise errors.invalid_request("the Authorization header is repeated")
+        raw = values[0].strip()
+        scheme, _, credentials = raw.partition(b" ")
+        scheme = scheme.lower()
+        if scheme == b"basic":
+            return (_basic(credentials.strip()) if basic else None), None, False
+        if scheme == b"bearer":
+            return None, credentials.strip()[:MAX_HEADER + 1].decode("latin-1"), False
+        return None, None, True
+
+    def _client_auth(self, request: IRequest, params: dict[str, str]) -> tuple[ClientAuth, str | None]:
+        """
+        The client credentials offered (Basic or body) and the bearer token
+        presented, for endpoints that take either. Another C{Authorization}
+        scheme is an authentication failure there.
+        """
+        basic, bearer, other = self._authorization(request)
+        if other:
+            raise errors.invalid_client("unsupported authentication scheme: use Basic", True)
+        auth = ClientAuth(basic, params.get("client_id", ""), params.get("client_secret", ""))
+        return auth, self._presented(request, bearer)
+
+    def _presented(self, request: IRequest, bearer: str | None) -> str | None:
+        """
+        The token presented as a bearer credential, in PhotoPrism's order:
+        C{X-Auth-Token}, then C{X-Session-ID}, then C{Authorization: Bearer}.
+        """
+        for name in (b"x-auth-token", b"x-session-id"):
+            values = request.requestHeaders.getRawHeaders(name)
+            if values:
+                if len(values) > 1:
+                    raise errors.invalid_request(f"the {name.decode()} header is repeated")
+                value: bytes = values[0].strip()
+                if value:
+                    return value[:MAX_HEADER + 1].decode("latin-1")
+        return bearer
+
+    def _bearer(self, request: IRequest) -> str | None:
+        """
+        The bearer token of a resource request; another C{Authorization}
+        scheme presents none.
+        """
+        _, bearer, _ = self._authorization(request, basic=False)
+        return self._presented(request, bearer)
+
+    def _answer(self, request: IRequest) -> Callable[[Body], bytes]:
+        return lambda body: json_body(request, body)
+
+    # -- endpoints ------------------------------------------------------------
+
+    @app.route("/api/v1/oauth/token", methods=["POST"])
+    def token(self, request: IRequest) -> Deferred[bytes]:
+        params = self._params(request)
+        auth, _ = self._client_auth(request, params)
+        return self.grants.token(params, auth, self._ip(request)).addCallback(self._answer(request))
+
+    @app.route("/api/v1/oauth/revoke", methods=["POST"])
+    def revoke(self, request: IRequest) -> Deferred[bytes]:
+        params = self._params(request)
+        auth, presented = self._client_auth(request, params)
+        return self.grants.revoke(params, auth, presented, self._ip(request)).addCallback(
+            self._answer(request)
+        )
+
+    @app.route("/api/v1/oauth/introspect", methods=["POST"])
+    def introspect(self, request: IRequest) -> bytes:
+        params = self._params(request)
+        auth, presented = self._client_auth(request, params)
+        return json_body(request, self.grants.introspect(params, auth, presented, self._ip(request)))
+
+    @app.route("/api/v1/oauth/userinfo", methods=["GET", "POST"])
+    def userinfo(self, request: IRequest) -> bytes:
+        presented = self._bearer(request)
+        if request.method == b"POST":
+            in_body = self._params(request).get("access_token")
+            if in_body is not None:
+                if presented is not None:
+                    raise errors.invalid_request("present the access token one way only")
+                presented = in_body
+        return json_body(request, self.grants.userinfo(presented, self._ip(request)))
+
+    @app.route("/api/v1/session", methods=["POST"])
+    @app.route("/api/v1/sessions", methods=["POST"])
+    def create_session(self, request: IRequest) -> Deferred[bytes]:
+        params = self._params(request)
+        return Deferred.fromCoroutine(
+            self.grants.create_session(params, self._ip(request))
+        ).addCallback(self._answer(request))
+
+    @app.route("/api/v1/session", methods=["DELETE"])
+    @app.route("/api/v1/session/<string:reference>", methods=["DELETE"])
+    @app.route("/api/v1/sessions/<string:reference>", methods=["DELETE"])
+    def delete_session(self, request: IRequest, reference: str | None = None) -> Deferred[bytes]:
+        return self.grants.delete_session(
+            self._bearer(request), self._ip(request), reference
+        ).addCallback(self._answer(request))
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:
@@ -125,8 +403,17 @@ class OAuthHTTP:
 
     @app.handle_errors(OAuthError)
     def oauth_error(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        Render a refusal, and audit it: every refusal is logged once, here,
+        with the context the protocol layer attached.
+        """
         error = failure.value
         assert isinstance(error, OAuthError)
+        path = request.path or b""
+        event = _EVENTS.get(path, "session" if path.startswith(b"/api/v1/session") else "http")
+        context = {"ip": self._ip(request), "reason": error.description}
+        context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
+        audit(f"{event}.refuse", "denied", error=error.error, status=error.status, **context)
         return json_body(request, error.body(), error.status, error.headers)
 
     @app.handle_errors(NotFound)
@@ -156,3 +443,61 @@ class OAuthHTTP:
             {"error": "server_error", "error_description": "internal error"},
             500,
         )
+
+
+def _basic(credentials: bytes) -> tuple[str, str]:
+    """
+    The client id and secret in Basic credentials: base64 of
+    C{id:secret}, each form-encoded first (RFC 6749 section 2.3.1).
+    """
+    try:
+        text = base64.b64decode(credentials, validate=True).decode("utf-8")
+        client_id, colon, secret = text.partition(":")
+        client_id = unquote_plus(client_id, errors="strict")
+        secret = unquote_plus(secret, errors="strict")
+    except (binascii.Error, ValueError):
+        colon = ""
+    if not colon or not client_id:
+        raise errors.invalid_client("malformed Basic credentials", True)
+    return client_id, secret
+
+
+def _form_pairs(body: bytes) -> list[tuple[str, str]]:
+    try:
+        text = body.decode("ascii")
+        return parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
+    except UnicodeDecodeError:
+        raise errors.invalid_request("the form body is not valid UTF-8") from None
+    except ValueError:
+        raise errors.invalid_request(f"the body has more than {MAX_FIELDS} parameters") from None
+
+
+def _json_pairs(body: bytes) -> list[tuple[str, str]]:
+    try:
+        value = json.loads(body.decode("utf-8"), object_pairs_hook=_pairs)
+    except UnicodeDecodeError:
+        raise errors.invalid_request("the JSON body is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        raise errors.invalid_request("the body is not valid JSON") from None
+    if not isinstance(value, _Pairs):
+        raise errors.invalid_request("the JSON body must be an object")
+    if len(value) > MAX_FIELDS:
+        raise errors.invalid_request(f"the body has more than {MAX_FIELDS} parameters")
+    pairs = []
+    for name, item in value:
+        if item is None:
+            continue
+        if not isinstance(item, str):
+            raise errors.invalid_request(f"the parameter {safe_text(name)} must be a string")
+        pairs.append((name, item))
+    return pairs
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """
+    A JSON object as its list of pairs, so a repeated key is seen.
+    """
+
+
+def _pairs(items: list[tuple[str, Any]]) -> _Pairs:
+    return _Pairs(items)

@@ -18,7 +18,6 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.server import Site
 
 from oauthd.config import (
     DEFAULT_PORT,
@@ -162,8 +161,7 @@ def build_service(config: Config, reactor: Any, journal_pool: Any = None) -> Dae
     ThreadPoolService(hash_pool).setServiceParent(root)
     authority = Authority(store, config, PasswordHasher(reactor, hash_pool, config.bcrypt_cost))
     http = OAuthHTTP(config, authority)
-    site = Site(http.resource())
-    site.displayTracebacks = False
+    site = http.site()
     for endpoint in config.listen:
         strports.service(endpoint, site, reactor=reactor).setServiceParent(root)
         if not is_loopback_endpoint(endpoint) and config.issuer_is_plain_http:

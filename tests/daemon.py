@@ -82,3 +82,43 @@ class Daemon:
                 self.process.wait()
             self.final_output = self.output()
             self.log.close()
+
+
+def seed(data: Path, build: Any) -> Any:
+    """
+    Prepare a data directory offline, before a daemon starts on it: call
+    C{build(authority)} with an L{oauthd.authority.Authority} over the
+    directory's own journal (written inline, bcrypt at cost 4) and return
+    what its Deferred or coroutine gives. This is how end-to-end tests get a
+    client and a user without the control socket.
+    """
+    import time
+
+    from twisted.internet.defer import Deferred, ensureDeferred
+    from twisted.internet.task import Clock
+
+    from oauthd.authority import Authority
+    from oauthd.config import build_config
+    from oauthd.hashing import PasswordHasher
+    from oauthd.journal import FileJournal
+    from oauthd.store import Store
+    from tests.journal_doubles import InlinePool, InlineReactor
+
+    journal = FileJournal.open(str(data), InlineReactor(), pool=InlinePool())  # type: ignore[arg-type]
+    clock = Clock()
+    clock.advance(time.time())
+    store = Store.load(journal, clock)
+    hasher = PasswordHasher(InlineReactor(), InlinePool(), cost=4)  # type: ignore[arg-type]
+    authority = Authority(store, build_config({"data": str(data)}, {}), hasher)
+    results: list[Any] = []
+    try:
+        outcome = build(authority)
+        d = outcome if isinstance(outcome, Deferred) else ensureDeferred(outcome)
+        d.addBoth(results.append)
+    finally:
+        journal.close()
+    if not results:
+        raise RuntimeError("seeding did not finish synchronously")
+    if hasattr(results[0], "raiseException"):
+        results[0].raiseException()
+    return results[0]

@@ -85,6 +85,7 @@ class DiscoveryTests(SynchronousTestCase):
         Nothing is advertised that is not served: no endpoint fields at all
         when no endpoint is mounted, and no response types without authorize.
         """
+        self.http.capabilities = Capabilities()
         _, doc = self.get("/.well-known/openid-configuration")
         assert not [k for k in doc if k.endswith("_endpoint") or k == "jwks_uri"]
         assert doc["response_types_supported"] == []

@@ -5,8 +5,10 @@ state model, expiry sweeps, and a second daemon on the same directory.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -43,7 +45,8 @@ class CommitTests(SynchronousTestCase):
         it) but its Deferred fires only once the journal has synced it.
         """
         pool = SteppingPool()
-        directory = self.mktemp()
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory, True)
         journal = FileJournal.open(directory, InlineReactor(), pool=pool)  # type: ignore[arg-type]
         store = Store.load(journal, self.clock)
         done = store.commit([CLIENT, token(1).record()])

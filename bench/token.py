@@ -1,0 +1,322 @@
+"""
+Benchmark the token endpoint and introspection of a real oauthd daemon
+against two baselines measured in the same run: a bare Klein app with one
+POST route returning a fixed JSON body, and a bare twisted.web resource doing
+the same. Prints requests/s and p50/p99 latency, the ratios, and a short
+profile of the token path. It prints figures; it asserts nothing.
+
+Needs wrk (Debian: apt-get install wrk) and taskset. The server runs pinned
+to one core and wrk to another (--server-cpu, --load-cpu). Durability is on:
+the daemon fsyncs its journal (group commit) before every answer.
+
+    python bench/token.py [--duration 5] [--rounds 3] [--connections 32]
+
+Every server logs like C{twistd -n} (one access-log line per request; oauthd
+also one audit line per issued token) into a file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named token.py, like the standard library's token module that
+# tokenize (and so inspect, and so Twisted) imports: keep its directory off
+# the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import base64
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+BODY = b'{"access_token":"0123456789abcdef0123456789abcdef0123456789abcdef","token_type":"Bearer"}'
+
+
+# -- the servers ---------------------------------------------------------------
+
+
+def _start_logging(path: str) -> None:
+    """
+    Log like C{twistd -n}, and freeze the start-up objects out of the
+    garbage collector's reach as oauthd does after replaying its journal,
+    so the baselines are not handicapped by either.
+    """
+    import gc
+
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(open(path, "a"))])
+    gc.freeze()
+
+
+def serve_web(port: int, log: str) -> None:
+    from twisted.internet import reactor
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    class Fixed(Resource):
+        isLeaf = True
+
+        def render_POST(self, request: Any) -> bytes:
+            request.setHeader(b"Content-Type", b"application/json")
+            request.setHeader(b"Cache-Control", b"no-store")
+            return BODY
+
+    _start_logging(log)
+    site = Site(Fixed())
+    site.displayTracebacks = False
+    reactor.listenTCP(port, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+
+
+def serve_klein(port: int, log: str) -> None:
+    from klein import Klein
+
+    from twisted.internet import reactor
+    from twisted.web.server import Site
+
+    app = Klein()
+
+    @app.route("/api/v1/oauth/token", methods=["POST"])
+    def token(request: Any) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return BODY
+
+    _start_logging(log)
+    site = Site(app.resource())
+    site.displayTracebacks = False
+    reactor.listenTCP(port, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+
+
+def serve_profiled(port: int, log: str, data: str, out: str) -> None:
+    """
+    The real daemon's service tree (as twistd builds it) under cProfile,
+    until SIGTERM.
+    """
+    import cProfile
+
+    from twisted.internet import reactor
+
+    from oauthd.config import build_config
+    from oauthd.tap import build_service
+
+    _start_logging(log)
+    config = build_config({"listen": [f"tcp:{port}:interface=127.0.0.1"], "data": data})
+    service = build_service(config, reactor)
+    profile = cProfile.Profile()
+
+    def stop(*_: object) -> None:
+        reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
+
+    signal.signal(signal.SIGTERM, stop)
+    service.startService()
+    profile.enable()
+    reactor.run()  # type: ignore[attr-defined]
+    profile.disable()
+    profile.dump_stats(out)
+
+
+# -- the driver ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+
+
+def _seed(data: Path) -> dict[str, str]:
+    from tests.daemon import seed
+
+    async def build(authority: Any) -> dict[str, str]:
+        client, secret = await authority.add_client("bench", scope="metrics")
+        rs, rs_secret = await authority.add_client("resource server", scope="metrics")
+        token, _ = await authority.issue_token(scope="metrics", lifetime=86400, client=client)
+        return {"client": client.id, "secret": secret, "rs": rs.id, "rs_secret": rs_secret,
+                "token": token}
+
+    result: dict[str, str] = seed(data, build)
+    return result
+
+
+def _lua(path: Path, client: str, secret: str, body: str) -> Path:
+    basic = base64.b64encode(f"{client}:{secret}".encode()).decode()
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+        f'wrk.headers["Authorization"] = "Basic {basic}"\n'
+    )
+    return path
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _parse(output: str) -> dict[str, float]:
+    def latency(percent: str) -> float:
+        match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        return float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:.*", output)
+    return {
+        "rps": float(rps.group(1)) if rps else float("nan"),
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "non2xx": float(bad.group(1)) if bad else 0.0,
+        "socket_errors": 0.0 if errors is None else 1.0,
+    }
+
+
+def _wrk(args: argparse.Namespace, url: str, script: Path, duration: int) -> dict[str, float]:
+    command = ["taskset", "-c", str(args.load_cpu), "wrk", "-t1", f"-c{args.connections}",
+               f"-d{duration}s", "--latency", "-s", str(script), url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return _parse(output)
+
+
+def _run_server(args: argparse.Namespace, argv: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("NOTIFY_SOCKET", None)
+    process = subprocess.Popen(["taskset", "-c", str(args.server_cpu), *argv],
+                               stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)
+    _wait_for(port, process)
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--load-cpu", type=int, default=1)
+    parser.add_argument("--profile-seconds", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        kind, port, *rest = args.serve
+        {"web": serve_web, "klein": serve_klein, "profiled": serve_profiled}[kind](int(port), *rest)
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="oauthd-bench-"))
+    try:
+        data = work / "data"
+        ids = _seed(data)
+        cc = _lua(work / "cc.lua", ids["client"], ids["secret"], "grant_type=client_credentials")
+        intro = _lua(work / "introspect.lua", ids["rs"], ids["rs_secret"], "token=" + ids["token"])
+        python = sys.executable
+        twistd = os.path.join(os.path.dirname(python), "twistd")
+        ports = {name: _free_port() for name in ("web", "klein", "oauthd")}
+        servers = [
+            _run_server(args, [python, __file__, "--serve", "web", str(ports["web"]), str(work / "web.log")],
+                        ports["web"], work / "web.out"),
+            _run_server(args, [python, __file__, "--serve", "klein", str(ports["klein"]),
+                               str(work / "klein.log")], ports["klein"], work / "klein.out"),
+            _run_server(args, [twistd, "--nodaemon", "--pidfile=", "oauthd", "--listen",
+                               f"tcp:{ports['oauthd']}:interface=127.0.0.1", "--data", str(data)],
+                        ports["oauthd"], work / "oauthd.out"),
+        ]
+        oauth = f"http://127.0.0.1:{ports['oauthd']}/api/v1/oauth"
+        targets = [
+            ("bare twisted.web", f"http://127.0.0.1:{ports['web']}/api/v1/oauth/token", cc),
+            ("bare Klein", f"http://127.0.0.1:{ports['klein']}/api/v1/oauth/token", cc),
+            ("oauthd token (client_credentials)", oauth + "/token", cc),
+            ("oauthd introspect", oauth + "/introspect", intro),
+        ]
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}
+        try:
+            for _, url, script in targets:
+                _wrk(args, url, script, args.warmup)
+            # Interleaved rounds, so drift in what the machine gives us hits
+            # every target alike; the median round of each is reported.
+            for _ in range(args.rounds):
+                for name, url, script in targets:
+                    rounds[name].append(_wrk(args, url, script, args.duration))
+        finally:
+            for process in servers:
+                _stop(process)
+        results = {name: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2] for name, runs in rounds.items()}
+
+        print(f"\n{args.connections} connections; {args.rounds} interleaved rounds of {args.duration} s per target "
+              f"(median round shown; all rounds' req/s in brackets); server on CPU {args.server_cpu}, "
+              f"wrk on CPU {args.load_cpu}; journal fsync on\n")
+        print(f"{'':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}   rounds")
+        for name, r in results.items():
+            every = " ".join(f"{x['rps']:.0f}" for x in rounds[name])
+            print(f"{name:36} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}   [{every}]")
+        klein = results["bare Klein"]["rps"]
+        web = results["bare twisted.web"]["rps"]
+        print()
+        for name in ("oauthd token (client_credentials)", "oauthd introspect"):
+            rps = results[name]["rps"]
+            print(f"{name:36} {rps / klein:5.2f}x bare Klein   {rps / web:5.2f}x bare twisted.web")
+        print(f"{'bare Klein':36} {klein / web:5.2f}x bare twisted.web")
+
+        # A profile of the token path, in the daemon's own service tree.
+        port = _free_port()
+        profile_out = work / "token.prof"
+        process = _run_server(args, [python, __file__, "--serve", "profiled", str(port),
+                                     str(work / "profiled.log"), str(data), str(profile_out)],
+                              port, work / "profiled.out")
+        try:
+            _wrk(args, f"http://127.0.0.1:{port}/api/v1/oauth/token", cc, args.profile_seconds)
+        finally:
+            _stop(process)
+        import pstats
+
+        print(f"\nProfile of the token path ({args.profile_seconds} s of client_credentials under load), "
+              "top functions by own time:\n")
+        stats = pstats.Stats(str(profile_out))
+        stats.sort_stats("tottime").print_stats(22)
+        print("Cumulative, oauthd's own code:\n")
+        stats.sort_stats("cumulative").print_stats(r"oauthd/(http|grants|authority|store|model|audit|tokens)", 14)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""
+Fixtures for the HTTP tests of the token endpoint and its neighbours: the
+whole server in memory (StubTreq over the Klein app, an in-memory journal, an
+injected clock, bcrypt inline at cost 4), driven synchronously.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import define
+from treq.testing import StubTreq
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from oauthd.authority import Authority
+from oauthd.config import Config
+from oauthd.http import OAuthHTTP
+from oauthd.journal import MemoryJournal
+from oauthd.model import Client, Token, User
+from tests.helpers import START, make_authority, make_config
+
+TOKEN = "/api/v1/oauth/token"
+REVOKE = "/api/v1/oauth/revoke"
+INTROSPECT = "/api/v1/oauth/introspect"
+USERINFO = "/api/v1/oauth/userinfo"
+SESSION = "/api/v1/session"
+
+PASSWORD = "correct horse battery staple"
+
+
+@define
+class Reply:
+    """
+    A response, read: status, headers (lower-case names, first value) and
+    the JSON body.
+    """
+
+    code: int
+    headers: dict[str, str]
+    body: Any
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class HeldJournal(MemoryJournal):
+    """
+    A memory journal whose appends become durable only when the test says
+    (L{release}), to show that answers wait for durability.
+    """
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.waiting: list[Deferred[None]] = []
+        self.hold = False
+
+    def append(self, payloads: Any) -> Deferred[None]:
+        done = super().append(payloads)
+        if not self.hold:
+            return done
+        held: Deferred[None] = Deferred()
+        self.waiting.append(held)
+        return held
+
+    def release(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(None)
+
+
+class OAuthCase(SynchronousTestCase):
+    """
+    A server with one confidential client (C{self.client}, C{self.secret})
+    allowed every grant, and one user, alice, with password L{PASSWORD}.
+    """
+
+    config_values: Mapping[str, Any] = {}
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.journal = HeldJournal()
+        self.config: Config = make_config(**self.config_values)
+        self.authority: Authority = make_authority(self.config, clock=self.clock, journal=self.journal)
+        self.http = OAuthHTTP(self.config, self.authority)
+        self.treq = StubTreq(self.http.resource())
+        self.alice = self.add_user("alice", PASSWORD, full_name="Alice Liddell", email="alice@example.com")
+        self.client, self.secret = self.add_client(
+            "Photo App", scope="*",
+            grant_types=("client_credentials", "password", "refresh_token"),
+        )
+
+    # -- state ------------------------------------------------------------------
+
+    def add_client(self, name: str = "client", **fields: Any) -> tuple[Client, str]:
+        client, secret = self.successResultOf(self.authority.add_client(name, **fields))
+        return client, secret
+
+    def add_user(self, name: str, password: str, **fields: Any) -> User:
+        return self.successResultOf(Deferred.fromCoroutine(
+            self.authority.add_user(name, password, **fields)))
+
+    def app_password(self, user: str = "alice", scope: str = "*", lifetime: int = 0) -> tuple[str, Token]:
+        return self.successResultOf(self.authority.issue_token(
+            scope=self.authority.scope(scope), lifetime=lifetime, user=user, label="phone", kind="app"))
+
+    def journal_size(self) -> int:
+        return self.journal.record_count
+
+    # -- requests ---------------------------------------------------------------
+
+    def request(
+        self, method: str, path: str, *, form: Mapping[str, str] | None = None,
+        json_body: object = None, body: bytes | None = None,
+        headers: Mapping[str, Any] | None = None, auth: tuple[str, str] | None = None,
+    ) -> Reply:
+        kwargs: dict[str, Any] = {"headers": dict(headers or {})}
+        if form is not None:
+            kwargs["data"] = dict(form)
+        elif json_body is not None:
+            kwargs["data"] = json.dumps(json_body).encode()
+            kwargs["headers"].setdefault("Content-Type", "application/json")
+        elif body is not None:
+            kwargs["data"] = body
+        if auth is not None:
+            kwargs["auth"] = auth
+        response = self.successResultOf(self.treq.request(method, "http://oauthd.test" + path, **kwargs))
+        raw = self.successResultOf(response.content())
+        headers_out = {
+            k.decode().lower(): v[0].decode("latin-1")
+            for k, v in response.headers.getAllRawHeaders()
+        }
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw
+        return Reply(response.code, headers_out, parsed)
+
+    def post(self, path: str, form: Mapping[str, str] | None = None, **kwargs: Any) -> Reply:
+        return self.request("POST", path, form=form, **kwargs)
+
+    def token(self, form: Mapping[str, str] | None = None, **kwargs: Any) -> Reply:
+        kwargs.setdefault("auth", (self.client.id, self.secret))
+        return self.post(TOKEN, form, **kwargs)
+
+    def password_grant(
+        self, username: str = "alice", password: str = PASSWORD, *,
+        headers: Mapping[str, str] | None = None, **extra: str,
+    ) -> Reply:
+        return self.token({"grant_type": "password", "username": username, "password": password, **extra},
+                          headers=headers)
+
+    def assert_error(self, reply: Reply, code: int, error: str) -> None:
+        assert (reply.code, reply.body.get("error") if isinstance(reply.body, dict) else reply.body) == (code, error), reply
+        assert reply.header("content-type") == "application/json"
+        assert reply.header("cache-control") == "no-store"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,97 @@
+"""
+Token introspection (RFC 7662).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import START
+from tests.oauth_helpers import INTROSPECT, OAuthCase, bearer
+
+
+class IntrospectTests(OAuthCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.rs, self.rs_secret = self.add_client("resource server", scope="metrics")
+        self.clock.advance(10)
+        self.grant = self.password_grant(scope="photos openid").body
+
+    def introspect(self, token: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("auth", (self.rs.id, self.rs_secret))
+        return self.post(INTROSPECT, {"token": token}, **kwargs)
+
+    def test_live_access_token(self) -> None:
+        reply = self.introspect(self.grant["access_token"])
+        assert reply.code == 200, reply
+        assert reply.header("cache-control") == "no-store"
+        assert reply.body == {
+            "active": True, "scope": "openid photos", "client_id": self.client.id,
+            "username": "alice", "token_type": "Bearer", "exp": START + 10 + 3600,
+            "iat": START + 10, "sub": "alice", "iss": "https://auth.example.com",
+        }
+
+    def test_client_token_has_the_client_as_subject(self) -> None:
+        access = self.token({"grant_type": "client_credentials", "scope": "metrics"}).body["access_token"]
+        body = self.introspect(access).body
+        assert body["sub"] == self.client.id and "username" not in body
+
+    def test_refresh_token_is_active_until_used(self) -> None:
+        body = self.introspect(self.grant["refresh_token"]).body
+        assert body["active"] is True and body["token_type"] == "refresh_token"
+        self.token({"grant_type": "refresh_token", "refresh_token": self.grant["refresh_token"]})
+        assert self.introspect(self.grant["refresh_token"]).body == {"active": False}
+
+    def test_never_expiring_app_password_has_no_exp(self) -> None:
+        app, _ = self.app_password(scope="webdav")
+        body = self.introspect(app).body
+        assert body["active"] is True and "exp" not in body and "client_id" not in body
+
+    def test_anything_else_is_exactly_inactive(self) -> None:
+        revoked = self.password_grant().body["access_token"]
+        self.post("/api/v1/oauth/revoke", headers={"X-Auth-Token": revoked})
+        for token in ("0" * 48, "garbage", "x" * 4000, revoked):
+            reply = self.introspect(token)
+            assert (reply.code, reply.body) == (200, {"active": False})
+        self.clock.advance(3600)
+        assert self.introspect(self.grant["access_token"]).body == {"active": False}
+
+    def test_bearer_with_introspect_scope(self) -> None:
+        caller = self.token({"grant_type": "client_credentials", "scope": "introspect"}).body["access_token"]
+        reply = self.post(INTROSPECT, {"token": self.grant["access_token"]}, headers=bearer(caller))
+        assert reply.body["active"] is True
+
+    def test_bearer_without_introspect_scope(self) -> None:
+        caller = self.token({"grant_type": "client_credentials", "scope": "photos"}).body["access_token"]
+        reply = self.post(INTROSPECT, {"token": self.grant["access_token"]}, headers=bearer(caller))
+        self.assert_error(reply, 403, "insufficient_scope")
+        assert 'scope="introspect"' in (reply.header("www-authenticate") or "")
+
+    def test_caller_must_authenticate(self) -> None:
+        self.assert_error(self.introspect(self.grant["access_token"], auth=None), 401, "invalid_client")
+        reply = self.introspect(self.grant["access_token"], auth=(self.rs.id, "wrong"))
+        self.assert_error(reply, 401, "invalid_client")
+        assert reply.header("www-authenticate") == 'Basic realm="oauthd"'
+        public, _ = self.add_client("spa", type="public", grant_types=("password",))
+        self.assert_error(self.post(INTROSPECT, {"token": self.grant["access_token"], "client_id": public.id}),
+                          401, "invalid_client")
+        self.assert_error(self.post(INTROSPECT, {"token": "x"}, headers=bearer("0" * 48)),
+                          401, "invalid_token")
+
+    def test_token_parameter_is_required(self) -> None:
+        self.assert_error(self.post(INTROSPECT, {}, auth=(self.rs.id, self.rs_secret)), 400, "invalid_request")
+
+    def test_client_secret_post_and_json(self) -> None:
+        reply = self.post(INTROSPECT, {"token": self.grant["access_token"], "client_id": self.rs.id,
+                                       "client_secret": self.rs_secret})
+        assert reply.body["active"] is True
+        reply = self.post(INTROSPECT, json_body={"token": self.grant["access_token"]},
+                          auth=(self.rs.id, self.rs_secret))
+        assert reply.body["active"] is True
+
+    def test_introspection_changes_nothing(self) -> None:
+        before = self.journal_size()
+        for _ in range(3):
+            self.introspect(self.grant["access_token"])
+            self.introspect("0" * 48)
+        assert self.journal_size() == before

@@ -1,0 +1,230 @@
+"""
+Rate limits on failures: the token buckets themselves, and how the
+endpoints use them (429 with Retry-After; successes never slowed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from twisted.internet.task import Clock
+
+from oauthd.limits import CLIENT, LOGIN_IP, TOKEN_IP, RateLimiter, Rule, client_address, ip_key
+from tests.oauth_helpers import PASSWORD, USERINFO, OAuthCase, bearer
+
+
+def make_limiter(max_entries: int = 1000) -> tuple[RateLimiter, Clock]:
+    clock = Clock()
+    clock.advance(1000)
+    return RateLimiter(clock.seconds, max_entries), clock
+
+
+def test_burst_then_steady_rate() -> None:
+    limiter, clock = make_limiter()
+    for _ in range(10):
+        assert limiter.retry_after(LOGIN_IP, "a") == 0
+        limiter.charge(LOGIN_IP, "a")
+    assert limiter.retry_after(LOGIN_IP, "a") == 60
+    assert limiter.retry_after(LOGIN_IP, "b") == 0
+    clock.advance(45)
+    assert limiter.retry_after(LOGIN_IP, "a") == 15
+    clock.advance(15)
+    assert limiter.retry_after(LOGIN_IP, "a") == 0
+    limiter.charge(LOGIN_IP, "a")
+    assert limiter.retry_after(LOGIN_IP, "a") == 60
+
+
+def test_unknown_token_rule_is_photoprisms() -> None:
+    limiter, clock = make_limiter()
+    for _ in range(60):
+        limiter.charge(TOKEN_IP, "a")
+    assert limiter.retry_after(TOKEN_IP, "a") == 10
+
+
+def test_refilled_buckets_are_pruned() -> None:
+    limiter, clock = make_limiter()
+    limiter.charge(LOGIN_IP, "a")
+    for _ in range(5):
+        limiter.charge(CLIENT, "c")
+    clock.advance(60)
+    assert limiter.prune() == 1
+    assert len(limiter) == 1
+    clock.advance(300)
+    limiter.prune()
+    assert len(limiter) == 0
+
+
+def test_idle_buckets_are_swept_without_reaching_the_cap() -> None:
+    from oauthd.limits import PRUNE_EVERY
+
+    limiter, clock = make_limiter(max_entries=10 * PRUNE_EVERY)
+    limiter.charge(LOGIN_IP, "old")
+    clock.advance(3600)
+    for i in range(PRUNE_EVERY - 1):
+        limiter.charge(TOKEN_IP, str(i))
+    assert len(limiter) == PRUNE_EVERY - 1
+
+
+def test_memory_is_capped_by_forgetting_the_oldest() -> None:
+    limiter, clock = make_limiter(max_entries=100)
+    for i in range(1000):
+        limiter.charge(LOGIN_IP, f"10.0.{i // 256}.{i % 256}")
+        assert len(limiter) <= 100
+    # The most recent failures are still remembered.
+    rule = Rule("one", 1, 60.0)
+    limiter.charge(rule, "x")
+    assert limiter.retry_after(rule, "x") == 60
+
+
+@pytest.mark.parametrize("host, key", [
+    ("192.0.2.7", "192.0.2.7"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+    ("::ffff:192.0.2.7", "192.0.2.7"),
+    ("unix", "unix"),
+    ("x" * 100, "x" * 64),
+])
+def test_ip_keys(host: str, key: str) -> None:
+    assert ip_key(host) == key
+
+
+@pytest.mark.parametrize("peer, forwarded, trusted, client", [
+    ("192.0.2.1", ["198.51.100.9"], [], "192.0.2.1"),
+    ("192.0.2.1", ["198.51.100.9"], ["10.0.0.0/8"], "192.0.2.1"),
+    ("127.0.0.1", ["198.51.100.9"], ["127.0.0.1"], "198.51.100.9"),
+    ("127.0.0.1", ["6.6.6.6, 198.51.100.9, 10.1.1.1"], ["127.0.0.1", "10.0.0.0/8"], "198.51.100.9"),
+    ("127.0.0.1", ["6.6.6.6", "198.51.100.9"], ["127.0.0.1"], "198.51.100.9"),
+    ("127.0.0.1", ["garbage"], ["127.0.0.1"], "127.0.0.1"),
+    ("127.0.0.1", [], ["127.0.0.1"], "127.0.0.1"),
+])
+def test_client_address(peer: str, forwarded: list[str], trusted: list[str], client: str) -> None:
+    assert client_address(peer, forwarded, trusted) == client
+
+
+class EndpointLimitTests(OAuthCase):
+    config_values = {"trusted_proxies": ["127.0.0.1"]}
+
+    def from_ip(self, ip: str) -> dict[str, str]:
+        return {"X-Forwarded-For": ip}
+
+    def test_failed_client_logins_then_429(self) -> None:
+        """
+        Ten wrong secrets from one address get 401; the eleventh 429 with
+        Retry-After. The right secret still works meanwhile: it cannot be
+        guessed, so it is never held back.
+        """
+        wrong = {"auth": (self.client.id, "wrong"), "headers": self.from_ip("192.0.2.1")}
+        for _ in range(10):
+            self.assert_error(self.token({"grant_type": "client_credentials"}, **wrong), 401, "invalid_client")
+        reply = self.token({"grant_type": "client_credentials"}, **wrong)
+        self.assert_error(reply, 429, "too_many_requests")
+        assert reply.header("retry-after") == "60"
+        assert self.token({"grant_type": "client_credentials"}, headers=self.from_ip("192.0.2.1")).code == 200
+        self.clock.advance(60)
+        self.assert_error(self.token({"grant_type": "client_credentials"}, **wrong), 401, "invalid_client")
+
+    def test_per_client_limit_across_addresses(self) -> None:
+        for i in range(10):
+            self.token({"grant_type": "client_credentials"}, auth=(self.client.id, "wrong"),
+                       headers=self.from_ip(f"192.0.2.{i}"))
+        reply = self.token({"grant_type": "client_credentials"}, auth=(self.client.id, "wrong"),
+                           headers=self.from_ip("198.51.100.1"))
+        self.assert_error(reply, 429, "too_many_requests")
+
+    def test_password_guessing_is_stopped_before_bcrypt(self) -> None:
+        """
+        Once an address has failed ten times, a password login is refused
+        before any bcrypt (even a right one: a person's password could be
+        guessed); an app password still works.
+        """
+        headers = self.from_ip("192.0.2.1")
+        for _ in range(10):
+            self.assert_error(self.password_grant(password="guess", headers=headers), 400, "invalid_grant")
+        checks: list[str] = []
+        original = self.authority.check_password
+
+        def counting(name: str, password: str) -> Any:
+            checks.append(name)
+            return original(name, password)
+
+        with mock.patch.object(self.authority, "check_password", counting):
+            self.assert_error(self.password_grant(password="guess", headers=headers), 429, "too_many_requests")
+            self.assert_error(self.password_grant(headers=headers), 429, "too_many_requests")
+        assert checks == []
+        app, _ = self.app_password()
+        assert self.password_grant(password=app, headers=headers).code == 200
+        # From another address, alice's own limit (the same ten failures)
+        # still holds her password logins back; bob is not affected.
+        self.assert_error(self.password_grant(headers=self.from_ip("192.0.2.2")), 429, "too_many_requests")
+        self.add_user("bob", "bobs password")
+        assert self.password_grant("bob", "bobs password", headers=self.from_ip("192.0.2.2")).code == 200
+
+    def test_per_username_limit_across_addresses(self) -> None:
+        for i in range(10):
+            self.password_grant(password="guess", headers=self.from_ip(f"192.0.2.{i}"))
+        reply = self.password_grant(headers=self.from_ip("198.51.100.1"))
+        self.assert_error(reply, 429, "too_many_requests")
+        # Another user is unaffected.
+        self.add_user("bob", "bobs password")
+        assert self.password_grant(username="bob", password="bobs password",
+                                   headers=self.from_ip("198.51.100.1")).code == 200
+
+    def test_unknown_users_are_limited_like_known_ones(self) -> None:
+        for i in range(10):
+            self.password_grant(username="nobody", password="guess", headers=self.from_ip(f"192.0.2.{i}"))
+        self.assert_error(self.password_grant(username="nobody", headers=self.from_ip("198.51.100.1")),
+                          429, "too_many_requests")
+
+    def test_unknown_tokens_then_429_but_valid_tokens_work(self) -> None:
+        access = self.password_grant(scope="openid").body["access_token"]
+        headers = {**bearer("0" * 48), **self.from_ip("192.0.2.1")}
+        for _ in range(60):
+            self.assert_error(self.request("GET", USERINFO, headers=headers), 401, "invalid_token")
+        reply = self.request("GET", USERINFO, headers=headers)
+        self.assert_error(reply, 429, "too_many_requests")
+        assert reply.header("retry-after") == "10"
+        assert self.request("GET", USERINFO, headers={**bearer(access), **self.from_ip("192.0.2.1")}).code == 200
+
+    def test_unknown_refresh_tokens_count_as_unknown_tokens(self) -> None:
+        headers = self.from_ip("192.0.2.1")
+        form = {"grant_type": "refresh_token", "refresh_token": "0" * 48}
+        for _ in range(60):
+            self.assert_error(self.token(form, headers=headers), 400, "invalid_grant")
+        self.assert_error(self.token(form, headers=headers), 429, "too_many_requests")
+
+    def test_successes_are_never_charged(self) -> None:
+        app, _ = self.app_password()
+        for _ in range(30):
+            body = self.password_grant().body
+            self.password_grant(password=app)
+            self.token({"grant_type": "client_credentials"})
+            self.token({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+            self.request("GET", USERINFO, headers=bearer(body["access_token"]))
+        assert len(self.http.limiter) == 0
+
+    def test_untrusted_peers_cannot_choose_their_address(self) -> None:
+        self.http = type(self.http)(self.config.__class__(**{**_fields(self.config), "trusted_proxies": ()}),
+                                    self.authority)
+        from treq.testing import StubTreq
+
+        self.treq = StubTreq(self.http.resource())
+        for i in range(10):
+            self.password_grant(password="guess", username=f"user{i}", headers=self.from_ip(f"192.0.2.{i}"))
+        self.assert_error(self.password_grant(headers=self.from_ip("198.51.100.1")), 429, "too_many_requests")
+
+    def test_wrong_password_never_changes_state(self) -> None:
+        before = self.journal_size()
+        for _ in range(12):
+            self.password_grant(password="guess")
+        assert self.journal_size() == before
+        assert self.password_grant(username="alice", password=PASSWORD,
+                                   headers=self.from_ip("192.0.2.9")).code == 429
+
+
+def _fields(config: Any) -> dict[str, Any]:
+    import attrs
+
+    return attrs.asdict(config, recurse=False)

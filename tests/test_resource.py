@@ -1,0 +1,126 @@
+"""
+Tokens on the resource side (RFC 6750): how a bearer token is presented and
+checked, with userinfo (OpenID Connect Core 5.3) as the resource.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oauthd import tokens
+from tests.oauth_helpers import USERINFO, OAuthCase, bearer
+
+
+class BearerTests(OAuthCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.access = self.password_grant(scope="openid profile email").body["access_token"]
+
+    def userinfo(self, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        return self.request("GET", USERINFO, headers=headers, **kwargs)
+
+    def test_every_presentation_works(self) -> None:
+        """
+        Authorization: Bearer (any case of the scheme), X-Auth-Token and
+        PhotoPrism's legacy X-Session-ID.
+        """
+        for headers in (bearer(self.access), {"Authorization": "bearer " + self.access},
+                        {"X-Auth-Token": self.access}, {"X-Session-ID": self.access}):
+            reply = self.userinfo(headers)
+            assert (reply.code, reply.body["sub"]) == (200, "alice"), (headers, reply)
+
+    def test_photoprism_precedence(self) -> None:
+        """
+        X-Auth-Token wins over X-Session-ID, which wins over Authorization.
+        """
+        bad = "0" * 48
+        assert self.userinfo({"X-Auth-Token": self.access, "X-Session-ID": bad,
+                              "Authorization": "Bearer " + bad}).code == 200
+        assert self.userinfo({"X-Session-ID": self.access, "Authorization": "Bearer " + bad}).code == 200
+        self.assert_error(self.userinfo({"X-Auth-Token": bad, "X-Session-ID": self.access}),
+                          401, "invalid_token")
+
+    def test_missing_token_gets_a_bare_challenge(self) -> None:
+        for headers in ({}, {"Authorization": "Basic eDp5"}, {"X-Auth-Token": " "}):
+            reply = self.userinfo(headers)
+            self.assert_error(reply, 401, "invalid_token")
+            assert reply.header("www-authenticate") == 'Bearer realm="oauthd"'
+
+    def test_bad_tokens_get_invalid_token(self) -> None:
+        """
+        Malformed, unknown, expired, revoked: 401 with error="invalid_token"
+        in the challenge.
+        """
+        revoked = self.password_grant().body["access_token"]
+        self.successResultOf(self.authority.revoke(self.authority.authenticate_token(revoked)))  # type: ignore[arg-type]
+        for token in ("", "x", "0" * 48, "A" * 48, self.access + "0", "z" * 5000, revoked,
+                      "Bearer " + self.access, self.access.upper()):
+            reply = self.userinfo(bearer(token))
+            assert reply.code == 401, (token[:60], reply)
+            assert reply.body["error"] == "invalid_token"
+            assert 'error="invalid_token"' in (reply.header("www-authenticate") or ""), reply
+        self.clock.advance(self.client.access_ttl)
+        self.assert_error(self.userinfo(bearer(self.access)), 401, "invalid_token")
+
+    def test_repeated_headers_are_invalid_request(self) -> None:
+        for name in ("Authorization", "X-Auth-Token", "X-Session-ID"):
+            value = ("Bearer " if name == "Authorization" else "") + self.access
+            reply = self.userinfo({name: [value, value]})  # type: ignore[dict-item]
+            self.assert_error(reply, 400, "invalid_request")
+
+    def test_app_passwords_and_sessions_are_bearer_tokens(self) -> None:
+        app, _ = self.app_password(scope="openid")
+        assert self.userinfo({"X-Auth-Token": app}).code == 200
+        session = self.post("/api/v1/session", json_body={"username": "alice", "password": self.password()}).body
+        assert self.userinfo({"X-Session-ID": session["access_token"]}).code == 200
+
+    def password(self) -> str:
+        from tests.oauth_helpers import PASSWORD
+
+        return PASSWORD
+
+
+class UserinfoTests(OAuthCase):
+    def claims(self, scope: str) -> Any:
+        access = self.password_grant(scope=scope).body["access_token"]
+        return self.request("GET", USERINFO, headers=bearer(access))
+
+    def test_claims_follow_scope(self) -> None:
+        assert self.claims("openid").body == {"sub": "alice"}
+        assert self.claims("openid profile").body == {
+            "sub": "alice", "preferred_username": "alice", "name": "Alice Liddell"}
+        assert self.claims("openid email").body == {"sub": "alice", "email": "alice@example.com"}
+        assert self.claims("*").body == {
+            "sub": "alice", "preferred_username": "alice", "name": "Alice Liddell",
+            "email": "alice@example.com"}
+        reply = self.claims("openid")
+        assert reply.header("cache-control") == "no-store"
+
+    def test_absent_profile_fields_are_left_out(self) -> None:
+        self.add_user("bob", "bobs password")
+        access = self.password_grant(username="bob", password="bobs password", scope="*").body["access_token"]
+        assert self.request("GET", USERINFO, headers=bearer(access)).body == {
+            "sub": "bob", "preferred_username": "bob"}
+
+    def test_without_openid_scope_is_insufficient_scope(self) -> None:
+        reply = self.claims("photos")
+        self.assert_error(reply, 403, "insufficient_scope")
+        challenge = reply.header("www-authenticate") or ""
+        assert 'error="insufficient_scope"' in challenge and 'scope="openid"' in challenge
+
+    def test_token_without_user_is_invalid_token(self) -> None:
+        access = self.token({"grant_type": "client_credentials"}).body["access_token"]
+        reply = self.request("GET", USERINFO, headers=bearer(access))
+        self.assert_error(reply, 401, "invalid_token")
+        assert "not bound to a user" in reply.body["error_description"]
+
+    def test_post_with_header_or_form_body(self) -> None:
+        access = self.password_grant(scope="openid").body["access_token"]
+        assert self.post(USERINFO, headers=bearer(access)).body == {"sub": "alice"}
+        assert self.post(USERINFO, {"access_token": access}).body == {"sub": "alice"}
+        self.assert_error(self.post(USERINFO, {"access_token": access}, headers=bearer(access)),
+                          400, "invalid_request")
+
+    def test_session_id_is_the_sha256_of_the_token(self) -> None:
+        body = self.password_grant().body
+        assert body["session_id"] == tokens.session_id(body["access_token"])

@@ -1,0 +1,95 @@
+"""
+PhotoPrism's login sessions: C{POST /api/v1/session} and C{DELETE
+/api/v1/session}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oauthd import grants, tokens
+from oauthd.model import SESSION
+from tests.oauth_helpers import PASSWORD, SESSION as SESSION_PATH, USERINFO, OAuthCase
+
+
+class SessionTests(OAuthCase):
+    config_values = {"session_ttl": 7200}
+
+    def login(self, password: str = PASSWORD, username: str = "alice", **kwargs: Any) -> Any:
+        return self.post(SESSION_PATH, json_body={"username": username, "password": password}, **kwargs)
+
+    def test_login_with_password(self) -> None:
+        """
+        PhotoPrism's JSON login gives a short-lived full-scope session token
+        in PhotoPrism's response shape.
+        """
+        reply = self.login()
+        assert reply.code == 200, reply
+        body = reply.body
+        assert body["status"] == "success" and body["token_type"] == "Bearer"
+        assert body["id"] == body["access_token"] and tokens.is_access_token(body["access_token"])
+        assert body["session_id"] == tokens.session_id(body["access_token"])
+        assert (body["expires_in"], body["scope"], body["provider"]) == (7200, "*", "local")
+        assert body["user"] == {"Name": "alice", "DisplayName": "Alice Liddell",
+                                "Email": "alice@example.com", "Role": "user"}
+        token = self.authority.authenticate_token(body["access_token"])
+        assert token is not None and token.kind == SESSION and token.client_id == ""
+        self.clock.advance(7200)
+        assert self.authority.authenticate_token(body["access_token"]) is None
+
+    def test_login_with_form_and_sessions_alias(self) -> None:
+        reply = self.post("/api/v1/sessions", {"username": "alice", "password": PASSWORD})
+        assert reply.code == 200, reply
+
+    def test_login_with_app_password(self) -> None:
+        app, _ = self.app_password(scope="webdav openid", lifetime=600)
+        body = self.login(app).body
+        assert (body["scope"], body["expires_in"], body["provider"]) == ("openid webdav", 600, "application")
+
+    def test_wrong_credentials(self) -> None:
+        self.assert_error(self.login("wrong"), 400, "invalid_grant")
+        self.assert_error(self.login(username="nobody"), 400, "invalid_grant")
+        self.assert_error(self.post(SESSION_PATH, json_body={"username": "alice"}), 400, "invalid_request")
+        self.assert_error(self.post(SESSION_PATH, json_body=["alice"]), 400, "invalid_request")
+
+    def test_logout(self) -> None:
+        access = self.login().body["access_token"]
+        reply = self.request("DELETE", SESSION_PATH, headers={"X-Session-ID": access})
+        assert reply.body == {"status": "deleted", "session_id": tokens.session_id(access)}
+        assert self.authority.authenticate_token(access) is None
+        self.assert_error(self.request("DELETE", SESSION_PATH, headers={"X-Session-ID": access}),
+                          401, "invalid_token")
+
+    def test_logout_naming_the_session(self) -> None:
+        for name in ("session_id", "handle"):
+            access = self.login().body["access_token"]
+            token = self.authority.authenticate_token(access)
+            assert token is not None
+            reference = tokens.session_id(access) if name == "session_id" else token.handle
+            other = self.login().body["access_token"]
+            self.assert_error(self.request("DELETE", f"{SESSION_PATH}/{reference}",
+                                           headers={"X-Auth-Token": other}), 403, "access_denied")
+            reply = self.request("DELETE", f"/api/v1/sessions/{reference}", headers={"X-Auth-Token": access})
+            assert reply.code == 200, reply
+            assert self.authority.authenticate_token(access) is None
+
+    def test_logout_refuses_other_kinds_of_token(self) -> None:
+        app, _ = self.app_password()
+        access = self.password_grant().body["access_token"]
+        for token in (app, access):
+            self.assert_error(self.request("DELETE", SESSION_PATH, headers={"X-Auth-Token": token}),
+                              400, "invalid_request")
+            assert self.authority.authenticate_token(token) is not None
+        self.assert_error(self.request("DELETE", SESSION_PATH), 401, "invalid_token")
+
+    def test_sessions_per_user_are_capped(self) -> None:
+        first = self.login().body["access_token"]
+        for _ in range(grants.MAX_SESSIONS):
+            self.login()
+        assert self.authority.authenticate_token(first) is None
+        live = [t for t in self.authority.state.user_tokens("alice", self.clock.seconds()) if t.kind == SESSION]
+        assert len(live) == grants.MAX_SESSIONS
+
+    def test_session_token_works_at_userinfo(self) -> None:
+        access = self.login().body["access_token"]
+        assert self.request("GET", USERINFO, headers={"X-Session-ID": access}).body["sub"] == "alice"
