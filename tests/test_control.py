@@ -950,3 +950,24 @@ def test_wire_errors() -> None:
     assert isinstance(control.wire_error(CancelledError()), control.Abandoned)
     assert control.wire_error(KeyError("bug")) is None
     assert isinstance(control.wire_error(BadArgument("x")), BadArgument)
+
+
+def test_revoking_an_app_password_counts_what_it_takes_along() -> None:
+    """
+    auth rm of an app password also revokes the sessions obtained with it,
+    and says how many tokens went.
+    """
+    from oauthd.authority import derived_label
+    from oauthd.model import SESSION
+
+    harness = Harness()
+    authority = harness.authority
+    link = harness.connect()
+    link.call(control.AddUser, name="gina", password="long enough")
+    app = link.call(control.AddToken, label="phone", scope="*", lifetime=0, user="gina")
+    parent = authority.authenticate_token(app["secret"])
+    assert parent is not None
+    session, record = authority.mint(SESSION, scope="*", lifetime=600, user="gina", label=derived_label(parent))
+    authority.store.commit([record])
+    assert link.call(control.RemoveToken, reference=app["handle"])["revoked"] == 2
+    assert authority.authenticate_token(session) is None

@@ -13,7 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,11 +45,43 @@ def ctl(sock: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def userinfo(daemon: Daemon, token: str) -> tuple[int, Any]:
+    """
+    C{GET /api/v1/oauth/userinfo} with C{token} as the bearer credential.
+    """
+    request = urllib.request.Request(
+        daemon.url + "/api/v1/oauth/userinfo", headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def introspect_self(daemon: Daemon, token: str) -> tuple[int, Any]:
+    """
+    C{POST /api/v1/oauth/introspect} of C{token}, authorised by C{token}
+    itself as a bearer (it needs the introspect scope).
+    """
+    request = urllib.request.Request(
+        daemon.url + "/api/v1/oauth/introspect", data=f"token={token}".encode(),
+        headers={"Authorization": f"Bearer {token}",
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
 def test_oauthctl_with_the_real_daemon(tmp_path: Path) -> None:
     """
-    Under umask 0 the daemon's socket is 0600 in a 0700 directory; users
-    and tokens made with oauthctl work, a revoked token is gone, and all of
-    it is still there after a restart (it was in the journal).
+    Under umask 0 the daemon's socket is 0600 in a 0700 directory; a token
+    issued with auth add works as a bearer token over HTTP, and gets 401 as
+    soon as auth rm returns; and everything is still there after a restart
+    (it was in the journal).
     """
     data = tmp_path / "data"
     sock = data / "control.sock"
@@ -68,8 +103,18 @@ def test_oauthctl_with_the_real_daemon(tmp_path: Path) -> None:
         ).stdout)
         shown = json.loads(ctl(sock, "--json", "auth", "show", app["secret"]).stdout)
         assert shown["handle"] == app["handle"] and shown["user"] == "alice"
+        assert userinfo(daemon, app["secret"]) == (200, {"sub": "alice", "preferred_username": "alice"})
         revoked = ctl(sock, "auth", "rm", app["handle"])
         assert revoked.stdout == f"Revoked {app['handle']}.\n"
+        status, body = userinfo(daemon, app["secret"])
+        assert (status, body["error"]) == (401, "invalid_token")
+
+        access = json.loads(ctl(sock, "--json", "auth", "add", "--name", "rs", "--scope", "introspect").stdout)
+        status, body = introspect_self(daemon, access["secret"])
+        assert (status, body["active"], body["scope"]) == (200, True, "introspect")
+        assert ctl(sock, "auth", "rm", access["secret"]).returncode == 0
+        status, body = introspect_self(daemon, access["secret"])
+        assert (status, body["error"]) == (401, "invalid_token")
         gone = ctl(sock, "auth", "show", app["secret"])
         assert gone.returncode == 1 and gone.stderr.startswith("oauthctl: no such token")
         assert gone.stderr.count("\n") == 1
