@@ -524,6 +524,30 @@ class Authority:
             for field in (token.handle, token.client_id, token.user, token.label)
         )
 
+    def find_client(self, client_id: str) -> Client | None:
+        return self.state.clients.get(client_id)
+
+    def find_user(self, name: str) -> User | None:
+        return self.state.users.get(name)
+
+    def compact(self) -> Deferred[dict[str, int]]:
+        """
+        Compact the journal now; fires with its size before and after
+        (C{records_before}, C{records_after}, C{bytes_before}, C{bytes_after}).
+
+        @raise CompactionInProgress: (in the Deferred) if one is running.
+        """
+        log = self.store.log
+        before = (log.record_count, log.byte_count)
+
+        def compacted(_: object) -> dict[str, int]:
+            return {
+                "records_before": before[0], "records_after": log.record_count,
+                "bytes_before": before[1], "bytes_after": log.byte_count,
+            }
+
+        return self.store.compact().addCallback(compacted)
+
     def client_ids(self) -> list[str]:
         """
         Every client id in the order the clients were created: a snapshot.

@@ -690,16 +690,13 @@ class ControlProtocol(amp.AMP):
         }
 
     @Compact.responder
-    async def compact(self) -> dict[str, object]:
-        journal = self.authority.store.log
-        before = (journal.record_count, journal.byte_count)
-        await self._change("journal.compact", {}, _awaited(self.authority.store.compact()))
-        after = (journal.record_count, journal.byte_count)
-        self._audit("journal.compact", "ok", records=f"{before[0]}->{after[0]}")
-        return {
-            "records_before": before[0], "records_after": after[0],
-            "bytes_before": before[1], "bytes_after": after[1],
-        }
+    async def compact(self) -> dict[str, int]:
+        figures = await self._change("journal.compact", {}, _awaited(self.authority.compact()))
+        self._audit(
+            "journal.compact", "ok",
+            records=f"{figures['records_before']}->{figures['records_after']}",
+        )
+        return figures
 
     # -- clients -----------------------------------------------------------
 
@@ -721,10 +718,10 @@ class ControlProtocol(amp.AMP):
     ) -> dict[str, object]:
         def start() -> _Listing:
             needle = (search or "").lower()
-            clients = self.authority.state.clients
+            find = self.authority.find_client
 
             def row(client_id: str) -> dict[str, Any] | None:
-                client = clients.get(client_id)
+                client = find(client_id)
                 if client is None or not (
                     client.id.startswith(needle) or client.name.lower().startswith(needle)
                     or client.user.startswith(needle)
@@ -812,10 +809,10 @@ class ControlProtocol(amp.AMP):
     ) -> dict[str, object]:
         def start() -> _Listing:
             needle = (search or "").lower()
-            users = self.authority.state.users
+            find = self.authority.find_user
 
             def row(name: str) -> dict[str, Any] | None:
-                user = users.get(name)
+                user = find(name)
                 if user is None or not (
                     name.startswith(needle) or user.email.lower().startswith(needle)
                     or user.full_name.lower().startswith(needle)
@@ -874,7 +871,7 @@ class ControlProtocol(amp.AMP):
     # -- tokens ------------------------------------------------------------
 
     def _token_row(self, token: Token, now: int | None = None) -> dict[str, Any]:
-        client = self.authority.state.clients.get(token.client_id) if token.client_id else None
+        client = self.authority.find_client(token.client_id) if token.client_id else None
         return token_row(token, client.name if client else "", now or self.authority.now())
 
     @AddToken.responder
