@@ -971,3 +971,44 @@ def test_revoking_an_app_password_counts_what_it_takes_along() -> None:
     authority.store.commit([record])
     assert link.call(control.RemoveToken, reference=app["handle"])["revoked"] == 2
     assert authority.authenticate_token(session) is None
+
+
+BIG = "x" * 60_000
+
+
+@pytest.mark.parametrize(
+    "command, arguments",
+    [
+        (control.AddClient, {"name": BIG}),
+        (control.AddClient, {"name": "c", "scope": BIG}),
+        (control.AddClient, {"name": "c", "redirect_uris": ["https://a.example/" + BIG[:50_000]]}),
+        (control.AddClient, {"name": "c", "grant_types": [BIG[:30_000], BIG[:30_000]]}),
+        (control.AddUser, {"name": BIG, "password": "long enough"}),
+        (control.AddUser, {"name": "hank", "password": BIG}),
+        (control.AddUser, {"name": "hank", "password": "long enough", "email": BIG}),
+        (control.AddToken, {"label": BIG, "scope": "*", "lifetime": 60}),
+        (control.AddToken, {"label": "t", "scope": BIG, "lifetime": 60}),
+        (control.ShowClient, {"id": BIG}),
+        (control.ShowToken, {"reference": BIG}),
+        (control.RemoveToken, {"reference": BIG}),
+        (control.ListTokens, {"search": BIG}),
+    ],
+)
+def test_oversized_values(
+    events: EventLoggingObserver, command: type[amp.Command], arguments: dict[str, Any],
+) -> None:
+    """
+    Values as long as AMP carries get a short one-line answer (never the
+    value echoed back), change nothing, and leave the connection usable.
+    """
+    harness = Harness()
+    link = harness.connect()
+    (result,) = link.ask(command, **arguments)
+    if isinstance(result, Failure):
+        message = str(result.value)
+        assert len(message) < 300 and "\n" not in message
+    else:
+        assert json.loads(result["rows"]) == []
+    assert harness.records == 0
+    assert failures(events) == []
+    assert link.call(control.Status)["version"]
