@@ -478,3 +478,38 @@ async def test_listing_100000_tokens(tmp_path: Path) -> None:
         assert len(table) == 100_001
     finally:
         await live.stop()
+
+
+def test_repair(tmp_path: Path) -> None:
+    """
+    repair --data works offline: it reports a sound journal untouched, cuts
+    a damaged record out (keeping the damaged file), and refuses, in one
+    line, while a daemon holds the journal.
+    """
+    from oauthd.journal import HEADER_SIZE, RECORD_OVERHEAD
+    from tests.journal_doubles import open_inline, read_journal
+
+    data = tmp_path / "data"
+    journal = open_inline(str(data))
+    journal.append([b"first record", b"second record", b"third record"])
+    journal.close()
+    sound = run("repair", "--data", str(data))
+    assert sound.code == 0 and "no damage found; 3 records verified" in sound.out
+
+    with open(data / "journal.oauthd", "r+b") as f:
+        f.seek(HEADER_SIZE + RECORD_OVERHEAD + len(b"first record") + RECORD_OVERHEAD + 2)
+        f.write(b"X")
+    repaired = run("repair", "--data", str(data), "--json")
+    assert repaired.code == 0, repaired
+    report = repaired.json()
+    assert report["kept_records"] == 2 and report["damaged_copy"]
+    assert read_journal(str(data)) == [b"first record", b"third record"]
+
+    running = open_inline(str(data))
+    try:
+        locked = run("repair", "--data", str(data))
+    finally:
+        running.close()
+    assert locked.code == 1 and locked.err.startswith("oauthctl: ") and locked.err.count("\n") == 1
+    missing = run("repair", "--data", str(tmp_path / "nowhere"))
+    assert missing.code == 1 and "no journal" in missing.err
