@@ -456,7 +456,7 @@ async def test_hostile_clients_on_a_real_socket(tmp_path: Path) -> None:
 async def test_listing_100000_tokens(tmp_path: Path) -> None:
     """
     auth ls over 100,000 tokens pages through all of them, each once, in
-    issue order; -n stops early; the human table has a line per token.
+    issue order, a line each; -n stops early.
     """
     live = Live(tmp_path)
     handles: list[str] = []
@@ -466,16 +466,12 @@ async def test_listing_100000_tokens(tmp_path: Path) -> None:
     print(f"\nissued 100,000 tokens in {time.perf_counter() - started:.2f} s")
     try:
         started = time.perf_counter()
-        rows = (await live.ok("auth", "ls", "--json")).json()
-        elapsed = time.perf_counter() - started
-        print(f"oauthctl auth ls --json: 100,000 tokens in {elapsed:.2f} s")
-        assert [r["handle"] for r in rows] == handles
-        limited = (await live.ok("auth", "ls", "-n", "1500", "--json")).json()
-        assert [r["handle"] for r in limited] == handles[:1500]
-        started = time.perf_counter()
         table = (await live.ok("auth", "ls")).out.splitlines()
         print(f"oauthctl auth ls: 100,000 tokens in {time.perf_counter() - started:.2f} s")
-        assert len(table) == 100_001
+        assert table[0].startswith("Session ID")
+        assert [line.split(" ", 1)[0] for line in table[1:]] == handles
+        limited = (await live.ok("auth", "ls", "-n", "1500", "--json")).json()
+        assert [r["handle"] for r in limited] == handles[:1500]
     finally:
         await live.stop()
 
