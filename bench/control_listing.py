@@ -12,19 +12,16 @@ nothing but the row count.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-# Run as a script, this directory comes first on the path, and its token.py
-# (another benchmark) would shadow the standard library's token module.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[0] = REPO
-
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+sys.path.insert(0, REPO)
 
 
 def write_journal(data: Path, count: int) -> None:

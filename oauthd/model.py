@@ -47,6 +47,7 @@ USED_REFRESH = "refresh-used"
 APP_PASSWORD = "app"
 SESSION = "session"
 KINDS = frozenset({ACCESS, REFRESH, USED_REFRESH, APP_PASSWORD, SESSION})
+_KINDS = {kind: kind for kind in KINDS}
 
 CONFIDENTIAL = "confidential"
 PUBLIC = "public"
@@ -314,32 +315,42 @@ class State:
         self, key_hex: str, kind: str, client_id: str, user: str, scope: str,
         issued_at: int, lifetime: int, grant: str, label: str,
     ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"unknown token kind {kind[:20]!r}")
+        # Replay runs this a million times for a big journal: it is written
+        # for speed (no helper calls, shared strings looked up once).
+        try:
+            kind = _KINDS[kind]
+        except KeyError:
+            raise ValueError(f"unknown token kind {kind[:20]!r}") from None
         if type(issued_at) is not int or type(lifetime) is not int:
             raise ValueError("times must be integers")
         key = int(key_hex, 16)
-        if key in self.tokens:
+        tokens = self.tokens
+        if key in tokens:
             # Replayed after a snapshot that already held it, possibly in a
             # later state (a used refresh token): the snapshot wins.
             return
-        if client_id and not self._enabled_client(client_id):
+        if client_id:
             # A token replayed after a snapshot in which its client is already
             # gone or disabled: the revocation that came with that must hold.
-            return
+            client = self.clients.get(client_id)
+            if client is None or not client.enabled:
+                return
+            client_id = client.id
         if user:
             owner = self.users.get(user)
             if owner is None or owner.disabled:
                 return
+            user = owner.name
         share = self._shared.setdefault
-        client_id = share(client_id, client_id)
-        user = share(user, user)
-        grant = share(grant, grant)
+        if grant:
+            grant = share(grant, grant)
+        if label:
+            label = share(label, label)
         token = Token(
-            key, share(kind, kind), client_id, user, share(scope, scope),
-            issued_at, share(lifetime, lifetime), grant, share(label, label),
+            key, kind, client_id, user, share(scope, scope), issued_at,
+            share(lifetime, lifetime), grant, label,
         )
-        self.tokens[key] = token
+        tokens[key] = token
         if client_id:
             self._by_client.setdefault(client_id, []).append(token)
         if user:
@@ -347,12 +358,7 @@ class State:
         if grant:
             self._by_grant.setdefault(grant, []).append(token)
         if lifetime:
-            bucket = (issued_at + lifetime) // EXPIRY_BUCKET
-            self._expiry.setdefault(bucket, []).append(key)
-
-    def _enabled_client(self, client_id: str) -> bool:
-        client = self.clients.get(client_id)
-        return client is not None and client.enabled
+            self._expiry.setdefault((issued_at + lifetime) // EXPIRY_BUCKET, []).append(key)
 
     def _revoke(self, key_hex: str) -> None:
         token = self.tokens.get(int(key_hex, 16))
@@ -476,7 +482,7 @@ def replay(state: State, payloads: Iterable[bytes], now: float) -> int:
                               issued_at, lifetime, fields[8], fields[9])
                 else:
                     state.apply(decode(payload))
-            except (ValueError, TypeError, UnicodeDecodeError) as e:
+            except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
                 raise ValueError(f"record {count}: {e}") from None
     finally:
         if was_enabled:

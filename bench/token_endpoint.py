@@ -9,21 +9,13 @@ Needs wrk (Debian: apt-get install wrk) and taskset. The server runs pinned
 to one core and wrk to another (--server-cpu, --load-cpu). Durability is on:
 the daemon fsyncs its journal (group commit) before every answer.
 
-    python bench/token.py [--duration 5] [--rounds 3] [--connections 32]
+    python bench/token_endpoint.py [--duration 5] [--rounds 3] [--connections 32]
 
 Every server logs like C{twistd -n} (one access-log line per request; oauthd
 also one audit line per issued token) into a file.
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file is named token.py, like the standard library's token module that
-# tokenize (and so inspect, and so Twisted) imports: keep its directory off
-# the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import base64
@@ -32,8 +24,10 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
