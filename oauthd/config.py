@@ -55,6 +55,7 @@ class Config:
     @ivar session_ttl: seconds a session from C{POST /api/v1/session} lasts.
     @ivar trusted_proxies: addresses or networks of reverse proxies whose
         C{X-Forwarded-For} names the client (for rate limits and audit).
+    @ivar access_log: log a line per HTTP request besides the audit events.
     """
 
     listen: tuple[str, ...]
@@ -69,6 +70,7 @@ class Config:
     admin_group: str = field(default="")
     session_ttl: int = field(default=86400)
     trusted_proxies: tuple[str, ...] = field(default=())
+    access_log: bool = field(default=False)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -184,13 +186,14 @@ SETTINGS: dict[str, Setting] = {
     "trusted_proxies": Setting(
         list, _check_networks, "proxies whose X-Forwarded-For is believed", str
     ),
+    "access_log": Setting(bool, lambda k, v: v, "log every HTTP request"),
 }
 
 
 def _typed(key: str, value: object) -> object:
     setting = SETTINGS[key]
     # bool is an int in Python; a TOML true is not a number.
-    if not isinstance(value, setting.kind) or isinstance(value, bool):
+    if not isinstance(value, setting.kind) or (isinstance(value, bool) and setting.kind is not bool):
         raise ConfigError(
             f"{key}: expected {setting.kind.__name__}, got {type(value).__name__}"
         )

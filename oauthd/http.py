@@ -24,6 +24,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http as web_http
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
@@ -128,9 +129,14 @@ class OAuthSite(Site):
 
     displayTracebacks = False
 
-    def __init__(self, resource: IResource, max_body: int) -> None:
+    def __init__(self, resource: IResource, max_body: int, access_log: bool = False) -> None:
         super().__init__(resource, parsePOSTFormSubmission=False)
         self.max_body = max_body
+        self.access_log = access_log
+
+    def log(self, request: web_http.Request) -> None:
+        if self.access_log:
+            super().log(request)
 
     def getContentFile(self, length: int | None) -> _CappedBody:
         return _CappedBody(self.max_body, length)
@@ -204,7 +210,7 @@ class OAuthHTTP:
         """
         The L{Site} to listen with.
         """
-        return OAuthSite(self.resource(), self._config.max_body)
+        return OAuthSite(self.resource(), self._config.max_body, self._config.access_log)
 
     # -- parsing ------------------------------------------------------------
 

@@ -158,6 +158,7 @@ CONFIG_ERRORS = [
     ("listen = 'tcp:80'\n", "listen: expected list, got str"),
     ("listen = [1]\n", "listen: expected a list of str"),
     ("listen = []\n", "listen: at least one endpoint is needed"),
+    ("access_log = 1\n", "access_log: expected bool, got int"),
     ("listen = ['tcp:notaport']\n", "listen: bad endpoint 'tcp:notaport'"),
     ("listen = ['carrier-pigeon:1']\n", "listen: bad endpoint 'carrier-pigeon:1'"),
     ("control = 'unix'\n", "control: bad endpoint 'unix'"),
@@ -260,3 +261,28 @@ def test_sample_config_is_complete_and_default() -> None:
     values = read_config_file(str(sample))
     assert set(values) == set(SETTINGS)
     assert build_config(values, {}) == build_config({}, {})
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_access_log_is_optional(enabled: bool) -> None:
+    """
+    The per-request access log is off unless access_log is set; the audit
+    events cover every issue, refusal and revocation either way.
+    """
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from oauthd.http import OAuthHTTP
+    from tests.helpers import make_authority, make_config
+
+    site = OAuthHTTP(make_config(access_log=enabled), make_authority()).site()
+    observer = EventLoggingObserver.createWithCleanup(_Cleanup(), globalLogPublisher)
+    request = DummyRequest([b"healthz"])
+    request.code = 200
+    request.sentLength = 15  # type: ignore[attr-defined]
+    site.startFactory()
+    site.log(request)
+    site.stopFactory()
+    _Cleanup.run()
+    from twisted.logger import formatEvent
+
+    assert len([e for e in observer if '"GET ' in formatEvent(e)]) == int(enabled)
