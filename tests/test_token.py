@@ -378,6 +378,29 @@ class RefreshTests(OAuthCase):
         self.assert_error(self.refresh(third["refresh_token"]), 400, "invalid_grant")
         assert self.authority.authenticate_token(other["access_token"]) is not None
 
+    def test_racing_refreshes_are_not_both_granted(self) -> None:
+        """
+        Two refreshes of one token arrive before either is durable: memory
+        changes in order, so the second sees the first's rotation, counts as
+        reuse and revokes the family, including what the first was given.
+        No update is lost and no second live family is made.
+        """
+        self.journal.hold = True
+        form = {"grant_type": "refresh_token", "refresh_token": self.first["refresh_token"]}
+        first = self.treq.post("http://oauthd.test" + TOKEN, data=form, auth=(self.client.id, self.secret))
+        second = self.treq.post("http://oauthd.test" + TOKEN, data=form, auth=(self.client.id, self.secret))
+        self.assertNoResult(first)
+        self.assertNoResult(second)
+        self.journal.release()
+        self.treq.flush()
+        won = self.successResultOf(self.successResultOf(first).json())
+        lost = self.successResultOf(second)
+        assert lost.code == 400
+        assert self.successResultOf(lost.json())["error"] == "invalid_grant"
+        for secret in (won["access_token"], won["refresh_token"], self.first["access_token"]):
+            assert tokens.token_key(secret) not in self.authority.state.tokens
+        assert self.refresh(won["refresh_token"]).code == 400
+
     def test_narrower_scope_but_never_wider(self) -> None:
         reply = self.refresh(self.first["refresh_token"], scope="photos")
         assert reply.body["scope"] == "photos"
