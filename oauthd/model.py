@@ -351,14 +351,29 @@ class State:
             share(lifetime, lifetime), grant, label,
         )
         tokens[key] = token
+        # get-then-insert rather than setdefault(name, []): no throwaway list
+        # per token.
         if client_id:
-            self._by_client.setdefault(client_id, []).append(token)
+            listed = self._by_client.get(client_id)
+            if listed is None:
+                listed = self._by_client[client_id] = []
+            listed.append(token)
         if user:
-            self._by_user.setdefault(user, []).append(token)
+            listed = self._by_user.get(user)
+            if listed is None:
+                listed = self._by_user[user] = []
+            listed.append(token)
         if grant:
-            self._by_grant.setdefault(grant, []).append(token)
+            listed = self._by_grant.get(grant)
+            if listed is None:
+                listed = self._by_grant[grant] = []
+            listed.append(token)
         if lifetime:
-            self._expiry.setdefault((issued_at + lifetime) // EXPIRY_BUCKET, []).append(key)
+            bucket = (issued_at + lifetime) // EXPIRY_BUCKET
+            keys = self._expiry.get(bucket)
+            if keys is None:
+                keys = self._expiry[bucket] = []
+            keys.append(key)
 
     def _revoke(self, key_hex: str) -> None:
         token = self.tokens.get(int(key_hex, 16))
