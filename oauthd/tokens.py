@@ -61,7 +61,7 @@ def _app_password_check(first26: str) -> str:
 
 def new_app_password(random_bytes: RandomBytes = os.urandom) -> str:
     """
-    PhotoPrism's app password, C{XXXXXX-XXXXXX-XXXXXX-XXXXXC}: 23 random base62
+    PhotoPrism's app password, C{aaaaaa-aaaaaa-aaaaaa-aaaaac}: 23 random base62
     characters (about 137 bits) in dash-separated groups, and a check character
     so a mistyped one is refused without a lookup.
     """
