@@ -159,10 +159,13 @@ class Grants:
         Count a failed attempt against each bucket and return the error to
         raise: C{error}, or a 429 if a bucket was already empty.
         """
-        retry = 0
-        for rule, key in charges:
-            retry = max(retry, self.limiter.retry_after(rule, key))
-            self.limiter.charge(rule, key)
+        retry = max((self.limiter.retry_after(rule, key) for rule, key in charges), default=0)
+        if not retry:
+            # Only a caller not yet limited is charged: one already answered
+            # 429 must not be able to fill the limiter with new buckets (and
+            # so push out everyone else's).
+            for rule, key in charges:
+                self.limiter.charge(rule, key)
         if retry:
             limited = errors.too_many_requests(retry)
             context = {"reason": error.description, **context}
@@ -387,6 +390,11 @@ class Grants:
             raise _deny(errors.invalid_client("the client was disabled", False),
                         ip=ip, client=client.id)
         client = current
+        if "password" not in client.grant_types:
+            raise _deny(errors.unauthorized_client("the client may not use the password grant"),
+                        ip=ip, client=client.id)
+        # The client may have changed while the password was checked.
+        scope = self._requested_scope(params, client.scope, client.scope, client=client.id)
         if app is not None:
             if params.get("scope", "").strip():
                 if not scopes.within(scope, app.scope):
@@ -644,7 +652,9 @@ class Grants:
                             ip=ip, client=client.id)
         elif presented is not None:
             caller = self.bearer(presented, ip)
-            if not scopes.permits(caller.scope, "introspect"):
+            # Named explicitly: "*" (every login session has it) does not
+            # open other people's tokens to inspection.
+            if "introspect" not in scopes.names(caller.scope):
                 raise _deny(errors.insufficient_scope("introspect"), ip=ip, token=caller.handle)
         else:
             raise _deny(errors.invalid_client("client authentication is required", False), ip=ip)

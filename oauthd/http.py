@@ -495,6 +495,12 @@ def _json_pairs(body: bytes) -> list[tuple[str, str]]:
             continue
         if not isinstance(item, str):
             raise errors.invalid_request(f"the parameter {safe_text(name)} must be a string")
+        try:
+            # JSON escapes can spell a lone surrogate, which is no text at all.
+            item.encode("utf-8")
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.invalid_request(f"the parameter {safe_text(name)} is not valid text") from None
         pairs.append((name, item))
     return pairs
 

@@ -115,14 +115,14 @@ def session_id(secret: str) -> str:
     """
     PhotoPrism's C{session_id}: the SHA-256 hex digest of the token.
     """
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def token_key(secret: str) -> int:
     """
     The lookup key of a token: the first 128 bits of its SHA-256 digest.
     """
-    return int.from_bytes(hashlib.sha256(secret.encode("utf-8")).digest()[:16], "big")
+    return int.from_bytes(hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()[:16], "big")
 
 
 def key_from_session_id(value: str) -> int | None:
@@ -166,4 +166,4 @@ def secret_digest(secret: str) -> str:
     what makes Hydra's token endpoint 10-19 times slower than its
     introspection; the check here costs one SHA-256, like a token lookup.
     """
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()

@@ -172,6 +172,24 @@ class EndpointLimitTests(OAuthCase):
         assert self.password_grant(username="bob", password="bobs password",
                                    headers=self.from_ip("198.51.100.1")).code == 200
 
+    def test_a_limited_address_cannot_flood_the_limiter(self) -> None:
+        """
+        Once an address is answered 429, its further failures charge nothing:
+        it cannot create bucket after bucket (wrong app passwords for made-up
+        names cost no bcrypt) until everyone else's are pushed out.
+        """
+        headers = self.from_ip("192.0.2.1")
+        for _ in range(10):
+            self.password_grant(password="guess", headers=headers)
+        before = len(self.http.limiter)
+        app_format = "aaaaaa-aaaaaa-aaaaaa-aaaaab"
+        for i in range(50):
+            self.assert_error(self.password_grant(username=f"x{i}", password=app_format, headers=headers),
+                              429, "too_many_requests")
+        assert len(self.http.limiter) == before
+        # alice's own bucket is still empty, seen from a fresh address.
+        self.assert_error(self.password_grant(headers=self.from_ip("198.51.100.9")), 429, "too_many_requests")
+
     def test_unknown_users_are_limited_like_known_ones(self) -> None:
         for i in range(10):
             self.password_grant(username="nobody", password="guess", headers=self.from_ip(f"192.0.2.{i}"))

@@ -11,6 +11,8 @@ from unittest import mock
 
 import attrs
 
+from twisted.internet.defer import Deferred
+
 from oauthd import grants, tokens
 from oauthd.hashing import HasherBusy
 from oauthd.model import ACCESS, REFRESH, USED_REFRESH, Client, client_record
@@ -302,6 +304,30 @@ class PasswordGrantTests(OAuthCase):
         with mock.patch.object(grants, "second_factor_required", lambda user: True):
             self.assert_error(self.password_grant(), 400, "invalid_grant")
             assert self.password_grant(password=app).code == 200
+
+    def test_client_changed_while_the_password_was_checked(self) -> None:
+        """
+        bcrypt takes a while; a client narrowed or stripped of the password
+        grant meanwhile gets what it is allowed now, not what it was.
+        """
+        for change, expected in (({"scope": "openid"}, "openid"),
+                                 ({"grant_types": ("client_credentials",)}, None)):
+            client, secret = self.add_client("changing", scope="*", grant_types=(
+                "client_credentials", "password"))
+            pending: Deferred[Any] = Deferred()
+            with mock.patch.object(self.authority, "check_password", lambda name, password: pending):
+                d = self.treq.post("http://oauthd.test" + TOKEN, auth=(client.id, secret), data={
+                    "grant_type": "password", "username": "alice", "password": PASSWORD})
+                self.assertNoResult(d)
+                self.successResultOf(self.authority.update_client(client.id, **change))
+                pending.callback(self.alice)
+            self.treq.flush()
+            response = self.successResultOf(d)
+            body = self.successResultOf(response.json())
+            if expected is None:
+                assert (response.code, body["error"]) == (400, "unauthorized_client")
+            else:
+                assert (response.code, body["scope"]) == (200, expected)
 
     def test_busy_hasher_is_503(self) -> None:
         def busy(name: str, password: str) -> Any:

@@ -157,12 +157,17 @@ class HostileParameterTests(OAuthCase):
         for body in ({"grant_type": "password", "username": "alice", "password": "\udc80"},
                      {"grant_type": "password", "username": "\udc80", "password": "x"},
                      {"grant_type": "client_credentials", "scope": "\udc80"},
-                     {"grant_type": "\ud800"}):
+                     {"grant_type": "\ud800"},
+                     {"grant_type": "client_credentials", "client_id": self.client.id,
+                      "client_secret": "\udc80"}):
             raw = json.dumps(body).encode()
-            reply = self.post(TOKEN, body=raw, headers={"Content-Type": "application/json"},
-                              auth=(self.client.id, self.secret))
+            auth = None if "client_id" in body else (self.client.id, self.secret)
+            reply = self.post(TOKEN, body=raw, headers={"Content-Type": "application/json"}, auth=auth)
             assert reply.code == 400, (body, reply)
-            assert reply.body["error"] in ("invalid_grant", "invalid_scope", "unsupported_grant_type")
+            assert reply.body["error"] == "invalid_request"
+            for path in (REVOKE, INTROSPECT):
+                reply = self.post(path, body=raw, headers={"Content-Type": "application/json"}, auth=auth)
+                assert reply.code == 400, (path, body, reply)
             reply = self.post(SESSION, body=raw, headers={"Content-Type": "application/json"})
             assert reply.code == 400, (body, reply)
 
