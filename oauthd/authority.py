@@ -185,10 +185,7 @@ class Authority:
         """
         if client.max_tokens < 0:
             return []
-        live = [
-            t for t in self.state.client_tokens(client.id, self.now())
-            if t.kind == ACCESS and not t.grant
-        ]
+        live = self.state.own_tokens(client.id, self.now())
         excess = len(live) + adding - client.max_tokens
         return [["tok-", tokens.key_hex(t.key)] for t in live[:max(0, excess)]]
 
@@ -225,17 +222,18 @@ class Authority:
         The live token named by its secret, its PhotoPrism session id (SHA-256
         hex) or its handle; for admins and revocation.
 
-        A handle lookup scans every token (handles are not indexed, to keep
-        memory per token small); it costs about 50 ms per million tokens.
+        A handle lookup scans every key (handles are not indexed, to keep
+        memory per token small), comparing the 51 bits a handle spells.
         """
         now = self.now()
         key = tokens.key_from_session_id(reference)
         if key is not None:
             return self.state.token(key, now)
-        if tokens.is_handle(reference):
-            for token in self.state.tokens.values():
-                if token.handle == reference and token.live(now):
-                    return token
+        prefix = tokens.handle_prefix(reference)
+        if prefix is not None:
+            for key in self.state.tokens:
+                if key >> tokens.HANDLE_SHIFT == prefix:
+                    return self.state.token(key, now)
             return None
         return self.authenticate_token(reference)
 
@@ -409,9 +407,12 @@ class Authority:
         user = self.state.users.get(name)
         hashed = user.password_hash if user is not None else ""
         matches = await self.hasher.check(password, hashed)
-        if not matches or user is None or user.disabled:
+        # The user may have been disabled, deleted or given a new password
+        # while bcrypt ran: only the user as it is now counts.
+        current = self.state.users.get(name)
+        if not matches or current is None or current.disabled or current.password_hash != hashed:
             return None
-        return self.state.users.get(name)
+        return current
 
     def tokens_matching(self, search: str = "", include_expired: bool = False) -> Iterable[Token]:
         """

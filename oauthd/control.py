@@ -500,7 +500,7 @@ def resolve_group(name: str) -> int | None:
     """
     if not name:
         return None
-    if name.isdigit():
+    if name.isascii() and name.isdigit():
         return int(name)
     return grp.getgrnam(name).gr_gid
 
@@ -1023,7 +1023,7 @@ def _each(
 
 def _parse_cursor(cursor: str) -> tuple[int, int]:
     number, dot, position = cursor.partition(".")
-    if not (dot and number.isdigit() and position.isdigit() and len(cursor) < 40):
+    if not (dot and cursor.isascii() and number.isdigit() and position.isdigit() and len(cursor) < 40):
         raise InvalidValue("unknown or expired cursor; start the listing again")
     return int(number), int(position)
 
@@ -1193,7 +1193,29 @@ def control_service(description: str, factory: ControlFactory, reactor: Any) -> 
                 "control socket directory {directory} is open to others (mode {mode:o}); "
                 "make it 0700", directory=parent, mode=stat.S_IMODE(os.stat(parent).st_mode),
             )
+        remove_stale_socket(path)
     return ControlService(serverFromString(reactor, description), factory)
+
+
+def remove_stale_socket(path: str) -> None:
+    """
+    Remove a socket file a crashed daemon left behind, which would otherwise
+    make every restart fail with "address already in use". Only a socket
+    nobody listens on is removed (connecting to it is refused).
+    """
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return
+    except OSError:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)
+            log.info("removed the stale control socket {path}", path=path)
+        except OSError:
+            pass
 
 
 def _unescape(rest: str) -> str:

@@ -233,6 +233,9 @@ class State:
         self._by_client: dict[str, list[Token]] = {}
         self._by_user: dict[str, list[Token]] = {}
         self._by_grant: dict[str, list[Token]] = {}
+        # A client's own access tokens (no user grant): what its token limit
+        # counts, without scanning every user's tokens at that client.
+        self._own: dict[str, list[Token]] = {}
         self._stale: dict[tuple[int, str], int] = {}
         # Keys by the minute their token expires, so a sweep touches only
         # what has expired rather than every token.
@@ -260,6 +263,13 @@ class State:
 
     def grant_tokens(self, grant: str, now: float) -> list[Token]:
         return self._live(self._by_grant, grant, now)
+
+    def own_tokens(self, client_id: str, now: float) -> list[Token]:
+        """
+        The client's own live access tokens, oldest first: those issued to
+        it without a user grant (client_credentials, or by an admin).
+        """
+        return self._live(self._own, client_id, now)
 
     def _live(self, index: dict[str, list[Token]], name: str, now: float) -> list[Token]:
         tokens = self.tokens
@@ -341,11 +351,9 @@ class State:
             if owner is None or owner.disabled:
                 return
             user = owner.name
+        # Grant ids and labels are not shared: nearly every one is unique,
+        # and the shared table is never pruned.
         share = self._shared.setdefault
-        if grant:
-            grant = share(grant, grant)
-        if label:
-            label = share(label, label)
         token = Token(
             key, kind, client_id, user, share(scope, scope), issued_at,
             share(lifetime, lifetime), grant, label,
@@ -367,6 +375,11 @@ class State:
             listed = self._by_grant.get(grant)
             if listed is None:
                 listed = self._by_grant[grant] = []
+            listed.append(token)
+        elif client_id and kind == ACCESS:
+            listed = self._own.get(client_id)
+            if listed is None:
+                listed = self._own[client_id] = []
             listed.append(token)
         if lifetime:
             bucket = (issued_at + lifetime) // EXPIRY_BUCKET
@@ -399,9 +412,10 @@ class State:
 
     def _remove(self, token: Token) -> None:
         del self.tokens[token.key]
+        own = token.client_id if token.kind == ACCESS and not token.grant else ""
         for number, (index, name) in enumerate(
             ((self._by_client, token.client_id), (self._by_user, token.user),
-             (self._by_grant, token.grant))
+             (self._by_grant, token.grant), (self._own, own))
         ):
             if not name or name not in index:
                 continue
@@ -430,22 +444,46 @@ class State:
 
     # -- housekeeping -------------------------------------------------------
 
-    def sweep(self, now: float) -> int:
+    def sweep(self, now: float, limit: int = 0) -> tuple[int, bool]:
         """
-        Forget every token that expired before C{now}; they are already
-        refused, this only frees their memory.
+        Forget tokens that expired before C{now}; they are already refused,
+        this only frees their memory.
 
-        @return: how many tokens were dropped.
+        @param limit: look at no more than this many keys (0: no limit).
+        @return: how many tokens were dropped, and whether expired keys are
+            left for another call.
         """
         dropped = 0
+        examined = 0
         current = int(now) // EXPIRY_BUCKET
         for bucket in sorted(b for b in self._expiry if b < current):
-            for key in self._expiry.pop(bucket):
+            keys = self._expiry[bucket]
+            while keys:
+                if limit and examined >= limit:
+                    return dropped, True
+                key = keys.pop()
+                examined += 1
                 token = self.tokens.get(key)
                 if token is not None and not token.live(now):
                     self._remove(token)
                     dropped += 1
-        return dropped
+            del self._expiry[bucket]
+        return dropped, False
+
+    def may_issue(self, client_id: str, user: str) -> bool:
+        """
+        Whether a token for C{client_id} and C{user} (C{""} for none) would be
+        loaded: its client and user exist and are enabled.
+        """
+        if client_id:
+            client = self.clients.get(client_id)
+            if client is None or not client.enabled:
+                return False
+        if user:
+            owner = self.users.get(user)
+            if owner is None or owner.disabled:
+                return False
+        return True
 
     def snapshot(self, now: float) -> Iterator[Record]:
         """

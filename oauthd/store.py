@@ -19,7 +19,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from oauthd.journal import CompactionInProgress, IEventLog
+from oauthd.journal import CompactionInProgress, IEventLog, check_payload
 from oauthd.model import Record, State, encode, replay
 
 log = Logger()
@@ -27,6 +27,11 @@ log = Logger()
 SWEEP_INTERVAL = 60
 """
 Seconds between sweeps of expired tokens out of memory.
+"""
+
+SWEEP_SLICE = 10_000
+"""
+Expired tokens dropped per reactor turn (a few milliseconds of work).
 """
 
 COMPACT_SLACK = 10_000
@@ -75,9 +80,14 @@ class Store(Service):
         @return: fires when the records are durable; fails if the log cannot
             write them (the log then refuses every later append too).
         @raise ValueError: at once, with nothing applied, if a record cannot
-            be encoded.
+            be encoded or journalled, or issues a token whose client or user
+            is absent or disabled (memory would ignore it while the journal
+            kept it, and a later compaction could bring it to life).
         """
-        payloads = [encode(r) for r in records]
+        payloads = [check_payload(encode(r)) for r in records]
+        for record in records:
+            if record[0] == "tok" and not self.state.may_issue(record[3], record[4]):
+                raise ValueError("a token for an absent or disabled client or user")
         for record in records:
             self.state.apply(record)
         appended = self.log.append(payloads)
@@ -118,11 +128,15 @@ class Store(Service):
 
     def sweep(self) -> int:
         """
-        Drop expired tokens from memory.
+        Drop expired tokens from memory, a slice at a time: if more are due
+        than one slice holds, the next slice runs on the next reactor turn,
+        so a million tokens expiring in the same minute never stall it.
         """
-        dropped = self.state.sweep(self._clock.seconds())
+        dropped, more = self.state.sweep(self._clock.seconds(), SWEEP_SLICE)
         if dropped:
             log.debug("swept {count} expired tokens", count=dropped)
+        if more and self.running:
+            self._clock.callLater(0, self.sweep)
         return dropped
 
     def startService(self) -> None:

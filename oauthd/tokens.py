@@ -139,12 +139,18 @@ def key_hex(key: int) -> str:
     return f"{key:032x}"
 
 
+HANDLE_SHIFT = 77
+"""
+A handle spells the top 51 bits of a token's 128-bit key.
+"""
+
+
 def handle(key: int) -> str:
     """
     A token's short public name for logs and listings (PhotoPrism's RefID
     shape: C{sess} and 10 base36 characters, 51 bits of the digest).
     """
-    value = key >> 77
+    value = key >> HANDLE_SHIFT
     out = ""
     for _ in range(10):
         value, digit = divmod(value, 36)
@@ -154,6 +160,16 @@ def handle(key: int) -> str:
 
 def is_handle(value: str) -> bool:
     return len(value) == 14 and value.startswith("sess") and all(c in BASE36 for c in value[4:])
+
+
+def handle_prefix(value: str) -> int | None:
+    """
+    The key bits a handle names (C{key >> HANDLE_SHIFT}), or C{None} if
+    C{value} is not a handle.
+    """
+    if not is_handle(value):
+        return None
+    return int(value[4:], 36)
 
 
 def secret_digest(secret: str) -> str:

@@ -1012,3 +1012,41 @@ def test_oversized_values(
     assert harness.records == 0
     assert failures(events) == []
     assert link.call(control.Status)["version"]
+
+
+def test_a_stale_socket_from_a_crash_is_removed(tmp_path: Path) -> None:
+    """
+    A socket file left by a killed daemon (nobody listening) is removed at
+    start, so the restart can bind; a live one is left alone.
+    """
+    import socket as socket_module
+
+    from oauthd.control import remove_stale_socket
+
+    stale = str(tmp_path / "stale.sock")
+    left = socket_module.socket(socket_module.AF_UNIX)
+    left.bind(stale)
+    left.close()
+    live = str(tmp_path / "live.sock")
+    listening = socket_module.socket(socket_module.AF_UNIX)
+    listening.bind(live)
+    listening.listen(1)
+    try:
+        remove_stale_socket(stale)
+        remove_stale_socket(live)
+        assert not os.path.exists(stale)
+        assert os.path.exists(live)
+    finally:
+        listening.close()
+
+
+def test_a_cursor_with_non_ascii_digits_is_invalid() -> None:
+    from oauthd.authority import InvalidValue
+    from oauthd.control import _parse_cursor
+
+    for cursor in ("1.²", "².1", "1.1", "x.1"):
+        if cursor == "1.1":
+            assert _parse_cursor(cursor) == (1, 1)
+            continue
+        with pytest.raises(InvalidValue):
+            _parse_cursor(cursor)

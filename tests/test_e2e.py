@@ -30,3 +30,48 @@ def test_daemon_serves_discovery_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert code == 0, daemon.output()
     assert not port_is_open(daemon.port)
     assert not (data / "control.sock").exists()
+
+
+def test_acknowledged_tokens_survive_sigkill_and_the_daemon_restarts(tmp_path: Path) -> None:
+    """
+    Tokens issued over HTTP (each answer sent only once durable) are all
+    there after the daemon is killed with SIGKILL; the restart is not blocked
+    by the socket or lock the dead process left behind.
+    """
+    import base64
+    import json
+    import signal
+    import urllib.request
+
+    from tests.daemon import seed
+
+    data = tmp_path / "data"
+    client, secret = seed(data, lambda authority: authority.add_client(
+        "killer", scope="metrics", max_tokens=-1))
+    basic = base64.b64encode(f"{client.id}:{secret}".encode()).decode()
+
+    def issue(url: str) -> str:
+        request = urllib.request.Request(
+            url + "/api/v1/oauth/token", data=b"grant_type=client_credentials",
+            headers={"Authorization": "Basic " + basic})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return str(json.load(response)["access_token"])
+
+    def introspect(url: str, token: str) -> bool:
+        request = urllib.request.Request(
+            url + "/api/v1/oauth/introspect", data=f"token={token}".encode(),
+            headers={"Authorization": "Basic " + basic})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bool(json.load(response)["active"])
+
+    first = Daemon(data)
+    issued = [issue(first.url) for _ in range(20)]
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+    first.log.close()
+    assert (data / "control.sock").exists()
+    second = Daemon(data)
+    try:
+        assert all(introspect(second.url, token) for token in issued)
+    finally:
+        assert second.stop() == 0

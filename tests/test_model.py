@@ -131,9 +131,9 @@ class StateTests(SynchronousTestCase):
         for key in range(100):
             self.issue(key, lifetime=60 + key)
         self.issue(1000, lifetime=0)
-        assert self.state.sweep(START + 60 + 50) == 0  # same minute bucket not yet over
-        dropped = self.state.sweep(START + 10_000)
-        assert dropped == 100
+        assert self.state.sweep(START + 60 + 50) == (0, False)  # its minute is not over yet
+        assert self.state.sweep(START + 10_000, limit=30) == (30, True)
+        assert self.state.sweep(START + 10_000) == (70, False)
         assert set(self.state.tokens) == {1000}
         assert [t.key for t in self.state.client_tokens("c1", START + 10_000)] == [1000]
         assert len(self.state._by_client["c1"]) == 1

@@ -49,7 +49,9 @@ class CommitTests(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, directory, True)
         journal = FileJournal.open(directory, InlineReactor(), pool=pool)  # type: ignore[arg-type]
         store = Store.load(journal, self.clock)
-        done = store.commit([CLIENT, token(1).record()])
+        store.commit([CLIENT])
+        pool.run_all()
+        done = store.commit([token(1).record()])
         assert 1 in store.state.tokens
         self.assertNoResult(done)
         pool.run_all()
@@ -59,6 +61,45 @@ class CommitTests(SynchronousTestCase):
         self.successResultOf(closed)
         reopened = FileJournal.open(directory, InlineReactor(), pool=pool)  # type: ignore[arg-type]
         assert 1 in Store.load(reopened, self.clock).state.tokens
+
+    def test_a_token_memory_would_ignore_is_refused(self) -> None:
+        """
+        A token for a disabled or absent client is refused before anything
+        is applied or journalled: memory would skip it while the journal kept
+        it, and a compaction could later bring it to life.
+        """
+        journal = MemoryJournal()
+        store = Store.load(journal, self.clock)
+        store.commit([model.client_record(model.Client(id="c1", name="one", enabled=False))])
+        for client in ("c1", "absent"):
+            with self.assertRaises(ValueError):
+                store.commit([["tok-", tokens.key_hex(5)], token(1, client=client).record()])
+        assert len(journal.payloads) == 1 and store.state.tokens == {}
+
+    def test_sweep_is_sliced(self) -> None:
+        """
+        A million tokens expiring in the same minute are swept a slice per
+        reactor turn, not in one stall.
+        """
+        from oauthd import store as store_module
+
+        store = Store.load(MemoryJournal(), self.clock)
+        store.commit([CLIENT])
+        store.commit([token(k, lifetime=10).record() for k in range(1, 26)])
+        self.patch(store_module, "SWEEP_SLICE", 10)
+        slices: list[tuple[int, bool]] = []
+        sweep = store.state.sweep
+
+        def recorded(now: float, limit: int) -> tuple[int, bool]:
+            slices.append(sweep(now, limit))
+            return slices[-1]
+
+        self.patch(store.state, "sweep", recorded)
+        store.startService()
+        self.clock.advance(SWEEP_INTERVAL)
+        assert slices == [(10, True), (10, True), (5, False)]
+        assert store.state.tokens == {}
+        self.successResultOf(store.stopService())
 
     def test_unencodable_records_change_nothing(self) -> None:
         journal = MemoryJournal()
@@ -75,7 +116,8 @@ class CommitTests(SynchronousTestCase):
         """
         journal = MemoryJournal()
         store = Store.load(journal, self.clock)
-        store.commit([CLIENT, token(0, lifetime=0).record()])
+        store.commit([CLIENT])
+        store.commit([token(0, lifetime=0).record()])
         for key in range(1, COMPACT_SLACK + 10):
             store.commit([token(key).record(), ["tok-", tokens.key_hex(key)]])
         assert journal.record_count < COMPACT_SLACK + 10
@@ -84,7 +126,8 @@ class CommitTests(SynchronousTestCase):
 
     def test_sweep_runs_on_the_clock(self) -> None:
         store = Store.load(MemoryJournal(), self.clock)
-        store.commit([CLIENT, token(1, lifetime=30).record(), token(2, lifetime=0).record()])
+        store.commit([CLIENT])
+        store.commit([token(1, lifetime=30).record(), token(2, lifetime=0).record()])
         store.startService()
         self.clock.advance(SWEEP_INTERVAL * 2)
         assert set(store.state.tokens) == {2}
