@@ -197,6 +197,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         service = build_service(options.config(), reactor)
     except ConfigError as e:
         _exit(str(e))
+    # Installed now, for a SIGTERM that arrives while starting, and again
+    # once running, because the reactor installs its own handlers at start.
+    _stop_cleanly_on_sigterm(reactor)
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     return service
 

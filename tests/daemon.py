@@ -50,11 +50,20 @@ class Daemon:
              "--data", str(data), *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=data.parent,
         )
+        # Ready means answering HTTP: the port opens before the reactor runs.
         deadline = time.monotonic() + 30
-        while not port_is_open(self.port):
+        while not self._healthy():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"oauthd did not start:\n{self.output()}")
             time.sleep(0.05)
+
+    def _healthy(self) -> bool:
+        if not port_is_open(self.port):
+            return False
+        try:
+            return self.get_json("/healthz")[0] == 200
+        except OSError:
+            return False
 
     def output(self) -> str:
         """

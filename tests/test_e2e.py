@@ -75,3 +75,30 @@ def test_acknowledged_tokens_survive_sigkill_and_the_daemon_restarts(tmp_path: P
         assert all(introspect(second.url, token) for token in issued)
     finally:
         assert second.stop() == 0
+
+
+def test_sigterm_while_starting_is_a_clean_stop(tmp_path: Path) -> None:
+    """
+    A SIGTERM that lands while the daemon is still starting (its port open,
+    its reactor not yet running) still ends it with status 0.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.daemon import REPO, free_port
+
+    port = free_port()
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    process = subprocess.Popen(
+        [twistd, "--nodaemon", "--pidfile=", "oauthd", "--listen", f"tcp:{port}:interface=127.0.0.1",
+         "--data", str(tmp_path / "data")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    deadline = time.monotonic() + 30
+    while not port_is_open(port) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.001)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(10) == 0
