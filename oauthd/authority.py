@@ -414,22 +414,6 @@ class Authority:
             return None
         return current
 
-    def tokens_matching(self, search: str = "", include_expired: bool = False) -> Iterable[Token]:
-        """
-        Tokens for listings: those whose handle, client, user or label starts
-        with C{search} (all if empty), oldest first.
-        """
-        now = self.now()
-        for token in self.state.tokens.values():
-            if not include_expired and not token.live(now):
-                continue
-            if search and not any(
-                field.startswith(search)
-                for field in (token.handle, token.client_id, token.user, token.label)
-            ):
-                continue
-            yield token
-
     # -- administration (the control socket) --------------------------------
 
     def issue_admin_token(

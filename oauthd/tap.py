@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from twisted.application import strports
@@ -19,6 +20,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
+from oauthd._notify import sd_notify
 from oauthd.config import (
     DEFAULT_PORT,
     Config,
@@ -93,25 +95,29 @@ class Daemon(MultiService):
     """
 
     def privilegedStartService(self) -> None:
-        try:
+        with _listen_or_exit():
             super().privilegedStartService()
-        except CannotListenError as e:
-            _exit(f"cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}")
 
     def startService(self) -> None:
-        try:
+        with _listen_or_exit():
             super().startService()
-        except CannotListenError as e:
-            _exit(f"cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}")
-        from oauthd._notify import sd_notify
-
         sd_notify("READY=1")
 
     def stopService(self) -> Any:
-        from oauthd._notify import sd_notify
-
         sd_notify("STOPPING=1")
         return super().stopService()
+
+
+@contextmanager
+def _listen_or_exit() -> Iterator[None]:
+    """
+    Turn a listener that cannot bind (with twistd it binds in either start
+    step) into a one-line exit.
+    """
+    try:
+        yield
+    except CannotListenError as e:
+        _exit(f"cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}")
 
 
 def make_data_dir(path: str) -> None:
