@@ -456,14 +456,14 @@ class Authority:
     def live_token_count(self, client_id: str = "", user: str = "") -> int:
         """
         How many live tokens one client or one user holds, or everyone when
-        neither is given (a scan: about 0.1 s per million tokens).
+        neither is given.
         """
         now = self.now()
         if client_id:
             return len(self.state.client_tokens(client_id, now))
         if user:
             return len(self.state.user_tokens(user, now))
-        return sum(1 for token in self.state.tokens.values() if token.live(now))
+        return self.state.live_count(now)
 
     def revocation_count(self, token: Token) -> int:
         """

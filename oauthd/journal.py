@@ -406,35 +406,39 @@ def _resynchronise(
     return None
 
 
-def _iter_records(
+def _verified(
     buf: bytes | mmap.mmap, start: int, end: int, salt_crc: int
-) -> Iterator[tuple[int, int, str | None]]:
+) -> tuple[list[bytes], int, str | None]:
     """
-    Walk the records from C{start}: yield C{(offset, length, None)} for each
-    verified record, then C{(offset, 0, reason)} at the first one that does
-    not verify, if any.
+    Walk the records from C{start} as long as they verify.
+
+    @return: their payloads, the offset where the walk stopped, and why the
+        record there does not verify (C{None} if the walk reached C{end}).
     """
     # The loop inlines _check_record's happy path: at start-up it runs once
-    # per record, a million times for a big journal.
+    # per record, a million times for a big journal, and the payloads it
+    # collects are what replay() gives, so the file is walked only once.
+    payloads: list[bytes] = []
+    keep = payloads.append
     unpack = _FRAME.unpack_from
     crc32 = zlib.crc32
     offset = start
     while offset < end:
         body = offset + RECORD_OVERHEAD
-        if body <= end:
-            length, crc = unpack(buf, offset)
-            stop = body + length
-            if (
-                length <= MAX_PAYLOAD
-                and stop <= end
-                and crc32(buf[body:stop], crc32(buf[offset : offset + 4], salt_crc)) == crc
-            ):
-                yield offset, length, None
-                offset = stop
-                continue
-        length, problem = _check_record(buf, offset, end, salt_crc)
-        yield offset, length, problem
-        return
+        if body > end:
+            break
+        length, crc = unpack(buf, offset)
+        stop = body + length
+        if length > MAX_PAYLOAD or stop > end:
+            break
+        payload = buf[body:stop]
+        if crc32(payload, crc32(buf[offset:body - 4], salt_crc)) != crc:
+            break
+        keep(payload)
+        offset = stop
+    else:
+        return payloads, offset, None
+    return payloads, offset, _check_record(buf, offset, end, salt_crc)[1]
 
 
 # ---------------------------------------------------------------------------
@@ -642,6 +646,8 @@ class FileJournal:
     _lock_fd: int
     _salt_crc: int
     _records: int
+    # The payloads verified at open, until replay() hands them over.
+    _loaded: list[bytes] | None
     _size: int
     _reactor: IReactorFromThreads
     _pool: ThreadPool
@@ -649,8 +655,6 @@ class FileJournal:
     _fsync: bool
     _fsync_function: Callable[[int], None]
     _group_commit: bool
-    _replay_end: int = field(init=False)
-    _replayable: bool = True
     _pending: list[_Entry] = field(factory=list)
     # The appends the writer's current job makes durable; kept until all of
     # their Deferreds have fired, so compact() can carry the unacknowledged.
@@ -667,9 +671,6 @@ class FileJournal:
     _shutdown_trigger: Any = None
     # A compaction cut short by a failure; close() removes its file.
     _leftover: _Compaction | None = None
-
-    def __attrs_post_init__(self) -> None:
-        self._replay_end = self._size
 
     @classmethod
     def open(
@@ -718,7 +719,7 @@ class FileJournal:
             if not os.path.exists(path):
                 _write_new_file(directory, [], sync)
             fd = _open_private(path, os.O_RDWR | os.O_APPEND)
-            salt_crc, records, size = _recover(fd, path, directory, sync)
+            salt_crc, loaded, size = _recover(fd, path, directory, sync)
         except BaseException:
             if fd >= 0:
                 os.close(fd)
@@ -734,7 +735,8 @@ class FileJournal:
             fd=fd,
             lock_fd=lock_fd,
             salt_crc=salt_crc,
-            records=records,
+            records=len(loaded),
+            loaded=loaded,
             size=size,
             reactor=reactor,
             pool=pool,
@@ -797,36 +799,19 @@ class FileJournal:
 
     def replay(self) -> Iterator[bytes]:
         """
-        See L{IEventLog.replay}.  Reads with blocking I/O.
+        See L{IEventLog.replay}: the payloads verified at open, given once.
 
-        @raise RuntimeError: the journal has been compacted or closed since
-            it was opened.
+        @raise RuntimeError: they were given already, or the journal has been
+            compacted or closed since it was opened.
         """
-        if not self._replayable or self._closing:
+        loaded = self._loaded
+        if loaded is None or self._closing:
             raise RuntimeError(
-                "replay() reads the records present at open; it is not"
-                " available after a compaction or close()"
+                "replay() gives the records present at open, once; it is not"
+                " available again, nor after a compaction or close()"
             )
-        return self._replay(self._fd, self._replay_end)
-
-    def _replay(self, fd: int, end: int) -> Iterator[bytes]:
-        # Every record up to end was verified at open, and the lock keeps any
-        # other writer out, so this walk only follows the lengths.
-        unpack = _FRAME.unpack_from
-        with mmap.mmap(fd, end, prot=mmap.PROT_READ) as buf:
-            offset = HEADER_SIZE
-            while offset < end:
-                length = unpack(buf, offset)[0]
-                start = offset + RECORD_OVERHEAD
-                if start + length > end:
-                    raise JournalCorrupt(
-                        f"journal {self._path} changed under us at byte offset"
-                        f" {offset} (a record runs past the verified end)",
-                        self._path,
-                        offset,
-                    )
-                yield buf[start : start + length]
-                offset = start + length
+        self._loaded = None
+        return iter(loaded)
 
     def compact(self, snapshot: Iterable[bytes]) -> Deferred[None]:
         """
@@ -851,7 +836,7 @@ class FileJournal:
             tail_bytes=_record_bytes(tail),
         )
         self._compaction = compaction
-        self._replayable = False
+        self._loaded = None
         self._produce(compaction)
         self._kick()
         return compaction.done
@@ -1169,11 +1154,12 @@ class FileJournal:
 
 def _recover(
     fd: int, path: str, directory: str, sync: Callable[[int], None] | None
-) -> tuple[int, int, int]:
+) -> tuple[int, list[bytes], int]:
     """
     Verify the open journal C{fd}, cutting off a torn tail.
 
-    @return: the salt CRC, the number of records and the (new) file size.
+    @return: the salt CRC, the payloads of its records and the (new) file
+        size.
     """
     size = os.fstat(fd).st_size
     if size < HEADER_SIZE:
@@ -1194,13 +1180,7 @@ def _recover(
                 path,
                 0,
             )
-        records = 0
-        end = HEADER_SIZE
-        problem: str | None = None
-        for offset, length, problem in _iter_records(buf, HEADER_SIZE, size, salt_crc):
-            if problem is None:
-                records += 1
-                end = offset + RECORD_OVERHEAD + length
+        payloads, end, problem = _verified(buf, HEADER_SIZE, size, salt_crc)
         if problem is not None and _resynchronise(buf, end + 1, size, salt_crc) is not None:
             raise _corrupt_middle(path, directory, end, problem)
     if end < size:
@@ -1216,7 +1196,7 @@ def _recover(
             offset=end,
             reason=problem,
         )
-    return salt_crc, records, end
+    return salt_crc, payloads, end
 
 
 # ---------------------------------------------------------------------------
@@ -1402,10 +1382,10 @@ def repair(directory: str, *, now: float | None = None) -> RepairReport:
                 )
             with mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as buf:
                 salt_crc, intact = _decode_header(buf, size, path)
-                spans, skipped, regions = _salvage(buf, size, salt_crc)
+                kept, skipped, regions = _salvage(buf, size, salt_crc)
                 if intact and not skipped:
-                    return RepairReport(path, len(spans), 0, 0, False, None)
-                if not intact and not spans and skipped:
+                    return RepairReport(path, len(kept), 0, 0, False, None)
+                if not intact and not kept and skipped:
                     raise JournalCorrupt(
                         f"journal {path} has a damaged header and not one of"
                         " its records verifies against it (the salt the"
@@ -1421,31 +1401,25 @@ def repair(directory: str, *, now: float | None = None) -> RepairReport:
                     os.link(path, copy)
                 except OSError:
                     _copy_private(buf, size, copy)
-                _write_new_file(
-                    directory, _batches_of(buf, spans), os.fsync
-                )
-        return RepairReport(path, len(spans), skipped, regions, not intact, copy)
+                _write_new_file(directory, _batches_of(kept), os.fsync)
+        return RepairReport(path, len(kept), skipped, regions, not intact, copy)
     finally:
         os.close(lock_fd)
 
 
 def _salvage(
     buf: mmap.mmap, size: int, salt_crc: int
-) -> tuple[list[tuple[int, int]], int, int]:
+) -> tuple[list[bytes], int, int]:
     """
-    @return: the (payload offset, length) of every verifiable record, the
-        number of bytes skipped and the number of damaged regions.
+    @return: the payload of every verifiable record, the number of bytes
+        skipped and the number of damaged regions.
     """
-    spans: list[tuple[int, int]] = []
+    kept: list[bytes] = []
     skipped = regions = 0
     offset = HEADER_SIZE
     while offset < size:
-        for record, length, problem in _iter_records(buf, offset, size, salt_crc):
-            if problem is None:
-                spans.append((record + RECORD_OVERHEAD, length))
-                offset = record + RECORD_OVERHEAD + length
-            else:
-                offset = record
+        payloads, offset, _ = _verified(buf, offset, size, salt_crc)
+        kept += payloads
         if offset >= size:
             break
         resume = _resynchronise(buf, offset + 1, size, salt_crc)
@@ -1453,15 +1427,15 @@ def _salvage(
         skipped += stop - offset
         regions += 1
         offset = stop
-    return spans, skipped, regions
+    return kept, skipped, regions
 
 
-def _batches_of(buf: mmap.mmap, spans: list[tuple[int, int]]) -> Iterator[list[bytes]]:
+def _batches_of(payloads: list[bytes]) -> Iterator[list[bytes]]:
     batch: list[bytes] = []
     size = 0
-    for start, length in spans:
-        batch.append(buf[start : start + length])
-        size += length
+    for payload in payloads:
+        batch.append(payload)
+        size += len(payload)
         if size >= _SLICE_BYTES:
             yield batch
             batch, size = [], 0

@@ -26,13 +26,20 @@ or user drops its tokens whatever state it was in before.
 
 Times are whole seconds on the injected clock. A lifetime of 0 means the token
 never expires.
+
+Tokens are held in memory as their C{tok} record's payload bytes, the very
+object the journal handed over, and a L{Token} is built from it on each read.
+A million tokens then cost a million bytes objects, which the garbage
+collector never walks, instead of a million objects with nine slots each;
+replay does the least work per record (split, index, keep); and a read costs
+a microsecond or two, against hundreds for the HTTP request around it.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from attrs import asdict, frozen
@@ -104,9 +111,9 @@ class User:
 
 class Token:
     """
-    One issued credential. Nine slots and shared strings keep it small: at a
-    million live tokens each costs well under 300 bytes of memory. (A plain
-    class, not attrs: its constructor runs a million times at replay.)
+    One issued credential, as read from the state (see L{parse_token}) or
+    about to be issued. (A plain class, not attrs: it is built on every
+    token read.)
 
     @ivar key: L{tokens.token_key} of the secret.
     @ivar lifetime: seconds from C{issued_at}; 0 means it never expires.
@@ -154,6 +161,39 @@ class Token:
             "tok", tokens.key_hex(self.key), self.kind, self.client_id, self.user,
             self.scope, self.issued_at, self.lifetime, self.grant, self.label,
         ]
+
+
+def parse_token(payload: bytes) -> Token:
+    """
+    The token a C{tok} record's payload issues. The payload was checked when
+    the state took it in (L{State._issue}).
+    """
+    f = payload.decode("utf-8").split("\t")
+    return Token(int(f[1], 16), _KINDS[f[2]], f[3], f[4], f[5], int(f[6]), int(f[7]), f[8], f[9])
+
+
+class TokenTable(Mapping[int, Token]):
+    """
+    A read-only view of the state's tokens by key, building each L{Token}
+    from its record when it is read.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: dict[int, bytes]) -> None:
+        self._rows = rows
+
+    def __getitem__(self, key: int) -> Token:
+        return parse_token(self._rows[key])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 def encode(record: Record) -> bytes:
@@ -225,24 +265,25 @@ class State:
     def __init__(self) -> None:
         self.clients: dict[str, Client] = {}
         self.users: dict[str, User] = {}
-        self.tokens: dict[int, Token] = {}
-        # Per client, user and grant, in issue order (oldest first). A removed
-        # token stays in these lists until half of a list is stale, then the
-        # list is pruned: removal from a list is O(n), and the by-key dict is
-        # the truth.
-        self._by_client: dict[str, list[Token]] = {}
-        self._by_user: dict[str, list[Token]] = {}
-        self._by_grant: dict[str, list[Token]] = {}
-        # A client's own access tokens (no user grant): what its token limit
-        # counts, without scanning every user's tokens at that client.
-        self._own: dict[str, list[Token]] = {}
+        # Each token's tok record, by key; self.tokens is the read-only view.
+        self._rows: dict[int, bytes] = {}
+        self.tokens = TokenTable(self._rows)
+        # Token keys in issue order (oldest first): a client's own access
+        # tokens (no grant: what its token limit counts, without scanning
+        # every user's tokens at that client), the client's other tokens,
+        # and every token per user and per grant. A removed key stays in
+        # these lists until half of a list is stale, then the list is pruned:
+        # removal from a list is O(n), and the rows are the truth.
+        self._own: dict[str, list[int]] = {}
+        self._by_client: dict[str, list[int]] = {}
+        self._by_user: dict[str, list[int]] = {}
+        self._by_grant: dict[str, list[int]] = {}
         self._stale: dict[tuple[int, str], int] = {}
         # Keys by the minute their token expires, so a sweep touches only
-        # what has expired rather than every token.
+        # what has expired rather than every token; and the keys replay left
+        # for the first sweeps to put there (see replay()).
         self._expiry: dict[int, list[int]] = {}
-        # One object per distinct value, so a million tokens with the same
-        # scope or client hold one string, not a million.
-        self._shared: dict[Any, Any] = {}
+        self._unbucketed: list[int] = []
 
     # -- reading ------------------------------------------------------------
 
@@ -250,13 +291,14 @@ class State:
         """
         The live token with C{key}, or C{None} if unknown, revoked or expired.
         """
-        token = self.tokens.get(key)
-        if token is None or not token.live(now):
+        row = self._rows.get(key)
+        if row is None:
             return None
-        return token
+        token = parse_token(row)
+        return token if token.live(now) else None
 
     def client_tokens(self, client_id: str, now: float) -> list[Token]:
-        return self._live(self._by_client, client_id, now)
+        return self.own_tokens(client_id, now) + self._live(self._by_client, client_id, now)
 
     def user_tokens(self, user: str, now: float) -> list[Token]:
         return self._live(self._by_user, user, now)
@@ -271,25 +313,130 @@ class State:
         """
         return self._live(self._own, client_id, now)
 
-    def _live(self, index: dict[str, list[Token]], name: str, now: float) -> list[Token]:
-        tokens = self.tokens
-        return [t for t in index.get(name, ()) if tokens.get(t.key) is t and t.live(now)]
+    def _live(self, index: dict[str, list[int]], name: str, now: float) -> list[Token]:
+        rows = self._rows
+        held = [parse_token(rows[key]) for key in index.get(name, ()) if key in rows]
+        return [token for token in held if token.live(now)]
+
+    def live_count(self, now: float) -> int:
+        """
+        How many tokens are live: all those held but the expired ones a sweep
+        has yet to drop, found through the expiry buckets.
+        """
+        rows = self._rows
+        current = int(now) // EXPIRY_BUCKET
+        expired = sum(1 for key in self._unbucketed if key in rows and not _live_row(rows[key], now))
+        for bucket, keys in self._expiry.items():
+            if bucket < current:
+                expired += sum(1 for key in keys if key in rows)
+            elif bucket == current:
+                expired += sum(1 for key in keys if key in rows and not _live_row(rows[key], now))
+        return len(rows) - expired
+
+    @property
+    def unbucketed(self) -> int:
+        """
+        How many tokens replay left for the sweep to put in expiry buckets.
+        """
+        return len(self._unbucketed)
 
     @property
     def live_records(self) -> int:
         """
         How many records a snapshot holds, for the compaction policy.
         """
-        return len(self.clients) + len(self.users) + len(self.tokens)
+        return len(self.clients) + len(self.users) + len(self._rows)
 
     # -- changing -----------------------------------------------------------
 
+    def load(self, payloads: Iterable[bytes], now: float, bucket: bool = True) -> int:
+        """
+        Apply journal payloads in order, at replay and at run time alike. A
+        C{tok} record is held as its payload, unless its token expired before
+        C{now} or its client or user is absent or disabled.
+
+        @param bucket: put each token in its expiry bucket (C{False}: the
+            caller sees to it, as L{replay} does).
+        @return: the number of payloads.
+        @raise ValueError: naming the payload's number, if one is malformed.
+        """
+        # Replay runs this loop a million times for a big journal: token
+        # records are taken in without a call per record, each field looked
+        # at once, and each key touches as few lists as it can.
+        rows = self._rows
+        hold = rows.setdefault
+        own, by_client, by_user, by_grant = self._own, self._by_client, self._by_user, self._by_grant
+        expiry = self._expiry
+        clients = self.clients
+        users = self.users
+        count = 0
+        for count, payload in enumerate(payloads, 1):
+            try:
+                if not payload.startswith(b"tok\t"):
+                    self._apply(decode(payload))
+                    continue
+                _, key_hex, kind, client_id, user, _, issued_text, lifetime_text, grant, _ = (
+                    payload.decode("utf-8").split("\t")
+                )
+                if kind not in _KINDS:
+                    raise ValueError(f"unknown token kind {kind[:20]!r}")
+                key = int(key_hex, 16)
+                issued_at = int(issued_text)
+                lifetime = int(lifetime_text)
+                if lifetime and issued_at + lifetime <= now:
+                    continue
+                # A token replayed after a snapshot in which its client or user
+                # is already gone or disabled: the revocation that came with
+                # that must hold.
+                if client_id:
+                    client = clients.get(client_id)
+                    if client is None or not client.enabled:
+                        continue
+                if user:
+                    owner = users.get(user)
+                    if owner is None or owner.disabled:
+                        continue
+                if hold(key, payload) is not payload:
+                    # Replayed after a snapshot that already held it, possibly
+                    # in a later state (a used refresh token): the snapshot wins.
+                    continue
+                # get-then-insert rather than setdefault(name, []): no
+                # throwaway list per token.
+                if client_id:
+                    index = by_client if grant or kind != ACCESS else own
+                    listed = index.get(client_id)
+                    if listed is None:
+                        listed = index[client_id] = []
+                    listed.append(key)
+                if user:
+                    listed = by_user.get(user)
+                    if listed is None:
+                        listed = by_user[user] = []
+                    listed.append(key)
+                if grant:
+                    listed = by_grant.get(grant)
+                    if listed is None:
+                        listed = by_grant[grant] = []
+                    listed.append(key)
+                if lifetime and bucket:
+                    minute = (issued_at + lifetime) // EXPIRY_BUCKET
+                    listed = expiry.get(minute)
+                    if listed is None:
+                        listed = expiry[minute] = []
+                    listed.append(key)
+            except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as e:
+                raise ValueError(f"record {count}: {e}") from None
+        return count
+
     def apply(self, record: Record) -> None:
         """
-        Apply one record.
+        Apply one record: L{load} with its payload.
 
         @raise ValueError: if the record is malformed.
         """
+        self.load([encode(record)], 0)
+
+    def _apply(self, record: Record) -> None:
         try:
             handler = self._HANDLERS[record[0]]
         except (KeyError, IndexError, TypeError):
@@ -305,124 +452,68 @@ class State:
         client = Client(**fields)
         self.clients[client.id] = client
         if not client.enabled:
-            self._drop_indexed(0, self._by_client, client.id)
+            self._drop_client_tokens(client.id)
 
     def _delete_client(self, client_id: str) -> None:
         self.clients.pop(client_id, None)
-        self._drop_indexed(0, self._by_client, client_id)
+        self._drop_client_tokens(client_id)
+
+    def _drop_client_tokens(self, client_id: str) -> None:
+        self._drop_indexed(_OWN, self._own, client_id)
+        self._drop_indexed(_BY_CLIENT, self._by_client, client_id)
 
     def _put_user(self, fields: dict[str, Any]) -> None:
         user = User(**fields)
         self.users[user.name] = user
         if user.disabled:
-            self._drop_indexed(1, self._by_user, user.name)
+            self._drop_indexed(_BY_USER, self._by_user, user.name)
 
     def _delete_user(self, name: str) -> None:
         self.users.pop(name, None)
-        self._drop_indexed(1, self._by_user, name)
-
-    def _issue(
-        self, key_hex: str, kind: str, client_id: str, user: str, scope: str,
-        issued_at: int, lifetime: int, grant: str, label: str,
-    ) -> None:
-        # Replay runs this a million times for a big journal: it is written
-        # for speed (no helper calls, shared strings looked up once).
-        try:
-            kind = _KINDS[kind]
-        except KeyError:
-            raise ValueError(f"unknown token kind {kind[:20]!r}") from None
-        if type(issued_at) is not int or type(lifetime) is not int:
-            raise ValueError("times must be integers")
-        key = int(key_hex, 16)
-        tokens = self.tokens
-        if key in tokens:
-            # Replayed after a snapshot that already held it, possibly in a
-            # later state (a used refresh token): the snapshot wins.
-            return
-        if client_id:
-            # A token replayed after a snapshot in which its client is already
-            # gone or disabled: the revocation that came with that must hold.
-            client = self.clients.get(client_id)
-            if client is None or not client.enabled:
-                return
-            client_id = client.id
-        if user:
-            owner = self.users.get(user)
-            if owner is None or owner.disabled:
-                return
-            user = owner.name
-        # Grant ids and labels are not shared: nearly every one is unique,
-        # and the shared table is never pruned.
-        share = self._shared.setdefault
-        token = Token(
-            key, kind, client_id, user, share(scope, scope), issued_at,
-            share(lifetime, lifetime), grant, label,
-        )
-        tokens[key] = token
-        # get-then-insert rather than setdefault(name, []): no throwaway list
-        # per token.
-        if client_id:
-            listed = self._by_client.get(client_id)
-            if listed is None:
-                listed = self._by_client[client_id] = []
-            listed.append(token)
-        if user:
-            listed = self._by_user.get(user)
-            if listed is None:
-                listed = self._by_user[user] = []
-            listed.append(token)
-        if grant:
-            listed = self._by_grant.get(grant)
-            if listed is None:
-                listed = self._by_grant[grant] = []
-            listed.append(token)
-        elif client_id and kind == ACCESS:
-            listed = self._own.get(client_id)
-            if listed is None:
-                listed = self._own[client_id] = []
-            listed.append(token)
-        if lifetime:
-            bucket = (issued_at + lifetime) // EXPIRY_BUCKET
-            keys = self._expiry.get(bucket)
-            if keys is None:
-                keys = self._expiry[bucket] = []
-            keys.append(key)
+        self._drop_indexed(_BY_USER, self._by_user, name)
 
     def _revoke(self, key_hex: str) -> None:
-        token = self.tokens.get(int(key_hex, 16))
-        if token is not None:
-            self._remove(token)
+        key = int(key_hex, 16)
+        if key in self._rows:
+            self._remove(key)
 
     def _revoke_grant(self, grant: str) -> None:
-        self._drop_indexed(2, self._by_grant, grant)
+        self._drop_indexed(_BY_GRANT, self._by_grant, grant)
 
     def _mark_used(self, key_hex: str) -> None:
-        token = self.tokens.get(int(key_hex, 16))
-        if token is not None and token.kind == REFRESH:
-            token.kind = USED_REFRESH
+        key = int(key_hex, 16)
+        row = self._rows.get(key)
+        if row is not None:
+            token = parse_token(row)
+            if token.kind == REFRESH:
+                token.kind = USED_REFRESH
+                self._rows[key] = encode(token.record())
 
-    def _drop_indexed(self, number: int, index: dict[str, list[Token]], name: str) -> None:
+    def _drop_indexed(self, number: int, index: dict[str, list[int]], name: str) -> None:
         """
         Remove every token listed under C{name} in one index, and the list.
         """
         self._stale.pop((number, name), None)
-        for token in index.pop(name, []):
-            if self.tokens.get(token.key) is token:
-                self._remove(token)
+        rows = self._rows
+        for key in index.pop(name, []):
+            if key in rows:
+                self._remove(key)
 
-    def _remove(self, token: Token) -> None:
-        del self.tokens[token.key]
-        own = token.client_id if token.kind == ACCESS and not token.grant else ""
-        for number, (index, name) in enumerate(
-            ((self._by_client, token.client_id), (self._by_user, token.user),
-             (self._by_grant, token.grant), (self._own, own))
+    def _remove(self, key: int) -> None:
+        rows = self._rows
+        token = parse_token(rows.pop(key))
+        client_id = token.client_id
+        own = client_id if token.kind == ACCESS and not token.grant else ""
+        for number, index, name in (
+            (_OWN, self._own, own), (_BY_CLIENT, self._by_client, "" if own else client_id),
+            (_BY_USER, self._by_user, token.user), (_BY_GRANT, self._by_grant, token.grant),
         ):
             if not name or name not in index:
                 continue
             stale = self._stale.get((number, name), 0) + 1
             entries = index[name]
             if stale * 2 >= len(entries):
-                kept = [t for t in entries if self.tokens.get(t.key) is t]
+                kept = [k for k in entries if k in rows]
                 if kept:
                     index[name] = kept
                 else:
@@ -436,7 +527,6 @@ class State:
         "client-": _delete_client,
         "user": _put_user,
         "user-": _delete_user,
-        "tok": _issue,
         "tok-": _revoke,
         "grant-": _revoke_grant,
         "used": _mark_used,
@@ -447,27 +537,44 @@ class State:
     def sweep(self, now: float, limit: int = 0) -> tuple[int, bool]:
         """
         Forget tokens that expired before C{now}; they are already refused,
-        this only frees their memory.
+        this only frees their memory. Keys replay left unbucketed come first:
+        each is dropped if expired, else put in its bucket.
 
         @param limit: look at no more than this many keys (0: no limit).
-        @return: how many tokens were dropped, and whether expired keys are
-            left for another call.
+        @return: how many tokens were dropped, and whether keys are left for
+            another call.
         """
         dropped = 0
         examined = 0
+        rows = self._rows
+        unbucketed = self._unbucketed
+        while unbucketed:
+            if limit and examined >= limit:
+                return dropped, True
+            key = unbucketed.pop()
+            examined += 1
+            row = rows.get(key)
+            if row is None:
+                continue
+            expires_at = _expires_at(row)
+            if expires_at and expires_at <= now:
+                self._remove(key)
+                dropped += 1
+            elif expires_at:
+                self._expiry.setdefault(expires_at // EXPIRY_BUCKET, []).append(key)
         current = int(now) // EXPIRY_BUCKET
-        for bucket in sorted(b for b in self._expiry if b < current):
-            keys = self._expiry[bucket]
+        for minute in sorted(m for m in self._expiry if m < current):
+            keys = self._expiry[minute]
             while keys:
                 if limit and examined >= limit:
                     return dropped, True
                 key = keys.pop()
                 examined += 1
-                token = self.tokens.get(key)
-                if token is not None and not token.live(now):
-                    self._remove(token)
+                row = rows.get(key)
+                if row is not None and not _live_row(row, now):
+                    self._remove(key)
                     dropped += 1
-            del self._expiry[bucket]
+            del self._expiry[minute]
         return dropped, False
 
     def may_issue(self, client_id: str, user: str) -> bool:
@@ -485,58 +592,66 @@ class State:
                 return False
         return True
 
-    def snapshot(self, now: float) -> Iterator[Record]:
+    def snapshot(self, now: float) -> Iterator[bytes]:
         """
-        Records that rebuild the live state: every client and user, and every
-        token not revoked or expired. Iterates over a copy of the token keys
-        so state may change between steps (compaction runs in slices).
+        Payloads that rebuild the live state: every client and user, and
+        every token not revoked or expired. Iterates over a copy of the token
+        keys so state may change between steps (compaction runs in slices).
         """
         for client in list(self.clients.values()):
-            yield client_record(client)
+            yield encode(client_record(client))
         for user in list(self.users.values()):
-            yield user_record(user)
-        for key in list(self.tokens):
-            token = self.tokens.get(key)
-            if token is not None and token.live(now):
-                yield token.record()
+            yield encode(user_record(user))
+        rows = self._rows
+        for key in list(rows):
+            row = rows.get(key)
+            if row is not None and _live_row(row, now):
+                yield row
+
+
+# The token indexes, numbered for the stale-entry counts.
+_OWN, _BY_CLIENT, _BY_USER, _BY_GRANT = range(4)
+
+
+def _expires_at(row: bytes) -> int:
+    """
+    When the token in a C{tok} payload expires; 0 for never.
+    """
+    fields = row.split(b"\t", 8)
+    lifetime = int(fields[7])
+    return int(fields[6]) + lifetime if lifetime else 0
+
+
+def _live_row(row: bytes, now: float) -> bool:
+    expires_at = _expires_at(row)
+    return not expires_at or now < expires_at
 
 
 def replay(state: State, payloads: Iterable[bytes], now: float) -> int:
     """
-    Apply journal payloads to C{state}; tokens already expired at C{now} are
-    skipped rather than loaded and swept.
+    Apply journal payloads to C{state} (L{State.load}); tokens already
+    expired at C{now} are skipped rather than loaded and swept.
 
-    The cyclic garbage collector is paused meanwhile (a million new objects
-    would set it off again and again, each time walking all of them), and the
-    loaded objects are then frozen out of its reach: state lives as long as
-    the process.
+    Start-up waits for this, so it does only what serving needs: the tokens
+    loaded into an empty state are left out of the expiry buckets, which
+    only the sweep reads, and the first sweeps put them there a slice at a
+    time once the daemon runs.
+
+    The cyclic garbage collector is paused meanwhile (loading makes lists and
+    dicts that would set it off again and again, each time walking all of
+    them), and what was loaded is then frozen out of its reach: state lives
+    as long as the process.
 
     @return: the number of records applied.
     @raise ValueError: naming the record number, if one is malformed.
     """
-    count = 0
-    issue = state._issue
+    empty = not state.tokens
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for count, payload in enumerate(payloads, 1):
-            try:
-                # Token records are nearly all of a journal: decode them
-                # inline rather than through decode(), which is the same
-                # parse with a function call and a type dispatch more.
-                if payload.startswith(b"tok\t"):
-                    fields = payload.decode("utf-8").split("\t")
-                    if len(fields) != 10:
-                        raise ValueError("a tok record has 10 fields")
-                    issued_at = int(fields[6])
-                    lifetime = int(fields[7])
-                    if not lifetime or issued_at + lifetime > now:
-                        issue(fields[1], fields[2], fields[3], fields[4], fields[5],
-                              issued_at, lifetime, fields[8], fields[9])
-                else:
-                    state.apply(decode(payload))
-            except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
-                raise ValueError(f"record {count}: {e}") from None
+        count = state.load(payloads, now, bucket=not empty)
+        if empty:
+            state._unbucketed = list(state.tokens)
     finally:
         if was_enabled:
             gc.enable()

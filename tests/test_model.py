@@ -109,6 +109,7 @@ class StateTests(SynchronousTestCase):
         self.state.apply(model.client_record(model.Client(id="c2", name="two")))
         self.issue(1)
         self.issue(2, client_id="c2")
+        self.issue(3, kind=REFRESH, grant="g")
         self.state.apply(model.client_record(model.Client(id="c1", name="one", enabled=False)))
         assert set(self.state.tokens) == {2}
         self.state.apply(["client-", "c2"])
@@ -136,11 +137,35 @@ class StateTests(SynchronousTestCase):
         assert self.state.sweep(START + 10_000) == (70, False)
         assert set(self.state.tokens) == {1000}
         assert [t.key for t in self.state.client_tokens("c1", START + 10_000)] == [1000]
-        assert len(self.state._by_client["c1"]) == 1
+        assert len(self.state._own["c1"]) == 1
+
+    def test_replayed_tokens_are_bucketed_by_the_first_sweeps(self) -> None:
+        """
+        Replay leaves the tokens it loads out of the expiry buckets; the
+        sweep then drops those that have expired and buckets the others, and
+        the live count is right before and after.
+        """
+        payloads = [model.encode(model.client_record(model.Client(id="c1", name="one")))]
+        payloads += [
+            model.encode(model.Token(key, ACCESS, "c1", "", "*", START, lifetime, "", "").record())
+            for key, lifetime in ((1, 100), (2, 200), (3, 0), (4, 100))
+        ]
+        state = State()
+        model.replay(state, payloads, START)
+        assert state._expiry == {} and sorted(state._unbucketed) == [1, 2, 3, 4]
+        assert state.live_count(START + 150) == 2
+        assert state.sweep(START + 150, limit=3) == (1, True)
+        assert state.sweep(START + 150) == (1, False)
+        assert set(state.tokens) == {2, 3} and state._unbucketed == []
+        assert state.live_count(START + 150) == 2
+        assert state.live_count(START + 10_000) == 1
+        assert state.sweep(START + 10_000) == (1, False)
+        assert set(state.tokens) == {3}
 
     def test_malformed_records_are_refused(self) -> None:
         for bad in (["nope"], [], ["tok", "zz"], ["tok", "1", "alien", "", "", "", 1, 1, "", ""],
-                    ["client", {"id": "x"}], ["tok", "1", ACCESS, "", "", "", "1", 1, "", ""]):
+                    ["client", {"id": "x"}], ["tok", "1", ACCESS, "", "", "", "soon", 1, "", ""],
+                    ["tok", "key", ACCESS, "", "", "", 1, 1, "", ""]):
             with pytest.raises(ValueError):
                 self.state.apply(bad)  # type: ignore[arg-type]
 
@@ -157,7 +182,7 @@ class StateTests(SynchronousTestCase):
         self.issue(3, kind=REFRESH, grant="g")
         self.state.apply(["used", tokens.key_hex(3)])
         rebuilt = State()
-        model.replay(rebuilt, [model.encode(r) for r in self.state.snapshot(START + 100)], START + 100)
+        model.replay(rebuilt, self.state.snapshot(START + 100), START + 100)
         assert set(rebuilt.tokens) == {1, 3}
         assert rebuilt.tokens[3].kind == USED_REFRESH
         assert rebuilt.clients == self.state.clients
@@ -202,7 +227,7 @@ class AuthorityTests(SynchronousTestCase):
     def test_find_token_by_secret_session_id_or_handle(self) -> None:
         secret, token = self.successResultOf(self.authority.issue_token(scope="*", lifetime=60))
         for reference in (secret, tokens.session_id(secret), token.handle):
-            assert self.authority.find_token(reference) is token
+            assert self.authority.find_token(reference).record() == token.record()  # type: ignore[union-attr]
         assert self.authority.find_token("sess0000000000") is None
         assert self.authority.find_token("garbage") is None
 

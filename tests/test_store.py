@@ -101,6 +101,28 @@ class CommitTests(SynchronousTestCase):
         assert store.state.tokens == {}
         self.successResultOf(store.stopService())
 
+    def test_replayed_tokens_are_bucketed_from_the_start(self) -> None:
+        """
+        The tokens a restart replays are put in expiry buckets by sweeps
+        that start with the service, a slice per reactor turn, and expire as
+        those issued at run time do.
+        """
+        from oauthd import store as store_module
+
+        journal = MemoryJournal()
+        store = Store.load(journal, self.clock)
+        store.commit([CLIENT])
+        store.commit([token(k, lifetime=10).record() for k in range(1, 26)])
+        restarted = Store.load(MemoryJournal(journal.payloads), self.clock)
+        assert restarted.state.unbucketed == 25
+        self.patch(store_module, "SWEEP_SLICE", 10)
+        restarted.startService()
+        self.clock.advance(0)
+        assert restarted.state.unbucketed == 0 and len(restarted.state.tokens) == 25
+        self.clock.advance(SWEEP_INTERVAL)
+        assert restarted.state.tokens == {}
+        self.successResultOf(restarted.stopService())
+
     def test_unencodable_records_change_nothing(self) -> None:
         journal = MemoryJournal()
         store = Store.load(journal, self.clock)
