@@ -27,12 +27,14 @@ or user drops its tokens whatever state it was in before.
 Times are whole seconds on the injected clock. A lifetime of 0 means the token
 never expires.
 
-Tokens are held in memory as their C{tok} record's payload bytes, the very
-object the journal handed over, and a L{Token} is built from it on each read.
-A million tokens then cost a million bytes objects, which the garbage
-collector never walks, instead of a million objects with nine slots each;
-replay does the least work per record (split, index, keep); and a read costs
-a microsecond or two, against hundreds for the HTTP request around it.
+Replayed tokens are held in memory as their C{tok} record's payload bytes,
+the very object the journal handed over, and a L{Token} is built from one
+when it is read. A million tokens then cost a million bytes objects, which
+the garbage collector never walks, instead of a million objects with nine
+slots each, and replay does the least work per record (split, index, keep).
+Tokens issued while the daemon runs are held as L{Token}s, as is a replayed
+token once something changes it: the hot path reads recent tokens often
+(a client's token limit reads all of its tokens at each issue).
 """
 
 from __future__ import annotations
@@ -163,12 +165,21 @@ class Token:
         ]
 
 
-def parse_token(payload: bytes) -> Token:
+Row = Token | bytes
+"""
+How the state holds a token: a L{Token}, or a C{tok} record's payload.
+"""
+
+
+def parse_token(row: Row) -> Token:
     """
-    The token a C{tok} record's payload issues. The payload was checked when
-    the state took it in (L{State._issue}).
+    The token in a row. A payload was checked when the state took it in
+    (L{State.load}).
     """
-    f = payload.decode("utf-8").split("\t")
+    if type(row) is Token:
+        return row
+    assert isinstance(row, bytes)
+    f = row.decode("utf-8").split("\t")
     return Token(int(f[1], 16), _KINDS[f[2]], f[3], f[4], f[5], int(f[6]), int(f[7]), f[8], f[9])
 
 
@@ -180,7 +191,7 @@ class TokenTable(Mapping[int, Token]):
 
     __slots__ = ("_rows",)
 
-    def __init__(self, rows: dict[int, bytes]) -> None:
+    def __init__(self, rows: dict[int, Row]) -> None:
         self._rows = rows
 
     def __getitem__(self, key: int) -> Token:
@@ -266,7 +277,7 @@ class State:
         self.clients: dict[str, Client] = {}
         self.users: dict[str, User] = {}
         # Each token's tok record, by key; self.tokens is the read-only view.
-        self._rows: dict[int, bytes] = {}
+        self._rows: dict[int, Row] = {}
         self.tokens = TokenTable(self._rows)
         # Token keys in issue order (oldest first): a client's own access
         # tokens (no grant: what its token limit counts, without scanning
@@ -349,14 +360,14 @@ class State:
 
     # -- changing -----------------------------------------------------------
 
-    def load(self, payloads: Iterable[bytes], now: float, bucket: bool = True) -> int:
+    def load(self, payloads: Iterable[bytes], now: float, replaying: bool = False) -> int:
         """
         Apply journal payloads in order, at replay and at run time alike. A
-        C{tok} record is held as its payload, unless its token expired before
-        C{now} or its client or user is absent or disabled.
+        C{tok} record's token is taken in unless it expired before C{now} or
+        its client or user is absent or disabled.
 
-        @param bucket: put each token in its expiry bucket (C{False}: the
-            caller sees to it, as L{replay} does).
+        @param replaying: hold tokens as their payloads and leave them out of
+            the expiry buckets, for L{replay}.
         @return: the number of payloads.
         @raise ValueError: naming the payload's number, if one is malformed.
         """
@@ -375,7 +386,7 @@ class State:
                 if not payload.startswith(b"tok\t"):
                     self._apply(decode(payload))
                     continue
-                _, key_hex, kind, client_id, user, _, issued_text, lifetime_text, grant, _ = (
+                _, key_hex, kind, client_id, user, scope, issued_text, lifetime_text, grant, label = (
                     payload.decode("utf-8").split("\t")
                 )
                 if kind not in _KINDS:
@@ -396,7 +407,10 @@ class State:
                     owner = users.get(user)
                     if owner is None or owner.disabled:
                         continue
-                if hold(key, payload) is not payload:
+                row: Row = payload if replaying else Token(
+                    key, _KINDS[kind], client_id, user, scope, issued_at, lifetime, grant, label,
+                )
+                if hold(key, row) is not row:
                     # Replayed after a snapshot that already held it, possibly
                     # in a later state (a used refresh token): the snapshot wins.
                     continue
@@ -418,7 +432,7 @@ class State:
                     if listed is None:
                         listed = by_grant[grant] = []
                     listed.append(key)
-                if lifetime and bucket:
+                if lifetime and not replaying:
                     minute = (issued_at + lifetime) // EXPIRY_BUCKET
                     listed = expiry.get(minute)
                     if listed is None:
@@ -487,7 +501,7 @@ class State:
             token = parse_token(row)
             if token.kind == REFRESH:
                 token.kind = USED_REFRESH
-                self._rows[key] = encode(token.record())
+                self._rows[key] = token
 
     def _drop_indexed(self, number: int, index: dict[str, list[int]], name: str) -> None:
         """
@@ -606,23 +620,27 @@ class State:
         for key in list(rows):
             row = rows.get(key)
             if row is not None and _live_row(row, now):
-                yield row
+                yield row if type(row) is bytes else encode(parse_token(row).record())
 
 
 # The token indexes, numbered for the stale-entry counts.
 _OWN, _BY_CLIENT, _BY_USER, _BY_GRANT = range(4)
 
 
-def _expires_at(row: bytes) -> int:
+def _expires_at(row: Row) -> int:
     """
-    When the token in a C{tok} payload expires; 0 for never.
+    When the token in a row expires; 0 for never. (A payload's expiry without
+    a whole parse: the sweep reads a million of them after a replay.)
     """
+    if type(row) is Token:
+        return row.expires_at
+    assert isinstance(row, bytes)
     fields = row.split(b"\t", 8)
     lifetime = int(fields[7])
     return int(fields[6]) + lifetime if lifetime else 0
 
 
-def _live_row(row: bytes, now: float) -> bool:
+def _live_row(row: Row, now: float) -> bool:
     expires_at = _expires_at(row)
     return not expires_at or now < expires_at
 
@@ -649,7 +667,7 @@ def replay(state: State, payloads: Iterable[bytes], now: float) -> int:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        count = state.load(payloads, now, bucket=not empty)
+        count = state.load(payloads, now, replaying=empty)
         if empty:
             state._unbucketed = list(state.tokens)
     finally:
