@@ -22,6 +22,7 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from oauthd import scopes, tokens
+from oauthd.audit import AuditSink, cleaned, log_audit
 from oauthd.config import Config
 from oauthd.hashing import PasswordHasher
 from oauthd.model import (
@@ -127,12 +128,24 @@ class Authority:
 
     def __init__(
         self, store: Store, config: Config, hasher: PasswordHasher,
-        random_bytes: tokens.RandomBytes = os.urandom,
+        random_bytes: tokens.RandomBytes = os.urandom, audit_sink: AuditSink = log_audit,
     ) -> None:
         self.store = store
         self.config = config
         self.hasher = hasher
         self._random_bytes = random_bytes
+        self._audit_sink = audit_sink
+
+    def audit(self, event: str, outcome: str, **fields: object) -> None:
+        """
+        Record an audit event (see L{oauthd.audit}).
+
+        @param event: what was attempted, e.g. C{token.issue}, C{client.add}.
+        @param outcome: C{ok}, C{denied} or C{failed}.
+        @param fields: who and what: C{client}, C{user}, C{ip}, C{token} (a
+            handle), C{reason}, C{peer_uid}; never a secret.
+        """
+        self._audit_sink(event, outcome, cleaned(fields))
 
     @property
     def state(self) -> State:

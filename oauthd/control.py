@@ -43,7 +43,6 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from oauthd import __version__, tokens
-from oauthd.audit import audit
 from oauthd.authority import (
     AdminError,
     Authority,
@@ -566,7 +565,7 @@ class ControlProtocol(amp.AMP):
         if creds is None or not self.factory.allows(creds):
             uid = None if creds is None else creds.uid
             log.warn("control: refused connection from uid {peer_uid}", peer_uid=uid)
-            audit("control.connect", "denied", peer_uid="unknown" if uid is None else uid)
+            self.authority.audit("control.connect", "denied", peer_uid="unknown" if uid is None else uid)
             self._closing = True
             self.transport.loseConnection()
             return
@@ -646,7 +645,7 @@ class ControlProtocol(amp.AMP):
 
     def _audit(self, event: str, outcome: str, **fields: object) -> None:
         assert self.peer is not None
-        audit(event, outcome, peer_uid=self.peer.uid, **fields)
+        self.authority.audit(event, outcome, peer_uid=self.peer.uid, **fields)
 
     async def _change(
         self, event: str, fields: dict[str, object], work: Coroutine[Any, Any, T],

@@ -26,7 +26,6 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from oauthd import errors, scopes, tokens
-from oauthd.audit import audit
 from oauthd.authority import Authority, derived_label
 from oauthd.errors import OAuthError
 from oauthd.hashing import MAX_PASSWORD_BYTES, HasherBusy
@@ -338,7 +337,7 @@ class Grants:
         body["client_name"] = client.name
 
         def done(_: object) -> Body:
-            audit("token.issue", "ok", client=client.id, user=token.user, ip=ip,
+            self.authority.audit("token.issue", "ok", client=client.id, user=token.user, ip=ip,
                   token=token.handle, grant=grant_type, scope=token.scope,
                   refresh="yes" if refresh else "")
             return body
@@ -527,7 +526,7 @@ class Grants:
         )
 
         def revoked(_: object) -> Body:
-            audit("token.revoke", "ok", client=client.id, user=token.user, ip=ip,
+            self.authority.audit("token.revoke", "ok", client=client.id, user=token.user, ip=ip,
                   token=token.handle, grant=token.grant, reason="refresh token reuse")
             raise error
 
@@ -575,10 +574,10 @@ class Grants:
                 raise _deny(errors.invalid_request("token is required"), client=client.id)
             token = self._lookup(target)
             if token is None:
-                audit("token.revoke", "ok", client=client.id, ip=ip, reason="unknown token")
+                self.authority.audit("token.revoke", "ok", client=client.id, ip=ip, reason="unknown token")
                 return succeed({"status": "deleted"})
             if token.client_id != client.id:
-                audit("token.revoke", "denied", client=client.id, ip=ip, token=token.handle,
+                self.authority.audit("token.revoke", "denied", client=client.id, ip=ip, token=token.handle,
                       reason="another client's token")
                 return succeed({"status": "deleted"})
             return self._revoke(token, ip, client.id, {"status": "deleted"})
@@ -590,7 +589,7 @@ class Grants:
                 "status": "deleted", "session_id": tokens.session_id(presented)})
         token = self._find_own(target, caller)
         if token is None:
-            audit("token.revoke", "denied", ip=ip, user=caller.user, by=caller.handle,
+            self.authority.audit("token.revoke", "denied", ip=ip, user=caller.user, by=caller.handle,
                   reason="unknown token or not the caller's")
             return succeed({"status": "deleted"})
         return self._revoke(token, ip, caller.handle, {"status": "deleted"})
@@ -624,7 +623,7 @@ class Grants:
         records = self.authority.revocation_records(token)
 
         def done(_: object) -> Body:
-            audit("token.revoke", "ok", client=token.client_id, user=token.user, ip=ip,
+            self.authority.audit("token.revoke", "ok", client=token.client_id, user=token.user, ip=ip,
                   token=token.handle, kind=token.kind, by=by,
                   family="yes" if records[0][0] == "grant-" else "")
             return body
@@ -728,7 +727,7 @@ class Grants:
         records.append(record)
         token = _token_of(record)
         await self._durable(records)
-        audit("session.create", "ok", user=user.name, ip=ip, token=token.handle,
+        self.authority.audit("session.create", "ok", user=user.name, ip=ip, token=token.handle,
               via=app.handle if app is not None else "password")
         return {
             "status": "success",

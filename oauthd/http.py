@@ -30,7 +30,6 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from oauthd import errors
-from oauthd.audit import audit
 from oauthd.authority import Authority
 from oauthd.config import Config
 from oauthd.discovery import (
@@ -419,7 +418,7 @@ class OAuthHTTP:
         event = _EVENTS.get(path, "session" if path.startswith(b"/api/v1/session") else "http")
         context = {"ip": self._ip(request), "reason": error.description}
         context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
-        audit(f"{event}.refuse", "denied", error=error.error, status=error.status, **context)
+        self._authority.audit(f"{event}.refuse", "denied", error=error.error, status=error.status, **context)
         return json_body(request, error.body(), error.status, error.headers)
 
     @app.handle_errors(NotFound)

@@ -143,6 +143,7 @@ def build_service(config: Config, reactor: Any, journal_pool: Any = None) -> Dae
     """
     from twisted.python.threadpool import ThreadPool
 
+    from oauthd.audit import AuditTrail
     from oauthd.authority import Authority
     from oauthd.control import ControlFactory, control_service, resolve_group
     from oauthd.hashing import PasswordHasher, ThreadPoolService
@@ -159,13 +160,21 @@ def build_service(config: Config, reactor: Any, journal_pool: Any = None) -> Dae
         store = Store.load(journal, reactor)
     except ValueError as e:
         raise ConfigError(f"{journal.path}: {e}") from None
+    try:
+        trail = AuditTrail(config.data, reactor, reactor)
+    except OSError as e:
+        raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     root = Daemon()
-    # Services stop in the reverse order: listeners first, the store (which
-    # flushes the journal) last.
+    # Services stop in the reverse order: listeners first, then the audit
+    # trail (which writes what they recorded), the store (which flushes the
+    # journal) last.
     store.setServiceParent(root)
+    trail.setServiceParent(root)
     hash_pool = ThreadPool(minthreads=0, maxthreads=config.hash_threads, name="oauthd-bcrypt")
     ThreadPoolService(hash_pool).setServiceParent(root)
-    authority = Authority(store, config, PasswordHasher(reactor, hash_pool, config.bcrypt_cost))
+    authority = Authority(
+        store, config, PasswordHasher(reactor, hash_pool, config.bcrypt_cost), audit_sink=trail,
+    )
     http = OAuthHTTP(config, authority)
     site = http.site()
     for endpoint in config.listen:

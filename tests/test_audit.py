@@ -6,8 +6,18 @@ appears in the log output of a whole scenario, nor in the journal.
 
 from __future__ import annotations
 
+import json
+import os
+from typing import Any
+
+from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import provider
+
+from oauthd.audit import FLUSH_SECONDS, TRAIL_NAME, AuditTrail, verify
+from tests.helpers import START
+from tests.journal_doubles import InlinePool, InlineReactor
 
 from tests.oauth_helpers import (
     INTROSPECT,
@@ -131,3 +141,94 @@ class AuditTests(OAuthCase):
         assert (event["client"], event["user"], event["error"]) == (self.client.id, "alice", "invalid_grant")
         assert event["reason"] == "wrong password or unknown user"
         assert "audit: token.refuse denied" in formatEvent(event)
+
+
+class AuditTrailTests(SynchronousTestCase):
+    """
+    The hash-chained audit file: batched writes, a chain that any change
+    breaks, and a restart that carries the chain on.
+    """
+
+    def setUp(self) -> None:
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+        self.path = os.path.join(self.directory, TRAIL_NAME)
+        self.clock = Clock()
+        self.clock.advance(START)
+
+    def open(self) -> AuditTrail:
+        trail = AuditTrail(self.directory, self.clock, InlineReactor(), pool=InlinePool())
+        trail.startService()
+        return trail
+
+    def lines(self) -> list[dict[str, Any]]:
+        with open(self.path) as f:
+            return [json.loads(line) for line in f]
+
+    def test_events_are_written_in_batches_and_chained(self) -> None:
+        trail = self.open()
+        trail("token.issue", "ok", {"client": "c1", "token": "sess1", "ip": "127.0.0.1"})
+        trail("token.refuse", "denied", {"error": "invalid_client"})
+        assert self.lines() == []  # nothing written within the batch window
+        self.clock.advance(FLUSH_SECONDS)
+        first, second = self.lines()
+        assert list(first) == ["seq", "time", "event", "outcome", "client", "ip", "token", "chain"]
+        assert (first["seq"], first["time"], first["event"], second["seq"]) == (1, START, "token.issue", 2)
+        assert verify(self.path) == (2, None)
+        assert os.stat(self.path).st_mode & 0o777 == 0o600
+        self.successResultOf(trail.stopService())
+
+    def test_stopping_writes_what_is_pending(self) -> None:
+        trail = self.open()
+        trail("client.add", "ok", {"client": "c1"})
+        self.successResultOf(trail.stopService())
+        assert [line["event"] for line in self.lines()] == ["client.add"]
+
+    def test_a_restart_carries_the_chain_on(self) -> None:
+        trail = self.open()
+        trail("user.add", "ok", {"user": "alice"})
+        self.successResultOf(trail.stopService())
+        trail = self.open()
+        trail("user.remove", "ok", {"user": "alice"})
+        self.successResultOf(trail.stopService())
+        assert [line["seq"] for line in self.lines()] == [1, 2]
+        assert verify(self.path) == (2, None)
+
+    def test_any_change_breaks_the_chain_where_it_is(self) -> None:
+        trail = self.open()
+        for n in range(4):
+            trail("token.issue", "ok", {"client": f"c{n}"})
+        self.successResultOf(trail.stopService())
+        with open(self.path, "rb") as f:
+            original = f.read().splitlines(keepends=True)
+        edits = {
+            "changed": [original[0], original[1].replace(b'"c1"', b'"c9"'), *original[2:]],
+            "removed": [original[0], *original[2:]],
+            "swapped": [original[0], original[2], original[1], original[3]],
+        }
+        for name, lines in edits.items():
+            with open(self.path, "wb") as f:
+                f.writelines(lines)
+            assert verify(self.path)[1] == 2, name
+
+    def test_hostile_values_cannot_forge_a_line_or_the_chain(self) -> None:
+        trail = self.open()
+        trail("token.refuse", "denied", {
+            "user": 'x"}\n{"seq":99,"chain":"' + "0" * 64, "chain": "f" * 64, "seq": "0",
+        })
+        self.successResultOf(trail.stopService())
+        (line,) = self.lines()
+        assert line["seq"] == 1 and line["chain"] != "f" * 64
+        assert verify(self.path) == (1, None)
+
+    def test_a_half_written_last_line_is_cut_off(self) -> None:
+        trail = self.open()
+        trail("user.add", "ok", {"user": "alice"})
+        self.successResultOf(trail.stopService())
+        with open(self.path, "ab") as f:
+            f.write(b'{"seq":2,"time":')
+        trail = self.open()
+        trail("user.add", "ok", {"user": "bob"})
+        self.successResultOf(trail.stopService())
+        assert [line["seq"] for line in self.lines()] == [1, 2]
+        assert verify(self.path) == (2, None)
