@@ -407,8 +407,10 @@ class State:
                     owner = users.get(user)
                     if owner is None or owner.disabled:
                         continue
+                # A Token shares its client's and user's name strings.
                 row: Row = payload if replaying else Token(
-                    key, _KINDS[kind], client_id, user, scope, issued_at, lifetime, grant, label,
+                    key, _KINDS[kind], client_id and clients[client_id].id, user and users[user].name,
+                    scope, issued_at, lifetime, grant, label,
                 )
                 if hold(key, row) is not row:
                     # Replayed after a snapshot that already held it, possibly
