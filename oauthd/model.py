@@ -563,34 +563,26 @@ class State:
         dropped = 0
         examined = 0
         rows = self._rows
-        unbucketed = self._unbucketed
-        while unbucketed:
-            if limit and examined >= limit:
-                return dropped, True
-            key = unbucketed.pop()
-            examined += 1
-            row = rows.get(key)
-            if row is None:
-                continue
-            expires_at = _expires_at(row)
-            if expires_at and expires_at <= now:
-                self._remove(key)
-                dropped += 1
-            elif expires_at:
-                self._expiry.setdefault(expires_at // EXPIRY_BUCKET, []).append(key)
         current = int(now) // EXPIRY_BUCKET
-        for minute in sorted(m for m in self._expiry if m < current):
-            keys = self._expiry[minute]
+        due = sorted(minute for minute in self._expiry if minute < current)
+        for minute, keys in [(None, self._unbucketed), *((m, self._expiry[m]) for m in due)]:
             while keys:
                 if limit and examined >= limit:
                     return dropped, True
                 key = keys.pop()
                 examined += 1
                 row = rows.get(key)
-                if row is not None and not _live_row(row, now):
+                if row is None:
+                    continue
+                expires_at = _expires_at(row)
+                if expires_at and expires_at <= now:
                     self._remove(key)
                     dropped += 1
-            del self._expiry[minute]
+                elif expires_at and minute is None:
+                    # Live, so its minute is not due yet: not in this loop.
+                    self._expiry.setdefault(expires_at // EXPIRY_BUCKET, []).append(key)
+            if minute is not None:
+                del self._expiry[minute]
         return dropped, False
 
     def may_issue(self, client_id: str, user: str) -> bool:
