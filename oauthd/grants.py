@@ -613,7 +613,7 @@ class Grants:
             token = self._lookup(reference)
         if token is None:
             return None
-        if token is caller:
+        if token.key == caller.key:
             return token
         if caller.user and token.user == caller.user and scopes.ALL in scopes.names(caller.scope):
             return token

@@ -95,6 +95,16 @@ class OAuthCase(SynchronousTestCase):
             grant_types=("client_credentials", "password", "refresh_token"),
         )
 
+    def restart(self) -> None:
+        """
+        A new server on what the journal holds: every token is then one the
+        state replayed, not one it issued.
+        """
+        self.journal = HeldJournal(self.journal.payloads)
+        self.authority = make_authority(self.config, clock=self.clock, journal=self.journal)
+        self.http = OAuthHTTP(self.config, self.authority)
+        self.treq = StubTreq(self.http.resource())
+
     # -- state ------------------------------------------------------------------
 
     def add_client(self, name: str = "client", **fields: Any) -> tuple[Client, str]:

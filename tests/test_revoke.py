@@ -82,6 +82,21 @@ class RevokeTests(OAuthCase):
             assert reply.body == {"status": "deleted", "session_id": tokens.session_id(access)}
             assert not self.live(access)
 
+    def test_self_revocation_by_reference_after_a_restart(self) -> None:
+        """
+        A token names itself in the body, by value or session id, whatever
+        its scope, also once the server has replayed it from the journal.
+        """
+        client_token = self.token({"grant_type": "client_credentials", "scope": "photos"}).body
+        narrow = self.password_grant(scope="photos").body
+        self.restart()
+        for issued, reference in ((client_token, "value"), (narrow, "session_id")):
+            access = issued["access_token"]
+            name = access if reference == "value" else tokens.session_id(access)
+            reply = self.post(REVOKE, {"token": name}, headers=bearer(access))
+            assert reply.code == 200, reply
+            assert not self.live(access), reference
+
     def test_self_revocation_with_a_bad_token(self) -> None:
         self.assert_error(self.post(REVOKE, headers={"X-Auth-Token": "0" * 48}), 401, "invalid_token")
 
