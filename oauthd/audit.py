@@ -63,6 +63,10 @@ FLUSH_SECONDS = 0.05
 """
 How long an event may wait in memory before its batch is written.
 """
+RETRY_SECONDS = 5.0
+"""
+How long a batch whose write failed waits before the next try.
+"""
 
 
 def clean(value: object) -> str:
@@ -119,8 +123,9 @@ def verify(path: str) -> tuple[int, int | None]:
     """
     Check the chain of the audit trail at C{path}.
 
-    @return: the number of lines, and the number (from 1) of the first line
-        whose chain does not verify, or C{None} if all do.
+    @return: the number of lines read (all of them, or up to the first that
+        does not verify), and the number (from 1) of the first line whose
+        chain does not verify, or C{None} if all do.
     """
     previous = GENESIS
     count = 0
@@ -163,6 +168,7 @@ class AuditTrail(Service):
         self._owns_pool = pool is None
         self._pool = ThreadPool(minthreads=0, maxthreads=1, name="oauthd-audit") if pool is None else pool
         self._closed = False
+        self._failing = False
 
     def _resume(self) -> tuple[int, str]:
         """
@@ -214,27 +220,40 @@ class AuditTrail(Service):
 
     def _flush(self) -> Deferred[None]:
         self._flush_call = None
-        batch = b"".join(self._pending)
-        self._pending = []
-        written: Deferred[None] = deferToThreadPool(self._reactor, self._pool, self._write, batch)
+        batch, self._pending = self._pending, []
+        written: Deferred[None] = deferToThreadPool(
+            self._reactor, self._pool, self._write, b"".join(batch)
+        )
         self._writing = written
 
         def failed(failure: Failure) -> None:
-            log.failure("audit trail {path}: write failed", failure, path=self.path)
+            # _write left none of the batch in the file: keep it, in order,
+            # for the next try, which waits longer than a batch does.
+            log.failure("audit trail {path}: write failed; retrying", failure, path=self.path)
+            self._pending[:0] = batch
+            self._failing = True
 
         def done(_: None) -> None:
             self._writing = None
             if self._pending and self.running:
-                self._flush_call = self._clock.callLater(FLUSH_SECONDS, self._flush)
+                delay = RETRY_SECONDS if self._failing else FLUSH_SECONDS
+                self._flush_call = self._clock.callLater(delay, self._flush)
 
+        self._failing = False
         written.addErrback(failed).addCallback(done)
         return written
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        os.fdatasync(self._fd)
+        size = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fdatasync(self._fd)
+        except OSError:
+            # A batch half in the file would leave a torn line mid-file.
+            os.ftruncate(self._fd, size)
+            raise
 
     def startService(self) -> None:
         super().startService()
@@ -244,21 +263,31 @@ class AuditTrail(Service):
                  path=self.path, seq=self._seq, chain=self._head)
 
     def stopService(self) -> Deferred[None]:
+        """
+        Write everything recorded so far (events recorded meanwhile too),
+        then close; what cannot be written goes to the system log.
+        """
         super().stopService()
         if self._flush_call is not None:
             self._flush_call.cancel()
             self._flush_call = None
         waiting = self._writing if self._writing is not None else succeed(None)
 
-        def rest(_: object) -> Deferred[None] | None:
-            return self._flush() if self._pending else None
+        def drain(_: object) -> Deferred[None] | None:
+            if self._pending and not self._failing:
+                return self._flush().addCallback(drain)
+            return None
 
         def close(_: object) -> None:
+            self._closed = True
+            if self._pending:
+                log.error("audit trail {path}: {count} events could not be written:\n{lines}",
+                          path=self.path, count=len(self._pending),
+                          lines=b"".join(self._pending).decode("utf-8", "replace"))
             log.info("audit trail {path}: chain head at stop seq={seq} chain={chain}",
                      path=self.path, seq=self._seq, chain=self._head)
-            self._closed = True
             if self._owns_pool:
                 self._pool.stop()
             os.close(self._fd)
 
-        return waiting.addCallback(rest).addCallback(close)
+        return waiting.addCallback(drain).addCallback(close)

@@ -375,7 +375,6 @@ class State:
         # records are taken in without a call per record, each field looked
         # at once, and each key touches as few lists as it can.
         rows = self._rows
-        hold = rows.setdefault
         own, by_client, by_user, by_grant = self._own, self._by_client, self._by_user, self._by_grant
         expiry = self._expiry
         clients = self.clients
@@ -396,26 +395,28 @@ class State:
                 lifetime = int(lifetime_text)
                 if lifetime and issued_at + lifetime <= now:
                     continue
+                if key in rows:
+                    # Replayed after a snapshot that already held it, possibly
+                    # in a later state (a used refresh token): the snapshot wins.
+                    continue
                 # A token replayed after a snapshot in which its client or user
                 # is already gone or disabled: the revocation that came with
                 # that must hold.
+                # Names are shared with the client and user from here on.
                 if client_id:
                     client = clients.get(client_id)
                     if client is None or not client.enabled:
                         continue
+                    client_id = client.id
                 if user:
                     owner = users.get(user)
                     if owner is None or owner.disabled:
                         continue
-                # A Token shares its client's and user's name strings.
+                    user = owner.name
                 row: Row = payload if replaying else Token(
-                    key, _KINDS[kind], client_id and clients[client_id].id, user and users[user].name,
-                    scope, issued_at, lifetime, grant, label,
+                    key, _KINDS[kind], client_id, user, scope, issued_at, lifetime, grant, label,
                 )
-                if hold(key, row) is not row:
-                    # Replayed after a snapshot that already held it, possibly
-                    # in a later state (a used refresh token): the snapshot wins.
-                    continue
+                rows[key] = row
                 # get-then-insert rather than setdefault(name, []): no
                 # throwaway list per token.
                 if client_id:
@@ -630,8 +631,12 @@ def _expires_at(row: Row) -> int:
         return row.expires_at
     assert isinstance(row, bytes)
     fields = row.split(b"\t", 8)
-    lifetime = int(fields[7])
-    return int(fields[6]) + lifetime if lifetime else 0
+    try:
+        lifetime = int(fields[7])
+        return int(fields[6]) + lifetime if lifetime else 0
+    except ValueError:
+        # Digits other than ASCII ones, which int() takes only from text.
+        return parse_token(row).expires_at
 
 
 def _live_row(row: Row, now: float) -> bool:

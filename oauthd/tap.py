@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from twisted.application import strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
@@ -92,20 +93,32 @@ class Daemon(MultiService):
     """
     The root service. It turns a failure to bind into a one-line exit, and
     tells systemd it is ready once every listener is bound.
+
+    @ivar last: a service that starts before the others and stops after all
+        of them have (the audit trail, which records what they do until the
+        end), or C{None}.
     """
+
+    last: Service | None = None
 
     def privilegedStartService(self) -> None:
         with _listen_or_exit():
             super().privilegedStartService()
 
     def startService(self) -> None:
+        if self.last is not None:
+            self.last.startService()
         with _listen_or_exit():
             super().startService()
         sd_notify("READY=1")
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None]:
         sd_notify("STOPPING=1")
-        return super().stopService()
+        stopped: Deferred[Any] = maybeDeferred(super().stopService)
+        last = self.last
+        if last is not None:
+            stopped.addCallback(lambda _: last.stopService())
+        return stopped
 
 
 @contextmanager
@@ -165,11 +178,11 @@ def build_service(config: Config, reactor: Any, journal_pool: Any = None) -> Dae
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     root = Daemon()
-    # Services stop in the reverse order: listeners first, then the audit
-    # trail (which writes what they recorded), the store (which flushes the
-    # journal) last.
+    # The trail stops after everything else (see Daemon).
+    root.last = trail
+    # Services stop in the reverse order: listeners first, the store (which
+    # flushes the journal) last.
     store.setServiceParent(root)
-    trail.setServiceParent(root)
     hash_pool = ThreadPool(minthreads=0, maxthreads=config.hash_threads, name="oauthd-bcrypt")
     ThreadPoolService(hash_pool).setServiceParent(root)
     authority = Authority(

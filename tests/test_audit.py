@@ -15,9 +15,9 @@ from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublish
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import provider
 
-from oauthd.audit import FLUSH_SECONDS, TRAIL_NAME, AuditTrail, verify
+from oauthd.audit import FLUSH_SECONDS, RETRY_SECONDS, TRAIL_NAME, AuditTrail, verify
 from tests.helpers import START
-from tests.journal_doubles import InlinePool, InlineReactor
+from tests.journal_doubles import InlinePool, InlineReactor, SteppingPool
 
 from tests.oauth_helpers import (
     INTROSPECT,
@@ -232,3 +232,44 @@ class AuditTrailTests(SynchronousTestCase):
         self.successResultOf(trail.stopService())
         assert [line["seq"] for line in self.lines()] == [1, 2]
         assert verify(self.path) == (2, None)
+
+    def test_events_recorded_while_stopping_are_written(self) -> None:
+        """
+        Stopping waits for the write in flight, then writes what was
+        recorded meanwhile; the chain head logged at stop is the file's.
+        """
+        pool = SteppingPool()
+        trail = AuditTrail(self.directory, self.clock, InlineReactor(), pool=pool)
+        trail.startService()
+        trail("one", "ok", {})
+        self.clock.advance(FLUSH_SECONDS)
+        assert len(pool.jobs) == 1
+        stopped = trail.stopService()
+        trail("two", "ok", {})
+        pool.run_all()
+        self.successResultOf(stopped)
+        assert [line["event"] for line in self.lines()] == ["one", "two"]
+        assert verify(self.path) == (2, None)
+
+    def test_a_failed_write_leaves_no_torn_line_and_is_retried(self) -> None:
+        trail = self.open()
+        trail("one", "ok", {})
+        self.clock.advance(FLUSH_SECONDS)
+        failures = [OSError(28, "No space left on device")]
+        real_fdatasync = os.fdatasync
+
+        def fdatasync(fd: int) -> None:
+            if failures:
+                raise failures.pop()
+            real_fdatasync(fd)
+
+        self.patch(os, "fdatasync", fdatasync)
+        trail("two", "ok", {})
+        self.clock.advance(FLUSH_SECONDS)
+        assert [line["event"] for line in self.lines()] == ["one"]
+        assert len(self.flushLoggedErrors(OSError)) == 1
+        trail("three", "ok", {})
+        self.clock.advance(RETRY_SECONDS)
+        assert [line["event"] for line in self.lines()] == ["one", "two", "three"]
+        assert verify(self.path) == (3, None)
+        self.successResultOf(trail.stopService())

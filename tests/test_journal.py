@@ -663,6 +663,14 @@ class CompactionTests(SynchronousTestCase):
         self.successResultOf(compacted)
         self.assertRaises(RuntimeError, self.journal.replay)
 
+    def test_replay_is_given_once(self) -> None:
+        """
+        replay() hands over the payloads verified at open; a second call
+        raises rather than give nothing.
+        """
+        self.assertEqual(list(self.journal.replay()), [])
+        self.assertRaises(RuntimeError, self.journal.replay)
+
     def test_new_file_is_private(self) -> None:
         """
         The compacted journal is mode 0600 even under umask 0.
