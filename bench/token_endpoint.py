@@ -11,6 +11,9 @@ the daemon fsyncs its journal (group commit) before every answer.
 
     python bench/token_endpoint.py [--duration 5] [--rounds 3] [--connections 32]
 
+A fifth target is the daemon's service tree with an in-memory journal
+(everything but durability), which shows what the durable write costs.
+
 Every server logs like C{twistd -n} into a file, and like oauthd's default
 configuration (C{access_log = false}) none writes a line per request; oauthd
 writes one audit line per issued token, which the baselines do not.
@@ -94,6 +97,28 @@ def serve_klein(port: int, log: str) -> None:
     site.displayTracebacks = False
     site.log = lambda request: None  # type: ignore[method-assign]
     reactor.listenTCP(port, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+
+
+def serve_memory(port: int, log: str, data: str) -> None:
+    """
+    The real daemon's service tree with its journal's records replayed into
+    an in-memory journal: everything but durability, to show what the
+    durable write costs.
+    """
+    from twisted.internet import reactor
+
+    from oauthd.config import build_config
+    from oauthd.journal import FileJournal, MemoryJournal
+    from oauthd.tap import build_service
+
+    _start_logging(log)
+    # The file journal is left open (its lock held) until the process ends.
+    payloads = list(FileJournal.open(data, reactor, fsync=False).replay())
+    config = build_config({"listen": [f"tcp:{port}:interface=127.0.0.1"], "data": data})
+    service = build_service(config, reactor, journal=MemoryJournal(payloads))
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))  # type: ignore[attr-defined]
+    service.startService()
     reactor.run()  # type: ignore[attr-defined]
 
 
@@ -233,7 +258,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve:
         kind, port, *rest = args.serve
-        {"web": serve_web, "klein": serve_klein, "profiled": serve_profiled}[kind](int(port), *rest)
+        servers = {"web": serve_web, "klein": serve_klein, "memory": serve_memory, "profiled": serve_profiled}
+        servers[kind](int(port), *rest)
         return
 
     work = Path(tempfile.mkdtemp(prefix="oauthd-bench-"))
@@ -244,7 +270,8 @@ def main() -> None:
         intro = _lua(work / "introspect.lua", ids["rs"], ids["rs_secret"], "token=" + ids["token"])
         python = sys.executable
         twistd = os.path.join(os.path.dirname(python), "twistd")
-        ports = {name: _free_port() for name in ("web", "klein", "oauthd")}
+        ports = {name: _free_port() for name in ("web", "klein", "oauthd", "memory")}
+        shutil.copytree(data, work / "data-memory")
         servers = [
             _run_server(args, [python, __file__, "--serve", "web", str(ports["web"]), str(work / "web.log")],
                         ports["web"], work / "web.out"),
@@ -253,6 +280,9 @@ def main() -> None:
             _run_server(args, [twistd, "--nodaemon", "--pidfile=", "oauthd", "--listen",
                                f"tcp:{ports['oauthd']}:interface=127.0.0.1", "--data", str(data)],
                         ports["oauthd"], work / "oauthd.out"),
+            _run_server(args, [python, __file__, "--serve", "memory", str(ports["memory"]),
+                               str(work / "memory.log"), str(work / "data-memory")],
+                        ports["memory"], work / "memory.out"),
         ]
         oauth = f"http://127.0.0.1:{ports['oauthd']}/api/v1/oauth"
         targets = [
@@ -260,6 +290,7 @@ def main() -> None:
             ("bare Klein", f"http://127.0.0.1:{ports['klein']}/api/v1/oauth/token", cc),
             ("oauthd token (client_credentials)", oauth + "/token", cc),
             ("oauthd introspect", oauth + "/introspect", intro),
+            ("oauthd token, in-memory journal", f"http://127.0.0.1:{ports['memory']}/api/v1/oauth/token", cc),
         ]
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}
         try:
@@ -285,7 +316,7 @@ def main() -> None:
         klein = results["bare Klein"]["rps"]
         web = results["bare twisted.web"]["rps"]
         print()
-        for name in ("oauthd token (client_credentials)", "oauthd introspect"):
+        for name in ("oauthd token (client_credentials)", "oauthd introspect", "oauthd token, in-memory journal"):
             rps = results[name]["rps"]
             print(f"{name:36} {rps / klein:5.2f}x bare Klein   {rps / web:5.2f}x bare twisted.web")
         print(f"{'bare Klein':36} {klein / web:5.2f}x bare twisted.web")

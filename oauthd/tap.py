@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
@@ -30,6 +30,9 @@ from oauthd.config import (
     is_loopback_endpoint,
     read_config_file,
 )
+
+if TYPE_CHECKING:
+    from oauthd.journal import IEventLog
 
 log = Logger()
 
@@ -145,13 +148,18 @@ def make_data_dir(path: str) -> None:
         raise ConfigError(f"data: cannot use {path!r}: {e.strerror}") from None
 
 
-def build_service(config: Config, reactor: Any, journal_pool: Any = None) -> Daemon:
+def build_service(
+    config: Config, reactor: Any, journal_pool: Any = None, journal: IEventLog | None = None,
+) -> Daemon:
     """
     Compose the daemon's services under one root. Loading the journal blocks,
     which is fine: the reactor is not running yet.
 
     @param journal_pool: runs the journal's writes; by default the journal
         starts a thread of its own (tests pass one that runs inline).
+    @param journal: the event log to use instead of the data directory's
+        journal (a benchmark measures the cost of durability with an
+        in-memory one).
     @raise ConfigError: if the data directory or its journal cannot be used.
     """
     from twisted.python.threadpool import ThreadPool
@@ -165,14 +173,15 @@ def build_service(config: Config, reactor: Any, journal_pool: Any = None) -> Dae
     from oauthd.store import Store
 
     make_data_dir(config.data)
-    try:
-        journal = FileJournal.open(config.data, reactor, pool=journal_pool)
-    except JournalError as e:
-        raise ConfigError(str(e)) from None
+    if journal is None:
+        try:
+            journal = FileJournal.open(config.data, reactor, pool=journal_pool)
+        except JournalError as e:
+            raise ConfigError(str(e)) from None
     try:
         store = Store.load(journal, reactor)
     except ValueError as e:
-        raise ConfigError(f"{journal.path}: {e}") from None
+        raise ConfigError(f"{getattr(journal, 'path', 'journal')}: {e}") from None
     try:
         trail = AuditTrail(config.data, reactor, reactor)
     except OSError as e:
