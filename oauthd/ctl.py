@@ -524,7 +524,7 @@ def cmd_repair(args: argparse.Namespace, term: Terminal, connect: Connect) -> No
     from oauthd.journal import JournalError, repair
 
     try:
-        report = repair(args.data)
+        report = repair(args.data, now=time.time())
     except (JournalError, OSError) as e:
         raise CtlError(" ".join(str(e).split())) from None
     emit(args, term, asdict(report), report.describe)

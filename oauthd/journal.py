@@ -317,23 +317,16 @@ def _encode_records(salt_crc: int, payloads: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _decode_header(buf: bytes | mmap.mmap, size: int, path: str) -> tuple[int, bool]:
+def _decode_header(buf: bytes | mmap.mmap, path: str) -> tuple[int, bool]:
     """
-    Check the header of the journal in C{buf}.
+    Check the header of the journal in C{buf}, which callers have made sure
+    is at least L{HEADER_SIZE} bytes long (mmap refuses an empty file).
 
     @return: the CRC of the file's salt (the seed of its record CRCs) and
         whether the header checksum verified.
-    @raise JournalCorrupt: the file is too short, is not a journal, or has a
-        format version this code does not read.
+    @raise JournalCorrupt: the file is not a journal, or has a format version
+        this code does not read.
     """
-    if size < HEADER_SIZE:
-        raise JournalCorrupt(
-            f"{path} is {size} bytes long, too short for the"
-            f" {HEADER_SIZE}-byte journal header; it is not a usable oauthd"
-            " journal",
-            path,
-            0,
-        )
     magic, version, salt = _HEADER_BODY.unpack_from(buf, 0)
     if magic != MAGIC:
         raise JournalCorrupt(
@@ -1177,7 +1170,7 @@ def _recover(
             0,
         )
     with mmap.mmap(fd, size, prot=mmap.PROT_READ) as buf:
-        salt_crc, intact = _decode_header(buf, size, path)
+        salt_crc, intact = _decode_header(buf, path)
         if not intact:
             raise JournalCorrupt(
                 f"journal {path} has a damaged header (checksum mismatch at"
@@ -1352,7 +1345,7 @@ class RepairReport:
         )
 
 
-def repair(directory: str, *, now: float | None = None) -> RepairReport:
+def repair(directory: str, *, now: float) -> RepairReport:
     """
     Rewrite a damaged journal with every record that verifies.
 
@@ -1362,8 +1355,7 @@ def repair(directory: str, *, now: float | None = None) -> RepairReport:
     and atomically replaces the journal with the verified records (fsync'd
     file, rename, fsync'd directory).  Blocking; an offline operation.
 
-    @param now: The POSIX time to name the damaged copy with (default: the
-        current time).
+    @param now: The POSIX time to name the damaged copy with.
     @raise JournalLocked: oauthd (or another repair) holds the lock.
     @raise JournalCorrupt: the file is not an oauthd journal of a version
         this code reads, or its header is damaged and no record verifies;
@@ -1387,7 +1379,7 @@ def repair(directory: str, *, now: float | None = None) -> RepairReport:
                     0,
                 )
             with mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as buf:
-                salt_crc, intact = _decode_header(buf, size, path)
+                salt_crc, intact = _decode_header(buf, path)
                 kept, skipped, regions = _salvage(buf, size, salt_crc)
                 if intact and not skipped:
                     return RepairReport(path, len(kept), 0, 0, False, None)
@@ -1402,7 +1394,7 @@ def repair(directory: str, *, now: float | None = None) -> RepairReport:
                         path,
                         0,
                     )
-                copy = _damaged_copy_name(path, time.time() if now is None else now)
+                copy = _damaged_copy_name(path, now)
                 try:
                     os.link(path, copy)
                 except OSError:
@@ -1489,7 +1481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     repair_parser.add_argument("directory", help="the oauthd data directory")
     options = parser.parse_args(argv)
     try:
-        report = repair(options.directory)
+        report = repair(options.directory, now=time.time())
     except (JournalError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

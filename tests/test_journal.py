@@ -852,7 +852,7 @@ class RecoveryTests(SynchronousTestCase):
         repair() on an undamaged journal changes nothing and keeps no copy.
         """
         before = journal_bytes(self.directory)
-        report = repair(self.directory)
+        report = repair(self.directory, now=1_700_000_000)
         self.assertEqual((report.kept_records, report.skipped_bytes), (3, 0))
         self.assertIsNone(report.damaged_copy)
         self.assertEqual(journal_bytes(self.directory), before)
@@ -866,7 +866,7 @@ class RecoveryTests(SynchronousTestCase):
         """
         self.open()
         with self.assertRaises(JournalLocked) as caught:
-            repair(self.directory)
+            repair(self.directory, now=1_700_000_000)
         self.assertIn("holds the lock", str(caught.exception))
 
     def test_repair_files_are_private(self) -> None:
@@ -876,7 +876,7 @@ class RecoveryTests(SynchronousTestCase):
         flip(self.path, self.offsets[1] + RECORD_OVERHEAD)
         old = os.umask(0)
         try:
-            report = repair(self.directory)
+            report = repair(self.directory, now=1_700_000_000)
         finally:
             os.umask(old)
         assert report.damaged_copy is not None
@@ -893,7 +893,7 @@ class RecoveryTests(SynchronousTestCase):
         damaged = journal_bytes(self.directory)
         self.assert_refused(0)
         with self.assertRaises(JournalCorrupt) as caught:
-            repair(self.directory)
+            repair(self.directory, now=1_700_000_000)
         self.assertIn("refusing to replace it with an empty journal", str(caught.exception))
         self.assertEqual(journal_bytes(self.directory), damaged)
         self.assertEqual(
@@ -925,7 +925,7 @@ class RecoveryTests(SynchronousTestCase):
         with self.assertRaises(JournalCorrupt) as caught:
             open_inline(self.directory)
         self.assertIn("not an oauthd journal", str(caught.exception))
-        self.assertRaises(JournalCorrupt, repair, self.directory)
+        self.assertRaises(JournalCorrupt, repair, self.directory, now=1_700_000_000)
 
     def test_unsupported_version(self) -> None:
         """
@@ -937,7 +937,7 @@ class RecoveryTests(SynchronousTestCase):
         with self.assertRaises(JournalCorrupt) as caught:
             open_inline(self.directory)
         self.assertIn("format version 2", str(caught.exception))
-        self.assertRaises(JournalCorrupt, repair, self.directory)
+        self.assertRaises(JournalCorrupt, repair, self.directory, now=1_700_000_000)
 
     def test_too_short(self) -> None:
         """
