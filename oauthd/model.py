@@ -225,23 +225,16 @@ def encode(record: Record) -> bytes:
     return "\t".join(fields).encode("utf-8")
 
 
-_TOKEN_INTS = (6, 7)
-
-
 def decode(payload: bytes) -> Record:
     """
-    The record in journal payload bytes.
+    The record in journal payload bytes, other than a C{tok} record
+    (L{State.load} reads those itself, L{parse_token} the ones it holds).
 
     @raise ValueError: if the payload is not a well-formed record.
     """
     record: Record = payload.decode("utf-8").split("\t")
     kind = record[0]
-    if kind == "tok":
-        if len(record) != 10:
-            raise ValueError("a tok record has 10 fields")
-        for i in _TOKEN_INTS:
-            record[i] = int(record[i])
-    elif kind in ("client", "user"):
+    if kind in ("client", "user"):
         if len(record) != 2:
             raise ValueError(f"a {kind} record has 2 fields")
         record[1] = json.loads(record[1])
