@@ -290,10 +290,10 @@ class MemoryJournalContractTests(EventLogContract):
 # Group commit and the writer thread
 
 
-class GroupCommitTests(SynchronousTestCase):
+class SteppedJournalCase(SynchronousTestCase):
     """
-    The writer takes one job at a time; appends that arrive while a
-    write+fsync runs all go into the next one.
+    A file journal in a fresh directory whose writer the test steps, with
+    its fsyncs recorded.
     """
 
     def setUp(self) -> None:
@@ -302,13 +302,23 @@ class GroupCommitTests(SynchronousTestCase):
         self.fsync = RecordingFsync()
 
     def open(self, **kwargs: object) -> FileJournal:
-        journal = FileJournal.open(
+        return FileJournal.open(
             self.directory,
             InlineReactor(),
             pool=self.pool,  # type: ignore[arg-type]
             fsync_function=self.fsync,
             **kwargs,  # type: ignore[arg-type]
         )
+
+
+class GroupCommitTests(SteppedJournalCase):
+    """
+    The writer takes one job at a time; appends that arrive while a
+    write+fsync runs all go into the next one.
+    """
+
+    def open(self, **kwargs: object) -> FileJournal:
+        journal = super().open(**kwargs)
         self.fsync.calls.clear()
         return journal
 
@@ -419,22 +429,15 @@ class GroupCommitTests(SynchronousTestCase):
         self.assertEqual(read_journal(self.directory), [b"0", b"1", b"2"])
 
 
-class WriteFailureTests(SynchronousTestCase):
+class WriteFailureTests(SteppedJournalCase):
     """
     A failed write or fsync puts the journal in a failed state: that append
     and every later one errback, and a log line says so.
     """
 
     def setUp(self) -> None:
-        self.directory = make_directory(self.addCleanup)
-        self.pool = SteppingPool()
-        self.fsync = RecordingFsync()
-        self.journal = FileJournal.open(
-            self.directory,
-            InlineReactor(),
-            pool=self.pool,  # type: ignore[arg-type]
-            fsync_function=self.fsync,
-        )
+        super().setUp()
+        self.journal = self.open()
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def test_fsync_failure(self) -> None:
@@ -499,22 +502,15 @@ class WriteFailureTests(SynchronousTestCase):
 # Compaction on the file journal
 
 
-class CompactionTests(SynchronousTestCase):
+class CompactionTests(SteppedJournalCase):
     """
     Compaction consumes the snapshot a slice at a time, keeps accepting
     appends and replaces the file atomically.
     """
 
     def setUp(self) -> None:
-        self.directory = make_directory(self.addCleanup)
-        self.pool = SteppingPool()
-        self.fsync = RecordingFsync()
-        self.journal = FileJournal.open(
-            self.directory,
-            InlineReactor(),
-            pool=self.pool,  # type: ignore[arg-type]
-            fsync_function=self.fsync,
-        )
+        super().setUp()
+        self.journal = self.open()
 
     def tearDown(self) -> None:
         self.journal.close()
