@@ -9,7 +9,7 @@ Needs wrk (Debian: apt-get install wrk) and taskset. The server runs pinned
 to one core and wrk to another (--server-cpu, --load-cpu). Durability is on:
 the daemon fsyncs its journal (group commit) before every answer.
 
-    python bench/token_endpoint.py [--duration 5] [--rounds 3] [--connections 32]
+    python bench/token_endpoint.py [--duration 3] [--rounds 7] [--connections 32]
 
 A fifth target is the daemon's service tree with an in-memory journal
 (everything but durability), which shows what the durable write costs.
@@ -219,6 +219,11 @@ def _parse(output: str) -> dict[str, float]:
     }
 
 
+def _median_ratio(runs: list[dict[str, float]], baseline: list[dict[str, float]]) -> float:
+    ratios = sorted(run["rps"] / base["rps"] for run, base in zip(runs, baseline))
+    return ratios[len(ratios) // 2]
+
+
 def _wrk(args: argparse.Namespace, url: str, script: Path, duration: int) -> dict[str, float]:
     command = ["taskset", "-c", str(args.load_cpu), "wrk", "-t1", f"-c{args.connections}",
                f"-d{duration}s", "--latency", "-s", str(script), url]
@@ -246,8 +251,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--server-cpu", type=int, default=0)
@@ -313,13 +318,14 @@ def main() -> None:
         for name, r in results.items():
             every = " ".join(f"{x['rps']:.0f}" for x in rounds[name])
             print(f"{name:36} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}   [{every}]")
-        klein = results["bare Klein"]["rps"]
-        web = results["bare twisted.web"]["rps"]
-        print()
-        for name in ("oauthd token (client_credentials)", "oauthd introspect", "oauthd token, in-memory journal"):
-            rps = results[name]["rps"]
-            print(f"{name:36} {rps / klein:5.2f}x bare Klein   {rps / web:5.2f}x bare twisted.web")
-        print(f"{'bare Klein':36} {klein / web:5.2f}x bare twisted.web")
+        print("\nRatios, each round's against the baselines measured in the same round (the machine's speed"
+              " drifts between rounds; within one it drifts less), median of the rounds:\n")
+        for name in ("oauthd token (client_credentials)", "oauthd introspect", "oauthd token, in-memory journal",
+                     "bare Klein"):
+            klein = _median_ratio(rounds[name], rounds["bare Klein"])
+            web = _median_ratio(rounds[name], rounds["bare twisted.web"])
+            every = " ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in zip(rounds[name], rounds["bare Klein"]))
+            print(f"{name:36} {klein:5.2f}x bare Klein   {web:5.2f}x bare twisted.web   [{every}]")
 
         if not args.profile_seconds:
             return

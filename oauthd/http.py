@@ -14,7 +14,6 @@ import base64
 import binascii
 import io
 import json
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -332,8 +331,41 @@ class OAuthHTTP:
         _, bearer, _ = self._authorization(request, basic=False)
         return self._presented(request, bearer)
 
-    def _answer(self, request: IRequest) -> Callable[[Body], bytes]:
-        return lambda body: json_body(request, body)
+    def _answered(self, request: IRequest, work: Deferred[Body]) -> Deferred[bytes]:
+        """
+        The response to C{request}, rendered once C{work} is done.
+
+        Klein cancels a response whose client hung up. C{work} is shielded
+        from that: a change already in memory still becomes durable and is
+        audited, and a refusal is audited, as if the client had waited.
+        """
+        answer: Deferred[Body] = Deferred(lambda _: None)
+
+        def settle(result: Body | Failure) -> None:
+            if not answer.called:
+                if isinstance(result, Failure):
+                    answer.errback(result)
+                else:
+                    answer.callback(result)
+            elif isinstance(result, Failure):
+                if isinstance(result.value, OAuthError):
+                    self._audit_refusal(request, result.value)
+                else:
+                    log.failure("unhandled error after the client of {method} {path} hung up",
+                                result, method=request.method, path=request.path)
+
+        work.addBoth(settle)
+        return answer.addCallback(lambda body: json_body(request, body))
+
+    def _audit_refusal(self, request: IRequest, error: OAuthError) -> None:
+        """
+        Audit a refusal, with the context the protocol layer attached.
+        """
+        path = request.path or b""
+        event = _EVENTS.get(path, "session" if path.startswith(b"/api/v1/session") else "http")
+        context = {"ip": self._ip(request), "reason": error.description}
+        context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
+        self._authority.audit(f"{event}.refuse", "denied", error=error.error, status=error.status, **context)
 
     # -- endpoints ------------------------------------------------------------
 
@@ -341,15 +373,13 @@ class OAuthHTTP:
     def token(self, request: IRequest) -> Deferred[bytes]:
         params = self._params(request)
         auth, _ = self._client_auth(request, params)
-        return self.grants.token(params, auth, self._ip(request)).addCallback(self._answer(request))
+        return self._answered(request, self.grants.token(params, auth, self._ip(request)))
 
     @app.route("/api/v1/oauth/revoke", methods=["POST"])
     def revoke(self, request: IRequest) -> Deferred[bytes]:
         params = self._params(request)
         auth, presented = self._client_auth(request, params)
-        return self.grants.revoke(params, auth, presented, self._ip(request)).addCallback(
-            self._answer(request)
-        )
+        return self._answered(request, self.grants.revoke(params, auth, presented, self._ip(request)))
 
     @app.route("/api/v1/oauth/introspect", methods=["POST"])
     def introspect(self, request: IRequest) -> bytes:
@@ -372,17 +402,17 @@ class OAuthHTTP:
     @app.route("/api/v1/sessions", methods=["POST"])
     def create_session(self, request: IRequest) -> Deferred[bytes]:
         params = self._params(request)
-        return Deferred.fromCoroutine(
-            self.grants.create_session(params, self._ip(request))
-        ).addCallback(self._answer(request))
+        return self._answered(
+            request, Deferred.fromCoroutine(self.grants.create_session(params, self._ip(request)))
+        )
 
     @app.route("/api/v1/session", methods=["DELETE"])
     @app.route("/api/v1/session/<string:reference>", methods=["DELETE"])
     @app.route("/api/v1/sessions/<string:reference>", methods=["DELETE"])
     def delete_session(self, request: IRequest, reference: str | None = None) -> Deferred[bytes]:
-        return self.grants.delete_session(
-            self._bearer(request), self._ip(request), reference
-        ).addCallback(self._answer(request))
+        return self._answered(
+            request, self.grants.delete_session(self._bearer(request), self._ip(request), reference)
+        )
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:
@@ -409,16 +439,12 @@ class OAuthHTTP:
     @app.handle_errors(OAuthError)
     def oauth_error(self, request: IRequest, failure: Failure) -> bytes:
         """
-        Render a refusal, and audit it: every refusal is logged once, here,
-        with the context the protocol layer attached.
+        Render a refusal, and audit it: every refusal is audited once, here
+        (or by L{_answered} if the client hung up first).
         """
         error = failure.value
         assert isinstance(error, OAuthError)
-        path = request.path or b""
-        event = _EVENTS.get(path, "session" if path.startswith(b"/api/v1/session") else "http")
-        context = {"ip": self._ip(request), "reason": error.description}
-        context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
-        self._authority.audit(f"{event}.refuse", "denied", error=error.error, status=error.status, **context)
+        self._audit_refusal(request, error)
         return json_body(request, error.body(), error.status, error.headers)
 
     @app.handle_errors(NotFound)

@@ -6,13 +6,18 @@ appears in the log output of a whole scenario, nor in the journal.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from typing import Any
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyChannel
 from zope.interface import provider
 
 from oauthd.audit import FLUSH_SECONDS, RETRY_SECONDS, TRAIL_NAME, AuditTrail, verify
@@ -141,6 +146,50 @@ class AuditTests(OAuthCase):
         assert (event["client"], event["user"], event["error"]) == (self.client.id, "alice", "invalid_grant")
         assert event["reason"] == "wrong password or unknown user"
         assert "audit: token.refuse denied" in formatEvent(event)
+
+
+    def hang_up(self, path: str, form: bytes) -> Request:
+        """
+        Send a request with this client's Basic credentials and hang up
+        before the answer, as wrk does at the end of a run.
+        """
+        channel = DummyChannel()
+        channel.site = self.http.site()
+        request = Request(channel)
+        basic = base64.b64encode(f"{self.client.id}:{self.secret}".encode())
+        request.requestHeaders.setRawHeaders(b"authorization", [b"Basic " + basic])
+        request.requestHeaders.setRawHeaders(b"content-type", [b"application/x-www-form-urlencoded"])
+        request.gotLength(len(form))
+        request.handleContentChunk(form)
+        request.requestReceived(b"POST", path.encode(), b"HTTP/1.1")
+        request.connectionLost(Failure(ConnectionDone()))
+        return request
+
+    def test_a_token_issued_to_a_client_that_hung_up_is_durable_and_audited(self) -> None:
+        """
+        Hanging up does not cancel an issue already in memory: it becomes
+        durable and is audited, and nothing is logged as an error.
+        """
+        self.journal.hold = True
+        before = self.journal.record_count
+        self.hang_up(TOKEN, b"grant_type=client_credentials")
+        assert self.audits("token.issue") == []
+        self.journal.release()
+        (issued,) = self.audits("token.issue")
+        assert issued["client"] == self.client.id
+        token = self.authority.find_token(issued["token"])
+        assert token is not None and token.client_id == self.client.id
+        assert self.journal.record_count == before + 1
+        assert self.flushLoggedErrors() == []
+
+    def test_a_refusal_after_the_client_hung_up_is_audited(self) -> None:
+        self.journal.hold = True
+        self.hang_up(TOKEN, b"grant_type=client_credentials")
+        self.journal.waiting.pop().errback(Failure(OSError("disk full")))
+        (refused,) = self.audits("token.refuse")
+        assert refused["error"] == "temporarily_unavailable"
+        assert refused["reason"] == "journal: OSError"
+        assert self.flushLoggedErrors() == []
 
 
 class AuditTrailTests(SynchronousTestCase):
