@@ -78,10 +78,12 @@ def serve_web(port: int, log: str) -> None:
     reactor.run()  # type: ignore[attr-defined]
 
 
-def serve_klein(port: int, log: str) -> None:
+def klein_site() -> Any:
+    """
+    The bare Klein baseline: one POST route returning a fixed JSON body.
+    """
     from klein import Klein
 
-    from twisted.internet import reactor
     from twisted.web.server import Site
 
     app = Klein()
@@ -92,8 +94,14 @@ def serve_klein(port: int, log: str) -> None:
         request.setHeader(b"Cache-Control", b"no-store")
         return BODY
 
+    return Site(app.resource())
+
+
+def serve_klein(port: int, log: str) -> None:
+    from twisted.internet import reactor
+
     _start_logging(log)
-    site = Site(app.resource())
+    site = klein_site()
     site.displayTracebacks = False
     site.log = lambda request: None  # type: ignore[method-assign]
     reactor.listenTCP(port, site, interface="127.0.0.1")  # type: ignore[attr-defined]
