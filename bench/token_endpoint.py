@@ -161,12 +161,21 @@ def serve_profiled(port: int, log: str, data: str, out: str) -> None:
 # -- the driver ------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def _free_ports(count: int) -> list[int]:
+    """
+    C{count} distinct free ports: all are held at once while chosen, so
+    two servers are never handed the same one.
+    """
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -283,7 +292,7 @@ def main() -> None:
         intro = _lua(work / "introspect.lua", ids["rs"], ids["rs_secret"], "token=" + ids["token"])
         python = sys.executable
         twistd = os.path.join(os.path.dirname(python), "twistd")
-        ports = {name: _free_port() for name in ("web", "klein", "oauthd", "memory")}
+        ports = dict(zip(("web", "klein", "oauthd", "memory"), _free_ports(4)))
         shutil.copytree(data, work / "data-memory")
         servers = [
             _run_server(args, [python, __file__, "--serve", "web", str(ports["web"]), str(work / "web.log")],
@@ -338,7 +347,7 @@ def main() -> None:
         if not args.profile_seconds:
             return
         # A profile of the token path, in the daemon's own service tree.
-        port = _free_port()
+        (port,) = _free_ports(1)
         profile_out = work / "token.prof"
         process = _run_server(args, [python, __file__, "--serve", "profiled", str(port),
                                      str(work / "profiled.log"), str(data), str(profile_out)],
