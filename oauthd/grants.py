@@ -181,16 +181,16 @@ class Grants:
             raise _deny(errors.too_many_requests(retry), ip=ip,
                         limit=",".join(r.name for r, _ in charges), **context)
 
-    def _durable(self, records: list[Record]) -> Deferred[None]:
+    def _durable(self, records: list[Record], **context: object) -> Deferred[None]:
         """
         Commit C{records}; fires once they are on disk, or fails with
-        C{temporarily_unavailable} if the journal cannot take them.
+        C{temporarily_unavailable} if the journal cannot take them, audited
+        with C{context} (who and what the change was for).
         """
 
         def failed(failure: Failure) -> Failure:
             error = errors.temporarily_unavailable("the change could not be recorded; try again")
-            error.context["reason"] = "journal: " + type(failure.value).__name__
-            return Failure(error)
+            return Failure(_deny(error, reason="journal: " + type(failure.value).__name__, **context))
 
         return self.authority.store.commit(records).addErrback(failed)
 
@@ -342,7 +342,9 @@ class Grants:
                   refresh="yes" if refresh else "")
             return body
 
-        return self._durable(records).addCallback(done)
+        return self._durable(
+            records, client=client.id, user=token.user, token=token.handle, grant=grant_type,
+        ).addCallback(done)
 
     def _client_credentials(self, client: Client, params: Params, ip: str) -> Deferred[Body]:
         if client.public:
@@ -530,7 +532,9 @@ class Grants:
                   token=token.handle, grant=token.grant, reason="refresh token reuse")
             raise error
 
-        return self._durable([["grant-", token.grant]]).addCallback(revoked)
+        return self._durable(
+            [["grant-", token.grant]], client=client.id, user=token.user, token=token.handle,
+        ).addCallback(revoked)
 
     # -- bearer tokens (RFC 6750) ------------------------------------------
 
@@ -628,7 +632,9 @@ class Grants:
                   family="yes" if records[0][0] == "grant-" else "")
             return body
 
-        return self._durable(records).addCallback(done)
+        return self._durable(
+            records, client=token.client_id, user=token.user, token=token.handle,
+        ).addCallback(done)
 
     # -- introspection (RFC 7662) -------------------------------------------
 
@@ -726,7 +732,7 @@ class Grants:
         )
         records.append(record)
         token = _token_of(record)
-        await self._durable(records)
+        await self._durable(records, user=user.name, token=token.handle)
         self.authority.audit("session.create", "ok", user=user.name, ip=ip, token=token.handle,
               via=app.handle if app is not None else "password")
         return {

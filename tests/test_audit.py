@@ -187,7 +187,9 @@ class AuditTests(OAuthCase):
         self.hang_up(TOKEN, b"grant_type=client_credentials")
         self.journal.waiting.pop().errback(Failure(OSError("disk full")))
         (refused,) = self.audits("token.refuse")
-        assert refused["error"] == "temporarily_unavailable"
+        assert (refused["error"], refused["client"], refused["grant"]) == (
+            "temporarily_unavailable", self.client.id, "client_credentials")
+        assert refused["token"].startswith("sess")
         assert refused["reason"] == "journal: OSError"
         assert self.flushLoggedErrors() == []
 
