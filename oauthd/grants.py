@@ -336,15 +336,14 @@ class Grants:
         body["session_id"] = tokens.session_id(access)
         body["client_name"] = client.name
 
+        context = {"client": client.id, "user": token.user, "token": token.handle, "grant": grant_type}
+
         def done(_: object) -> Body:
-            self.authority.audit("token.issue", "ok", client=client.id, user=token.user, ip=ip,
-                  token=token.handle, grant=grant_type, scope=token.scope,
-                  refresh="yes" if refresh else "")
+            self.authority.audit("token.issue", "ok", ip=ip, scope=token.scope,
+                                 refresh="yes" if refresh else "", **context)
             return body
 
-        return self._durable(
-            records, client=client.id, user=token.user, token=token.handle, grant=grant_type,
-        ).addCallback(done)
+        return self._durable(records, **context).addCallback(done)
 
     def _client_credentials(self, client: Client, params: Params, ip: str) -> Deferred[Body]:
         if client.public:
@@ -625,16 +624,14 @@ class Grants:
 
     def _revoke(self, token: Token, ip: str, by: str, body: Body) -> Deferred[Body]:
         records = self.authority.revocation_records(token)
+        context = {"client": token.client_id, "user": token.user, "token": token.handle}
 
         def done(_: object) -> Body:
-            self.authority.audit("token.revoke", "ok", client=token.client_id, user=token.user, ip=ip,
-                  token=token.handle, kind=token.kind, by=by,
-                  family="yes" if records[0][0] == "grant-" else "")
+            self.authority.audit("token.revoke", "ok", ip=ip, kind=token.kind, by=by,
+                                 family="yes" if records[0][0] == "grant-" else "", **context)
             return body
 
-        return self._durable(
-            records, client=token.client_id, user=token.user, token=token.handle,
-        ).addCallback(done)
+        return self._durable(records, **context).addCallback(done)
 
     # -- introspection (RFC 7662) -------------------------------------------
 
@@ -732,9 +729,10 @@ class Grants:
         )
         records.append(record)
         token = _token_of(record)
-        await self._durable(records, user=user.name, token=token.handle)
-        self.authority.audit("session.create", "ok", user=user.name, ip=ip, token=token.handle,
-              via=app.handle if app is not None else "password")
+        context = {"user": user.name, "token": token.handle}
+        await self._durable(records, **context)
+        self.authority.audit("session.create", "ok", ip=ip, via=app.handle if app is not None else "password",
+                             **context)
         return {
             "status": "success",
             "id": secret,

@@ -50,6 +50,15 @@ def test_keys_handles_and_session_ids_agree() -> None:
     assert tokens.key_from_session_id("z" * 64) is None
 
 
+def test_a_handle_spells_the_top_51_bits_of_its_key() -> None:
+    for key in (0, 1 << tokens.HANDLE_SHIFT, (1 << tokens.HANDLE_SHIFT) - 1, 2**128 - 1,
+                tokens.token_key(tokens.new_access_token())):
+        handle = tokens.handle(key)
+        assert tokens.is_handle(handle), handle
+        assert tokens.handle_prefix(handle) == key >> tokens.HANDLE_SHIFT
+    assert tokens.handle(0) == "sess0000000000"
+
+
 def test_records_round_trip() -> None:
     token = model.Token(123, ACCESS, "cabc", "alice", "metrics", START, 3600, "", "my label")
     assert model.parse_token(model.encode(token.record())).record() == token.record()
