@@ -533,6 +533,7 @@ class Grants:
 
         return self._durable(
             [["grant-", token.grant]], client=client.id, user=token.user, token=token.handle,
+            grant=token.grant,
         ).addCallback(revoked)
 
     # -- bearer tokens (RFC 6750) ------------------------------------------

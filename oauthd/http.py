@@ -339,7 +339,7 @@ class OAuthHTTP:
         from that: a change already in memory still becomes durable and is
         audited, and a refusal is audited, as if the client had waited.
         """
-        answer: Deferred[Body] = Deferred(lambda _: None)
+        answer: Deferred[Body] = Deferred()
 
         def settle(result: Body | Failure) -> None:
             if not answer.called:
@@ -354,7 +354,9 @@ class OAuthHTTP:
                     log.failure("unhandled error after the client of {method} {path} hung up",
                                 result, method=request.method, path=request.path)
 
-        work.addBoth(settle)
+        work.addBoth(settle).addErrback(
+            lambda failure: log.failure("auditing a refusal after a hang-up failed", failure)
+        )
         return answer.addCallback(lambda body: json_body(request, body))
 
     def _audit_refusal(self, request: IRequest, error: OAuthError) -> None:
