@@ -213,3 +213,41 @@ def test_site_caps_bodies_while_they_arrive(framing: str) -> None:
     assert response.startswith(b"HTTP/1.1 413 "), response[:200]
     assert b'"invalid_request"' in response
     assert authority.state.tokens == {}
+
+
+def test_an_answered_request_lets_go_of_what_it_holds() -> None:
+    """
+    Klein keeps each request in closures that only the cyclic garbage
+    collector frees: once answered (and logged), a request holds none of its
+    headers, addresses or Klein adapters, which are then freed at once.
+    """
+    from twisted.internet.task import Clock
+    from twisted.logger import formatEvent, globalLogPublisher
+    from twisted.internet.testing import EventLoggingObserver
+
+    from oauthd.http import OAuthHTTP, _Request
+    from tests.helpers import make_authority, make_config
+
+    config = make_config(access_log=True)
+    site = OAuthHTTP(config, make_authority(config)).site()
+    site.reactor = Clock()
+    made: list[_Request] = []
+
+    def request_factory(*args: Any) -> _Request:
+        made.append(_Request(*args))
+        return made[-1]
+
+    site.requestFactory = request_factory
+    log = EventLoggingObserver()
+    globalLogPublisher.addObserver(log)
+    try:
+        site.startFactory()
+        response = _raw_exchange(site, b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: probe/1\r\n\r\n")
+        site.stopFactory()
+    finally:
+        globalLogPublisher.removeObserver(log)
+    assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b'{"status":"ok"}'), response
+    (request,) = made
+    assert request.finished
+    assert [name for name in _Request._HELD if name in vars(request)] == []
+    assert any('"GET /healthz HTTP/1.1" 200' in formatEvent(e) and "probe/1" in formatEvent(e) for e in log)
