@@ -521,20 +521,18 @@ class Grants:
         compromised, so every token of the family is revoked (RFC 9700
         section 4.14.2) before the refusal is sent.
         """
+        context = {"client": client.id, "user": token.user, "token": token.handle}
         error = _deny(
             errors.invalid_grant("the refresh token was already used; the grant is revoked"),
-            ip=ip, client=client.id, user=token.user, token=token.handle, reason="refresh token reuse",
+            ip=ip, reason="refresh token reuse", **context,
         )
 
         def revoked(_: object) -> Body:
-            self.authority.audit("token.revoke", "ok", client=client.id, user=token.user, ip=ip,
-                  token=token.handle, grant=token.grant, reason="refresh token reuse")
+            self.authority.audit("token.revoke", "ok", ip=ip, grant=token.grant,
+                                 reason="refresh token reuse", **context)
             raise error
 
-        return self._durable(
-            [["grant-", token.grant]], client=client.id, user=token.user, token=token.handle,
-            grant=token.grant,
-        ).addCallback(revoked)
+        return self._durable([["grant-", token.grant]], grant=token.grant, **context).addCallback(revoked)
 
     # -- bearer tokens (RFC 6750) ------------------------------------------
 
