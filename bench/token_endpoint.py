@@ -11,8 +11,11 @@ the daemon fsyncs its journal (group commit) before every answer.
 
     python bench/token_endpoint.py [--duration 3] [--rounds 7] [--connections 32]
 
-A fifth target is the daemon's service tree with an in-memory journal
-(everything but durability), which shows what the durable write costs.
+Two more targets split the durable figure in two. The daemon's service tree
+with an in-memory journal is everything but durability; the same bare Klein
+route appending one token-sized record to an oauthd file journal, and
+answering once it is durable, is durability and nothing else: the floor any
+durable token endpoint on this stack stands on.
 
 Every server logs like C{twistd -n} into a file, and like oauthd's default
 configuration (C{access_log = false}) none writes a line per request; oauthd
@@ -38,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 BODY = b'{"access_token":"0123456789abcdef0123456789abcdef0123456789abcdef","token_type":"Bearer"}'
+RECORD = b"x" * 120
 
 
 # -- the servers ---------------------------------------------------------------
@@ -78,9 +82,14 @@ def serve_web(port: int, log: str) -> None:
     reactor.run()  # type: ignore[attr-defined]
 
 
-def klein_site() -> Any:
+def klein_site(journal: Any = None, parse_forms: bool = True) -> Any:
     """
-    The bare Klein baseline: one POST route returning a fixed JSON body.
+    The bare Klein baseline: one POST route returning a fixed JSON body;
+    given a C{journal}, it first appends one fixed record, token-sized, and
+    answers once that is durable.
+
+    @param parse_forms: whether twisted.web parses form bodies, as it does
+        by default (oauthd's site does not: it parses bodies itself).
     """
     from klein import Klein
 
@@ -89,21 +98,30 @@ def klein_site() -> Any:
     app = Klein()
 
     @app.route("/api/v1/oauth/token", methods=["POST"])
-    def token(request: Any) -> bytes:
+    def token(request: Any) -> Any:
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
-        return BODY
+        if journal is None:
+            return BODY
+        return journal.append([RECORD]).addCallback(lambda _: BODY)
 
-    return Site(app.resource())
+    site = Site(app.resource(), parsePOSTFormSubmission=parse_forms)
+    site.log = lambda request: None  # type: ignore[method-assign]
+    return site
 
 
-def serve_klein(port: int, log: str) -> None:
+def serve_klein(port: int, log: str, data: str = "") -> None:
+    """
+    The bare Klein baseline; given a C{data} directory, the durable one,
+    appending to an oauthd file journal there (fsync, group commit).
+    """
     from twisted.internet import reactor
 
+    from oauthd.journal import FileJournal
+
     _start_logging(log)
-    site = klein_site()
+    site = klein_site(FileJournal.open(data, reactor) if data else None)
     site.displayTracebacks = False
-    site.log = lambda request: None  # type: ignore[method-assign]
     reactor.listenTCP(port, site, interface="127.0.0.1")  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
 
@@ -292,13 +310,17 @@ def main() -> None:
         intro = _lua(work / "introspect.lua", ids["rs"], ids["rs_secret"], "token=" + ids["token"])
         python = sys.executable
         twistd = os.path.join(os.path.dirname(python), "twistd")
-        ports = dict(zip(("web", "klein", "oauthd", "memory"), _free_ports(4)))
+        ports = dict(zip(("web", "klein", "klein-durable", "oauthd", "memory"), _free_ports(5)))
         shutil.copytree(data, work / "data-memory")
+        (work / "data-klein").mkdir()
         servers = [
             _run_server(args, [python, __file__, "--serve", "web", str(ports["web"]), str(work / "web.log")],
                         ports["web"], work / "web.out"),
             _run_server(args, [python, __file__, "--serve", "klein", str(ports["klein"]),
                                str(work / "klein.log")], ports["klein"], work / "klein.out"),
+            _run_server(args, [python, __file__, "--serve", "klein", str(ports["klein-durable"]),
+                               str(work / "klein-durable.log"), str(work / "data-klein")],
+                        ports["klein-durable"], work / "klein-durable.out"),
             _run_server(args, [twistd, "--nodaemon", "--pidfile=", "oauthd", "--listen",
                                f"tcp:{ports['oauthd']}:interface=127.0.0.1", "--data", str(data)],
                         ports["oauthd"], work / "oauthd.out"),
@@ -310,6 +332,7 @@ def main() -> None:
         targets = [
             ("bare twisted.web", f"http://127.0.0.1:{ports['web']}/api/v1/oauth/token", cc),
             ("bare Klein", f"http://127.0.0.1:{ports['klein']}/api/v1/oauth/token", cc),
+            ("bare Klein, durable append", f"http://127.0.0.1:{ports['klein-durable']}/api/v1/oauth/token", cc),
             ("oauthd token (client_credentials)", oauth + "/token", cc),
             ("oauthd introspect", oauth + "/introspect", intro),
             ("oauthd token, in-memory journal", f"http://127.0.0.1:{ports['memory']}/api/v1/oauth/token", cc),
@@ -338,11 +361,17 @@ def main() -> None:
         print("\nRatios, each round's against the baselines measured in the same round (the machine's speed"
               " drifts between rounds; within one it drifts less), median of the rounds:\n")
         for name in ("oauthd token (client_credentials)", "oauthd introspect", "oauthd token, in-memory journal",
-                     "bare Klein"):
+                     "bare Klein, durable append", "bare Klein"):
             klein = _median_ratio(rounds[name], rounds["bare Klein"])
             web = _median_ratio(rounds[name], rounds["bare twisted.web"])
             every = " ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in zip(rounds[name], rounds["bare Klein"]))
             print(f"{name:36} {klein:5.2f}x bare Klein   {web:5.2f}x bare twisted.web   [{every}]")
+        # Durability's own price, apart from oauthd's logic: the durable
+        # token endpoint against a Klein route that does nothing but wait
+        # for the same kind of fsync.
+        name, floor = "oauthd token (client_credentials)", "bare Klein, durable append"
+        every = " ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in zip(rounds[name], rounds[floor]))
+        print(f"\n{name:36} {_median_ratio(rounds[name], rounds[floor]):5.2f}x {floor}   [{every}]")
 
         if not args.profile_seconds:
             return
