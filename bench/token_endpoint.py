@@ -11,11 +11,13 @@ the daemon fsyncs its journal (group commit) before every answer.
 
     python bench/token_endpoint.py [--duration 3] [--rounds 7] [--connections 32]
 
-Two more targets split the durable figure in two. The daemon's service tree
+Three more targets take the durable figure apart. The daemon's service tree
 with an in-memory journal is everything but durability; the same bare Klein
 route appending one token-sized record to an oauthd file journal, and
 answering once it is durable, is durability and nothing else: the floor any
-durable token endpoint on this stack stands on.
+durable token endpoint on this stack stands on. The bare Klein route
+answering on the reactor's next turn, with no journal at all, shows what
+answering later rather than at once costs by itself.
 
 Every server logs like C{twistd -n} into a file, and like oauthd's default
 configuration (C{access_log = false}) none writes a line per request; oauthd
@@ -110,17 +112,40 @@ def klein_site(journal: Any = None, parse_forms: bool = True) -> Any:
     return site
 
 
-def serve_klein(port: int, log: str, data: str = "") -> None:
+class _NextTurn:
     """
-    The bare Klein baseline; given a C{data} directory, the durable one,
-    appending to an oauthd file journal there (fsync, group commit).
+    A journal that keeps nothing and is done on the reactor's next turn:
+    what answering later, rather than at once, costs by itself.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def append(self, payloads: object) -> Any:
+        from twisted.internet.defer import Deferred
+
+        done: Any = Deferred()
+        self._reactor.callLater(0, done.callback, None)
+        return done
+
+
+def serve_klein(port: int, log: str, journal: str = "") -> None:
+    """
+    The bare Klein baseline. With C{journal} C{"later"}, each answer waits
+    for the reactor's next turn; with a directory, for a durable append to
+    an oauthd file journal there (fsync, group commit).
     """
     from twisted.internet import reactor
 
     from oauthd.journal import FileJournal
 
     _start_logging(log)
-    site = klein_site(FileJournal.open(data, reactor) if data else None)
+    if not journal:
+        site = klein_site()
+    elif journal == "later":
+        site = klein_site(_NextTurn(reactor))
+    else:
+        site = klein_site(FileJournal.open(journal, reactor))
     site.displayTracebacks = False
     reactor.listenTCP(port, site, interface="127.0.0.1")  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
@@ -310,7 +335,7 @@ def main() -> None:
         intro = _lua(work / "introspect.lua", ids["rs"], ids["rs_secret"], "token=" + ids["token"])
         python = sys.executable
         twistd = os.path.join(os.path.dirname(python), "twistd")
-        ports = dict(zip(("web", "klein", "klein-durable", "oauthd", "memory"), _free_ports(5)))
+        ports = dict(zip(("web", "klein", "klein-later", "klein-durable", "oauthd", "memory"), _free_ports(6)))
         shutil.copytree(data, work / "data-memory")
         (work / "data-klein").mkdir()
         servers = [
@@ -318,6 +343,9 @@ def main() -> None:
                         ports["web"], work / "web.out"),
             _run_server(args, [python, __file__, "--serve", "klein", str(ports["klein"]),
                                str(work / "klein.log")], ports["klein"], work / "klein.out"),
+            _run_server(args, [python, __file__, "--serve", "klein", str(ports["klein-later"]),
+                               str(work / "klein-later.log"), "later"],
+                        ports["klein-later"], work / "klein-later.out"),
             _run_server(args, [python, __file__, "--serve", "klein", str(ports["klein-durable"]),
                                str(work / "klein-durable.log"), str(work / "data-klein")],
                         ports["klein-durable"], work / "klein-durable.out"),
@@ -332,6 +360,7 @@ def main() -> None:
         targets = [
             ("bare twisted.web", f"http://127.0.0.1:{ports['web']}/api/v1/oauth/token", cc),
             ("bare Klein", f"http://127.0.0.1:{ports['klein']}/api/v1/oauth/token", cc),
+            ("bare Klein, answered a turn later", f"http://127.0.0.1:{ports['klein-later']}/api/v1/oauth/token", cc),
             ("bare Klein, durable append", f"http://127.0.0.1:{ports['klein-durable']}/api/v1/oauth/token", cc),
             ("oauthd token (client_credentials)", oauth + "/token", cc),
             ("oauthd introspect", oauth + "/introspect", intro),
@@ -361,7 +390,7 @@ def main() -> None:
         print("\nRatios, each round's against the baselines measured in the same round (the machine's speed"
               " drifts between rounds; within one it drifts less), median of the rounds:\n")
         for name in ("oauthd token (client_credentials)", "oauthd introspect", "oauthd token, in-memory journal",
-                     "bare Klein, durable append", "bare Klein"):
+                     "bare Klein, durable append", "bare Klein, answered a turn later", "bare Klein"):
             klein = _median_ratio(rounds[name], rounds["bare Klein"])
             web = _median_ratio(rounds[name], rounds["bare twisted.web"])
             every = " ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in zip(rounds[name], rounds["bare Klein"]))
