@@ -9,8 +9,10 @@ process, with an in-memory journal. Asserts nothing; prints:
    and not at all.
 2. Microseconds per request through the whole HTTP stack (raw request bytes
    into an HTTP channel, no sockets, no reactor), oauthd against the bare
-   Klein route of C{bench/token_endpoint.py}, in alternating slices so that
-   the machine's drift hits both alike; and how many objects each request
+   Klein route of C{bench/token_endpoint.py} with and without twisted.web's
+   form parsing (oauthd's site does without it, so the second difference
+   is what oauthd's own work costs), in alternating slices so that the
+   machine's drift hits all alike; and how many objects each request
    leaves for the cyclic garbage collector (which frees them later, and
    more dearly the longer a request was in flight).
 
