@@ -148,7 +148,6 @@ class AuditTests(OAuthCase):
         assert event["reason"] == "wrong password or unknown user"
         assert "audit: token.refuse denied" in formatEvent(event)
 
-
     def hang_up(self, path: str, form: bytes) -> Request:
         """
         Send a request with this client's Basic credentials and hang up
@@ -198,8 +197,11 @@ class AuditTests(OAuthCase):
         gc.collect()
         assert self.flushLoggedErrors() == []
 
-
     def test_an_error_after_the_client_hung_up_is_logged_once(self) -> None:
+        """
+        An error other than a refusal, after the client hung up (here, the
+        audit sink failing), is logged once, not lost and not repeated.
+        """
         def broken_sink(event: str, outcome: str, fields: dict[str, str]) -> None:
             raise RuntimeError("sink broke")
 
