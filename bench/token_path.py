@@ -16,7 +16,15 @@ process, with an in-memory journal. Asserts nothing; prints:
    leaves for the cyclic garbage collector (which frees them later, and
    more dearly the longer a request was in flight).
 
+3. With C{--instructions}: CPU instructions per request through the same
+   whole HTTP stack, counted by valgrind's callgrind (Debian: apt-get
+   install valgrind), for oauthd and the bare Klein route without form
+   parsing. Instruction counts repeat exactly where timings swing with the
+   machine's load: each figure is the difference between two runs of N and
+   2N requests, divided by N, so start-up and warm-up cancel out.
+
     python bench/token_path.py [REQUESTS]      (default 20000)
+    python bench/token_path.py --instructions [N]   (default 500)
 """
 
 from __future__ import annotations
@@ -109,20 +117,9 @@ def _cyclic_garbage(site: Any, request: bytes, count: int = 200) -> float:
 def http_stack(requests: int, work: str) -> None:
     from twisted.internet.task import Clock
 
-    from oauthd.audit import AuditTrail
-    from oauthd.http import OAuthHTTP
-    from tests.helpers import make_authority, make_config
-    from tests.journal_doubles import InlinePool, InlineReactor
     from token_endpoint import klein_site
 
-    authority = make_authority()
-    authority._audit_sink = AuditTrail(
-        work, authority.store._clock, InlineReactor(), pool=InlinePool())
-    added: list[object] = []
-    authority.add_client("bench", scope="metrics", max_tokens=10).addCallback(added.append)
-    client, secret = added[0]  # type: ignore[misc]
-    request = _raw_request(client.id, secret)
-    oauthd_site = OAuthHTTP(make_config(), authority).site()
+    oauthd_site, request = _oauthd_site(work)
     sites = {
         "bare Klein": klein_site(),
         # twisted.web's own form parsing, which oauthd's site turns off, is
@@ -157,6 +154,79 @@ def http_stack(requests: int, work: str) -> None:
         print(f"  oauthd costs {ours - per[name]:+.1f} us per request over {name}: {per[name] / ours:.2f}x its rate")
 
 
+def _oauthd_site(work: str) -> tuple[Any, bytes]:
+    """
+    oauthd's HTTP site over an in-memory journal and an inline audit trail,
+    with one client, and a client_credentials request for it.
+    """
+    from oauthd.audit import AuditTrail
+    from oauthd.http import OAuthHTTP
+    from tests.helpers import make_authority, make_config
+    from tests.journal_doubles import InlinePool, InlineReactor
+
+    authority = make_authority()
+    authority._audit_sink = AuditTrail(
+        work, authority.store._clock, InlineReactor(), pool=InlinePool())
+    added: list[object] = []
+    authority.add_client("bench", scope="metrics", max_tokens=10).addCallback(added.append)
+    client, secret = added[0]  # type: ignore[misc]
+    return OAuthHTTP(make_config(), authority).site(), _raw_request(client.id, secret)
+
+
+def drive(target: str, requests: int) -> None:
+    """
+    Send C{requests} token requests (after 300 to warm up) through the
+    whole HTTP stack of C{target}: C{oauthd} or C{klein} (the bare route
+    without form parsing).
+    """
+    from twisted.internet.task import Clock
+
+    from token_endpoint import klein_site
+
+    work = tempfile.mkdtemp(prefix="oauthd-token-path-")
+    try:
+        if target == "oauthd":
+            site, request = _oauthd_site(work)
+        else:
+            site, request = klein_site(parse_forms=False), _raw_request("client", "secret")
+        site.reactor = Clock()
+        protocol, transport = _channel(site)
+        for _ in range(300):
+            protocol.dataReceived(request)
+        transport.clear()
+        for _ in range(requests):
+            protocol.dataReceived(request)
+        assert transport.value().count(b"HTTP/1.1 200 ") == requests
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _instructions_of(target: str, requests: int) -> int:
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="oauthd-callgrind-") as out:
+        path = os.path.join(out, "callgrind.out")
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={path}",
+             sys.executable, os.path.abspath(__file__), "--drive", target, str(requests)],
+            check=True, capture_output=True, env=dict(os.environ, PYTHONHASHSEED="0"),
+        )
+        with open(path) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    raise RuntimeError("callgrind wrote no totals")
+
+
+def instructions(requests: int) -> None:
+    print(f"Instructions per token request, whole HTTP stack in process (callgrind, "
+          f"runs of {requests} and {2 * requests} requests):")
+    for target, name in (("klein", "bare Klein, no form parsing"), ("oauthd", "oauthd (audit trail)")):
+        few = _instructions_of(target, requests)
+        many = _instructions_of(target, 2 * requests)
+        print(f"  {name:28} {(many - few) / requests:12,.0f} instructions per request")
+
+
 def main(requests: int) -> None:
     work = tempfile.mkdtemp(prefix="oauthd-token-path-")
     try:
@@ -168,4 +238,9 @@ def main(requests: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000)
+    if sys.argv[1:2] == ["--drive"]:
+        drive(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["--instructions"]:
+        instructions(int(sys.argv[2]) if len(sys.argv) > 2 else 500)
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000)
