@@ -27,11 +27,11 @@ sys.path.insert(0, REPO)
 def write_journal(data: Path, count: int) -> None:
     from twisted.internet.task import Clock
 
-    from oauthd.authority import Authority
+    from oauthd.protocol.authority import Authority
     from oauthd.config import build_config
-    from oauthd.journal import FileJournal
-    from oauthd.model import ACCESS
-    from oauthd.store import Store
+    from oauthd.eventlog.journal import FileJournal
+    from oauthd.state.model import ACCESS
+    from oauthd.state.store import Store
     from tests.journal_doubles import InlinePool, InlineReactor
 
     clock = Clock()
@@ -68,7 +68,7 @@ def main() -> None:
                 if daemon.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("the daemon did not start")
                 time.sleep(0.05)
-            ctl = [sys.executable, "-m", "oauthd.ctl", "--socket", str(sock)]
+            ctl = [sys.executable, "-m", "oauthd.ctl.cli", "--socket", str(sock)]
             for argv in (["status"], ["auth", "ls", "--json"], ["auth", "ls"]):
                 started = time.perf_counter()
                 out = subprocess.run(

@@ -40,7 +40,7 @@ from attrs import frozen
 from twisted.internet import task
 from twisted.internet.defer import Deferred, gatherResults
 
-from oauthd.journal import FileJournal
+from oauthd.eventlog.journal import FileJournal
 
 PAYLOAD = b"x" * 120
 
@@ -217,7 +217,8 @@ async def bench_token_replay(
     @return: seconds to open (verify), seconds to replay into L{State}, the
         journal's bytes, and resident bytes per live token.
     """
-    from oauthd import model, tokens
+    from oauthd.state import model
+    from oauthd.protocol import tokens
 
     now = 1_800_000_000
     client_ids = [f"c{i:015d}" for i in range(clients)]
@@ -256,7 +257,7 @@ def replay_child(directory: str, now: float) -> None:
     """
     from twisted.internet import reactor
 
-    from oauthd import model
+    from oauthd.state import model
 
     rss_before = rss_kib()
     started = time.perf_counter()

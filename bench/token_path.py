@@ -46,9 +46,9 @@ sys.path.insert(0, os.path.join(REPO, "bench"))
 def protocol_layer(requests: int, work: str) -> None:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    from oauthd.audit import AuditTrail, log_audit
-    from oauthd.grants import ClientAuth, Grants
-    from oauthd.limits import RateLimiter
+    from oauthd.services.audit import AuditTrail, log_audit
+    from oauthd.protocol.grants import ClientAuth, Grants
+    from oauthd.protocol.limits import RateLimiter
     from tests.helpers import make_authority
     from tests.journal_doubles import InlinePool, InlineReactor
 
@@ -159,8 +159,8 @@ def _oauthd_site(work: str) -> tuple[Any, bytes]:
     oauthd's HTTP site over an in-memory journal and an inline audit trail,
     with one client, and a client_credentials request for it.
     """
-    from oauthd.audit import AuditTrail
-    from oauthd.http import OAuthHTTP
+    from oauthd.services.audit import AuditTrail
+    from oauthd.web.api import OAuthHTTP
     from tests.helpers import make_authority, make_config
     from tests.journal_doubles import InlinePool, InlineReactor
 

@@ -21,7 +21,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
-from oauthd._notify import sd_notify
+from oauthd.services.notify import sd_notify
 from oauthd.config import (
     DEFAULT_PORT,
     Config,
@@ -32,7 +32,7 @@ from oauthd.config import (
 )
 
 if TYPE_CHECKING:
-    from oauthd.journal import IEventLog
+    from oauthd.eventlog.journal import IEventLog
 
 log = Logger()
 
@@ -164,13 +164,13 @@ def build_service(
     """
     from twisted.python.threadpool import ThreadPool
 
-    from oauthd.audit import AuditTrail
-    from oauthd.authority import Authority
-    from oauthd.control import ControlFactory, control_service, resolve_group
-    from oauthd.hashing import PasswordHasher, ThreadPoolService
-    from oauthd.http import OAuthHTTP
-    from oauthd.journal import FileJournal, JournalError
-    from oauthd.store import Store
+    from oauthd.services.audit import AuditTrail
+    from oauthd.protocol.authority import Authority
+    from oauthd.control.server import ControlFactory, control_service, resolve_group
+    from oauthd.services.hashing import PasswordHasher, ThreadPoolService
+    from oauthd.web.api import OAuthHTTP
+    from oauthd.eventlog.journal import FileJournal, JournalError
+    from oauthd.state.store import Store
 
     make_data_dir(config.data)
     if journal is None:

@@ -96,7 +96,7 @@ class Daemon:
 def seed(data: Path, build: Any) -> Any:
     """
     Prepare a data directory offline, before a daemon starts on it: call
-    C{build(authority)} with an L{oauthd.authority.Authority} over the
+    C{build(authority)} with an L{oauthd.protocol.authority.Authority} over the
     directory's own journal (written inline, bcrypt at cost 4) and return
     what its Deferred or coroutine gives. This is how end-to-end tests get a
     client and a user without the control socket.
@@ -106,11 +106,11 @@ def seed(data: Path, build: Any) -> Any:
     from twisted.internet.defer import Deferred, ensureDeferred
     from twisted.internet.task import Clock
 
-    from oauthd.authority import Authority
+    from oauthd.protocol.authority import Authority
     from oauthd.config import build_config
-    from oauthd.hashing import PasswordHasher
-    from oauthd.journal import FileJournal
-    from oauthd.store import Store
+    from oauthd.services.hashing import PasswordHasher
+    from oauthd.eventlog.journal import FileJournal
+    from oauthd.state.store import Store
     from tests.journal_doubles import InlinePool, InlineReactor
 
     journal = FileJournal.open(str(data), InlineReactor(), pool=InlinePool())  # type: ignore[arg-type]

@@ -10,11 +10,11 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 
-from oauthd.authority import Authority
+from oauthd.protocol.authority import Authority
 from oauthd.config import Config, build_config
-from oauthd.hashing import PasswordHasher
-from oauthd.journal import MemoryJournal
-from oauthd.store import Store
+from oauthd.services.hashing import PasswordHasher
+from oauthd.eventlog.journal import MemoryJournal
+from oauthd.state.store import Store
 from tests.journal_doubles import InlinePool, InlineReactor
 
 START = 1_800_000_000

@@ -17,11 +17,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd.authority import Authority
+from oauthd.protocol.authority import Authority
 from oauthd.config import Config
-from oauthd.http import OAuthHTTP
-from oauthd.journal import MemoryJournal
-from oauthd.model import Client, Token, User
+from oauthd.web.api import OAuthHTTP
+from oauthd.eventlog.journal import MemoryJournal
+from oauthd.state.model import Client, Token, User
 from tests.helpers import START, make_authority, make_config
 
 TOKEN = "/api/v1/oauth/token"

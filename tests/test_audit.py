@@ -21,7 +21,7 @@ from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 from zope.interface import provider
 
-from oauthd.audit import FLUSH_SECONDS, RETRY_SECONDS, TRAIL_NAME, AuditTrail, verify
+from oauthd.services.audit import FLUSH_SECONDS, RETRY_SECONDS, TRAIL_NAME, AuditTrail, verify
 from tests.helpers import START
 from tests.journal_doubles import InlinePool, InlineReactor, SteppingPool
 
@@ -127,7 +127,7 @@ class AuditTests(OAuthCase):
         assert self.audits("userinfo.refuse") and self.audits("introspect.refuse") == []
         for event in self.events:
             if "audit_event" in event:
-                assert event["log_namespace"] == "oauthd.audit"
+                assert event["log_namespace"] == "oauthd.services.audit"
                 assert event["ip"] == "127.0.0.1"
 
     def test_unknown_names_are_not_logged(self) -> None:

@@ -25,10 +25,12 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from oauthd import control, tokens
-from oauthd.authority import Authority, Conflict, InvalidValue, NotFound
+from oauthd.control import server as control
+
+from oauthd.protocol import tokens
+from oauthd.protocol.authority import Authority, Conflict, InvalidValue, NotFound
 from oauthd.config import ConfigError, build_config
-from oauthd.control import (
+from oauthd.control.server import (
     BadArgument,
     Busy,
     ControlFactory,
@@ -36,10 +38,10 @@ from oauthd.control import (
     PeerCredentials,
     StorageError,
 )
-from oauthd.hashing import PasswordHasher
-from oauthd.journal import MemoryJournal
-from oauthd.model import ACCESS, APP_PASSWORD, Client, client_record
-from oauthd.store import Store
+from oauthd.services.hashing import PasswordHasher
+from oauthd.eventlog.journal import MemoryJournal
+from oauthd.state.model import ACCESS, APP_PASSWORD, Client, client_record
+from oauthd.state.store import Store
 from tests.helpers import START, make_config
 from tests.journal_doubles import InlinePool, InlineReactor, SteppingPool
 
@@ -177,7 +179,7 @@ def failures(events: EventLoggingObserver) -> list[dict[str, Any]]:
 def audits(events: EventLoggingObserver, event: str | None = None) -> list[dict[str, Any]]:
     return [
         e for e in events
-        if e.get("log_namespace") == "oauthd.audit" and event in (None, e.get("audit_event"))
+        if e.get("log_namespace") == "oauthd.services.audit" and event in (None, e.get("audit_event"))
     ]
 
 
@@ -856,7 +858,7 @@ async def test_real_socket_modes_under_permissive_umask(tmp_path: Path) -> None:
     """
     from twisted.internet import reactor
 
-    from oauthd.ctl import connect
+    from oauthd.ctl.cli import connect
 
     harness = Harness()
     path = tmp_path / "run" / "control.sock"
@@ -937,9 +939,9 @@ def test_wire_errors() -> None:
     """
     from twisted.internet.defer import CancelledError
 
-    from oauthd.hashing import HasherBusy, PasswordTooLong
-    from oauthd.journal import CompactionInProgress, JournalFailed
-    from oauthd.scopes import ScopeError
+    from oauthd.services.hashing import HasherBusy, PasswordTooLong
+    from oauthd.eventlog.journal import CompactionInProgress, JournalFailed
+    from oauthd.protocol.scopes import ScopeError
 
     assert isinstance(control.wire_error(ScopeError("unknown scope 'x'")), InvalidValue)
     assert isinstance(control.wire_error(PasswordTooLong("too long")), InvalidValue)
@@ -957,8 +959,8 @@ def test_revoking_an_app_password_counts_what_it_takes_along() -> None:
     auth rm of an app password also revokes the sessions obtained with it,
     and says how many tokens went.
     """
-    from oauthd.authority import derived_label
-    from oauthd.model import SESSION
+    from oauthd.protocol.authority import derived_label
+    from oauthd.state.model import SESSION
 
     harness = Harness()
     authority = harness.authority
@@ -1021,7 +1023,7 @@ def test_a_stale_socket_from_a_crash_is_removed(tmp_path: Path) -> None:
     """
     import socket as socket_module
 
-    from oauthd.control import remove_stale_socket
+    from oauthd.control.server import remove_stale_socket
 
     stale = str(tmp_path / "stale.sock")
     left = socket_module.socket(socket_module.AF_UNIX)
@@ -1041,8 +1043,8 @@ def test_a_stale_socket_from_a_crash_is_removed(tmp_path: Path) -> None:
 
 
 def test_a_cursor_with_non_ascii_digits_is_invalid() -> None:
-    from oauthd.authority import InvalidValue
-    from oauthd.control import _parse_cursor
+    from oauthd.protocol.authority import InvalidValue
+    from oauthd.control.server import _parse_cursor
 
     for cursor in ("1.²", "².1", "1.1", "x.1"):
         if cursor == "1.1":

@@ -23,9 +23,11 @@ import pytest_twisted
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
-from oauthd import ctl, tokens
-from oauthd.control import ControlFactory, PeerCredentials, socket_peer_credentials
-from oauthd.ctl import Terminal, main
+from oauthd.ctl import cli as ctl
+
+from oauthd.protocol import tokens
+from oauthd.control.server import ControlFactory, PeerCredentials, socket_peer_credentials
+from oauthd.ctl.cli import Terminal, main
 from tests.journal_doubles import SteppingPool
 from tests.test_control import Harness, command_box, issue_many
 
@@ -482,7 +484,7 @@ def test_repair(tmp_path: Path) -> None:
     a damaged record out (keeping the damaged file), and refuses, in one
     line, while a daemon holds the journal.
     """
-    from oauthd.journal import HEADER_SIZE, RECORD_OVERHEAD
+    from oauthd.eventlog.journal import HEADER_SIZE, RECORD_OVERHEAD
     from tests.journal_doubles import open_inline, read_journal
 
     data = tmp_path / "data"

@@ -1,6 +1,6 @@
 """
 oauthctl against the real daemon: C{twistd -n oauthd} and C{python -m
-oauthd.ctl} as separate processes, as an admin runs them.
+oauthd.ctl.cli} as separate processes, as an admin runs them.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
-import oauthd.control  # noqa: F401  (imported before any fork below)
-from oauthd.ctl import Terminal, main
+import oauthd.control.server  # noqa: F401  (imported before any fork below)
+from oauthd.ctl.cli import Terminal, main
 from tests.daemon import REPO, Daemon
 
 
 def oauthctl(sock: Path, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "oauthd.ctl", "--socket", str(sock), *argv],
+        [sys.executable, "-m", "oauthd.ctl.cli", "--socket", str(sock), *argv],
         env=dict(os.environ, PYTHONPATH=str(REPO)), input=stdin, capture_output=True, text=True,
         timeout=60,
     )

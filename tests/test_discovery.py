@@ -13,8 +13,8 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.config import build_config
-from oauthd.discovery import ENDPOINT_PATHS, Capabilities
-from oauthd.http import OAuthHTTP
+from oauthd.protocol.discovery import ENDPOINT_PATHS, Capabilities
+from oauthd.web.api import OAuthHTTP
 from tests.helpers import make_authority, make_config
 
 ISSUER = "https://auth.example.com/base"
@@ -160,6 +160,6 @@ class DiscoveryTests(SynchronousTestCase):
 
 @pytest.mark.parametrize("issuer", ["http://127.0.0.1:9478", "https://a.example/x/y"])
 def test_issuer_is_exactly_the_configured_one(issuer: str) -> None:
-    from oauthd.discovery import openid_configuration
+    from oauthd.protocol.discovery import openid_configuration
 
     assert openid_configuration(build_config({"issuer": issuer + "/"}), ALL)["issuer"] == issuer

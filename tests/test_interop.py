@@ -14,8 +14,8 @@ from typing import Any
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 
-from oauthd.audit import verify
-from oauthd.authority import Authority
+from oauthd.services.audit import verify
+from oauthd.protocol.authority import Authority
 from tests.daemon import Daemon, seed
 
 PASSWORD = "interop password"

@@ -1,5 +1,5 @@
 """
-Tests for L{oauthd.journal}: the contract both event logs honour, then the
+Tests for L{oauthd.eventlog.journal}: the contract both event logs honour, then the
 file journal's group commit, failure handling, crash recovery, repair,
 locking and file modes.  The writer runs inline or is stepped by hand; the
 real-thread, subprocess and property tests live in the other
@@ -24,8 +24,8 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd import journal as journal_module
-from oauthd.journal import (
+from oauthd.eventlog import journal as journal_module
+from oauthd.eventlog.journal import (
     HEADER_SIZE,
     JOURNAL_NAME,
     LOCK_NAME,
@@ -971,7 +971,7 @@ def flip(path: str, offset: int) -> None:
 
 class RepairCommandTests(SynchronousTestCase):
     """
-    C{python -m oauthd.journal repair DIR}.
+    C{python -m oauthd.eventlog.journal repair DIR}.
     """
 
     def setUp(self) -> None:
@@ -987,7 +987,7 @@ class RepairCommandTests(SynchronousTestCase):
         Run as a module, it repairs, prints the report and exits 0.
         """
         result = subprocess.run(
-            [sys.executable, "-m", "oauthd.journal", "repair", self.directory],
+            [sys.executable, "-m", "oauthd.eventlog.journal", "repair", self.directory],
             capture_output=True,
             text=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -1096,7 +1096,7 @@ class ProcessExitTests(SynchronousTestCase):
         script = (
             "import sys, threading\n"
             "from twisted.internet import reactor\n"
-            "from oauthd.journal import FileJournal\n"
+            "from oauthd.eventlog.journal import FileJournal\n"
             f"journal = FileJournal.open({directory!r}, reactor)\n"
             "journal.append([b'never acknowledged'])\n"
             "assert any(t.name.startswith('PoolThread-oauthd-journal')"

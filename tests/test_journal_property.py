@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from oauthd import journal as journal_module
-from oauthd.journal import CompactionInProgress, FileJournal, IEventLog, MemoryJournal
+from oauthd.eventlog import journal as journal_module
+from oauthd.eventlog.journal import CompactionInProgress, FileJournal, IEventLog, MemoryJournal
 from tests.journal_doubles import InlineReactor, SteppingPool
 
 Set = tuple[str, int, bytes]

@@ -12,7 +12,7 @@ import pytest
 
 from twisted.internet.task import Clock
 
-from oauthd.limits import CLIENT, LOGIN_IP, TOKEN_IP, RateLimiter, Rule, client_address, ip_key
+from oauthd.protocol.limits import CLIENT, LOGIN_IP, TOKEN_IP, RateLimiter, Rule, client_address, ip_key
 from tests.oauth_helpers import PASSWORD, USERINFO, OAuthCase, bearer
 
 
@@ -58,7 +58,7 @@ def test_refilled_buckets_are_pruned() -> None:
 
 
 def test_idle_buckets_are_swept_without_reaching_the_cap() -> None:
-    from oauthd.limits import PRUNE_EVERY
+    from oauthd.protocol.limits import PRUNE_EVERY
 
     limiter, clock = make_limiter(max_entries=10 * PRUNE_EVERY)
     limiter.charge(LOGIN_IP, "old")

@@ -11,10 +11,12 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd import model, tokens
-from oauthd.authority import Conflict, InvalidValue, NotFound
-from oauthd.journal import MemoryJournal
-from oauthd.model import ACCESS, APP_PASSWORD, REFRESH, USED_REFRESH, State
+from oauthd.state import model
+
+from oauthd.protocol import tokens
+from oauthd.protocol.authority import Conflict, InvalidValue, NotFound
+from oauthd.eventlog.journal import MemoryJournal
+from oauthd.state.model import ACCESS, APP_PASSWORD, REFRESH, USED_REFRESH, State
 from tests.helpers import START, make_authority
 
 

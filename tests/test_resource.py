@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oauthd import tokens
+from oauthd.protocol import tokens
 from tests.oauth_helpers import USERINFO, OAuthCase, bearer
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from oauthd import grants, tokens
-from oauthd.model import SESSION
+from oauthd.protocol import grants
+
+from oauthd.protocol import tokens
+from oauthd.state.model import SESSION
 from tests.oauth_helpers import PASSWORD, SESSION as SESSION_PATH, USERINFO, OAuthCase
 
 

@@ -18,10 +18,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd import model, tokens
-from oauthd.journal import FileJournal, MemoryJournal
-from oauthd.model import ACCESS, REFRESH, State, Token
-from oauthd.store import COMPACT_SLACK, SWEEP_INTERVAL, Store
+from oauthd.state import model
+
+from oauthd.protocol import tokens
+from oauthd.eventlog.journal import FileJournal, MemoryJournal
+from oauthd.state.model import ACCESS, REFRESH, State, Token
+from oauthd.state.store import COMPACT_SLACK, SWEEP_INTERVAL, Store
 from tests.daemon import REPO, Daemon
 from tests.helpers import START
 from tests.journal_doubles import InlineReactor, SteppingPool
@@ -81,7 +83,7 @@ class CommitTests(SynchronousTestCase):
         A million tokens expiring in the same minute are swept a slice per
         reactor turn, not in one stall.
         """
-        from oauthd import store as store_module
+        from oauthd.state import store as store_module
 
         store = Store.load(MemoryJournal(), self.clock)
         store.commit([CLIENT])
@@ -107,7 +109,7 @@ class CommitTests(SynchronousTestCase):
         that start with the service, a slice per reactor turn, and expire as
         those issued at run time do.
         """
-        from oauthd import store as store_module
+        from oauthd.state import store as store_module
 
         journal = MemoryJournal()
         store = Store.load(journal, self.clock)

@@ -19,7 +19,7 @@ from twisted.web.server import Site
 
 from oauthd import tap
 from oauthd.config import DEFAULT_PORT, ConfigError, build_config, read_config_file
-from oauthd.control import ControlFactory
+from oauthd.control.server import ControlFactory
 from tests.helpers import InlineMemoryReactor
 from tests.journal_doubles import InlinePool
 
@@ -271,7 +271,7 @@ def test_access_log_is_optional(enabled: bool) -> None:
     """
     from twisted.web.test.requesthelper import DummyRequest
 
-    from oauthd.http import OAuthHTTP
+    from oauthd.web.api import OAuthHTTP
     from tests.helpers import make_authority, make_config
 
     site = OAuthHTTP(make_config(access_log=enabled), make_authority()).site()

@@ -13,9 +13,11 @@ import attrs
 
 from twisted.internet.defer import Deferred
 
-from oauthd import grants, tokens
-from oauthd.hashing import HasherBusy
-from oauthd.model import ACCESS, REFRESH, USED_REFRESH, Client, client_record
+from oauthd.protocol import grants
+
+from oauthd.protocol import tokens
+from oauthd.services.hashing import HasherBusy
+from oauthd.state.model import ACCESS, REFRESH, USED_REFRESH, Client, client_record
 from tests.oauth_helpers import INTROSPECT, PASSWORD, TOKEN, OAuthCase, bearer
 
 
@@ -482,7 +484,7 @@ class RefreshTests(OAuthCase):
         self.assert_error(reply, 401, "invalid_token")
 
     def test_refresh_survives_restart(self) -> None:
-        from oauthd.journal import MemoryJournal
+        from oauthd.eventlog.journal import MemoryJournal
         from tests.helpers import make_authority
 
         restarted = make_authority(self.config, clock=self.clock, journal=MemoryJournal(self.journal.payloads))

@@ -13,7 +13,7 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from oauthd.http import OAuthSite
+from oauthd.web.api import OAuthSite
 from tests.oauth_helpers import (
     INTROSPECT,
     REVOKE,
@@ -194,7 +194,7 @@ def test_site_caps_bodies_while_they_arrive(framing: str) -> None:
     kept in memory: announced by Content-Length or sent chunked.
     """
     from tests.helpers import make_authority, make_config
-    from oauthd.http import OAuthHTTP, _CappedBody
+    from oauthd.web.api import OAuthHTTP, _CappedBody
 
     config = make_config(max_body=1024)
     authority = make_authority(config)
@@ -225,7 +225,7 @@ def test_an_answered_request_lets_go_of_what_it_holds() -> None:
     from twisted.logger import formatEvent, globalLogPublisher
     from twisted.internet.testing import EventLoggingObserver
 
-    from oauthd.http import OAuthHTTP, _Request
+    from oauthd.web.api import OAuthHTTP, _Request
     from tests.helpers import make_authority, make_config
 
     config = make_config(access_log=True)

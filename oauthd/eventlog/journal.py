@@ -1460,17 +1460,17 @@ def _copy_private(buf: mmap.mmap, size: int, copy: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Command line: python -m oauthd.journal repair DIR
+# Command line: python -m oauthd.eventlog.journal repair DIR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """
-    C{python -m oauthd.journal repair DIR}: run L{repair} and report.
+    C{python -m oauthd.eventlog.journal repair DIR}: run L{repair} and report.
 
     @return: the exit status: 0 on success, 1 on error.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m oauthd.journal", description="oauthd journal tools"
+        prog="python -m oauthd.eventlog.journal", description="oauthd journal tools"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     repair_parser = commands.add_parser(

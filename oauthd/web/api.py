@@ -28,16 +28,16 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
-from oauthd import errors
-from oauthd.authority import Authority
+from oauthd.protocol import errors
+from oauthd.protocol.authority import Authority
 from oauthd.config import Config
-from oauthd.discovery import (
+from oauthd.protocol.discovery import (
     Capabilities,
     authorization_server_metadata,
     openid_configuration,
 )
-from oauthd.errors import OAuthError
-from oauthd.grants import (
+from oauthd.protocol.errors import OAuthError
+from oauthd.protocol.grants import (
     CLAIMS,
     CLIENT_AUTH_METHODS,
     GRANT_TYPES,
@@ -47,7 +47,7 @@ from oauthd.grants import (
     Grants,
     safe_text,
 )
-from oauthd.limits import RateLimiter, client_address
+from oauthd.protocol.limits import RateLimiter, client_address
 
 log = Logger()
 

@@ -42,8 +42,10 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from oauthd import __version__, tokens
-from oauthd.authority import (
+from oauthd import __version__
+
+from oauthd.protocol import tokens
+from oauthd.protocol.authority import (
     AdminError,
     Authority,
     Conflict,
@@ -51,10 +53,10 @@ from oauthd.authority import (
     NotFound,
     check_username,
 )
-from oauthd.hashing import HasherBusy, PasswordTooLong
-from oauthd.journal import CompactionInProgress, JournalError
-from oauthd.model import Client, Token, User
-from oauthd.scopes import ScopeError
+from oauthd.services.hashing import HasherBusy, PasswordTooLong
+from oauthd.eventlog.journal import CompactionInProgress, JournalError
+from oauthd.state.model import Client, Token, User
+from oauthd.protocol.scopes import ScopeError
 
 log = Logger()
 

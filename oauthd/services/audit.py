@@ -7,7 +7,7 @@ hostile value cannot forge or flood log lines.
 
 Events go to an audit sink. The daemon's is L{AuditTrail}, a hash-chained
 file in the data directory; without one (tests, tools) they are structured
-log events in the C{oauthd.audit} namespace (L{log_audit}).
+log events in the C{oauthd.services.audit} namespace (L{log_audit}).
 
 The audit trail
 ===============
@@ -47,7 +47,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-audit_log = Logger(namespace="oauthd.audit")
+audit_log = Logger(namespace="oauthd.services.audit")
 log = Logger()
 
 _MAX_FIELD = 80

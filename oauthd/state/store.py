@@ -19,8 +19,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from oauthd.journal import CompactionInProgress, IEventLog, check_payload
-from oauthd.model import Record, State, encode, replay
+from oauthd.eventlog.journal import CompactionInProgress, IEventLog, check_payload
+from oauthd.state.model import Record, State, encode, replay
 
 log = Logger()
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from attrs import asdict, frozen
 
-from oauthd import tokens
+from oauthd.protocol import tokens
 
 Record = list[Any]
 

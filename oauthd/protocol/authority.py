@@ -21,11 +21,13 @@ import attrs
 
 from twisted.internet.defer import Deferred
 
-from oauthd import scopes, tokens
-from oauthd.audit import AuditSink, cleaned, log_audit
+from oauthd.protocol import scopes
+
+from oauthd.protocol import tokens
+from oauthd.services.audit import AuditSink, cleaned, log_audit
 from oauthd.config import Config
-from oauthd.hashing import PasswordHasher
-from oauthd.model import (
+from oauthd.services.hashing import PasswordHasher
+from oauthd.state.model import (
     ACCESS,
     APP_PASSWORD,
     CONFIDENTIAL,
@@ -40,7 +42,7 @@ from oauthd.model import (
     client_record,
     user_record,
 )
-from oauthd.store import Store
+from oauthd.state.store import Store
 
 GRANT_TYPES = frozenset({
     "client_credentials",
@@ -138,7 +140,7 @@ class Authority:
 
     def audit(self, event: str, outcome: str, **fields: object) -> None:
         """
-        Record an audit event (see L{oauthd.audit}).
+        Record an audit event (see L{oauthd.services.audit}).
 
         @param event: what was attempted, e.g. C{token.issue}, C{client.add}.
         @param outcome: C{ok}, C{denied} or C{failed}.
@@ -194,7 +196,7 @@ class Authority:
         Only the client's own tokens count (client_credentials, or issued by
         an admin for the client): tokens issued to users through a grant
         carry a grant id and are limited per user and client instead (see
-        L{oauthd.grants}), so one busy user cannot revoke another's.
+        L{oauthd.protocol.grants}), so one busy user cannot revoke another's.
         """
         if client.max_tokens < 0:
             return []

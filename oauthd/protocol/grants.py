@@ -25,12 +25,16 @@ from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
-from oauthd import errors, scopes, tokens
-from oauthd.authority import Authority, derived_label
-from oauthd.errors import OAuthError
-from oauthd.hashing import MAX_PASSWORD_BYTES, HasherBusy
-from oauthd.limits import CLIENT, LOGIN_IP, TOKEN_IP, USERNAME, RateLimiter, Rule, ip_key
-from oauthd.model import (
+from oauthd.protocol import errors
+
+from oauthd.protocol import scopes
+
+from oauthd.protocol import tokens
+from oauthd.protocol.authority import Authority, derived_label
+from oauthd.protocol.errors import OAuthError
+from oauthd.services.hashing import MAX_PASSWORD_BYTES, HasherBusy
+from oauthd.protocol.limits import CLIENT, LOGIN_IP, TOKEN_IP, USERNAME, RateLimiter, Rule, ip_key
+from oauthd.state.model import (
     ACCESS,
     APP_PASSWORD,
     REFRESH,
@@ -49,7 +53,7 @@ Params = Mapping[str, str]
 GRANT_TYPES = frozenset({"client_credentials", "password", "refresh_token"})
 """
 The grant types the token endpoint serves (the others in
-L{oauthd.authority.GRANT_TYPES} get C{unsupported_grant_type} until built).
+L{oauthd.protocol.authority.GRANT_TYPES} get C{unsupported_grant_type} until built).
 """
 
 CLIENT_AUTH_METHODS = frozenset({"client_secret_basic", "client_secret_post", "none"})

@@ -89,7 +89,7 @@ def socket_path(option: str | None, environ: Mapping[str, str]) -> str:
         default_data_dir(environ), SOCKET_NAME
     )
     if path.startswith("unix:"):
-        from oauthd.control import _unescape
+        from oauthd.control.server import _unescape
 
         path = _unescape(path[len("unix:"):])
     return path
@@ -217,7 +217,7 @@ class Connection:
         return CtlError(f"{self.path}: lost the connection to the daemon")
 
     def _error(self, error: BaseException, command: type[amp.Command]) -> CtlError:
-        from oauthd.authority import AdminError
+        from oauthd.protocol.authority import AdminError
 
         if isinstance(error, AdminError):
             return CtlError(str(error))
@@ -235,7 +235,7 @@ class Connection:
         The rows of a paged listing, following its cursor to the end (or
         to C{limit} rows, if not 0).
         """
-        from oauthd.control import PAGE_ROWS
+        from oauthd.control.server import PAGE_ROWS
 
         cursor = ""
         count = 0
@@ -490,7 +490,7 @@ def emit(args: argparse.Namespace, term: Terminal, data: object, human: Callable
 
 
 def cmd_status(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import Status
+    from oauthd.control.server import Status
 
     status = connect().call(Status)
     records = status["journal_records"]
@@ -511,7 +511,7 @@ def cmd_status(args: argparse.Namespace, term: Terminal, connect: Connect) -> No
 
 
 def cmd_compact(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import Compact
+    from oauthd.control.server import Compact
 
     result = connect().call(Compact)
     emit(args, term, result, lambda: (
@@ -521,7 +521,7 @@ def cmd_compact(args: argparse.Namespace, term: Terminal, connect: Connect) -> N
 
 
 def cmd_repair(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.journal import JournalError, repair
+    from oauthd.eventlog.journal import JournalError, repair
 
     try:
         report = repair(args.data, now=time.time())
@@ -560,7 +560,7 @@ def print_client_secret(term: Terminal, row: Mapping[str, Any], new: bool) -> No
 
 
 def cmd_clients_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import AddClient
+    from oauthd.control.server import AddClient
 
     row = connect().call(AddClient, name=args.name, **client_settings(args))
     if args.json:
@@ -574,7 +574,7 @@ def cmd_clients_add(args: argparse.Namespace, term: Terminal, connect: Connect) 
 
 
 def cmd_clients_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import ListClients
+    from oauthd.control.server import ListClients
 
     rows = list(connect().pages(ListClients, args.limit, search=args.search))
     emit(args, term, rows, lambda: table(
@@ -586,14 +586,14 @@ def cmd_clients_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -
 
 
 def cmd_clients_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import ShowClient
+    from oauthd.control.server import ShowClient
 
     row = connect().call(ShowClient, id=args.id)
     emit(args, term, row, lambda: fields_table(client_fields(row)))
 
 
 def cmd_clients_mod(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import ModifyClient
+    from oauthd.control.server import ModifyClient
 
     changes = client_settings(args)
     if args.confidential:
@@ -617,7 +617,7 @@ def cmd_clients_mod(args: argparse.Namespace, term: Terminal, connect: Connect) 
 
 
 def cmd_clients_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import RemoveClient
+    from oauthd.control.server import RemoveClient
 
     confirm(args, term, f"Delete client {args.id} and revoke all its tokens?")
     row = connect().call(RemoveClient, id=args.id)
@@ -627,7 +627,7 @@ def cmd_clients_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -
 
 
 def cmd_users_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import AddUser
+    from oauthd.control.server import AddUser
 
     password = read_password(args, term)
     row = connect().call(
@@ -638,7 +638,7 @@ def cmd_users_add(args: argparse.Namespace, term: Terminal, connect: Connect) ->
 
 
 def cmd_users_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import ListUsers
+    from oauthd.control.server import ListUsers
 
     rows = list(connect().pages(ListUsers, args.limit, search=args.search))
     emit(args, term, rows, lambda: table(
@@ -651,14 +651,14 @@ def cmd_users_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> 
 
 
 def cmd_users_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import ShowUser
+    from oauthd.control.server import ShowUser
 
     row = connect().call(ShowUser, name=args.name)
     emit(args, term, row, lambda: fields_table(user_fields(row)))
 
 
 def cmd_users_passwd(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import SetPassword
+    from oauthd.control.server import SetPassword
 
     password = read_password(args, term)
     row = connect().call(SetPassword, name=args.name, password=password)
@@ -666,7 +666,7 @@ def cmd_users_passwd(args: argparse.Namespace, term: Terminal, connect: Connect)
 
 
 def cmd_users_mod(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import ModifyUser
+    from oauthd.control.server import ModifyUser
 
     changes = {
         "role": args.role, "email": args.email, "full_name": args.full_name,
@@ -686,7 +686,7 @@ def cmd_users_mod(args: argparse.Namespace, term: Terminal, connect: Connect) ->
 
 
 def cmd_users_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import RemoveUser
+    from oauthd.control.server import RemoveUser
 
     confirm(args, term, f"Delete user {args.name} and revoke all their tokens?")
     row = connect().call(RemoveUser, name=args.name)
@@ -694,7 +694,7 @@ def cmd_users_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> 
 
 
 def cmd_auth_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import AddToken
+    from oauthd.control.server import AddToken
 
     row = connect().call(
         AddToken, label=args.name, scope=args.scope, lifetime=args.expires,
@@ -718,7 +718,7 @@ def cmd_auth_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> 
 
 
 def cmd_auth_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import ListTokens
+    from oauthd.control.server import ListTokens
 
     rows = list(connect().pages(
         ListTokens, args.limit, search=args.search, expired=args.expired or None,
@@ -733,14 +733,14 @@ def cmd_auth_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> N
 
 
 def cmd_auth_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import ShowToken
+    from oauthd.control.server import ShowToken
 
     row = connect().call(ShowToken, reference=args.token)
     emit(args, term, row, lambda: fields_table(token_fields(row)))
 
 
 def cmd_auth_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control import RemoveToken
+    from oauthd.control.server import RemoveToken
 
     row = connect().call(RemoveToken, reference=args.token)
 
