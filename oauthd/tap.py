@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
@@ -31,8 +31,7 @@ from oauthd.config import (
     read_config_file,
 )
 
-if TYPE_CHECKING:
-    from oauthd.eventlog.journal import IEventLog
+from oauthd.interfaces import IEventLog
 
 log = Logger()
 

@@ -939,7 +939,7 @@ def test_wire_errors() -> None:
     """
     from twisted.internet.defer import CancelledError
 
-    from oauthd.services.hashing import HasherBusy, PasswordTooLong
+    from oauthd.interfaces import HasherBusy, PasswordTooLong
     from oauthd.eventlog.journal import CompactionInProgress, JournalFailed
     from oauthd.protocol.scopes import ScopeError
 

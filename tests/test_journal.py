@@ -25,6 +25,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.eventlog import journal as journal_module
+from oauthd.interfaces import IEventLog
 from oauthd.eventlog.journal import (
     HEADER_SIZE,
     JOURNAL_NAME,
@@ -34,7 +35,6 @@ from oauthd.eventlog.journal import (
     TEMP_NAME,
     CompactionInProgress,
     FileJournal,
-    IEventLog,
     JournalClosed,
     JournalCorrupt,
     JournalFailed,

@@ -19,7 +19,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from oauthd.eventlog import journal as journal_module
-from oauthd.eventlog.journal import CompactionInProgress, FileJournal, IEventLog, MemoryJournal
+from oauthd.interfaces import IEventLog
+from oauthd.eventlog.journal import CompactionInProgress, FileJournal, MemoryJournal
 from tests.journal_doubles import InlineReactor, SteppingPool
 
 Set = tuple[str, int, bytes]

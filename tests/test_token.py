@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from oauthd.protocol import grants
 
 from oauthd.protocol import tokens
-from oauthd.services.hashing import HasherBusy
+from oauthd.interfaces import HasherBusy
 from oauthd.state.model import ACCESS, REFRESH, USED_REFRESH, Client, client_record
 from tests.oauth_helpers import INTROSPECT, PASSWORD, TOKEN, OAuthCase, bearer
 

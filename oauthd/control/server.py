@@ -53,7 +53,7 @@ from oauthd.protocol.authority import (
     NotFound,
     check_username,
 )
-from oauthd.services.hashing import HasherBusy, PasswordTooLong
+from oauthd.interfaces import HasherBusy, PasswordTooLong
 from oauthd.eventlog.journal import CompactionInProgress, JournalError
 from oauthd.state.model import Client, Token, User
 from oauthd.protocol.scopes import ScopeError

@@ -95,7 +95,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from attrs import define, field, frozen
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
@@ -104,12 +104,13 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from oauthd.interfaces import IEventLog
+
 __all__ = [
     "CompactionInProgress",
     "FileJournal",
     "FORMAT_VERSION",
     "HEADER_SIZE",
-    "IEventLog",
     "JOURNAL_NAME",
     "JournalClosed",
     "JournalCorrupt",
@@ -199,80 +200,6 @@ class CompactionInProgress(JournalError):
     """
     L{IEventLog.compact} was called while a compaction was still running.
     """
-
-
-class IEventLog(Interface):
-    """
-    An ordered, durable log of opaque payloads.
-
-    All methods are called on the reactor thread.  Payloads are C{bytes} of
-    at most L{MAX_PAYLOAD} bytes; the log never interprets them.
-    """
-
-    record_count = Attribute(
-        "C{int}: the number of records durably in the log (acknowledged"
-        " appends plus the records present at open; after a compaction, the"
-        " records of the new file)."
-    )
-    byte_count = Attribute(
-        "C{int}: the size in bytes of the log's durable contents, counted as"
-        " the file format lays them out (L{HEADER_SIZE} plus"
-        " L{RECORD_OVERHEAD} + len(payload) per record)."
-    )
-
-    def append(payloads: Sequence[bytes]) -> Deferred[None]:
-        """
-        Append C{payloads}, in order, after everything appended before.
-
-        @raise ValueError: if a payload is longer than L{MAX_PAYLOAD} (nothing
-            is appended then).
-        @raise TypeError: if a payload is not C{bytes}.
-        @return: fires with C{None} once the payloads are durable (written
-            and fsync'd).  Appends are durable, and fire, in call order.  It
-            errbacks with L{JournalFailed} if this or any earlier write
-            failed, and with L{JournalClosed} after L{close}.
-        """
-
-    def replay() -> Iterator[bytes]:
-        """
-        The payloads present when the log was opened, oldest first.
-
-        Meant to be consumed once, at start-up, before the reactor runs (it
-        may block on reads).  Do not call it after L{compact} (the file
-        journal raises L{RuntimeError} then).
-        """
-
-    def compact(snapshot: Iterable[bytes]) -> Deferred[None]:
-        """
-        Replace the log's contents with C{snapshot}, the live state.
-
-        The new log holds exactly the payloads of C{snapshot}, followed by
-        every payload whose append had not been acknowledged when C{compact}
-        was called (its Deferred had not fired) and every payload appended
-        after, in append order.  The snapshot therefore has to cover only the
-        appends acknowledged before the call; it may also reflect later ones
-        (record application is idempotent).  Appends keep being accepted and
-        acknowledged during compaction.  C{snapshot} is consumed lazily on the
-        reactor thread, a small slice per reactor turn.
-
-        @return: fires with C{None} when the new log is durably in place.  If
-            the compaction fails (the snapshot raised or held a bad payload,
-            or writing the new log failed before it replaced the old one), it
-            errbacks with that error and the old log stays in use with
-            nothing lost.  If the new log replaced the old one but that
-            replacement could not be made durable (the directory fsync
-            failed), the log enters the failed state and this, and the
-            appends it carried, errback with L{JournalFailed}.  Errbacks with
-            L{CompactionInProgress} if a compaction is already running.
-        """
-
-    def close() -> Deferred[None]:
-        """
-        Flush pending appends, finish a running compaction and release the
-        log (for a file journal: close the file and drop the lock).
-
-        @return: fires with C{None} once everything is released.
-        """
 
 
 def check_payload(payload: object) -> bytes:

@@ -32,7 +32,7 @@ from oauthd.protocol import scopes
 from oauthd.protocol import tokens
 from oauthd.protocol.authority import Authority, derived_label
 from oauthd.protocol.errors import OAuthError
-from oauthd.services.hashing import MAX_PASSWORD_BYTES, HasherBusy
+from oauthd.interfaces import MAX_PASSWORD_BYTES, HasherBusy
 from oauthd.protocol.limits import CLIENT, LOGIN_IP, TOKEN_IP, USERNAME, RateLimiter, Rule, ip_key
 from oauthd.state.model import (
     ACCESS,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, TypeVar
 
 import bcrypt
+from zope.interface import implementer
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail
@@ -15,27 +16,12 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-MAX_PASSWORD_BYTES = 72
-"""
-bcrypt's input limit; longer passwords are refused, never silently truncated.
-"""
+from oauthd.interfaces import MAX_PASSWORD_BYTES, HasherBusy, IPasswordHasher, PasswordTooLong
 
 T = TypeVar("T")
 
 
-class PasswordTooLong(ValueError):
-    """
-    The password is over L{MAX_PASSWORD_BYTES} bytes of UTF-8.
-    """
-
-
-class HasherBusy(Exception):
-    """
-    Too many password checks are queued; the caller should answer
-    C{temporarily_unavailable} rather than queue without bound.
-    """
-
-
+@implementer(IPasswordHasher)
 class PasswordHasher:
     """
     Hashes and checks passwords in a thread pool.

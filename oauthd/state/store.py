@@ -19,7 +19,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from oauthd.eventlog.journal import CompactionInProgress, IEventLog, check_payload
+from oauthd.interfaces import IEventLog
+from oauthd.eventlog.journal import CompactionInProgress, check_payload
 from oauthd.state.model import Record, State, encode, replay
 
 log = Logger()

@@ -1,0 +1,146 @@
+"""
+The seams between oauthd's layers and the services beside them: what the
+state layer needs of an event log, what the protocol layer needs of a
+password hasher, and what the committer needs of an audit sink. Each has a
+real implementation and a fake (L{oauthd.testing}); nothing here imports
+another oauthd module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+from zope.interface import Attribute, Interface
+
+from twisted.internet.defer import Deferred
+
+MAX_PASSWORD_BYTES = 72
+"""
+bcrypt's input limit; longer passwords are refused, never silently truncated.
+"""
+
+
+class PasswordTooLong(ValueError):
+    """
+    The password is over L{MAX_PASSWORD_BYTES} bytes of UTF-8.
+    """
+
+
+class HasherBusy(Exception):
+    """
+    Too many password checks are queued; the caller should answer
+    C{temporarily_unavailable} rather than queue without bound.
+    """
+
+
+class IEventLog(Interface):
+    """
+    An ordered, durable log of opaque payloads.
+
+    All methods are called on the reactor thread.  Payloads are C{bytes} of
+    at most the log's payload cap (the file journal's C{MAX_PAYLOAD}, 1 MiB) bytes; the log never interprets them.
+    """
+
+    record_count = Attribute(
+        "C{int}: the number of records durably in the log (acknowledged"
+        " appends plus the records present at open; after a compaction, the"
+        " records of the new file)."
+    )
+    byte_count = Attribute(
+        "C{int}: the size in bytes of the log's durable contents, counted as"
+        " the file format lays them out (L{HEADER_SIZE} plus"
+        " L{RECORD_OVERHEAD} + len(payload) per record)."
+    )
+
+    def append(payloads: Sequence[bytes]) -> Deferred[None]:
+        """
+        Append C{payloads}, in order, after everything appended before.
+
+        @raise ValueError: if a payload is longer than the log's payload cap (the file journal's C{MAX_PAYLOAD}, 1 MiB) (nothing
+            is appended then).
+        @raise TypeError: if a payload is not C{bytes}.
+        @return: fires with C{None} once the payloads are durable (written
+            and fsync'd).  Appends are durable, and fire, in call order.  It
+            errbacks with L{JournalFailed} if this or any earlier write
+            failed, and with L{JournalClosed} after L{close}.
+        """
+
+    def replay() -> Iterator[bytes]:
+        """
+        The payloads present when the log was opened, oldest first.
+
+        Meant to be consumed once, at start-up, before the reactor runs (it
+        may block on reads).  Do not call it after L{compact} (the file
+        journal raises L{RuntimeError} then).
+        """
+
+    def compact(snapshot: Iterable[bytes]) -> Deferred[None]:
+        """
+        Replace the log's contents with C{snapshot}, the live state.
+
+        The new log holds exactly the payloads of C{snapshot}, followed by
+        every payload whose append had not been acknowledged when C{compact}
+        was called (its Deferred had not fired) and every payload appended
+        after, in append order.  The snapshot therefore has to cover only the
+        appends acknowledged before the call; it may also reflect later ones
+        (record application is idempotent).  Appends keep being accepted and
+        acknowledged during compaction.  C{snapshot} is consumed lazily on the
+        reactor thread, a small slice per reactor turn.
+
+        @return: fires with C{None} when the new log is durably in place.  If
+            the compaction fails (the snapshot raised or held a bad payload,
+            or writing the new log failed before it replaced the old one), it
+            errbacks with that error and the old log stays in use with
+            nothing lost.  If the new log replaced the old one but that
+            replacement could not be made durable (the directory fsync
+            failed), the log enters the failed state and this, and the
+            appends it carried, errback with L{JournalFailed}.  Errbacks with
+            L{CompactionInProgress} if a compaction is already running.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Flush pending appends, finish a running compaction and release the
+        log (for a file journal: close the file and drop the lock).
+
+        @return: fires with C{None} once everything is released.
+        """
+
+
+class IPasswordHasher(Interface):
+    """
+    Hashes and checks passwords people choose, off the reactor thread.
+    """
+
+    def hash(password: str) -> Deferred[str]:
+        """
+        A new hash of C{password}.
+
+        @return: fails with L{PasswordTooLong} over L{MAX_PASSWORD_BYTES},
+            with L{HasherBusy} when too many are queued.
+        """
+
+    def check(password: str, hashed: str) -> Deferred[bool]:
+        """
+        Whether C{password} matches C{hashed}; C{False} for an overlong
+        password or an empty or malformed hash, after as long as a real
+        check takes.
+
+        @return: fails with L{HasherBusy} when too many are queued.
+        """
+
+
+class IAuditSink(Interface):
+    """
+    Where audit events go: the daemon's hash-chained trail, or the log.
+    """
+
+    def __call__(event: str, outcome: str, fields: Mapping[str, str]) -> None:
+        """
+        Record one event.
+
+        @param event: what was attempted, e.g. C{token.issue}.
+        @param outcome: C{ok}, C{denied}, C{failed} or C{abandoned}.
+        @param fields: who and what, cleaned (printable, short); never a
+            secret.
+        """
