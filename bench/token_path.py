@@ -71,7 +71,7 @@ def protocol_layer(requests: int, work: str) -> None:
     print("Protocol layer (Grants.token), in-memory journal:")
     for _ in range(2):
         for name, sink in sinks:
-            authority._audit_sink = sink  # type: ignore[assignment]
+            authority.store.audit_sink = sink  # type: ignore[assignment]
             answered: list[object] = []
             started = time.perf_counter()
             for _ in range(requests):
@@ -165,12 +165,12 @@ def _oauthd_site(work: str) -> tuple[Any, bytes]:
     from tests.journal_doubles import InlinePool, InlineReactor
 
     authority = make_authority()
-    authority._audit_sink = AuditTrail(
+    authority.store.audit_sink = AuditTrail(
         work, authority.store._clock, InlineReactor(), pool=InlinePool())
     added: list[object] = []
     authority.add_client("bench", scope="metrics", max_tokens=10).addCallback(added.append)
     client, secret = added[0]  # type: ignore[misc]
-    return OAuthHTTP(make_config(), authority).site(), _raw_request(client.id, secret)
+    return OAuthHTTP(authority.ctx, authority.store).site(), _raw_request(client.id, secret)
 
 
 def drive(target: str, requests: int) -> None:

@@ -163,13 +163,14 @@ def build_service(
     """
     from twisted.python.threadpool import ThreadPool
 
-    from oauthd.services.audit import AuditTrail
-    from oauthd.protocol.authority import Authority
     from oauthd.control.server import ControlFactory, control_service, resolve_group
-    from oauthd.services.hashing import PasswordHasher, ThreadPoolService
-    from oauthd.web.api import OAuthHTTP
     from oauthd.eventlog.journal import FileJournal, JournalError
+    from oauthd.protocol.authority import Authority
+    from oauthd.protocol.context import Context
+    from oauthd.services.audit import AuditTrail
+    from oauthd.services.hashing import PasswordHasher, ThreadPoolService
     from oauthd.state.store import Store
+    from oauthd.web.api import OAuthHTTP
 
     make_data_dir(config.data)
     if journal is None:
@@ -178,13 +179,13 @@ def build_service(
         except JournalError as e:
             raise ConfigError(str(e)) from None
     try:
-        store = Store.load(journal, reactor)
-    except ValueError as e:
-        raise ConfigError(f"{getattr(journal, 'path', 'journal')}: {e}") from None
-    try:
         trail = AuditTrail(config.data, reactor, reactor)
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
+    try:
+        store = Store.load(journal, reactor, trail)
+    except ValueError as e:
+        raise ConfigError(f"{getattr(journal, 'path', 'journal')}: {e}") from None
     root = Daemon()
     # The trail stops after everything else (see Daemon).
     root.last = trail
@@ -193,10 +194,9 @@ def build_service(
     store.setServiceParent(root)
     hash_pool = ThreadPool(minthreads=0, maxthreads=config.hash_threads, name="oauthd-bcrypt")
     ThreadPoolService(hash_pool).setServiceParent(root)
-    authority = Authority(
-        store, config, PasswordHasher(reactor, hash_pool, config.bcrypt_cost), audit_sink=trail,
-    )
-    http = OAuthHTTP(config, authority)
+    ctx = Context(store.state, config, reactor, PasswordHasher(reactor, hash_pool, config.bcrypt_cost))
+    authority = Authority(store, ctx)
+    http = OAuthHTTP(ctx, store)
     site = http.site()
     for endpoint in config.listen:
         strports.service(endpoint, site, reactor=reactor).setServiceParent(root)

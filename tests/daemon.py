@@ -106,19 +106,15 @@ def seed(data: Path, build: Any) -> Any:
     from twisted.internet.defer import Deferred, ensureDeferred
     from twisted.internet.task import Clock
 
-    from oauthd.protocol.authority import Authority
     from oauthd.config import build_config
-    from oauthd.services.hashing import PasswordHasher
     from oauthd.eventlog.journal import FileJournal
-    from oauthd.state.store import Store
+    from tests.helpers import make_authority
     from tests.journal_doubles import InlinePool, InlineReactor
 
     journal = FileJournal.open(str(data), InlineReactor(), pool=InlinePool())  # type: ignore[arg-type]
     clock = Clock()
     clock.advance(time.time())
-    store = Store.load(journal, clock)
-    hasher = PasswordHasher(InlineReactor(), InlinePool(), cost=4)  # type: ignore[arg-type]
-    authority = Authority(store, build_config({"data": str(data)}, {}), hasher)
+    authority = make_authority(build_config({"data": str(data)}, {}), clock=clock, journal=journal)
     results: list[Any] = []
     try:
         outcome = build(authority)

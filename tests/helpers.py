@@ -10,11 +10,16 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 
-from oauthd.protocol.authority import Authority
 from oauthd.config import Config, build_config
-from oauthd.services.hashing import PasswordHasher
 from oauthd.eventlog.journal import MemoryJournal
+from oauthd.protocol.authority import Authority
+from oauthd.protocol.context import Context
+from oauthd.services.audit import log_audit
+from oauthd.services.hashing import PasswordHasher
+from oauthd.state.decision import Decision
+from oauthd.state.records import Record
 from oauthd.state.store import Store
+from oauthd.web.api import OAuthHTTP
 from tests.journal_doubles import InlinePool, InlineReactor
 
 START = 1_800_000_000
@@ -38,7 +43,7 @@ def make_config(**values: Any) -> Config:
 
 def make_authority(
     config: Config | None = None, clock: Clock | None = None, journal: MemoryJournal | None = None,
-    random_bytes: Any = None,
+    random_bytes: Any = None, hash_pool: Any = None,
 ) -> Authority:
     """
     An L{Authority} over an in-memory journal (replayed, so passing the
@@ -47,7 +52,23 @@ def make_authority(
     if clock is None:
         clock = Clock()
         clock.advance(START)
-    store = Store.load(journal if journal is not None else MemoryJournal(), clock)
-    hasher = PasswordHasher(InlineReactor(), InlinePool(), cost=4)  # type: ignore[arg-type]
+    store = Store.load(journal if journal is not None else MemoryJournal(), clock, log_audit)
+    hasher = PasswordHasher(InlineReactor(), hash_pool or InlinePool(), cost=4)
     kwargs = {} if random_bytes is None else {"random_bytes": random_bytes}
-    return Authority(store, config or make_config(), hasher, **kwargs)
+    ctx = Context(store.state, config or make_config(), clock, hasher, **kwargs)
+    return Authority(store, ctx)
+
+
+def make_http(config: Config | None = None) -> OAuthHTTP:
+    """
+    The HTTP API over a fresh in-memory server (L{make_authority}).
+    """
+    authority = make_authority(config)
+    return OAuthHTTP(authority.ctx, authority.store)
+
+
+def change(records: list[Record]) -> Decision[None]:
+    """
+    A decision that only changes the state (no answer, no audit).
+    """
+    return Decision(None, records)

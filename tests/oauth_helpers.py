@@ -19,9 +19,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.protocol.authority import Authority
 from oauthd.config import Config
+from oauthd.testing import ControlledHasher
 from oauthd.web.api import OAuthHTTP
 from oauthd.eventlog.journal import MemoryJournal
-from oauthd.state.model import Client, Token, User
+from oauthd.state.entities import Client, Token, User
 from tests.helpers import START, make_authority, make_config
 
 TOKEN = "/api/v1/oauth/token"
@@ -87,7 +88,9 @@ class OAuthCase(SynchronousTestCase):
         self.journal = HeldJournal()
         self.config: Config = make_config(**self.config_values)
         self.authority: Authority = make_authority(self.config, clock=self.clock, journal=self.journal)
-        self.http = OAuthHTTP(self.config, self.authority)
+        self.hasher = ControlledHasher(self.authority.ctx.hasher)
+        self.authority.ctx.hasher = self.hasher
+        self.http = OAuthHTTP(self.authority.ctx, self.authority.store)
         self.treq = StubTreq(self.http.resource())
         self.alice = self.add_user("alice", PASSWORD, full_name="Alice Liddell", email="alice@example.com")
         self.client, self.secret = self.add_client(
@@ -102,7 +105,8 @@ class OAuthCase(SynchronousTestCase):
         """
         self.journal = HeldJournal(self.journal.payloads)
         self.authority = make_authority(self.config, clock=self.clock, journal=self.journal)
-        self.http = OAuthHTTP(self.config, self.authority)
+        self.authority.ctx.hasher = self.hasher
+        self.http = OAuthHTTP(self.authority.ctx, self.authority.store)
         self.treq = StubTreq(self.http.resource())
 
     # -- state ------------------------------------------------------------------

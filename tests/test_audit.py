@@ -207,7 +207,7 @@ class AuditTests(OAuthCase):
 
         self.journal.hold = True
         self.hang_up(TOKEN, b"grant_type=client_credentials")
-        self.authority._audit_sink = broken_sink
+        self.authority.store.audit_sink = broken_sink
         self.journal.release()
         gc.collect()
         assert len(self.flushLoggedErrors(RuntimeError)) == 1

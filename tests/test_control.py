@@ -40,9 +40,11 @@ from oauthd.control.server import (
 )
 from oauthd.services.hashing import PasswordHasher
 from oauthd.eventlog.journal import MemoryJournal
-from oauthd.state.model import ACCESS, APP_PASSWORD, Client, client_record
+from oauthd.protocol.issuing import mint
+from oauthd.state.entities import ACCESS, APP_PASSWORD, Client
+from oauthd.state.records import ClientPut
 from oauthd.state.store import Store
-from tests.helpers import START, make_config
+from tests.helpers import START, change, make_authority, make_config
 from tests.journal_doubles import InlinePool, InlineReactor, SteppingPool
 
 ADMIN = PeerCredentials(pid=777, uid=4242, gid=4242)
@@ -90,9 +92,8 @@ class Harness:
         self.clock = Clock()
         self.clock.advance(START)
         self.journal = journal if journal is not None else MemoryJournal()
-        store = Store.load(self.journal, self.clock)
-        hasher = PasswordHasher(InlineReactor(), pool or InlinePool(), cost=4)  # type: ignore[arg-type]
-        self.authority = Authority(store, make_config(), hasher)
+        self.authority = make_authority(make_config(), clock=self.clock, journal=self.journal,
+                                        hash_pool=pool)
         self.peer: PeerCredentials | None = ADMIN
         factory.setdefault("allowed_uids", [ADMIN.uid])
         self.factory = ControlFactory(
@@ -680,10 +681,10 @@ def issue_many(authority: Authority, count: int, **fields: Any) -> list[str]:
     fields.setdefault("scope", "metrics")
     fields.setdefault("lifetime", 3600)
     for _ in range(count):
-        secret, record = authority.mint(ACCESS, **fields)
-        records.append(record)
-        handles.append(tokens.handle(tokens.token_key(secret)))
-    authority.store.commit(records)
+        minted = mint(authority.ctx, ACCESS, **fields)
+        records.append(minted.record)
+        handles.append(minted.token.handle)
+    authority.store.commit(change(records))
     return handles
 
 
@@ -812,7 +813,7 @@ def test_oversized_client_row_is_listed_without_redirect_uris() -> None:
     harness = Harness()
     uris = tuple(f"https://app.example/{'x' * 1900}/{i}" for i in range(40))
     client = Client(id="c000000000000001", name="huge", redirect_uris=uris, created_at=START)
-    harness.authority.store.commit([client_record(client)])
+    harness.authority.store.commit(change([ClientPut(client)]))
     link = harness.connect()
     link.call(control.AddClient, name="small")
     rows = link.rows(control.ListClients)
@@ -959,8 +960,8 @@ def test_revoking_an_app_password_counts_what_it_takes_along() -> None:
     auth rm of an app password also revokes the sessions obtained with it,
     and says how many tokens went.
     """
-    from oauthd.protocol.authority import derived_label
-    from oauthd.state.model import SESSION
+    from oauthd.protocol.issuing import derived_label
+    from oauthd.state.entities import SESSION
 
     harness = Harness()
     authority = harness.authority
@@ -969,8 +970,9 @@ def test_revoking_an_app_password_counts_what_it_takes_along() -> None:
     app = link.call(control.AddToken, label="phone", scope="*", lifetime=0, user="gina")
     parent = authority.authenticate_token(app["secret"])
     assert parent is not None
-    session, record = authority.mint(SESSION, scope="*", lifetime=600, user="gina", label=derived_label(parent))
-    authority.store.commit([record])
+    minted = mint(authority.ctx, SESSION, scope="*", lifetime=600, user="gina", label=derived_label(parent))
+    authority.store.commit(change([minted.record]))
+    session = minted.secret
     assert link.call(control.RemoveToken, reference=app["handle"])["revoked"] == 2
     assert authority.authenticate_token(session) is None
 

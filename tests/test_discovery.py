@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from oauthd.config import build_config
 from oauthd.protocol.discovery import ENDPOINT_PATHS, Capabilities
 from oauthd.web.api import OAuthHTTP
-from tests.helpers import make_authority, make_config
+from tests.helpers import make_authority, make_config, make_http
 
 ISSUER = "https://auth.example.com/base"
 
@@ -50,7 +50,7 @@ ALL = Capabilities(
 
 class DiscoveryTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.http = OAuthHTTP(make_config(issuer=ISSUER), make_authority())
+        self.http = make_http(make_config(issuer=ISSUER))
         self.treq = StubTreq(self.http.resource())
 
     def get(self, path: str, method: str = "GET") -> tuple[Any, Any]:

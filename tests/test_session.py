@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from oauthd.protocol import grants
+from oauthd.protocol import sessions
 
 from oauthd.protocol import tokens
-from oauthd.state.model import SESSION
+from oauthd.state.entities import SESSION
 from tests.oauth_helpers import PASSWORD, SESSION as SESSION_PATH, USERINFO, OAuthCase
 
 
@@ -86,11 +86,11 @@ class SessionTests(OAuthCase):
 
     def test_sessions_per_user_are_capped(self) -> None:
         first = self.login().body["access_token"]
-        for _ in range(grants.MAX_SESSIONS):
+        for _ in range(sessions.MAX_SESSIONS):
             self.login()
         assert self.authority.authenticate_token(first) is None
         live = [t for t in self.authority.state.user_tokens("alice", self.clock.seconds()) if t.kind == SESSION]
-        assert len(live) == grants.MAX_SESSIONS
+        assert len(live) == sessions.MAX_SESSIONS
 
     def test_session_token_works_at_userinfo(self) -> None:
         access = self.login().body["access_token"]

@@ -18,14 +18,23 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd.state import model
-
-from oauthd.protocol import tokens
 from oauthd.eventlog.journal import FileJournal, MemoryJournal
-from oauthd.state.model import ACCESS, REFRESH, State, Token
+from oauthd.state.entities import ACCESS, REFRESH, Client, Token
+from oauthd.state.model import State
+from oauthd.state.records import (
+    ClientPut,
+    ClientRemoved,
+    GrantRevoked,
+    Record,
+    RefreshUsed,
+    TokenIssued,
+    TokenRevoked,
+    encode,
+)
+from oauthd.services.audit import log_audit
 from oauthd.state.store import COMPACT_SLACK, SWEEP_INTERVAL, Store
 from tests.daemon import REPO, Daemon
-from tests.helpers import START
+from tests.helpers import START, change
 from tests.journal_doubles import InlineReactor, SteppingPool
 
 
@@ -33,7 +42,7 @@ def token(key: int, lifetime: int = 3600, kind: str = ACCESS, grant: str = "", c
     return Token(key, kind, client, "", "*", START, lifetime, grant, "")
 
 
-CLIENT = model.client_record(model.Client(id="c1", name="one"))
+CLIENT = ClientPut(Client(id="c1", name="one"))
 
 
 class CommitTests(SynchronousTestCase):
@@ -50,10 +59,10 @@ class CommitTests(SynchronousTestCase):
         directory = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, directory, True)
         journal = FileJournal.open(directory, InlineReactor(), pool=pool)  # type: ignore[arg-type]
-        store = Store.load(journal, self.clock)
-        store.commit([CLIENT])
+        store = Store.load(journal, self.clock, log_audit)
+        store.commit(change([CLIENT]))
         pool.run_all()
-        done = store.commit([token(1).record()])
+        done = store.commit(change([TokenIssued(token(1))]))
         assert 1 in store.state.tokens
         self.assertNoResult(done)
         pool.run_all()
@@ -62,7 +71,7 @@ class CommitTests(SynchronousTestCase):
         pool.run_all()
         self.successResultOf(closed)
         reopened = FileJournal.open(directory, InlineReactor(), pool=pool)  # type: ignore[arg-type]
-        assert 1 in Store.load(reopened, self.clock).state.tokens
+        assert 1 in Store.load(reopened, self.clock, log_audit).state.tokens
 
     def test_a_token_memory_would_ignore_is_refused(self) -> None:
         """
@@ -71,11 +80,11 @@ class CommitTests(SynchronousTestCase):
         it, and a compaction could later bring it to life.
         """
         journal = MemoryJournal()
-        store = Store.load(journal, self.clock)
-        store.commit([model.client_record(model.Client(id="c1", name="one", enabled=False))])
+        store = Store.load(journal, self.clock, log_audit)
+        store.commit(change([ClientPut(Client(id="c1", name="one", enabled=False))]))
         for client in ("c1", "absent"):
             with self.assertRaises(ValueError):
-                store.commit([["tok-", tokens.key_hex(5)], token(1, client=client).record()])
+                store.commit(change([TokenRevoked(5), TokenIssued(token(1, client=client))]))
         assert len(journal.payloads) == 1 and store.state.tokens == {}
 
     def test_sweep_is_sliced(self) -> None:
@@ -85,9 +94,9 @@ class CommitTests(SynchronousTestCase):
         """
         from oauthd.state import store as store_module
 
-        store = Store.load(MemoryJournal(), self.clock)
-        store.commit([CLIENT])
-        store.commit([token(k, lifetime=10).record() for k in range(1, 26)])
+        store = Store.load(MemoryJournal(), self.clock, log_audit)
+        store.commit(change([CLIENT]))
+        store.commit(change([TokenIssued(token(k, lifetime=10)) for k in range(1, 26)]))
         self.patch(store_module, "SWEEP_SLICE", 10)
         slices: list[tuple[int, bool]] = []
         sweep = store.state.sweep
@@ -112,10 +121,10 @@ class CommitTests(SynchronousTestCase):
         from oauthd.state import store as store_module
 
         journal = MemoryJournal()
-        store = Store.load(journal, self.clock)
-        store.commit([CLIENT])
-        store.commit([token(k, lifetime=10).record() for k in range(1, 26)])
-        restarted = Store.load(MemoryJournal(journal.payloads), self.clock)
+        store = Store.load(journal, self.clock, log_audit)
+        store.commit(change([CLIENT]))
+        store.commit(change([TokenIssued(token(k, lifetime=10)) for k in range(1, 26)]))
+        restarted = Store.load(MemoryJournal(journal.payloads), self.clock, log_audit)
         assert restarted.state.unbucketed == 25
         self.patch(store_module, "SWEEP_SLICE", 10)
         restarted.startService()
@@ -127,9 +136,9 @@ class CommitTests(SynchronousTestCase):
 
     def test_unencodable_records_change_nothing(self) -> None:
         journal = MemoryJournal()
-        store = Store.load(journal, self.clock)
+        store = Store.load(journal, self.clock, log_audit)
         with self.assertRaises(ValueError):
-            store.commit([token(1).record(), ["tok-", "tab\there"]])
+            store.commit(change([TokenIssued(token(1)), GrantRevoked("tab\there")]))
         assert store.state.tokens == {} and journal.payloads == []
 
     def test_compaction_starts_when_dead_records_pile_up(self) -> None:
@@ -139,19 +148,19 @@ class CommitTests(SynchronousTestCase):
         state.
         """
         journal = MemoryJournal()
-        store = Store.load(journal, self.clock)
-        store.commit([CLIENT])
-        store.commit([token(0, lifetime=0).record()])
+        store = Store.load(journal, self.clock, log_audit)
+        store.commit(change([CLIENT]))
+        store.commit(change([TokenIssued(token(0, lifetime=0))]))
         for key in range(1, COMPACT_SLACK + 10):
-            store.commit([token(key).record(), ["tok-", tokens.key_hex(key)]])
+            store.commit(change([TokenIssued(token(key)), TokenRevoked(key)]))
         assert journal.record_count < COMPACT_SLACK + 10
-        rebuilt = Store.load(MemoryJournal(journal.payloads), self.clock)
+        rebuilt = Store.load(MemoryJournal(journal.payloads), self.clock, log_audit)
         assert set(rebuilt.state.tokens) == set(store.state.tokens) == {0}
 
     def test_sweep_runs_on_the_clock(self) -> None:
-        store = Store.load(MemoryJournal(), self.clock)
-        store.commit([CLIENT])
-        store.commit([token(1, lifetime=30).record(), token(2, lifetime=0).record()])
+        store = Store.load(MemoryJournal(), self.clock, log_audit)
+        store.commit(change([CLIENT]))
+        store.commit(change([TokenIssued(token(1, lifetime=30)), TokenIssued(token(2, lifetime=0))]))
         store.startService()
         self.clock.advance(SWEEP_INTERVAL * 2)
         assert set(store.state.tokens) == {2}
@@ -190,16 +199,16 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
     clock = Clock()
     clock.advance(START)
     journal = MemoryJournal()
-    store = Store.load(journal, clock)
+    store = Store.load(journal, clock, log_audit)
     uncompacted = MemoryJournal()
     reference: dict[int, tuple[str, str, int, int]] = {}  # key -> kind, grant, issued, lifetime
-    store.commit([CLIENT])
-    uncompacted.append([model.encode(CLIENT)])
+    store.commit(change([CLIENT]))
+    uncompacted.append([encode(CLIENT)])
     client_enabled = True
 
-    def commit(records: list[model.Record]) -> None:
-        store.commit(records)
-        uncompacted.append([model.encode(r) for r in records])
+    def commit(records: list[Record]) -> None:
+        store.commit(change(records))
+        uncompacted.append([encode(r) for r in records])
 
     for op in ops:
         now = int(clock.seconds())
@@ -210,18 +219,18 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
             if key in store.state.tokens or not client_enabled:
                 continue
             kind = REFRESH if grant else ACCESS
-            commit([Token(key, kind, "c1", "", "*", now, lifetime, grant, "").record()])
+            commit([TokenIssued(Token(key, kind, "c1", "", "*", now, lifetime, grant, ""))])
             reference[key] = (kind, grant, now, lifetime)
         elif op[0] == "revoke":
-            commit([["tok-", tokens.key_hex(op[1])]])  # type: ignore[arg-type]
+            commit([TokenRevoked(op[1])])  # type: ignore[arg-type]
             reference.pop(op[1], None)  # type: ignore[arg-type]
         elif op[0] == "revoke_grant":
-            commit([["grant-", op[1]]])
+            commit([GrantRevoked(op[1])])
             for key in [k for k, v in reference.items() if v[1] == op[1]]:
                 del reference[key]
         elif op[0] == "use":
             key = op[1]
-            commit([["used", tokens.key_hex(key)]])  # type: ignore[arg-type]
+            commit([RefreshUsed(key)])  # type: ignore[arg-type]
             if key in reference and reference[key][0] == REFRESH:
                 kind, grant, issued, life = reference[key]
                 reference[key] = ("refresh-used", grant, issued, life)
@@ -231,10 +240,10 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
             store.compact()
         elif op[0] == "client":
             if op[1] == "delete":
-                commit([["client-", "c1"]])
+                commit([ClientRemoved("c1")])
             else:
                 client_enabled = op[1] == "enable"
-                commit([model.client_record(model.Client(id="c1", name="one", enabled=client_enabled))])
+                commit([ClientPut(Client(id="c1", name="one", enabled=client_enabled))])
             if op[1] != "enable":
                 client_enabled = False
                 reference.clear()
@@ -245,8 +254,8 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
                 if not life or now < issued + life}
     assert live_view(store.state, now) == expected
     store.compact()
-    from_compacted = Store.load(MemoryJournal(journal.payloads), clock).state
-    from_full = Store.load(MemoryJournal(uncompacted.payloads), clock).state
+    from_compacted = Store.load(MemoryJournal(journal.payloads), clock, log_audit).state
+    from_full = Store.load(MemoryJournal(uncompacted.payloads), clock, log_audit).state
     assert live_view(from_compacted, now) == expected
     assert live_view(from_full, now) == expected
 

@@ -271,10 +271,9 @@ def test_access_log_is_optional(enabled: bool) -> None:
     """
     from twisted.web.test.requesthelper import DummyRequest
 
-    from oauthd.web.api import OAuthHTTP
-    from tests.helpers import make_authority, make_config
+    from tests.helpers import make_config, make_http
 
-    site = OAuthHTTP(make_config(access_log=enabled), make_authority()).site()
+    site = make_http(make_config(access_log=enabled)).site()
     observer = EventLoggingObserver.createWithCleanup(_Cleanup(), globalLogPublisher)
     request = DummyRequest([b"healthz"])
     request.code = 200

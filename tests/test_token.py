@@ -7,24 +7,24 @@ from __future__ import annotations
 
 import base64
 from typing import Any
-from unittest import mock
 
 import attrs
 
 from twisted.internet.defer import Deferred
 
-from oauthd.protocol import grants
 
 from oauthd.protocol import tokens
 from oauthd.interfaces import HasherBusy
-from oauthd.state.model import ACCESS, REFRESH, USED_REFRESH, Client, client_record
+from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client
+from oauthd.state.records import ClientPut
+from tests.helpers import change
 from tests.oauth_helpers import INTROSPECT, PASSWORD, TOKEN, OAuthCase, bearer
 
 
 class ClientAuthenticationTests(OAuthCase):
     def add_raw_client(self, client_id: str, secret: str, **fields: Any) -> Client:
         client = Client(id=client_id, name="raw", secret_digest=tokens.secret_digest(secret), **fields)
-        self.successResultOf(self.authority.store.commit([client_record(client)]))
+        self.successResultOf(self.authority.store.commit(change([ClientPut(client)])))
         return client
 
     def test_rfc6749_client_credentials_example(self) -> None:
@@ -303,9 +303,9 @@ class PasswordGrantTests(OAuthCase):
 
     def test_two_factor_users_may_use_only_app_passwords(self) -> None:
         app, _ = self.app_password()
-        with mock.patch.object(grants, "second_factor_required", lambda user: True):
-            self.assert_error(self.password_grant(), 400, "invalid_grant")
-            assert self.password_grant(password=app).code == 200
+        self.authority.ctx.second_factor = lambda user: True
+        self.assert_error(self.password_grant(), 400, "invalid_grant")
+        assert self.password_grant(password=app).code == 200
 
     def test_client_changed_while_the_password_was_checked(self) -> None:
         """
@@ -316,13 +316,12 @@ class PasswordGrantTests(OAuthCase):
                                  ({"grant_types": ("client_credentials",)}, None)):
             client, secret = self.add_client("changing", scope="*", grant_types=(
                 "client_credentials", "password"))
-            pending: Deferred[Any] = Deferred()
-            with mock.patch.object(self.authority, "check_password", lambda name, password: pending):
-                d = self.treq.post("http://oauthd.test" + TOKEN, auth=(client.id, secret), data={
-                    "grant_type": "password", "username": "alice", "password": PASSWORD})
-                self.assertNoResult(d)
-                self.successResultOf(self.authority.update_client(client.id, **change))
-                pending.callback(self.alice)
+            pending = self.hasher.hold()
+            d = self.treq.post("http://oauthd.test" + TOKEN, auth=(client.id, secret), data={
+                "grant_type": "password", "username": "alice", "password": PASSWORD})
+            self.assertNoResult(d)
+            self.successResultOf(self.authority.update_client(client.id, **change))
+            pending.callback(True)
             self.treq.flush()
             response = self.successResultOf(d)
             body = self.successResultOf(response.json())
@@ -332,11 +331,8 @@ class PasswordGrantTests(OAuthCase):
                 assert (response.code, body["scope"]) == (200, expected)
 
     def test_busy_hasher_is_503(self) -> None:
-        def busy(name: str, password: str) -> Any:
-            raise HasherBusy()
-
-        with mock.patch.object(self.authority, "check_password", busy):
-            reply = self.password_grant()
+        self.hasher.busy = True
+        reply = self.password_grant()
         self.assert_error(reply, 503, "temporarily_unavailable")
         assert reply.header("retry-after") == "1"
 

@@ -193,12 +193,12 @@ def test_site_caps_bodies_while_they_arrive(framing: str) -> None:
     Over real HTTP framing, a body over max_body is answered 413 and not
     kept in memory: announced by Content-Length or sent chunked.
     """
-    from tests.helpers import make_authority, make_config
     from oauthd.web.api import OAuthHTTP, _CappedBody
+    from tests.helpers import make_authority, make_config
 
     config = make_config(max_body=1024)
     authority = make_authority(config)
-    site = OAuthSite(OAuthHTTP(config, authority).resource(), config.max_body)
+    site = OAuthSite(OAuthHTTP(authority.ctx, authority.store).resource(), config.max_body)
     assert isinstance(site.getContentFile(10), _CappedBody)
     body = b"a=" + b"b" * 5000
     if framing == "chunked":
@@ -225,11 +225,10 @@ def test_an_answered_request_lets_go_of_what_it_holds() -> None:
     from twisted.logger import formatEvent, globalLogPublisher
     from twisted.internet.testing import EventLoggingObserver
 
-    from oauthd.web.api import OAuthHTTP, _Request
-    from tests.helpers import make_authority, make_config
+    from oauthd.web.api import _Request
+    from tests.helpers import make_config, make_http
 
-    config = make_config(access_log=True)
-    site = OAuthHTTP(config, make_authority(config)).site()
+    site = make_http(make_config(access_log=True)).site()
     site.reactor = Clock()
     made: list[_Request] = []
 

@@ -55,7 +55,8 @@ from oauthd.protocol.authority import (
 )
 from oauthd.interfaces import HasherBusy, PasswordTooLong
 from oauthd.eventlog.journal import CompactionInProgress, JournalError
-from oauthd.state.model import Client, Token, User
+from oauthd.state.entities import Client, Token, User
+from oauthd.state.store import NotDurable
 from oauthd.protocol.scopes import ScopeError
 
 log = Logger()
@@ -153,6 +154,8 @@ def wire_error(error: BaseException) -> AdminError | None:
         return Busy("too many passwords are being hashed; try again shortly")
     if isinstance(error, CompactionInProgress):
         return Busy("a compaction is already running")
+    if isinstance(error, NotDurable):
+        error = error.reason
     if isinstance(error, JournalError):
         return StorageError(f"the journal failed: {one_line(str(error))}")
     if isinstance(error, CancelledError):

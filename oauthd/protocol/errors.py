@@ -1,9 +1,9 @@
 """
-The errors oauthd answers with, shared by the HTTP and control edges.
-
-Each carries the RFC 6749 section 5.2 / RFC 6750 section 3 error code, a
-human-readable description, the HTTP status and any headers the RFCs require
-(C{WWW-Authenticate} on 401, C{Retry-After} on 429).
+The errors the protocol layer refuses with: L{OAuthError} for the HTTP edge
+(RFC 6749 section 5.2 / RFC 6750 section 3: the error code, a description,
+the HTTP status and the headers the RFCs require, C{WWW-Authenticate} on 401
+and C{Retry-After} on 429), and L{AdminError} for administration (the control
+edge turns each kind into its wire code).
 """
 
 from __future__ import annotations
@@ -137,3 +137,46 @@ def too_many_requests(retry_after: int) -> OAuthError:
 
 def temporarily_unavailable(description: str) -> OAuthError:
     return OAuthError("temporarily_unavailable", description, 503, {"Retry-After": "1"})
+
+
+def deny(error: OAuthError, **context: object) -> OAuthError:
+    """
+    C{error}, with audit fields for the refusal (empty ones left out).
+    """
+    error.context.update((k, v) for k, v in context.items() if v not in (None, ""))
+    return error
+
+
+def safe_text(value: str, limit: int = 40) -> str:
+    """
+    C{value} cut short and reduced to the characters RFC 6749 allows in an
+    C{error_description} (printable ASCII but C{"} and C{\\}), so user input
+    echoed in an error can break neither JSON nor a header.
+    """
+    out = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in value[:limit])
+    return out + ("..." if len(value) > limit else "")
+
+
+class AdminError(Exception):
+    """
+    An administrative request the caller must correct; the message is one
+    line for the user.
+    """
+
+
+class NotFound(AdminError):
+    """
+    No such client, user or token.
+    """
+
+
+class Conflict(AdminError):
+    """
+    The name is taken.
+    """
+
+
+class InvalidValue(AdminError):
+    """
+    A value is malformed or out of range.
+    """

@@ -28,6 +28,9 @@ from collections.abc import Callable, Collection
 
 from attrs import frozen
 
+from oauthd.protocol import errors
+from oauthd.protocol.errors import OAuthError, deny
+
 
 @frozen
 class Rule:
@@ -201,3 +204,35 @@ def _in_any(host: str, networks: Collection[str]) -> bool:
         except ValueError:
             continue
     return False
+
+
+def refuse(
+    limiter: RateLimiter, error: OAuthError, ip: str, charges: list[tuple[Rule, str]],
+    **context: object,
+) -> OAuthError:
+    """
+    Count a failed attempt against each bucket and return the error to
+    raise: C{error}, or a 429 if a bucket was already empty.
+    """
+    retry = max((limiter.retry_after(rule, key) for rule, key in charges), default=0)
+    if retry:
+        # A caller already answered 429 is not charged: it must not be able
+        # to fill the limiter with new buckets (and so push out everyone
+        # else's).
+        limited = errors.too_many_requests(retry)
+        context = {"reason": error.description, **context}
+        return deny(limited, ip=ip, limit=",".join(r.name for r, _ in charges), **context)
+    for rule, key in charges:
+        limiter.charge(rule, key)
+    return deny(error, ip=ip, **context)
+
+
+def guard(limiter: RateLimiter, charges: list[tuple[Rule, str]], ip: str, **context: object) -> None:
+    """
+    Refuse at once, before any check, while a bucket is empty: for secrets
+    a person chooses, whose check must not run then.
+    """
+    retry = max(limiter.retry_after(rule, key) for rule, key in charges)
+    if retry:
+        raise deny(errors.too_many_requests(retry), ip=ip,
+                   limit=",".join(r.name for r, _ in charges), **context)

@@ -18,12 +18,20 @@ import string
 import zlib
 from collections.abc import Callable
 
+from oauthd.state.entities import BASE36, HANDLE_SHIFT, handle, handle_prefix, is_handle, key_hex
+
+__all__ = [
+    "BASE36", "HANDLE_SHIFT", "handle", "handle_prefix", "is_handle", "key_hex",
+    "new_access_token", "is_access_token", "new_app_password", "is_app_password",
+    "new_client_id", "is_client_id", "new_client_secret", "new_grant_id", "session_id",
+    "token_key", "key_and_session_id", "key_from_session_id", "secret_digest", "random_string", "RandomBytes",
+]
+
 RandomBytes = Callable[[int], bytes]
 """
 A source of randomness, C{os.urandom} unless a test injects its own.
 """
 
-BASE36 = string.digits + string.ascii_lowercase
 BASE62 = string.digits + string.ascii_lowercase + string.ascii_uppercase
 HEX = frozenset(string.hexdigits.lower())
 
@@ -125,6 +133,14 @@ def token_key(secret: str) -> int:
     return int.from_bytes(hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()[:16], "big")
 
 
+def key_and_session_id(secret: str) -> tuple[int, str]:
+    """
+    L{token_key} and L{session_id} of a new token, from one hash.
+    """
+    digest = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:16], "big"), digest.hex()
+
+
 def key_from_session_id(value: str) -> int | None:
     """
     The lookup key named by a PhotoPrism session id (64 hex digits), or
@@ -133,43 +149,6 @@ def key_from_session_id(value: str) -> int | None:
     if len(value) != 64 or not all(c in HEX for c in value):
         return None
     return int(value[:32], 16)
-
-
-def key_hex(key: int) -> str:
-    return f"{key:032x}"
-
-
-HANDLE_SHIFT = 77
-"""
-A handle spells the top 51 bits of a token's 128-bit key.
-"""
-
-
-def handle(key: int) -> str:
-    """
-    A token's short public name for logs and listings (PhotoPrism's RefID
-    shape: C{sess} and 10 base36 characters, 51 bits of the digest).
-    """
-    value = key >> HANDLE_SHIFT
-    out = ""
-    for _ in range(10):
-        value, digit = divmod(value, 36)
-        out = BASE36[digit] + out
-    return "sess" + out
-
-
-def is_handle(value: str) -> bool:
-    return len(value) == 14 and value.startswith("sess") and all(c in BASE36 for c in value[4:])
-
-
-def handle_prefix(value: str) -> int | None:
-    """
-    The key bits a handle names (C{key >> HANDLE_SHIFT}), or C{None} if
-    C{value} is not a handle.
-    """
-    if not is_handle(value):
-        return None
-    return int(value[4:], 36)
 
 
 def secret_digest(secret: str) -> str:

@@ -36,8 +36,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from zope.interface import implementer
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -46,6 +48,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+
+from oauthd.interfaces import IAuditSink
 
 audit_log = Logger(namespace="oauthd.services.audit")
 log = Logger()
@@ -141,6 +145,7 @@ def verify(path: str) -> tuple[int, int | None]:
     return count, None
 
 
+@implementer(IAuditSink)
 class AuditTrail(Service):
     """
     The hash-chained audit file, as an audit sink (call it) and a service
@@ -200,7 +205,7 @@ class AuditTrail(Service):
             return 0, hashlib.sha256(lines[-1]).hexdigest()
         return seq, chain
 
-    def __call__(self, event: str, outcome: str, fields: dict[str, str]) -> None:
+    def __call__(self, event: str, outcome: str, fields: Mapping[str, str]) -> None:
         if self._closed:
             # Something still running after shutdown: the system log has it.
             log_audit(event, outcome, fields)

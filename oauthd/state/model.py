@@ -1,22 +1,9 @@
 """
 The in-memory state: clients, users and tokens, with an index for every
-lookup on a hot path, built by applying journal records in order.
-
-Records are the only way state changes, at start-up (replay) and at run time
-alike, so the journal and memory cannot disagree. A record is UTF-8 text: its
-type and its fields separated by tabs (no field may contain a tab). Token
-records, by far the most numerous, are plain fields so a million replay in a
-few seconds; client and user records carry one field, a JSON object:
-
-    client  {client fields}               create or replace a client
-    client- client_id                     delete a client and its tokens
-    user    {user fields}                 create or replace a user
-    user-   name                          delete a user and its tokens
-    tok     key kind client_id user scope issued_at lifetime grant label
-                                          issue a token (key: 32 hex digits)
-    tok-    key                           revoke one token
-    grant-  grant                         revoke every token of one grant
-    used    key                           mark a refresh token used
+lookup on a hot path, built by applying records (L{oauthd.state.records})
+in order: at start-up the event log's payloads (L{State.load}), at run time
+the records the committer was given (L{State.apply}), so the log and memory
+cannot disagree.
 
 Applying a record is idempotent, and a record naming something absent does
 nothing: compaction may snapshot state that already reflects a record it will
@@ -24,146 +11,40 @@ replay again after the snapshot. For the same reason a token whose client or
 user is absent or disabled is not loaded, and deleting or disabling a client
 or user drops its tokens whatever state it was in before.
 
-Times are whole seconds on the injected clock. A lifetime of 0 means the token
-never expires.
-
 Replayed tokens are held in memory as their C{tok} record's payload bytes,
-the very object the journal handed over, and a L{Token} is built from one
+the very object the event log handed over, and a L{Token} is built from one
 when it is read. A million tokens then cost a million bytes objects, which
 the garbage collector never walks, instead of a million objects with nine
 slots each, and replay does the least work per record (split, index, keep).
-Tokens issued while the daemon runs are held as L{Token}s, as is a replayed
-token once something changes it: the hot path reads recent tokens often
-(a client's token limit reads all of its tokens at each issue).
+Tokens issued while the daemon runs are held as the L{Token}s their records
+carry, as is a replayed token once something changes it: the hot path reads
+recent tokens often (a client's token limit reads all of its tokens at each
+issue).
 """
 
 from __future__ import annotations
 
 import gc
-import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
 
-from attrs import asdict, frozen
+from oauthd.state.entities import ACCESS, KINDS, REFRESH, USED_REFRESH, Client, Token, User
+from oauthd.state.records import (
+    TOKEN_TAG,
+    ClientPut,
+    ClientRemoved,
+    GrantRevoked,
+    Record,
+    RefreshUsed,
+    TokenIssued,
+    TokenRevoked,
+    UserPut,
+    UserRemoved,
+    decode,
+    encode,
+    parse_token as _parse_payload,
+)
 
-from oauthd.protocol import tokens
-
-Record = list[Any]
-
-ACCESS = "access"
-REFRESH = "refresh"
-USED_REFRESH = "refresh-used"
-APP_PASSWORD = "app"
-SESSION = "session"
-KINDS = frozenset({ACCESS, REFRESH, USED_REFRESH, APP_PASSWORD, SESSION})
 _KINDS = {kind: kind for kind in KINDS}
-
-CONFIDENTIAL = "confidential"
-PUBLIC = "public"
-
-
-@frozen
-class Client:
-    """
-    An OAuth client.
-
-    @ivar secret_digest: L{tokens.secret_digest} of the secret, C{""} for a
-        public client.
-    @ivar max_tokens: the most live access tokens at once; issuing one more
-        revokes the oldest. -1 means no limit.
-    @ivar user: the owning user's name, C{""} if none.
-    """
-
-    id: str
-    name: str
-    secret_digest: str = ""
-    type: str = CONFIDENTIAL
-    grant_types: tuple[str, ...] = ("client_credentials",)
-    scope: str = "*"
-    access_ttl: int = 3600
-    refresh_ttl: int = 30 * 86400
-    max_tokens: int = 10
-    redirect_uris: tuple[str, ...] = ()
-    enabled: bool = True
-    user: str = ""
-    role: str = "client"
-    created_at: int = 0
-
-    @property
-    def public(self) -> bool:
-        return self.type == PUBLIC
-
-
-@frozen
-class User:
-    """
-    A person who can log in.
-
-    @ivar password_hash: bcrypt hash, C{""} if the user has no password.
-    """
-
-    name: str
-    password_hash: str = ""
-    role: str = "user"
-    disabled: bool = False
-    full_name: str = ""
-    email: str = ""
-    created_at: int = 0
-
-
-class Token:
-    """
-    One issued credential, as read from the state (see L{parse_token}) or
-    about to be issued. (A plain class, not attrs: it is built on every
-    token read.)
-
-    @ivar key: L{tokens.token_key} of the secret.
-    @ivar lifetime: seconds from C{issued_at}; 0 means it never expires.
-    @ivar grant: the grant (refresh family) id, C{""} for none.
-    @ivar label: the name given to an app password or admin-issued token.
-    """
-
-    __slots__ = (
-        "key", "kind", "client_id", "user", "scope", "issued_at", "lifetime", "grant", "label",
-    )
-
-    def __init__(
-        self, key: int, kind: str, client_id: str, user: str, scope: str,
-        issued_at: int, lifetime: int, grant: str, label: str,
-    ) -> None:
-        self.key = key
-        self.kind = kind
-        self.client_id = client_id
-        self.user = user
-        self.scope = scope
-        self.issued_at = issued_at
-        self.lifetime = lifetime
-        self.grant = grant
-        self.label = label
-
-    def __repr__(self) -> str:
-        return f"<Token {self.handle} {self.kind} client={self.client_id!r} user={self.user!r}>"
-
-    @property
-    def expires_at(self) -> int:
-        """
-        The first second at which the token is invalid; 0 for never.
-        """
-        return self.issued_at + self.lifetime if self.lifetime else 0
-
-    def live(self, now: float) -> bool:
-        return self.lifetime == 0 or now < self.issued_at + self.lifetime
-
-    @property
-    def handle(self) -> str:
-        return tokens.handle(self.key)
-
-    def record(self) -> Record:
-        return [
-            "tok", tokens.key_hex(self.key), self.kind, self.client_id, self.user,
-            self.scope, self.issued_at, self.lifetime, self.grant, self.label,
-        ]
-
 
 Row = Token | bytes
 """
@@ -179,8 +60,7 @@ def parse_token(row: Row) -> Token:
     if type(row) is Token:
         return row
     assert isinstance(row, bytes)
-    f = row.decode("utf-8").split("\t")
-    return Token(int(f[1], 16), _KINDS[f[2]], f[3], f[4], f[5], int(f[6]), int(f[7]), f[8], f[9])
+    return _parse_payload(row)
 
 
 class TokenTable(Mapping[int, Token]):
@@ -205,50 +85,6 @@ class TokenTable(Mapping[int, Token]):
 
     def __len__(self) -> int:
         return len(self._rows)
-
-
-def encode(record: Record) -> bytes:
-    """
-    A record as journal payload bytes.
-
-    @raise ValueError: if a text field contains a tab.
-    """
-    fields = []
-    for value in record:
-        if isinstance(value, dict):
-            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        else:
-            text = str(value)
-        if "\t" in text:
-            raise ValueError("record fields may not contain a tab")
-        fields.append(text)
-    return "\t".join(fields).encode("utf-8")
-
-
-def decode(payload: bytes) -> Record:
-    """
-    The record in journal payload bytes, other than a C{tok} record
-    (L{State.load} reads those itself, L{parse_token} the ones it holds).
-
-    @raise ValueError: if the payload is not a well-formed record.
-    """
-    record: Record = payload.decode("utf-8").split("\t")
-    kind = record[0]
-    if kind in ("client", "user"):
-        if len(record) != 2:
-            raise ValueError(f"a {kind} record has 2 fields")
-        record[1] = json.loads(record[1])
-        if not isinstance(record[1], dict):
-            raise ValueError(f"a {kind} record holds a JSON object")
-    return record
-
-
-def client_record(client: Client) -> Record:
-    return ["client", asdict(client)]
-
-
-def user_record(user: User) -> Record:
-    return ["user", asdict(user)]
 
 
 EXPIRY_BUCKET = 60
@@ -355,28 +191,24 @@ class State:
 
     def load(self, payloads: Iterable[bytes], now: float, replaying: bool = False) -> int:
         """
-        Apply journal payloads in order, at replay and at run time alike. A
-        C{tok} record's token is taken in unless it expired before C{now} or
-        its client or user is absent or disabled.
+        Apply event-log payloads in order (replay). A C{tok} record's token
+        is taken in unless it expired before C{now} or its client or user is
+        absent or disabled.
 
         @param replaying: hold tokens as their payloads and leave them out of
             the expiry buckets, for L{replay}.
         @return: the number of payloads.
         @raise ValueError: naming the payload's number, if one is malformed.
         """
-        # Replay runs this loop a million times for a big journal: token
-        # records are taken in without a call per record, each field looked
-        # at once, and each key touches as few lists as it can.
+        # Replay runs this loop a million times for a big journal: a token
+        # record is read without a call to decode it, each field looked at
+        # once, and kept as the payload itself.
         rows = self._rows
-        own, by_client, by_user, by_grant = self._own, self._by_client, self._by_user, self._by_grant
-        expiry = self._expiry
-        clients = self.clients
-        users = self.users
         count = 0
         for count, payload in enumerate(payloads, 1):
             try:
-                if not payload.startswith(b"tok\t"):
-                    self._apply(decode(payload))
+                if not payload.startswith(TOKEN_TAG):
+                    self._apply(decode(payload), now)
                     continue
                 _, key_hex, kind, client_id, user, scope, issued_text, lifetime_text, grant, label = (
                     payload.decode("utf-8").split("\t")
@@ -386,118 +218,120 @@ class State:
                 key = int(key_hex, 16)
                 issued_at = int(issued_text)
                 lifetime = int(lifetime_text)
-                if lifetime and issued_at + lifetime <= now:
+                if (lifetime and issued_at + lifetime <= now) or key in rows:
+                    # Expired; or replayed after a snapshot that already held
+                    # it, possibly in a later state (a used refresh token):
+                    # the snapshot wins.
                     continue
-                if key in rows:
-                    # Replayed after a snapshot that already held it, possibly
-                    # in a later state (a used refresh token): the snapshot wins.
+                owners = self._owners(client_id, user)
+                if owners is None:
                     continue
-                # A token replayed after a snapshot in which its client or user
-                # is already gone or disabled: the revocation that came with
-                # that must hold.
-                # Names are shared with the client and user from here on.
-                if client_id:
-                    client = clients.get(client_id)
-                    if client is None or not client.enabled:
-                        continue
-                    client_id = client.id
-                if user:
-                    owner = users.get(user)
-                    if owner is None or owner.disabled:
-                        continue
-                    user = owner.name
-                row: Row = payload if replaying else Token(
-                    key, _KINDS[kind], client_id, user, scope, issued_at, lifetime, grant, label,
-                )
-                rows[key] = row
-                # get-then-insert rather than setdefault(name, []): no
-                # throwaway list per token.
-                if client_id:
-                    index = by_client if grant or kind != ACCESS else own
-                    listed = index.get(client_id)
-                    if listed is None:
-                        listed = index[client_id] = []
-                    listed.append(key)
-                if user:
-                    listed = by_user.get(user)
-                    if listed is None:
-                        listed = by_user[user] = []
-                    listed.append(key)
-                if grant:
-                    listed = by_grant.get(grant)
-                    if listed is None:
-                        listed = by_grant[grant] = []
-                    listed.append(key)
-                if lifetime and not replaying:
-                    minute = (issued_at + lifetime) // EXPIRY_BUCKET
-                    listed = expiry.get(minute)
-                    if listed is None:
-                        listed = expiry[minute] = []
-                    listed.append(key)
+                client_id, user = owners
+                if replaying:
+                    rows[key] = payload
+                    self._index(key, client_id, user, grant, kind == ACCESS and not grant, 0)
+                else:
+                    self._take(Token(key, _KINDS[kind], client_id, user, scope, issued_at,
+                                     lifetime, grant, label))
             except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as e:
                 raise ValueError(f"record {count}: {e}") from None
         return count
 
-    def apply(self, record: Record) -> None:
+    def apply(self, records: Iterable[Record], now: float) -> None:
         """
-        Apply one record: L{load} with its payload.
-
-        @raise ValueError: if the record is malformed.
+        Apply records the committer was given, in order, at run time: each
+        issued token is held as the very L{Token} its record carries.
         """
-        self.load([encode(record)], 0)
+        for record in records:
+            self._apply(record, now)
 
-    def _apply(self, record: Record) -> None:
-        try:
-            handler = self._HANDLERS[record[0]]
-        except (KeyError, IndexError, TypeError):
-            raise ValueError(f"unknown record type {str(record[:1])[:40]}") from None
-        try:
-            handler(self, *record[1:])
-        except (TypeError, KeyError, ValueError, AttributeError) as e:
-            raise ValueError(f"malformed {record[0]} record: {e}") from None
+    def _apply(self, record: Record, now: float) -> None:
+        match record:
+            case TokenIssued(token=token):
+                if token.key in self._rows or not token.live(now):
+                    return
+                owners = self._owners(token.client_id, token.user)
+                if owners is not None:
+                    # Names are shared with the client and user from here on.
+                    token.client_id, token.user = owners
+                    self._take(token)
+            case TokenRevoked(key=key):
+                if key in self._rows:
+                    self._remove(key)
+            case GrantRevoked(grant=grant):
+                self._drop_indexed(_BY_GRANT, self._by_grant, grant)
+            case RefreshUsed(key=key):
+                row = self._rows.get(key)
+                if row is not None:
+                    token = parse_token(row)
+                    if token.kind == REFRESH:
+                        token.kind = USED_REFRESH
+                        self._rows[key] = token
+            case ClientPut(client=client):
+                self.clients[client.id] = client
+                if not client.enabled:
+                    self._drop_client_tokens(client.id)
+            case ClientRemoved(client_id=client_id):
+                self.clients.pop(client_id, None)
+                self._drop_client_tokens(client_id)
+            case UserPut(user=user):
+                self.users[user.name] = user
+                if user.disabled:
+                    self._drop_indexed(_BY_USER, self._by_user, user.name)
+            case UserRemoved(name=name):
+                self.users.pop(name, None)
+                self._drop_indexed(_BY_USER, self._by_user, name)
 
-    def _put_client(self, fields: dict[str, Any]) -> None:
-        for name in ("grant_types", "redirect_uris"):
-            fields[name] = tuple(fields[name])
-        client = Client(**fields)
-        self.clients[client.id] = client
-        if not client.enabled:
-            self._drop_client_tokens(client.id)
+    def _owners(self, client_id: str, user: str) -> tuple[str, str] | None:
+        """
+        The client id and user name of a token about to be taken in, as the
+        state's own strings (shared, not one copy per token); C{None} if its
+        client or user is absent or disabled: a token replayed after a
+        snapshot in which they are gone or disabled stays revoked.
+        """
+        if client_id:
+            client = self.clients.get(client_id)
+            if client is None or not client.enabled:
+                return None
+            client_id = client.id
+        if user:
+            owner = self.users.get(user)
+            if owner is None or owner.disabled:
+                return None
+            user = owner.name
+        return client_id, user
 
-    def _delete_client(self, client_id: str) -> None:
-        self.clients.pop(client_id, None)
-        self._drop_client_tokens(client_id)
+    def _take(self, token: Token) -> None:
+        key = token.key
+        self._rows[key] = token
+        self._index(key, token.client_id, token.user, token.grant, token.own, token.expires_at)
+
+    def _index(self, key: int, client_id: str, user: str, grant: str, own: bool, expires_at: int) -> None:
+        """
+        List a token's key in the indexes it belongs to, and in its expiry
+        bucket if C{expires_at} is given.
+        """
+        # get-then-insert rather than setdefault(name, []): no throwaway
+        # list per token.
+        for index, name in (
+            (self._own if own else self._by_client, client_id), (self._by_user, user),
+            (self._by_grant, grant),
+        ):
+            if name:
+                listed = index.get(name)
+                if listed is None:
+                    listed = index[name] = []
+                listed.append(key)
+        if expires_at:
+            minute = expires_at // EXPIRY_BUCKET
+            listed = self._expiry.get(minute)
+            if listed is None:
+                listed = self._expiry[minute] = []
+            listed.append(key)
 
     def _drop_client_tokens(self, client_id: str) -> None:
         self._drop_indexed(_OWN, self._own, client_id)
         self._drop_indexed(_BY_CLIENT, self._by_client, client_id)
-
-    def _put_user(self, fields: dict[str, Any]) -> None:
-        user = User(**fields)
-        self.users[user.name] = user
-        if user.disabled:
-            self._drop_indexed(_BY_USER, self._by_user, user.name)
-
-    def _delete_user(self, name: str) -> None:
-        self.users.pop(name, None)
-        self._drop_indexed(_BY_USER, self._by_user, name)
-
-    def _revoke(self, key_hex: str) -> None:
-        key = int(key_hex, 16)
-        if key in self._rows:
-            self._remove(key)
-
-    def _revoke_grant(self, grant: str) -> None:
-        self._drop_indexed(_BY_GRANT, self._by_grant, grant)
-
-    def _mark_used(self, key_hex: str) -> None:
-        key = int(key_hex, 16)
-        row = self._rows.get(key)
-        if row is not None:
-            token = parse_token(row)
-            if token.kind == REFRESH:
-                token.kind = USED_REFRESH
-                self._rows[key] = token
 
     def _drop_indexed(self, number: int, index: dict[str, list[int]], name: str) -> None:
         """
@@ -513,7 +347,7 @@ class State:
         rows = self._rows
         token = parse_token(rows.pop(key))
         client_id = token.client_id
-        own = client_id if token.kind == ACCESS and not token.grant else ""
+        own = client_id if token.own else ""
         for number, index, name in (
             (_OWN, self._own, own), (_BY_CLIENT, self._by_client, "" if own else client_id),
             (_BY_USER, self._by_user, token.user), (_BY_GRANT, self._by_grant, token.grant),
@@ -531,16 +365,6 @@ class State:
                 self._stale.pop((number, name), None)
             else:
                 self._stale[(number, name)] = stale
-
-    _HANDLERS: dict[str, Callable[..., None]] = {
-        "client": _put_client,
-        "client-": _delete_client,
-        "user": _put_user,
-        "user-": _delete_user,
-        "tok-": _revoke,
-        "grant-": _revoke_grant,
-        "used": _mark_used,
-    }
 
     # -- housekeeping -------------------------------------------------------
 
@@ -601,14 +425,14 @@ class State:
         keys so state may change between steps (compaction runs in slices).
         """
         for client in list(self.clients.values()):
-            yield encode(client_record(client))
+            yield encode(ClientPut(client))
         for user in list(self.users.values()):
-            yield encode(user_record(user))
+            yield encode(UserPut(user))
         rows = self._rows
         for key in list(rows):
             row = rows.get(key)
             if row is not None and _live_row(row, now):
-                yield row if type(row) is bytes else encode(parse_token(row).record())
+                yield row if type(row) is bytes else encode(TokenIssued(parse_token(row)))
 
 
 # The token indexes, numbered for the stale-entry counts.

@@ -1,27 +1,33 @@
 """
-The store: the in-memory L{State} kept durable by an L{IEventLog}.
+The store: the in-memory L{State} kept durable by an L{IEventLog}, and the
+committer that carries out the protocol layer's decisions.
 
-Every change goes through L{Store.commit}: the records are applied to memory
-at once, on the reactor thread and in call order, so a second request sees
-the first one's change (two refreshes of one token cannot both succeed); the
-returned Deferred fires only once the records are on disk, and only then may
-an edge answer.
+Every change goes through L{Store.commit}: a decision's records are applied
+to memory at once, on the reactor thread and in call order, so a second
+request sees the first one's change (two refreshes of one token cannot both
+succeed); they are appended to the event log, and only once they are durable
+are the decision's audit events recorded and its answer given, so only then
+may an edge answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TypeVar
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from oauthd.interfaces import IEventLog
-from oauthd.eventlog.journal import CompactionInProgress, check_payload
-from oauthd.state.model import Record, State, encode, replay
+from oauthd.eventlog.journal import CompactionInProgress
+from oauthd.interfaces import IAuditSink, IEventLog
+from oauthd.state.decision import AuditEvent, Decision
+from oauthd.state.model import State, replay
+from oauthd.state.records import TokenIssued, encode
+
+T = TypeVar("T")
 
 log = Logger()
 
@@ -41,32 +47,47 @@ Dead records tolerated beyond the live ones before compaction starts.
 """
 
 
+class NotDurable(Exception):
+    """
+    The event log could not make a decision's records durable; they are in
+    memory, and the log refuses every later append too.
+
+    @ivar context: who and what the change was for (the decision's).
+    """
+
+    def __init__(self, reason: BaseException, context: dict[str, object]) -> None:
+        super().__init__(f"the change could not be recorded: {reason}")
+        self.reason = reason
+        self.context = context
+
+
 class Store(Service):
     """
-    State plus its log, and the housekeeping both need.
+    State plus its log, the committer, and the housekeeping both need.
 
     @ivar state: the in-memory state; read it freely, change it only through
         L{commit}.
     @ivar log: the event log.
     """
 
-    def __init__(self, state: State, log: IEventLog, clock: IReactorTime) -> None:
+    def __init__(self, state: State, log: IEventLog, clock: IReactorTime, audit: IAuditSink) -> None:
         self.state = state
         self.log = log
         self._clock = clock
+        self.audit_sink = audit
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = clock
         self._compacting = False
 
     @classmethod
-    def load(cls, log: IEventLog, clock: IReactorTime) -> Store:
+    def load(cls, log: IEventLog, clock: IReactorTime, audit: IAuditSink) -> Store:
         """
         Build the state by replaying C{log} (blocking: call it before the
         reactor runs).
         """
         state = State()
         replay(state, log.replay(), clock.seconds())
-        return cls(state, log, clock)
+        return cls(state, log, clock, audit)
 
     def now(self) -> int:
         """
@@ -74,25 +95,53 @@ class Store(Service):
         """
         return int(self._clock.seconds())
 
-    def commit(self, records: Sequence[Record]) -> Deferred[None]:
+    def commit(self, decision: Decision[T]) -> Deferred[T]:
         """
-        Apply C{records} to memory now and append them to the log.
+        Carry out C{decision}: apply its records to memory now and append
+        them to the log; once they are durable, record its audit events and
+        give its answer (or raise its refusal).
 
-        @return: fires when the records are durable; fails if the log cannot
-            write them (the log then refuses every later append too).
+        @return: fires with the answer when the records are durable; fails
+            with L{NotDurable} if the log cannot write them.
         @raise ValueError: at once, with nothing applied, if a record cannot
-            be encoded or journalled, or issues a token whose client or user
-            is absent or disabled (memory would ignore it while the journal
-            kept it, and a later compaction could bring it to life).
+            be encoded or appended, or issues a token whose client or user
+            is absent or disabled (memory would ignore it while the log kept
+            it, and a later compaction could bring it to life).
         """
-        payloads = [check_payload(encode(r)) for r in records]
-        for record in records:
-            if record[0] == "tok" and not self.state.may_issue(record[3], record[4]):
-                raise ValueError("a token for an absent or disabled client or user")
-        self.state.load(payloads, self._clock.seconds())
-        appended = self.log.append(payloads)
-        self._maybe_compact()
-        return appended
+        records = decision.records
+        if records:
+            payloads = [encode(r) for r in records]
+            for record in records:
+                if isinstance(record, TokenIssued) and not self.state.may_issue(
+                    record.token.client_id, record.token.user,
+                ):
+                    raise ValueError("a token for an absent or disabled client or user")
+            # The log checks every payload before it takes any.
+            appended = self.log.append(payloads)
+            self.state.apply(records, self._clock.seconds())
+            self._maybe_compact()
+        else:
+            appended = succeed(None)
+
+        def durable(_: object) -> T:
+            for event in decision.audit:
+                self.record_audit(event)
+            if decision.refusal is not None:
+                raise decision.refusal
+            return decision.answer
+
+        def failed(failure: Failure) -> Failure:
+            assert failure.value is not None
+            return Failure(NotDurable(failure.value, decision.context))
+
+        return appended.addCallbacks(durable, failed)
+
+    def record_audit(self, event: AuditEvent) -> None:
+        """
+        Record an audit event that comes with no change (a refusal, a
+        listing), or with a change once it is durable.
+        """
+        self.audit_sink(event.event, event.outcome, event.fields)
 
     def _maybe_compact(self) -> None:
         dead = self.log.record_count - self.state.live_records

@@ -28,26 +28,18 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
-from oauthd.protocol import errors
-from oauthd.protocol.authority import Authority
-from oauthd.config import Config
+from oauthd.protocol import clientauth, errors, grants, introspection, revocation, sessions, userinfo
+from oauthd.protocol.clientauth import ClientAuth
+from oauthd.protocol.context import Body, Context
 from oauthd.protocol.discovery import (
     Capabilities,
     authorization_server_metadata,
     openid_configuration,
 )
-from oauthd.protocol.errors import OAuthError
-from oauthd.protocol.grants import (
-    CLAIMS,
-    CLIENT_AUTH_METHODS,
-    GRANT_TYPES,
-    MAX_PARAMETER,
-    Body,
-    ClientAuth,
-    Grants,
-    safe_text,
-)
-from oauthd.protocol.limits import RateLimiter, client_address
+from oauthd.protocol.errors import OAuthError, deny, safe_text
+from oauthd.protocol.limits import client_address
+from oauthd.state.decision import Decision, audit
+from oauthd.state.store import NotDurable, Store
 
 log = Logger()
 
@@ -60,6 +52,11 @@ refused without a lookup.
 MAX_FIELDS = 64
 """
 The most parameters one request body may carry.
+"""
+
+MAX_PARAMETER = 4096
+"""
+The longest parameter value read; longer ones are refused before any work.
 """
 
 _EVENTS = {
@@ -210,21 +207,19 @@ class OAuthHTTP:
 
     app = Klein()
 
-    def __init__(
-        self, config: Config, authority: Authority, limiter: RateLimiter | None = None,
-    ) -> None:
-        self._config = config
-        self._authority = authority
-        self.limiter = limiter if limiter is not None else RateLimiter(authority.now)
-        self.grants = Grants(authority, self.limiter)
+    def __init__(self, ctx: Context, store: Store) -> None:
+        self._ctx = ctx
+        self._config = ctx.config
+        self._store = store
+        self.limiter = ctx.limiter
         self.capabilities = Capabilities(
             endpoints=frozenset({
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
                 "userinfo_endpoint",
             }),
-            grant_types=GRANT_TYPES,
-            client_auth_methods=CLIENT_AUTH_METHODS,
-            claims=CLAIMS,
+            grant_types=grants.SERVED,
+            client_auth_methods=clientauth.METHODS,
+            claims=userinfo.CLAIMS,
         )
 
     def resource(self) -> IResource:
@@ -357,6 +352,27 @@ class OAuthHTTP:
         _, bearer, _ = self._authorization(request, basic=False)
         return self._presented(request, bearer)
 
+    def _committed(self, decided: Decision[Body] | Deferred[Decision[Body]]) -> Deferred[Body]:
+        """
+        The answer to a decision, once the store has made it durable; a
+        change the event log cannot take is refused C{temporarily_unavailable},
+        audited with who and what it was for.
+        """
+        if isinstance(decided, Deferred):
+            committed = decided.addCallback(self._store.commit)
+        else:
+            committed = self._store.commit(decided)
+
+        def not_durable(failure: Failure) -> Failure:
+            failure.trap(NotDurable)
+            error = failure.value
+            assert isinstance(error, NotDurable)
+            refusal = errors.temporarily_unavailable("the change could not be recorded; try again")
+            return Failure(deny(refusal, reason="journal: " + type(error.reason).__name__,
+                                **error.context))
+
+        return committed.addErrback(not_durable)
+
     def _answered(self, request: IRequest, work: Deferred[Body]) -> Deferred[bytes]:
         """
         The response to C{request}, rendered once C{work} is done.
@@ -393,7 +409,8 @@ class OAuthHTTP:
         event = _EVENTS.get(path, "session" if path.startswith(b"/api/v1/session") else "http")
         context = {"ip": self._ip(request), "reason": error.description}
         context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
-        self._authority.audit(f"{event}.refuse", "denied", error=error.error, status=error.status, **context)
+        self._store.record_audit(
+            audit(f"{event}.refuse", "denied", error=error.error, status=error.status, **context))
 
     # -- endpoints ------------------------------------------------------------
 
@@ -401,19 +418,21 @@ class OAuthHTTP:
     def token(self, request: IRequest) -> Deferred[bytes]:
         params = self._params(request)
         auth, _ = self._client_auth(request, params)
-        return self._answered(request, self.grants.token(params, auth, self._ip(request)))
+        decided = grants.token(self._ctx, params, auth, self._ip(request))
+        return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/revoke", methods=["POST"])
     def revoke(self, request: IRequest) -> Deferred[bytes]:
         params = self._params(request)
         auth, presented = self._client_auth(request, params)
-        return self._answered(request, self.grants.revoke(params, auth, presented, self._ip(request)))
+        decided = revocation.revoke(self._ctx, params, auth, presented, self._ip(request))
+        return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/introspect", methods=["POST"])
     def introspect(self, request: IRequest) -> bytes:
         params = self._params(request)
         auth, presented = self._client_auth(request, params)
-        return json_body(request, self.grants.introspect(params, auth, presented, self._ip(request)))
+        return json_body(request, introspection.introspect(self._ctx, params, auth, presented, self._ip(request)))
 
     @app.route("/api/v1/oauth/userinfo", methods=["GET", "POST"])
     def userinfo(self, request: IRequest) -> bytes:
@@ -424,23 +443,21 @@ class OAuthHTTP:
                 if presented is not None:
                     raise errors.invalid_request("present the access token one way only")
                 presented = in_body
-        return json_body(request, self.grants.userinfo(presented, self._ip(request)))
+        return json_body(request, userinfo.userinfo(self._ctx, presented, self._ip(request)))
 
     @app.route("/api/v1/session", methods=["POST"])
     @app.route("/api/v1/sessions", methods=["POST"])
     def create_session(self, request: IRequest) -> Deferred[bytes]:
         params = self._params(request)
-        return self._answered(
-            request, Deferred.fromCoroutine(self.grants.create_session(params, self._ip(request)))
-        )
+        decided = Deferred.fromCoroutine(sessions.create_session(self._ctx, params, self._ip(request)))
+        return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/session", methods=["DELETE"])
     @app.route("/api/v1/session/<string:reference>", methods=["DELETE"])
     @app.route("/api/v1/sessions/<string:reference>", methods=["DELETE"])
     def delete_session(self, request: IRequest, reference: str | None = None) -> Deferred[bytes]:
-        return self._answered(
-            request, self.grants.delete_session(self._bearer(request), self._ip(request), reference)
-        )
+        decided = sessions.delete_session(self._ctx, self._bearer(request), self._ip(request), reference)
+        return self._answered(request, self._committed(decided))
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:

@@ -1,0 +1,82 @@
+"""
+What every decision of the protocol layer reads: the state, the
+configuration, and the injected sources of time, randomness, password checks
+and rate limits. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from attrs import define, field
+
+from twisted.internet.interfaces import IReactorTime
+
+from oauthd.config import Config
+from oauthd.interfaces import IPasswordHasher
+from oauthd.protocol import scopes
+from oauthd.protocol.limits import RateLimiter
+from oauthd.protocol.tokens import RandomBytes
+from oauthd.state.entities import User
+from oauthd.state.model import State
+
+Body = dict[str, object]
+"""
+A JSON answer.
+"""
+
+Params = Mapping[str, str]
+"""
+A request's parameters, parsed by the edge.
+"""
+
+
+def no_second_factor(user: User) -> bool:
+    """
+    Whether C{user} has turned on two-factor authentication: the seam for
+    TOTP, which comes later. Such a user may then log in at the token
+    endpoint only with an app password (PhotoPrism's rule), and a session
+    login will ask for the code. No user has it yet.
+    """
+    return False
+
+
+@define
+class Context:
+    """
+    The protocol layer's view of the world.
+
+    @ivar state: read freely; changed only by committing decisions.
+    @ivar clock: the injected time source.
+    @ivar hasher: checks and hashes passwords people choose, off the reactor.
+    @ivar limiter: the failure rate limits.
+    @ivar random_bytes: the source of every secret.
+    @ivar second_factor: whether a user must give a second factor.
+    """
+
+    state: State
+    config: Config
+    clock: IReactorTime
+    hasher: IPasswordHasher
+    limiter: RateLimiter = field()
+    random_bytes: RandomBytes = os.urandom
+    second_factor: Callable[[User], bool] = no_second_factor
+
+    @limiter.default
+    def _limiter(self) -> RateLimiter:
+        return RateLimiter(self.clock.seconds)
+
+    def now(self) -> int:
+        """
+        The current time in whole seconds on the injected clock.
+        """
+        return int(self.clock.seconds())
+
+    def scope(self, requested: str) -> str:
+        """
+        C{requested} in canonical form.
+
+        @raise scopes.ScopeError: if it names an unknown scope.
+        """
+        return scopes.normalize(requested, self.config.scopes)

@@ -1,0 +1,58 @@
+"""
+What every grant answers with, and the scope it may grant.
+"""
+
+from __future__ import annotations
+
+from oauthd.protocol import errors, scopes
+from oauthd.protocol.context import Body, Context, Params
+from oauthd.protocol.errors import deny, safe_text
+from oauthd.protocol.issuing import Minted
+from oauthd.state.decision import Decision, audit
+from oauthd.state.entities import Client
+from oauthd.state.records import Record
+
+def issued(
+    records: list[Record], client: Client, grant_type: str, ip: str,
+    access: Minted, refresh: Minted | None = None,
+) -> Decision[Body]:
+    """
+    The decision to issue C{access} (and C{refresh}) with C{records}, and the
+    RFC 6749 section 5.1 answer, plus PhotoPrism's keys.
+    """
+    token = access.token
+    body: Body = {
+        "access_token": access.secret,
+        "token_type": "Bearer",
+        "expires_in": token.lifetime,
+        "scope": token.scope,
+    }
+    if refresh is not None:
+        body["refresh_token"] = refresh.secret
+    body["status"] = "success"
+    body["session_id"] = access.session_id
+    body["client_name"] = client.name
+    context: dict[str, object] = {
+        "client": client.id, "user": token.user, "token": token.handle, "grant": grant_type,
+    }
+    event = audit("token.issue", "ok", ip=ip, scope=token.scope,
+                  refresh="yes" if refresh is not None else "", **context)
+    return Decision(body, records, (event,), context=context)
+
+
+def requested_scope(ctx: Context, params: Params, allowed: str, default: str, **context: object) -> str:
+    """
+    The normalized C{scope} parameter, which must lie within C{allowed};
+    C{default} when absent (RFC 6749 section 3.3).
+    """
+    raw = params.get("scope", "")
+    if not raw.strip():
+        return default
+    try:
+        scope = ctx.scope(raw)
+    except scopes.ScopeError as e:
+        raise deny(errors.invalid_scope(safe_text(str(e), 100)), **context) from None
+    if not scopes.within(scope, allowed):
+        raise deny(errors.invalid_scope("the requested scope exceeds what may be granted"),
+                   scope=scope, **context)
+    return scope

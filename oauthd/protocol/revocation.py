@@ -1,0 +1,96 @@
+"""
+Revocation (RFC 7009), and PhotoPrism's self-revocation with the token in a
+header.
+"""
+
+from __future__ import annotations
+
+from oauthd.protocol import errors, scopes, tokens
+from oauthd.protocol.bearer import bearer
+from oauthd.protocol.clientauth import ClientAuth, identify_client
+from oauthd.protocol.context import Body, Context, Params
+from oauthd.protocol.errors import deny
+from oauthd.protocol.issuing import revocation_records
+from oauthd.protocol.lookup import authenticate_token
+from oauthd.state.decision import Decision, audit
+from oauthd.state.entities import Token, is_handle
+from oauthd.state.records import GrantRevoked
+
+DELETED: Body = {"status": "deleted"}
+
+
+def revoke(ctx: Context, params: Params, auth: ClientAuth, presented: str | None, ip: str) -> Decision[Body]:
+    """
+    Revoke a token. A client authenticates (or a public one identifies
+    itself) and may revoke only its own tokens; without client credentials,
+    PhotoPrism's way: the token in the header revokes itself (empty body),
+    or names another token of the same user to revoke (by value, session id
+    or handle) if it has full scope.
+
+    Whatever is named, found or not, the answer is 200 (RFC 7009 section
+    2.2): only the audit tells them apart. C{token_type_hint} is not needed:
+    every token is found by its value alone.
+    """
+    target = params.get("token", "")
+    client = identify_client(ctx, auth, ip)
+    if client is not None:
+        if not target:
+            raise deny(errors.invalid_request("token is required"), client=client.id)
+        token = authenticate_token(ctx, target)
+        if token is None:
+            return Decision(dict(DELETED), audit=(audit(
+                "token.revoke", "ok", client=client.id, ip=ip, reason="unknown token"),))
+        if token.client_id != client.id:
+            return Decision(dict(DELETED), audit=(audit(
+                "token.revoke", "denied", client=client.id, ip=ip, token=token.handle,
+                reason="another client's token"),))
+        return revoking(ctx, token, ip, client.id, dict(DELETED))
+    if presented is None:
+        raise deny(errors.invalid_client("client authentication is required", False), ip=ip)
+    caller = bearer(ctx, presented, ip)
+    if not target:
+        return revoking(ctx, caller, ip, "self", {**DELETED, "session_id": tokens.session_id(presented)})
+    token = _find_own(ctx, target, caller)
+    if token is None:
+        return Decision(dict(DELETED), audit=(audit(
+            "token.revoke", "denied", ip=ip, user=caller.user, by=caller.handle,
+            reason="unknown token or not the caller's"),))
+    return revoking(ctx, token, ip, caller.handle, dict(DELETED))
+
+
+def _find_own(ctx: Context, reference: str, caller: Token) -> Token | None:
+    """
+    The token named by C{reference} (its value, session id or handle) if
+    C{caller} may revoke it: itself, or any of its user's tokens if the
+    caller has full scope. Handles are looked up among the caller's user's
+    tokens only, never by a scan of all.
+    """
+    key = tokens.key_from_session_id(reference)
+    if key is not None:
+        token = ctx.state.token(key, ctx.now())
+    elif is_handle(reference):
+        token = caller if caller.handle == reference else None
+        if token is None and caller.user:
+            token = next((t for t in ctx.state.user_tokens(caller.user, ctx.now())
+                          if t.handle == reference), None)
+    else:
+        token = authenticate_token(ctx, reference)
+    if token is None:
+        return None
+    if token.key == caller.key:
+        return token
+    if caller.user and token.user == caller.user and scopes.ALL in scopes.names(caller.scope):
+        return token
+    return None
+
+
+def revoking(ctx: Context, token: Token, ip: str, by: str, body: Body) -> Decision[Body]:
+    """
+    The decision to revoke C{token} (and what goes with it), answering
+    C{body}.
+    """
+    records = revocation_records(ctx, token)
+    context: dict[str, object] = {"client": token.client_id, "user": token.user, "token": token.handle}
+    done = audit("token.revoke", "ok", ip=ip, kind=token.kind, by=by,
+                 family="yes" if isinstance(records[0], GrantRevoked) else "", **context)
+    return Decision(body, records, (done,), context=context)

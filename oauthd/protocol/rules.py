@@ -1,0 +1,95 @@
+"""
+The rules every client, user and token obeys, whichever edge changes them:
+names, lifetimes, roles, grant types, redirect URIs, password lengths.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from urllib.parse import urlsplit
+
+from oauthd.protocol.errors import InvalidValue
+
+GRANT_TYPES = frozenset({
+    "client_credentials",
+    "password",
+    "refresh_token",
+    "authorization_code",
+    "urn:ietf:params:oauth:grant-type:device_code",
+})
+"""
+Every grant type a client may be allowed (the token endpoint serves those in
+L{oauthd.protocol.grants.SERVED}).
+"""
+
+ROLES = frozenset({"admin", "user"})
+CLIENT_ROLES = frozenset({"client", "admin"})
+MAX_NAME = 200
+MAX_LIFETIME = 10 * 365 * 86400
+MAX_REDIRECT_URIS = 16
+MIN_PASSWORD = 8
+
+
+def check_label(what: str, value: str) -> str:
+    """
+    A human-chosen name (client name, token label): printable text, trimmed,
+    at most L{MAX_NAME} characters.
+    """
+    value = value.strip()
+    if not value:
+        raise InvalidValue(f"{what} must not be empty")
+    if len(value) > MAX_NAME:
+        raise InvalidValue(f"{what} is longer than {MAX_NAME} characters")
+    if any(unicodedata.category(c).startswith("C") for c in value):
+        raise InvalidValue(f"{what} must not contain control characters")
+    return value
+
+
+def valid_username(name: str) -> bool:
+    """
+    Whether C{name} is a user name: 1-64 characters of a-z, 0-9 and . _ @ -.
+    """
+    return 1 <= len(name) <= 64 and all(c.isascii() and (c.isalnum() or c in "._@-") for c in name)
+
+
+def check_username(value: str) -> str:
+    """
+    C{value} trimmed and lower-cased, if it is a valid user name.
+    """
+    name = value.strip().lower()
+    if not valid_username(name):
+        raise InvalidValue("user names are 1-64 characters of a-z, 0-9 and . _ @ -")
+    return name
+
+
+def check_new_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidValue(f"passwords have at least {MIN_PASSWORD} characters")
+    return password
+
+
+def check_lifetime(what: str, seconds: int, allow_never: bool = False) -> int:
+    if seconds == 0 and allow_never:
+        return 0
+    if not 1 <= seconds <= MAX_LIFETIME:
+        raise InvalidValue(f"{what} must be between 1 and {MAX_LIFETIME} seconds")
+    return seconds
+
+
+def check_redirect_uris(uris: tuple[str, ...]) -> None:
+    """
+    RFC 6749 section 3.1.2: each absolute, without a fragment; plain http
+    only for loopback (RFC 8252 section 7.3); at most L{MAX_REDIRECT_URIS}.
+    """
+    if len(uris) > MAX_REDIRECT_URIS:
+        raise InvalidValue(f"a client has at most {MAX_REDIRECT_URIS} redirect URIs")
+    for uri in uris:
+        try:
+            parts = urlsplit(uri)
+            host = parts.hostname
+        except ValueError:
+            raise InvalidValue(f"redirect URI {uri[:80]!r} is not a valid URI") from None
+        if not parts.scheme or parts.fragment or len(uri) > 2000:
+            raise InvalidValue(f"redirect URI {uri[:80]!r} must be absolute, without a fragment")
+        if parts.scheme == "http" and host not in ("127.0.0.1", "::1", "localhost"):
+            raise InvalidValue(f"redirect URI {uri[:80]!r} must use https (http only for loopback)")

@@ -1,0 +1,74 @@
+"""
+PhotoPrism's login sessions: C{POST /api/v1/session} logs in with a password
+or an app password for a short-lived session token, C{DELETE} ends it.
+"""
+
+from __future__ import annotations
+
+from oauthd.protocol import errors, scopes, tokens
+from oauthd.protocol.bearer import bearer
+from oauthd.protocol.context import Body, Context, Params
+from oauthd.protocol.errors import OAuthError, deny
+from oauthd.protocol.issuing import capped, derived_label, mint, oldest_beyond
+from oauthd.protocol.login import credentials, login
+from oauthd.protocol.revocation import revoking
+from oauthd.state.decision import Decision, audit
+from oauthd.state.entities import SESSION
+
+MAX_SESSIONS = 20
+"""
+The most live login sessions per user; logging in once more ends the oldest.
+"""
+
+
+async def create_session(ctx: Context, params: Params, ip: str) -> Decision[Body]:
+    """
+    Log in with a username and password or app password and get a
+    short-lived session token. A session from an app password has its scope
+    and ends no later; one from the password has full scope.
+    """
+    username, password = credentials(params)
+    user, app = await login(ctx, username, password, ip)
+    scope = app.scope if app is not None else scopes.ALL
+    live = [t for t in ctx.state.user_tokens(user.name, ctx.now()) if t.kind == SESSION]
+    records = oldest_beyond(live, MAX_SESSIONS)
+    lifetime = capped(ctx, ctx.config.session_ttl, app)
+    session = mint(ctx, SESSION, scope=scope, lifetime=lifetime, user=user.name,
+                   label=derived_label(app) if app is not None else "")
+    records.append(session.record)
+    context: dict[str, object] = {"user": user.name, "token": session.token.handle}
+    created = audit("session.create", "ok", ip=ip, via=app.handle if app is not None else "password",
+                    **context)
+    body: Body = {
+        "status": "success",
+        "id": session.secret,
+        "session_id": session.session_id,
+        "access_token": session.secret,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "scope": scope,
+        "provider": "application" if app is not None else "local",
+        "user": {
+            "Name": user.name, "DisplayName": user.full_name, "Email": user.email,
+            "Role": user.role,
+        },
+    }
+    return Decision(body, records, (created,), context=context)
+
+
+def delete_session(ctx: Context, presented: str | None, ip: str, reference: str | None = None) -> Decision[Body]:
+    """
+    Log out: end the session presented; C{reference}, if given, must name
+    that same session (its session id or handle).
+    """
+    token = bearer(ctx, presented, ip)
+    assert presented is not None
+    if token.kind != SESSION:
+        raise deny(OAuthError("invalid_request",
+                              "the token is not a login session; revoke it at /api/v1/oauth/revoke"),
+                   ip=ip, token=token.handle)
+    session_id = tokens.session_id(presented)
+    if reference is not None and reference not in (session_id, token.handle):
+        raise deny(OAuthError("access_denied", "only your own session can be ended here", 403),
+                   ip=ip, token=token.handle, user=token.user)
+    return revoking(ctx, token, ip, "self", {"status": "deleted", "session_id": session_id})

@@ -1,0 +1,75 @@
+"""
+What the protocol layer decides, for the committer to carry out: the records
+that change the state, the answer to give once they are durable (or the
+refusal to raise then), and the audit events that record it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+from attrs import field, frozen
+
+from oauthd.state.records import Record
+
+T = TypeVar("T")
+
+_MAX_FIELD = 80
+
+
+def clean(value: object) -> str:
+    """
+    A value safe to print in one log line: printable, at most 80 characters.
+    """
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else "?" for c in text)
+    if len(text) > _MAX_FIELD:
+        text = text[:_MAX_FIELD] + "..."
+    return text
+
+
+def cleaned(fields: dict[str, object]) -> dict[str, str]:
+    """
+    The fields of an audit event, cleaned, without empty ones.
+    """
+    return {name: clean(value) for name, value in fields.items() if value not in (None, "")}
+
+
+@frozen
+class AuditEvent:
+    """
+    One audit event: what was attempted, its outcome, and who and what it
+    concerned (tokens by handle, never a secret).
+    """
+
+    event: str
+    outcome: str
+    fields: dict[str, str] = field(converter=cleaned)
+
+
+def audit(event: str, outcome: str, **fields: object) -> AuditEvent:
+    return AuditEvent(event, outcome, fields)
+
+
+@frozen
+class Decision(Generic[T]):
+    """
+    A decision of the protocol layer.
+
+    @ivar records: what to append (applied to memory at once, in order).
+    @ivar answer: what the caller gets once the records are durable.
+    @ivar audit: the events recorded once the records are durable.
+    @ivar refusal: raised instead of giving C{answer}, once the records are
+        durable (a refusal that changes state, such as a reused refresh
+        token revoking its grant).
+    @ivar context: who and what the change is for, audited with a refusal
+        if the records cannot be made durable.
+    """
+
+    answer: T
+    records: Sequence[Record] = ()
+    audit: Sequence[AuditEvent] = ()
+    refusal: Exception | None = None
+    context: dict[str, object] = field(factory=dict)

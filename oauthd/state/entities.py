@@ -1,0 +1,166 @@
+"""
+What the state holds: clients, users and tokens, and the names a token goes
+by (its lookup key and its short public handle).
+"""
+
+from __future__ import annotations
+
+import string
+
+from attrs import frozen
+
+ACCESS = "access"
+REFRESH = "refresh"
+USED_REFRESH = "refresh-used"
+APP_PASSWORD = "app"
+SESSION = "session"
+KINDS = frozenset({ACCESS, REFRESH, USED_REFRESH, APP_PASSWORD, SESSION})
+
+CONFIDENTIAL = "confidential"
+PUBLIC = "public"
+
+BASE36 = string.digits + string.ascii_lowercase
+
+HANDLE_SHIFT = 77
+"""
+A handle spells the top 51 bits of a token's 128-bit key.
+"""
+
+
+def key_hex(key: int) -> str:
+    """
+    A token key as it is written in records: 32 hex digits.
+    """
+    return f"{key:032x}"
+
+
+def handle(key: int) -> str:
+    """
+    A token's short public name for logs and listings (PhotoPrism's RefID
+    shape: C{sess} and 10 base36 characters, 51 bits of the digest).
+    """
+    value = key >> HANDLE_SHIFT
+    out = ""
+    for _ in range(10):
+        value, digit = divmod(value, 36)
+        out = BASE36[digit] + out
+    return "sess" + out
+
+
+def is_handle(value: str) -> bool:
+    return len(value) == 14 and value.startswith("sess") and all(c in BASE36 for c in value[4:])
+
+
+def handle_prefix(value: str) -> int | None:
+    """
+    The key bits a handle names (C{key >> HANDLE_SHIFT}), or C{None} if
+    C{value} is not a handle.
+    """
+    if not is_handle(value):
+        return None
+    return int(value[4:], 36)
+
+
+@frozen
+class Client:
+    """
+    An OAuth client.
+
+    @ivar secret_digest: the SHA-256 hex digest of the secret, C{""} for a
+        public client.
+    @ivar max_tokens: the most live access tokens at once; issuing one more
+        revokes the oldest. -1 means no limit.
+    @ivar user: the owning user's name, C{""} if none.
+    """
+
+    id: str
+    name: str
+    secret_digest: str = ""
+    type: str = CONFIDENTIAL
+    grant_types: tuple[str, ...] = ("client_credentials",)
+    scope: str = "*"
+    access_ttl: int = 3600
+    refresh_ttl: int = 30 * 86400
+    max_tokens: int = 10
+    redirect_uris: tuple[str, ...] = ()
+    enabled: bool = True
+    user: str = ""
+    role: str = "client"
+    created_at: int = 0
+
+    @property
+    def public(self) -> bool:
+        return self.type == PUBLIC
+
+
+@frozen
+class User:
+    """
+    A person who can log in.
+
+    @ivar password_hash: bcrypt hash, C{""} if the user has no password.
+    """
+
+    name: str
+    password_hash: str = ""
+    role: str = "user"
+    disabled: bool = False
+    full_name: str = ""
+    email: str = ""
+    created_at: int = 0
+
+
+class Token:
+    """
+    One issued credential. (A plain class, not attrs: replayed tokens are
+    built from their records on every read.)
+
+    @ivar key: the lookup key: the first 128 bits of the secret's SHA-256
+        digest, as an int.
+    @ivar lifetime: seconds from C{issued_at}; 0 means it never expires.
+    @ivar grant: the grant (refresh family) id, C{""} for none.
+    @ivar label: the name given to an app password or admin-issued token.
+    """
+
+    __slots__ = (
+        "key", "kind", "client_id", "user", "scope", "issued_at", "lifetime", "grant", "label",
+    )
+
+    def __init__(
+        self, key: int, kind: str, client_id: str, user: str, scope: str,
+        issued_at: int, lifetime: int, grant: str, label: str,
+    ) -> None:
+        self.key = key
+        self.kind = kind
+        self.client_id = client_id
+        self.user = user
+        self.scope = scope
+        self.issued_at = issued_at
+        self.lifetime = lifetime
+        self.grant = grant
+        self.label = label
+
+    def __repr__(self) -> str:
+        return f"<Token {self.handle} {self.kind} client={self.client_id!r} user={self.user!r}>"
+
+    @property
+    def expires_at(self) -> int:
+        """
+        The first second at which the token is invalid; 0 for never.
+        """
+        return self.issued_at + self.lifetime if self.lifetime else 0
+
+    def live(self, now: float) -> bool:
+        return self.lifetime == 0 or now < self.issued_at + self.lifetime
+
+    @property
+    def handle(self) -> str:
+        return handle(self.key)
+
+    @property
+    def own(self) -> bool:
+        """
+        Whether this is a client's own access token (no user grant): what a
+        client's token limit counts.
+        """
+        return self.kind == ACCESS and not self.grant
