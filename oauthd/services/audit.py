@@ -92,7 +92,7 @@ def cleaned(fields: dict[str, object]) -> dict[str, str]:
     return {name: clean(value) for name, value in fields.items() if value not in (None, "")}
 
 
-def log_audit(event: str, outcome: str, fields: dict[str, str]) -> None:
+def log_audit(event: str, outcome: str, fields: Mapping[str, str]) -> None:
     """
     The audit sink without a trail: a structured log event.
     """
