@@ -13,7 +13,7 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from oauthd.web.api import OAuthSite
+from oauthd.web.site import OAuthSite
 from tests.oauth_helpers import (
     INTROSPECT,
     REVOKE,
@@ -193,13 +193,14 @@ def test_site_caps_bodies_while_they_arrive(framing: str) -> None:
     Over real HTTP framing, a body over max_body is answered 413 and not
     kept in memory: announced by Content-Length or sent chunked.
     """
-    from oauthd.web.api import OAuthHTTP, _CappedBody
+    from oauthd.web.api import OAuthHTTP
+    from oauthd.web.site import CappedBody
     from tests.helpers import make_authority, make_config
 
     config = make_config(max_body=1024)
     authority = make_authority(config)
     site = OAuthSite(OAuthHTTP(authority.ctx, authority.store).resource(), config.max_body)
-    assert isinstance(site.getContentFile(10), _CappedBody)
+    assert isinstance(site.getContentFile(10), CappedBody)
     body = b"a=" + b"b" * 5000
     if framing == "chunked":
         head = b"Transfer-Encoding: chunked\r\n"
@@ -225,7 +226,7 @@ def test_an_answered_request_lets_go_of_what_it_holds() -> None:
     from twisted.logger import formatEvent, globalLogPublisher
     from twisted.internet.testing import EventLoggingObserver
 
-    from oauthd.web.api import _Request
+    from oauthd.web.site import _Request
     from tests.helpers import make_config, make_http
 
     site = make_http(make_config(access_log=True)).site()

@@ -1,0 +1,231 @@
+"""
+Reading a request: its body's parameters (form or JSON, strictly), its
+client credentials, the bearer token it presents, and the address it came
+from. Anything malformed is refused with C{invalid_request} (or
+C{invalid_client}) before any work.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Collection
+from typing import Any
+from urllib.parse import parse_qsl, unquote_plus
+
+from twisted.web.iweb import IRequest
+
+from oauthd.protocol import errors
+from oauthd.protocol.clientauth import ClientAuth
+from oauthd.protocol.errors import safe_text
+from oauthd.protocol.limits import client_address
+from oauthd.web.site import too_large
+
+MAX_HEADER = 4096
+"""
+The longest credential header read (PhotoPrism's limit); longer ones are
+refused without a lookup.
+"""
+
+MAX_FIELDS = 64
+"""
+The most parameters one request body may carry.
+"""
+
+MAX_PARAMETER = 4096
+"""
+The longest parameter value read; longer ones are refused before any work.
+"""
+
+
+def client_ip(request: IRequest, trusted: Collection[str]) -> str:
+    """
+    The address a request came from: its peer, or with trusted proxies what
+    they say (L{client_address}).
+    """
+    peer = getattr(request.getClientAddress(), "host", "") or "-"
+    if not trusted:
+        return str(peer)
+    forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for") or []
+    return client_address(
+        str(peer), [v.decode("latin-1") for v in forwarded], trusted,
+    )
+
+
+def params(request: IRequest, max_body: int) -> dict[str, str]:
+    """
+    The request body's parameters: C{application/x-www-form-urlencoded}
+    (the standard) or a JSON object of strings (PhotoPrism's clients),
+    UTF-8 either way. The query string is never read: credentials do
+    not belong in URLs.
+
+    @raise OAuthError: C{invalid_request} for anything else: a repeated
+        parameter, another content type, bytes that are not UTF-8, a
+        value that is not a string or is too long; 413 for a body over
+        C{max_body}.
+    """
+    content = request.content
+    body = b""
+    if content is not None:
+        content.seek(0)
+        body = content.read(max_body + 1)
+    if len(body) > max_body:
+        raise too_large(max_body)
+    types = request.requestHeaders.getRawHeaders(b"content-type") or []
+    if len(types) > 1:
+        raise errors.invalid_request("the Content-Type header is repeated")
+    media, _, rest = (types[0] if types else b"").partition(b";")
+    media = media.strip().lower()
+    charset = b""
+    for parameter in rest.split(b";"):
+        name, _, value = parameter.partition(b"=")
+        if name.strip().lower() == b"charset":
+            charset = value.strip().strip(b'"').lower()
+    if charset not in (b"", b"utf-8", b"utf8"):
+        raise errors.invalid_request("only UTF-8 bodies are accepted")
+    if media == b"application/x-www-form-urlencoded":
+        pairs = _form_pairs(body)
+    elif media == b"application/json":
+        pairs = _json_pairs(body) if body.strip() else []
+    elif not body:
+        return {}
+    elif not media:
+        raise errors.invalid_request("a body needs a Content-Type")
+    else:
+        raise errors.invalid_request(
+            "the body must be application/x-www-form-urlencoded or application/json"
+        )
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise errors.invalid_request(f"the parameter {safe_text(name)} is repeated")
+        if len(value) > MAX_PARAMETER:
+            raise errors.invalid_request(f"the parameter {safe_text(name)} is too long")
+        params[name] = value
+    # RFC 6749 section 3.1: a parameter without a value is omitted.
+    return {k: v for k, v in params.items() if v}
+
+
+def authorization(
+    request: IRequest, basic: bool = True,
+) -> tuple[tuple[str, str] | None, str | None, bool]:
+    """
+    The C{Authorization} header: Basic credentials (read only if
+    C{basic}), a Bearer token, and whether another scheme was used.
+    """
+    values = request.requestHeaders.getRawHeaders(b"authorization")
+    if not values:
+        return None, None, False
+    if len(values) > 1:
+        raise errors.invalid_request("the Authorization header is repeated")
+    raw = values[0].strip()
+    scheme, _, credentials = raw.partition(b" ")
+    scheme = scheme.lower()
+    if scheme == b"basic":
+        return (_basic(credentials.strip()) if basic else None), None, False
+    if scheme == b"bearer":
+        return None, credentials.strip()[:MAX_HEADER + 1].decode("latin-1"), False
+    return None, None, True
+
+
+def client_auth(request: IRequest, params: dict[str, str]) -> tuple[ClientAuth, str | None]:
+    """
+    The client credentials offered (Basic or body) and the bearer token
+    presented, for endpoints that take either. Another C{Authorization}
+    scheme is an authentication failure there.
+    """
+    basic, bearer, other = authorization(request)
+    if other:
+        raise errors.invalid_client("unsupported authentication scheme: use Basic", True)
+    auth = ClientAuth(basic, params.get("client_id", ""), params.get("client_secret", ""))
+    return auth, presented(request, bearer)
+
+
+def presented(request: IRequest, bearer: str | None) -> str | None:
+    """
+    The token presented as a bearer credential, in PhotoPrism's order:
+    C{X-Auth-Token}, then C{X-Session-ID}, then C{Authorization: Bearer}.
+    """
+    for name in (b"x-auth-token", b"x-session-id"):
+        values = request.requestHeaders.getRawHeaders(name)
+        if values:
+            if len(values) > 1:
+                raise errors.invalid_request(f"the {name.decode()} header is repeated")
+            value: bytes = values[0].strip()
+            if value:
+                return value[:MAX_HEADER + 1].decode("latin-1")
+    return bearer
+
+
+def bearer_of(request: IRequest) -> str | None:
+    """
+    The bearer token of a resource request; another C{Authorization}
+    scheme presents none.
+    """
+    _, bearer, _ = authorization(request, basic=False)
+    return presented(request, bearer)
+
+
+def _basic(credentials: bytes) -> tuple[str, str]:
+    """
+    The client id and secret in Basic credentials: base64 of
+    C{id:secret}, each form-encoded first (RFC 6749 section 2.3.1).
+    """
+    try:
+        text = base64.b64decode(credentials, validate=True).decode("utf-8")
+        client_id, colon, secret = text.partition(":")
+        client_id = unquote_plus(client_id, errors="strict")
+        secret = unquote_plus(secret, errors="strict")
+    except (binascii.Error, ValueError):
+        colon = ""
+    if not colon or not client_id:
+        raise errors.invalid_client("malformed Basic credentials", True)
+    return client_id, secret
+
+
+def _form_pairs(body: bytes) -> list[tuple[str, str]]:
+    try:
+        text = body.decode("ascii")
+        return parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
+    except UnicodeDecodeError:
+        raise errors.invalid_request("the form body is not valid UTF-8") from None
+    except ValueError:
+        raise errors.invalid_request(f"the body has more than {MAX_FIELDS} parameters") from None
+
+
+def _json_pairs(body: bytes) -> list[tuple[str, str]]:
+    try:
+        value = json.loads(body.decode("utf-8"), object_pairs_hook=_pairs)
+    except UnicodeDecodeError:
+        raise errors.invalid_request("the JSON body is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        raise errors.invalid_request("the body is not valid JSON") from None
+    if not isinstance(value, _Pairs):
+        raise errors.invalid_request("the JSON body must be an object")
+    if len(value) > MAX_FIELDS:
+        raise errors.invalid_request(f"the body has more than {MAX_FIELDS} parameters")
+    pairs = []
+    for name, item in value:
+        if item is None:
+            continue
+        if not isinstance(item, str):
+            raise errors.invalid_request(f"the parameter {safe_text(name)} must be a string")
+        try:
+            # JSON escapes can spell a lone surrogate, which is no text at all.
+            item.encode("utf-8")
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.invalid_request(f"the parameter {safe_text(name)} is not valid text") from None
+        pairs.append((name, item))
+    return pairs
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """
+    A JSON object as its list of pairs, so a repeated key is seen.
+    """
+
+
+def _pairs(items: list[tuple[str, Any]]) -> _Pairs:
+    return _Pairs(items)
