@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 from attrs import field, frozen
 
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.testing import MemoryReactor
 
 DEFAULT_PORT = 9478
 """
@@ -95,10 +94,14 @@ def default_data_dir(environ: Mapping[str, str]) -> str:
     return "./oauthd-data"
 
 
+_NO_REACTOR = object()
+
+
 def _check_endpoint(key: str, value: str) -> str:
     try:
-        # Parsing needs a reactor but must not install the global one.
-        serverFromString(MemoryReactor(), value)
+        # An endpoint keeps the reactor it is given and uses it only to
+        # listen; parsing must not install the global one.
+        serverFromString(_NO_REACTOR, value)
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(f"{key}: bad endpoint {value!r}: {e}") from None
     return value

@@ -7,6 +7,7 @@ inside L{makeService}, never at import time.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -135,6 +136,22 @@ def _listen_or_exit() -> Iterator[None]:
         _exit(f"cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}")
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """
+    Pause the cyclic garbage collector meanwhile: replaying a big journal
+    makes lists and dicts that would set it off again and again, each time
+    walking all of them.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def make_data_dir(path: str) -> None:
     """
     Create the data directory if needed and make it private (0700) whatever
@@ -183,9 +200,13 @@ def build_service(
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     try:
-        store = Store.load(journal, reactor, trail)
+        with collector_paused():
+            store = Store.load(journal, reactor, trail)
     except ValueError as e:
         raise ConfigError(f"{getattr(journal, 'path', 'journal')}: {e}") from None
+    # What replay built lives as long as the process: out of the collector's
+    # reach, it is never walked again.
+    gc.freeze()
     root = Daemon()
     # The trail stops after everything else (see Daemon).
     root.last = trail

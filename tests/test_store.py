@@ -92,12 +92,9 @@ class CommitTests(SynchronousTestCase):
         A million tokens expiring in the same minute are swept a slice per
         reactor turn, not in one stall.
         """
-        from oauthd.state import store as store_module
-
-        store = Store.load(MemoryJournal(), self.clock, log_audit)
+        store = Store.load(MemoryJournal(), self.clock, log_audit, sweep_slice=10)
         store.commit(change([CLIENT]))
         store.commit(change([TokenIssued(token(k, lifetime=10)) for k in range(1, 26)]))
-        self.patch(store_module, "SWEEP_SLICE", 10)
         slices: list[tuple[int, bool]] = []
         sweep = store.state.sweep
 
@@ -118,15 +115,12 @@ class CommitTests(SynchronousTestCase):
         that start with the service, a slice per reactor turn, and expire as
         those issued at run time do.
         """
-        from oauthd.state import store as store_module
-
         journal = MemoryJournal()
         store = Store.load(journal, self.clock, log_audit)
         store.commit(change([CLIENT]))
         store.commit(change([TokenIssued(token(k, lifetime=10)) for k in range(1, 26)]))
-        restarted = Store.load(MemoryJournal(journal.payloads), self.clock, log_audit)
+        restarted = Store.load(MemoryJournal(journal.payloads), self.clock, log_audit, sweep_slice=10)
         assert restarted.state.unbucketed == 25
-        self.patch(store_module, "SWEEP_SLICE", 10)
         restarted.startService()
         self.clock.advance(0)
         assert restarted.state.unbucketed == 0 and len(restarted.state.tokens) == 25

@@ -24,7 +24,6 @@ issue).
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterable, Iterator, Mapping
 
 from oauthd.state.entities import ACCESS, KINDS, REFRESH, USED_REFRESH, Client, Token, User
@@ -463,7 +462,7 @@ def _live_row(row: Row, now: float) -> bool:
 
 def replay(state: State, payloads: Iterable[bytes], now: float) -> int:
     """
-    Apply journal payloads to C{state} (L{State.load}); tokens already
+    Apply event-log payloads to C{state} (L{State.load}); tokens already
     expired at C{now} are skipped rather than loaded and swept.
 
     Start-up waits for this, so it does only what serving needs: the tokens
@@ -471,23 +470,11 @@ def replay(state: State, payloads: Iterable[bytes], now: float) -> int:
     only the sweep reads, and the first sweeps put them there a slice at a
     time once the daemon runs.
 
-    The cyclic garbage collector is paused meanwhile (loading makes lists and
-    dicts that would set it off again and again, each time walking all of
-    them), and what was loaded is then frozen out of its reach: state lives
-    as long as the process.
-
     @return: the number of records applied.
     @raise ValueError: naming the record number, if one is malformed.
     """
     empty = not state.tokens
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        count = state.load(payloads, now, replaying=empty)
-        if empty:
-            state._unbucketed = list(state.tokens)
-    finally:
-        if was_enabled:
-            gc.enable()
-    gc.freeze()
+    count = state.load(payloads, now, replaying=empty)
+    if empty:
+        state._unbucketed = list(state.tokens)
     return count

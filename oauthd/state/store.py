@@ -70,8 +70,12 @@ class Store(Service):
     @ivar log: the event log.
     """
 
-    def __init__(self, state: State, log: IEventLog, clock: IReactorTime, audit: IAuditSink) -> None:
+    def __init__(
+        self, state: State, log: IEventLog, clock: IReactorTime, audit: IAuditSink,
+        sweep_slice: int = SWEEP_SLICE,
+    ) -> None:
         self.state = state
+        self._sweep_slice = sweep_slice
         self.log = log
         self._clock = clock
         self.audit_sink = audit
@@ -80,14 +84,14 @@ class Store(Service):
         self._compacting = False
 
     @classmethod
-    def load(cls, log: IEventLog, clock: IReactorTime, audit: IAuditSink) -> Store:
+    def load(cls, log: IEventLog, clock: IReactorTime, audit: IAuditSink, sweep_slice: int = SWEEP_SLICE) -> Store:
         """
         Build the state by replaying C{log} (blocking: call it before the
         reactor runs).
         """
         state = State()
         replay(state, log.replay(), clock.seconds())
-        return cls(state, log, clock, audit)
+        return cls(state, log, clock, audit, sweep_slice)
 
     def now(self) -> int:
         """
@@ -180,7 +184,7 @@ class Store(Service):
         than one slice holds, the next slice runs on the next reactor turn,
         so a million tokens expiring in the same minute never stall it.
         """
-        dropped, more = self.state.sweep(self._clock.seconds(), SWEEP_SLICE)
+        dropped, more = self.state.sweep(self._clock.seconds(), self._sweep_slice)
         if dropped:
             log.debug("swept {count} expired tokens", count=dropped)
         if more and self.running:
