@@ -10,6 +10,12 @@ to one core and wrk to another (--server-cpu, --load-cpu). Durability is on:
 the daemon fsyncs its journal (group commit) before every answer.
 
     python bench/token_endpoint.py [--duration 3] [--rounds 7] [--connections 32]
+    python bench/token_endpoint.py --compare-tree DIR [--rounds 9]
+
+With C{--compare-tree}, only two daemons run: this tree's and the one in
+DIR (another checkout, say of the commit before a change), each on a copy
+of the same data, in interleaved rounds of client_credentials requests; it
+prints each round's ratio of this tree's rate to DIR's, and their median.
 
 More targets take the durable figure apart. The bare Klein route parses form
 bodies, as twisted.web does by default, and oauthd's site does not (it
@@ -301,8 +307,10 @@ def _wrk(args: argparse.Namespace, url: str, script: Path, duration: int) -> dic
     return _parse(output)
 
 
-def _run_server(args: argparse.Namespace, argv: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+def _run_server(
+    args: argparse.Namespace, argv: list[str], port: int, log: Path, tree: Path = REPO,
+) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
     env.pop("NOTIFY_SOCKET", None)
     process = subprocess.Popen(["taskset", "-c", str(args.server_cpu), *argv],
                                stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)
@@ -319,6 +327,44 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def compare_trees(args: argparse.Namespace, work: Path, data: Path, script: Path, twistd: str) -> None:
+    """
+    This tree's daemon against the one in C{args.compare_tree}, each on a
+    copy of C{data}, in interleaved rounds.
+    """
+    other = args.compare_tree.resolve()
+    shutil.copytree(data, work / "data-other")
+    ports = _free_ports(2)
+    builds = [("this tree", REPO, data, ports[0]), (str(other), other, work / "data-other", ports[1])]
+    servers = [
+        _run_server(args, [twistd, "--nodaemon", "--pidfile=", "oauthd", "--listen",
+                           f"tcp:{port}:interface=127.0.0.1", "--data", str(directory)],
+                    port, work / f"oauthd-{port}.out", tree)
+        for _, tree, directory, port in builds
+    ]
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in builds}
+    try:
+        for _, _, _, port in builds:
+            _wrk(args, f"http://127.0.0.1:{port}/api/v1/oauth/token", script, args.warmup)
+        for number in range(args.rounds):
+            # Alternate which goes first, so neither always follows the other.
+            order = builds if number % 2 == 0 else builds[::-1]
+            for name, _, _, port in order:
+                rounds[name].append(_wrk(args, f"http://127.0.0.1:{port}/api/v1/oauth/token", script,
+                                         args.duration))
+    finally:
+        for process in servers:
+            _stop(process)
+    mine, theirs = rounds["this tree"], rounds[str(other)]
+    print(f"\nclient_credentials, {args.connections} connections, {args.rounds} interleaved rounds of "
+          f"{args.duration} s; server on CPU {args.server_cpu}, wrk on CPU {args.load_cpu}; fsync on\n")
+    for name, runs in rounds.items():
+        every_round = " ".join(f"{r['rps']:.0f}" for r in runs)
+        print(f"{name:40} req/s [{every_round}]")
+    every = " ".join(f"{a['rps'] / b['rps']:.3f}" for a, b in zip(mine, theirs))
+    print(f"\nthis tree / {other}: median {_median_ratio(mine, theirs):.3f}   [{every}]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=3)
@@ -329,6 +375,8 @@ def main() -> None:
     parser.add_argument("--load-cpu", type=int, default=1)
     parser.add_argument("--profile-seconds", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--compare-tree", type=Path, metavar="DIR",
+                        help="compare this tree's daemon with the one in another checkout")
     parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -345,6 +393,9 @@ def main() -> None:
         intro = _lua(work / "introspect.lua", ids["rs"], ids["rs_secret"], "token=" + ids["token"])
         python = sys.executable
         twistd = os.path.join(os.path.dirname(python), "twistd")
+        if args.compare_tree:
+            compare_trees(args, work, data, cc, twistd)
+            return
         klein_modes = {
             "bare Klein": ["forms"],
             "no-form Klein": ["plain"],
