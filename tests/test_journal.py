@@ -25,6 +25,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.eventlog import journal as journal_module
+from oauthd.eventlog.files import lock_directory
 from oauthd.interfaces import IEventLog
 from oauthd.eventlog.journal import (
     HEADER_SIZE,
@@ -1000,7 +1001,7 @@ class RepairCommandTests(SynchronousTestCase):
         """
         On an error, main() prints it to stderr and returns 1.
         """
-        fd = journal_module._lock_directory(self.directory)
+        fd = lock_directory(self.directory, LOCK_NAME)
         self.addCleanup(os.close, fd)
         with mock.patch("sys.stderr") as stderr:
             self.assertEqual(main(["repair", self.directory]), 1)
