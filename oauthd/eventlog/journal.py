@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from attrs import define, field, frozen
+from attrs import define, field
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -84,6 +84,8 @@ from oauthd.eventlog.format import (
     resynchronise,
     walk_verified,
 )
+from oauthd.eventlog.memory import MemoryJournal
+from oauthd.eventlog.repair import RepairReport, repair
 from oauthd.interfaces import IEventLog
 
 __all__ = [
@@ -108,8 +110,6 @@ __all__ = [
     "main",
     "repair",
 ]
-
-DAMAGED_INFIX = ".damaged-"
 
 # How much of a compaction snapshot one reactor turn consumes at most.  The
 # wall-clock budget bounds how long the reactor is held; it has no effect on
@@ -765,266 +765,6 @@ def _recover(
 
 
 # ---------------------------------------------------------------------------
-# The in-memory fake
-
-
-def _checked_list(payloads: Iterable[bytes]) -> list[bytes]:
-    return [check_payload(p) for p in payloads]
-
-
-@implementer(IEventLog)
-@define(eq=False)
-class MemoryJournal:
-    """
-    An L{IEventLog} held in memory, for tests of the layers above.
-
-    L{append} and L{compact} complete at once.  L{payloads} shows what a
-    file would now hold; C{MemoryJournal(old.payloads)} is a "reopen".
-    L{fail} puts it in the failed state a write error would.
-    """
-
-    _at_open: list[bytes] = field(factory=list, converter=_checked_list, alias="payloads")
-    _payloads: list[bytes] = field(init=False)
-    _failure: JournalFailed | None = None
-    _closed: bool = False
-
-    def __attrs_post_init__(self) -> None:
-        self._payloads = list(self._at_open)
-
-    @property
-    def payloads(self) -> list[bytes]:
-        """
-        A copy of the payloads the log now holds, in order.
-        """
-        return list(self._payloads)
-
-    @property
-    def record_count(self) -> int:
-        """
-        See L{IEventLog.record_count}.
-        """
-        return len(self._payloads)
-
-    @property
-    def byte_count(self) -> int:
-        """
-        See L{IEventLog.byte_count}: what the file journal's file would
-        measure.
-        """
-        return HEADER_SIZE + record_bytes(self._payloads)
-
-    def fail(self, reason: Exception) -> None:
-        """
-        Behave from now on as if a write had failed with C{reason}.
-        """
-        error = JournalFailed(f"memory journal failed: {reason}")
-        error.__cause__ = reason
-        self._failure = error
-
-    def _refusal(self) -> Deferred[None] | None:
-        if self._closed:
-            return fail(JournalClosed("memory journal is closed"))
-        if self._failure is not None:
-            return fail(self._failure)
-        return None
-
-    def append(self, payloads: Sequence[bytes]) -> Deferred[None]:
-        """
-        See L{IEventLog.append}.
-        """
-        batch = [check_payload(p) for p in payloads]
-        refusal = self._refusal()
-        if refusal is not None:
-            return refusal
-        self._payloads += batch
-        return succeed(None)
-
-    def replay(self) -> Iterator[bytes]:
-        """
-        See L{IEventLog.replay}.
-        """
-        return iter(list(self._at_open))
-
-    def compact(self, snapshot: Iterable[bytes]) -> Deferred[None]:
-        """
-        See L{IEventLog.compact}.  The snapshot is consumed at once.
-        """
-        refusal = self._refusal()
-        if refusal is not None:
-            return refusal
-        try:
-            live = [check_payload(p) for p in snapshot]
-        except Exception:
-            return fail()
-        self._payloads = live
-        return succeed(None)
-
-    def close(self) -> Deferred[None]:
-        """
-        See L{IEventLog.close}.
-        """
-        self._closed = True
-        return succeed(None)
-
-
-# ---------------------------------------------------------------------------
-# Repair
-
-
-@frozen
-class RepairReport:
-    """
-    What L{repair} did.
-
-    @ivar journal: The journal file.
-    @ivar kept_records: Records verified and kept, in order.
-    @ivar skipped_bytes: Bytes dropped because no record verified in them.
-    @ivar damaged_regions: The number of separate runs of dropped bytes.
-    @ivar header_damaged: The header checksum did not verify (its salt was
-        used anyway).
-    @ivar damaged_copy: Where the damaged file was kept, or C{None} if
-        nothing needed repair and the journal was left untouched.
-    """
-
-    journal: str
-    kept_records: int
-    skipped_bytes: int
-    damaged_regions: int
-    header_damaged: bool
-    damaged_copy: str | None
-
-    def describe(self) -> str:
-        """
-        One line for a human.
-        """
-        if self.damaged_copy is None:
-            return (
-                f"{self.journal}: no damage found; {self.kept_records} records"
-                " verified, nothing changed"
-            )
-        header = " (the header was damaged)" if self.header_damaged else ""
-        return (
-            f"{self.journal}: kept {self.kept_records} verifiable records,"
-            f" skipped {self.skipped_bytes} bytes in {self.damaged_regions}"
-            f" damaged region(s){header}; the damaged file is kept as"
-            f" {self.damaged_copy}"
-        )
-
-
-def repair(directory: str, *, now: float) -> RepairReport:
-    """
-    Rewrite a damaged journal with every record that verifies.
-
-    Takes the directory's lock (so not while oauthd runs), walks the file
-    resynchronising past every damaged region, and, if anything was
-    damaged, keeps the damaged file as C{journal.oauthd.damaged-<UTC time>}
-    and atomically replaces the journal with the verified records (fsync'd
-    file, rename, fsync'd directory).  Blocking; an offline operation.
-
-    @param now: The POSIX time to name the damaged copy with.
-    @raise JournalLocked: oauthd (or another repair) holds the lock.
-    @raise JournalCorrupt: the file is not an oauthd journal of a version
-        this code reads, or its header is damaged and no record verifies;
-        nothing is changed then.
-    @raise FileNotFoundError: there is no journal in C{directory}.
-    """
-    directory = os.path.abspath(directory)
-    path = os.path.join(directory, JOURNAL_NAME)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no journal at {path}")
-    lock_fd = lock_directory(directory, LOCK_NAME)
-    try:
-        remove_if_present(os.path.join(directory, TEMP_NAME))
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < HEADER_SIZE:
-                raise JournalCorrupt(
-                    f"{path} is {size} bytes long, too short for a journal"
-                    " header; nothing can be recovered from it",
-                    path,
-                    0,
-                )
-            with mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as buf:
-                salt_crc, intact = decode_header(buf, path)
-                kept, skipped, regions = _salvage(buf, size, salt_crc)
-                if intact and not skipped:
-                    return RepairReport(path, len(kept), 0, 0, False, None)
-                if not intact and not kept and skipped:
-                    raise JournalCorrupt(
-                        f"journal {path} has a damaged header and not one of"
-                        " its records verifies against it (the salt the"
-                        " checksums depend on is probably what was damaged);"
-                        " refusing to replace it with an empty journal. The"
-                        " file is unchanged; move it aside by hand to start"
-                        " empty",
-                        path,
-                        0,
-                    )
-                copy = _damaged_copy_name(path, now)
-                try:
-                    os.link(path, copy)
-                except OSError:
-                    _copy_private(buf, size, copy)
-                write_new_file(
-                    directory, JOURNAL_NAME, TEMP_NAME, encode_new_journal(_batches_of(kept)), os.fsync
-                )
-        return RepairReport(path, len(kept), skipped, regions, not intact, copy)
-    finally:
-        os.close(lock_fd)
-
-
-def _salvage(
-    buf: mmap.mmap, size: int, salt_crc: int
-) -> tuple[list[bytes], int, int]:
-    """
-    @return: the payload of every verifiable record, the number of bytes
-        skipped and the number of damaged regions.
-    """
-    kept: list[bytes] = []
-    skipped = regions = 0
-    offset = HEADER_SIZE
-    while offset < size:
-        payloads, offset, _ = walk_verified(buf, offset, size, salt_crc)
-        kept += payloads
-        if offset >= size:
-            break
-        resume = resynchronise(buf, offset + 1, size, salt_crc)
-        stop = size if resume is None else resume
-        skipped += stop - offset
-        regions += 1
-        offset = stop
-    return kept, skipped, regions
-
-
-def _batches_of(payloads: list[bytes]) -> Iterator[list[bytes]]:
-    batch: list[bytes] = []
-    size = 0
-    for payload in payloads:
-        batch.append(payload)
-        size += len(payload)
-        if size >= _SLICE_BYTES:
-            yield batch
-            batch, size = [], 0
-    yield batch
-
-
-def _damaged_copy_name(path: str, now: float) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    copy = f"{path}{DAMAGED_INFIX}{stamp}"
-    serial = 1
-    while os.path.lexists(copy):
-        serial += 1
-        copy = f"{path}{DAMAGED_INFIX}{stamp}.{serial}"
-    return copy
-
-
-def _copy_private(buf: mmap.mmap, size: int, copy: str) -> None:
-    fd = open_private(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        write_all(fd, buf[:size])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------
