@@ -30,10 +30,8 @@ L{oauthd.eventlog.files}.
 
 from __future__ import annotations
 
-import argparse
 import mmap
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -107,7 +105,6 @@ __all__ = [
     "RECORD_OVERHEAD",
     "RepairReport",
     "TEMP_NAME",
-    "main",
     "repair",
 ]
 
@@ -762,40 +759,3 @@ def _recover(
             reason=problem,
         )
     return salt_crc, payloads, end
-
-
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Command line: python -m oauthd.eventlog.journal repair DIR
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """
-    C{python -m oauthd.eventlog.journal repair DIR}: run L{repair} and report.
-
-    @return: the exit status: 0 on success, 1 on error.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m oauthd.eventlog.journal", description="oauthd journal tools"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    repair_parser = commands.add_parser(
-        "repair",
-        help="rewrite a damaged journal with every verifiable record,"
-        " keeping a copy of the damaged file",
-    )
-    repair_parser.add_argument("directory", help="the oauthd data directory")
-    options = parser.parse_args(argv)
-    try:
-        report = repair(options.directory, now=time.time())
-    except (JournalError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(report.describe())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

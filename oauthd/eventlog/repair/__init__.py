@@ -4,6 +4,12 @@ Offline repair of a damaged journal: keep every record that verifies, keep
 the damaged file beside it, and say what was done (L{RepairReport}).
 
 Blocking, and only while no daemon holds the data directory's lock.
+
+C{python -m oauthd.eventlog.repair DIR} runs it for C{oauthctl repair} (see
+C{__main__.py}).  This is a package rather than a module so that C{-m} runs
+that entry point without executing a second copy of a module that
+C{oauthd.eventlog} has already imported (which Python warns about on
+stderr).
 """
 
 from __future__ import annotations
