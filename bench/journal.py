@@ -40,7 +40,7 @@ from attrs import frozen
 from twisted.internet import task
 from twisted.internet.defer import Deferred, gatherResults
 
-from oauthd.eventlog.journal import FileJournal
+from oauthd.eventlog import FileJournal
 
 PAYLOAD = b"x" * 120
 

@@ -168,7 +168,7 @@ def build_service(
     from oauthd.control.server import ControlFactory, control_service, resolve_group
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService
     from oauthd.web.api import OAuthHTTP
-    from oauthd.eventlog.journal import FileJournal, JournalError
+    from oauthd.eventlog import FileJournal, JournalError
     from oauthd.state.store import Store
 
     make_data_dir(config.data)

@@ -109,7 +109,7 @@ def seed(data: Path, build: Any) -> Any:
     from oauthd.protocol.authority import Authority
     from oauthd.config import build_config
     from oauthd.services.hashing import PasswordHasher
-    from oauthd.eventlog.journal import FileJournal
+    from oauthd.eventlog import FileJournal
     from oauthd.state.store import Store
     from tests.journal_doubles import InlinePool, InlineReactor
 

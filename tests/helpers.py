@@ -13,7 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 from oauthd.protocol.authority import Authority
 from oauthd.config import Config, build_config
 from oauthd.services.hashing import PasswordHasher
-from oauthd.eventlog.journal import MemoryJournal
+from oauthd.eventlog import MemoryJournal
 from oauthd.state.store import Store
 from tests.journal_doubles import InlinePool, InlineReactor
 

@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from oauthd.protocol.authority import Authority
 from oauthd.config import Config
 from oauthd.web.api import OAuthHTTP
-from oauthd.eventlog.journal import MemoryJournal
+from oauthd.eventlog import MemoryJournal
 from oauthd.state.model import Client, Token, User
 from tests.helpers import START, make_authority, make_config
 

@@ -39,7 +39,7 @@ from oauthd.control.server import (
     StorageError,
 )
 from oauthd.services.hashing import PasswordHasher
-from oauthd.eventlog.journal import MemoryJournal
+from oauthd.eventlog import MemoryJournal
 from oauthd.state.model import ACCESS, APP_PASSWORD, Client, client_record
 from oauthd.state.store import Store
 from tests.helpers import START, make_config
@@ -940,7 +940,7 @@ def test_wire_errors() -> None:
     from twisted.internet.defer import CancelledError
 
     from oauthd.interfaces import HasherBusy, PasswordTooLong
-    from oauthd.eventlog.journal import CompactionInProgress, JournalFailed
+    from oauthd.eventlog import CompactionInProgress, JournalFailed
     from oauthd.protocol.scopes import ScopeError
 
     assert isinstance(control.wire_error(ScopeError("unknown scope 'x'")), InvalidValue)

@@ -28,7 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from oauthd.eventlog import journal as journal_module
 from oauthd.eventlog.files import lock_directory
 from oauthd.interfaces import IEventLog
-from oauthd.eventlog.journal import (
+from oauthd.eventlog import (
     HEADER_SIZE,
     JOURNAL_NAME,
     LOCK_NAME,
@@ -1116,7 +1116,7 @@ class ProcessExitTests(SynchronousTestCase):
         script = (
             "import sys, threading\n"
             "from twisted.internet import reactor\n"
-            "from oauthd.eventlog.journal import FileJournal\n"
+            "from oauthd.eventlog import FileJournal\n"
             f"journal = FileJournal.open({directory!r}, reactor)\n"
             "journal.append([b'never acknowledged'])\n"
             "assert any(t.name.startswith('PoolThread-oauthd-journal')"

@@ -15,7 +15,7 @@ from oauthd.state import model
 
 from oauthd.protocol import tokens
 from oauthd.protocol.authority import Conflict, InvalidValue, NotFound
-from oauthd.eventlog.journal import MemoryJournal
+from oauthd.eventlog import MemoryJournal
 from oauthd.state.model import ACCESS, APP_PASSWORD, REFRESH, USED_REFRESH, State
 from tests.helpers import START, make_authority
 

@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from oauthd.state import model
 
 from oauthd.protocol import tokens
-from oauthd.eventlog.journal import FileJournal, MemoryJournal
+from oauthd.eventlog import FileJournal, MemoryJournal
 from oauthd.state.model import ACCESS, REFRESH, State, Token
 from oauthd.state.store import COMPACT_SLACK, SWEEP_INTERVAL, Store
 from tests.daemon import REPO, Daemon

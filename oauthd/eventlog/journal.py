@@ -51,9 +51,7 @@ from oauthd.eventlog.errors import (
     CompactionInProgress,
     JournalClosed,
     JournalCorrupt,
-    JournalError,
     JournalFailed,
-    JournalLocked,
 )
 from oauthd.eventlog.files import (
     fsync_directory,
@@ -65,12 +63,9 @@ from oauthd.eventlog.files import (
     write_new_file,
 )
 from oauthd.eventlog.format import (
-    FORMAT_VERSION,
     HEADER_SIZE,
     JOURNAL_NAME,
     LOCK_NAME,
-    MAGIC,
-    MAX_PAYLOAD,
     RECORD_OVERHEAD,
     TEMP_NAME,
     check_payload,
@@ -82,31 +77,9 @@ from oauthd.eventlog.format import (
     resynchronise,
     walk_verified,
 )
-from oauthd.eventlog.memory import MemoryJournal
-from oauthd.eventlog.repair import RepairReport, repair
 from oauthd.interfaces import IEventLog
 
-__all__ = [
-    "CompactionInProgress",
-    "FileJournal",
-    "FORMAT_VERSION",
-    "HEADER_SIZE",
-    "JOURNAL_NAME",
-    "JournalClosed",
-    "JournalCorrupt",
-    "JournalError",
-    "JournalFailed",
-    "JournalLocked",
-    "LOCK_NAME",
-    "MAGIC",
-    "MAX_PAYLOAD",
-    "MemoryJournal",
-    "check_payload",
-    "RECORD_OVERHEAD",
-    "RepairReport",
-    "TEMP_NAME",
-    "repair",
-]
+__all__ = ["FileJournal"]
 
 # How much of a compaction snapshot one reactor turn consumes at most.  The
 # wall-clock budget bounds how long the reactor is held; it has no effect on

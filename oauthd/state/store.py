@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from oauthd.interfaces import IEventLog
-from oauthd.eventlog.journal import CompactionInProgress, check_payload
+from oauthd.eventlog import CompactionInProgress, check_payload
 from oauthd.state.model import Record, State, encode, replay
 
 log = Logger()
