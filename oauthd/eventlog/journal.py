@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -41,8 +40,7 @@ from attrs import define, field
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -77,6 +75,7 @@ from oauthd.eventlog.format import (
     resynchronise,
     walk_verified,
 )
+from oauthd.eventlog.writer_pool import WriterPool
 from oauthd.interfaces import IEventLog
 
 __all__ = ["FileJournal"]
@@ -143,22 +142,6 @@ class _Compaction:
     salt_crc: int = 0
 
 
-def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
-    return threading.Thread(*args, daemon=True, **kwargs)
-
-
-class _WriterPool(ThreadPool):
-    """
-    The journal's own pool: its thread is a daemon, so a process that exits
-    without close() (say, start-up failing after the journal opened) does not
-    hang waiting for it.  That is safe because nothing is acknowledged before
-    its fsync returns: an exit can only cut short an unacknowledged write,
-    whose torn tail the next open removes.
-    """
-
-    threadFactory = staticmethod(_daemon_thread)  # type: ignore[assignment]
-
-
 class _CompactionAborted(Exception):
     """
     Writing the new file failed before it replaced the old one; the old file
@@ -185,9 +168,7 @@ class FileJournal:
     # The payloads verified at open, until replay() hands them over.
     _loaded: list[bytes] | None
     _size: int
-    _reactor: IReactorFromThreads
-    _pool: ThreadPool
-    _owns_pool: bool
+    _writer: WriterPool
     _fsync: bool
     _fsync_function: Callable[[int], None]
     _group_commit: bool
@@ -204,7 +185,6 @@ class FileJournal:
     _closing: bool = False
     _closed: bool = False
     _close_waiters: list[Deferred[None]] = field(factory=list)
-    _shutdown_trigger: Any = None
     # A compaction cut short by a failure; close() removes its file.
     _leftover: _Compaction | None = None
 
@@ -261,11 +241,9 @@ class FileJournal:
                 os.close(fd)
             os.close(lock_fd)
             raise
-        owns_pool = pool is None
-        if pool is None:
-            pool = _WriterPool(minthreads=0, maxthreads=1, name="oauthd-journal")
-            pool.start()
-        journal = cls(
+        writer = WriterPool(reactor, "oauthd-journal", pool)
+        writer.start()
+        return cls(
             directory=directory,
             path=path,
             fd=fd,
@@ -274,21 +252,11 @@ class FileJournal:
             records=len(loaded),
             loaded=loaded,
             size=size,
-            reactor=reactor,
-            pool=pool,
-            owns_pool=owns_pool,
+            writer=writer,
             fsync=fsync,
             fsync_function=fsync_function,
             group_commit=group_commit,
         )
-        if owns_pool:
-            core = IReactorCore(reactor, None)
-            if core is not None:
-                # Never leave a non-daemon thread behind if close() is skipped.
-                journal._shutdown_trigger = core.addSystemEventTrigger(
-                    "after", "shutdown", journal._stop_pool
-                )
-        return journal
 
     @property
     def path(self) -> str:
@@ -411,7 +379,7 @@ class FileJournal:
 
     def _submit(self, job: Callable[..., object], *args: object) -> Deferred[Any]:
         self._busy = True
-        return deferToThreadPool(self._reactor, self._pool, job, *args)
+        return self._writer.run(job, *args)
 
     def _job_finished(self) -> None:
         self._busy = False
@@ -595,20 +563,10 @@ class FileJournal:
             _log.failure(
                 "Journal {path}: error while closing", result, path=self._path
             )
-        if self._shutdown_trigger is not None:
-            core = IReactorCore(self._reactor, None)
-            if core is not None:
-                core.removeSystemEventTrigger(self._shutdown_trigger)
-            self._shutdown_trigger = None
-        self._stop_pool()
+        self._writer.stop()
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
             waiter.callback(None)
-
-    def _stop_pool(self) -> None:
-        if self._owns_pool:
-            self._owns_pool = False
-            self._pool.stop()
 
     # -- the writer thread ------------------------------------------------------
 

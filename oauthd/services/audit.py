@@ -42,10 +42,10 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
+
+from oauthd.eventlog.writer_pool import WriterPool
 
 audit_log = Logger(namespace="oauthd.services.audit")
 log = Logger()
@@ -154,19 +154,19 @@ class AuditTrail(Service):
 
         @param reactor: delivers the writer's results (C{callFromThread}).
         @param pool: runs the writes, one at a time; by default the trail
-            starts a thread of its own (tests pass one that runs inline).
+            runs them on a writer thread of its own (a L{WriterPool}),
+            started with the service and stopped once the trail is closed
+            (tests pass one that runs inline).
         """
         self.path = os.path.join(directory, TRAIL_NAME)
         self._clock = clock
-        self._reactor = reactor
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         os.fchmod(self._fd, 0o600)
         self._seq, self._head = self._resume()
         self._pending: list[bytes] = []
         self._flush_call: Any = None
         self._writing: Deferred[None] | None = None
-        self._owns_pool = pool is None
-        self._pool = ThreadPool(minthreads=0, maxthreads=1, name="oauthd-audit") if pool is None else pool
+        self._writer = WriterPool(reactor, "oauthd-audit", pool)
         self._closed = False
         self._failing = False
 
@@ -221,9 +221,7 @@ class AuditTrail(Service):
     def _flush(self) -> Deferred[None]:
         self._flush_call = None
         batch, self._pending = self._pending, []
-        written: Deferred[None] = deferToThreadPool(
-            self._reactor, self._pool, self._write, b"".join(batch)
-        )
+        written: Deferred[None] = self._writer.run(self._write, b"".join(batch))
         self._writing = written
 
         def failed(failure: Failure) -> None:
@@ -257,8 +255,7 @@ class AuditTrail(Service):
 
     def startService(self) -> None:
         super().startService()
-        if self._owns_pool:
-            self._pool.start()
+        self._writer.start()
         log.info("audit trail {path}: chain head at start seq={seq} chain={chain}",
                  path=self.path, seq=self._seq, chain=self._head)
 
@@ -286,8 +283,7 @@ class AuditTrail(Service):
                           lines=b"".join(self._pending).decode("utf-8", "replace"))
             log.info("audit trail {path}: chain head at stop seq={seq} chain={chain}",
                      path=self.path, seq=self._seq, chain=self._head)
-            if self._owns_pool:
-                self._pool.stop()
+            self._writer.stop()
             os.close(self._fd)
 
         return waiting.addCallback(drain).addCallback(close)
