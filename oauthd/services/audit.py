@@ -45,6 +45,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from oauthd.eventlog.files import open_private, write_all
 from oauthd.eventlog.writer_pool import WriterPool
 
 audit_log = Logger(namespace="oauthd.services.audit")
@@ -160,8 +161,7 @@ class AuditTrail(Service):
         """
         self.path = os.path.join(directory, TRAIL_NAME)
         self._clock = clock
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        os.fchmod(self._fd, 0o600)
+        self._fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         self._seq, self._head = self._resume()
         self._pending: list[bytes] = []
         self._flush_call: Any = None
@@ -244,9 +244,7 @@ class AuditTrail(Service):
     def _write(self, data: bytes) -> None:
         size = os.fstat(self._fd).st_size
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
+            write_all(self._fd, data)
             os.fdatasync(self._fd)
         except OSError:
             # A batch half in the file would leave a torn line mid-file.
