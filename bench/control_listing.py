@@ -29,7 +29,7 @@ def write_journal(data: Path, count: int) -> None:
 
     from oauthd.protocol.authority import Authority
     from oauthd.config import build_config
-    from oauthd.eventlog.journal import FileJournal
+    from oauthd.eventlog import FileJournal
     from oauthd.state.model import ACCESS
     from oauthd.state.store import Store
     from tests.journal_doubles import InlinePool, InlineReactor

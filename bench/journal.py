@@ -40,7 +40,7 @@ from attrs import frozen
 from twisted.internet import task
 from twisted.internet.defer import Deferred, gatherResults
 
-from oauthd.eventlog.journal import FileJournal
+from oauthd.eventlog import FileJournal
 
 PAYLOAD = b"x" * 120
 
@@ -217,23 +217,24 @@ async def bench_token_replay(
     @return: seconds to open (verify), seconds to replay into L{State}, the
         journal's bytes, and resident bytes per live token.
     """
-    from oauthd.state import model
     from oauthd.protocol import tokens
+    from oauthd.state.entities import ACCESS, Client, Token
+    from oauthd.state.records import ClientPut, TokenIssued, encode
 
     now = 1_800_000_000
     client_ids = [f"c{i:015d}" for i in range(clients)]
     journal = FileJournal.open(directory, reactor, fsync=False)
     await journal.append([
-        model.encode(model.client_record(model.Client(id=c, name="bench", max_tokens=-1)))
+        encode(ClientPut(Client(id=c, name="bench", max_tokens=-1)))
         for c in client_ids
     ])
     batch = 10_000
     for start in range(0, count, batch):
         await journal.append([
-            model.encode(model.Token(
-                tokens.token_key(os.urandom(24).hex()), model.ACCESS,
+            encode(TokenIssued(Token(
+                tokens.token_key(os.urandom(24).hex()), ACCESS,
                 client_ids[i % clients], "", "metrics", now, 3600, "", "",
-            ).record())
+            )))
             for i in range(start, min(count, start + batch))
         ])
     size = journal.byte_count
@@ -258,13 +259,15 @@ def replay_child(directory: str, now: float) -> None:
     from twisted.internet import reactor
 
     from oauthd.state import model
+    from oauthd.tap import collector_paused
 
     rss_before = rss_kib()
     started = time.perf_counter()
     journal = FileJournal.open(directory, reactor)
     opened = time.perf_counter()
     state = model.State()
-    model.replay(state, journal.replay(), now)
+    with collector_paused():
+        model.replay(state, journal.replay(), now)
     replayed = time.perf_counter()
     per_token = (rss_kib() - rss_before) * 1024 / len(state.tokens)
     print(opened - started, replayed - opened, per_token)

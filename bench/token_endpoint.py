@@ -152,7 +152,7 @@ def serve_klein(port: int, log: str, mode: str = "forms", data: str = "") -> Non
     """
     from twisted.internet import reactor
 
-    from oauthd.eventlog.journal import FileJournal
+    from oauthd.eventlog import FileJournal
 
     _start_logging(log)
     journals = {
@@ -176,7 +176,7 @@ def serve_memory(port: int, log: str, data: str) -> None:
     from twisted.internet import reactor
 
     from oauthd.config import build_config
-    from oauthd.eventlog.journal import FileJournal, MemoryJournal
+    from oauthd.eventlog import FileJournal, MemoryJournal
     from oauthd.tap import build_service
 
     _start_logging(log)

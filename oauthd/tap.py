@@ -181,7 +181,7 @@ def build_service(
     from twisted.python.threadpool import ThreadPool
 
     from oauthd.control.server import ControlFactory, control_service, resolve_group
-    from oauthd.eventlog.journal import FileJournal, JournalError
+    from oauthd.eventlog import FileJournal, JournalError
     from oauthd.protocol.authority import Authority
     from oauthd.protocol.context import Context
     from oauthd.services.audit import AuditTrail

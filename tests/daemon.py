@@ -107,7 +107,7 @@ def seed(data: Path, build: Any) -> Any:
     from twisted.internet.task import Clock
 
     from oauthd.config import build_config
-    from oauthd.eventlog.journal import FileJournal
+    from oauthd.eventlog import FileJournal
     from tests.helpers import make_authority
     from tests.journal_doubles import InlinePool, InlineReactor
 

@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 
 from oauthd.config import Config, build_config
-from oauthd.eventlog.journal import MemoryJournal
+from oauthd.eventlog import MemoryJournal
 from oauthd.protocol.authority import Authority
 from oauthd.protocol.context import Context
 from oauthd.services.audit import log_audit

@@ -17,7 +17,7 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.failure import Failure
 
-from oauthd.eventlog.journal import TEMP_NAME, FileJournal
+from oauthd.eventlog import TEMP_NAME, FileJournal
 
 OnResult = Callable[[bool, Any], object]
 

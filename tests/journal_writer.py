@@ -53,7 +53,7 @@ def run(directory: str, out: str, compact: bool, writers: int, seed: int) -> NoR
     from twisted.internet.defer import Deferred
     from twisted.python.failure import Failure
 
-    from oauthd.eventlog.journal import FileJournal
+    from oauthd.eventlog import FileJournal
 
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
 
@@ -106,7 +106,7 @@ def serve() -> None:
     import twisted.internet.threads  # noqa: F401
     import twisted.python.threadpool  # noqa: F401
 
-    import oauthd.eventlog.journal  # noqa: F401
+    import oauthd.eventlog  # noqa: F401
 
     assert "twisted.internet.reactor" not in sys.modules
     for line in sys.stdin:

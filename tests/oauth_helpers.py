@@ -21,7 +21,7 @@ from oauthd.protocol.authority import Authority
 from oauthd.config import Config
 from oauthd.testing import ControlledHasher
 from oauthd.web.api import OAuthHTTP
-from oauthd.eventlog.journal import MemoryJournal
+from oauthd.eventlog import MemoryJournal
 from oauthd.state.entities import Client, Token, User
 from tests.helpers import START, make_authority, make_config
 

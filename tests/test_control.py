@@ -39,7 +39,7 @@ from oauthd.control.server import (
     StorageError,
 )
 from oauthd.services.hashing import PasswordHasher
-from oauthd.eventlog.journal import MemoryJournal
+from oauthd.eventlog import MemoryJournal
 from oauthd.protocol.issuing import mint
 from oauthd.state.entities import ACCESS, APP_PASSWORD, Client
 from oauthd.state.records import ClientPut
@@ -941,7 +941,7 @@ def test_wire_errors() -> None:
     from twisted.internet.defer import CancelledError
 
     from oauthd.interfaces import HasherBusy, PasswordTooLong
-    from oauthd.eventlog.journal import CompactionInProgress, JournalFailed
+    from oauthd.eventlog import CompactionInProgress, JournalFailed
     from oauthd.protocol.scopes import ScopeError
 
     assert isinstance(control.wire_error(ScopeError("unknown scope 'x'")), InvalidValue)

@@ -484,7 +484,7 @@ def test_repair(tmp_path: Path) -> None:
     a damaged record out (keeping the damaged file), and refuses, in one
     line, while a daemon holds the journal.
     """
-    from oauthd.eventlog.journal import HEADER_SIZE, RECORD_OVERHEAD
+    from oauthd.eventlog import HEADER_SIZE, RECORD_OVERHEAD
     from tests.journal_doubles import open_inline, read_journal
 
     data = tmp_path / "data"

@@ -8,6 +8,7 @@ C{test_journal_*} modules.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -25,8 +26,9 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.eventlog import journal as journal_module
+from oauthd.eventlog.files import lock_directory
 from oauthd.interfaces import IEventLog
-from oauthd.eventlog.journal import (
+from oauthd.eventlog import (
     HEADER_SIZE,
     JOURNAL_NAME,
     LOCK_NAME,
@@ -40,7 +42,6 @@ from oauthd.eventlog.journal import (
     JournalFailed,
     JournalLocked,
     MemoryJournal,
-    main,
     repair,
 )
 from tests.journal_doubles import (
@@ -969,9 +970,10 @@ def flip(path: str, offset: int) -> None:
         f.write(bytes([byte[0] ^ 0x40]))
 
 
-class RepairCommandTests(SynchronousTestCase):
+class RepairEntryPointTests(SynchronousTestCase):
     """
-    C{python -m oauthd.eventlog.journal repair DIR}.
+    C{python -m oauthd.eventlog.repair DIR}, the helper C{oauthctl repair}
+    runs: one line of JSON on stdout, exit status 0 or 1.
     """
 
     def setUp(self) -> None:
@@ -982,30 +984,48 @@ class RepairCommandTests(SynchronousTestCase):
         self.successResultOf(journal.close())
         flip(os.path.join(self.directory, JOURNAL_NAME), HEADER_SIZE + 11 + 9)
 
-    def test_module_command(self) -> None:
-        """
-        Run as a module, it repairs, prints the report and exits 0.
-        """
+    def run_entry_point(self) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
         result = subprocess.run(
-            [sys.executable, "-m", "oauthd.eventlog.journal", "repair", self.directory],
+            [sys.executable, "-m", "oauthd.eventlog.repair", self.directory],
             capture_output=True,
             text=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn("kept 2 verifiable records", result.stdout)
-        self.assertEqual(read_journal(self.directory), [b"one", b"three"])
+        self.assertEqual(result.stderr, "")
+        [line] = result.stdout.splitlines()
+        outcome = json.loads(line)
+        assert isinstance(outcome, dict)
+        return result, outcome
 
-    def test_main_error(self) -> None:
+    def test_repairs(self) -> None:
         """
-        On an error, main() prints it to stderr and returns 1.
+        It repairs, prints the report's fields and its description, and
+        exits 0.
         """
-        fd = journal_module._lock_directory(self.directory)
+        result, outcome = self.run_entry_point()
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("kept 2 verifiable records", str(outcome["description"]))
+        self.assertEqual(read_journal(self.directory), [b"one", b"three"])
+        self.assertEqual(
+            set(outcome),
+            {
+                "journal", "kept_records", "skipped_bytes", "damaged_regions",
+                "header_damaged", "damaged_copy", "description",
+            },
+        )
+        self.assertEqual(outcome["kept_records"], 2)
+
+    def test_error(self) -> None:
+        """
+        On an error it prints it, in one line, as the JSON object's
+        C{error}, and exits 1.
+        """
+        fd = lock_directory(self.directory, LOCK_NAME)
         self.addCleanup(os.close, fd)
-        with mock.patch("sys.stderr") as stderr:
-            self.assertEqual(main(["repair", self.directory]), 1)
-        written = "".join(c.args[0] for c in stderr.write.call_args_list)
-        self.assertIn("holds the lock", written)
+        result, outcome = self.run_entry_point()
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(list(outcome), ["error"])
+        self.assertIn("holds the lock", str(outcome["error"]))
 
 
 # ---------------------------------------------------------------------------
@@ -1096,7 +1116,7 @@ class ProcessExitTests(SynchronousTestCase):
         script = (
             "import sys, threading\n"
             "from twisted.internet import reactor\n"
-            "from oauthd.eventlog.journal import FileJournal\n"
+            "from oauthd.eventlog import FileJournal\n"
             f"journal = FileJournal.open({directory!r}, reactor)\n"
             "journal.append([b'never acknowledged'])\n"
             "assert any(t.name.startswith('PoolThread-oauthd-journal')"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from attrs import define
 
-from oauthd.eventlog.journal import JOURNAL_NAME
+from oauthd.eventlog import JOURNAL_NAME
 from tests.journal_doubles import read_journal, temp_exists
 from tests.journal_writer import sequence_number
 

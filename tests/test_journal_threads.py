@@ -15,7 +15,7 @@ import pytest_twisted
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.internet.task import deferLater
 
-from oauthd.eventlog.journal import HEADER_SIZE, RECORD_OVERHEAD, FileJournal
+from oauthd.eventlog import HEADER_SIZE, RECORD_OVERHEAD, FileJournal
 from tests.journal_doubles import fd_target, read_journal
 
 

@@ -12,7 +12,7 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd.eventlog.journal import MemoryJournal
+from oauthd.eventlog import MemoryJournal
 from oauthd.protocol import tokens
 from oauthd.protocol.errors import Conflict, InvalidValue, NotFound
 from oauthd.state import model

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd.eventlog.journal import FileJournal, MemoryJournal
+from oauthd.eventlog import FileJournal, MemoryJournal
 from oauthd.state.entities import ACCESS, REFRESH, Client, Token
 from oauthd.state.model import State
 from oauthd.state.records import (

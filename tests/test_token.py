@@ -480,7 +480,7 @@ class RefreshTests(OAuthCase):
         self.assert_error(reply, 401, "invalid_token")
 
     def test_refresh_survives_restart(self) -> None:
-        from oauthd.eventlog.journal import MemoryJournal
+        from oauthd.eventlog import MemoryJournal
         from tests.helpers import make_authority
 
         restarted = make_authority(self.config, clock=self.clock, journal=MemoryJournal(self.journal.payloads))

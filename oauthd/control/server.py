@@ -54,7 +54,7 @@ from oauthd.protocol.authority import (
     check_username,
 )
 from oauthd.interfaces import HasherBusy, PasswordTooLong
-from oauthd.eventlog.journal import CompactionInProgress, JournalError
+from oauthd.eventlog import CompactionInProgress, JournalError
 from oauthd.state.entities import Client, Token, User
 from oauthd.state.store import NotDurable
 from oauthd.protocol.scopes import ScopeError

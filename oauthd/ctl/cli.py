@@ -521,7 +521,7 @@ def cmd_compact(args: argparse.Namespace, term: Terminal, connect: Connect) -> N
 
 
 def cmd_repair(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.eventlog.journal import JournalError, repair
+    from oauthd.eventlog import JournalError, repair
 
     try:
         report = repair(args.data, now=time.time())

@@ -1,0 +1,61 @@
+"""
+The event log layer: an ordered, durable log of opaque payloads
+(L{oauthd.interfaces.IEventLog}), the bottom of oauthd's layers.  It imports
+nothing of oauthd but L{oauthd.interfaces}.  The layers above import the
+event log from here, not from its modules; the services beside them may also
+use its building blocks (L{files}, L{writer_pool}) for files of their own.
+
+    - L{format}: the journal file format (framing, CRCs, verification);
+    - L{files}: private files, the directory lock, atomic replacement;
+    - L{errors}: the L{JournalError} family;
+    - L{writer_pool}: the private writer thread of an object that owns a file;
+    - L{journal}: L{FileJournal}, the log as one file, with group commit;
+    - L{memory}: L{MemoryJournal}, the fake for tests of the layers above;
+    - L{repair}: offline repair of a damaged journal, and (as
+      C{python -m oauthd.eventlog.repair DIR}) oauthctl's helper for it.
+"""
+
+from oauthd.eventlog.errors import (
+    CompactionInProgress,
+    JournalClosed,
+    JournalCorrupt,
+    JournalError,
+    JournalFailed,
+    JournalLocked,
+)
+from oauthd.eventlog.format import (
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    JOURNAL_NAME,
+    LOCK_NAME,
+    MAGIC,
+    MAX_PAYLOAD,
+    RECORD_OVERHEAD,
+    TEMP_NAME,
+    check_payload,
+)
+from oauthd.eventlog.journal import FileJournal
+from oauthd.eventlog.memory import MemoryJournal
+from oauthd.eventlog.repair import RepairReport, repair
+
+__all__ = [
+    "CompactionInProgress",
+    "FORMAT_VERSION",
+    "FileJournal",
+    "HEADER_SIZE",
+    "JOURNAL_NAME",
+    "JournalClosed",
+    "JournalCorrupt",
+    "JournalError",
+    "JournalFailed",
+    "JournalLocked",
+    "LOCK_NAME",
+    "MAGIC",
+    "MAX_PAYLOAD",
+    "MemoryJournal",
+    "RECORD_OVERHEAD",
+    "RepairReport",
+    "TEMP_NAME",
+    "check_payload",
+    "repair",
+]

@@ -23,126 +23,62 @@ completes, everything queued goes into the next single write+fsync.  The
 reactor thread never calls fsync.  Opening, replaying and L{repair} do
 blocking I/O; they run before the reactor starts (or offline).
 
-File format (version 1)
-=======================
-
-All integers are unsigned, big-endian.  The data directory (mode 0700) holds::
-
-    journal.oauthd        the journal (mode 0600)
-    journal.oauthd.lock   the lock file: flock(LOCK_EX) by the writer;
-                          holds the holder's pid in ASCII and a newline
-    journal.oauthd.tmp    transient: a journal being created, compacted or
-                          repaired; removed at open if a crash left it
-
-C{journal.oauthd} is a 24-byte header followed by zero or more records::
-
-    header  = magic[8] version:u32 salt[8] header_crc:u32
-      magic      = b"OAUTHDJL"
-      version    = 1
-      salt       = 8 random bytes, chosen when the file is written
-      header_crc = crc32(magic || version || salt)
-    record  = length:u32 crc:u32 payload[length]
-      length     = len(payload), at most 1 MiB (1048576)
-      crc        = crc32(salt || length field (4 bytes) || payload)
-
-C{crc32} is zlib's CRC-32 (the ISO-HDLC / IEEE 802.3 polynomial, as in
-C{zlib.crc32} and C{binascii.crc32}), computed as one CRC over the
-concatenation, starting from 0.  Records are in append order; a reader
-applies them first to last.
-
-Why CRC-32: the threats are torn writes, zero-filled or stale blocks after
-a crash, and media bit rot, not an adversary (anyone who can write the 0600
-file already owns the daemon).  CRC-32 detects every burst error up to 32
-bits and misses random damage with probability 2**-32 per record; it is in
-the standard library, runs at GB/s and any tool can compute it.  Covering
-the length field means a damaged length cannot verify, and a run of zero
-bytes is not a valid empty record.  Covering the per-file salt means a frame
-that happens to sit inside a payload (a client name crafted to look like a
-record, or a copy of another journal) never verifies, so resynchronisation
-after damage cannot be steered into a forged record.
-
-Recovery at open
-================
-
-Records are verified from the start.  At the first record that does not
-verify (incomplete header, length over the cap, record running past the end
-of the file, or wrong checksum) the rest of the file is scanned byte by
-byte for any offset at which a whole record verifies.  If none does, the
-damage is a torn tail left by an interrupted write: the file is truncated
-there and a warning names the number of bytes dropped.  If one does, the
-damage is in the middle of the file and L{FileJournal.open} raises
-L{JournalCorrupt} naming the file, the offset and the way out
-(C{oauthctl repair --data DIR}, which calls L{repair}).
-
-Compaction writes C{journal.oauthd.tmp}, fsyncs it, renames it over
-C{journal.oauthd} and fsyncs the directory, so a crash at any instant
-leaves either the old file or the new one, whole.
+The file format, and how damage is told from a torn tail, are described in
+L{oauthd.eventlog.format}; the private-file primitives are in
+L{oauthd.eventlog.files}.
 """
 
 from __future__ import annotations
 
-import argparse
-import fcntl
 import mmap
 import os
-import re
-import struct
-import sys
-import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from attrs import define, field, frozen
+from attrs import define, field
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from oauthd.eventlog.errors import (
+    CompactionInProgress,
+    JournalClosed,
+    JournalCorrupt,
+    JournalFailed,
+)
+from oauthd.eventlog.files import (
+    fsync_directory,
+    lock_directory,
+    make_private_directory,
+    open_private,
+    remove_if_present,
+    write_all,
+    write_new_file,
+)
+from oauthd.eventlog.format import (
+    HEADER_SIZE,
+    JOURNAL_NAME,
+    LOCK_NAME,
+    RECORD_OVERHEAD,
+    TEMP_NAME,
+    check_payload,
+    decode_header,
+    encode_new_journal,
+    encode_records,
+    new_header,
+    record_bytes,
+    resynchronise,
+    walk_verified,
+)
+from oauthd.eventlog.writer_pool import WriterPool
 from oauthd.interfaces import IEventLog
 
-__all__ = [
-    "CompactionInProgress",
-    "FileJournal",
-    "FORMAT_VERSION",
-    "HEADER_SIZE",
-    "JOURNAL_NAME",
-    "JournalClosed",
-    "JournalCorrupt",
-    "JournalError",
-    "JournalFailed",
-    "JournalLocked",
-    "LOCK_NAME",
-    "MAGIC",
-    "MAX_PAYLOAD",
-    "MemoryJournal",
-    "check_payload",
-    "RECORD_OVERHEAD",
-    "RepairReport",
-    "TEMP_NAME",
-    "main",
-    "repair",
-]
-
-JOURNAL_NAME = "journal.oauthd"
-LOCK_NAME = "journal.oauthd.lock"
-TEMP_NAME = "journal.oauthd.tmp"
-DAMAGED_INFIX = ".damaged-"
-
-MAGIC = b"OAUTHDJL"
-FORMAT_VERSION = 1
-MAX_PAYLOAD = 1 << 20
-
-_HEADER_BODY = struct.Struct(">8sI8s")
-_U32 = struct.Struct(">I")
-_FRAME = struct.Struct(">II")
-HEADER_SIZE = _HEADER_BODY.size + _U32.size
-RECORD_OVERHEAD = _FRAME.size
+__all__ = ["FileJournal"]
 
 # How much of a compaction snapshot one reactor turn consumes at most.  The
 # wall-clock budget bounds how long the reactor is held; it has no effect on
@@ -151,334 +87,7 @@ _SLICE_RECORDS = 4096
 _SLICE_BYTES = 1 << 20
 _SLICE_SECONDS = 0.002
 
-_NONZERO = re.compile(rb"[^\x00]")
-
 _log = Logger()
-
-
-class JournalError(Exception):
-    """
-    Base class of the journal's errors.
-    """
-
-
-class JournalLocked(JournalError):
-    """
-    Another process (another oauthd instance) holds the data directory's lock.
-    """
-
-
-class JournalCorrupt(JournalError):
-    """
-    The journal file is damaged in a way that is not a torn tail, or its
-    header is not one this code reads.
-
-    @ivar path: The damaged file.
-    @ivar offset: The byte offset of the damage.
-    """
-
-    def __init__(self, message: str, path: str, offset: int) -> None:
-        super().__init__(message)
-        self.path = path
-        self.offset = offset
-
-
-class JournalFailed(JournalError):
-    """
-    A write or fsync failed earlier; the journal refuses every further append
-    and compaction until it is reopened.
-    """
-
-
-class JournalClosed(JournalError):
-    """
-    The journal has been closed (or is closing) and accepts no more work.
-    """
-
-
-class CompactionInProgress(JournalError):
-    """
-    L{IEventLog.compact} was called while a compaction was still running.
-    """
-
-
-def check_payload(payload: object) -> bytes:
-    """
-    Check that C{payload} can be appended, and return it.
-
-    @raise TypeError: it is not C{bytes}.
-    @raise ValueError: it is longer than L{MAX_PAYLOAD}.
-    """
-    if not isinstance(payload, bytes):
-        raise TypeError(f"journal payloads are bytes, not {type(payload).__name__}")
-    if len(payload) > MAX_PAYLOAD:
-        raise ValueError(
-            f"journal payload of {len(payload)} bytes exceeds the"
-            f" {MAX_PAYLOAD}-byte cap"
-        )
-    return payload
-
-
-def _record_bytes(payloads: Iterable[bytes]) -> int:
-    return sum(RECORD_OVERHEAD + len(p) for p in payloads)
-
-
-# ---------------------------------------------------------------------------
-# Encoding and verification
-
-
-def _encode_header(salt: bytes) -> bytes:
-    body = _HEADER_BODY.pack(MAGIC, FORMAT_VERSION, salt)
-    return body + _U32.pack(zlib.crc32(body))
-
-
-def _encode_records(salt_crc: int, payloads: Iterable[bytes]) -> bytes:
-    """
-    Frame C{payloads} as records of a file whose salt has CRC C{salt_crc}.
-    """
-    parts: list[bytes] = []
-    for payload in payloads:
-        length = _U32.pack(len(payload))
-        crc = zlib.crc32(payload, zlib.crc32(length, salt_crc))
-        parts += (length, _U32.pack(crc), payload)
-    return b"".join(parts)
-
-
-def _decode_header(buf: bytes | mmap.mmap, path: str) -> tuple[int, bool]:
-    """
-    Check the header of the journal in C{buf}, which callers have made sure
-    is at least L{HEADER_SIZE} bytes long (mmap refuses an empty file).
-
-    @return: the CRC of the file's salt (the seed of its record CRCs) and
-        whether the header checksum verified.
-    @raise JournalCorrupt: the file is not a journal, or has a format version
-        this code does not read.
-    """
-    magic, version, salt = _HEADER_BODY.unpack_from(buf, 0)
-    if magic != MAGIC:
-        raise JournalCorrupt(
-            f"{path} is not an oauthd journal (magic {magic!r}, expected"
-            f" {MAGIC!r} at byte offset 0)",
-            path,
-            0,
-        )
-    if version != FORMAT_VERSION:
-        raise JournalCorrupt(
-            f"{path} has journal format version {version}; this oauthd reads"
-            f" only version {FORMAT_VERSION}",
-            path,
-            8,
-        )
-    (header_crc,) = _U32.unpack_from(buf, _HEADER_BODY.size)
-    intact = zlib.crc32(buf[: _HEADER_BODY.size]) == header_crc
-    return zlib.crc32(salt), intact
-
-
-def _check_record(
-    buf: bytes | mmap.mmap, offset: int, end: int, salt_crc: int
-) -> tuple[int, str | None]:
-    """
-    Verify the record at C{offset}.
-
-    @return: C{(payload length, None)} if a whole record verifies there,
-        else C{(0, reason)}.
-    """
-    if offset + RECORD_OVERHEAD > end:
-        return 0, "incomplete record header"
-    length, crc = _FRAME.unpack_from(buf, offset)
-    if length > MAX_PAYLOAD:
-        return 0, f"record length {length} exceeds the {MAX_PAYLOAD}-byte cap"
-    start = offset + RECORD_OVERHEAD
-    if start + length > end:
-        return 0, f"record of {length} bytes runs past the end of the file"
-    seed = zlib.crc32(buf[offset : offset + 4], salt_crc)
-    if zlib.crc32(buf[start : start + length], seed) != crc:
-        return 0, "checksum mismatch"
-    return length, None
-
-
-def _resynchronise(
-    buf: bytes | mmap.mmap, start: int, end: int, salt_crc: int
-) -> int | None:
-    """
-    Find the first offset at or after C{start} where a whole record verifies.
-    """
-    last = end - RECORD_OVERHEAD
-    unpack = _FRAME.unpack_from
-    # Eight zero bytes are a valid (empty) record only if this salt happens
-    # to make crc32(salt || 0000) zero; otherwise a run of zeros (what a
-    # power cut leaves at the end of a file) is skipped in one search.
-    zeros_verify = zlib.crc32(bytes(4), salt_crc) == 0
-    offset = start
-    while offset <= last:
-        length, crc = unpack(buf, offset)
-        if length == 0 and crc == 0 and not zeros_verify:
-            nonzero = _NONZERO.search(buf, offset, end)
-            offset = max(offset + 1, (end if nonzero is None else nonzero.start()) - 7)
-            continue
-        if (
-            length <= MAX_PAYLOAD
-            and offset + RECORD_OVERHEAD + length <= end
-            and _check_record(buf, offset, end, salt_crc)[1] is None
-        ):
-            return offset
-        offset += 1
-    return None
-
-
-def _verified(
-    buf: bytes | mmap.mmap, start: int, end: int, salt_crc: int
-) -> tuple[list[bytes], int, str | None]:
-    """
-    Walk the records from C{start} as long as they verify.
-
-    @return: their payloads, the offset where the walk stopped, and why the
-        record there does not verify (C{None} if the walk reached C{end}).
-    """
-    # The loop inlines _check_record's happy path: at start-up it runs once
-    # per record, a million times for a big journal, and the payloads it
-    # collects are what replay() gives, so the file is walked only once.
-    payloads: list[bytes] = []
-    keep = payloads.append
-    unpack = _FRAME.unpack_from
-    crc32 = zlib.crc32
-    # The CRC of salt || length field, by length: records of a kind have
-    # few distinct lengths, so this saves a slice and a CRC call per record.
-    seeds: dict[int, int] = {}
-    offset = start
-    while offset < end:
-        body = offset + RECORD_OVERHEAD
-        if body > end:
-            break
-        length, crc = unpack(buf, offset)
-        stop = body + length
-        if length > MAX_PAYLOAD or stop > end:
-            break
-        seed = seeds.get(length)
-        if seed is None:
-            seed = seeds[length] = crc32(buf[offset : body - 4], salt_crc)
-        payload = buf[body:stop]
-        if crc32(payload, seed) != crc:
-            break
-        keep(payload)
-        offset = stop
-    else:
-        return payloads, offset, None
-    return payloads, offset, _check_record(buf, offset, end, salt_crc)[1]
-
-
-# ---------------------------------------------------------------------------
-# Files, directories, the lock
-
-
-def _open_private(path: str, flags: int) -> int:
-    """
-    Open C{path} with C{flags}; a file it creates, and the file it opens, are
-    mode 0600 whatever the umask.
-    """
-    fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _prepare_directory(directory: str) -> None:
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
-
-
-def _fsync_directory(directory: str, fsync_function: Callable[[int], None]) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fsync_function(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _remove_if_present(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _lock_directory(directory: str) -> int:
-    """
-    Take the exclusive lock on C{directory} and record our pid in it.
-
-    @return: the lock file's descriptor; closing it releases the lock.
-    @raise JournalLocked: another process holds it.
-    """
-    fd = _open_private(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        finally:
-            os.close(fd)
-        who = f"pid {holder}" if holder.isdigit() else "pid unknown"
-        raise JournalLocked(
-            f"another oauthd instance ({who}) holds the lock on {directory};"
-            " only one process may use a data directory at a time"
-        ) from None
-    except BaseException:
-        os.close(fd)
-        raise
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _write_new_file(
-    directory: str,
-    records: Iterable[Sequence[bytes]],
-    fsync_function: Callable[[int], None] | None,
-) -> int:
-    """
-    Atomically replace (or create) the journal in C{directory} with a new one
-    holding the payloads in C{records} (an iterable of batches).
-
-    @param fsync_function: fsyncs the file and directory, or C{None} not to.
-    @return: the size of the new file.
-    """
-    temp = os.path.join(directory, TEMP_NAME)
-    _remove_if_present(temp)
-    fd = _open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        salt = os.urandom(8)
-        salt_crc = zlib.crc32(salt)
-        size = HEADER_SIZE
-        _write_all(fd, _encode_header(salt))
-        for batch in records:
-            data = _encode_records(salt_crc, batch)
-            _write_all(fd, data)
-            size += len(data)
-        if fsync_function is not None:
-            fsync_function(fd)
-    except BaseException:
-        os.close(fd)
-        _remove_if_present(temp)
-        raise
-    os.close(fd)
-    os.rename(temp, os.path.join(directory, JOURNAL_NAME))
-    if fsync_function is not None:
-        _fsync_directory(directory, fsync_function)
-    return size
 
 
 def _corrupt_middle(path: str, directory: str, offset: int, reason: str) -> JournalCorrupt:
@@ -533,22 +142,6 @@ class _Compaction:
     salt_crc: int = 0
 
 
-def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
-    return threading.Thread(*args, daemon=True, **kwargs)
-
-
-class _WriterPool(ThreadPool):
-    """
-    The journal's own pool: its thread is a daemon, so a process that exits
-    without close() (say, start-up failing after the journal opened) does not
-    hang waiting for it.  That is safe because nothing is acknowledged before
-    its fsync returns: an exit can only cut short an unacknowledged write,
-    whose torn tail the next open removes.
-    """
-
-    threadFactory = staticmethod(_daemon_thread)  # type: ignore[assignment]
-
-
 class _CompactionAborted(Exception):
     """
     Writing the new file failed before it replaced the old one; the old file
@@ -575,9 +168,7 @@ class FileJournal:
     # The payloads verified at open, until replay() hands them over.
     _loaded: list[bytes] | None
     _size: int
-    _reactor: IReactorFromThreads
-    _pool: ThreadPool
-    _owns_pool: bool
+    _writer: WriterPool
     _fsync: bool
     _fsync_function: Callable[[int], None]
     _group_commit: bool
@@ -594,7 +185,6 @@ class FileJournal:
     _closing: bool = False
     _closed: bool = False
     _close_waiters: list[Deferred[None]] = field(factory=list)
-    _shutdown_trigger: Any = None
     # A compaction cut short by a failure; close() removes its file.
     _leftover: _Compaction | None = None
 
@@ -637,25 +227,23 @@ class FileJournal:
         directory = os.path.abspath(directory)
         path = os.path.join(directory, JOURNAL_NAME)
         sync = fsync_function if fsync else None
-        _prepare_directory(directory)
-        lock_fd = _lock_directory(directory)
+        make_private_directory(directory)
+        lock_fd = lock_directory(directory, LOCK_NAME)
         fd = -1
         try:
-            _remove_if_present(os.path.join(directory, TEMP_NAME))
+            remove_if_present(os.path.join(directory, TEMP_NAME))
             if not os.path.exists(path):
-                _write_new_file(directory, [], sync)
-            fd = _open_private(path, os.O_RDWR | os.O_APPEND)
+                write_new_file(directory, JOURNAL_NAME, TEMP_NAME, encode_new_journal([]), sync)
+            fd = open_private(path, os.O_RDWR | os.O_APPEND)
             salt_crc, loaded, size = _recover(fd, path, directory, sync)
         except BaseException:
             if fd >= 0:
                 os.close(fd)
             os.close(lock_fd)
             raise
-        owns_pool = pool is None
-        if pool is None:
-            pool = _WriterPool(minthreads=0, maxthreads=1, name="oauthd-journal")
-            pool.start()
-        journal = cls(
+        writer = WriterPool(reactor, "oauthd-journal", pool)
+        writer.start()
+        return cls(
             directory=directory,
             path=path,
             fd=fd,
@@ -664,21 +252,11 @@ class FileJournal:
             records=len(loaded),
             loaded=loaded,
             size=size,
-            reactor=reactor,
-            pool=pool,
-            owns_pool=owns_pool,
+            writer=writer,
             fsync=fsync,
             fsync_function=fsync_function,
             group_commit=group_commit,
         )
-        if owns_pool:
-            core = IReactorCore(reactor, None)
-            if core is not None:
-                # Never leave a non-daemon thread behind if close() is skipped.
-                journal._shutdown_trigger = core.addSystemEventTrigger(
-                    "after", "shutdown", journal._stop_pool
-                )
-        return journal
 
     @property
     def path(self) -> str:
@@ -719,7 +297,7 @@ class FileJournal:
         compaction = self._compaction
         if compaction is not None and not compaction.sealed:
             compaction.tail += batch
-            compaction.tail_bytes += _record_bytes(batch)
+            compaction.tail_bytes += record_bytes(batch)
         self._kick()
         return done
 
@@ -759,7 +337,7 @@ class FileJournal:
             snapshot=iter(snapshot),
             done=Deferred(),
             tail=tail,
-            tail_bytes=_record_bytes(tail),
+            tail_bytes=record_bytes(tail),
         )
         self._compaction = compaction
         self._loaded = None
@@ -801,7 +379,7 @@ class FileJournal:
 
     def _submit(self, job: Callable[..., object], *args: object) -> Deferred[Any]:
         self._busy = True
-        return deferToThreadPool(self._reactor, self._pool, job, *args)
+        return self._writer.run(job, *args)
 
     def _job_finished(self) -> None:
         self._busy = False
@@ -838,7 +416,7 @@ class FileJournal:
                 payloads = [p for e in entries for p in e.payloads]
                 self._inflight = entries
                 self._submit(self._write_batch, payloads).addBoth(
-                    self._batch_written, entries, len(payloads), _record_bytes(payloads)
+                    self._batch_written, entries, len(payloads), record_bytes(payloads)
                 )
                 return
             if compaction is not None and compaction.chunk is not None:
@@ -985,20 +563,10 @@ class FileJournal:
             _log.failure(
                 "Journal {path}: error while closing", result, path=self._path
             )
-        if self._shutdown_trigger is not None:
-            core = IReactorCore(self._reactor, None)
-            if core is not None:
-                core.removeSystemEventTrigger(self._shutdown_trigger)
-            self._shutdown_trigger = None
-        self._stop_pool()
+        self._writer.stop()
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
             waiter.callback(None)
-
-    def _stop_pool(self) -> None:
-        if self._owns_pool:
-            self._owns_pool = False
-            self._pool.stop()
 
     # -- the writer thread ------------------------------------------------------
 
@@ -1008,18 +576,17 @@ class FileJournal:
 
     def _write_batch(self, payloads: list[bytes]) -> None:
         if payloads:
-            _write_all(self._fd, _encode_records(self._salt_crc, payloads))
+            write_all(self._fd, encode_records(self._salt_crc, payloads))
             self._sync(self._fd)
 
     def _open_compaction_file(self, compaction: _Compaction) -> int:
         if compaction.fd is None:
             temp = os.path.join(self._directory, TEMP_NAME)
-            _remove_if_present(temp)
-            fd = _open_private(temp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
+            remove_if_present(temp)
+            fd = open_private(temp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
             compaction.fd = fd
-            salt = os.urandom(8)
-            compaction.salt_crc = zlib.crc32(salt)
-            _write_all(fd, _encode_header(salt))
+            header, compaction.salt_crc = new_header()
+            write_all(fd, header)
         return compaction.fd
 
     def _discard_compaction_file(self, compaction: _Compaction) -> None:
@@ -1028,12 +595,12 @@ class FileJournal:
             try:
                 os.close(fd)
             finally:
-                _remove_if_present(os.path.join(self._directory, TEMP_NAME))
+                remove_if_present(os.path.join(self._directory, TEMP_NAME))
 
     def _write_chunk(self, compaction: _Compaction, payloads: list[bytes]) -> None:
         try:
             fd = self._open_compaction_file(compaction)
-            _write_all(fd, _encode_records(compaction.salt_crc, payloads))
+            write_all(fd, encode_records(compaction.salt_crc, payloads))
             # Sync as we go: appends queued behind this job then wait for
             # one slice's fsync, not for the whole file's at the end.
             self._sync(fd)
@@ -1044,7 +611,7 @@ class FileJournal:
     def _finish_compaction(self, compaction: _Compaction, tail: list[bytes]) -> None:
         try:
             fd = self._open_compaction_file(compaction)
-            _write_all(fd, _encode_records(compaction.salt_crc, tail))
+            write_all(fd, encode_records(compaction.salt_crc, tail))
             self._sync(fd)
             os.rename(os.path.join(self._directory, TEMP_NAME), self._path)
         except Exception as e:
@@ -1060,7 +627,7 @@ class FileJournal:
             pass
         if self._fsync:
             # A failure here means the rename may not be durable: fatal.
-            _fsync_directory(self._directory, self._fsync_function)
+            fsync_directory(self._directory, self._fsync_function)
 
     def _discard_quietly(self, compaction: _Compaction) -> None:
         try:
@@ -1097,7 +664,7 @@ def _recover(
             0,
         )
     with mmap.mmap(fd, size, prot=mmap.PROT_READ) as buf:
-        salt_crc, intact = _decode_header(buf, path)
+        salt_crc, intact = decode_header(buf, path)
         if not intact:
             raise JournalCorrupt(
                 f"journal {path} has a damaged header (checksum mismatch at"
@@ -1106,8 +673,8 @@ def _recover(
                 path,
                 0,
             )
-        payloads, end, problem = _verified(buf, HEADER_SIZE, size, salt_crc)
-        if problem is not None and _resynchronise(buf, end + 1, size, salt_crc) is not None:
+        payloads, end, problem = walk_verified(buf, HEADER_SIZE, size, salt_crc)
+        if problem is not None and resynchronise(buf, end + 1, size, salt_crc) is not None:
             raise _corrupt_middle(path, directory, end, problem)
     if end < size:
         os.ftruncate(fd, end)
@@ -1123,298 +690,3 @@ def _recover(
             reason=problem,
         )
     return salt_crc, payloads, end
-
-
-# ---------------------------------------------------------------------------
-# The in-memory fake
-
-
-def _checked_list(payloads: Iterable[bytes]) -> list[bytes]:
-    return [check_payload(p) for p in payloads]
-
-
-@implementer(IEventLog)
-@define(eq=False)
-class MemoryJournal:
-    """
-    An L{IEventLog} held in memory, for tests of the layers above.
-
-    L{append} and L{compact} complete at once.  L{payloads} shows what a
-    file would now hold; C{MemoryJournal(old.payloads)} is a "reopen".
-    L{fail} puts it in the failed state a write error would.
-    """
-
-    _at_open: list[bytes] = field(factory=list, converter=_checked_list, alias="payloads")
-    _payloads: list[bytes] = field(init=False)
-    _failure: JournalFailed | None = None
-    _closed: bool = False
-
-    def __attrs_post_init__(self) -> None:
-        self._payloads = list(self._at_open)
-
-    @property
-    def payloads(self) -> list[bytes]:
-        """
-        A copy of the payloads the log now holds, in order.
-        """
-        return list(self._payloads)
-
-    @property
-    def record_count(self) -> int:
-        """
-        See L{IEventLog.record_count}.
-        """
-        return len(self._payloads)
-
-    @property
-    def byte_count(self) -> int:
-        """
-        See L{IEventLog.byte_count}: what the file journal's file would
-        measure.
-        """
-        return HEADER_SIZE + _record_bytes(self._payloads)
-
-    def fail(self, reason: Exception) -> None:
-        """
-        Behave from now on as if a write had failed with C{reason}.
-        """
-        error = JournalFailed(f"memory journal failed: {reason}")
-        error.__cause__ = reason
-        self._failure = error
-
-    def _refusal(self) -> Deferred[None] | None:
-        if self._closed:
-            return fail(JournalClosed("memory journal is closed"))
-        if self._failure is not None:
-            return fail(self._failure)
-        return None
-
-    def append(self, payloads: Sequence[bytes]) -> Deferred[None]:
-        """
-        See L{IEventLog.append}.
-        """
-        batch = [check_payload(p) for p in payloads]
-        refusal = self._refusal()
-        if refusal is not None:
-            return refusal
-        self._payloads += batch
-        return succeed(None)
-
-    def replay(self) -> Iterator[bytes]:
-        """
-        See L{IEventLog.replay}.
-        """
-        return iter(list(self._at_open))
-
-    def compact(self, snapshot: Iterable[bytes]) -> Deferred[None]:
-        """
-        See L{IEventLog.compact}.  The snapshot is consumed at once.
-        """
-        refusal = self._refusal()
-        if refusal is not None:
-            return refusal
-        try:
-            live = [check_payload(p) for p in snapshot]
-        except Exception:
-            return fail()
-        self._payloads = live
-        return succeed(None)
-
-    def close(self) -> Deferred[None]:
-        """
-        See L{IEventLog.close}.
-        """
-        self._closed = True
-        return succeed(None)
-
-
-# ---------------------------------------------------------------------------
-# Repair
-
-
-@frozen
-class RepairReport:
-    """
-    What L{repair} did.
-
-    @ivar journal: The journal file.
-    @ivar kept_records: Records verified and kept, in order.
-    @ivar skipped_bytes: Bytes dropped because no record verified in them.
-    @ivar damaged_regions: The number of separate runs of dropped bytes.
-    @ivar header_damaged: The header checksum did not verify (its salt was
-        used anyway).
-    @ivar damaged_copy: Where the damaged file was kept, or C{None} if
-        nothing needed repair and the journal was left untouched.
-    """
-
-    journal: str
-    kept_records: int
-    skipped_bytes: int
-    damaged_regions: int
-    header_damaged: bool
-    damaged_copy: str | None
-
-    def describe(self) -> str:
-        """
-        One line for a human.
-        """
-        if self.damaged_copy is None:
-            return (
-                f"{self.journal}: no damage found; {self.kept_records} records"
-                " verified, nothing changed"
-            )
-        header = " (the header was damaged)" if self.header_damaged else ""
-        return (
-            f"{self.journal}: kept {self.kept_records} verifiable records,"
-            f" skipped {self.skipped_bytes} bytes in {self.damaged_regions}"
-            f" damaged region(s){header}; the damaged file is kept as"
-            f" {self.damaged_copy}"
-        )
-
-
-def repair(directory: str, *, now: float) -> RepairReport:
-    """
-    Rewrite a damaged journal with every record that verifies.
-
-    Takes the directory's lock (so not while oauthd runs), walks the file
-    resynchronising past every damaged region, and, if anything was
-    damaged, keeps the damaged file as C{journal.oauthd.damaged-<UTC time>}
-    and atomically replaces the journal with the verified records (fsync'd
-    file, rename, fsync'd directory).  Blocking; an offline operation.
-
-    @param now: The POSIX time to name the damaged copy with.
-    @raise JournalLocked: oauthd (or another repair) holds the lock.
-    @raise JournalCorrupt: the file is not an oauthd journal of a version
-        this code reads, or its header is damaged and no record verifies;
-        nothing is changed then.
-    @raise FileNotFoundError: there is no journal in C{directory}.
-    """
-    directory = os.path.abspath(directory)
-    path = os.path.join(directory, JOURNAL_NAME)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no journal at {path}")
-    lock_fd = _lock_directory(directory)
-    try:
-        _remove_if_present(os.path.join(directory, TEMP_NAME))
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < HEADER_SIZE:
-                raise JournalCorrupt(
-                    f"{path} is {size} bytes long, too short for a journal"
-                    " header; nothing can be recovered from it",
-                    path,
-                    0,
-                )
-            with mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as buf:
-                salt_crc, intact = _decode_header(buf, path)
-                kept, skipped, regions = _salvage(buf, size, salt_crc)
-                if intact and not skipped:
-                    return RepairReport(path, len(kept), 0, 0, False, None)
-                if not intact and not kept and skipped:
-                    raise JournalCorrupt(
-                        f"journal {path} has a damaged header and not one of"
-                        " its records verifies against it (the salt the"
-                        " checksums depend on is probably what was damaged);"
-                        " refusing to replace it with an empty journal. The"
-                        " file is unchanged; move it aside by hand to start"
-                        " empty",
-                        path,
-                        0,
-                    )
-                copy = _damaged_copy_name(path, now)
-                try:
-                    os.link(path, copy)
-                except OSError:
-                    _copy_private(buf, size, copy)
-                _write_new_file(directory, _batches_of(kept), os.fsync)
-        return RepairReport(path, len(kept), skipped, regions, not intact, copy)
-    finally:
-        os.close(lock_fd)
-
-
-def _salvage(
-    buf: mmap.mmap, size: int, salt_crc: int
-) -> tuple[list[bytes], int, int]:
-    """
-    @return: the payload of every verifiable record, the number of bytes
-        skipped and the number of damaged regions.
-    """
-    kept: list[bytes] = []
-    skipped = regions = 0
-    offset = HEADER_SIZE
-    while offset < size:
-        payloads, offset, _ = _verified(buf, offset, size, salt_crc)
-        kept += payloads
-        if offset >= size:
-            break
-        resume = _resynchronise(buf, offset + 1, size, salt_crc)
-        stop = size if resume is None else resume
-        skipped += stop - offset
-        regions += 1
-        offset = stop
-    return kept, skipped, regions
-
-
-def _batches_of(payloads: list[bytes]) -> Iterator[list[bytes]]:
-    batch: list[bytes] = []
-    size = 0
-    for payload in payloads:
-        batch.append(payload)
-        size += len(payload)
-        if size >= _SLICE_BYTES:
-            yield batch
-            batch, size = [], 0
-    yield batch
-
-
-def _damaged_copy_name(path: str, now: float) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    copy = f"{path}{DAMAGED_INFIX}{stamp}"
-    serial = 1
-    while os.path.lexists(copy):
-        serial += 1
-        copy = f"{path}{DAMAGED_INFIX}{stamp}.{serial}"
-    return copy
-
-
-def _copy_private(buf: mmap.mmap, size: int, copy: str) -> None:
-    fd = _open_private(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        _write_all(fd, buf[:size])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# ---------------------------------------------------------------------------
-# Command line: python -m oauthd.eventlog.journal repair DIR
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """
-    C{python -m oauthd.eventlog.journal repair DIR}: run L{repair} and report.
-
-    @return: the exit status: 0 on success, 1 on error.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m oauthd.eventlog.journal", description="oauthd journal tools"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    repair_parser = commands.add_parser(
-        "repair",
-        help="rewrite a damaged journal with every verifiable record,"
-        " keeping a copy of the damaged file",
-    )
-    repair_parser.add_argument("directory", help="the oauthd data directory")
-    options = parser.parse_args(argv)
-    try:
-        report = repair(options.directory, now=time.time())
-    except (JournalError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(report.describe())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -44,10 +44,11 @@ from zope.interface import implementer
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
+
+from oauthd.eventlog.files import open_private, write_all
+from oauthd.eventlog.writer_pool import WriterPool
 
 from oauthd.interfaces import IAuditSink
 
@@ -159,19 +160,18 @@ class AuditTrail(Service):
 
         @param reactor: delivers the writer's results (C{callFromThread}).
         @param pool: runs the writes, one at a time; by default the trail
-            starts a thread of its own (tests pass one that runs inline).
+            runs them on a writer thread of its own (a L{WriterPool}),
+            started with the service and stopped once the trail is closed
+            (tests pass one that runs inline).
         """
         self.path = os.path.join(directory, TRAIL_NAME)
         self._clock = clock
-        self._reactor = reactor
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        os.fchmod(self._fd, 0o600)
+        self._fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         self._seq, self._head = self._resume()
         self._pending: list[bytes] = []
         self._flush_call: Any = None
         self._writing: Deferred[None] | None = None
-        self._owns_pool = pool is None
-        self._pool = ThreadPool(minthreads=0, maxthreads=1, name="oauthd-audit") if pool is None else pool
+        self._writer = WriterPool(reactor, "oauthd-audit", pool)
         self._closed = False
         self._failing = False
 
@@ -226,9 +226,7 @@ class AuditTrail(Service):
     def _flush(self) -> Deferred[None]:
         self._flush_call = None
         batch, self._pending = self._pending, []
-        written: Deferred[None] = deferToThreadPool(
-            self._reactor, self._pool, self._write, b"".join(batch)
-        )
+        written: Deferred[None] = self._writer.run(self._write, b"".join(batch))
         self._writing = written
 
         def failed(failure: Failure) -> None:
@@ -251,9 +249,7 @@ class AuditTrail(Service):
     def _write(self, data: bytes) -> None:
         size = os.fstat(self._fd).st_size
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
+            write_all(self._fd, data)
             os.fdatasync(self._fd)
         except OSError:
             # A batch half in the file would leave a torn line mid-file.
@@ -262,8 +258,7 @@ class AuditTrail(Service):
 
     def startService(self) -> None:
         super().startService()
-        if self._owns_pool:
-            self._pool.start()
+        self._writer.start()
         log.info("audit trail {path}: chain head at start seq={seq} chain={chain}",
                  path=self.path, seq=self._seq, chain=self._head)
 
@@ -291,8 +286,7 @@ class AuditTrail(Service):
                           lines=b"".join(self._pending).decode("utf-8", "replace"))
             log.info("audit trail {path}: chain head at stop seq={seq} chain={chain}",
                      path=self.path, seq=self._seq, chain=self._head)
-            if self._owns_pool:
-                self._pool.stop()
+            self._writer.stop()
             os.close(self._fd)
 
         return waiting.addCallback(drain).addCallback(close)

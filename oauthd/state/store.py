@@ -21,7 +21,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from oauthd.eventlog.journal import CompactionInProgress
+from oauthd.eventlog import CompactionInProgress
 from oauthd.interfaces import IAuditSink, IEventLog
 from oauthd.state.decision import AuditEvent, Decision
 from oauthd.state.model import State, replay

@@ -1,0 +1,104 @@
+"""
+The private writer pool: the one thread on which an object that owns a
+file (the file journal, the audit trail beside it) does its blocking writes
+and fsyncs, one job at a time, its results delivered on the reactor thread.
+
+Its thread is a daemon thread, so a process that exits without stopping the
+pool (start-up failing after the file was opened, say) does not hang
+waiting for it.  That is safe because an owner acknowledges nothing before
+the job that makes it durable has returned: an exit can only cut short an
+unacknowledged write, whose torn end the owner cuts off when it next opens
+the file.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+__all__ = ["WriterPool"]
+
+
+def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+    return threading.Thread(*args, daemon=True, **kwargs)
+
+
+class _DaemonThreadPool(ThreadPool):
+    threadFactory = staticmethod(_daemon_thread)  # type: ignore[assignment]
+
+
+class WriterPool:
+    """
+    A one-thread pool of daemon threads, started and stopped by its owner.
+
+    The owner calls L{start} when it is made or started, L{run} for each
+    job, and L{stop} once its last job has finished (when it closes).  A
+    pool passed in instead (tests pass one that runs jobs inline, or that
+    they step by hand) is used as it is and never started or stopped.
+    """
+
+    def __init__(
+        self, reactor: IReactorFromThreads, name: str, pool: ThreadPool | None = None
+    ) -> None:
+        """
+        @param reactor: Delivers the jobs' results (C{callFromThread}).
+        @param name: Names the thread (C{PoolThread-<name>-<n>}).
+        @param pool: The pool to use instead of one of our own.
+        """
+        self._reactor = reactor
+        self._owned = pool is None
+        self._pool = (
+            _DaemonThreadPool(minthreads=0, maxthreads=1, name=name) if pool is None else pool
+        )
+        self._running = False
+        self._shutdown_trigger: Any = None
+
+    def start(self) -> None:
+        """
+        Start our own thread pool (no-op for one passed in, or if started).
+        """
+        if not self._owned or self._running:
+            return
+        self._running = True
+        self._pool.start()
+        core = IReactorCore(self._reactor, None)
+        if core is not None:
+            # Never leave the thread behind if the owner is never closed.
+            self._shutdown_trigger = core.addSystemEventTrigger(
+                "after", "shutdown", self._reactor_shut_down
+            )
+
+    def run(self, job: Callable[..., object], *args: object) -> Deferred[Any]:
+        """
+        Run C{job(*args)} on the pool.
+
+        @return: fires, on the reactor thread, with what C{job} returned or
+            raised.
+        """
+        return deferToThreadPool(self._reactor, self._pool, job, *args)
+
+    def stop(self) -> None:
+        """
+        Stop our own thread pool; call it once the owner's last job has
+        finished.
+        """
+        trigger, self._shutdown_trigger = self._shutdown_trigger, None
+        if trigger is not None:
+            IReactorCore(self._reactor).removeSystemEventTrigger(trigger)
+        self._stop_pool()
+
+    def _reactor_shut_down(self) -> None:
+        # The trigger has fired: there is nothing left for stop() to remove.
+        self._shutdown_trigger = None
+        self._stop_pool()
+
+    def _stop_pool(self) -> None:
+        if self._running:
+            self._running = False
+            self._pool.stop()

@@ -1,0 +1,125 @@
+"""
+Tests for L{oauthd.eventlog.writer_pool}: the one daemon writer thread the
+file journal and the audit trail start and stop the same way.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from zope.interface import implementer
+
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
+from twisted.trial.unittest import SynchronousTestCase
+
+from oauthd.eventlog.writer_pool import WriterPool
+from tests.journal_doubles import InlinePool
+
+
+@implementer(IReactorCore, IReactorFromThreads)
+class ThreadsReactor:
+    """
+    Just enough of a reactor: system event triggers that the test fires, and
+    results from threads that the test delivers.
+    """
+
+    def __init__(self) -> None:
+        self.triggers: list[tuple[str, str, Callable[[], object]]] = []
+        self.from_threads: queue.Queue[Callable[[], object]] = queue.Queue()
+
+    def addSystemEventTrigger(
+        self, phase: str, event: str, f: Callable[[], object]
+    ) -> tuple[str, str, Callable[[], object]]:
+        handle = (phase, event, f)
+        self.triggers.append(handle)
+        return handle
+
+    def removeSystemEventTrigger(self, handle: tuple[str, str, Callable[[], object]]) -> None:
+        self.triggers.remove(handle)
+
+    def shut_down(self) -> None:
+        fired, self.triggers = self.triggers, []
+        for phase, event, f in fired:
+            if (phase, event) == ("after", "shutdown"):
+                f()
+
+    def callFromThread(self, f: Callable[..., object], *a: object, **kw: object) -> None:
+        self.from_threads.put(lambda: f(*a, **kw))
+
+    def deliver(self) -> None:
+        self.from_threads.get(timeout=30)()
+
+
+class CountingPool(InlinePool):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+
+def about_this_thread() -> tuple[str, bool]:
+    thread = threading.current_thread()
+    return thread.name, thread.daemon
+
+
+def pool_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("PoolThread-oauthd-test")]
+
+
+class WriterPoolTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = ThreadsReactor()
+
+    def run_job(self, writer: WriterPool) -> Any:
+        done = writer.run(about_this_thread)
+        self.reactor.deliver()
+        return self.successResultOf(done)
+
+    def test_own_thread_is_a_daemon_and_stops(self) -> None:
+        """
+        Started, it runs jobs on one daemon thread named after it; stopped,
+        the thread is gone and so is its shutdown trigger.
+        """
+        writer = WriterPool(self.reactor, "oauthd-test")
+        writer.start()
+        writer.start()
+        self.assertEqual([t[:2] for t in self.reactor.triggers], [("after", "shutdown")])
+        name, daemon = self.run_job(writer)
+        self.assertTrue(name.startswith("PoolThread-oauthd-test-"), name)
+        self.assertTrue(daemon)
+        writer.stop()
+        self.assertEqual(pool_threads(), [])
+        self.assertEqual(self.reactor.triggers, [])
+
+    def test_reactor_shutdown_stops_it(self) -> None:
+        """
+        If its owner never stops it, reactor shutdown does; a later stop()
+        is harmless.
+        """
+        writer = WriterPool(self.reactor, "oauthd-test")
+        writer.start()
+        self.run_job(writer)
+        self.reactor.shut_down()
+        self.assertEqual(pool_threads(), [])
+        writer.stop()
+
+    def test_given_pool_is_used_as_it_is(self) -> None:
+        """
+        A pool passed in runs the jobs and is never started or stopped; no
+        shutdown trigger is added for it.
+        """
+        pool = CountingPool()
+        writer = WriterPool(self.reactor, "oauthd-test", pool)  # type: ignore[arg-type]
+        writer.start()
+        done = writer.run(lambda: "ran")
+        self.reactor.deliver()
+        self.assertEqual(self.successResultOf(done), "ran")
+        writer.stop()
+        self.assertEqual((pool.calls, self.reactor.triggers), ([], []))
