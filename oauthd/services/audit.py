@@ -7,7 +7,7 @@ hostile value cannot forge or flood log lines.
 
 Events go to an audit sink. The daemon's is L{AuditTrail}, a hash-chained
 file in the data directory; without one (tests, tools) they are structured
-log events in the C{oauthd.services.audit} namespace (L{log_audit}).
+log events in the C{oauthd.audit} namespace (L{log_audit}).
 
 The audit trail
 ===============
@@ -52,10 +52,8 @@ from oauthd.eventlog.writer_pool import WriterPool
 
 from oauthd.interfaces import IAuditSink
 
-audit_log = Logger(namespace="oauthd.services.audit")
+audit_log = Logger(namespace="oauthd.audit")
 log = Logger()
-
-_MAX_FIELD = 80
 
 AuditSink = Callable[[str, str, dict[str, str]], None]
 """
@@ -72,25 +70,6 @@ RETRY_SECONDS = 5.0
 """
 How long a batch whose write failed waits before the next try.
 """
-
-
-def clean(value: object) -> str:
-    """
-    A value safe to print in one log line.
-    """
-    text = str(value)
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else "?" for c in text)
-    if len(text) > _MAX_FIELD:
-        text = text[:_MAX_FIELD] + "..."
-    return text
-
-
-def cleaned(fields: dict[str, object]) -> dict[str, str]:
-    """
-    The fields of an audit event, cleaned, without empty ones.
-    """
-    return {name: clean(value) for name, value in fields.items() if value not in (None, "")}
 
 
 def log_audit(event: str, outcome: str, fields: Mapping[str, str]) -> None:
