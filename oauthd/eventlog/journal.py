@@ -323,7 +323,9 @@ class FileJournal:
                 entries, self._pending = self._pending, []
                 self._inflight = entries
                 compaction.sealed = True
-                self._submit(self._file.replace_with_new, compaction.tail).addBoth(self._compaction_finished, compaction, entries)
+                self._submit(self._file.replace_with_new, compaction.tail).addBoth(
+                    self._compaction_finished, compaction, entries
+                )
                 return
             chunk_ready = compaction is not None and compaction.chunk is not None
             if self._pending and (not chunk_ready or self._last_was_chunk):
@@ -340,7 +342,9 @@ class FileJournal:
                 return
             if compaction is not None and compaction.chunk is not None:
                 self._last_was_chunk = True
-                self._submit(self._file.write_snapshot, compaction.chunk).addBoth(self._chunk_written, compaction)
+                self._submit(self._file.write_snapshot, compaction.chunk).addBoth(
+                    self._chunk_written, compaction
+                )
                 return
         if self._closing and not self._pending and self._compaction is None:
             self._submit(self._file.close).addBoth(self._files_closed)
