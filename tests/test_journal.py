@@ -1,7 +1,8 @@
 """
-Tests for L{oauthd.eventlog.journal}: the contract both event logs honour, then the
-file journal's group commit, failure handling, crash recovery, repair,
+Tests for the file journal (L{oauthd.eventlog.FileJournal}): group commit,
+failure handling, compaction, crash recovery, repair and its entry point,
 locking and file modes.  The writer runs inline or is stepped by hand; the
+contract every event log honours is in C{test_eventlog_contract}, and the
 real-thread, subprocess and property tests live in the other
 C{test_journal_*} modules.
 """
@@ -18,8 +19,6 @@ from collections.abc import Iterator
 from typing import TypeVar
 from unittest import mock
 
-from zope.interface.verify import verifyObject
-
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
@@ -27,7 +26,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.eventlog import journal as journal_module
 from oauthd.eventlog.files import lock_directory
-from oauthd.interfaces import IEventLog
 from oauthd.eventlog import (
     HEADER_SIZE,
     JOURNAL_NAME,
@@ -41,7 +39,6 @@ from oauthd.eventlog import (
     JournalCorrupt,
     JournalFailed,
     JournalLocked,
-    MemoryJournal,
     repair,
 )
 from tests.journal_doubles import (
@@ -70,221 +67,6 @@ def journal_bytes(directory: str) -> bytes:
 def write_journal_bytes(directory: str, data: bytes) -> None:
     with open(os.path.join(directory, JOURNAL_NAME), "wb") as f:
         f.write(data)
-
-
-# ---------------------------------------------------------------------------
-# The contract, run against both implementations
-
-
-class EventLogContract(SynchronousTestCase):
-    """
-    What every L{IEventLog} does.  Subclasses say how to open a log and how
-    to "restart" (close it and open what it left behind).
-    """
-
-    __test__ = False
-
-    def open_log(self) -> IEventLog:
-        raise NotImplementedError()
-
-    def reopen(self, log: IEventLog) -> IEventLog:
-        raise NotImplementedError()
-
-    def test_provides_interface(self) -> None:
-        """
-        The log provides L{IEventLog}.
-        """
-        self.assertTrue(verifyObject(IEventLog, self.open_log()))
-
-    def test_empty(self) -> None:
-        """
-        A new log replays nothing, counts no records, and measures just the
-        header; so does the same log reopened.
-        """
-        log = self.open_log()
-        self.assertEqual(list(log.replay()), [])
-        self.assertEqual((log.record_count, log.byte_count), (0, HEADER_SIZE))
-        log = self.reopen(log)
-        self.assertEqual(list(log.replay()), [])
-        self.assertEqual((log.record_count, log.byte_count), (0, HEADER_SIZE))
-
-    def test_append_replay_order(self) -> None:
-        """
-        Appended payloads, several to a call or none, come back in call order
-        after a restart; every append's Deferred fires with None.
-        """
-        log = self.open_log()
-        calls = [[b"one"], [b"two", b"three"], [], [b""], [b"five\x00\xff"]]
-        for payloads in calls:
-            self.assertIsNone(self.successResultOf(log.append(payloads)))
-        log = self.reopen(log)
-        self.assertEqual(
-            list(log.replay()), [b"one", b"two", b"three", b"", b"five\x00\xff"]
-        )
-
-    def test_many_appends(self) -> None:
-        """
-        Thousands of appends survive a restart in order.
-        """
-        log = self.open_log()
-        expected = [b"record %d " % i + b"x" * (i % 97) for i in range(3000)]
-        for payload in expected:
-            self.successResultOf(log.append([payload]))
-        log = self.reopen(log)
-        self.assertEqual(list(log.replay()), expected)
-
-    def test_counters(self) -> None:
-        """
-        C{record_count} and C{byte_count} follow appends and survive a
-        restart; C{byte_count} is header + (8 + len) per record.
-        """
-        log = self.open_log()
-        self.successResultOf(log.append([b"a" * 10, b"b" * 20]))
-        self.successResultOf(log.append([b"c" * 30]))
-        expected = (3, HEADER_SIZE + 3 * RECORD_OVERHEAD + 60)
-        self.assertEqual((log.record_count, log.byte_count), expected)
-        log = self.reopen(log)
-        self.assertEqual((log.record_count, log.byte_count), expected)
-
-    def test_compaction_result(self) -> None:
-        """
-        After compaction the log holds exactly the snapshot, then what is
-        appended later; the counters describe the new contents.
-        """
-        log = self.open_log()
-        for i in range(50):
-            self.successResultOf(log.append([b"old %d" % i]))
-        self.successResultOf(log.compact(iter([b"live 1", b"live 2"])))
-        self.assertEqual(
-            (log.record_count, log.byte_count),
-            (2, HEADER_SIZE + 2 * (RECORD_OVERHEAD + 6)),
-        )
-        self.successResultOf(log.append([b"after"]))
-        log = self.reopen(log)
-        self.assertEqual(list(log.replay()), [b"live 1", b"live 2", b"after"])
-        self.assertEqual(log.record_count, 3)
-
-    def test_compaction_to_nothing(self) -> None:
-        """
-        An empty snapshot leaves an empty log.
-        """
-        log = self.open_log()
-        self.successResultOf(log.append([b"gone"]))
-        self.successResultOf(log.compact([]))
-        self.assertEqual((log.record_count, log.byte_count), (0, HEADER_SIZE))
-        log = self.reopen(log)
-        self.assertEqual(list(log.replay()), [])
-
-    def test_compaction_snapshot_raises(self) -> None:
-        """
-        If iterating the snapshot raises, compaction errbacks with that
-        error and the log keeps its contents and keeps working.
-        """
-        log = self.open_log()
-        self.successResultOf(log.append([b"kept"]))
-
-        def snapshot() -> Iterator[bytes]:
-            yield b"partial"
-            raise ZeroDivisionError("state layer bug")
-
-        self.failureResultOf(log.compact(snapshot()), ZeroDivisionError)
-        self.flushLoggedErrors(ZeroDivisionError)
-        self.successResultOf(log.append([b"later"]))
-        log = self.reopen(log)
-        self.assertEqual(list(log.replay()), [b"kept", b"later"])
-
-    def test_compaction_refuses_oversized_snapshot(self) -> None:
-        """
-        A snapshot payload over the cap fails the compaction with
-        L{ValueError}, changing nothing.
-        """
-        log = self.open_log()
-        self.successResultOf(log.append([b"kept"]))
-        self.failureResultOf(log.compact([b"x" * (MAX_PAYLOAD + 1)]), ValueError)
-        self.flushLoggedErrors(ValueError)
-        log = self.reopen(log)
-        self.assertEqual(list(log.replay()), [b"kept"])
-
-    def test_append_refuses_oversized(self) -> None:
-        """
-        A payload over L{MAX_PAYLOAD} is refused with L{ValueError}, and none
-        of the call's payloads is appended; one of exactly the cap is fine.
-        """
-        log = self.open_log()
-        with self.assertRaises(ValueError):
-            log.append([b"fine", b"x" * (MAX_PAYLOAD + 1)])
-        self.successResultOf(log.append([b"y" * MAX_PAYLOAD]))
-        log = self.reopen(log)
-        self.assertEqual(list(log.replay()), [b"y" * MAX_PAYLOAD])
-
-    def test_append_refuses_non_bytes(self) -> None:
-        """
-        A payload that is not C{bytes} is refused with L{TypeError}.
-        """
-        log = self.open_log()
-        with self.assertRaises(TypeError):
-            log.append(["text"])  # type: ignore[list-item]
-
-    def test_closed(self) -> None:
-        """
-        After close(), appends and compactions errback with L{JournalClosed};
-        closing again is harmless.
-        """
-        log = self.open_log()
-        self.successResultOf(log.close())
-        self.failureResultOf(log.append([b"late"]), JournalClosed)
-        self.failureResultOf(log.compact([]), JournalClosed)
-        self.successResultOf(log.close())
-
-
-class FileJournalContractTests(EventLogContract):
-    """
-    The contract, for L{FileJournal} with its writer run inline.
-    """
-
-    __test__ = True
-
-    def open_log(self) -> IEventLog:
-        self.directory = make_directory(self.addCleanup)
-        return self._open()
-
-    def _open(self) -> IEventLog:
-        journal = open_inline(self.directory)
-        self.addCleanup(journal.close)
-        return journal
-
-    def reopen(self, log: IEventLog) -> IEventLog:
-        self.successResultOf(log.close())
-        journal = self._open()
-        self.assertEqual(journal.byte_count, file_size(self.directory))
-        return journal
-
-
-class MemoryJournalContractTests(EventLogContract):
-    """
-    The contract, for L{MemoryJournal}.
-    """
-
-    __test__ = True
-
-    def open_log(self) -> IEventLog:
-        return MemoryJournal()
-
-    def reopen(self, log: IEventLog) -> IEventLog:
-        assert isinstance(log, MemoryJournal)
-        self.successResultOf(log.close())
-        return MemoryJournal(log.payloads)
-
-    def test_fail(self) -> None:
-        """
-        L{MemoryJournal.fail} makes later appends and compactions errback
-        with L{JournalFailed}, as a write error would.
-        """
-        log = MemoryJournal([b"a"])
-        log.fail(OSError(28, "No space left on device"))
-        self.failureResultOf(log.append([b"b"]), JournalFailed)
-        self.failureResultOf(log.compact([]), JournalFailed)
-        self.assertEqual(log.payloads, [b"a"])
 
 
 # ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ use its building blocks (L{files}, L{writer_pool}) for files of their own.
     - L{errors}: the L{JournalError} family;
     - L{writer_pool}: the private writer thread of an object that owns a file;
     - L{journal}: L{FileJournal}, the log as one file, with group commit;
+    - L{journal_file}: its blocking side, the jobs of its writer thread;
     - L{memory}: L{MemoryJournal}, the fake for tests of the layers above;
     - L{repair}: offline repair of a damaged journal, and (as
       C{python -m oauthd.eventlog.repair DIR}) oauthctl's helper for it.

@@ -1,36 +1,34 @@
 # -*- test-case-name: tests.test_journal -*-
 """
-The append-only journal: a payload-agnostic, durable event log.
+L{FileJournal}: the event log as one append-only file in the data
+directory, with group commit.
 
 The state layer encodes each change as an opaque C{bytes} payload and hands
 it to an L{IEventLog}.  L{IEventLog.append} fires its L{Deferred} only when
 the payloads are on disk (written and fsync'd); L{IEventLog.replay} gives the
 payloads back at start-up; L{IEventLog.compact} rewrites the log as a
-snapshot of live state.  Two implementations: L{FileJournal} (the real one,
-one file in the data directory) and L{MemoryJournal} (a fake for tests of
-the layers above).
+snapshot of live state.
 
 Threads
 =======
 
 L{FileJournal} methods are called on the reactor thread.  Every write,
-fsync, rename and close runs on one writer thread, reached through an
-injected C{(reactor, pool)} pair (C{pool.callInThreadWithCallback}, results
-come back through C{reactor.callFromThread}).  At most one writer job is in
-flight at a time, so the reactor side alone decides the order of work.
-Group commit: while a write+fsync runs, newly arriving appends queue; when it
-completes, everything queued goes into the next single write+fsync.  The
-reactor thread never calls fsync.  Opening, replaying and L{repair} do
-blocking I/O; they run before the reactor starts (or offline).
+fsync, rename and close runs on one writer thread (a L{WriterPool}: the
+journal's own, or a pool tests inject), doing the jobs of L{JournalFile};
+results come back through the reactor's C{callFromThread}.  At most one
+writer job is in flight at a time, so this module, on the reactor side,
+alone decides the order of work.  Group commit: while a write+fsync runs,
+newly arriving appends queue; when it completes, everything queued goes
+into the next single write+fsync.  The reactor thread never calls fsync.
+Opening, replaying and L{oauthd.eventlog.repair} do blocking I/O; they run
+before the reactor starts (or offline).
 
 The file format, and how damage is told from a torn tail, are described in
-L{oauthd.eventlog.format}; the private-file primitives are in
-L{oauthd.eventlog.files}.
+L{oauthd.eventlog.format}.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,36 +43,9 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from oauthd.eventlog.errors import (
-    CompactionInProgress,
-    JournalClosed,
-    JournalCorrupt,
-    JournalFailed,
-)
-from oauthd.eventlog.files import (
-    fsync_directory,
-    lock_directory,
-    make_private_directory,
-    open_private,
-    remove_if_present,
-    write_all,
-    write_new_file,
-)
-from oauthd.eventlog.format import (
-    HEADER_SIZE,
-    JOURNAL_NAME,
-    LOCK_NAME,
-    RECORD_OVERHEAD,
-    TEMP_NAME,
-    check_payload,
-    decode_header,
-    encode_new_journal,
-    encode_records,
-    new_header,
-    record_bytes,
-    resynchronise,
-    walk_verified,
-)
+from oauthd.eventlog.errors import CompactionInProgress, JournalClosed, JournalFailed
+from oauthd.eventlog.format import HEADER_SIZE, RECORD_OVERHEAD, check_payload, record_bytes
+from oauthd.eventlog.journal_file import CompactionAborted, JournalFile
 from oauthd.eventlog.writer_pool import WriterPool
 from oauthd.interfaces import IEventLog
 
@@ -88,21 +59,6 @@ _SLICE_BYTES = 1 << 20
 _SLICE_SECONDS = 0.002
 
 _log = Logger()
-
-
-def _corrupt_middle(path: str, directory: str, offset: int, reason: str) -> JournalCorrupt:
-    return JournalCorrupt(
-        f"journal {path} is damaged at byte offset {offset} ({reason}) and"
-        " verifiable records follow the damage, so it is not a torn tail;"
-        " refusing to start. To keep every verifiable record (a copy of the"
-        f" damaged file is kept), run: oauthctl repair --data {directory}",
-        path,
-        offset,
-    )
-
-
-# ---------------------------------------------------------------------------
-# The file journal
 
 
 @define(eq=False)
@@ -120,8 +76,8 @@ class _Compaction:
     """
     A compaction in progress.
 
-    The reactor side owns everything but C{fd} and C{salt_crc}, which only
-    the writer thread touches.
+    Only the reactor side touches it; the new file itself is the writer's
+    (L{JournalFile}).
     """
 
     snapshot: Iterator[bytes]
@@ -138,15 +94,6 @@ class _Compaction:
     # file the ordinary way, not into the tail.
     sealed: bool = False
     abort: Exception | None = None
-    fd: int | None = None
-    salt_crc: int = 0
-
-
-class _CompactionAborted(Exception):
-    """
-    Writing the new file failed before it replaced the old one; the old file
-    is untouched and stays in use.  The cause is chained.
-    """
 
 
 @implementer(IEventLog)
@@ -156,21 +103,16 @@ class FileJournal:
     The journal as one append-only file in a data directory.
 
     Build it with L{FileJournal.open}.  See the module docstring for the
-    file format, the threading model and crash recovery.
+    threading model, L{oauthd.eventlog.format} for the file format and
+    crash recovery.
     """
 
-    _directory: str
-    _path: str
-    _fd: int
-    _lock_fd: int
-    _salt_crc: int
+    _file: JournalFile
     _records: int
     # The payloads verified at open, until replay() hands them over.
     _loaded: list[bytes] | None
     _size: int
     _writer: WriterPool
-    _fsync: bool
-    _fsync_function: Callable[[int], None]
     _group_commit: bool
     _pending: list[_Entry] = field(factory=list)
     # The appends the writer's current job makes durable; kept until all of
@@ -185,8 +127,6 @@ class FileJournal:
     _closing: bool = False
     _closed: bool = False
     _close_waiters: list[Deferred[None]] = field(factory=list)
-    # A compaction cut short by a failure; close() removes its file.
-    _leftover: _Compaction | None = None
 
     @classmethod
     def open(
@@ -211,8 +151,9 @@ class FileJournal:
             writer's results come back through its C{callFromThread}.
         @param pool: Runs the writer's jobs (anything with L{ThreadPool}'s
             C{callInThreadWithCallback}; one job is given at a time).  By
-            default the journal starts its own one-thread pool and stops it
-            in L{close}.  Tests pass a pool that runs jobs inline.
+            default the journal starts its own L{WriterPool} (one daemon
+            thread) and stops it in L{close}.  Tests pass a pool that runs
+            jobs inline.
         @param fsync: C{False} skips every fsync (benchmarks and tests only:
             nothing is durable then).
         @param fsync_function: What fsyncs a descriptor (tests inject one
@@ -224,37 +165,17 @@ class FileJournal:
         @raise JournalCorrupt: the header is bad, or damage is followed by
             verifiable records (run L{repair}).
         """
-        directory = os.path.abspath(directory)
-        path = os.path.join(directory, JOURNAL_NAME)
-        sync = fsync_function if fsync else None
-        make_private_directory(directory)
-        lock_fd = lock_directory(directory, LOCK_NAME)
-        fd = -1
-        try:
-            remove_if_present(os.path.join(directory, TEMP_NAME))
-            if not os.path.exists(path):
-                write_new_file(directory, JOURNAL_NAME, TEMP_NAME, encode_new_journal([]), sync)
-            fd = open_private(path, os.O_RDWR | os.O_APPEND)
-            salt_crc, loaded, size = _recover(fd, path, directory, sync)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            os.close(lock_fd)
-            raise
+        journal_file, loaded, size = JournalFile.open(
+            directory, fsync_function if fsync else None
+        )
         writer = WriterPool(reactor, "oauthd-journal", pool)
         writer.start()
         return cls(
-            directory=directory,
-            path=path,
-            fd=fd,
-            lock_fd=lock_fd,
-            salt_crc=salt_crc,
+            file=journal_file,
             records=len(loaded),
             loaded=loaded,
             size=size,
             writer=writer,
-            fsync=fsync,
-            fsync_function=fsync_function,
             group_commit=group_commit,
         )
 
@@ -263,7 +184,7 @@ class FileJournal:
         """
         The journal file's path.
         """
-        return self._path
+        return self._file.path
 
     @property
     def record_count(self) -> int:
@@ -287,7 +208,7 @@ class FileJournal:
         """
         batch = tuple(check_payload(p) for p in payloads)
         if self._closing:
-            return fail(JournalClosed(f"journal {self._path} is closed"))
+            return fail(JournalClosed(f"journal {self.path} is closed"))
         if self._failure is not None:
             return fail(self._failure)
         if not batch and not self._busy and not self._pending:
@@ -322,12 +243,12 @@ class FileJournal:
         See L{IEventLog.compact}.
         """
         if self._closing:
-            return fail(JournalClosed(f"journal {self._path} is closed"))
+            return fail(JournalClosed(f"journal {self.path} is closed"))
         if self._failure is not None:
             return fail(self._failure)
         if self._compaction is not None:
             return fail(
-                CompactionInProgress(f"journal {self._path} is already compacting")
+                CompactionInProgress(f"journal {self.path} is already compacting")
             )
         tail: list[bytes] = []
         for entry in [*self._inflight, *self._pending]:
@@ -392,7 +313,7 @@ class FileJournal:
         compaction = self._compaction
         if self._failure is None:
             if compaction is not None and compaction.abort is not None:
-                self._submit(self._discard_compaction_file, compaction).addBoth(
+                self._submit(self._file.discard_new).addBoth(
                     self._compaction_abandoned, compaction
                 )
                 return
@@ -402,9 +323,9 @@ class FileJournal:
                 entries, self._pending = self._pending, []
                 self._inflight = entries
                 compaction.sealed = True
-                self._submit(
-                    self._finish_compaction, compaction, compaction.tail
-                ).addBoth(self._compaction_finished, compaction, entries)
+                self._submit(self._file.replace_with_new, compaction.tail).addBoth(
+                    self._compaction_finished, compaction, entries
+                )
                 return
             chunk_ready = compaction is not None and compaction.chunk is not None
             if self._pending and (not chunk_ready or self._last_was_chunk):
@@ -415,18 +336,18 @@ class FileJournal:
                     entries, self._pending = self._pending[:1], self._pending[1:]
                 payloads = [p for e in entries for p in e.payloads]
                 self._inflight = entries
-                self._submit(self._write_batch, payloads).addBoth(
+                self._submit(self._file.append, payloads).addBoth(
                     self._batch_written, entries, len(payloads), record_bytes(payloads)
                 )
                 return
             if compaction is not None and compaction.chunk is not None:
                 self._last_was_chunk = True
-                self._submit(
-                    self._write_chunk, compaction, compaction.chunk
-                ).addBoth(self._chunk_written, compaction)
+                self._submit(self._file.write_snapshot, compaction.chunk).addBoth(
+                    self._chunk_written, compaction
+                )
                 return
         if self._closing and not self._pending and self._compaction is None:
-            self._submit(self._close_files).addBoth(self._files_closed)
+            self._submit(self._file.close).addBoth(self._files_closed)
 
     def _batch_written(
         self, result: object, entries: list[_Entry], records: int, size: int
@@ -466,7 +387,7 @@ class FileJournal:
                 "Journal {path}: compaction abandoned, the snapshot could not"
                 " be read; the current file stays in use",
                 level=LogLevel.error,
-                path=self._path,
+                path=self.path,
             )
             compaction.abort = e
             return
@@ -496,7 +417,7 @@ class FileJournal:
             self._size = HEADER_SIZE + compaction.snapshot_bytes + compaction.tail_bytes
             _log.info(
                 "Journal {path} compacted: {records} records, {size} bytes",
-                path=self._path,
+                path=self.path,
                 records=self._records,
                 size=self._size,
             )
@@ -509,7 +430,7 @@ class FileJournal:
     def _compaction_failed(
         self, failure: Failure, compaction: _Compaction, entries: list[_Entry]
     ) -> None:
-        if not isinstance(failure.value, _CompactionAborted):
+        if not isinstance(failure.value, CompactionAborted):
             self._enter_failed(failure, entries)
             return
         self._compaction = None
@@ -521,7 +442,7 @@ class FileJournal:
             " stays in use",
             failure,
             level=LogLevel.error,
-            path=self._path,
+            path=self.path,
             error=cause,
         )
         compaction.done.errback(cause)
@@ -535,7 +456,7 @@ class FileJournal:
 
     def _enter_failed(self, failure: Failure, entries: list[_Entry]) -> None:
         error = JournalFailed(
-            f"journal {self._path} is in a failed state after a write error"
+            f"journal {self.path} is in a failed state after a write error"
             f" ({failure.getErrorMessage()}); it refuses every further append"
             " until oauthd is restarted"
         )
@@ -545,7 +466,7 @@ class FileJournal:
             "Journal {path}: a write or fsync failed; the journal is now in a"
             " failed state and refuses every further append until restart",
             failure,
-            path=self._path,
+            path=self.path,
         )
         waiting = entries + self._pending
         self._pending = []
@@ -553,7 +474,7 @@ class FileJournal:
             entry.done.errback(error)
         compaction, self._compaction = self._compaction, None
         if compaction is not None:
-            self._leftover = compaction
+            # Its new file, if begun, is removed when the journal closes.
             compaction.done.errback(error)
 
     def _files_closed(self, result: object) -> None:
@@ -561,132 +482,9 @@ class FileJournal:
         self._closed = True
         if isinstance(result, Failure):
             _log.failure(
-                "Journal {path}: error while closing", result, path=self._path
+                "Journal {path}: error while closing", result, path=self.path
             )
         self._writer.stop()
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
             waiter.callback(None)
-
-    # -- the writer thread ------------------------------------------------------
-
-    def _sync(self, fd: int) -> None:
-        if self._fsync:
-            self._fsync_function(fd)
-
-    def _write_batch(self, payloads: list[bytes]) -> None:
-        if payloads:
-            write_all(self._fd, encode_records(self._salt_crc, payloads))
-            self._sync(self._fd)
-
-    def _open_compaction_file(self, compaction: _Compaction) -> int:
-        if compaction.fd is None:
-            temp = os.path.join(self._directory, TEMP_NAME)
-            remove_if_present(temp)
-            fd = open_private(temp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
-            compaction.fd = fd
-            header, compaction.salt_crc = new_header()
-            write_all(fd, header)
-        return compaction.fd
-
-    def _discard_compaction_file(self, compaction: _Compaction) -> None:
-        if compaction.fd is not None:
-            fd, compaction.fd = compaction.fd, None
-            try:
-                os.close(fd)
-            finally:
-                remove_if_present(os.path.join(self._directory, TEMP_NAME))
-
-    def _write_chunk(self, compaction: _Compaction, payloads: list[bytes]) -> None:
-        try:
-            fd = self._open_compaction_file(compaction)
-            write_all(fd, encode_records(compaction.salt_crc, payloads))
-            # Sync as we go: appends queued behind this job then wait for
-            # one slice's fsync, not for the whole file's at the end.
-            self._sync(fd)
-        except Exception as e:
-            self._discard_quietly(compaction)
-            raise _CompactionAborted() from e
-
-    def _finish_compaction(self, compaction: _Compaction, tail: list[bytes]) -> None:
-        try:
-            fd = self._open_compaction_file(compaction)
-            write_all(fd, encode_records(compaction.salt_crc, tail))
-            self._sync(fd)
-            os.rename(os.path.join(self._directory, TEMP_NAME), self._path)
-        except Exception as e:
-            self._discard_quietly(compaction)
-            raise _CompactionAborted() from e
-        # The new file is in place; from here on appends go to it.
-        old, self._fd = self._fd, fd
-        compaction.fd = None
-        self._salt_crc = compaction.salt_crc
-        try:
-            os.close(old)
-        except OSError:
-            pass
-        if self._fsync:
-            # A failure here means the rename may not be durable: fatal.
-            fsync_directory(self._directory, self._fsync_function)
-
-    def _discard_quietly(self, compaction: _Compaction) -> None:
-        try:
-            self._discard_compaction_file(compaction)
-        except OSError:
-            pass
-
-    def _close_files(self) -> None:
-        try:
-            for compaction in (self._compaction, self._leftover):
-                if compaction is not None:
-                    self._discard_quietly(compaction)
-            os.close(self._fd)
-        finally:
-            os.close(self._lock_fd)
-
-
-def _recover(
-    fd: int, path: str, directory: str, sync: Callable[[int], None] | None
-) -> tuple[int, list[bytes], int]:
-    """
-    Verify the open journal C{fd}, cutting off a torn tail.
-
-    @return: the salt CRC, the payloads of its records and the (new) file
-        size.
-    """
-    size = os.fstat(fd).st_size
-    if size < HEADER_SIZE:
-        raise JournalCorrupt(
-            f"{path} is {size} bytes long, too short for the"
-            f" {HEADER_SIZE}-byte journal header; it is not a usable oauthd"
-            " journal",
-            path,
-            0,
-        )
-    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as buf:
-        salt_crc, intact = decode_header(buf, path)
-        if not intact:
-            raise JournalCorrupt(
-                f"journal {path} has a damaged header (checksum mismatch at"
-                " byte offset 0); refusing to start. To keep every verifiable"
-                f" record, run: oauthctl repair --data {directory}",
-                path,
-                0,
-            )
-        payloads, end, problem = walk_verified(buf, HEADER_SIZE, size, salt_crc)
-        if problem is not None and resynchronise(buf, end + 1, size, salt_crc) is not None:
-            raise _corrupt_middle(path, directory, end, problem)
-    if end < size:
-        os.ftruncate(fd, end)
-        if sync is not None:
-            sync(fd)
-        _log.warn(
-            "Journal {path}: cut off a torn record at the end of the file"
-            " ({dropped_bytes} bytes from byte offset {offset}: {reason});"
-            " an interrupted write left it and it was never acknowledged",
-            path=path,
-            dropped_bytes=size - end,
-            offset=end,
-            reason=problem,
-        )
-    return salt_crc, payloads, end

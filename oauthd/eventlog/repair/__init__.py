@@ -143,9 +143,8 @@ def repair(directory: str, *, now: float) -> RepairReport:
                     os.link(path, copy)
                 except OSError:
                     _copy_private(buf, size, copy)
-                write_new_file(
-                    directory, JOURNAL_NAME, TEMP_NAME, encode_new_journal(_batches_of(kept)), os.fsync
-                )
+                new_journal = encode_new_journal(_batches_of(kept))
+                write_new_file(directory, JOURNAL_NAME, TEMP_NAME, new_journal, os.fsync)
         return RepairReport(path, len(kept), skipped, regions, not intact, copy)
     finally:
         os.close(lock_fd)
