@@ -127,7 +127,7 @@ class AuditTests(OAuthCase):
         assert self.audits("userinfo.refuse") and self.audits("introspect.refuse") == []
         for event in self.events:
             if "audit_event" in event:
-                assert event["log_namespace"] == "oauthd.services.audit"
+                assert event["log_namespace"] == "oauthd.audit"
                 assert event["ip"] == "127.0.0.1"
 
     def test_unknown_names_are_not_logged(self) -> None:

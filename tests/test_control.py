@@ -180,7 +180,7 @@ def failures(events: EventLoggingObserver) -> list[dict[str, Any]]:
 def audits(events: EventLoggingObserver, event: str | None = None) -> list[dict[str, Any]]:
     return [
         e for e in events
-        if e.get("log_namespace") == "oauthd.services.audit" and event in (None, e.get("audit_event"))
+        if e.get("log_namespace") == "oauthd.audit" and event in (None, e.get("audit_event"))
     ]
 
 
