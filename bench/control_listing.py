@@ -32,7 +32,7 @@ def write_journal(data: Path, count: int) -> None:
     from oauthd.eventlog import FileJournal
     from oauthd.state.model import ACCESS
     from oauthd.state.store import Store
-    from tests.journal_doubles import InlinePool, InlineReactor
+    from oauthd.testing import InlinePool, InlineReactor
 
     clock = Clock()
     clock.advance(time.time())

@@ -50,7 +50,7 @@ def protocol_layer(requests: int, work: str) -> None:
     from oauthd.protocol.grants import ClientAuth, Grants
     from oauthd.protocol.limits import RateLimiter
     from tests.helpers import make_authority
-    from tests.journal_doubles import InlinePool, InlineReactor
+    from oauthd.testing import InlinePool, InlineReactor
 
     log = open(os.path.join(work, "twistd.log"), "w")
     globalLogBeginner.beginLoggingTo([textFileLogObserver(log)], redirectStandardIO=False,
@@ -162,7 +162,7 @@ def _oauthd_site(work: str) -> tuple[Any, bytes]:
     from oauthd.services.audit import AuditTrail
     from oauthd.web.api import OAuthHTTP
     from tests.helpers import make_authority, make_config
-    from tests.journal_doubles import InlinePool, InlineReactor
+    from oauthd.testing import InlinePool, InlineReactor
 
     authority = make_authority()
     authority.store.audit_sink = AuditTrail(

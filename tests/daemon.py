@@ -109,7 +109,7 @@ def seed(data: Path, build: Any) -> Any:
     from oauthd.config import build_config
     from oauthd.eventlog import FileJournal
     from tests.helpers import make_authority
-    from tests.journal_doubles import InlinePool, InlineReactor
+    from oauthd.testing import InlinePool, InlineReactor
 
     journal = FileJournal.open(str(data), InlineReactor(), pool=InlinePool())  # type: ignore[arg-type]
     clock = Clock()

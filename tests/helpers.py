@@ -20,7 +20,7 @@ from oauthd.state.decision import Decision
 from oauthd.state.records import Record
 from oauthd.state.store import Store
 from oauthd.web.api import OAuthHTTP
-from tests.journal_doubles import InlinePool, InlineReactor
+from oauthd.testing import InlinePool, InlineReactor
 
 START = 1_800_000_000
 """

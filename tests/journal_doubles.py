@@ -1,7 +1,7 @@
 """
-Test doubles for the journal's writer thread: a reactor whose
-C{callFromThread} runs at once, a pool that runs jobs inline, a pool the test
-steps by hand, and an fsync that records what it saw (or fails).
+Helpers for the journal's tests: an fsync that records what it saw (or
+fails), temporary data directories, and journals opened with their writer
+inline (the fakes of the writer's thread are in L{oauthd.testing}).
 """
 
 from __future__ import annotations
@@ -12,80 +12,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from zope.interface import implementer
-
-from twisted.internet.interfaces import IReactorFromThreads
-from twisted.python.failure import Failure
-
 from oauthd.eventlog import TEMP_NAME, FileJournal
-
-OnResult = Callable[[bool, Any], object]
-
-
-@implementer(IReactorFromThreads)
-class InlineReactor:
-    """
-    A reactor whose C{callFromThread} calls at once: with an inline or
-    stepping pool, every job's result is delivered synchronously.
-    """
-
-    def callFromThread(self, f: Callable[..., object], *a: object, **kw: object) -> None:
-        f(*a, **kw)
-
-
-def _run(onResult: OnResult, f: Callable[..., object], a: Any, kw: Any) -> None:
-    try:
-        result = f(*a, **kw)
-    except BaseException:
-        onResult(False, Failure())
-    else:
-        onResult(True, result)
-
-
-class InlinePool:
-    """
-    A thread pool with no threads: each job runs in the caller, at once.
-    """
-
-    def callInThreadWithCallback(
-        self, onResult: OnResult, f: Callable[..., object], *a: object, **kw: object
-    ) -> None:
-        _run(onResult, f, a, kw)
-
-
-class SteppingPool:
-    """
-    A thread pool with no threads that runs a job only when the test says so,
-    so a test can look at the journal while a write+fsync is "in flight".
-    """
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[OnResult, Callable[..., object], Any, Any]] = []
-
-    def callInThreadWithCallback(
-        self, onResult: OnResult, f: Callable[..., object], *a: object, **kw: object
-    ) -> None:
-        self.jobs.append((onResult, f, a, kw))
-
-    def run_one(self) -> None:
-        """
-        Run the oldest queued job and deliver its result.
-        """
-        _run(*self.jobs.pop(0))
-
-    def run_all(self, limit: int = 100_000) -> int:
-        """
-        Run jobs (including ones queued meanwhile) until none is left.
-
-        @return: how many ran.
-        """
-        ran = 0
-        while self.jobs:
-            assert ran < limit, "the journal keeps queueing jobs"
-            self.run_one()
-            ran += 1
-        return ran
-
+from oauthd.testing import InlinePool, InlineReactor
 
 def fd_target(fd: int) -> str:
     """

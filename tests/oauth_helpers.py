@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.protocol.authority import Authority
 from oauthd.config import Config
-from oauthd.testing import ControlledHasher
+from oauthd.testing import ControlledHasher, HeldJournal
 from oauthd.web.api import OAuthHTTP
 from oauthd.eventlog import MemoryJournal
 from oauthd.state.entities import Client, Token, User
@@ -47,31 +47,6 @@ class Reply:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
-
-
-class HeldJournal(MemoryJournal):
-    """
-    A memory journal whose appends become durable only when the test says
-    (L{release}), to show that answers wait for durability.
-    """
-
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        self.waiting: list[Deferred[None]] = []
-        self.hold = False
-
-    def append(self, payloads: Any) -> Deferred[None]:
-        done = super().append(payloads)
-        if not self.hold:
-            return done
-        held: Deferred[None] = Deferred()
-        self.waiting.append(held)
-        return held
-
-    def release(self) -> None:
-        waiting, self.waiting = self.waiting, []
-        for d in waiting:
-            d.callback(None)
 
 
 class OAuthCase(SynchronousTestCase):

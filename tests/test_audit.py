@@ -23,7 +23,7 @@ from zope.interface import provider
 
 from oauthd.services.audit import FLUSH_SECONDS, RETRY_SECONDS, TRAIL_NAME, AuditTrail, verify
 from tests.helpers import START
-from tests.journal_doubles import InlinePool, InlineReactor, SteppingPool
+from oauthd.testing import InlinePool, InlineReactor, SteppingPool
 
 from tests.oauth_helpers import (
     INTROSPECT,
@@ -170,7 +170,7 @@ class AuditTests(OAuthCase):
         Hanging up does not cancel an issue already in memory: it becomes
         durable and is audited, and nothing is logged as an error.
         """
-        self.journal.hold = True
+        self.journal.holding = True
         self.hang_up(TOKEN, b"grant_type=client_credentials")
         assert self.audits("token.issue") == []
         self.journal.release()
@@ -186,9 +186,9 @@ class AuditTests(OAuthCase):
         A refusal that comes after the client hung up (here, the journal
         failing) is audited with what the request was for.
         """
-        self.journal.hold = True
+        self.journal.holding = True
         self.hang_up(TOKEN, b"grant_type=client_credentials")
-        self.journal.waiting.pop().errback(Failure(OSError("disk full")))
+        self.journal.held.pop().errback(Failure(OSError("disk full")))
         (refused,) = self.audits("token.refuse")
         assert (refused["error"], refused["client"], refused["grant"]) == (
             "temporarily_unavailable", self.client.id, "client_credentials")
@@ -205,7 +205,7 @@ class AuditTests(OAuthCase):
         def broken_sink(event: str, outcome: str, fields: dict[str, str]) -> None:
             raise RuntimeError("sink broke")
 
-        self.journal.hold = True
+        self.journal.holding = True
         self.hang_up(TOKEN, b"grant_type=client_credentials")
         self.authority.store.audit_sink = broken_sink
         self.journal.release()

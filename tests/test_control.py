@@ -45,39 +45,9 @@ from oauthd.state.entities import ACCESS, APP_PASSWORD, Client
 from oauthd.state.records import ClientPut
 from oauthd.state.store import Store
 from tests.helpers import START, change, make_authority, make_config
-from tests.journal_doubles import InlinePool, InlineReactor, SteppingPool
+from oauthd.testing import HeldJournal, InlinePool, InlineReactor, SteppingPool
 
 ADMIN = PeerCredentials(pid=777, uid=4242, gid=4242)
-
-
-class HeldJournal(MemoryJournal):
-    """
-    A memory journal whose appends and compactions, while C{holding}, are
-    acknowledged only when the test calls L{release}: a slow disk.
-    """
-
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        self.holding = False
-        self.held: list[Deferred[None]] = []
-
-    def _hold(self, d: Deferred[None]) -> Deferred[None]:
-        if not self.holding:
-            return d
-        held: Deferred[None] = Deferred()
-        self.held.append(held)
-        return held
-
-    def append(self, payloads: Any) -> Deferred[None]:
-        return self._hold(super().append(payloads))
-
-    def compact(self, snapshot: Any) -> Deferred[None]:
-        return self._hold(super().compact(snapshot))
-
-    def release(self) -> None:
-        held, self.held = self.held, []
-        for d in held:
-            d.callback(None)
 
 
 class Harness:

@@ -28,7 +28,7 @@ from oauthd.ctl import cli as ctl
 from oauthd.protocol import tokens
 from oauthd.control.server import ControlFactory, PeerCredentials, socket_peer_credentials
 from oauthd.ctl.cli import Terminal, main
-from tests.journal_doubles import SteppingPool
+from oauthd.testing import SteppingPool
 from tests.test_control import Harness, command_box, issue_many
 
 

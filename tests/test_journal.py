@@ -41,10 +41,9 @@ from oauthd.eventlog import (
     JournalLocked,
     repair,
 )
+from oauthd.testing import InlineReactor, SteppingPool
 from tests.journal_doubles import (
-    InlineReactor,
     RecordingFsync,
-    SteppingPool,
     make_directory,
     open_inline,
     read_journal,

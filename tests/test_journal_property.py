@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from oauthd.eventlog import journal as journal_module
 from oauthd.interfaces import IEventLog
 from oauthd.eventlog import CompactionInProgress, FileJournal, MemoryJournal
-from tests.journal_doubles import InlineReactor, SteppingPool
+from oauthd.testing import InlineReactor, SteppingPool
 
 Set = tuple[str, int, bytes]
 Delete = tuple[str, int]

@@ -125,7 +125,7 @@ class RevokeTests(OAuthCase):
         assert self.live(app)
 
     def test_revocation_is_durable_before_the_answer(self) -> None:
-        self.journal.hold = True
+        self.journal.holding = True
         d = self.treq.post("http://oauthd.test" + REVOKE, data={"token": self.grant["access_token"]},
                            auth=(self.client.id, self.secret))
         self.assertNoResult(d)

@@ -35,7 +35,7 @@ from oauthd.services.audit import log_audit
 from oauthd.state.store import COMPACT_SLACK, SWEEP_INTERVAL, Store
 from tests.daemon import REPO, Daemon
 from tests.helpers import START, change
-from tests.journal_doubles import InlineReactor, SteppingPool
+from oauthd.testing import InlineReactor, SteppingPool
 
 
 def token(key: int, lifetime: int = 3600, kind: str = ACCESS, grant: str = "", client: str = "c1") -> Token:

@@ -21,7 +21,7 @@ from oauthd import tap
 from oauthd.config import DEFAULT_PORT, ConfigError, build_config, read_config_file
 from oauthd.control.server import ControlFactory
 from tests.helpers import InlineMemoryReactor
-from tests.journal_doubles import InlinePool
+from oauthd.testing import InlinePool
 
 
 def parsed(*args: str) -> tap.Options:

@@ -194,7 +194,7 @@ class ClientCredentialsTests(OAuthCase):
         """
         The token is in memory at once but the answer waits for the journal.
         """
-        self.journal.hold = True
+        self.journal.holding = True
         d = self.treq.post("http://oauthd.test" + TOKEN, data={"grant_type": "client_credentials"},
                            auth=(self.prom.id, self.prom_secret))
         self.assertNoResult(d)
@@ -387,7 +387,7 @@ class RefreshTests(OAuthCase):
         second = self.refresh(self.first["refresh_token"]).body
         third = self.refresh(second["refresh_token"]).body
         other = self.password_grant().body
-        self.journal.hold = True
+        self.journal.holding = True
         d = self.treq.post("http://oauthd.test" + TOKEN, data={
             "grant_type": "refresh_token", "refresh_token": self.first["refresh_token"]},
             auth=(self.client.id, self.secret))
@@ -409,7 +409,7 @@ class RefreshTests(OAuthCase):
         reuse and revokes the family, including what the first was given.
         No update is lost and no second live family is made.
         """
-        self.journal.hold = True
+        self.journal.holding = True
         form = {"grant_type": "refresh_token", "refresh_token": self.first["refresh_token"]}
         first = self.treq.post("http://oauthd.test" + TOKEN, data=form, auth=(self.client.id, self.secret))
         second = self.treq.post("http://oauthd.test" + TOKEN, data=form, auth=(self.client.id, self.secret))

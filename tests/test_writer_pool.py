@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.eventlog.writer_pool import WriterPool
-from tests.journal_doubles import InlinePool
+from oauthd.testing import InlinePool
 
 
 @implementer(IReactorCore, IReactorFromThreads)
