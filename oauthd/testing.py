@@ -5,18 +5,38 @@ layers above them (and for other projects' tests).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from attrs import define
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from oauthd.config import Config, build_config
 from oauthd.eventlog import MemoryJournal
-from oauthd.interfaces import HasherBusy, IPasswordHasher
+from oauthd.interfaces import HasherBusy, IAuditSink, IEventLog, IPasswordHasher
+from oauthd.protocol import clientauth, lookup
+from oauthd.protocol.admin import clients, tokens, users
+from oauthd.protocol.context import Context
+from oauthd.protocol.login import check_password
+from oauthd.protocol.tokens import RandomBytes
+from oauthd.services.audit import log_audit
+from oauthd.services.hashing import PasswordHasher
+from oauthd.state.entities import ACCESS, Client, Token, User
+from oauthd.state.model import State
+from oauthd.state.store import Store
+
+T = TypeVar("T")
+
+START = 1_800_000_000
+"""
+A fixed time to start test clocks at (2027-01-15), so timestamps look real.
+"""
 
 OnResult = Callable[[bool, Any], object]
 
@@ -156,4 +176,92 @@ class ControlledHasher:
         return self.inner.check(password, hashed)
 
 
-__all__ = ["ControlledHasher", "HeldJournal", "InlinePool", "InlineReactor", "SteppingPool"]
+def test_config(**values: Any) -> Config:
+    """
+    A configuration for tests: no data directory, an https issuer.
+    """
+    values.setdefault("data", "/nonexistent")
+    values.setdefault("issuer", "https://auth.example.com")
+    return build_config(values, {})
+
+
+@define
+class MemoryServer:
+    """
+    The whole server but its edges, in memory: the state over an event log
+    (in memory unless one is given), an injected clock, bcrypt inline at its
+    lowest cost, and the ways tests and benchmarks set it up and look at it:
+    each change is the protocol layer's decision, committed by the store.
+    """
+
+    store: Store
+    ctx: Context
+
+    @classmethod
+    def build(
+        cls, config: Config | None = None, clock: IReactorTime | None = None,
+        log: IEventLog | None = None, random_bytes: RandomBytes = os.urandom,
+        hash_pool: Any = None, audit: IAuditSink = log_audit,
+    ) -> MemoryServer:
+        """
+        A server over C{log}, replayed (so the log of an earlier one makes a
+        restart).
+        """
+        if clock is None:
+            clock = Clock()
+            clock.advance(START)
+        store = Store.load(log if log is not None else MemoryJournal(), clock, audit)
+        hasher = PasswordHasher(InlineReactor(), hash_pool or InlinePool(), cost=4)  # type: ignore[arg-type]
+        ctx = Context(store.state, config or test_config(), clock, hasher, random_bytes=random_bytes)
+        return cls(store, ctx)
+
+    @property
+    def state(self) -> State:
+        return self.store.state
+
+    def authenticate_token(self, secret: str) -> Token | None:
+        return lookup.authenticate_token(self.ctx, secret)
+
+    def find_token(self, reference: str) -> Token | None:
+        return lookup.find_token(self.ctx, reference)
+
+    def authenticate_client(self, client_id: str, secret: str) -> Client | None:
+        return clientauth.authenticate_client(self.ctx, client_id, secret)
+
+    def check_password(self, name: str, password: str) -> Deferred[User | None]:
+        return Deferred.fromCoroutine(check_password(self.ctx, name, password))
+
+    def issue_token(
+        self, *, scope: str, lifetime: int, client: Client | None = None, user: str = "",
+        label: str = "", kind: str = ACCESS,
+    ) -> Deferred[tuple[str, Token]]:
+        """
+        Issue a token; fires with its secret and itself once durable.
+        """
+        decision = tokens.issue(self.ctx, scope=self.ctx.scope(scope), lifetime=lifetime,
+                                client=client, user=user, label=label, kind=kind)
+        return self.store.commit(decision).addCallback(lambda minted: (minted.secret, minted.token))
+
+    def revoke(self, token: Token) -> Deferred[Token]:
+        return self.store.commit(tokens.revoke(self.ctx, token))
+
+    def add_client(self, name: str, **fields: Any) -> Deferred[tuple[Client, str]]:
+        return self.store.commit(clients.add_client(self.ctx, name, **fields))
+
+    def update_client(self, client_id: str, regenerate_secret: bool = False, **changes: Any) -> Deferred[tuple[Client, str]]:
+        return self.store.commit(clients.update_client(self.ctx, client_id, regenerate_secret, **changes))
+
+    def add_user(self, name: str, password: str | None = None, **fields: Any) -> Deferred[User]:
+        async def added() -> User:
+            return await self.store.commit(await users.add_user(self.ctx, name, password, **fields))
+
+        return Deferred.fromCoroutine(added())
+
+    def update_user(self, name: str, **changes: Any) -> Deferred[User]:
+        return self.store.commit(users.update_user(self.ctx, name, **changes))
+
+
+__all__ = [
+    "START", "ControlledHasher", "HeldJournal", "InlinePool", "InlineReactor", "MemoryServer",
+    "SteppingPool", "test_config",
+]

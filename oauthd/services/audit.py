@@ -72,15 +72,21 @@ How long a batch whose write failed waits before the next try.
 """
 
 
-def log_audit(event: str, outcome: str, fields: Mapping[str, str]) -> None:
+@implementer(IAuditSink)
+class _LogAudit:
     """
     The audit sink without a trail: a structured log event.
     """
-    details = " ".join(f"{name}={value}" for name, value in sorted(fields.items()))
-    audit_log.info(
-        "audit: {audit_event} {outcome} {details}",
-        audit_event=event, outcome=outcome, details=details, **fields,
-    )
+
+    def __call__(self, event: str, outcome: str, fields: Mapping[str, str]) -> None:
+        details = " ".join(f"{name}={value}" for name, value in sorted(fields.items()))
+        audit_log.info(
+            "audit: {audit_event} {outcome} {details}",
+            audit_event=event, outcome=outcome, details=details, **fields,
+        )
+
+
+log_audit = _LogAudit()
 
 
 def chain_of(previous: str, body: bytes) -> str:
