@@ -46,21 +46,19 @@ sys.path.insert(0, os.path.join(REPO, "bench"))
 def protocol_layer(requests: int, work: str) -> None:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
+    from oauthd.protocol import grants
+    from oauthd.protocol.clientauth import ClientAuth
     from oauthd.services.audit import AuditTrail, log_audit
-    from oauthd.protocol.grants import ClientAuth, Grants
-    from oauthd.protocol.limits import RateLimiter
-    from tests.helpers import make_authority
-    from oauthd.testing import InlinePool, InlineReactor
+    from oauthd.testing import InlinePool, InlineReactor, MemoryServer
 
     log = open(os.path.join(work, "twistd.log"), "w")
     globalLogBeginner.beginLoggingTo([textFileLogObserver(log)], redirectStandardIO=False,
                                      discardBuffer=True)
-    authority = make_authority()
-    trail = AuditTrail(work, authority.store._clock, InlineReactor(), pool=InlinePool())
+    server = MemoryServer.build()
+    trail = AuditTrail(work, server.ctx.clock, InlineReactor(), pool=InlinePool())
     added: list[object] = []
-    authority.add_client("bench", scope="metrics", max_tokens=10).addCallback(added.append)
+    server.add_client("bench", scope="metrics", max_tokens=10).addCallback(added.append)
     client, secret = added[0]  # type: ignore[misc]
-    grants = Grants(authority, RateLimiter(authority.now))
     auth = ClientAuth(basic=(client.id, secret))
     params = {"grant_type": "client_credentials"}
     sinks = [
@@ -68,14 +66,15 @@ def protocol_layer(requests: int, work: str) -> None:
         ("audit as a twistd log line", log_audit),
         ("no audit", lambda *args: None),
     ]
-    print("Protocol layer (Grants.token), in-memory journal:")
+    print("Protocol layer (a client_credentials decision, committed), in-memory journal:")
     for _ in range(2):
         for name, sink in sinks:
-            authority.store.audit_sink = sink  # type: ignore[assignment]
+            server.store.audit_sink = sink  # type: ignore[assignment]
             answered: list[object] = []
             started = time.perf_counter()
             for _ in range(requests):
-                grants.token(params, auth, "127.0.0.1").addCallback(answered.append)
+                decision = grants.token(server.ctx, params, auth, "127.0.0.1")
+                server.store.commit(decision).addCallback(answered.append)  # type: ignore[arg-type]
             took = time.perf_counter() - started
             assert len(answered) == requests
             print(f"  {name:28} {took / requests * 1e6:7.1f} us per token request")
@@ -160,17 +159,15 @@ def _oauthd_site(work: str) -> tuple[Any, bytes]:
     with one client, and a client_credentials request for it.
     """
     from oauthd.services.audit import AuditTrail
+    from oauthd.testing import InlinePool, InlineReactor, MemoryServer
     from oauthd.web.api import OAuthHTTP
-    from tests.helpers import make_authority, make_config
-    from oauthd.testing import InlinePool, InlineReactor
 
-    authority = make_authority()
-    authority.store.audit_sink = AuditTrail(
-        work, authority.store._clock, InlineReactor(), pool=InlinePool())
+    server = MemoryServer.build()
+    server.store.audit_sink = AuditTrail(work, server.ctx.clock, InlineReactor(), pool=InlinePool())
     added: list[object] = []
-    authority.add_client("bench", scope="metrics", max_tokens=10).addCallback(added.append)
+    server.add_client("bench", scope="metrics", max_tokens=10).addCallback(added.append)
     client, secret = added[0]  # type: ignore[misc]
-    return OAuthHTTP(authority.ctx, authority.store).site(), _raw_request(client.id, secret)
+    return OAuthHTTP(server.ctx, server.store).site(), _raw_request(client.id, secret)
 
 
 def drive(target: str, requests: int) -> None:
