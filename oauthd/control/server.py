@@ -44,6 +44,32 @@ from twisted.python.failure import Failure
 
 from oauthd import __version__
 
+from oauthd.control import wire
+from oauthd.control.wire import (
+    BY_NAME,
+    MAX_LISTINGS,
+    PAGE_BYTES,
+    PAGE_ROWS,
+    SCAN_LIMIT,
+    AddClient,
+    AddToken,
+    AddUser,
+    Compact,
+    ListClients,
+    ListTokens,
+    ListUsers,
+    ModifyClient,
+    ModifyUser,
+    RemoveClient,
+    RemoveToken,
+    RemoveUser,
+    SetPassword,
+    ShowClient,
+    ShowToken,
+    ShowUser,
+    Status,
+    unix_path,
+)
 from oauthd.protocol import tokens
 from oauthd.protocol.authority import (
     AdminError,
@@ -62,27 +88,6 @@ log = Logger()
 
 T = TypeVar("T")
 
-PAGE_ROWS = 1000
-"""
-The most rows one listing page holds (and the default a client gets).
-"""
-
-PAGE_BYTES = 64_000
-"""
-The most bytes of JSON one page's rows take: AMP caps a value at 65,535.
-"""
-
-SCAN_LIMIT = 50_000
-"""
-The most snapshot entries one page examines, so that a filtered listing of
-millions of tokens holds the reactor for milliseconds per page, not seconds.
-"""
-
-MAX_LISTINGS = 4
-"""
-Listings (snapshots) one connection may have open; a fifth drops the oldest.
-"""
-
 MAX_BOX_KEYS = 64
 MAX_BOX_BYTES = 256 * 1024
 """
@@ -96,136 +101,54 @@ MIN_PASSWORD = 8
 INT_RANGE = range(-(2**31), 2**31)
 
 
-# ---------------------------------------------------------------------------
-# Errors: one code on the wire per kind, a one-line description each.
+_PROTOCOL_ERRORS: tuple[tuple[type[AdminError], type[wire.ControlError]], ...] = (
+    (NotFound, wire.NotFound),
+    (Conflict, wire.Conflict),
+    (InvalidValue, wire.InvalidValue),
+    (AdminError, wire.ControlError),
+)
 
 
-class BadArgument(AdminError):
-    """
-    An argument is missing or not of its declared type.
-    """
-
-
-class Busy(AdminError):
-    """
-    The daemon cannot do this now (password pool full, compaction running);
-    try again.
-    """
-
-
-class StorageError(AdminError):
-    """
-    The journal could not record the change; the daemon needs attention.
-    """
-
-
-class Abandoned(AdminError):
-    """
-    The connection was lost before the change was made; nothing changed.
-    """
-
-
-ERRORS: dict[type[Exception], bytes] = {
-    NotFound: b"NOT_FOUND",
-    Conflict: b"CONFLICT",
-    InvalidValue: b"INVALID_VALUE",
-    BadArgument: b"BAD_ARGUMENT",
-    Busy: b"BUSY",
-    StorageError: b"STORAGE",
-    Abandoned: b"ABANDONED",
-    AdminError: b"ERROR",
-}
-"""
-Error codes, most specific first (AMP picks the first class that matches).
-"""
-
-
-def wire_error(error: BaseException) -> AdminError | None:
+def wire_error(error: BaseException) -> wire.ControlError | None:
     """
     The error to answer with for an exception raised by the layers below, or
     C{None} if it is a bug (then AMP logs it and answers C{UNKNOWN}).
     """
-    if isinstance(error, AdminError):
+    if isinstance(error, wire.ControlError):
         return error
+    if isinstance(error, AdminError):
+        kind = next(wired for own, wired in _PROTOCOL_ERRORS if isinstance(error, own))
+        return kind(str(error))
     if isinstance(error, (ScopeError, PasswordTooLong)):
-        return InvalidValue(str(error))
+        return wire.InvalidValue(str(error))
     if isinstance(error, HasherBusy):
-        return Busy("too many passwords are being hashed; try again shortly")
+        return wire.Busy("too many passwords are being hashed; try again shortly")
     if isinstance(error, CompactionInProgress):
-        return Busy("a compaction is already running")
+        return wire.Busy("a compaction is already running")
     if isinstance(error, JournalError):
-        return StorageError(f"the journal failed: {one_line(str(error))}")
+        return wire.StorageError(f"the journal failed: {one_line(str(error))}")
     if isinstance(error, CancelledError):
-        return Abandoned("the connection was lost; nothing was changed")
+        return wire.Abandoned("the connection was lost; nothing was changed")
     return None
+
+
+def _answerable(failure: Failure) -> Failure:
+    """
+    A responder's failure as AMP should answer it: an error of the layers
+    below as its wire error (AMP itself answers those a command declares,
+    and logs anything else as a bug).
+    """
+    if failure.value is None or failure.check(amp.RemoteAmpError):
+        return failure
+    error = wire_error(failure.value)
+    if error is None:
+        return failure
+    return Failure(amp.RemoteAmpError(wire.error_code(error), str(error), local=failure))
 
 
 def one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-# ---------------------------------------------------------------------------
-# Row schemas: what a client, user or token looks like on the wire.
-
-CLIENT_FIELDS: list[tuple[bytes, amp.Argument]] = [
-    (b"id", amp.Unicode()),
-    (b"name", amp.Unicode()),
-    (b"type", amp.Unicode()),
-    (b"grant_types", amp.ListOf(amp.Unicode())),
-    (b"scope", amp.Unicode()),
-    (b"access_ttl", amp.Integer()),
-    (b"refresh_ttl", amp.Integer()),
-    (b"max_tokens", amp.Integer()),
-    (b"redirect_uris", amp.ListOf(amp.Unicode())),
-    (b"enabled", amp.Boolean()),
-    (b"user", amp.Unicode()),
-    (b"role", amp.Unicode()),
-    (b"created_at", amp.Integer()),
-    (b"tokens", amp.Integer()),
-]
-
-USER_FIELDS: list[tuple[bytes, amp.Argument]] = [
-    (b"name", amp.Unicode()),
-    (b"role", amp.Unicode()),
-    (b"disabled", amp.Boolean()),
-    (b"full_name", amp.Unicode()),
-    (b"email", amp.Unicode()),
-    (b"has_password", amp.Boolean()),
-    (b"created_at", amp.Integer()),
-    (b"tokens", amp.Integer()),
-]
-
-TOKEN_FIELDS: list[tuple[bytes, amp.Argument]] = [
-    (b"handle", amp.Unicode()),
-    (b"kind", amp.Unicode()),
-    (b"client_id", amp.Unicode()),
-    (b"client_name", amp.Unicode()),
-    (b"user", amp.Unicode()),
-    (b"label", amp.Unicode()),
-    (b"scope", amp.Unicode()),
-    (b"issued_at", amp.Integer()),
-    (b"expires_at", amp.Integer()),
-    (b"expired", amp.Boolean()),
-]
-
-PAGE_ARGUMENTS: list[tuple[bytes, amp.Argument]] = [
-    (b"search", amp.Unicode(optional=True)),
-    (b"cursor", amp.Unicode(optional=True)),
-    (b"limit", amp.Integer(optional=True)),
-]
-
-PAGE_RESPONSE: list[tuple[bytes, amp.Argument]] = [
-    (b"rows", amp.Unicode()),
-    (b"cursor", amp.Unicode()),
-]
-"""
-A listing page: C{rows} is a JSON array of row objects (the fields of the
-row schema: L{CLIENT_FIELDS}, L{USER_FIELDS} or L{TOKEN_FIELDS}), C{cursor}
-names the next page, C{""} after the last. JSON rather than an AMP AmpList:
-AMP encodes and decodes an AmpList in Python at about 25 microseconds a row
-on each side, JSON in C at about 2.
-"""
 
 
 def _text(value: str) -> str:
@@ -283,162 +206,6 @@ def token_row(token: Token, client_name: str, now: int) -> dict[str, Any]:
         "expires_at": token.expires_at,
         "expired": not token.live(now),
     }
-
-
-# ---------------------------------------------------------------------------
-# Commands. Every one may fail with any code in ERRORS, BAD_ARGUMENT for a
-# missing or mistyped argument, or AMP's own UNHANDLED (unknown command) and
-# UNKNOWN (a bug in the daemon, which logs it; the connection then closes).
-
-
-class ControlCommand(amp.Command):
-    errors = ERRORS
-
-
-class Status(ControlCommand):
-    response = [
-        (b"version", amp.Unicode()),
-        (b"uptime", amp.Float()),
-        (b"clients", amp.Integer()),
-        (b"users", amp.Integer()),
-        (b"tokens", amp.Integer()),
-        (b"journal_records", amp.Integer()),
-        (b"journal_bytes", amp.Integer()),
-        (b"live_records", amp.Integer()),
-    ]
-
-
-class Compact(ControlCommand):
-    response = [
-        (b"records_before", amp.Integer()),
-        (b"records_after", amp.Integer()),
-        (b"bytes_before", amp.Integer()),
-        (b"bytes_after", amp.Integer()),
-    ]
-
-
-_CLIENT_SETTINGS: list[tuple[bytes, amp.Argument]] = [
-    (b"scope", amp.Unicode(optional=True)),
-    (b"grant_types", amp.ListOf(amp.Unicode(), optional=True)),
-    (b"access_ttl", amp.Integer(optional=True)),
-    (b"refresh_ttl", amp.Integer(optional=True)),
-    (b"max_tokens", amp.Integer(optional=True)),
-    (b"redirect_uris", amp.ListOf(amp.Unicode(), optional=True)),
-    (b"public", amp.Boolean(optional=True)),
-    (b"user", amp.Unicode(optional=True)),
-    (b"role", amp.Unicode(optional=True)),
-]
-
-
-class AddClient(ControlCommand):
-    arguments = [(b"name", amp.Unicode()), *_CLIENT_SETTINGS]
-    response = [*CLIENT_FIELDS, (b"secret", amp.Unicode())]
-
-
-class ListClients(ControlCommand):
-    arguments = PAGE_ARGUMENTS
-    response = PAGE_RESPONSE
-
-
-class ShowClient(ControlCommand):
-    arguments = [(b"id", amp.Unicode())]
-    response = CLIENT_FIELDS
-
-
-class ModifyClient(ControlCommand):
-    arguments = [
-        (b"id", amp.Unicode()),
-        (b"name", amp.Unicode(optional=True)),
-        *_CLIENT_SETTINGS,
-        (b"enabled", amp.Boolean(optional=True)),
-        (b"regenerate_secret", amp.Boolean(optional=True)),
-    ]
-    response = [*CLIENT_FIELDS, (b"secret", amp.Unicode()), (b"revoked", amp.Integer())]
-
-
-class RemoveClient(ControlCommand):
-    arguments = [(b"id", amp.Unicode())]
-    response = [*CLIENT_FIELDS, (b"revoked", amp.Integer())]
-
-
-_USER_SETTINGS: list[tuple[bytes, amp.Argument]] = [
-    (b"role", amp.Unicode(optional=True)),
-    (b"email", amp.Unicode(optional=True)),
-    (b"full_name", amp.Unicode(optional=True)),
-]
-
-
-class AddUser(ControlCommand):
-    arguments = [
-        (b"name", amp.Unicode()),
-        (b"password", amp.Unicode(optional=True)),
-        *_USER_SETTINGS,
-    ]
-    response = USER_FIELDS
-
-
-class ListUsers(ControlCommand):
-    arguments = PAGE_ARGUMENTS
-    response = PAGE_RESPONSE
-
-
-class ShowUser(ControlCommand):
-    arguments = [(b"name", amp.Unicode())]
-    response = USER_FIELDS
-
-
-class SetPassword(ControlCommand):
-    arguments = [(b"name", amp.Unicode()), (b"password", amp.Unicode())]
-    response = USER_FIELDS
-
-
-class ModifyUser(ControlCommand):
-    arguments = [
-        (b"name", amp.Unicode()),
-        *_USER_SETTINGS,
-        (b"disabled", amp.Boolean(optional=True)),
-    ]
-    response = [*USER_FIELDS, (b"revoked", amp.Integer())]
-
-
-class RemoveUser(ControlCommand):
-    arguments = [(b"name", amp.Unicode())]
-    response = [*USER_FIELDS, (b"revoked", amp.Integer())]
-
-
-class AddToken(ControlCommand):
-    arguments = [
-        (b"label", amp.Unicode()),
-        (b"scope", amp.Unicode()),
-        (b"lifetime", amp.Integer()),
-        (b"user", amp.Unicode(optional=True)),
-        (b"client_id", amp.Unicode(optional=True)),
-    ]
-    response = [*TOKEN_FIELDS, (b"secret", amp.Unicode())]
-
-
-class ListTokens(ControlCommand):
-    arguments = [*PAGE_ARGUMENTS, (b"expired", amp.Boolean(optional=True))]
-    response = PAGE_RESPONSE
-
-
-class ShowToken(ControlCommand):
-    arguments = [(b"reference", amp.Unicode())]
-    response = TOKEN_FIELDS
-
-
-class RemoveToken(ControlCommand):
-    arguments = [(b"reference", amp.Unicode())]
-    response = [*TOKEN_FIELDS, (b"revoked", amp.Integer())]
-
-
-COMMANDS: tuple[type[ControlCommand], ...] = (
-    Status, Compact,
-    AddClient, ListClients, ShowClient, ModifyClient, RemoveClient,
-    AddUser, ListUsers, ShowUser, SetPassword, ModifyUser, RemoveUser,
-    AddToken, ListTokens, ShowToken, RemoveToken,
-)
-_BY_NAME = {command.commandName: command for command in COMMANDS}
 
 
 # ---------------------------------------------------------------------------
@@ -635,13 +402,13 @@ class ControlProtocol(amp.AMP):
         log a traceback and close the connection).
         """
         responder = super().locateResponder(name)
-        command = _BY_NAME.get(name)
+        command = BY_NAME.get(name)
         if responder is None or command is None:
             return None
 
         def checked(box: amp.AmpBox) -> Any:
             _check_arguments(command, box, self)
-            return responder(box)
+            return responder(box).addErrback(_answerable)
 
         return checked
 
@@ -660,7 +427,7 @@ class ControlProtocol(amp.AMP):
             result = await work
         except Exception as e:
             error = wire_error(e)
-            outcome = "abandoned" if isinstance(error, Abandoned) else "failed"
+            outcome = "abandoned" if isinstance(error, wire.Abandoned) else "failed"
             self._audit(event, outcome, reason=one_line(str(error or e), 120), **fields)
             if error is None:
                 raise
@@ -1184,8 +951,8 @@ def control_service(description: str, factory: ControlFactory, reactor: Any) -> 
     admin connections. For a UNIX socket, a missing parent directory is made
     0700; an existing one that others can enter is logged as a warning.
     """
-    if description.startswith("unix:"):
-        path = _unescape(description[len("unix:"):])
+    path = unix_path(description)
+    if path is not None:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             os.makedirs(parent, mode=0o700, exist_ok=True)
@@ -1219,25 +986,8 @@ def remove_stale_socket(path: str) -> None:
             pass
 
 
-def _unescape(rest: str) -> str:
-    """
-    The path of a C{unix:} endpoint description (up to the first unescaped
-    colon).
-    """
-    path = []
-    chars = iter(rest)
-    for c in chars:
-        if c == "\\":
-            path.append(next(chars, ""))
-        elif c == ":":
-            break
-        else:
-            path.append(c)
-    return "".join(path)
-
-
 __all__ = [
-    "COMMANDS", "ControlFactory", "ControlProtocol", "ControlService", "ERRORS",
+    "ControlFactory", "ControlProtocol", "ControlService",
     "PeerCredentials", "control_service", "resolve_group",
     "socket_peer_credentials", "wire_error",
 ]

@@ -36,11 +36,11 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from oauthd import __version__
-from oauthd.config import default_data_dir
+from oauthd.control import wire
+from oauthd.control.wire import SOCKET_NAME, default_data_dir, unix_path
 
 __all__ = ["main"]
 
-SOCKET_NAME = "control.sock"
 DEFAULT_TOKEN_LIFETIME = 365 * 86400
 """
 C{auth add}'s default lifetime, as PhotoPrism's: one year.
@@ -88,11 +88,8 @@ def socket_path(option: str | None, environ: Mapping[str, str]) -> str:
     path = option or environ.get("OAUTHD_SOCKET") or os.path.join(
         default_data_dir(environ), SOCKET_NAME
     )
-    if path.startswith("unix:"):
-        from oauthd.control.server import _unescape
-
-        path = _unescape(path[len("unix:"):])
-    return path
+    unix = unix_path(path)
+    return path if unix is None else unix
 
 
 def _why(error: OSError) -> str:
@@ -217,9 +214,7 @@ class Connection:
         return CtlError(f"{self.path}: lost the connection to the daemon")
 
     def _error(self, error: BaseException, command: type[amp.Command]) -> CtlError:
-        from oauthd.protocol.authority import AdminError
-
-        if isinstance(error, AdminError):
+        if isinstance(error, wire.ControlError):
             return CtlError(str(error))
         if isinstance(error, amp.UnhandledCommand):
             name = command.commandName.decode("ascii")
@@ -235,12 +230,10 @@ class Connection:
         The rows of a paged listing, following its cursor to the end (or
         to C{limit} rows, if not 0).
         """
-        from oauthd.control.server import PAGE_ROWS
-
         cursor = ""
         count = 0
         while True:
-            wanted = PAGE_ROWS if not limit else min(PAGE_ROWS, limit - count)
+            wanted = wire.PAGE_ROWS if not limit else min(wire.PAGE_ROWS, limit - count)
             page = self.call(command, cursor=cursor or None, limit=wanted, **arguments)
             for row in json.loads(page["rows"]):
                 yield row
@@ -490,9 +483,7 @@ def emit(args: argparse.Namespace, term: Terminal, data: object, human: Callable
 
 
 def cmd_status(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import Status
-
-    status = connect().call(Status)
+    status = connect().call(wire.Status)
     records = status["journal_records"]
     status["live_fraction"] = round(status["live_records"] / records, 4) if records else 1.0
 
@@ -511,9 +502,7 @@ def cmd_status(args: argparse.Namespace, term: Terminal, connect: Connect) -> No
 
 
 def cmd_compact(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import Compact
-
-    result = connect().call(Compact)
+    result = connect().call(wire.Compact)
     emit(args, term, result, lambda: (
         f"Compacted the journal: {result['records_before']} -> {result['records_after']} records, "
         f"{size(result['bytes_before'])} -> {size(result['bytes_after'])}."
@@ -560,9 +549,7 @@ def print_client_secret(term: Terminal, row: Mapping[str, Any], new: bool) -> No
 
 
 def cmd_clients_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import AddClient
-
-    row = connect().call(AddClient, name=args.name, **client_settings(args))
+    row = connect().call(wire.AddClient, name=args.name, **client_settings(args))
     if args.json:
         emit(args, term, row, str)
         return
@@ -574,9 +561,7 @@ def cmd_clients_add(args: argparse.Namespace, term: Terminal, connect: Connect) 
 
 
 def cmd_clients_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ListClients
-
-    rows = list(connect().pages(ListClients, args.limit, search=args.search))
+    rows = list(connect().pages(wire.ListClients, args.limit, search=args.search))
     emit(args, term, rows, lambda: table(
         ["Client ID", "Name", "Type", "User", "Role", "Scope", "Enabled",
          "Access Token Lifetime", "Live Tokens", "Created At (UTC)"],
@@ -586,15 +571,11 @@ def cmd_clients_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -
 
 
 def cmd_clients_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ShowClient
-
-    row = connect().call(ShowClient, id=args.id)
+    row = connect().call(wire.ShowClient, id=args.id)
     emit(args, term, row, lambda: fields_table(client_fields(row)))
 
 
 def cmd_clients_mod(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ModifyClient
-
     changes = client_settings(args)
     if args.confidential:
         changes["public"] = False
@@ -605,7 +586,7 @@ def cmd_clients_mod(args: argparse.Namespace, term: Terminal, connect: Connect) 
     changes["regenerate_secret"] = args.regenerate_secret or None
     if all(value is None for value in changes.values()):
         raise UsageError("oauthctl clients mod: error: nothing to change (see --help)")
-    row = connect().call(ModifyClient, id=args.id, **changes)
+    row = connect().call(wire.ModifyClient, id=args.id, **changes)
     if args.json:
         emit(args, term, row, str)
         return
@@ -617,30 +598,24 @@ def cmd_clients_mod(args: argparse.Namespace, term: Terminal, connect: Connect) 
 
 
 def cmd_clients_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import RemoveClient
-
     confirm(args, term, f"Delete client {args.id} and revoke all its tokens?")
-    row = connect().call(RemoveClient, id=args.id)
+    row = connect().call(wire.RemoveClient, id=args.id)
     emit(args, term, row, lambda: (
         f"Deleted client {row['id']} ({row['name']}); revoked {row['revoked']} tokens."
     ))
 
 
 def cmd_users_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import AddUser
-
     password = read_password(args, term)
     row = connect().call(
-        AddUser, name=args.name, password=password, role=args.role, email=args.email,
+        wire.AddUser, name=args.name, password=password, role=args.role, email=args.email,
         full_name=args.full_name,
     )
     emit(args, term, row, lambda: fields_table(user_fields(row)))
 
 
 def cmd_users_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ListUsers
-
-    rows = list(connect().pages(ListUsers, args.limit, search=args.search))
+    rows = list(connect().pages(wire.ListUsers, args.limit, search=args.search))
     emit(args, term, rows, lambda: table(
         ["Name", "Role", "Full Name", "Email", "Enabled", "Password", "Live Tokens",
          "Created At (UTC)"],
@@ -651,30 +626,24 @@ def cmd_users_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> 
 
 
 def cmd_users_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ShowUser
-
-    row = connect().call(ShowUser, name=args.name)
+    row = connect().call(wire.ShowUser, name=args.name)
     emit(args, term, row, lambda: fields_table(user_fields(row)))
 
 
 def cmd_users_passwd(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import SetPassword
-
     password = read_password(args, term)
-    row = connect().call(SetPassword, name=args.name, password=password)
+    row = connect().call(wire.SetPassword, name=args.name, password=password)
     emit(args, term, row, lambda: f"Changed the password of {row['name']}.")
 
 
 def cmd_users_mod(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ModifyUser
-
     changes = {
         "role": args.role, "email": args.email, "full_name": args.full_name,
         "disabled": None if args.enabled is None else not args.enabled,
     }
     if all(value is None for value in changes.values()):
         raise UsageError("oauthctl users mod: error: nothing to change (see --help)")
-    row = connect().call(ModifyUser, name=args.name, **changes)
+    row = connect().call(wire.ModifyUser, name=args.name, **changes)
 
     def human() -> str:
         text = fields_table(user_fields(row))
@@ -686,18 +655,14 @@ def cmd_users_mod(args: argparse.Namespace, term: Terminal, connect: Connect) ->
 
 
 def cmd_users_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import RemoveUser
-
     confirm(args, term, f"Delete user {args.name} and revoke all their tokens?")
-    row = connect().call(RemoveUser, name=args.name)
+    row = connect().call(wire.RemoveUser, name=args.name)
     emit(args, term, row, lambda: f"Deleted user {row['name']}; revoked {row['revoked']} tokens.")
 
 
 def cmd_auth_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import AddToken
-
     row = connect().call(
-        AddToken, label=args.name, scope=args.scope, lifetime=args.expires,
+        wire.AddToken, label=args.name, scope=args.scope, lifetime=args.expires,
         user=args.user, client_id=args.client,
     )
     if args.json:
@@ -718,10 +683,8 @@ def cmd_auth_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> 
 
 
 def cmd_auth_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ListTokens
-
     rows = list(connect().pages(
-        ListTokens, args.limit, search=args.search, expired=args.expired or None,
+        wire.ListTokens, args.limit, search=args.search, expired=args.expired or None,
     ))
     emit(args, term, rows, lambda: table(
         ["Session ID", "User", "Kind", "Client", "Name", "Scope", "Created At (UTC)",
@@ -733,16 +696,12 @@ def cmd_auth_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> N
 
 
 def cmd_auth_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ShowToken
-
-    row = connect().call(ShowToken, reference=args.token)
+    row = connect().call(wire.ShowToken, reference=args.token)
     emit(args, term, row, lambda: fields_table(token_fields(row)))
 
 
 def cmd_auth_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import RemoveToken
-
-    row = connect().call(RemoveToken, reference=args.token)
+    row = connect().call(wire.RemoveToken, reference=args.token)
 
     def human() -> str:
         others = row["revoked"] - 1
