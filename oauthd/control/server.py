@@ -27,7 +27,7 @@ import os
 import socket
 import stat
 import struct
-from collections.abc import Callable, Collection, Coroutine, Iterator
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -161,51 +161,58 @@ def _text(value: str) -> str:
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
+def _texts(values: Iterable[str]) -> list[str]:
+    return [_text(value) for value in values]
+
+
+def _encodable(argument: amp.Argument) -> Callable[[Any], Any] | None:
+    """
+    What makes a value of type C{argument} encodable as a row's (text safe
+    to encode, a list a list), if anything.
+    """
+    if isinstance(argument, amp.Unicode):
+        return _text
+    if isinstance(argument, amp.ListOf):
+        return _texts if isinstance(argument.elementType, amp.Unicode) else list
+    return None
+
+
+def row_maker(entity: wire.Entity) -> Callable[..., dict[str, Any]]:
+    """
+    How to make rows of C{entity}: C{row(item, **computed)} is a row with
+    the described fields in order, each read from the model object C{item}
+    by its name or, for a computed field, given; text made encodable.
+    """
+    plan = [
+        (field.name, field.computed, _encodable(field.argument))
+        for field in entity.fields
+    ]
+
+    def row(item: object, **computed: Any) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, given, encodable in plan:
+            value = computed[name] if given else getattr(item, name)
+            values[name] = value if encodable is None else encodable(value)
+        return values
+
+    return row
+
+
+_client_row = row_maker(wire.CLIENT)
+_user_row = row_maker(wire.USER)
+_token_row = row_maker(wire.TOKEN)
+
+
 def client_row(client: Client, live_tokens: int) -> dict[str, Any]:
-    return {
-        "id": client.id,
-        "name": _text(client.name),
-        "type": client.type,
-        "grant_types": list(client.grant_types),
-        "scope": client.scope,
-        "access_ttl": client.access_ttl,
-        "refresh_ttl": client.refresh_ttl,
-        "max_tokens": client.max_tokens,
-        "redirect_uris": [_text(uri) for uri in client.redirect_uris],
-        "enabled": client.enabled,
-        "user": client.user,
-        "role": client.role,
-        "created_at": client.created_at,
-        "tokens": live_tokens,
-    }
+    return _client_row(client, tokens=live_tokens)
 
 
 def user_row(user: User, live_tokens: int) -> dict[str, Any]:
-    return {
-        "name": user.name,
-        "role": user.role,
-        "disabled": user.disabled,
-        "full_name": _text(user.full_name),
-        "email": _text(user.email),
-        "has_password": bool(user.password_hash),
-        "created_at": user.created_at,
-        "tokens": live_tokens,
-    }
+    return _user_row(user, has_password=bool(user.password_hash), tokens=live_tokens)
 
 
 def token_row(token: Token, client_name: str, now: int) -> dict[str, Any]:
-    return {
-        "handle": token.handle,
-        "kind": token.kind,
-        "client_id": token.client_id,
-        "client_name": _text(client_name),
-        "user": token.user,
-        "label": _text(token.label),
-        "scope": token.scope,
-        "issued_at": token.issued_at,
-        "expires_at": token.expires_at,
-        "expired": not token.live(now),
-    }
+    return _token_row(token, client_name=client_name, expired=not token.live(now))
 
 
 # ---------------------------------------------------------------------------

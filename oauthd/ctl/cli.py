@@ -344,50 +344,51 @@ def client_lifetime(row: Mapping[str, Any]) -> str:
     return f"{duration(row['access_ttl'])}; {limit}"
 
 
-def client_fields(row: Mapping[str, Any]) -> list[tuple[str, object]]:
-    return [
-        ("Client ID", row["id"]),
-        ("Name", row["name"]),
-        ("Type", row["type"]),
-        ("Role", row["role"]),
-        ("User", row["user"]),
-        ("Scope", row["scope"]),
-        ("Grant Types", " ".join(row["grant_types"])),
-        ("Redirect URIs", " ".join(row["redirect_uris"])),
-        ("Enabled", yes_no(row["enabled"])),
-        ("Access Token Lifetime", client_lifetime(row)),
-        ("Refresh Token Lifetime", duration(row["refresh_ttl"])),
-        ("Live Tokens", row["tokens"]),
-        ("Created At (UTC)", utc(row["created_at"])),
-    ]
+SHOWN: dict[str, Callable[[Mapping[str, Any]], object]] = {
+    "access_ttl": client_lifetime,
+    "refresh_ttl": lambda row: duration(row["refresh_ttl"]),
+    "created_at": lambda row: utc(row["created_at"]),
+    "issued_at": lambda row: utc(row["issued_at"]),
+    "expires_at": lambda row: utc(row["expires_at"]),
+    "disabled": lambda row: yes_no(not row["disabled"]),
+    "has_password": lambda row: "set" if row["has_password"] else "none",
+    "kind": kind_name,
+}
+"""
+How tables show the fields that are not shown as they are (a list as
+words, a boolean as yes or no).
+"""
 
 
-def user_fields(row: Mapping[str, Any]) -> list[tuple[str, object]]:
-    return [
-        ("Name", row["name"]),
-        ("Role", row["role"]),
-        ("Full Name", row["full_name"]),
-        ("Email", row["email"]),
-        ("Enabled", yes_no(not row["disabled"])),
-        ("Password", "set" if row["has_password"] else "none"),
-        ("Live Tokens", row["tokens"]),
-        ("Created At (UTC)", utc(row["created_at"])),
-    ]
+def shown(field: wire.Field, row: Mapping[str, Any]) -> object:
+    """
+    C{row}'s C{field} as a table shows it.
+    """
+    special = SHOWN.get(field.name)
+    if special is not None:
+        return special(row)
+    value = row[field.name]
+    if isinstance(field.argument, amp.ListOf):
+        return " ".join(value)
+    if isinstance(field.argument, amp.Boolean):
+        return yes_no(value)
+    return value
 
 
-def token_fields(row: Mapping[str, Any]) -> list[tuple[str, object]]:
-    return [
-        ("Session ID", row["handle"]),
-        ("Kind", kind_name(row)),
-        ("Name", row["label"]),
-        ("User", row["user"]),
-        ("Client", row["client_id"]),
-        ("Client Name", row["client_name"]),
-        ("Scope", row["scope"]),
-        ("Created At (UTC)", utc(row["issued_at"])),
-        ("Expires At (UTC)", utc(row["expires_at"])),
-        ("Expired", yes_no(row["expired"])),
-    ]
+def detail(entity: wire.Entity, row: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """
+    One client, user or token as the name and value of each field its
+    description shows.
+    """
+    return [(entity[name].label, shown(entity[name], row)) for name in entity.detail]
+
+
+def listing(entity: wire.Entity, names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """
+    Rows as a table of the fields C{names}.
+    """
+    fields = [entity[name] for name in names]
+    return table([field.label for field in fields], [[shown(f, row) for f in fields] for row in rows])
 
 
 # ---------------------------------------------------------------------------
@@ -519,20 +520,19 @@ def cmd_repair(args: argparse.Namespace, term: Terminal, connect: Connect) -> No
     emit(args, term, asdict(report), report.describe)
 
 
+def settings(entity: wire.Entity, args: argparse.Namespace) -> dict[str, Any]:
+    """
+    What the command line sets of C{entity}'s settable fields (each an
+    option whose destination is the field's name), C{None} for the rest.
+    """
+    return {field.name: getattr(args, field.name) for field in entity.fields if field.settable}
+
+
 def client_settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = {
-        "scope": args.scope,
-        "grant_types": args.grant,
-        "access_ttl": args.expires,
-        "refresh_ttl": args.refresh_expires,
-        "max_tokens": args.tokens,
-        "redirect_uris": args.redirect_uri,
-        "user": args.user,
-        "role": args.role,
-    }
+    found = settings(wire.CLIENT, args)
     if args.public:
-        settings["public"] = True
-    return settings
+        found["public"] = True
+    return found
 
 
 def print_client_secret(term: Terminal, row: Mapping[str, Any], new: bool) -> None:
@@ -553,26 +553,26 @@ def cmd_clients_add(args: argparse.Namespace, term: Terminal, connect: Connect) 
     if args.json:
         emit(args, term, row, str)
         return
-    term.print(fields_table(client_fields(row)))
+    term.print(fields_table(detail(wire.CLIENT, row)))
     if not row["secret"]:
         term.print()
         term.print("This is a public client: it has no secret.")
     print_client_secret(term, row, new=False)
 
 
+CLIENT_COLUMNS = (
+    "id", "name", "type", "user", "role", "scope", "enabled", "access_ttl", "tokens", "created_at",
+)
+
+
 def cmd_clients_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     rows = list(connect().pages(wire.ListClients, args.limit, search=args.search))
-    emit(args, term, rows, lambda: table(
-        ["Client ID", "Name", "Type", "User", "Role", "Scope", "Enabled",
-         "Access Token Lifetime", "Live Tokens", "Created At (UTC)"],
-        [[r["id"], r["name"], r["type"], r["user"], r["role"], r["scope"], yes_no(r["enabled"]),
-          client_lifetime(r), r["tokens"], utc(r["created_at"])] for r in rows],
-    ))
+    emit(args, term, rows, lambda: listing(wire.CLIENT, CLIENT_COLUMNS, rows))
 
 
 def cmd_clients_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     row = connect().call(wire.ShowClient, id=args.id)
-    emit(args, term, row, lambda: fields_table(client_fields(row)))
+    emit(args, term, row, lambda: fields_table(detail(wire.CLIENT, row)))
 
 
 def cmd_clients_mod(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
@@ -590,7 +590,7 @@ def cmd_clients_mod(args: argparse.Namespace, term: Terminal, connect: Connect) 
     if args.json:
         emit(args, term, row, str)
         return
-    term.print(fields_table(client_fields(row)))
+    term.print(fields_table(detail(wire.CLIENT, row)))
     if row["revoked"]:
         term.print()
         term.print(f"Revoked {row['revoked']} tokens of the disabled client.")
@@ -607,27 +607,18 @@ def cmd_clients_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -
 
 def cmd_users_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     password = read_password(args, term)
-    row = connect().call(
-        wire.AddUser, name=args.name, password=password, role=args.role, email=args.email,
-        full_name=args.full_name,
-    )
-    emit(args, term, row, lambda: fields_table(user_fields(row)))
+    row = connect().call(wire.AddUser, name=args.name, password=password, **settings(wire.USER, args))
+    emit(args, term, row, lambda: fields_table(detail(wire.USER, row)))
 
 
 def cmd_users_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     rows = list(connect().pages(wire.ListUsers, args.limit, search=args.search))
-    emit(args, term, rows, lambda: table(
-        ["Name", "Role", "Full Name", "Email", "Enabled", "Password", "Live Tokens",
-         "Created At (UTC)"],
-        [[r["name"], r["role"], r["full_name"], r["email"], yes_no(not r["disabled"]),
-          "set" if r["has_password"] else "none", r["tokens"], utc(r["created_at"])]
-         for r in rows],
-    ))
+    emit(args, term, rows, lambda: listing(wire.USER, wire.USER.detail, rows))
 
 
 def cmd_users_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     row = connect().call(wire.ShowUser, name=args.name)
-    emit(args, term, row, lambda: fields_table(user_fields(row)))
+    emit(args, term, row, lambda: fields_table(detail(wire.USER, row)))
 
 
 def cmd_users_passwd(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
@@ -638,15 +629,14 @@ def cmd_users_passwd(args: argparse.Namespace, term: Terminal, connect: Connect)
 
 def cmd_users_mod(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     changes = {
-        "role": args.role, "email": args.email, "full_name": args.full_name,
-        "disabled": None if args.enabled is None else not args.enabled,
+        **settings(wire.USER, args), "disabled": None if args.enabled is None else not args.enabled,
     }
     if all(value is None for value in changes.values()):
         raise UsageError("oauthctl users mod: error: nothing to change (see --help)")
     row = connect().call(wire.ModifyUser, name=args.name, **changes)
 
     def human() -> str:
-        text = fields_table(user_fields(row))
+        text = fields_table(detail(wire.USER, row))
         if row["revoked"]:
             text += f"\n\nRevoked {row['revoked']} tokens of the disabled user."
         return text
@@ -697,7 +687,7 @@ def cmd_auth_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> N
 
 def cmd_auth_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     row = connect().call(wire.ShowToken, reference=args.token)
-    emit(args, term, row, lambda: fields_table(token_fields(row)))
+    emit(args, term, row, lambda: fields_table(detail(wire.TOKEN, row)))
 
 
 def cmd_auth_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
@@ -766,24 +756,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--name", required=adding, help="the client's name")
         sub.add_argument("--scope", help="scopes it may be granted" + (" [default: *]" if adding else ""))
         sub.add_argument(
-            "--grant", action="append", metavar="GRANT",
+            "--grant", dest="grant_types", action="append", metavar="GRANT",
             help="a grant type it may use; repeat for several "
             + ("[default: client_credentials]" if adding else "(replaces the list)"),
         )
         sub.add_argument(
-            "--expires", type=seconds_type, metavar="SECONDS",
+            "--expires", dest="access_ttl", type=seconds_type, metavar="SECONDS",
             help="access token lifetime" + (" [default: 3600]" if adding else ""),
         )
         sub.add_argument(
-            "--refresh-expires", type=seconds_type, metavar="SECONDS",
+            "--refresh-expires", dest="refresh_ttl", type=seconds_type, metavar="SECONDS",
             help="refresh token lifetime" + (" [default: 30 days]" if adding else ""),
         )
         sub.add_argument(
-            "--tokens", type=token_limit, metavar="N",
+            "--tokens", dest="max_tokens", type=token_limit, metavar="N",
             help="most live access tokens at once, -1 for no limit" + (" [default: 10]" if adding else ""),
         )
         sub.add_argument(
-            "--redirect-uri", action="append", metavar="URI",
+            "--redirect-uri", dest="redirect_uris", action="append", metavar="URI",
             help="an allowed redirect URI; repeat for several" + ("" if adding else " (replaces the list)"),
         )
         sub.add_argument("--user", metavar="NAME", help="the user who owns it" + ("" if adding else " ('' for none)"))
