@@ -165,7 +165,9 @@ def build_service(
 
     from oauthd.services.audit import AuditTrail
     from oauthd.protocol.authority import Authority
-    from oauthd.control.server import ControlFactory, control_service, resolve_group
+    from oauthd.control.listen import control_service
+    from oauthd.control.peer import resolve_group
+    from oauthd.control.server import ControlFactory
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService
     from oauthd.web.api import OAuthHTTP
     from oauthd.eventlog.journal import FileJournal, JournalError

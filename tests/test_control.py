@@ -26,14 +26,15 @@ from twisted.python.failure import Failure
 from twisted.test import iosim
 
 from oauthd import __version__
+from oauthd.control import errors, listen, paging, peer, responders, wire
 from oauthd.control import server as control
-from oauthd.control import wire
 from oauthd.control.wire import BadArgument, Busy, Conflict, InvalidValue, NotFound, StorageError
 
 from oauthd.protocol import tokens
 from oauthd.protocol.authority import Authority
 from oauthd.config import ConfigError, build_config
-from oauthd.control.server import ControlFactory, ControlProtocol, PeerCredentials
+from oauthd.control.peer import PeerCredentials
+from oauthd.control.server import ControlFactory, ControlProtocol
 from oauthd.services.hashing import PasswordHasher
 from oauthd.eventlog.journal import MemoryJournal
 from oauthd.state.model import ACCESS, APP_PASSWORD, Client, client_record
@@ -255,19 +256,19 @@ def test_socket_peer_credentials() -> None:
             def getHandle(self) -> socket.socket:
                 return a
 
-        creds = control.socket_peer_credentials(Transport())  # type: ignore[arg-type]
+        creds = peer.socket_peer_credentials(Transport())  # type: ignore[arg-type]
     assert creds is not None
     assert (creds.pid, creds.uid, creds.gid) == (os.getpid(), os.getuid(), os.getgid())
     assert set(creds.groups) <= set(os.getgroups()) | {os.getgid()}
-    assert control.socket_peer_credentials(StringTransport()) is None
+    assert peer.socket_peer_credentials(StringTransport()) is None
 
 
 def test_resolve_group() -> None:
-    assert control.resolve_group("") is None
-    assert control.resolve_group("0") == 0
-    assert control.resolve_group("root") == 0
+    assert peer.resolve_group("") is None
+    assert peer.resolve_group("0") == 0
+    assert peer.resolve_group("root") == 0
     with pytest.raises(KeyError):
-        control.resolve_group("no-such-group-here")
+        peer.resolve_group("no-such-group-here")
 
 
 # ---------------------------------------------------------------------------
@@ -491,7 +492,7 @@ def test_journal_failure_is_a_storage_error(events: EventLoggingObserver) -> Non
 
 def test_long_redirect_uri_lists_are_refused() -> None:
     link = Harness().connect()
-    uris = [f"https://app.example/cb{i}" for i in range(control.MAX_REDIRECT_URIS + 1)]
+    uris = [f"https://app.example/cb{i}" for i in range(responders.MAX_REDIRECT_URIS + 1)]
     error = link.fails(wire.AddClient, name="c", redirect_uris=uris)
     assert isinstance(error, InvalidValue) and "at most" in str(error)
 
@@ -748,7 +749,7 @@ def test_scan_limit_bounds_each_page(monkeypatch: pytest.MonkeyPatch) -> None:
     A filter that matches little still answers every page after examining
     at most SCAN_LIMIT tokens; pages may then be empty, the cursor moves on.
     """
-    monkeypatch.setattr(control, "SCAN_LIMIT", 100)
+    monkeypatch.setattr(paging, "SCAN_LIMIT", 100)
     harness = Harness()
     issue_many(harness.authority, 450, label="other")
     issue_many(harness.authority, 3, label="wanted")
@@ -836,7 +837,7 @@ def test_socket_is_bound_under_a_private_umask() -> None:
     """
     harness = Harness()
     endpoint = RecordingEndpoint()
-    service = control.ControlService(endpoint, harness.factory)  # type: ignore[arg-type]
+    service = listen.ControlService(endpoint, harness.factory)  # type: ignore[arg-type]
     old = os.umask(0)
     try:
         service.privilegedStartService()
@@ -860,7 +861,7 @@ async def test_real_socket_modes_under_permissive_umask(tmp_path: Path) -> None:
     path = tmp_path / "run" / "control.sock"
     old = os.umask(0)
     try:
-        service = control.control_service(f"unix:{path}:mode=600", harness.factory, reactor)
+        service = listen.control_service(f"unix:{path}:mode=600", harness.factory, reactor)
         service.privilegedStartService()
         service.startService()
     finally:
@@ -888,7 +889,7 @@ def test_open_socket_directory_warns(tmp_path: Path, events: EventLoggingObserve
 
     (tmp_path / "open").mkdir(mode=0o755)
     (tmp_path / "open").chmod(0o755)
-    control.control_service(f"unix:{tmp_path}/open/c.sock", Harness().factory, MemoryReactor())
+    listen.control_service(f"unix:{tmp_path}/open/c.sock", Harness().factory, MemoryReactor())
     assert [e["directory"] for e in events if "directory" in e] == [str(tmp_path / "open")]
 
 
@@ -939,15 +940,15 @@ def test_wire_errors() -> None:
     from oauthd.eventlog.journal import CompactionInProgress, JournalFailed
     from oauthd.protocol.scopes import ScopeError
 
-    assert isinstance(control.wire_error(ScopeError("unknown scope 'x'")), InvalidValue)
-    assert isinstance(control.wire_error(PasswordTooLong("too long")), InvalidValue)
-    assert isinstance(control.wire_error(HasherBusy()), Busy)
-    assert isinstance(control.wire_error(CompactionInProgress()), Busy)
-    assert isinstance(control.wire_error(JournalFailed("disk\nfull")), StorageError)
-    assert "\n" not in str(control.wire_error(JournalFailed("disk\nfull")))
-    assert isinstance(control.wire_error(CancelledError()), wire.Abandoned)
-    assert control.wire_error(KeyError("bug")) is None
-    assert isinstance(control.wire_error(BadArgument("x")), BadArgument)
+    assert isinstance(errors.wire_error(ScopeError("unknown scope 'x'")), InvalidValue)
+    assert isinstance(errors.wire_error(PasswordTooLong("too long")), InvalidValue)
+    assert isinstance(errors.wire_error(HasherBusy()), Busy)
+    assert isinstance(errors.wire_error(CompactionInProgress()), Busy)
+    assert isinstance(errors.wire_error(JournalFailed("disk\nfull")), StorageError)
+    assert "\n" not in str(errors.wire_error(JournalFailed("disk\nfull")))
+    assert isinstance(errors.wire_error(CancelledError()), wire.Abandoned)
+    assert errors.wire_error(KeyError("bug")) is None
+    assert isinstance(errors.wire_error(BadArgument("x")), BadArgument)
 
 
 def test_revoking_an_app_password_counts_what_it_takes_along() -> None:
@@ -1019,7 +1020,7 @@ def test_a_stale_socket_from_a_crash_is_removed(tmp_path: Path) -> None:
     """
     import socket as socket_module
 
-    from oauthd.control.server import remove_stale_socket
+    from oauthd.control.listen import remove_stale_socket
 
     stale = str(tmp_path / "stale.sock")
     left = socket_module.socket(socket_module.AF_UNIX)
@@ -1040,7 +1041,7 @@ def test_a_stale_socket_from_a_crash_is_removed(tmp_path: Path) -> None:
 
 def test_a_cursor_with_non_ascii_digits_is_invalid() -> None:
     from oauthd.protocol.authority import InvalidValue
-    from oauthd.control.server import _parse_cursor
+    from oauthd.control.paging import parse_cursor as _parse_cursor
 
     for cursor in ("1.²", "².1", "1.1", "x.1"):
         if cursor == "1.1":

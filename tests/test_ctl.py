@@ -26,7 +26,8 @@ from twisted.internet.threads import deferToThread
 from oauthd.ctl import cli as ctl
 
 from oauthd.protocol import tokens
-from oauthd.control.server import ControlFactory, PeerCredentials, socket_peer_credentials
+from oauthd.control.peer import PeerCredentials, socket_peer_credentials
+from oauthd.control.server import ControlFactory
 from oauthd.ctl.cli import Terminal, main
 from tests.journal_doubles import SteppingPool
 from tests.test_control import Harness, command_box, issue_many
