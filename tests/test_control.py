@@ -855,7 +855,7 @@ async def test_real_socket_modes_under_permissive_umask(tmp_path: Path) -> None:
     """
     from twisted.internet import reactor
 
-    from oauthd.ctl.cli import connect
+    from oauthd.ctl.connection import connect
 
     harness = Harness()
     path = tmp_path / "run" / "control.sock"
