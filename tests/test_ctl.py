@@ -7,6 +7,7 @@ output formats, and every command round-tripping over a real UNIX socket
 from __future__ import annotations
 
 import errno
+import importlib.util
 import io
 import json
 import os
@@ -480,6 +481,36 @@ async def test_listing_100000_tokens(tmp_path: Path) -> None:
         await live.stop()
 
 
+def test_repair_runs_the_repair_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    repair runs the journal's repair as its own process and prints its
+    description, or with --json its report; its error is one line, exit
+    status 1; so is a repair that breaks or answers nonsense.
+    """
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    monkeypatch.setattr(commands, "REPAIR", "tests.repair_double")
+    sound = run("repair", "--data", "/data/sound")
+    assert (sound.code, sound.out, sound.err) == (0, "/data/sound: no damage found\n", "")
+    report = run("repair", "--data", "/data/sound", "--json")
+    assert report.code == 0 and report.json() == {
+        "journal": "/data/sound/journal.oauthd", "kept_records": 3, "skipped_bytes": 0,
+        "damaged_regions": 0, "header_damaged": False, "damaged_copy": None,
+    }
+    assert list(report.json()) == ["journal", "kept_records", "skipped_bytes", "damaged_regions",
+                                   "header_damaged", "damaged_copy"]
+    refused = run("repair", "--data", "/data/refused")
+    assert (refused.code, refused.out) == (1, "")
+    assert refused.err == "oauthctl: /data/refused is locked: is oauthd running?\n"
+    broken = run("repair", "--data", "/data/crash")
+    assert broken.code == 1 and broken.err == "oauthctl: the repair failed: RuntimeError: the repair broke\n"
+    nonsense = run("repair", "--data", "/data/nonsense")
+    assert nonsense.code == 1 and nonsense.err.startswith("oauthctl: the repair failed: ")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("oauthd.eventlog.repair") is None,
+    reason="no python -m oauthd.eventlog.repair yet (it comes with the eventlog branch)",
+)
 def test_repair(tmp_path: Path) -> None:
     """
     repair --data works offline: it reports a sound journal untouched, cuts

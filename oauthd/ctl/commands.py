@@ -6,11 +6,11 @@ way to get a connection, and prints its result (JSON or human).
 from __future__ import annotations
 
 import argparse
-import time
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
-
-from attrs import asdict
 
 from oauthd.control import wire
 from oauthd.ctl.connection import Connection, CtlError
@@ -104,14 +104,41 @@ def cmd_compact(args: argparse.Namespace, term: Terminal, connect: Connect) -> N
     ))
 
 
-def cmd_repair(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.eventlog.journal import JournalError, repair
+REPAIR = "oauthd.eventlog.repair"
+"""
+The module that repairs a journal, run as C{python -m REPAIR DIR}: it prints
+one line of JSON, the repair's report and its C{description} (exit status
+0), or C{{"error": ...}} (exit status 1).
+"""
 
+
+def cmd_repair(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
+    """
+    Repair the journal in another process, as its own command: oauthctl
+    loads nothing of the journal.
+    """
     try:
-        report = repair(args.data, now=time.time())
-    except (JournalError, OSError) as e:
-        raise CtlError(" ".join(str(e).split())) from None
-    emit(args, term, asdict(report), report.describe)
+        done = subprocess.run(
+            [sys.executable, "-m", REPAIR, args.data], stdin=subprocess.DEVNULL,
+            capture_output=True, encoding="utf-8", errors="replace",
+        )
+    except OSError as e:
+        raise CtlError(f"cannot run the repair: {e.strerror or e}") from None
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        report = None
+    if not isinstance(report, dict) or (done.returncode != 0 and "error" not in report):
+        why = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise CtlError(f"the repair failed: {one_line(why[0])}")
+    if "error" in report:
+        raise CtlError(one_line(str(report["error"])))
+    description = str(report.pop("description", ""))
+    emit(args, term, report, lambda: description)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def settings(entity: wire.Entity, args: argparse.Namespace) -> dict[str, Any]:
