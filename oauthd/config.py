@@ -19,6 +19,8 @@ from attrs import field, frozen
 
 from twisted.internet.endpoints import serverFromString
 
+from oauthd.control.wire import default_data_dir
+
 DEFAULT_PORT = 9478
 """
 The default HTTP port: unassigned by IANA and not used by common services
@@ -81,17 +83,6 @@ DEFAULT_SCOPES = (
     "moments people photos places settings users videos webdav openid profile email "
     "introspect"
 ).split()
-
-
-def default_data_dir(environ: Mapping[str, str]) -> str:
-    """
-    The data directory when none is configured: systemd's C{$STATE_DIRECTORY}
-    (its first entry) if set, else C{./oauthd-data}.
-    """
-    state = environ.get("STATE_DIRECTORY", "")
-    if state:
-        return state.split(":")[0]
-    return "./oauthd-data"
 
 
 _NO_REACTOR = object()

@@ -180,7 +180,9 @@ def build_service(
     """
     from twisted.python.threadpool import ThreadPool
 
-    from oauthd.control.server import ControlFactory, control_service, resolve_group
+    from oauthd.control.listen import control_service
+    from oauthd.control.peer import resolve_group
+    from oauthd.control.server import ControlFactory
     from oauthd.eventlog import FileJournal, JournalError
     from oauthd.protocol.authority import Authority
     from oauthd.protocol.context import Context

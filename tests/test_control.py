@@ -25,19 +25,16 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
+from oauthd import __version__
+from oauthd.control import errors, listen, paging, peer, responders, wire
 from oauthd.control import server as control
+from oauthd.control.wire import BadArgument, Busy, Conflict, InvalidValue, NotFound, StorageError
 
 from oauthd.protocol import tokens
-from oauthd.protocol.authority import Authority, Conflict, InvalidValue, NotFound
+from oauthd.protocol.authority import Authority
 from oauthd.config import ConfigError, build_config
-from oauthd.control.server import (
-    BadArgument,
-    Busy,
-    ControlFactory,
-    ControlProtocol,
-    PeerCredentials,
-    StorageError,
-)
+from oauthd.control.peer import PeerCredentials
+from oauthd.control.server import ControlFactory, ControlProtocol
 from oauthd.services.hashing import PasswordHasher
 from oauthd.eventlog import MemoryJournal
 from oauthd.protocol.issuing import mint
@@ -206,7 +203,7 @@ def test_refused_peer_is_closed_logged_and_changes_nothing(events: EventLoggingO
     assert [e["peer_uid"] for e in audits(events, "control.connect")] == "1234".split()
 
     link = harness.connect()
-    assert isinstance(link.fails(control.Status), Exception)
+    assert isinstance(link.fails(wire.Status), Exception)
 
 
 def test_unknown_peer_is_refused(events: EventLoggingObserver) -> None:
@@ -230,19 +227,19 @@ def test_socket_peer_credentials() -> None:
             def getHandle(self) -> socket.socket:
                 return a
 
-        creds = control.socket_peer_credentials(Transport())  # type: ignore[arg-type]
+        creds = peer.socket_peer_credentials(Transport())  # type: ignore[arg-type]
     assert creds is not None
     assert (creds.pid, creds.uid, creds.gid) == (os.getpid(), os.getuid(), os.getgid())
     assert set(creds.groups) <= set(os.getgroups()) | {os.getgid()}
-    assert control.socket_peer_credentials(StringTransport()) is None
+    assert peer.socket_peer_credentials(StringTransport()) is None
 
 
 def test_resolve_group() -> None:
-    assert control.resolve_group("") is None
-    assert control.resolve_group("0") == 0
-    assert control.resolve_group("root") == 0
+    assert peer.resolve_group("") is None
+    assert peer.resolve_group("0") == 0
+    assert peer.resolve_group("root") == 0
     with pytest.raises(KeyError):
-        control.resolve_group("no-such-group-here")
+        peer.resolve_group("no-such-group-here")
 
 
 # ---------------------------------------------------------------------------
@@ -259,7 +256,7 @@ def test_client_lifecycle(events: EventLoggingObserver) -> None:
     authority = harness.authority
     link = harness.connect()
     added = link.call(
-        control.AddClient, name="backup", scope="photos albums", grant_types=["client_credentials"],
+        wire.AddClient, name="backup", scope="photos albums", grant_types=["client_credentials"],
         access_ttl=600, max_tokens=5, redirect_uris=["https://app.example/cb"], user=None,
     )
     client_id, secret = added["id"], added["secret"]
@@ -268,22 +265,22 @@ def test_client_lifecycle(events: EventLoggingObserver) -> None:
     assert authority.authenticate_client(client_id, secret) is not None
     assert not any(secret.encode() in p for p in harness.journal.payloads)
 
-    assert link.call(control.ShowClient, id=client_id)["name"] == "backup"
-    assert [r["id"] for r in link.rows(control.ListClients)] == [client_id]
-    assert [r["id"] for r in link.rows(control.ListClients, search="BACK")] == [client_id]
-    assert link.rows(control.ListClients, search="zzz") == []
+    assert link.call(wire.ShowClient, id=client_id)["name"] == "backup"
+    assert [r["id"] for r in link.rows(wire.ListClients)] == [client_id]
+    assert [r["id"] for r in link.rows(wire.ListClients, search="BACK")] == [client_id]
+    assert link.rows(wire.ListClients, search="zzz") == []
 
-    changed = link.call(control.ModifyClient, id=client_id, regenerate_secret=True, scope="photos")
+    changed = link.call(wire.ModifyClient, id=client_id, regenerate_secret=True, scope="photos")
     assert changed["scope"] == "photos" and len(changed["secret"]) == 32
     assert authority.authenticate_client(client_id, secret) is None
     assert authority.authenticate_client(client_id, changed["secret"]) is not None
 
-    token = link.call(control.AddToken, label="job", scope="photos", lifetime=60, client_id=client_id)
+    token = link.call(wire.AddToken, label="job", scope="photos", lifetime=60, client_id=client_id)
     assert authority.authenticate_token(token["secret"]) is not None
-    removed = link.call(control.RemoveClient, id=client_id)
+    removed = link.call(wire.RemoveClient, id=client_id)
     assert removed["revoked"] == 1
     assert authority.authenticate_token(token["secret"]) is None
-    assert isinstance(link.fails(control.ShowClient, id=client_id), NotFound)
+    assert isinstance(link.fails(wire.ShowClient, id=client_id), NotFound)
     assert [e["audit_event"] for e in audits(events)] == [
         "client.add", "client.update", "token.issue", "client.remove",
     ]
@@ -293,20 +290,20 @@ def test_client_lifecycle(events: EventLoggingObserver) -> None:
 def test_disabling_a_client_revokes_its_tokens() -> None:
     harness = Harness()
     link = harness.connect()
-    client_id = link.call(control.AddClient, name="c")["id"]
-    secret = link.call(control.AddToken, label="t", scope="*", lifetime=60, client_id=client_id)["secret"]
-    changed = link.call(control.ModifyClient, id=client_id, enabled=False)
+    client_id = link.call(wire.AddClient, name="c")["id"]
+    secret = link.call(wire.AddToken, label="t", scope="*", lifetime=60, client_id=client_id)["secret"]
+    changed = link.call(wire.ModifyClient, id=client_id, enabled=False)
     assert not changed["enabled"] and changed["revoked"] == 1
     assert harness.authority.authenticate_token(secret) is None
-    error = link.fails(control.AddToken, label="t", scope="*", lifetime=60, client_id=client_id)
+    error = link.fails(wire.AddToken, label="t", scope="*", lifetime=60, client_id=client_id)
     assert isinstance(error, InvalidValue) and "disabled" in str(error)
 
 
 def test_public_client_has_no_secret() -> None:
     link = Harness().connect()
-    added = link.call(control.AddClient, name="spa", public=True, grant_types=["authorization_code"])
+    added = link.call(wire.AddClient, name="spa", public=True, grant_types=["authorization_code"])
     assert added["type"] == "public" and added["secret"] == ""
-    made_confidential = link.call(control.ModifyClient, id=added["id"], public=False,
+    made_confidential = link.call(wire.ModifyClient, id=added["id"], public=False,
                                   grant_types=["client_credentials"])
     assert made_confidential["type"] == "confidential" and len(made_confidential["secret"]) == 32
 
@@ -319,30 +316,30 @@ def test_user_lifecycle(events: EventLoggingObserver) -> None:
     harness = Harness()
     authority = harness.authority
     link = harness.connect()
-    row = link.call(control.AddUser, name="Alice", password="correct horse", role="admin",
+    row = link.call(wire.AddUser, name="Alice", password="correct horse", role="admin",
                     email="alice@example.com", full_name="Alice Liddell")
     assert row["name"] == "alice" and row["has_password"] and row["role"] == "admin"
     assert "correct horse" not in json.dumps([p.decode() for p in harness.journal.payloads])
     assert harness.authority.user("alice").password_hash.startswith("$2")
-    assert isinstance(link.fails(control.AddUser, name="alice", password="another one"), Conflict)
-    assert isinstance(link.fails(control.AddUser, name="bob", password="short"), InvalidValue)
-    assert [r["name"] for r in link.rows(control.ListUsers, search="alice@")] == ["alice"]
+    assert isinstance(link.fails(wire.AddUser, name="alice", password="another one"), Conflict)
+    assert isinstance(link.fails(wire.AddUser, name="bob", password="short"), InvalidValue)
+    assert [r["name"] for r in link.rows(wire.ListUsers, search="alice@")] == ["alice"]
 
-    link.call(control.SetPassword, name="alice", password="battery staple")
+    link.call(wire.SetPassword, name="alice", password="battery staple")
     from twisted.internet.defer import ensureDeferred
 
     checked: list[Any] = []
     ensureDeferred(authority.check_password("alice", "battery staple")).addBoth(checked.append)
     assert checked[0] is not None
 
-    app = link.call(control.AddToken, label="phone", scope="*", lifetime=0, user="alice")
+    app = link.call(wire.AddToken, label="phone", scope="*", lifetime=0, user="alice")
     assert tokens.is_app_password(app["secret"]) and app["kind"] == APP_PASSWORD
-    assert link.call(control.ShowUser, name="alice")["tokens"] == 1
-    disabled = link.call(control.ModifyUser, name="alice", disabled=True)
+    assert link.call(wire.ShowUser, name="alice")["tokens"] == 1
+    disabled = link.call(wire.ModifyUser, name="alice", disabled=True)
     assert disabled["disabled"] and disabled["revoked"] == 1
     assert authority.authenticate_token(app["secret"]) is None
-    assert link.call(control.RemoveUser, name="alice")["name"] == "alice"
-    assert isinstance(link.fails(control.ShowUser, name="alice"), NotFound)
+    assert link.call(wire.RemoveUser, name="alice")["name"] == "alice"
+    assert isinstance(link.fails(wire.ShowUser, name="alice"), NotFound)
     assert all(e["peer_uid"] == str(ADMIN.uid) for e in audits(events))
     assert failures(events) == []
 
@@ -356,27 +353,27 @@ def test_token_lifecycle() -> None:
     harness = Harness()
     authority = harness.authority
     link = harness.connect()
-    issued = link.call(control.AddToken, label="metrics", scope="metrics", lifetime=3600)
+    issued = link.call(wire.AddToken, label="metrics", scope="metrics", lifetime=3600)
     secret = issued["secret"]
     assert tokens.is_access_token(secret) and issued["kind"] == ACCESS
     assert issued["expires_at"] == START + 3600
     token = authority.authenticate_token(secret)
     assert token is not None and token.scope == "metrics" and token.label == "metrics"
     for reference in (secret, issued["handle"], tokens.session_id(secret)):
-        assert link.call(control.ShowToken, reference=reference)["handle"] == issued["handle"]
-    assert [r["handle"] for r in link.rows(control.ListTokens, search=secret)] == [issued["handle"]]
+        assert link.call(wire.ShowToken, reference=reference)["handle"] == issued["handle"]
+    assert [r["handle"] for r in link.rows(wire.ListTokens, search=secret)] == [issued["handle"]]
 
-    removed = link.call(control.RemoveToken, reference=issued["handle"])
+    removed = link.call(wire.RemoveToken, reference=issued["handle"])
     assert removed["revoked"] == 1
     assert authority.authenticate_token(secret) is None
-    error = link.fails(control.RemoveToken, reference=secret)
+    error = link.fails(wire.RemoveToken, reference=secret)
     assert isinstance(error, NotFound) and secret not in str(error)
 
 
 def test_token_errors() -> None:
     harness = Harness()
     link = harness.connect()
-    client_id = link.call(control.AddClient, name="c", scope="photos")["id"]
+    client_id = link.call(wire.AddClient, name="c", scope="photos")["id"]
     cases = [
         ({"scope": "albums", "client_id": client_id}, InvalidValue, "exceeds the client's scope"),
         ({"scope": "nonsense"}, InvalidValue, "unknown scope"),
@@ -390,8 +387,8 @@ def test_token_errors() -> None:
     for arguments, kind, message in cases:
         arguments = {"label": "t", "lifetime": 60, **arguments}
         if arguments.get("user") == "x":
-            link.call(control.AddUser, name="x", password="long enough")
-        error = link.fails(control.AddToken, **arguments)
+            link.call(wire.AddUser, name="x", password="long enough")
+        error = link.fails(wire.AddToken, **arguments)
         assert isinstance(error, kind) and message in str(error), (arguments, error)
     assert harness.authority.live_token_count() == 0
 
@@ -399,10 +396,10 @@ def test_token_errors() -> None:
 def test_expired_tokens_are_listed_only_on_request() -> None:
     harness = Harness()
     link = harness.connect()
-    link.call(control.AddToken, label="short", scope="*", lifetime=10)
+    link.call(wire.AddToken, label="short", scope="*", lifetime=10)
     harness.clock.advance(11)
-    assert link.rows(control.ListTokens) == []
-    (row,) = link.rows(control.ListTokens, expired=True)
+    assert link.rows(wire.ListTokens) == []
+    (row,) = link.rows(wire.ListTokens, expired=True)
     assert row["expired"] is True
 
 
@@ -410,18 +407,18 @@ def test_status_and_compact(events: EventLoggingObserver) -> None:
     harness = Harness()
     link = harness.connect()
     for i in range(3):
-        link.call(control.AddToken, label=f"t{i}", scope="*", lifetime=60)
-    link.call(control.RemoveToken, reference=link.rows(control.ListTokens)[0]["handle"])
+        link.call(wire.AddToken, label=f"t{i}", scope="*", lifetime=60)
+    link.call(wire.RemoveToken, reference=link.rows(wire.ListTokens)[0]["handle"])
     harness.clock.advance(30)
-    status = link.call(control.Status)
+    status = link.call(wire.Status)
     assert status["uptime"] == 30
     assert (status["clients"], status["users"], status["tokens"]) == (0, 0, 2)
     assert (status["journal_records"], status["live_records"]) == (4, 2)
-    assert status["version"] == control.__version__
-    compacted = link.call(control.Compact)
+    assert status["version"] == __version__
+    compacted = link.call(wire.Compact)
     assert (compacted["records_before"], compacted["records_after"]) == (4, 2)
     assert compacted["bytes_after"] < compacted["bytes_before"]
-    assert link.call(control.Status)["journal_records"] == 2
+    assert link.call(wire.Status)["journal_records"] == 2
     assert [e["peer_uid"] for e in audits(events, "journal.compact")] == [str(ADMIN.uid)]
 
 
@@ -430,9 +427,9 @@ def test_compact_while_compacting_is_busy() -> None:
     harness = Harness(journal=journal)
     link = harness.connect()
     journal.holding = True
-    first = link.ask(control.Compact)
+    first = link.ask(wire.Compact)
     assert first == []
-    assert isinstance(link.fails(control.Compact), Busy)
+    assert isinstance(link.fails(wire.Compact), Busy)
     journal.release()
     link.pump.flush()
     assert first[0]["records_after"] == 0
@@ -446,7 +443,7 @@ def test_reply_only_once_durable() -> None:
     harness = Harness(journal=journal)
     link = harness.connect()
     journal.holding = True
-    answer = link.ask(control.AddClient, name="slow")
+    answer = link.ask(wire.AddClient, name="slow")
     assert answer == [] and len(harness.authority.client_ids()) == 1
     journal.release()
     link.pump.flush()
@@ -457,7 +454,7 @@ def test_journal_failure_is_a_storage_error(events: EventLoggingObserver) -> Non
     harness = Harness()
     harness.journal.fail(OSError(28, "No space left on device"))
     link = harness.connect()
-    error = link.fails(control.AddClient, name="doomed")
+    error = link.fails(wire.AddClient, name="doomed")
     assert isinstance(error, StorageError)
     assert "No space left" in str(error) and "\n" not in str(error)
     assert [e["outcome"] for e in audits(events, "client.add")] == ["failed"]
@@ -466,8 +463,8 @@ def test_journal_failure_is_a_storage_error(events: EventLoggingObserver) -> Non
 
 def test_long_redirect_uri_lists_are_refused() -> None:
     link = Harness().connect()
-    uris = [f"https://app.example/cb{i}" for i in range(control.MAX_REDIRECT_URIS + 1)]
-    error = link.fails(control.AddClient, name="c", redirect_uris=uris)
+    uris = [f"https://app.example/cb{i}" for i in range(responders.MAX_REDIRECT_URIS + 1)]
+    error = link.fails(wire.AddClient, name="c", redirect_uris=uris)
     assert isinstance(error, InvalidValue) and "at most" in str(error)
 
 
@@ -483,7 +480,7 @@ def test_unknown_command_leaves_connection_usable(events: EventLoggingObserver) 
         pass
 
     assert isinstance(link.fails(Bogus), amp.UnhandledCommand)
-    assert link.call(control.Status)["version"]
+    assert link.call(wire.Status)["version"]
     assert failures(events) == []
 
 
@@ -577,7 +574,7 @@ def test_protocol_violations_close_only_that_connection(
     assert [e["peer_uid"] for e in warnings] == [ADMIN.uid]
     assert failures(events) == []
     protocol.connectionLost(Failure(Exception("closed")))
-    assert bystander.call(control.AddClient, name="fine")["name"] == "fine"
+    assert bystander.call(wire.AddClient, name="fine")["name"] == "fine"
 
 
 def test_client_vanishing_while_password_hashes(events: EventLoggingObserver) -> None:
@@ -591,14 +588,14 @@ def test_client_vanishing_while_password_hashes(events: EventLoggingObserver) ->
     protocol.dataReceived(command_box(b"AddUser", name=b"carol", password=b"long enough"))
     assert len(pool.jobs) == 1
     other = harness.connect()
-    assert other.call(control.Status)["users"] == 0
+    assert other.call(wire.Status)["users"] == 0
     protocol.connectionLost(Failure(Exception("hung up")))
     pool.run_all()
     assert harness.authority.user_names() == [] and harness.records == 0
     assert harness.authority.hasher.pending == 0
     assert [e["outcome"] for e in audits(events, "user.add")] == ["abandoned"]
     assert failures(events) == []
-    answer = other.ask(control.AddUser, name="dave", password="long enough")
+    answer = other.ask(wire.AddUser, name="dave", password="long enough")
     pool.run_all()
     other.pump.flush()
     assert answer[0]["name"] == "dave"
@@ -630,8 +627,8 @@ def test_commands_on_one_connection_run_concurrently() -> None:
     pool = SteppingPool()
     harness = Harness(pool=pool)
     link = harness.connect()
-    slow = link.ask(control.AddUser, name="erin", password="long enough")
-    quick = link.ask(control.Status)
+    slow = link.ask(wire.AddUser, name="erin", password="long enough")
+    quick = link.ask(wire.Status)
     assert slow == [] and quick[0]["users"] == 0
     pool.run_all()
     link.pump.flush()
@@ -672,8 +669,8 @@ def test_pages_fit_amp_values_and_cover_everything() -> None:
     cursor = None
     pages = 0
     while True:
-        page = link.call(control.ListTokens, cursor=cursor)
-        assert len(page["rows"].encode("utf-8")) <= control.PAGE_BYTES
+        page = link.call(wire.ListTokens, cursor=cursor)
+        assert len(page["rows"].encode("utf-8")) <= wire.PAGE_BYTES
         rows = json.loads(page["rows"])
         assert rows and all(r["label"] == label for r in rows)
         seen += [r["handle"] for r in rows]
@@ -682,7 +679,7 @@ def test_pages_fit_amp_values_and_cover_everything() -> None:
         if cursor is None:
             break
     assert seen == handles
-    assert pages > 1500 // control.PAGE_ROWS + 1
+    assert pages > 1500 // wire.PAGE_ROWS + 1
 
 
 def test_listing_while_tokens_come_and_go() -> None:
@@ -698,7 +695,7 @@ def test_listing_while_tokens_come_and_go() -> None:
     revoked: set[str] = set()
     cursor = None
     while True:
-        page = link.call(control.ListTokens, cursor=cursor, limit=150)
+        page = link.call(wire.ListTokens, cursor=cursor, limit=150)
         rows = json.loads(page["rows"])
         assert len(rows) <= 150
         seen += [r["handle"] for r in rows]
@@ -723,7 +720,7 @@ def test_scan_limit_bounds_each_page(monkeypatch: pytest.MonkeyPatch) -> None:
     A filter that matches little still answers every page after examining
     at most SCAN_LIMIT tokens; pages may then be empty, the cursor moves on.
     """
-    monkeypatch.setattr(control, "SCAN_LIMIT", 100)
+    monkeypatch.setattr(paging, "SCAN_LIMIT", 100)
     harness = Harness()
     issue_many(harness.authority, 450, label="other")
     issue_many(harness.authority, 3, label="wanted")
@@ -731,7 +728,7 @@ def test_scan_limit_bounds_each_page(monkeypatch: pytest.MonkeyPatch) -> None:
     sizes = []
     cursor = None
     while True:
-        page = link.call(control.ListTokens, cursor=cursor, search="wanted")
+        page = link.call(wire.ListTokens, cursor=cursor, search="wanted")
         sizes.append(len(json.loads(page["rows"])))
         cursor = page["cursor"] or None
         if cursor is None:
@@ -743,36 +740,36 @@ def test_cursor_errors() -> None:
     harness = Harness()
     issue_many(harness.authority, 30)
     link = harness.connect()
-    first = link.call(control.ListTokens, limit=10)
+    first = link.call(wire.ListTokens, limit=10)
     for cursor in ("nonsense", "99.0", "1.99999", "1.-1"):
-        error = link.fails(control.ListTokens, cursor=cursor)
+        error = link.fails(wire.ListTokens, cursor=cursor)
         assert isinstance(error, InvalidValue) and "cursor" in str(error)
-    assert isinstance(link.fails(control.ListUsers, cursor=first["cursor"]), InvalidValue)
-    assert isinstance(harness.connect().fails(control.ListTokens, cursor=first["cursor"]), InvalidValue)
-    for limit in (0, control.PAGE_ROWS + 1):
-        assert isinstance(link.fails(control.ListTokens, limit=limit), InvalidValue)
+    assert isinstance(link.fails(wire.ListUsers, cursor=first["cursor"]), InvalidValue)
+    assert isinstance(harness.connect().fails(wire.ListTokens, cursor=first["cursor"]), InvalidValue)
+    for limit in (0, wire.PAGE_ROWS + 1):
+        assert isinstance(link.fails(wire.ListTokens, limit=limit), InvalidValue)
     # Repeating a page's cursor gives the same page again.
-    again = [link.call(control.ListTokens, cursor=first["cursor"], limit=10)["rows"] for _ in range(2)]
+    again = [link.call(wire.ListTokens, cursor=first["cursor"], limit=10)["rows"] for _ in range(2)]
     assert again[0] == again[1]
     # A connection keeps at most MAX_LISTINGS open listings.
-    for _ in range(control.MAX_LISTINGS):
-        link.call(control.ListTokens, limit=10)
-    assert isinstance(link.fails(control.ListTokens, cursor=first["cursor"]), InvalidValue)
+    for _ in range(wire.MAX_LISTINGS):
+        link.call(wire.ListTokens, limit=10)
+    assert isinstance(link.fails(wire.ListTokens, cursor=first["cursor"]), InvalidValue)
 
 
 def test_search_tokens_by_prefix() -> None:
     harness = Harness()
     authority = harness.authority
     link = harness.connect()
-    client_id = link.call(control.AddClient, name="c")["id"]
-    link.call(control.AddUser, name="frank", password="long enough")
-    link.call(control.AddToken, label="for frank", scope="*", lifetime=60, user="frank")
-    link.call(control.AddToken, label="job", scope="*", lifetime=60, client_id=client_id)
-    link.call(control.AddToken, label="loose", scope="*", lifetime=60)
-    assert [r["label"] for r in link.rows(control.ListTokens, search="fra")] == ["for frank"]
-    assert [r["label"] for r in link.rows(control.ListTokens, search=client_id)] == ["job"]
-    assert [r["label"] for r in link.rows(control.ListTokens, search="lo")] == ["loose"]
-    assert len(link.rows(control.ListTokens)) == 3 == authority.live_token_count()
+    client_id = link.call(wire.AddClient, name="c")["id"]
+    link.call(wire.AddUser, name="frank", password="long enough")
+    link.call(wire.AddToken, label="for frank", scope="*", lifetime=60, user="frank")
+    link.call(wire.AddToken, label="job", scope="*", lifetime=60, client_id=client_id)
+    link.call(wire.AddToken, label="loose", scope="*", lifetime=60)
+    assert [r["label"] for r in link.rows(wire.ListTokens, search="fra")] == ["for frank"]
+    assert [r["label"] for r in link.rows(wire.ListTokens, search=client_id)] == ["job"]
+    assert [r["label"] for r in link.rows(wire.ListTokens, search="lo")] == ["loose"]
+    assert len(link.rows(wire.ListTokens)) == 3 == authority.live_token_count()
 
 
 def test_oversized_client_row_is_listed_without_redirect_uris() -> None:
@@ -785,8 +782,8 @@ def test_oversized_client_row_is_listed_without_redirect_uris() -> None:
     client = Client(id="c000000000000001", name="huge", redirect_uris=uris, created_at=START)
     harness.authority.store.commit(change([ClientPut(client)]))
     link = harness.connect()
-    link.call(control.AddClient, name="small")
-    rows = link.rows(control.ListClients)
+    link.call(wire.AddClient, name="small")
+    rows = link.rows(wire.ListClients)
     assert [(r["name"], len(r["redirect_uris"])) for r in rows] == [("huge", 0), ("small", 0)]
 
 
@@ -811,7 +808,7 @@ def test_socket_is_bound_under_a_private_umask() -> None:
     """
     harness = Harness()
     endpoint = RecordingEndpoint()
-    service = control.ControlService(endpoint, harness.factory)  # type: ignore[arg-type]
+    service = listen.ControlService(endpoint, harness.factory)  # type: ignore[arg-type]
     old = os.umask(0)
     try:
         service.privilegedStartService()
@@ -829,13 +826,13 @@ async def test_real_socket_modes_under_permissive_umask(tmp_path: Path) -> None:
     """
     from twisted.internet import reactor
 
-    from oauthd.ctl.cli import connect
+    from oauthd.ctl.connection import connect
 
     harness = Harness()
     path = tmp_path / "run" / "control.sock"
     old = os.umask(0)
     try:
-        service = control.control_service(f"unix:{path}:mode=600", harness.factory, reactor)
+        service = listen.control_service(f"unix:{path}:mode=600", harness.factory, reactor)
         service.privilegedStartService()
         service.startService()
     finally:
@@ -848,7 +845,7 @@ async def test_real_socket_modes_under_permissive_umask(tmp_path: Path) -> None:
         def status() -> dict[str, Any]:
             connection = connect(str(path))
             try:
-                return connection.call(control.Status)
+                return connection.call(wire.Status)
             finally:
                 connection.close()
 
@@ -863,7 +860,7 @@ def test_open_socket_directory_warns(tmp_path: Path, events: EventLoggingObserve
 
     (tmp_path / "open").mkdir(mode=0o755)
     (tmp_path / "open").chmod(0o755)
-    control.control_service(f"unix:{tmp_path}/open/c.sock", Harness().factory, MemoryReactor())
+    listen.control_service(f"unix:{tmp_path}/open/c.sock", Harness().factory, MemoryReactor())
     assert [e["directory"] for e in events if "directory" in e] == [str(tmp_path / "open")]
 
 
@@ -914,15 +911,15 @@ def test_wire_errors() -> None:
     from oauthd.eventlog import CompactionInProgress, JournalFailed
     from oauthd.protocol.scopes import ScopeError
 
-    assert isinstance(control.wire_error(ScopeError("unknown scope 'x'")), InvalidValue)
-    assert isinstance(control.wire_error(PasswordTooLong("too long")), InvalidValue)
-    assert isinstance(control.wire_error(HasherBusy()), Busy)
-    assert isinstance(control.wire_error(CompactionInProgress()), Busy)
-    assert isinstance(control.wire_error(JournalFailed("disk\nfull")), StorageError)
-    assert "\n" not in str(control.wire_error(JournalFailed("disk\nfull")))
-    assert isinstance(control.wire_error(CancelledError()), control.Abandoned)
-    assert control.wire_error(KeyError("bug")) is None
-    assert isinstance(control.wire_error(BadArgument("x")), BadArgument)
+    assert isinstance(errors.wire_error(ScopeError("unknown scope 'x'")), InvalidValue)
+    assert isinstance(errors.wire_error(PasswordTooLong("too long")), InvalidValue)
+    assert isinstance(errors.wire_error(HasherBusy()), Busy)
+    assert isinstance(errors.wire_error(CompactionInProgress()), Busy)
+    assert isinstance(errors.wire_error(JournalFailed("disk\nfull")), StorageError)
+    assert "\n" not in str(errors.wire_error(JournalFailed("disk\nfull")))
+    assert isinstance(errors.wire_error(CancelledError()), wire.Abandoned)
+    assert errors.wire_error(KeyError("bug")) is None
+    assert isinstance(errors.wire_error(BadArgument("x")), BadArgument)
 
 
 def test_revoking_an_app_password_counts_what_it_takes_along() -> None:
@@ -936,14 +933,14 @@ def test_revoking_an_app_password_counts_what_it_takes_along() -> None:
     harness = Harness()
     authority = harness.authority
     link = harness.connect()
-    link.call(control.AddUser, name="gina", password="long enough")
-    app = link.call(control.AddToken, label="phone", scope="*", lifetime=0, user="gina")
+    link.call(wire.AddUser, name="gina", password="long enough")
+    app = link.call(wire.AddToken, label="phone", scope="*", lifetime=0, user="gina")
     parent = authority.authenticate_token(app["secret"])
     assert parent is not None
     minted = mint(authority.ctx, SESSION, scope="*", lifetime=600, user="gina", label=derived_label(parent))
     authority.store.commit(change([minted.record]))
     session = minted.secret
-    assert link.call(control.RemoveToken, reference=app["handle"])["revoked"] == 2
+    assert link.call(wire.RemoveToken, reference=app["handle"])["revoked"] == 2
     assert authority.authenticate_token(session) is None
 
 
@@ -953,19 +950,19 @@ BIG = "x" * 60_000
 @pytest.mark.parametrize(
     "command, arguments",
     [
-        (control.AddClient, {"name": BIG}),
-        (control.AddClient, {"name": "c", "scope": BIG}),
-        (control.AddClient, {"name": "c", "redirect_uris": ["https://a.example/" + BIG[:50_000]]}),
-        (control.AddClient, {"name": "c", "grant_types": [BIG[:30_000], BIG[:30_000]]}),
-        (control.AddUser, {"name": BIG, "password": "long enough"}),
-        (control.AddUser, {"name": "hank", "password": BIG}),
-        (control.AddUser, {"name": "hank", "password": "long enough", "email": BIG}),
-        (control.AddToken, {"label": BIG, "scope": "*", "lifetime": 60}),
-        (control.AddToken, {"label": "t", "scope": BIG, "lifetime": 60}),
-        (control.ShowClient, {"id": BIG}),
-        (control.ShowToken, {"reference": BIG}),
-        (control.RemoveToken, {"reference": BIG}),
-        (control.ListTokens, {"search": BIG}),
+        (wire.AddClient, {"name": BIG}),
+        (wire.AddClient, {"name": "c", "scope": BIG}),
+        (wire.AddClient, {"name": "c", "redirect_uris": ["https://a.example/" + BIG[:50_000]]}),
+        (wire.AddClient, {"name": "c", "grant_types": [BIG[:30_000], BIG[:30_000]]}),
+        (wire.AddUser, {"name": BIG, "password": "long enough"}),
+        (wire.AddUser, {"name": "hank", "password": BIG}),
+        (wire.AddUser, {"name": "hank", "password": "long enough", "email": BIG}),
+        (wire.AddToken, {"label": BIG, "scope": "*", "lifetime": 60}),
+        (wire.AddToken, {"label": "t", "scope": BIG, "lifetime": 60}),
+        (wire.ShowClient, {"id": BIG}),
+        (wire.ShowToken, {"reference": BIG}),
+        (wire.RemoveToken, {"reference": BIG}),
+        (wire.ListTokens, {"search": BIG}),
     ],
 )
 def test_oversized_values(
@@ -985,7 +982,7 @@ def test_oversized_values(
         assert json.loads(result["rows"]) == []
     assert harness.records == 0
     assert failures(events) == []
-    assert link.call(control.Status)["version"]
+    assert link.call(wire.Status)["version"]
 
 
 def test_a_stale_socket_from_a_crash_is_removed(tmp_path: Path) -> None:
@@ -995,7 +992,7 @@ def test_a_stale_socket_from_a_crash_is_removed(tmp_path: Path) -> None:
     """
     import socket as socket_module
 
-    from oauthd.control.server import remove_stale_socket
+    from oauthd.control.listen import remove_stale_socket
 
     stale = str(tmp_path / "stale.sock")
     left = socket_module.socket(socket_module.AF_UNIX)
@@ -1016,7 +1013,7 @@ def test_a_stale_socket_from_a_crash_is_removed(tmp_path: Path) -> None:
 
 def test_a_cursor_with_non_ascii_digits_is_invalid() -> None:
     from oauthd.protocol.authority import InvalidValue
-    from oauthd.control.server import _parse_cursor
+    from oauthd.control.paging import parse_cursor as _parse_cursor
 
     for cursor in ("1.²", "².1", "1.1", "x.1"):
         if cursor == "1.1":

@@ -7,6 +7,7 @@ output formats, and every command round-tripping over a real UNIX socket
 from __future__ import annotations
 
 import errno
+import importlib.util
 import io
 import json
 import os
@@ -23,11 +24,13 @@ import pytest_twisted
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
-from oauthd.ctl import cli as ctl
-
+from oauthd import __version__
+from oauthd.ctl import cli, commands, connection, output
 from oauthd.protocol import tokens
-from oauthd.control.server import ControlFactory, PeerCredentials, socket_peer_credentials
-from oauthd.ctl.cli import Terminal, main
+from oauthd.control.peer import PeerCredentials, socket_peer_credentials
+from oauthd.control.server import ControlFactory
+from oauthd.ctl.cli import main
+from oauthd.ctl.output import Terminal
 from oauthd.testing import SteppingPool
 from tests.test_control import Harness, command_box, issue_many
 
@@ -111,11 +114,11 @@ def test_socket_discovery() -> None:
     (the same rule as the daemon's default data directory).
     """
     env = {"OAUTHD_SOCKET": "/env/c.sock", "STATE_DIRECTORY": "/var/lib/oauthd"}
-    assert ctl.socket_path("/opt/c.sock", env) == "/opt/c.sock"
-    assert ctl.socket_path(None, env) == "/env/c.sock"
-    assert ctl.socket_path(None, {"STATE_DIRECTORY": "/var/lib/oauthd"}) == "/var/lib/oauthd/control.sock"
-    assert ctl.socket_path(None, {}) == "./oauthd-data/control.sock"
-    assert ctl.socket_path(r"unix:/run/a\:b/c.sock:mode=600", {}) == "/run/a:b/c.sock"
+    assert connection.socket_path("/opt/c.sock", env) == "/opt/c.sock"
+    assert connection.socket_path(None, env) == "/env/c.sock"
+    assert connection.socket_path(None, {"STATE_DIRECTORY": "/var/lib/oauthd"}) == "/var/lib/oauthd/control.sock"
+    assert connection.socket_path(None, {}) == "./oauthd-data/control.sock"
+    assert connection.socket_path(r"unix:/run/a\:b/c.sock:mode=600", {}) == "/run/a:b/c.sock"
 
 
 def test_cannot_connect_says_where_and_why(tmp_path: Path) -> None:
@@ -156,7 +159,7 @@ def test_cannot_connect_says_where_and_why(tmp_path: Path) -> None:
 
 
 def test_permission_denied_is_named(tmp_path: Path) -> None:
-    assert "permission denied" in ctl._why(PermissionError(errno.EACCES, "Permission denied"))
+    assert "permission denied" in connection._why(PermissionError(errno.EACCES, "Permission denied"))
     if os.getuid() == 0:
         return  # root is never denied; the mapping above is what a user sees
     locked = tmp_path / "locked"
@@ -202,7 +205,7 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
 
 def test_version_and_help() -> None:
     result = run("--version")
-    assert (result.code, result.out) == (0, f"oauthctl {ctl.__version__}\n")
+    assert (result.code, result.out) == (0, f"oauthctl {__version__}\n")
     result = run("auth", "add", "--help")
     assert result.code == 0 and "--scope" in result.out and "one year" in result.out
 
@@ -212,29 +215,29 @@ def test_password_input() -> None:
     --password-stdin reads one line; otherwise the password is asked twice
     at a terminal, and must match.
     """
-    args = ctl.build_parser().parse_args(["users", "add", "bob", "--password-stdin"])
-    assert ctl.read_password(args, terminal(stdin="s3cret pass\nrest\n")) == "s3cret pass"
-    with pytest.raises(ctl.CtlError, match="no password on standard input"):
-        ctl.read_password(args, terminal(stdin=""))
-    args = ctl.build_parser().parse_args(["users", "add", "bob"])
-    assert ctl.read_password(args, terminal(passwords=["abcdefgh", "abcdefgh"], tty=True)) == "abcdefgh"
-    with pytest.raises(ctl.CtlError, match="do not match"):
-        ctl.read_password(args, terminal(passwords=["abcdefgh", "abcdefgX"], tty=True))
-    with pytest.raises(ctl.CtlError, match="use --password-stdin"):
-        ctl.read_password(args, terminal(passwords=["abcdefgh", "abcdefgh"]))
+    args = cli.build_parser().parse_args(["users", "add", "bob", "--password-stdin"])
+    assert commands.read_password(args, terminal(stdin="s3cret pass\nrest\n")) == "s3cret pass"
+    with pytest.raises(connection.CtlError, match="no password on standard input"):
+        commands.read_password(args, terminal(stdin=""))
+    args = cli.build_parser().parse_args(["users", "add", "bob"])
+    assert commands.read_password(args, terminal(passwords=["abcdefgh", "abcdefgh"], tty=True)) == "abcdefgh"
+    with pytest.raises(connection.CtlError, match="do not match"):
+        commands.read_password(args, terminal(passwords=["abcdefgh", "abcdefgX"], tty=True))
+    with pytest.raises(connection.CtlError, match="use --password-stdin"):
+        commands.read_password(args, terminal(passwords=["abcdefgh", "abcdefgh"]))
 
 
 def test_formatting() -> None:
-    assert ctl.table(["A", "Long header"], [["xxxx", 1], ["y", "two"]]).splitlines() == [
+    assert output.table(["A", "Long header"], [["xxxx", 1], ["y", "two"]]).splitlines() == [
         "A     Long header",
         "xxxx  1",
         "y     two",
     ]
-    assert ctl.table(["A"], [["bell\x07"]]).splitlines()[1] == "bell?"
-    assert ctl.duration(3600) == "1h" and ctl.duration(90061) == "1d1h" and ctl.duration(0) == "0s"
-    assert ctl.utc(0) == "never" and ctl.utc(1_800_000_000) == "2027-01-15 08:00:00"
-    assert ctl.size(24) == "24 B" and ctl.size(3 << 20) == "3.0 MiB"
-    assert ctl.boxed(["Access Token", "Scope"], ["abc", "*"]).splitlines() == [
+    assert output.table(["A"], [["bell\x07"]]).splitlines()[1] == "bell?"
+    assert output.duration(3600) == "1h" and output.duration(90061) == "1d1h" and output.duration(0) == "0s"
+    assert output.utc(0) == "never" and output.utc(1_800_000_000) == "2027-01-15 08:00:00"
+    assert output.size(24) == "24 B" and output.size(3 << 20) == "3.0 MiB"
+    assert output.boxed(["Access Token", "Scope"], ["abc", "*"]).splitlines() == [
         "+--------------+-------+",
         "| Access Token | Scope |",
         "+--------------+-------+",
@@ -344,7 +347,7 @@ async def test_auth_add_then_rm(tmp_path: Path) -> None:
         assert tokens.is_access_token(secret)
         token = live.authority.authenticate_token(secret)
         assert token is not None and token.scope == "metrics"
-        assert issued["expires_at"] - issued["issued_at"] == ctl.DEFAULT_TOKEN_LIFETIME
+        assert issued["expires_at"] - issued["issued_at"] == cli.DEFAULT_TOKEN_LIFETIME
         revoked = await live.ok("auth", "rm", secret)
         assert revoked.out == f"Revoked {issued['handle']}.\n"
         assert live.authority.authenticate_token(secret) is None
@@ -478,6 +481,36 @@ async def test_listing_100000_tokens(tmp_path: Path) -> None:
         await live.stop()
 
 
+def test_repair_runs_the_repair_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    repair runs the journal's repair as its own process and prints its
+    description, or with --json its report; its error is one line, exit
+    status 1; so is a repair that breaks or answers nonsense.
+    """
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    monkeypatch.setattr(commands, "REPAIR", "tests.repair_double")
+    sound = run("repair", "--data", "/data/sound")
+    assert (sound.code, sound.out, sound.err) == (0, "/data/sound: no damage found\n", "")
+    report = run("repair", "--data", "/data/sound", "--json")
+    assert report.code == 0 and report.json() == {
+        "journal": "/data/sound/journal.oauthd", "kept_records": 3, "skipped_bytes": 0,
+        "damaged_regions": 0, "header_damaged": False, "damaged_copy": None,
+    }
+    assert list(report.json()) == ["journal", "kept_records", "skipped_bytes", "damaged_regions",
+                                   "header_damaged", "damaged_copy"]
+    refused = run("repair", "--data", "/data/refused")
+    assert (refused.code, refused.out) == (1, "")
+    assert refused.err == "oauthctl: /data/refused is locked: is oauthd running?\n"
+    broken = run("repair", "--data", "/data/crash")
+    assert broken.code == 1 and broken.err == "oauthctl: the repair failed: RuntimeError: the repair broke\n"
+    nonsense = run("repair", "--data", "/data/nonsense")
+    assert nonsense.code == 1 and nonsense.err.startswith("oauthctl: the repair failed: ")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("oauthd.eventlog.repair") is None,
+    reason="no python -m oauthd.eventlog.repair yet (it comes with the eventlog branch)",
+)
 def test_repair(tmp_path: Path) -> None:
     """
     repair --data works offline: it reports a sound journal untouched, cuts

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 import oauthd.control.server  # noqa: F401  (imported before any fork below)
-from oauthd.ctl.cli import Terminal, main
+from oauthd.ctl.cli import main
+from oauthd.ctl.output import Terminal
 from tests.daemon import REPO, Daemon
 
 

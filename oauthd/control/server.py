@@ -1,88 +1,36 @@
 # -*- test-case-name: tests.test_control -*-
 """
-The admin control channel: AMP over a UNIX socket.
+The admin control channel: AMP over a UNIX socket (listened on by
+L{oauthd.control.listen}).
 
-The socket is bound under a 0177 umask (so it is never, even for an instant,
-reachable by anyone but the daemon's user), then set to the endpoint's mode
-(0600 by default) inside the 0700 data directory; and every connection is
-checked by the peer's uid (SO_PEERCRED), so two layers stand between a local
-user and the daemon's state.
-
-The wire protocol (commands, arguments, errors, paging) is documented in
-C{docs/control.md}; the command classes below are its definition, shared by
-the daemon and C{oauthctl}.
-
-Every change goes through L{Authority} and so through the journal: a reply is
-sent only once the change is durable, and each change is an audit event
-carrying the peer's uid. A command whose change has not been applied when
-its connection is lost (a password still being hashed) is abandoned with no
-change; one already applied completes, and its reply is dropped.
+Two layers stand between a local user and the daemon's state: the socket's
+file permissions, and the peer's uid (SO_PEERCRED, L{oauthd.control.peer}),
+checked on every connection. Here: admitting a connection, policing what it
+sends (box limits, argument types) and dispatching its commands to the
+responders (L{oauthd.control.responders}). The wire protocol is
+L{oauthd.control.wire}, documented in C{docs/control.md}.
 """
 
 from __future__ import annotations
 
-import grp
-import json
 import os
-import socket
-import stat
-import struct
-from collections.abc import Callable, Collection, Coroutine, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection
+from typing import Any
 
-from attrs import define, frozen
-
-from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from oauthd import __version__
-
-from oauthd.protocol import tokens
-from oauthd.protocol.authority import (
-    AdminError,
-    Authority,
-    Conflict,
-    InvalidValue,
-    NotFound,
-    check_username,
-)
-from oauthd.interfaces import HasherBusy, PasswordTooLong
-from oauthd.eventlog import CompactionInProgress, JournalError
-from oauthd.state.entities import Client, Token, User
-from oauthd.state.store import NotDurable
-from oauthd.protocol.scopes import ScopeError
+from oauthd.control.errors import answerable
+from oauthd.control.peer import PeerCredentials, socket_peer_credentials
+from oauthd.control.responders import RESPONDERS
+from oauthd.control.session import AdminSession
+from oauthd.control.wire import BY_NAME
+from oauthd.protocol.authority import Authority
 
 log = Logger()
-
-T = TypeVar("T")
-
-PAGE_ROWS = 1000
-"""
-The most rows one listing page holds (and the default a client gets).
-"""
-
-PAGE_BYTES = 64_000
-"""
-The most bytes of JSON one page's rows take: AMP caps a value at 65,535.
-"""
-
-SCAN_LIMIT = 50_000
-"""
-The most snapshot entries one page examines, so that a filtered listing of
-millions of tokens holds the reactor for milliseconds per page, not seconds.
-"""
-
-MAX_LISTINGS = 4
-"""
-Listings (snapshots) one connection may have open; a fifth drops the oldest.
-"""
 
 MAX_BOX_KEYS = 64
 MAX_BOX_BYTES = 256 * 1024
@@ -92,452 +40,49 @@ value (65,535) but not their number. A box over either is a protocol
 violation and closes the connection.
 """
 
-MAX_REDIRECT_URIS = 16
-MIN_PASSWORD = 8
 INT_RANGE = range(-(2**31), 2**31)
 
 
-# ---------------------------------------------------------------------------
-# Errors: one code on the wire per kind, a one-line description each.
-
-
-class BadArgument(AdminError):
+class ControlFactory(Factory):
     """
-    An argument is missing or not of its declared type.
-    """
+    Builds one L{ControlProtocol} per admin connection.
 
-
-class Busy(AdminError):
-    """
-    The daemon cannot do this now (password pool full, compaction running);
-    try again.
+    @ivar allowed_uids: uids admitted: root, the daemon's own and any
+        configured.
+    @ivar admin_gid: a group whose members are admitted, if any.
     """
 
-
-class StorageError(AdminError):
-    """
-    The journal could not record the change; the daemon needs attention.
-    """
-
-
-class Abandoned(AdminError):
-    """
-    The connection was lost before the change was made; nothing changed.
-    """
-
-
-ERRORS: dict[type[Exception], bytes] = {
-    NotFound: b"NOT_FOUND",
-    Conflict: b"CONFLICT",
-    InvalidValue: b"INVALID_VALUE",
-    BadArgument: b"BAD_ARGUMENT",
-    Busy: b"BUSY",
-    StorageError: b"STORAGE",
-    Abandoned: b"ABANDONED",
-    AdminError: b"ERROR",
-}
-"""
-Error codes, most specific first (AMP picks the first class that matches).
-"""
-
-
-def wire_error(error: BaseException) -> AdminError | None:
-    """
-    The error to answer with for an exception raised by the layers below, or
-    C{None} if it is a bug (then AMP logs it and answers C{UNKNOWN}).
-    """
-    if isinstance(error, AdminError):
-        return error
-    if isinstance(error, (ScopeError, PasswordTooLong)):
-        return InvalidValue(str(error))
-    if isinstance(error, HasherBusy):
-        return Busy("too many passwords are being hashed; try again shortly")
-    if isinstance(error, CompactionInProgress):
-        return Busy("a compaction is already running")
-    if isinstance(error, NotDurable):
-        error = error.reason
-    if isinstance(error, JournalError):
-        return StorageError(f"the journal failed: {one_line(str(error))}")
-    if isinstance(error, CancelledError):
-        return Abandoned("the connection was lost; nothing was changed")
-    return None
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-# ---------------------------------------------------------------------------
-# Row schemas: what a client, user or token looks like on the wire.
-
-CLIENT_FIELDS: list[tuple[bytes, amp.Argument]] = [
-    (b"id", amp.Unicode()),
-    (b"name", amp.Unicode()),
-    (b"type", amp.Unicode()),
-    (b"grant_types", amp.ListOf(amp.Unicode())),
-    (b"scope", amp.Unicode()),
-    (b"access_ttl", amp.Integer()),
-    (b"refresh_ttl", amp.Integer()),
-    (b"max_tokens", amp.Integer()),
-    (b"redirect_uris", amp.ListOf(amp.Unicode())),
-    (b"enabled", amp.Boolean()),
-    (b"user", amp.Unicode()),
-    (b"role", amp.Unicode()),
-    (b"created_at", amp.Integer()),
-    (b"tokens", amp.Integer()),
-]
-
-USER_FIELDS: list[tuple[bytes, amp.Argument]] = [
-    (b"name", amp.Unicode()),
-    (b"role", amp.Unicode()),
-    (b"disabled", amp.Boolean()),
-    (b"full_name", amp.Unicode()),
-    (b"email", amp.Unicode()),
-    (b"has_password", amp.Boolean()),
-    (b"created_at", amp.Integer()),
-    (b"tokens", amp.Integer()),
-]
-
-TOKEN_FIELDS: list[tuple[bytes, amp.Argument]] = [
-    (b"handle", amp.Unicode()),
-    (b"kind", amp.Unicode()),
-    (b"client_id", amp.Unicode()),
-    (b"client_name", amp.Unicode()),
-    (b"user", amp.Unicode()),
-    (b"label", amp.Unicode()),
-    (b"scope", amp.Unicode()),
-    (b"issued_at", amp.Integer()),
-    (b"expires_at", amp.Integer()),
-    (b"expired", amp.Boolean()),
-]
-
-PAGE_ARGUMENTS: list[tuple[bytes, amp.Argument]] = [
-    (b"search", amp.Unicode(optional=True)),
-    (b"cursor", amp.Unicode(optional=True)),
-    (b"limit", amp.Integer(optional=True)),
-]
-
-PAGE_RESPONSE: list[tuple[bytes, amp.Argument]] = [
-    (b"rows", amp.Unicode()),
-    (b"cursor", amp.Unicode()),
-]
-"""
-A listing page: C{rows} is a JSON array of row objects (the fields of the
-row schema: L{CLIENT_FIELDS}, L{USER_FIELDS} or L{TOKEN_FIELDS}), C{cursor}
-names the next page, C{""} after the last. JSON rather than an AMP AmpList:
-AMP encodes and decodes an AmpList in Python at about 25 microseconds a row
-on each side, JSON in C at about 2.
-"""
-
-
-def _text(value: str) -> str:
-    """
-    C{value} as text UTF-8 can carry (a lone surrogate from a JSON client
-    name would otherwise break a whole listing).
-    """
-    if value.isascii():
-        return value
-    return value.encode("utf-8", "replace").decode("utf-8")
-
-
-def client_row(client: Client, live_tokens: int) -> dict[str, Any]:
-    return {
-        "id": client.id,
-        "name": _text(client.name),
-        "type": client.type,
-        "grant_types": list(client.grant_types),
-        "scope": client.scope,
-        "access_ttl": client.access_ttl,
-        "refresh_ttl": client.refresh_ttl,
-        "max_tokens": client.max_tokens,
-        "redirect_uris": [_text(uri) for uri in client.redirect_uris],
-        "enabled": client.enabled,
-        "user": client.user,
-        "role": client.role,
-        "created_at": client.created_at,
-        "tokens": live_tokens,
-    }
-
-
-def user_row(user: User, live_tokens: int) -> dict[str, Any]:
-    return {
-        "name": user.name,
-        "role": user.role,
-        "disabled": user.disabled,
-        "full_name": _text(user.full_name),
-        "email": _text(user.email),
-        "has_password": bool(user.password_hash),
-        "created_at": user.created_at,
-        "tokens": live_tokens,
-    }
-
-
-def token_row(token: Token, client_name: str, now: int) -> dict[str, Any]:
-    return {
-        "handle": token.handle,
-        "kind": token.kind,
-        "client_id": token.client_id,
-        "client_name": _text(client_name),
-        "user": token.user,
-        "label": _text(token.label),
-        "scope": token.scope,
-        "issued_at": token.issued_at,
-        "expires_at": token.expires_at,
-        "expired": not token.live(now),
-    }
-
-
-# ---------------------------------------------------------------------------
-# Commands. Every one may fail with any code in ERRORS, BAD_ARGUMENT for a
-# missing or mistyped argument, or AMP's own UNHANDLED (unknown command) and
-# UNKNOWN (a bug in the daemon, which logs it; the connection then closes).
-
-
-class ControlCommand(amp.Command):
-    errors = ERRORS
-
-
-class Status(ControlCommand):
-    response = [
-        (b"version", amp.Unicode()),
-        (b"uptime", amp.Float()),
-        (b"clients", amp.Integer()),
-        (b"users", amp.Integer()),
-        (b"tokens", amp.Integer()),
-        (b"journal_records", amp.Integer()),
-        (b"journal_bytes", amp.Integer()),
-        (b"live_records", amp.Integer()),
-    ]
-
-
-class Compact(ControlCommand):
-    response = [
-        (b"records_before", amp.Integer()),
-        (b"records_after", amp.Integer()),
-        (b"bytes_before", amp.Integer()),
-        (b"bytes_after", amp.Integer()),
-    ]
-
-
-_CLIENT_SETTINGS: list[tuple[bytes, amp.Argument]] = [
-    (b"scope", amp.Unicode(optional=True)),
-    (b"grant_types", amp.ListOf(amp.Unicode(), optional=True)),
-    (b"access_ttl", amp.Integer(optional=True)),
-    (b"refresh_ttl", amp.Integer(optional=True)),
-    (b"max_tokens", amp.Integer(optional=True)),
-    (b"redirect_uris", amp.ListOf(amp.Unicode(), optional=True)),
-    (b"public", amp.Boolean(optional=True)),
-    (b"user", amp.Unicode(optional=True)),
-    (b"role", amp.Unicode(optional=True)),
-]
-
-
-class AddClient(ControlCommand):
-    arguments = [(b"name", amp.Unicode()), *_CLIENT_SETTINGS]
-    response = [*CLIENT_FIELDS, (b"secret", amp.Unicode())]
-
-
-class ListClients(ControlCommand):
-    arguments = PAGE_ARGUMENTS
-    response = PAGE_RESPONSE
-
-
-class ShowClient(ControlCommand):
-    arguments = [(b"id", amp.Unicode())]
-    response = CLIENT_FIELDS
-
-
-class ModifyClient(ControlCommand):
-    arguments = [
-        (b"id", amp.Unicode()),
-        (b"name", amp.Unicode(optional=True)),
-        *_CLIENT_SETTINGS,
-        (b"enabled", amp.Boolean(optional=True)),
-        (b"regenerate_secret", amp.Boolean(optional=True)),
-    ]
-    response = [*CLIENT_FIELDS, (b"secret", amp.Unicode()), (b"revoked", amp.Integer())]
-
-
-class RemoveClient(ControlCommand):
-    arguments = [(b"id", amp.Unicode())]
-    response = [*CLIENT_FIELDS, (b"revoked", amp.Integer())]
-
-
-_USER_SETTINGS: list[tuple[bytes, amp.Argument]] = [
-    (b"role", amp.Unicode(optional=True)),
-    (b"email", amp.Unicode(optional=True)),
-    (b"full_name", amp.Unicode(optional=True)),
-]
-
-
-class AddUser(ControlCommand):
-    arguments = [
-        (b"name", amp.Unicode()),
-        (b"password", amp.Unicode(optional=True)),
-        *_USER_SETTINGS,
-    ]
-    response = USER_FIELDS
-
-
-class ListUsers(ControlCommand):
-    arguments = PAGE_ARGUMENTS
-    response = PAGE_RESPONSE
-
-
-class ShowUser(ControlCommand):
-    arguments = [(b"name", amp.Unicode())]
-    response = USER_FIELDS
-
-
-class SetPassword(ControlCommand):
-    arguments = [(b"name", amp.Unicode()), (b"password", amp.Unicode())]
-    response = USER_FIELDS
-
-
-class ModifyUser(ControlCommand):
-    arguments = [
-        (b"name", amp.Unicode()),
-        *_USER_SETTINGS,
-        (b"disabled", amp.Boolean(optional=True)),
-    ]
-    response = [*USER_FIELDS, (b"revoked", amp.Integer())]
-
-
-class RemoveUser(ControlCommand):
-    arguments = [(b"name", amp.Unicode())]
-    response = [*USER_FIELDS, (b"revoked", amp.Integer())]
-
-
-class AddToken(ControlCommand):
-    arguments = [
-        (b"label", amp.Unicode()),
-        (b"scope", amp.Unicode()),
-        (b"lifetime", amp.Integer()),
-        (b"user", amp.Unicode(optional=True)),
-        (b"client_id", amp.Unicode(optional=True)),
-    ]
-    response = [*TOKEN_FIELDS, (b"secret", amp.Unicode())]
-
-
-class ListTokens(ControlCommand):
-    arguments = [*PAGE_ARGUMENTS, (b"expired", amp.Boolean(optional=True))]
-    response = PAGE_RESPONSE
-
-
-class ShowToken(ControlCommand):
-    arguments = [(b"reference", amp.Unicode())]
-    response = TOKEN_FIELDS
-
-
-class RemoveToken(ControlCommand):
-    arguments = [(b"reference", amp.Unicode())]
-    response = [*TOKEN_FIELDS, (b"revoked", amp.Integer())]
-
-
-COMMANDS: tuple[type[ControlCommand], ...] = (
-    Status, Compact,
-    AddClient, ListClients, ShowClient, ModifyClient, RemoveClient,
-    AddUser, ListUsers, ShowUser, SetPassword, ModifyUser, RemoveUser,
-    AddToken, ListTokens, ShowToken, RemoveToken,
-)
-_BY_NAME = {command.commandName: command for command in COMMANDS}
-
-
-# ---------------------------------------------------------------------------
-# Who may connect.
-
-
-@frozen
-class PeerCredentials:
-    """
-    Who is at the other end of a UNIX socket, as the kernel recorded it at
-    connect() time.
-
-    @ivar groups: the peer's supplementary groups (SO_PEERGROUPS), if the
-        kernel reports them.
-    """
-
-    pid: int
-    uid: int
-    gid: int
-    groups: tuple[int, ...] = ()
-
-
-SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
-"""
-Linux's SO_PEERGROUPS (since 4.13); Python 3.11 does not name it.
-"""
-
-
-def socket_peer_credentials(transport: ITransport) -> PeerCredentials | None:
-    """
-    The kernel's record of who connected (Linux SO_PEERCRED, and
-    SO_PEERGROUPS where available), or C{None} when the transport is not a
-    UNIX socket.
-
-    Only the kernel is asked, never the user or group databases: those may
-    be remote (LDAP) and would block the reactor.
-    """
-    try:
-        sock = transport.getHandle()  # type: ignore[attr-defined]
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except (AttributeError, OSError):
-        return None
-    pid, uid, gid = struct.unpack("3i", raw)
-    groups: tuple[int, ...] = ()
-    try:
-        # 1024 bytes is as much as Python lets getsockopt read: 256 groups.
-        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 1024)
-        groups = struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4])
-    except OSError:
-        pass
-    return PeerCredentials(pid, uid, gid, groups)
-
-
-def resolve_group(name: str) -> int | None:
-    """
-    The gid of the configured admin group (a name or a number), looked up
-    once at start-up; C{None} for none.
-
-    @raise KeyError: if there is no such group.
-    """
-    if not name:
-        return None
-    if name.isascii() and name.isdigit():
-        return int(name)
-    return grp.getgrnam(name).gr_gid
-
-
-# ---------------------------------------------------------------------------
-# Listings.
-
-
-@define
-class _Listing:
-    """
-    One paged listing on one connection: a snapshot of keys taken at its
-    first page, and how to turn a run of keys into rows (C{None} for an item
-    that has since gone or does not match the listing's filter).
-    """
-
-    command: bytes
-    keys: list[Any]
-    rows: Callable[[list[Any]], list[dict[str, Any] | None]]
-
-
-_CHUNK = 256
-"""
-Keys turned into rows at a time while filling a page.
-"""
-
-
-def _page_limit(limit: int | None) -> int:
-    if limit is None:
-        return PAGE_ROWS
-    if not 1 <= limit <= PAGE_ROWS:
-        raise InvalidValue(f"limit must be between 1 and {PAGE_ROWS}")
-    return limit
+    def __init__(
+        self,
+        clock: IReactorTime,
+        authority: Authority,
+        allowed_uids: Collection[int] = (),
+        admin_gid: int | None = None,
+        peer_credentials: Callable[[ITransport], PeerCredentials | None] = socket_peer_credentials,
+    ) -> None:
+        self.clock = clock
+        self.authority = authority
+        self.started = clock.seconds()
+        self.allowed_uids = frozenset({0, os.getuid(), *allowed_uids})
+        self.admin_gid = admin_gid
+        self.peer_credentials = peer_credentials
+
+    def buildProtocol(self, addr: object) -> ControlProtocol:  # type: ignore[override]
+        protocol = ControlProtocol()
+        protocol.factory = self
+        return protocol
+
+    def allows(self, creds: PeerCredentials) -> bool:
+        """
+        Whether C{creds} may administer the daemon: root, the daemon's own
+        uid, a configured uid, or a process whose primary or supplementary
+        group is the admin group.
+        """
+        if creds.uid in self.allowed_uids:
+            return True
+        if self.admin_gid is None:
+            return False
+        return creds.gid == self.admin_gid or self.admin_gid in creds.groups
 
 
 class ControlProtocol(amp.AMP):
@@ -545,18 +90,18 @@ class ControlProtocol(amp.AMP):
     One admin connection.
 
     @ivar peer: who connected, once admitted.
+    @ivar session: what its responders share, once admitted.
     """
 
     factory: ControlFactory
     peer: PeerCredentials | None = None
+    session: AdminSession | None = None
 
     def __init__(self) -> None:
         super().__init__()
         self._closing = False
         self._box_bytes = 0
-        self._listings: dict[int, _Listing] = {}
-        self._next_listing = 1
-        self._cancellable: set[Deferred[Any]] = set()
+        self._responders: tuple[amp.CommandLocator, ...] = ()
 
     @property
     def authority(self) -> Authority:
@@ -575,6 +120,8 @@ class ControlProtocol(amp.AMP):
             self.transport.loseConnection()
             return
         self.peer = creds
+        self.session = AdminSession(self.authority, creds.uid, self.factory.clock, self.factory.started)
+        self._responders = tuple(group(self.session) for group in RESPONDERS)
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
@@ -624,453 +171,35 @@ class ControlProtocol(amp.AMP):
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        self._listings.clear()
-        for pending in list(self._cancellable):
-            pending.cancel()
+        if self.session is not None:
+            self.session.close()
         super().connectionLost(reason)
 
     # -- dispatch ----------------------------------------------------------
 
     def locateResponder(self, name: bytes) -> Callable[[amp.AmpBox], Any] | None:
         """
-        The responder for C{name}, with its arguments checked first: a
-        missing or mistyped one is answered with C{BAD_ARGUMENT} (AMP would
-        log a traceback and close the connection).
+        The responder for C{name} (in one of the connection's groups of
+        L{RESPONDERS}), with its arguments checked first: a missing or
+        mistyped one is answered with C{BAD_ARGUMENT} (AMP would log a
+        traceback and close the connection). What the layers below raise is
+        answered with its wire error (L{answerable}).
         """
-        responder = super().locateResponder(name)
-        command = _BY_NAME.get(name)
-        if responder is None or command is None:
+        command = BY_NAME.get(name)
+        if command is None:
+            return None
+        for group in self._responders:
+            responder = group.locateResponder(name)
+            if responder is not None:
+                break
+        else:
             return None
 
         def checked(box: amp.AmpBox) -> Any:
             _check_arguments(command, box, self)
-            return responder(box)
+            return responder(box).addErrback(answerable)
 
         return checked
-
-    def _audit(self, event: str, outcome: str, **fields: object) -> None:
-        assert self.peer is not None
-        self.authority.audit(event, outcome, peer_uid=self.peer.uid, **fields)
-
-    async def _change(
-        self, event: str, fields: dict[str, object], work: Coroutine[Any, Any, T],
-    ) -> T:
-        """
-        Run one change, auditing its outcome; library errors become wire
-        errors.
-        """
-        try:
-            result = await work
-        except Exception as e:
-            error = wire_error(e)
-            outcome = "abandoned" if isinstance(error, Abandoned) else "failed"
-            self._audit(event, outcome, reason=one_line(str(error or e), 120), **fields)
-            if error is None:
-                raise
-            raise error from None
-        return result
-
-    def _until_disconnected(self, d: Deferred[T]) -> Deferred[T]:
-        """
-        C{d}, cancelled if the connection is lost before it fires. Only for
-        work that changes nothing (hashing a password).
-        """
-        self._cancellable.add(d)
-
-        def done(result: T) -> T:
-            self._cancellable.discard(d)
-            return result
-
-        return d.addBoth(done)
-
-    # -- status ------------------------------------------------------------
-
-    @Status.responder
-    def status(self) -> dict[str, object]:
-        return {
-            "version": __version__,
-            "uptime": self.factory.clock.seconds() - self.factory.started,
-            **self.authority.counts(),
-        }
-
-    @Compact.responder
-    async def compact(self) -> dict[str, int]:
-        figures = await self._change("journal.compact", {}, _awaited(self.authority.compact()))
-        self._audit(
-            "journal.compact", "ok",
-            records=f"{figures['records_before']}->{figures['records_after']}",
-        )
-        return figures
-
-    # -- clients -----------------------------------------------------------
-
-    def _client_row(self, client: Client) -> dict[str, Any]:
-        return client_row(client, self.authority.live_token_count(client_id=client.id))
-
-    @AddClient.responder
-    async def add_client(self, name: str, **settings: Any) -> dict[str, object]:
-        fields = _client_fields(settings)
-        client, secret = await self._change(
-            "client.add", {"name": name}, _call(self.authority.add_client, name, **fields),
-        )
-        self._audit("client.add", "ok", client=client.id, name=client.name)
-        return {**self._client_row(client), "secret": secret}
-
-    @ListClients.responder
-    def list_clients(
-        self, search: str | None, cursor: str | None, limit: int | None,
-    ) -> dict[str, object]:
-        def start() -> _Listing:
-            needle = (search or "").lower()
-            find = self.authority.find_client
-
-            def row(client_id: str) -> dict[str, Any] | None:
-                client = find(client_id)
-                if client is None or not (
-                    client.id.startswith(needle) or client.name.lower().startswith(needle)
-                    or client.user.startswith(needle)
-                ):
-                    return None
-                return self._client_row(client)
-
-            return _Listing(b"ListClients", self.authority.client_ids(), _each(row))
-
-        return self._page(b"ListClients", cursor, limit, start)
-
-    @ShowClient.responder
-    def show_client(self, id: str) -> dict[str, object]:
-        return self._client_row(self.authority.client(id))
-
-    @ModifyClient.responder
-    async def modify_client(
-        self, id: str, name: str | None, enabled: bool | None,
-        regenerate_secret: bool | None, **settings: Any,
-    ) -> dict[str, object]:
-        changes = _client_fields(settings)
-        if name is not None:
-            changes["name"] = name
-        if enabled is not None:
-            changes["enabled"] = enabled
-
-        async def work() -> tuple[Client, str, int]:
-            before = self.authority.live_token_count(client_id=id)
-            client, secret = await self.authority.update_client(
-                id, bool(regenerate_secret), **changes
-            )
-            return client, secret, before - self.authority.live_token_count(client_id=id)
-
-        client, secret, revoked = await self._change("client.update", {"client": id}, work())
-        self._audit(
-            "client.update", "ok", client=client.id, changed=",".join(sorted(changes)),
-            new_secret="yes" if secret else "", revoked=revoked or "",
-        )
-        return {**self._client_row(client), "secret": secret, "revoked": revoked}
-
-    @RemoveClient.responder
-    async def remove_client(self, id: str) -> dict[str, object]:
-        async def work() -> dict[str, Any]:
-            row = self._client_row(self.authority.client(id))
-            await self.authority.remove_client(id)
-            return row
-
-        row = await self._change("client.remove", {"client": id}, work())
-        self._audit("client.remove", "ok", client=id, revoked=row["tokens"])
-        return {**row, "revoked": row["tokens"]}
-
-    # -- users -------------------------------------------------------------
-
-    def _user_row(self, user: User) -> dict[str, Any]:
-        return user_row(user, self.authority.live_token_count(user=user.name))
-
-    def _hash(self, password: str) -> Deferred[str]:
-        if len(password) < MIN_PASSWORD:
-            raise InvalidValue(f"passwords have at least {MIN_PASSWORD} characters")
-        return self._until_disconnected(self.authority.hasher.hash(password))
-
-    @AddUser.responder
-    async def add_user(self, name: str, password: str | None, **settings: Any) -> dict[str, object]:
-        fields = {key: value for key, value in settings.items() if value is not None}
-
-        async def work() -> User:
-            username = check_username(name)
-            try:
-                self.authority.user(username)
-            except NotFound:
-                pass
-            else:
-                raise Conflict(f"user {username} already exists")
-            if password is not None:
-                fields["password_hash"] = await self._hash(password)
-            return await self.authority.add_user(username, "", **fields)
-
-        user = await self._change("user.add", {"user": name}, work())
-        self._audit("user.add", "ok", user=user.name, role=user.role)
-        return self._user_row(user)
-
-    @ListUsers.responder
-    def list_users(
-        self, search: str | None, cursor: str | None, limit: int | None,
-    ) -> dict[str, object]:
-        def start() -> _Listing:
-            needle = (search or "").lower()
-            find = self.authority.find_user
-
-            def row(name: str) -> dict[str, Any] | None:
-                user = find(name)
-                if user is None or not (
-                    name.startswith(needle) or user.email.lower().startswith(needle)
-                    or user.full_name.lower().startswith(needle)
-                ):
-                    return None
-                return self._user_row(user)
-
-            return _Listing(b"ListUsers", self.authority.user_names(), _each(row))
-
-        return self._page(b"ListUsers", cursor, limit, start)
-
-    @ShowUser.responder
-    def show_user(self, name: str) -> dict[str, object]:
-        return self._user_row(self.authority.user(name))
-
-    @SetPassword.responder
-    async def set_password(self, name: str, password: str) -> dict[str, object]:
-        async def work() -> User:
-            self.authority.user(name)
-            hashed = await self._hash(password)
-            return await self.authority.update_user(name, password_hash=hashed)
-
-        user = await self._change("user.password", {"user": name}, work())
-        self._audit("user.password", "ok", user=user.name)
-        return self._user_row(user)
-
-    @ModifyUser.responder
-    async def modify_user(self, name: str, disabled: bool | None, **settings: Any) -> dict[str, object]:
-        changes = {key: value for key, value in settings.items() if value is not None}
-        if disabled is not None:
-            changes["disabled"] = disabled
-
-        async def work() -> tuple[User, int]:
-            before = self.authority.live_token_count(user=name)
-            user = await self.authority.update_user(name, **changes)
-            return user, before - self.authority.live_token_count(user=name)
-
-        user, revoked = await self._change("user.update", {"user": name}, work())
-        self._audit(
-            "user.update", "ok", user=user.name, changed=",".join(sorted(changes)),
-            revoked=revoked or "",
-        )
-        return {**self._user_row(user), "revoked": revoked}
-
-    @RemoveUser.responder
-    async def remove_user(self, name: str) -> dict[str, object]:
-        async def work() -> dict[str, Any]:
-            row = self._user_row(self.authority.user(name))
-            await self.authority.remove_user(name)
-            return row
-
-        row = await self._change("user.remove", {"user": name}, work())
-        self._audit("user.remove", "ok", user=name, revoked=row["tokens"])
-        return {**row, "revoked": row["tokens"]}
-
-    # -- tokens ------------------------------------------------------------
-
-    def _token_row(self, token: Token, now: int | None = None) -> dict[str, Any]:
-        client = self.authority.find_client(token.client_id) if token.client_id else None
-        return token_row(token, client.name if client else "", now or self.authority.now())
-
-    @AddToken.responder
-    async def add_token(
-        self, label: str, scope: str, lifetime: int, user: str | None, client_id: str | None,
-    ) -> dict[str, object]:
-        secret, token = await self._change(
-            "token.issue", {"user": user, "client": client_id},
-            _call(
-                self.authority.issue_admin_token, label=label, scope=scope, lifetime=lifetime,
-                user=user or "", client_id=client_id or "",
-            ),
-        )
-        self._audit(
-            "token.issue", "ok", token=token.handle, kind=token.kind, user=token.user,
-            client=token.client_id, scope=token.scope, via="control",
-        )
-        return {**self._token_row(token), "secret": secret}
-
-    @ListTokens.responder
-    def list_tokens(
-        self, search: str | None, cursor: str | None, limit: int | None, expired: bool | None,
-    ) -> dict[str, object]:
-        def start() -> _Listing:
-            needle = search or ""
-            include_expired = bool(expired)
-            authority = self.authority
-            key = _secret_key(needle)
-            if key is not None:
-                keys, needle = [key], ""
-            else:
-                keys = authority.token_keys()
-
-            def rows(chunk: list[int]) -> list[dict[str, Any] | None]:
-                now = authority.now()
-                matches = authority.token_matches
-                return [
-                    self._token_row(token, now)
-                    if token is not None and matches(token, needle) else None
-                    for token in authority.held_tokens(chunk, include_expired)
-                ]
-
-            return _Listing(b"ListTokens", keys, rows)
-
-        return self._page(b"ListTokens", cursor, limit, start)
-
-    def _find_token(self, reference: str) -> Token:
-        reference = reference.strip()
-        token = self.authority.find_token(reference)
-        if token is None:
-            # Never echo what may be a mistyped secret.
-            if tokens.is_handle(reference):
-                raise NotFound(f"no such token: {reference}")
-            raise NotFound("no such token: no live token has that handle, secret or session id")
-        return token
-
-    @ShowToken.responder
-    def show_token(self, reference: str) -> dict[str, object]:
-        return self._token_row(self._find_token(reference))
-
-    @RemoveToken.responder
-    async def remove_token(self, reference: str) -> dict[str, object]:
-        async def work() -> dict[str, Any]:
-            token = self._find_token(reference)
-            row = self._token_row(token)
-            row["revoked"] = self.authority.revocation_count(token)
-            await self.authority.revoke(token)
-            return row
-
-        row = await self._change("token.revoke", {}, work())
-        self._audit("token.revoke", "ok", token=row["handle"], revoked=row["revoked"], via="control")
-        return row
-
-    # -- paging ------------------------------------------------------------
-
-    def _page(
-        self, command: bytes, cursor: str | None, limit: int | None,
-        start: Callable[[], _Listing],
-    ) -> dict[str, object]:
-        """
-        One page of a listing: the first (a new snapshot) without a cursor,
-        else the one the cursor names.
-
-        @return: the page's response: its rows as JSON, and the cursor of
-            the next page, C{""} after the last.
-        """
-        rows_wanted = _page_limit(limit)
-        if not cursor:
-            number = self._next_listing
-            self._next_listing += 1
-            listing = start()
-            self._listings[number] = listing
-            while len(self._listings) > MAX_LISTINGS:
-                del self._listings[min(self._listings)]
-            position = 0
-        else:
-            number, position = _parse_cursor(cursor)
-            found = self._listings.get(number)
-            if found is None or found.command != command or position > len(found.keys):
-                raise InvalidValue("unknown or expired cursor; start the listing again")
-            listing = found
-        rows: list[str] = []
-        size = 2
-        keys = listing.keys
-        end = min(len(keys), position + SCAN_LIMIT)
-        full = False
-        while position < end and not full:
-            chunk = keys[position:min(end, position + _CHUNK)]
-            for row in listing.rows(chunk):
-                if row is not None:
-                    text = _json(row)
-                    if len(text) + 1 > PAGE_BYTES - 2 and row.get("redirect_uris"):
-                        # Only a client with very many long redirect URIs can
-                        # outgrow a page; list it without them (show has them).
-                        row["redirect_uris"] = []
-                        text = _json(row)
-                    if size + len(text) + 1 > PAGE_BYTES and rows:
-                        full = True
-                        break
-                    rows.append(text)
-                    size += len(text) + 1
-                position += 1
-                if len(rows) >= rows_wanted:
-                    full = True
-                    break
-        page = "[" + ",".join(rows) + "]"
-        if position >= len(keys):
-            del self._listings[number]
-            return {"rows": page, "cursor": ""}
-        return {"rows": page, "cursor": f"{number}.{position}"}
-
-
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _json(row: dict[str, Any]) -> str:
-    """
-    A row as compact, ASCII-only JSON (so its length is its size in bytes).
-    """
-    text: str = _encode(row)
-    return text
-
-
-def _each(
-    row: Callable[[Any], dict[str, Any] | None],
-) -> Callable[[list[Any]], list[dict[str, Any] | None]]:
-    return lambda chunk: [row(key) for key in chunk]
-
-
-def _parse_cursor(cursor: str) -> tuple[int, int]:
-    number, dot, position = cursor.partition(".")
-    if not (dot and cursor.isascii() and number.isdigit() and position.isdigit() and len(cursor) < 40):
-        raise InvalidValue("unknown or expired cursor; start the listing again")
-    return int(number), int(position)
-
-
-def _secret_key(search: str) -> int | None:
-    """
-    The token key a search names exactly (a token or a session id), if any.
-    """
-    key = tokens.key_from_session_id(search)
-    if key is None and (tokens.is_access_token(search) or tokens.is_app_password(search)):
-        key = tokens.token_key(search)
-    return key
-
-
-def _client_fields(settings: dict[str, Any]) -> dict[str, Any]:
-    """
-    The L{Client} fields named by a command's optional client settings.
-    """
-    fields: dict[str, Any] = {}
-    for name, value in settings.items():
-        if value is None:
-            continue
-        if name == "public":
-            fields["type"] = "public" if value else "confidential"
-        elif name in ("grant_types", "redirect_uris"):
-            fields[name] = tuple(value)
-        else:
-            fields[name] = value
-    if len(fields.get("redirect_uris", ())) > MAX_REDIRECT_URIS:
-        raise InvalidValue(f"a client has at most {MAX_REDIRECT_URIS} redirect URIs")
-    return fields
-
-
-async def _call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """
-    Call C{f} and await its result: errors raised at once and errors in the
-    Deferred arrive the same way.
-    """
-    return await f(*args, **kwargs)
-
-
-async def _awaited(d: Deferred[T]) -> T:
-    return await d
 
 
 _TYPE_NAMES = {
@@ -1108,139 +237,4 @@ def _check_arguments(command: type[amp.Command], box: amp.AmpBox, protocol: amp.
 _INVALID = object()
 
 
-class ControlFactory(Factory):
-    """
-    Builds one L{ControlProtocol} per admin connection.
-
-    @ivar allowed_uids: uids admitted: root, the daemon's own and any
-        configured.
-    @ivar admin_gid: a group whose members are admitted, if any.
-    """
-
-    def __init__(
-        self,
-        clock: IReactorTime,
-        authority: Authority,
-        allowed_uids: Collection[int] = (),
-        admin_gid: int | None = None,
-        peer_credentials: Callable[[ITransport], PeerCredentials | None] = socket_peer_credentials,
-    ) -> None:
-        self.clock = clock
-        self.authority = authority
-        self.started = clock.seconds()
-        self.allowed_uids = frozenset({0, os.getuid(), *allowed_uids})
-        self.admin_gid = admin_gid
-        self.peer_credentials = peer_credentials
-
-    def buildProtocol(self, addr: object) -> ControlProtocol:  # type: ignore[override]
-        protocol = ControlProtocol()
-        protocol.factory = self
-        return protocol
-
-    def allows(self, creds: PeerCredentials) -> bool:
-        """
-        Whether C{creds} may administer the daemon: root, the daemon's own
-        uid, a configured uid, or a process whose primary or supplementary
-        group is the admin group.
-        """
-        if creds.uid in self.allowed_uids:
-            return True
-        if self.admin_gid is None:
-            return False
-        return creds.gid == self.admin_gid or self.admin_gid in creds.groups
-
-
-# ---------------------------------------------------------------------------
-# Listening.
-
-
-@contextmanager
-def private_umask() -> Iterator[None]:
-    """
-    Create files under a 0177 umask (owner read and write only) meanwhile.
-    The umask is process-wide, but only ever made stricter here.
-    """
-    old = os.umask(0o177)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-class ControlService(StreamServerEndpointService):
-    """
-    The control listener: binds its UNIX socket under L{private_umask}, so
-    there is no moment between bind() and the endpoint's chmod() at which
-    the socket has looser permissions than 0600; fails to start loudly.
-    """
-
-    _raiseSynchronously = True
-
-    def privilegedStartService(self) -> None:
-        with private_umask():
-            super().privilegedStartService()
-
-
-def control_service(description: str, factory: ControlFactory, reactor: Any) -> ControlService:
-    """
-    The service listening on C{description} (a Twisted endpoint string) for
-    admin connections. For a UNIX socket, a missing parent directory is made
-    0700; an existing one that others can enter is logged as a warning.
-    """
-    if description.startswith("unix:"):
-        path = _unescape(description[len("unix:"):])
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-        elif stat.S_IMODE(os.stat(parent).st_mode) & 0o077:
-            log.warn(
-                "control socket directory {directory} is open to others (mode {mode:o}); "
-                "make it 0700", directory=parent, mode=stat.S_IMODE(os.stat(parent).st_mode),
-            )
-        remove_stale_socket(path)
-    return ControlService(serverFromString(reactor, description), factory)
-
-
-def remove_stale_socket(path: str) -> None:
-    """
-    Remove a socket file a crashed daemon left behind, which would otherwise
-    make every restart fail with "address already in use". Only a socket
-    nobody listens on is removed (connecting to it is refused).
-    """
-    try:
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            return
-    except OSError:
-        return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except ConnectionRefusedError:
-            os.unlink(path)
-            log.info("removed the stale control socket {path}", path=path)
-        except OSError:
-            pass
-
-
-def _unescape(rest: str) -> str:
-    """
-    The path of a C{unix:} endpoint description (up to the first unescaped
-    colon).
-    """
-    path = []
-    chars = iter(rest)
-    for c in chars:
-        if c == "\\":
-            path.append(next(chars, ""))
-        elif c == ":":
-            break
-        else:
-            path.append(c)
-    return "".join(path)
-
-
-__all__ = [
-    "COMMANDS", "ControlFactory", "ControlProtocol", "ControlService", "ERRORS",
-    "PeerCredentials", "control_service", "resolve_group",
-    "socket_peer_credentials", "wire_error",
-]
+__all__ = ["ControlFactory", "ControlProtocol"]

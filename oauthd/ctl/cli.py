@@ -7,433 +7,52 @@ The commands mirror PhotoPrism's C{photoprism clients} and C{photoprism auth}
 aligned tables for people and, with C{--json}, JSON for programs. Exit status
 0 on success, 1 on an error (one line on stderr), 2 on a usage error.
 
-The client is synchronous: a command-line tool may block, and it speaks AMP
-by driving Twisted's own AMP protocol object over a plain socket, so no
-reactor is needed.
+Here are the command line and L{main}; the commands are in
+L{oauthd.ctl.commands}, the connection to the daemon in
+L{oauthd.ctl.connection}, tables and JSON in L{oauthd.ctl.output}. oauthctl
+loads nothing of the daemon but its wire schema, L{oauthd.control.wire}.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
-import functools
-import getpass as getpass_module
-import json
 import os
-import socket
-import stat
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, Any, NoReturn
-
-from attrs import asdict, define, field
-
-from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.address import UNIXAddress
-from twisted.protocols import amp
-from twisted.python.failure import Failure
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from oauthd import __version__
-from oauthd.config import default_data_dir
+from oauthd.ctl.commands import (
+    cmd_auth_add,
+    cmd_auth_ls,
+    cmd_auth_rm,
+    cmd_auth_show,
+    cmd_clients_add,
+    cmd_clients_ls,
+    cmd_clients_mod,
+    cmd_clients_rm,
+    cmd_clients_show,
+    cmd_compact,
+    cmd_repair,
+    cmd_status,
+    cmd_users_add,
+    cmd_users_ls,
+    cmd_users_mod,
+    cmd_users_passwd,
+    cmd_users_rm,
+    cmd_users_show,
+    UsageError,
+)
+from oauthd.ctl.connection import Connection, CtlError, connect, socket_path
+from oauthd.ctl.output import Terminal
 
-__all__ = ["main"]
+__all__ = ["Terminal", "main"]
 
-SOCKET_NAME = "control.sock"
 DEFAULT_TOKEN_LIFETIME = 365 * 86400
 """
 C{auth add}'s default lifetime, as PhotoPrism's: one year.
 """
-
-
-class CtlError(Exception):
-    """
-    The command failed; the message is one line for stderr.
-    """
-
-
-class UsageError(Exception):
-    """
-    The command line is wrong (exit status 2).
-    """
-
-
-@define
-class Terminal:
-    """
-    Where a command reads and writes; replaced in tests.
-    """
-
-    stdin: IO[str] = field(factory=lambda: sys.stdin)
-    stdout: IO[str] = field(factory=lambda: sys.stdout)
-    stderr: IO[str] = field(factory=lambda: sys.stderr)
-    environ: Mapping[str, str] = field(factory=lambda: os.environ)
-    getpass: Callable[[str], str] = getpass_module.getpass
-
-    def print(self, text: str = "") -> None:
-        self.stdout.write(text + "\n")
-
-
-# ---------------------------------------------------------------------------
-# Finding and talking to the daemon.
-
-
-def socket_path(option: str | None, environ: Mapping[str, str]) -> str:
-    """
-    The control socket: C{--socket}, then C{$OAUTHD_SOCKET}, then the
-    daemon's default (C{control.sock} in its default data directory). A
-    C{unix:PATH[:options]} endpoint string is accepted too.
-    """
-    path = option or environ.get("OAUTHD_SOCKET") or os.path.join(
-        default_data_dir(environ), SOCKET_NAME
-    )
-    if path.startswith("unix:"):
-        from oauthd.control.server import _unescape
-
-        path = _unescape(path[len("unix:"):])
-    return path
-
-
-def _why(error: OSError) -> str:
-    reasons = {
-        errno.ENOENT: "no such file (is oauthd running? use --socket or $OAUTHD_SOCKET)",
-        errno.ENOTDIR: "no such file (a parent is not a directory)",
-        errno.EACCES: "permission denied (run as root or as the daemon's user)",
-        errno.EPERM: "permission denied (run as root or as the daemon's user)",
-        errno.ECONNREFUSED: "connection refused (is oauthd running?)",
-        errno.ENOTSOCK: "not a socket",
-    }
-    return reasons.get(error.errno or 0, error.strerror or str(error))
-
-
-def connect(path: str) -> Connection:
-    """
-    Connect to the control socket at C{path}.
-
-    @raise CtlError: naming the path and why it cannot be used.
-    """
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as e:
-        raise CtlError(f"cannot connect to {path}: {_why(e)}") from None
-    if not stat.S_ISSOCK(mode):
-        raise CtlError(f"cannot connect to {path}: not a socket")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as e:
-        sock.close()
-        if "too long" in str(e):
-            raise CtlError(f"cannot connect to {path}: the path is too long for a socket") from None
-        raise CtlError(f"cannot connect to {path}: {_why(e)}") from None
-    return Connection(sock, path)
-
-
-class _SocketTransport:
-    """
-    The little of a transport that L{amp.AMP} uses, over a blocking socket.
-    """
-
-    disconnecting = False
-
-    def __init__(self, sock: socket.socket, path: str) -> None:
-        self._sock = sock
-        self._address = UNIXAddress(path)
-
-    def write(self, data: bytes) -> None:
-        self._sock.sendall(data)
-
-    def writeSequence(self, data: Sequence[bytes]) -> None:
-        self._sock.sendall(b"".join(data))
-
-    def loseConnection(self) -> None:
-        self.disconnecting = True
-        self._sock.close()
-
-    def getPeer(self) -> UNIXAddress:
-        return self._address
-
-    def getHost(self) -> UNIXAddress:
-        return self._address
-
-
-class Connection:
-    """
-    A synchronous AMP client: each L{call} sends one command and reads until
-    its answer arrives.
-    """
-
-    def __init__(self, sock: socket.socket, path: str) -> None:
-        self._sock = sock
-        self.path = path
-        self._answered = False
-        self._protocol = amp.AMP()
-        self._protocol.makeConnection(_SocketTransport(sock, path))
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def call(self, command: type[amp.Command], **arguments: Any) -> dict[str, Any]:
-        """
-        Run C{command} on the daemon.
-
-        @raise CtlError: with the daemon's one-line error, or saying the
-            connection was lost.
-        """
-        results: list[object] = []
-        try:
-            d = self._protocol.callRemote(command, **arguments)
-        except amp.TooLong:
-            raise CtlError("a value is too long for the control protocol (over 65,535 bytes)") from None
-        except OSError as e:
-            raise self._lost(e) from None
-        d.addBoth(results.append)
-        while not results:
-            try:
-                data = self._sock.recv(65536)
-            except OSError as e:
-                data = b""
-                reason: Exception = e
-            else:
-                reason = ConnectionDone()
-            if not data:
-                self._protocol.connectionLost(Failure(reason))
-                break
-            self._protocol.dataReceived(data)
-        result = results[0] if results else Failure(ConnectionDone())
-        if isinstance(result, Failure):
-            raise self._error(result.value or ConnectionDone(), command) from None
-        self._answered = True
-        assert isinstance(result, dict)
-        return result
-
-    def _lost(self, error: BaseException) -> CtlError:
-        if not self._answered:
-            return CtlError(
-                f"{self.path}: the daemon closed the connection (is uid {os.getuid()}"
-                " allowed to administer it? see admin_uids and admin_group)"
-            )
-        return CtlError(f"{self.path}: lost the connection to the daemon")
-
-    def _error(self, error: BaseException, command: type[amp.Command]) -> CtlError:
-        from oauthd.protocol.authority import AdminError
-
-        if isinstance(error, AdminError):
-            return CtlError(str(error))
-        if isinstance(error, amp.UnhandledCommand):
-            name = command.commandName.decode("ascii")
-            return CtlError(f"the daemon does not know the command {name} (is it an older oauthd?)")
-        if isinstance(error, (ConnectionDone, ConnectionLost, OSError)):
-            return self._lost(error)
-        return CtlError(f"the daemon failed to run the command: {error}")
-
-    def pages(
-        self, command: type[amp.Command], limit: int = 0, **arguments: Any,
-    ) -> Iterator[dict[str, Any]]:
-        """
-        The rows of a paged listing, following its cursor to the end (or
-        to C{limit} rows, if not 0).
-        """
-        from oauthd.control.server import PAGE_ROWS
-
-        cursor = ""
-        count = 0
-        while True:
-            wanted = PAGE_ROWS if not limit else min(PAGE_ROWS, limit - count)
-            page = self.call(command, cursor=cursor or None, limit=wanted, **arguments)
-            for row in json.loads(page["rows"]):
-                yield row
-                count += 1
-            cursor = page["cursor"]
-            if not cursor or (limit and count >= limit):
-                return
-
-
-# ---------------------------------------------------------------------------
-# Output.
-
-
-@functools.lru_cache(maxsize=4096)
-def utc(timestamp: int) -> str:
-    """
-    A time for tables: UTC, to the second; C{never} for 0.
-    """
-    if not timestamp:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp))
-
-
-def duration(seconds: float) -> str:
-    """
-    C{3d4h}, C{1h30m}, C{45s}: the two largest units.
-    """
-    seconds = int(seconds)
-    if seconds <= 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            count, seconds = divmod(seconds, size)
-            parts.append(f"{count}{unit}")
-    return "".join(parts[:2])
-
-
-def size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """
-    Columns aligned on the widest cell, two spaces apart.
-    """
-    cells = [[str(c) for c in headers]] + [[_cell(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join(lines)
-
-
-def _cell(value: object) -> str:
-    """
-    A value as table text: anything unprintable (a terminal escape in a
-    name) shown as C{?}.
-    """
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else "?" for c in text)
-
-
-def fields_table(pairs: Sequence[tuple[str, object]]) -> str:
-    return table(["Name", "Value"], pairs)
-
-
-def boxed(headers: Sequence[str], row: Sequence[str]) -> str:
-    """
-    A bordered one-row table, as PhotoPrism prints a secret.
-    """
-    widths = [max(len(h), len(c)) for h, c in zip(headers, row)]
-    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def line(cells: Sequence[str]) -> str:
-        return "|" + "|".join(f" {c.ljust(w)} " for c, w in zip(cells, widths)) + "|"
-
-    return "\n".join([rule, line(headers), rule, line(row), rule])
-
-
-def yes_no(value: bool) -> str:
-    return "yes" if value else "no"
-
-
-KIND_NAMES = {
-    "access": "Access Token",
-    "app": "App Password",
-    "refresh": "Refresh Token",
-    "refresh-used": "Refresh Token (used)",
-    "session": "Session",
-}
-
-
-def kind_name(row: Mapping[str, Any]) -> str:
-    if row["kind"] == "access" and row["client_id"]:
-        return "Client (OAuth2)"
-    kind: str = row["kind"]
-    return KIND_NAMES.get(kind, kind)
-
-
-def client_lifetime(row: Mapping[str, Any]) -> str:
-    limit = "no token limit" if row["max_tokens"] < 0 else f"up to {row['max_tokens']} tokens"
-    return f"{duration(row['access_ttl'])}; {limit}"
-
-
-def client_fields(row: Mapping[str, Any]) -> list[tuple[str, object]]:
-    return [
-        ("Client ID", row["id"]),
-        ("Name", row["name"]),
-        ("Type", row["type"]),
-        ("Role", row["role"]),
-        ("User", row["user"]),
-        ("Scope", row["scope"]),
-        ("Grant Types", " ".join(row["grant_types"])),
-        ("Redirect URIs", " ".join(row["redirect_uris"])),
-        ("Enabled", yes_no(row["enabled"])),
-        ("Access Token Lifetime", client_lifetime(row)),
-        ("Refresh Token Lifetime", duration(row["refresh_ttl"])),
-        ("Live Tokens", row["tokens"]),
-        ("Created At (UTC)", utc(row["created_at"])),
-    ]
-
-
-def user_fields(row: Mapping[str, Any]) -> list[tuple[str, object]]:
-    return [
-        ("Name", row["name"]),
-        ("Role", row["role"]),
-        ("Full Name", row["full_name"]),
-        ("Email", row["email"]),
-        ("Enabled", yes_no(not row["disabled"])),
-        ("Password", "set" if row["has_password"] else "none"),
-        ("Live Tokens", row["tokens"]),
-        ("Created At (UTC)", utc(row["created_at"])),
-    ]
-
-
-def token_fields(row: Mapping[str, Any]) -> list[tuple[str, object]]:
-    return [
-        ("Session ID", row["handle"]),
-        ("Kind", kind_name(row)),
-        ("Name", row["label"]),
-        ("User", row["user"]),
-        ("Client", row["client_id"]),
-        ("Client Name", row["client_name"]),
-        ("Scope", row["scope"]),
-        ("Created At (UTC)", utc(row["issued_at"])),
-        ("Expires At (UTC)", utc(row["expires_at"])),
-        ("Expired", yes_no(row["expired"])),
-    ]
-
-
-# ---------------------------------------------------------------------------
-# Input.
-
-
-def read_password(args: argparse.Namespace, term: Terminal) -> str:
-    """
-    The new password: the first line of stdin with C{--password-stdin}, else
-    asked twice at the terminal.
-    """
-    if args.password_stdin:
-        password = term.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise CtlError("no password on standard input")
-        return password
-    if not term.stdin.isatty():
-        raise CtlError("no terminal to ask for the password; use --password-stdin")
-    password = term.getpass("Password: ")
-    if not password:
-        raise CtlError("no password given")
-    if term.getpass("Repeat password: ") != password:
-        raise CtlError("the passwords do not match")
-    return password
-
-
-def confirm(args: argparse.Namespace, term: Terminal, question: str) -> None:
-    """
-    Ask C{question}; anything but yes stops the command.
-    """
-    if args.yes:
-        return
-    term.stderr.write(f"{question} [y/N] ")
-    term.stderr.flush()
-    line = term.stdin.readline()
-    if not line.endswith("\n"):
-        term.stderr.write("\n")
-    if line.strip().lower() not in ("y", "yes"):
-        raise CtlError("nothing was changed")
 
 
 def lifetime(text: str) -> int:
@@ -464,296 +83,6 @@ def token_limit(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-# ---------------------------------------------------------------------------
-# Commands. Each takes the parsed arguments, the terminal and a way to get a
-# connection, and prints its result (JSON or human).
-
-
-Connect = Callable[[], Connection]
-
-
-def emit(args: argparse.Namespace, term: Terminal, data: object, human: Callable[[], str]) -> None:
-    """
-    Print C{data} as JSON with C{--json}, else what C{human} makes of it. A
-    list is printed one compact row a line (the indenting encoder is pure
-    Python and would take seconds over 100,000 rows).
-    """
-    if not args.json:
-        term.print(human())
-    elif isinstance(data, list):
-        encode = json.JSONEncoder(ensure_ascii=False).encode
-        term.print("[\n" + ",\n".join(encode(row) for row in data) + "\n]" if data else "[]")
-    else:
-        term.print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def cmd_status(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import Status
-
-    status = connect().call(Status)
-    records = status["journal_records"]
-    status["live_fraction"] = round(status["live_records"] / records, 4) if records else 1.0
-
-    def human() -> str:
-        return fields_table([
-            ("Version", status["version"]),
-            ("Uptime", duration(status["uptime"])),
-            ("Clients", status["clients"]),
-            ("Users", status["users"]),
-            ("Live Tokens", status["tokens"]),
-            ("Journal", f"{size(status['journal_bytes'])}, {records} records"),
-            ("Live Fraction", f"{status['live_fraction']:.0%} ({status['live_records']} live records)"),
-        ])
-
-    emit(args, term, status, human)
-
-
-def cmd_compact(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import Compact
-
-    result = connect().call(Compact)
-    emit(args, term, result, lambda: (
-        f"Compacted the journal: {result['records_before']} -> {result['records_after']} records, "
-        f"{size(result['bytes_before'])} -> {size(result['bytes_after'])}."
-    ))
-
-
-def cmd_repair(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.eventlog import JournalError, repair
-
-    try:
-        report = repair(args.data, now=time.time())
-    except (JournalError, OSError) as e:
-        raise CtlError(" ".join(str(e).split())) from None
-    emit(args, term, asdict(report), report.describe)
-
-
-def client_settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = {
-        "scope": args.scope,
-        "grant_types": args.grant,
-        "access_ttl": args.expires,
-        "refresh_ttl": args.refresh_expires,
-        "max_tokens": args.tokens,
-        "redirect_uris": args.redirect_uri,
-        "user": args.user,
-        "role": args.role,
-    }
-    if args.public:
-        settings["public"] = True
-    return settings
-
-
-def print_client_secret(term: Terminal, row: Mapping[str, Any], new: bool) -> None:
-    if not row["secret"]:
-        return
-    what = "NEW CLIENT SECRET" if new else "CLIENT SECRET"
-    term.print()
-    term.print(
-        f"PLEASE WRITE DOWN THE FOLLOWING RANDOMLY GENERATED {what}, "
-        "AS YOU WILL NOT BE ABLE TO SEE IT AGAIN:"
-    )
-    term.print()
-    term.print(boxed(["Client ID", "Client Secret"], [row["id"], row["secret"]]))
-
-
-def cmd_clients_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import AddClient
-
-    row = connect().call(AddClient, name=args.name, **client_settings(args))
-    if args.json:
-        emit(args, term, row, str)
-        return
-    term.print(fields_table(client_fields(row)))
-    if not row["secret"]:
-        term.print()
-        term.print("This is a public client: it has no secret.")
-    print_client_secret(term, row, new=False)
-
-
-def cmd_clients_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ListClients
-
-    rows = list(connect().pages(ListClients, args.limit, search=args.search))
-    emit(args, term, rows, lambda: table(
-        ["Client ID", "Name", "Type", "User", "Role", "Scope", "Enabled",
-         "Access Token Lifetime", "Live Tokens", "Created At (UTC)"],
-        [[r["id"], r["name"], r["type"], r["user"], r["role"], r["scope"], yes_no(r["enabled"]),
-          client_lifetime(r), r["tokens"], utc(r["created_at"])] for r in rows],
-    ))
-
-
-def cmd_clients_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ShowClient
-
-    row = connect().call(ShowClient, id=args.id)
-    emit(args, term, row, lambda: fields_table(client_fields(row)))
-
-
-def cmd_clients_mod(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ModifyClient
-
-    changes = client_settings(args)
-    if args.confidential:
-        changes["public"] = False
-    if args.no_redirect_uris:
-        changes["redirect_uris"] = []
-    changes["name"] = args.name
-    changes["enabled"] = args.enabled
-    changes["regenerate_secret"] = args.regenerate_secret or None
-    if all(value is None for value in changes.values()):
-        raise UsageError("oauthctl clients mod: error: nothing to change (see --help)")
-    row = connect().call(ModifyClient, id=args.id, **changes)
-    if args.json:
-        emit(args, term, row, str)
-        return
-    term.print(fields_table(client_fields(row)))
-    if row["revoked"]:
-        term.print()
-        term.print(f"Revoked {row['revoked']} tokens of the disabled client.")
-    print_client_secret(term, row, new=True)
-
-
-def cmd_clients_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import RemoveClient
-
-    confirm(args, term, f"Delete client {args.id} and revoke all its tokens?")
-    row = connect().call(RemoveClient, id=args.id)
-    emit(args, term, row, lambda: (
-        f"Deleted client {row['id']} ({row['name']}); revoked {row['revoked']} tokens."
-    ))
-
-
-def cmd_users_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import AddUser
-
-    password = read_password(args, term)
-    row = connect().call(
-        AddUser, name=args.name, password=password, role=args.role, email=args.email,
-        full_name=args.full_name,
-    )
-    emit(args, term, row, lambda: fields_table(user_fields(row)))
-
-
-def cmd_users_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ListUsers
-
-    rows = list(connect().pages(ListUsers, args.limit, search=args.search))
-    emit(args, term, rows, lambda: table(
-        ["Name", "Role", "Full Name", "Email", "Enabled", "Password", "Live Tokens",
-         "Created At (UTC)"],
-        [[r["name"], r["role"], r["full_name"], r["email"], yes_no(not r["disabled"]),
-          "set" if r["has_password"] else "none", r["tokens"], utc(r["created_at"])]
-         for r in rows],
-    ))
-
-
-def cmd_users_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ShowUser
-
-    row = connect().call(ShowUser, name=args.name)
-    emit(args, term, row, lambda: fields_table(user_fields(row)))
-
-
-def cmd_users_passwd(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import SetPassword
-
-    password = read_password(args, term)
-    row = connect().call(SetPassword, name=args.name, password=password)
-    emit(args, term, row, lambda: f"Changed the password of {row['name']}.")
-
-
-def cmd_users_mod(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ModifyUser
-
-    changes = {
-        "role": args.role, "email": args.email, "full_name": args.full_name,
-        "disabled": None if args.enabled is None else not args.enabled,
-    }
-    if all(value is None for value in changes.values()):
-        raise UsageError("oauthctl users mod: error: nothing to change (see --help)")
-    row = connect().call(ModifyUser, name=args.name, **changes)
-
-    def human() -> str:
-        text = fields_table(user_fields(row))
-        if row["revoked"]:
-            text += f"\n\nRevoked {row['revoked']} tokens of the disabled user."
-        return text
-
-    emit(args, term, row, human)
-
-
-def cmd_users_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import RemoveUser
-
-    confirm(args, term, f"Delete user {args.name} and revoke all their tokens?")
-    row = connect().call(RemoveUser, name=args.name)
-    emit(args, term, row, lambda: f"Deleted user {row['name']}; revoked {row['revoked']} tokens.")
-
-
-def cmd_auth_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import AddToken
-
-    row = connect().call(
-        AddToken, label=args.name, scope=args.scope, lifetime=args.expires,
-        user=args.user, client_id=args.client,
-    )
-    if args.json:
-        emit(args, term, row, str)
-        return
-    what = "APP PASSWORD" if row["kind"] == "app" else "ACCESS TOKEN"
-    owner = f" for user {row['user']}" if row["user"] else (
-        f" for client {row['client_id']}" if row["client_id"] else ""
-    )
-    term.print(f"Issued {row['handle']}{owner}, expires: {utc(row['expires_at'])}.")
-    term.print()
-    term.print(
-        f"PLEASE COPY THE FOLLOWING RANDOMLY GENERATED {what} AND KEEP IT IN A SAFE PLACE, "
-        "AS YOU WILL NOT BE ABLE TO SEE IT AGAIN:"
-    )
-    term.print()
-    term.print(boxed([what.title(), "Authorization Scope"], [row["secret"], row["scope"]]))
-
-
-def cmd_auth_ls(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ListTokens
-
-    rows = list(connect().pages(
-        ListTokens, args.limit, search=args.search, expired=args.expired or None,
-    ))
-    emit(args, term, rows, lambda: table(
-        ["Session ID", "User", "Kind", "Client", "Name", "Scope", "Created At (UTC)",
-         "Expires At (UTC)"],
-        [[r["handle"], r["user"], kind_name(r), r["client_name"] or r["client_id"], r["label"],
-          r["scope"], utc(r["issued_at"]),
-          utc(r["expires_at"]) + (" (expired)" if r["expired"] else "")] for r in rows],
-    ))
-
-
-def cmd_auth_show(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import ShowToken
-
-    row = connect().call(ShowToken, reference=args.token)
-    emit(args, term, row, lambda: fields_table(token_fields(row)))
-
-
-def cmd_auth_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    from oauthd.control.server import RemoveToken
-
-    row = connect().call(RemoveToken, reference=args.token)
-
-    def human() -> str:
-        others = row["revoked"] - 1
-        extra = f" and {others} other tokens of its grant" if others > 0 else ""
-        return f"Revoked {row['handle']}{extra}."
-
-    emit(args, term, row, human)
-
-
-# ---------------------------------------------------------------------------
-# The command line.
 
 
 class _Parser(argparse.ArgumentParser):
@@ -807,24 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--name", required=adding, help="the client's name")
         sub.add_argument("--scope", help="scopes it may be granted" + (" [default: *]" if adding else ""))
         sub.add_argument(
-            "--grant", action="append", metavar="GRANT",
+            "--grant", dest="grant_types", action="append", metavar="GRANT",
             help="a grant type it may use; repeat for several "
             + ("[default: client_credentials]" if adding else "(replaces the list)"),
         )
         sub.add_argument(
-            "--expires", type=seconds_type, metavar="SECONDS",
+            "--expires", dest="access_ttl", type=seconds_type, metavar="SECONDS",
             help="access token lifetime" + (" [default: 3600]" if adding else ""),
         )
         sub.add_argument(
-            "--refresh-expires", type=seconds_type, metavar="SECONDS",
+            "--refresh-expires", dest="refresh_ttl", type=seconds_type, metavar="SECONDS",
             help="refresh token lifetime" + (" [default: 30 days]" if adding else ""),
         )
         sub.add_argument(
-            "--tokens", type=token_limit, metavar="N",
+            "--tokens", dest="max_tokens", type=token_limit, metavar="N",
             help="most live access tokens at once, -1 for no limit" + (" [default: 10]" if adding else ""),
         )
         sub.add_argument(
-            "--redirect-uri", action="append", metavar="URI",
+            "--redirect-uri", dest="redirect_uris", action="append", metavar="URI",
             help="an allowed redirect URI; repeat for several" + ("" if adding else " (replaces the list)"),
         )
         sub.add_argument("--user", metavar="NAME", help="the user who owns it" + ("" if adding else " ('' for none)"))

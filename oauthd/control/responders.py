@@ -1,0 +1,367 @@
+"""
+The responders to the control commands, in four groups by what they
+administer: the daemon (status, the journal), clients, users and tokens.
+Each works through the connection's L{AdminSession} and the protocol
+layer's L{Authority}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from oauthd import __version__
+from oauthd.control.paging import Listing, each
+from oauthd.control.rows import client_row, token_row, user_row
+from oauthd.control.session import Responders, awaited, call
+from oauthd.control.wire import (
+    AddClient,
+    AddToken,
+    AddUser,
+    Compact,
+    ListClients,
+    ListTokens,
+    ListUsers,
+    ModifyClient,
+    ModifyUser,
+    RemoveClient,
+    RemoveToken,
+    RemoveUser,
+    SetPassword,
+    ShowClient,
+    ShowToken,
+    ShowUser,
+    Status,
+)
+from oauthd.protocol import tokens
+from oauthd.protocol.authority import Conflict, InvalidValue, NotFound, check_username
+from oauthd.state.entities import Client, Token, User
+
+MAX_REDIRECT_URIS = 16
+MIN_PASSWORD = 8
+
+
+class StatusResponders(Responders):
+    """
+    The daemon itself: its status, and compacting its journal.
+    """
+
+    @Status.responder
+    def status(self) -> dict[str, object]:
+        return {
+            "version": __version__,
+            "uptime": self.session.clock.seconds() - self.session.started,
+            **self.authority.counts(),
+        }
+
+    @Compact.responder
+    async def compact(self) -> dict[str, int]:
+        figures = await self._change("journal.compact", {}, awaited(self.authority.compact()))
+        self._audit(
+            "journal.compact", "ok",
+            records=f"{figures['records_before']}->{figures['records_after']}",
+        )
+        return figures
+
+
+class ClientResponders(Responders):
+    """
+    Adding, listing, showing, changing and removing clients.
+    """
+
+    def _client_row(self, client: Client) -> dict[str, Any]:
+        return client_row(client, self.authority.live_token_count(client_id=client.id))
+
+    @AddClient.responder
+    async def add_client(self, name: str, **settings: Any) -> dict[str, object]:
+        fields = _client_fields(settings)
+        client, secret = await self._change(
+            "client.add", {"name": name}, call(self.authority.add_client, name, **fields),
+        )
+        self._audit("client.add", "ok", client=client.id, name=client.name)
+        return {**self._client_row(client), "secret": secret}
+
+    @ListClients.responder
+    def list_clients(
+        self, search: str | None, cursor: str | None, limit: int | None,
+    ) -> dict[str, object]:
+        def start() -> Listing:
+            needle = (search or "").lower()
+            find = self.authority.find_client
+
+            def row(client_id: str) -> dict[str, Any] | None:
+                client = find(client_id)
+                if client is None or not (
+                    client.id.startswith(needle) or client.name.lower().startswith(needle)
+                    or client.user.startswith(needle)
+                ):
+                    return None
+                return self._client_row(client)
+
+            return Listing(b"ListClients", self.authority.client_ids(), each(row))
+
+        return self._page(b"ListClients", cursor, limit, start)
+
+    @ShowClient.responder
+    def show_client(self, id: str) -> dict[str, object]:
+        return self._client_row(self.authority.client(id))
+
+    @ModifyClient.responder
+    async def modify_client(
+        self, id: str, name: str | None, enabled: bool | None,
+        regenerate_secret: bool | None, **settings: Any,
+    ) -> dict[str, object]:
+        changes = _client_fields(settings)
+        if name is not None:
+            changes["name"] = name
+        if enabled is not None:
+            changes["enabled"] = enabled
+
+        async def work() -> tuple[Client, str, int]:
+            before = self.authority.live_token_count(client_id=id)
+            client, secret = await self.authority.update_client(
+                id, bool(regenerate_secret), **changes
+            )
+            return client, secret, before - self.authority.live_token_count(client_id=id)
+
+        client, secret, revoked = await self._change("client.update", {"client": id}, work())
+        self._audit(
+            "client.update", "ok", client=client.id, changed=",".join(sorted(changes)),
+            new_secret="yes" if secret else "", revoked=revoked or "",
+        )
+        return {**self._client_row(client), "secret": secret, "revoked": revoked}
+
+    @RemoveClient.responder
+    async def remove_client(self, id: str) -> dict[str, object]:
+        async def work() -> dict[str, Any]:
+            row = self._client_row(self.authority.client(id))
+            await self.authority.remove_client(id)
+            return row
+
+        row = await self._change("client.remove", {"client": id}, work())
+        self._audit("client.remove", "ok", client=id, revoked=row["tokens"])
+        return {**row, "revoked": row["tokens"]}
+
+
+class UserResponders(Responders):
+    """
+    Adding, listing, showing, changing and removing users, and their
+    passwords.
+    """
+
+    def _user_row(self, user: User) -> dict[str, Any]:
+        return user_row(user, self.authority.live_token_count(user=user.name))
+
+    def _hash(self, password: str) -> Deferred[str]:
+        if len(password) < MIN_PASSWORD:
+            raise InvalidValue(f"passwords have at least {MIN_PASSWORD} characters")
+        return self._until_disconnected(self.authority.hasher.hash(password))
+
+    @AddUser.responder
+    async def add_user(self, name: str, password: str | None, **settings: Any) -> dict[str, object]:
+        fields = {key: value for key, value in settings.items() if value is not None}
+
+        async def work() -> User:
+            username = check_username(name)
+            try:
+                self.authority.user(username)
+            except NotFound:
+                pass
+            else:
+                raise Conflict(f"user {username} already exists")
+            if password is not None:
+                fields["password_hash"] = await self._hash(password)
+            return await self.authority.add_user(username, "", **fields)
+
+        user = await self._change("user.add", {"user": name}, work())
+        self._audit("user.add", "ok", user=user.name, role=user.role)
+        return self._user_row(user)
+
+    @ListUsers.responder
+    def list_users(
+        self, search: str | None, cursor: str | None, limit: int | None,
+    ) -> dict[str, object]:
+        def start() -> Listing:
+            needle = (search or "").lower()
+            find = self.authority.find_user
+
+            def row(name: str) -> dict[str, Any] | None:
+                user = find(name)
+                if user is None or not (
+                    name.startswith(needle) or user.email.lower().startswith(needle)
+                    or user.full_name.lower().startswith(needle)
+                ):
+                    return None
+                return self._user_row(user)
+
+            return Listing(b"ListUsers", self.authority.user_names(), each(row))
+
+        return self._page(b"ListUsers", cursor, limit, start)
+
+    @ShowUser.responder
+    def show_user(self, name: str) -> dict[str, object]:
+        return self._user_row(self.authority.user(name))
+
+    @SetPassword.responder
+    async def set_password(self, name: str, password: str) -> dict[str, object]:
+        async def work() -> User:
+            self.authority.user(name)
+            hashed = await self._hash(password)
+            return await self.authority.update_user(name, password_hash=hashed)
+
+        user = await self._change("user.password", {"user": name}, work())
+        self._audit("user.password", "ok", user=user.name)
+        return self._user_row(user)
+
+    @ModifyUser.responder
+    async def modify_user(self, name: str, disabled: bool | None, **settings: Any) -> dict[str, object]:
+        changes = {key: value for key, value in settings.items() if value is not None}
+        if disabled is not None:
+            changes["disabled"] = disabled
+
+        async def work() -> tuple[User, int]:
+            before = self.authority.live_token_count(user=name)
+            user = await self.authority.update_user(name, **changes)
+            return user, before - self.authority.live_token_count(user=name)
+
+        user, revoked = await self._change("user.update", {"user": name}, work())
+        self._audit(
+            "user.update", "ok", user=user.name, changed=",".join(sorted(changes)),
+            revoked=revoked or "",
+        )
+        return {**self._user_row(user), "revoked": revoked}
+
+    @RemoveUser.responder
+    async def remove_user(self, name: str) -> dict[str, object]:
+        async def work() -> dict[str, Any]:
+            row = self._user_row(self.authority.user(name))
+            await self.authority.remove_user(name)
+            return row
+
+        row = await self._change("user.remove", {"user": name}, work())
+        self._audit("user.remove", "ok", user=name, revoked=row["tokens"])
+        return {**row, "revoked": row["tokens"]}
+
+
+class TokenResponders(Responders):
+    """
+    Issuing, listing, showing and revoking tokens.
+    """
+
+    def _token_row(self, token: Token, now: int | None = None) -> dict[str, Any]:
+        client = self.authority.find_client(token.client_id) if token.client_id else None
+        return token_row(token, client.name if client else "", now or self.authority.now())
+
+    @AddToken.responder
+    async def add_token(
+        self, label: str, scope: str, lifetime: int, user: str | None, client_id: str | None,
+    ) -> dict[str, object]:
+        secret, token = await self._change(
+            "token.issue", {"user": user, "client": client_id},
+            call(
+                self.authority.issue_admin_token, label=label, scope=scope, lifetime=lifetime,
+                user=user or "", client_id=client_id or "",
+            ),
+        )
+        self._audit(
+            "token.issue", "ok", token=token.handle, kind=token.kind, user=token.user,
+            client=token.client_id, scope=token.scope, via="control",
+        )
+        return {**self._token_row(token), "secret": secret}
+
+    @ListTokens.responder
+    def list_tokens(
+        self, search: str | None, cursor: str | None, limit: int | None, expired: bool | None,
+    ) -> dict[str, object]:
+        def start() -> Listing:
+            needle = search or ""
+            include_expired = bool(expired)
+            authority = self.authority
+            key = _secret_key(needle)
+            if key is not None:
+                keys, needle = [key], ""
+            else:
+                keys = authority.token_keys()
+
+            def rows(chunk: list[int]) -> list[dict[str, Any] | None]:
+                now = authority.now()
+                matches = authority.token_matches
+                return [
+                    self._token_row(token, now)
+                    if token is not None and matches(token, needle) else None
+                    for token in authority.held_tokens(chunk, include_expired)
+                ]
+
+            return Listing(b"ListTokens", keys, rows)
+
+        return self._page(b"ListTokens", cursor, limit, start)
+
+    def _find_token(self, reference: str) -> Token:
+        reference = reference.strip()
+        token = self.authority.find_token(reference)
+        if token is None:
+            # Never echo what may be a mistyped secret.
+            if tokens.is_handle(reference):
+                raise NotFound(f"no such token: {reference}")
+            raise NotFound("no such token: no live token has that handle, secret or session id")
+        return token
+
+    @ShowToken.responder
+    def show_token(self, reference: str) -> dict[str, object]:
+        return self._token_row(self._find_token(reference))
+
+    @RemoveToken.responder
+    async def remove_token(self, reference: str) -> dict[str, object]:
+        async def work() -> dict[str, Any]:
+            token = self._find_token(reference)
+            row = self._token_row(token)
+            row["revoked"] = self.authority.revocation_count(token)
+            await self.authority.revoke(token)
+            return row
+
+        row = await self._change("token.revoke", {}, work())
+        self._audit("token.revoke", "ok", token=row["handle"], revoked=row["revoked"], via="control")
+        return row
+
+
+RESPONDERS: tuple[type[Responders], ...] = (
+    StatusResponders, ClientResponders, UserResponders, TokenResponders,
+)
+"""
+The groups of responders each admitted connection gets.
+"""
+
+
+def _secret_key(search: str) -> int | None:
+    """
+    The token key a search names exactly (a token or a session id), if any.
+    """
+    key = tokens.key_from_session_id(search)
+    if key is None and (tokens.is_access_token(search) or tokens.is_app_password(search)):
+        key = tokens.token_key(search)
+    return key
+
+
+def _client_fields(settings: dict[str, Any]) -> dict[str, Any]:
+    """
+    The L{Client} fields named by a command's optional client settings.
+    """
+    fields: dict[str, Any] = {}
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if name == "public":
+            fields["type"] = "public" if value else "confidential"
+        elif name in ("grant_types", "redirect_uris"):
+            fields[name] = tuple(value)
+        else:
+            fields[name] = value
+    if len(fields.get("redirect_uris", ())) > MAX_REDIRECT_URIS:
+        raise InvalidValue(f"a client has at most {MAX_REDIRECT_URIS} redirect URIs")
+    return fields
+
+
+__all__ = [
+    "RESPONDERS", "ClientResponders", "StatusResponders", "TokenResponders", "UserResponders",
+]

@@ -1,0 +1,132 @@
+"""
+One admitted admin connection, as its responders see it: the daemon's
+L{Authority}, who is connected (every change is audited with the peer's
+uid), the connection's open listings, and the work its loss cancels.
+
+Every change goes through L{Authority} and so through the journal: a reply is
+sent only once the change is durable. A command whose change has not been
+applied when its connection is lost (a password still being hashed) is
+abandoned with no change; one already applied completes, and its reply is
+dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.protocols import amp
+
+from oauthd.control import wire
+from oauthd.control.errors import one_line, wire_error
+from oauthd.control.paging import Listing, Listings
+from oauthd.protocol.authority import Authority
+
+T = TypeVar("T")
+
+
+class AdminSession:
+    """
+    The state one admitted connection's responders share.
+
+    @ivar peer_uid: the uid of who connected, for the audit trail.
+    @ivar clock: the daemon's clock, and C{started} when it started by it.
+    """
+
+    def __init__(
+        self, authority: Authority, peer_uid: int, clock: IReactorTime, started: float,
+    ) -> None:
+        self.authority = authority
+        self.peer_uid = peer_uid
+        self.clock = clock
+        self.started = started
+        self.listings = Listings()
+        self._cancellable: set[Deferred[Any]] = set()
+
+    def audit(self, event: str, outcome: str, **fields: object) -> None:
+        self.authority.audit(event, outcome, peer_uid=self.peer_uid, **fields)
+
+    async def change(
+        self, event: str, fields: dict[str, object], work: Coroutine[Any, Any, T],
+    ) -> T:
+        """
+        Run one change, auditing its outcome; library errors become wire
+        errors.
+        """
+        try:
+            result = await work
+        except Exception as e:
+            error = wire_error(e)
+            outcome = "abandoned" if isinstance(error, wire.Abandoned) else "failed"
+            self.audit(event, outcome, reason=one_line(str(error or e), 120), **fields)
+            if error is None:
+                raise
+            raise error from None
+        return result
+
+    def until_disconnected(self, d: Deferred[T]) -> Deferred[T]:
+        """
+        C{d}, cancelled if the connection is lost before it fires. Only for
+        work that changes nothing (hashing a password).
+        """
+        self._cancellable.add(d)
+
+        def done(result: T) -> T:
+            self._cancellable.discard(d)
+            return result
+
+        return d.addBoth(done)
+
+    def close(self) -> None:
+        """
+        The connection is lost: drop its listings, cancel its cancellable
+        work.
+        """
+        self.listings.clear()
+        for pending in list(self._cancellable):
+            pending.cancel()
+
+
+class Responders(amp.CommandLocator):
+    """
+    A group of responders (one per kind of thing administered), made for
+    each admitted connection and found by L{ControlProtocol.locateResponder}.
+    """
+
+    def __init__(self, session: AdminSession) -> None:
+        self.session = session
+
+    @property
+    def authority(self) -> Authority:
+        return self.session.authority
+
+    def _audit(self, event: str, outcome: str, **fields: object) -> None:
+        self.session.audit(event, outcome, **fields)
+
+    def _change(
+        self, event: str, fields: dict[str, object], work: Coroutine[Any, Any, T],
+    ) -> Coroutine[Any, Any, T]:
+        return self.session.change(event, fields, work)
+
+    def _until_disconnected(self, d: Deferred[T]) -> Deferred[T]:
+        return self.session.until_disconnected(d)
+
+    def _page(
+        self, command: bytes, cursor: str | None, limit: int | None,
+        start: Callable[[], Listing],
+    ) -> dict[str, object]:
+        return self.session.listings.page(command, cursor, limit, start)
+
+
+async def call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """
+    Call C{f} and await its result: errors raised at once and errors in the
+    Deferred arrive the same way.
+    """
+    return await f(*args, **kwargs)
+
+
+async def awaited(d: Deferred[T]) -> T:
+    return await d
