@@ -27,7 +27,7 @@ sys.path.insert(0, REPO)
 def write_journal(data: Path, count: int) -> None:
     from twisted.internet.task import Clock
 
-    from oauthd.protocol.authority import Authority
+    from oauthd.testing import MemoryServer
     from oauthd.config import build_config
     from oauthd.eventlog import FileJournal
     from oauthd.state.model import ACCESS
@@ -38,10 +38,10 @@ def write_journal(data: Path, count: int) -> None:
     clock.advance(time.time())
     journal = FileJournal.open(str(data), InlineReactor(), pool=InlinePool())  # type: ignore[arg-type]
     store = Store.load(journal, clock)
-    authority = Authority(store, build_config({"data": str(data)}, {}), None)  # type: ignore[arg-type]
+    server = MemoryServer(store, build_config({"data": str(data)}, {}), None)  # type: ignore[arg-type]
     for start in range(0, count, 10_000):
         records = [
-            authority.mint(ACCESS, scope="metrics", lifetime=86400, label=f"bench {start}")[1]
+            server.mint(ACCESS, scope="metrics", lifetime=86400, label=f"bench {start}")[1]
             for _ in range(min(10_000, count - start))
         ]
         store.commit(records)

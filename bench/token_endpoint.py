@@ -253,10 +253,10 @@ def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
 def _seed(data: Path) -> dict[str, str]:
     from tests.daemon import seed
 
-    async def build(authority: Any) -> dict[str, str]:
-        client, secret = await authority.add_client("bench", scope="metrics")
-        rs, rs_secret = await authority.add_client("resource server", scope="metrics")
-        token, _ = await authority.issue_token(scope="metrics", lifetime=86400, client=client)
+    async def build(server: Any) -> dict[str, str]:
+        client, secret = await server.add_client("bench", scope="metrics")
+        rs, rs_secret = await server.add_client("resource server", scope="metrics")
+        token, _ = await server.issue_token(scope="metrics", lifetime=86400, client=client)
         return {"client": client.id, "secret": secret, "rs": rs.id, "rs_secret": rs_secret,
                 "token": token}
 
@@ -486,7 +486,7 @@ def main() -> None:
         stats = pstats.Stats(str(profile_out))
         stats.sort_stats("tottime").print_stats(22)
         print("Cumulative, oauthd's own code:\n")
-        stats.sort_stats("cumulative").print_stats(r"oauthd/(http|grants|authority|store|model|audit|tokens)", 14)
+        stats.sort_stats("cumulative").print_stats(r"oauthd/(web|protocol|state|services)", 14)
     finally:
         if args.keep:
             print(f"kept {work}")

@@ -184,7 +184,6 @@ def build_service(
     from oauthd.control.peer import resolve_group
     from oauthd.control.server import ControlFactory
     from oauthd.eventlog import FileJournal, JournalError
-    from oauthd.protocol.authority import Authority
     from oauthd.protocol.context import Context
     from oauthd.services.audit import AuditTrail
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService
@@ -218,7 +217,6 @@ def build_service(
     hash_pool = ThreadPool(minthreads=0, maxthreads=config.hash_threads, name="oauthd-bcrypt")
     ThreadPoolService(hash_pool).setServiceParent(root)
     ctx = Context(store.state, config, reactor, PasswordHasher(reactor, hash_pool, config.bcrypt_cost))
-    authority = Authority(store, ctx)
     http = OAuthHTTP(ctx, store)
     site = http.site()
     for endpoint in config.listen:
@@ -236,7 +234,7 @@ def build_service(
     except KeyError:
         raise ConfigError(f"admin_group: no such group {config.admin_group!r}") from None
     control = ControlFactory(
-        reactor, authority, allowed_uids=config.admin_uids, admin_gid=admin_gid,
+        reactor, store, ctx, allowed_uids=config.admin_uids, admin_gid=admin_gid,
     )
     control_service(config.control, control, reactor).setServiceParent(root)
     return root

@@ -96,7 +96,7 @@ class Daemon:
 def seed(data: Path, build: Any) -> Any:
     """
     Prepare a data directory offline, before a daemon starts on it: call
-    C{build(authority)} with an L{oauthd.protocol.authority.Authority} over the
+    C{build(server)} with an L{oauthd.protocol.server.MemoryServer} over the
     directory's own journal (written inline, bcrypt at cost 4) and return
     what its Deferred or coroutine gives. This is how end-to-end tests get a
     client and a user without the control socket.
@@ -108,16 +108,16 @@ def seed(data: Path, build: Any) -> Any:
 
     from oauthd.config import build_config
     from oauthd.eventlog import FileJournal
-    from tests.helpers import make_authority
+    from tests.helpers import make_server
     from oauthd.testing import InlinePool, InlineReactor
 
     journal = FileJournal.open(str(data), InlineReactor(), pool=InlinePool())  # type: ignore[arg-type]
     clock = Clock()
     clock.advance(time.time())
-    authority = make_authority(build_config({"data": str(data)}, {}), clock=clock, journal=journal)
+    server = make_server(build_config({"data": str(data)}, {}), clock=clock, journal=journal)
     results: list[Any] = []
     try:
-        outcome = build(authority)
+        outcome = build(server)
         d = outcome if isinstance(outcome, Deferred) else ensureDeferred(outcome)
         d.addBoth(results.append)
     finally:

@@ -17,13 +17,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd.protocol.authority import Authority
+from oauthd.testing import MemoryServer
 from oauthd.config import Config
 from oauthd.testing import ControlledHasher, HeldJournal
 from oauthd.web.api import OAuthHTTP
 from oauthd.eventlog import MemoryJournal
 from oauthd.state.entities import Client, Token, User
-from tests.helpers import START, make_authority, make_config
+from tests.helpers import START, make_server, make_config
 
 TOKEN = "/api/v1/oauth/token"
 REVOKE = "/api/v1/oauth/revoke"
@@ -62,10 +62,10 @@ class OAuthCase(SynchronousTestCase):
         self.clock.advance(START)
         self.journal = HeldJournal()
         self.config: Config = make_config(**self.config_values)
-        self.authority: Authority = make_authority(self.config, clock=self.clock, journal=self.journal)
-        self.hasher = ControlledHasher(self.authority.ctx.hasher)
-        self.authority.ctx.hasher = self.hasher
-        self.http = OAuthHTTP(self.authority.ctx, self.authority.store)
+        self.server: MemoryServer = make_server(self.config, clock=self.clock, journal=self.journal)
+        self.hasher = ControlledHasher(self.server.ctx.hasher)
+        self.server.ctx.hasher = self.hasher
+        self.http = OAuthHTTP(self.server.ctx, self.server.store)
         self.treq = StubTreq(self.http.resource())
         self.alice = self.add_user("alice", PASSWORD, full_name="Alice Liddell", email="alice@example.com")
         self.client, self.secret = self.add_client(
@@ -79,24 +79,23 @@ class OAuthCase(SynchronousTestCase):
         state replayed, not one it issued.
         """
         self.journal = HeldJournal(self.journal.payloads)
-        self.authority = make_authority(self.config, clock=self.clock, journal=self.journal)
-        self.authority.ctx.hasher = self.hasher
-        self.http = OAuthHTTP(self.authority.ctx, self.authority.store)
+        self.server = make_server(self.config, clock=self.clock, journal=self.journal)
+        self.server.ctx.hasher = self.hasher
+        self.http = OAuthHTTP(self.server.ctx, self.server.store)
         self.treq = StubTreq(self.http.resource())
 
     # -- state ------------------------------------------------------------------
 
     def add_client(self, name: str = "client", **fields: Any) -> tuple[Client, str]:
-        client, secret = self.successResultOf(self.authority.add_client(name, **fields))
+        client, secret = self.successResultOf(self.server.add_client(name, **fields))
         return client, secret
 
     def add_user(self, name: str, password: str, **fields: Any) -> User:
-        return self.successResultOf(Deferred.fromCoroutine(
-            self.authority.add_user(name, password, **fields)))
+        return self.successResultOf(self.server.add_user(name, password, **fields))
 
     def app_password(self, user: str = "alice", scope: str = "*", lifetime: int = 0) -> tuple[str, Token]:
-        return self.successResultOf(self.authority.issue_token(
-            scope=self.authority.scope(scope), lifetime=lifetime, user=user, label="phone", kind="app"))
+        return self.successResultOf(self.server.issue_token(
+            scope=scope, lifetime=lifetime, user=user, label="phone", kind="app"))
 
     def journal_size(self) -> int:
         return self.journal.record_count

@@ -176,7 +176,7 @@ class AuditTests(OAuthCase):
         self.journal.release()
         (issued,) = self.audits("token.issue")
         assert issued["client"] == self.client.id
-        token = self.authority.find_token(issued["token"])
+        token = self.server.find_token(issued["token"])
         assert token is not None and token.client_id == self.client.id
         gc.collect()
         assert self.flushLoggedErrors() == []
@@ -207,7 +207,7 @@ class AuditTests(OAuthCase):
 
         self.journal.holding = True
         self.hang_up(TOKEN, b"grant_type=client_credentials")
-        self.authority.store.audit_sink = broken_sink
+        self.server.store.audit_sink = broken_sink
         self.journal.release()
         gc.collect()
         assert len(self.flushLoggedErrors(RuntimeError)) == 1

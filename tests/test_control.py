@@ -30,8 +30,8 @@ from oauthd.control import errors, listen, paging, peer, responders, wire
 from oauthd.control import server as control
 from oauthd.control.wire import BadArgument, Busy, Conflict, InvalidValue, NotFound, StorageError
 
-from oauthd.protocol import tokens
-from oauthd.protocol.authority import Authority
+from oauthd.protocol import rules, tokens
+from oauthd.testing import MemoryServer
 from oauthd.config import ConfigError, build_config
 from oauthd.control.peer import PeerCredentials
 from oauthd.control.server import ControlFactory, ControlProtocol
@@ -41,7 +41,7 @@ from oauthd.protocol.issuing import mint
 from oauthd.state.entities import ACCESS, APP_PASSWORD, Client
 from oauthd.state.records import ClientPut
 from oauthd.state.store import Store
-from tests.helpers import START, change, make_authority, make_config
+from tests.helpers import START, change, make_server, make_config
 from oauthd.testing import HeldJournal, InlinePool, InlineReactor, SteppingPool
 
 ADMIN = PeerCredentials(pid=777, uid=4242, gid=4242)
@@ -59,12 +59,12 @@ class Harness:
         self.clock = Clock()
         self.clock.advance(START)
         self.journal = journal if journal is not None else MemoryJournal()
-        self.authority = make_authority(make_config(), clock=self.clock, journal=self.journal,
-                                        hash_pool=pool)
+        self.server = make_server(make_config(), clock=self.clock, journal=self.journal, hash_pool=pool)
         self.peer: PeerCredentials | None = ADMIN
         factory.setdefault("allowed_uids", [ADMIN.uid])
         self.factory = ControlFactory(
-            self.clock, self.authority, peer_credentials=lambda transport: self.peer, **factory,
+            self.clock, self.server.store, self.server.ctx,
+            peer_credentials=lambda transport: self.peer, **factory,
         )
 
     def connect(self) -> Link:
@@ -196,7 +196,7 @@ def test_refused_peer_is_closed_logged_and_changes_nothing(events: EventLoggingO
     assert transport.disconnecting
     protocol.dataReceived(command_box(b"AddClient", name=b"sneaky"))
     assert transport.value() == b""
-    assert harness.authority.client_ids() == [] and harness.records == 0
+    assert list(harness.server.state.clients) == [] and harness.records == 0
     refusals = [e for e in events if e.get("log_format", "").startswith("control: refused")]
     assert [e["peer_uid"] for e in refusals] == [1234]
     assert refusals[0]["log_level"] == LogLevel.warn
@@ -253,7 +253,7 @@ def test_client_lifecycle(events: EventLoggingObserver) -> None:
     one) and removed, which revokes its tokens.
     """
     harness = Harness()
-    authority = harness.authority
+    server = harness.server
     link = harness.connect()
     added = link.call(
         wire.AddClient, name="backup", scope="photos albums", grant_types=["client_credentials"],
@@ -262,7 +262,7 @@ def test_client_lifecycle(events: EventLoggingObserver) -> None:
     client_id, secret = added["id"], added["secret"]
     assert tokens.is_client_id(client_id) and len(secret) == 32
     assert added["scope"] == "albums photos" and added["max_tokens"] == 5
-    assert authority.authenticate_client(client_id, secret) is not None
+    assert server.authenticate_client(client_id, secret) is not None
     assert not any(secret.encode() in p for p in harness.journal.payloads)
 
     assert link.call(wire.ShowClient, id=client_id)["name"] == "backup"
@@ -272,14 +272,14 @@ def test_client_lifecycle(events: EventLoggingObserver) -> None:
 
     changed = link.call(wire.ModifyClient, id=client_id, regenerate_secret=True, scope="photos")
     assert changed["scope"] == "photos" and len(changed["secret"]) == 32
-    assert authority.authenticate_client(client_id, secret) is None
-    assert authority.authenticate_client(client_id, changed["secret"]) is not None
+    assert server.authenticate_client(client_id, secret) is None
+    assert server.authenticate_client(client_id, changed["secret"]) is not None
 
     token = link.call(wire.AddToken, label="job", scope="photos", lifetime=60, client_id=client_id)
-    assert authority.authenticate_token(token["secret"]) is not None
+    assert server.authenticate_token(token["secret"]) is not None
     removed = link.call(wire.RemoveClient, id=client_id)
     assert removed["revoked"] == 1
-    assert authority.authenticate_token(token["secret"]) is None
+    assert server.authenticate_token(token["secret"]) is None
     assert isinstance(link.fails(wire.ShowClient, id=client_id), NotFound)
     assert [e["audit_event"] for e in audits(events)] == [
         "client.add", "client.update", "token.issue", "client.remove",
@@ -294,7 +294,7 @@ def test_disabling_a_client_revokes_its_tokens() -> None:
     secret = link.call(wire.AddToken, label="t", scope="*", lifetime=60, client_id=client_id)["secret"]
     changed = link.call(wire.ModifyClient, id=client_id, enabled=False)
     assert not changed["enabled"] and changed["revoked"] == 1
-    assert harness.authority.authenticate_token(secret) is None
+    assert harness.server.authenticate_token(secret) is None
     error = link.fails(wire.AddToken, label="t", scope="*", lifetime=60, client_id=client_id)
     assert isinstance(error, InvalidValue) and "disabled" in str(error)
 
@@ -314,13 +314,13 @@ def test_user_lifecycle(events: EventLoggingObserver) -> None:
     disabled (revoking their app passwords) and removed.
     """
     harness = Harness()
-    authority = harness.authority
+    server = harness.server
     link = harness.connect()
     row = link.call(wire.AddUser, name="Alice", password="correct horse", role="admin",
                     email="alice@example.com", full_name="Alice Liddell")
     assert row["name"] == "alice" and row["has_password"] and row["role"] == "admin"
     assert "correct horse" not in json.dumps([p.decode() for p in harness.journal.payloads])
-    assert harness.authority.user("alice").password_hash.startswith("$2")
+    assert harness.server.state.users["alice"].password_hash.startswith("$2")
     assert isinstance(link.fails(wire.AddUser, name="alice", password="another one"), Conflict)
     assert isinstance(link.fails(wire.AddUser, name="bob", password="short"), InvalidValue)
     assert [r["name"] for r in link.rows(wire.ListUsers, search="alice@")] == ["alice"]
@@ -329,7 +329,7 @@ def test_user_lifecycle(events: EventLoggingObserver) -> None:
     from twisted.internet.defer import ensureDeferred
 
     checked: list[Any] = []
-    ensureDeferred(authority.check_password("alice", "battery staple")).addBoth(checked.append)
+    ensureDeferred(server.check_password("alice", "battery staple")).addBoth(checked.append)
     assert checked[0] is not None
 
     app = link.call(wire.AddToken, label="phone", scope="*", lifetime=0, user="alice")
@@ -337,7 +337,7 @@ def test_user_lifecycle(events: EventLoggingObserver) -> None:
     assert link.call(wire.ShowUser, name="alice")["tokens"] == 1
     disabled = link.call(wire.ModifyUser, name="alice", disabled=True)
     assert disabled["disabled"] and disabled["revoked"] == 1
-    assert authority.authenticate_token(app["secret"]) is None
+    assert server.authenticate_token(app["secret"]) is None
     assert link.call(wire.RemoveUser, name="alice")["name"] == "alice"
     assert isinstance(link.fails(wire.ShowUser, name="alice"), NotFound)
     assert all(e["peer_uid"] == str(ADMIN.uid) for e in audits(events))
@@ -351,13 +351,13 @@ def test_token_lifecycle() -> None:
     secret or session id; auth rm revokes it before the reply arrives.
     """
     harness = Harness()
-    authority = harness.authority
+    server = harness.server
     link = harness.connect()
     issued = link.call(wire.AddToken, label="metrics", scope="metrics", lifetime=3600)
     secret = issued["secret"]
     assert tokens.is_access_token(secret) and issued["kind"] == ACCESS
     assert issued["expires_at"] == START + 3600
-    token = authority.authenticate_token(secret)
+    token = server.authenticate_token(secret)
     assert token is not None and token.scope == "metrics" and token.label == "metrics"
     for reference in (secret, issued["handle"], tokens.session_id(secret)):
         assert link.call(wire.ShowToken, reference=reference)["handle"] == issued["handle"]
@@ -365,7 +365,7 @@ def test_token_lifecycle() -> None:
 
     removed = link.call(wire.RemoveToken, reference=issued["handle"])
     assert removed["revoked"] == 1
-    assert authority.authenticate_token(secret) is None
+    assert server.authenticate_token(secret) is None
     error = link.fails(wire.RemoveToken, reference=secret)
     assert isinstance(error, NotFound) and secret not in str(error)
 
@@ -390,7 +390,7 @@ def test_token_errors() -> None:
             link.call(wire.AddUser, name="x", password="long enough")
         error = link.fails(wire.AddToken, **arguments)
         assert isinstance(error, kind) and message in str(error), (arguments, error)
-    assert harness.authority.live_token_count() == 0
+    assert harness.server.state.live_count(harness.server.ctx.now()) == 0
 
 
 def test_expired_tokens_are_listed_only_on_request() -> None:
@@ -444,7 +444,7 @@ def test_reply_only_once_durable() -> None:
     link = harness.connect()
     journal.holding = True
     answer = link.ask(wire.AddClient, name="slow")
-    assert answer == [] and len(harness.authority.client_ids()) == 1
+    assert answer == [] and len(list(harness.server.state.clients)) == 1
     journal.release()
     link.pump.flush()
     assert answer[0]["name"] == "slow"
@@ -463,7 +463,7 @@ def test_journal_failure_is_a_storage_error(events: EventLoggingObserver) -> Non
 
 def test_long_redirect_uri_lists_are_refused() -> None:
     link = Harness().connect()
-    uris = [f"https://app.example/cb{i}" for i in range(responders.MAX_REDIRECT_URIS + 1)]
+    uris = [f"https://app.example/cb{i}" for i in range(rules.MAX_REDIRECT_URIS + 1)]
     error = link.fails(wire.AddClient, name="c", redirect_uris=uris)
     assert isinstance(error, InvalidValue) and "at most" in str(error)
 
@@ -591,8 +591,8 @@ def test_client_vanishing_while_password_hashes(events: EventLoggingObserver) ->
     assert other.call(wire.Status)["users"] == 0
     protocol.connectionLost(Failure(Exception("hung up")))
     pool.run_all()
-    assert harness.authority.user_names() == [] and harness.records == 0
-    assert harness.authority.hasher.pending == 0
+    assert sorted(harness.server.state.users) == [] and harness.records == 0
+    assert harness.server.ctx.hasher.pending == 0
     assert [e["outcome"] for e in audits(events, "user.add")] == ["abandoned"]
     assert failures(events) == []
     answer = other.ask(wire.AddUser, name="dave", password="long enough")
@@ -613,7 +613,7 @@ def test_client_vanishing_after_the_change(events: EventLoggingObserver) -> None
     protocol.dataReceived(command_box(b"AddClient", name=b"made"))
     protocol.connectionLost(Failure(Exception("hung up")))
     journal.release()
-    assert [c for c in harness.authority.client_ids()]
+    assert [c for c in list(harness.server.state.clients)]
     assert harness.records == 1
     assert [e["outcome"] for e in audits(events, "client.add")] == ["ok"]
     assert failures(events) == []
@@ -639,7 +639,7 @@ def test_commands_on_one_connection_run_concurrently() -> None:
 # Paging
 
 
-def issue_many(authority: Authority, count: int, **fields: Any) -> list[str]:
+def issue_many(server: MemoryServer, count: int, **fields: Any) -> list[str]:
     """
     Issue C{count} tokens straight through the store; their handles.
     """
@@ -648,10 +648,10 @@ def issue_many(authority: Authority, count: int, **fields: Any) -> list[str]:
     fields.setdefault("scope", "metrics")
     fields.setdefault("lifetime", 3600)
     for _ in range(count):
-        minted = mint(authority.ctx, ACCESS, **fields)
+        minted = mint(server.ctx, ACCESS, **fields)
         records.append(minted.record)
         handles.append(minted.token.handle)
-    authority.store.commit(change(records))
+    server.store.commit(change(records))
     return handles
 
 
@@ -663,7 +663,7 @@ def test_pages_fit_amp_values_and_cover_everything() -> None:
     """
     harness = Harness()
     label = "é☃" * 100
-    handles = issue_many(harness.authority, 1500, label=label, scope=" ".join(harness.authority.config.scopes))
+    handles = issue_many(harness.server, 1500, label=label, scope=" ".join(harness.server.ctx.config.scopes))
     link = harness.connect()
     seen: list[str] = []
     cursor = None
@@ -688,8 +688,8 @@ def test_listing_while_tokens_come_and_go() -> None:
     one revoked before its page is not shown; nothing appears twice.
     """
     harness = Harness()
-    authority = harness.authority
-    handles = issue_many(authority, 2000)
+    server = harness.server
+    handles = issue_many(server, 2000)
     link = harness.connect()
     seen: list[str] = []
     revoked: set[str] = set()
@@ -705,11 +705,11 @@ def test_listing_while_tokens_come_and_go() -> None:
         listed = set(seen)
         unseen = [h for h in handles if h not in listed and h not in revoked]
         for handle in unseen[-3:]:
-            token = authority.find_token(handle)
+            token = server.find_token(handle)
             assert token is not None
-            authority.revoke(token)
+            server.revoke(token)
             revoked.add(handle)
-        issue_many(authority, 5)
+        issue_many(server, 5)
     assert len(seen) == len(set(seen))
     assert set(seen) == set(handles) - revoked
     assert revoked
@@ -722,8 +722,8 @@ def test_scan_limit_bounds_each_page(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.setattr(paging, "SCAN_LIMIT", 100)
     harness = Harness()
-    issue_many(harness.authority, 450, label="other")
-    issue_many(harness.authority, 3, label="wanted")
+    issue_many(harness.server, 450, label="other")
+    issue_many(harness.server, 3, label="wanted")
     link = harness.connect()
     sizes = []
     cursor = None
@@ -738,7 +738,7 @@ def test_scan_limit_bounds_each_page(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_cursor_errors() -> None:
     harness = Harness()
-    issue_many(harness.authority, 30)
+    issue_many(harness.server, 30)
     link = harness.connect()
     first = link.call(wire.ListTokens, limit=10)
     for cursor in ("nonsense", "99.0", "1.99999", "1.-1"):
@@ -759,7 +759,7 @@ def test_cursor_errors() -> None:
 
 def test_search_tokens_by_prefix() -> None:
     harness = Harness()
-    authority = harness.authority
+    server = harness.server
     link = harness.connect()
     client_id = link.call(wire.AddClient, name="c")["id"]
     link.call(wire.AddUser, name="frank", password="long enough")
@@ -769,7 +769,7 @@ def test_search_tokens_by_prefix() -> None:
     assert [r["label"] for r in link.rows(wire.ListTokens, search="fra")] == ["for frank"]
     assert [r["label"] for r in link.rows(wire.ListTokens, search=client_id)] == ["job"]
     assert [r["label"] for r in link.rows(wire.ListTokens, search="lo")] == ["loose"]
-    assert len(link.rows(wire.ListTokens)) == 3 == authority.live_token_count()
+    assert len(link.rows(wire.ListTokens)) == 3 == server.state.live_count(server.ctx.now())
 
 
 def test_oversized_client_row_is_listed_without_redirect_uris() -> None:
@@ -780,7 +780,7 @@ def test_oversized_client_row_is_listed_without_redirect_uris() -> None:
     harness = Harness()
     uris = tuple(f"https://app.example/{'x' * 1900}/{i}" for i in range(40))
     client = Client(id="c000000000000001", name="huge", redirect_uris=uris, created_at=START)
-    harness.authority.store.commit(change([ClientPut(client)]))
+    harness.server.store.commit(change([ClientPut(client)]))
     link = harness.connect()
     link.call(wire.AddClient, name="small")
     rows = link.rows(wire.ListClients)
@@ -931,17 +931,17 @@ def test_revoking_an_app_password_counts_what_it_takes_along() -> None:
     from oauthd.state.entities import SESSION
 
     harness = Harness()
-    authority = harness.authority
+    server = harness.server
     link = harness.connect()
     link.call(wire.AddUser, name="gina", password="long enough")
     app = link.call(wire.AddToken, label="phone", scope="*", lifetime=0, user="gina")
-    parent = authority.authenticate_token(app["secret"])
+    parent = server.authenticate_token(app["secret"])
     assert parent is not None
-    minted = mint(authority.ctx, SESSION, scope="*", lifetime=600, user="gina", label=derived_label(parent))
-    authority.store.commit(change([minted.record]))
+    minted = mint(server.ctx, SESSION, scope="*", lifetime=600, user="gina", label=derived_label(parent))
+    server.store.commit(change([minted.record]))
     session = minted.secret
     assert link.call(wire.RemoveToken, reference=app["handle"])["revoked"] == 2
-    assert authority.authenticate_token(session) is None
+    assert server.authenticate_token(session) is None
 
 
 BIG = "x" * 60_000
@@ -1012,7 +1012,7 @@ def test_a_stale_socket_from_a_crash_is_removed(tmp_path: Path) -> None:
 
 
 def test_a_cursor_with_non_ascii_digits_is_invalid() -> None:
-    from oauthd.protocol.authority import InvalidValue
+    from oauthd.protocol.errors import InvalidValue
     from oauthd.control.paging import parse_cursor as _parse_cursor
 
     for cursor in ("1.²", "².1", "1.1", "x.1"):

@@ -81,8 +81,8 @@ class Live:
 
     def __init__(self, tmp_path: Path, harness: Harness | None = None, **factory: Any) -> None:
         self.harness = harness or Harness()
-        self.authority = self.harness.authority
-        self.factory = ControlFactory(self.harness.clock, self.authority, **factory)
+        self.server = self.harness.server
+        self.factory = ControlFactory(self.harness.clock, self.server.store, self.server.ctx, **factory)
         self.path = tmp_path / "control.sock"
         self.port = the_reactor().listenUNIX(str(self.path), self.factory, mode=0o600)
 
@@ -257,7 +257,7 @@ async def test_every_command_round_trips(tmp_path: Path) -> None:
     is in the daemon's state when the command returns.
     """
     live = Live(tmp_path)
-    authority = live.authority
+    server = live.server
     try:
         status = (await live.ok("status", "--json")).json()
         assert status["clients"] == 0 and status["live_fraction"] == 1.0
@@ -269,9 +269,9 @@ async def test_every_command_round_trips(tmp_path: Path) -> None:
             "https://app.example/cb",
         )
         assert "AS YOU WILL NOT BE ABLE TO SEE IT AGAIN" in added.out
-        client_id = authority.client_ids()[0]
+        client_id = list(server.state.clients)[0]
         secret = added.out.split(client_id)[-1].split("|")[1].strip()
-        assert authority.authenticate_client(client_id, secret) is not None
+        assert server.authenticate_client(client_id, secret) is not None
         public = (await live.ok("--json", "clients", "add", "--name", "spa", "--public",
                                 "--grant", "authorization_code")).json()
         assert public["secret"] == "" and public["type"] == "public"
@@ -287,8 +287,8 @@ async def test_every_command_round_trips(tmp_path: Path) -> None:
 
         modified = await live.ok("clients", "mod", client_id, "--scope", "photos", "--regenerate-secret")
         assert "NEW CLIENT SECRET" in modified.out
-        assert authority.authenticate_client(client_id, secret) is None
-        assert authority.client(client_id).scope == "photos"
+        assert server.authenticate_client(client_id, secret) is None
+        assert server.state.clients[client_id].scope == "photos"
 
         await live.ok("users", "add", "alice", "--role", "admin", "--email", "a@example.com",
                       "--password-stdin", stdin="correct horse\n")
@@ -306,7 +306,7 @@ async def test_every_command_round_trips(tmp_path: Path) -> None:
         assert "APP PASSWORD" in app.out and "NOT BE ABLE TO SEE IT AGAIN" in app.out
         app_password = app.out.split("| *")[0].rsplit("|", 1)[1].strip()
         assert tokens.is_app_password(app_password)
-        assert authority.authenticate_token(app_password) is not None
+        assert server.authenticate_token(app_password) is not None
         bound = (await live.ok("auth", "add", "--client", client_id, "--name", "job", "--scope",
                                "photos", "--json")).json()
         assert bound["client_name"] == "backup" and bound["expires_at"] > bound["issued_at"]
@@ -320,12 +320,12 @@ async def test_every_command_round_trips(tmp_path: Path) -> None:
 
         disabled = await live.ok("users", "mod", "alice", "--disable")
         assert "Revoked 1 tokens of the disabled user" in disabled.out
-        assert authority.authenticate_token(app_password) is None
+        assert server.authenticate_token(app_password) is None
         assert "Deleted user bob" in (await live.ok("users", "rm", "bob", "-y")).out
 
         removed = (await live.ok("clients", "rm", client_id, "-y", "--json")).json()
         assert removed["revoked"] == 1
-        assert authority.authenticate_token(bound["secret"]) is None
+        assert server.authenticate_token(bound["secret"]) is None
 
         compacted = await live.ok("compact")
         assert compacted.out.startswith("Compacted the journal: ")
@@ -345,12 +345,12 @@ async def test_auth_add_then_rm(tmp_path: Path) -> None:
         issued = (await live.ok("auth", "add", "--name", "ci", "--scope", "metrics", "--json")).json()
         secret = issued["secret"]
         assert tokens.is_access_token(secret)
-        token = live.authority.authenticate_token(secret)
+        token = live.server.authenticate_token(secret)
         assert token is not None and token.scope == "metrics"
         assert issued["expires_at"] - issued["issued_at"] == cli.DEFAULT_TOKEN_LIFETIME
         revoked = await live.ok("auth", "rm", secret)
         assert revoked.out == f"Revoked {issued['handle']}.\n"
-        assert live.authority.authenticate_token(secret) is None
+        assert live.server.authenticate_token(secret) is None
         again = await live.ctl("auth", "rm", secret)
         assert again.code == 1
         assert again.err == "oauthctl: no such token: no live token has that handle, secret or session id\n"
@@ -375,12 +375,12 @@ async def test_clients_rm_revokes_and_asks_first(tmp_path: Path) -> None:
         ]
         refused = await live.ctl("clients", "rm", client_id, stdin="n\n")
         assert refused.code == 1 and "nothing was changed" in refused.err
-        assert live.authority.client(client_id)
+        assert live.server.state.clients[client_id]
         removed = await live.ctl("clients", "rm", client_id, stdin="yes\n")
         assert removed.code == 0
         assert removed.err == f"Delete client {client_id} and revoke all its tokens? [y/N] "
         assert removed.out == f"Deleted client {client_id} (c); revoked 3 tokens.\n"
-        assert all(live.authority.authenticate_token(s) is None for s in secrets)
+        assert all(live.server.authenticate_token(s) is None for s in secrets)
     finally:
         await live.stop()
 
@@ -450,7 +450,7 @@ async def test_hostile_clients_on_a_real_socket(tmp_path: Path) -> None:
             assert len(pool.jobs) == 1
         await deferLater(reactor, 0.05, lambda: None)
         pool.run_all()
-        assert live.authority.user_names() == []
+        assert sorted(live.server.state.users) == []
 
         assert (await live.ok("status", "--json")).json()["users"] == 0
     finally:
@@ -467,7 +467,7 @@ async def test_listing_100000_tokens(tmp_path: Path) -> None:
     handles: list[str] = []
     started = time.perf_counter()
     for _ in range(10):
-        handles += issue_many(live.authority, 10_000)
+        handles += issue_many(live.server, 10_000)
     print(f"\nissued 100,000 tokens in {time.perf_counter() - started:.2f} s")
     try:
         started = time.perf_counter()

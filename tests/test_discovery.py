@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from oauthd.config import build_config
 from oauthd.protocol.discovery import ENDPOINT_PATHS, Capabilities
 from oauthd.web.api import OAuthHTTP
-from tests.helpers import make_authority, make_config, make_http
+from tests.helpers import make_server, make_config, make_http
 
 ISSUER = "https://auth.example.com/base"
 

@@ -46,7 +46,7 @@ def test_acknowledged_tokens_survive_sigkill_and_the_daemon_restarts(tmp_path: P
     from tests.daemon import seed
 
     data = tmp_path / "data"
-    client, secret = seed(data, lambda authority: authority.add_client(
+    client, secret = seed(data, lambda server: server.add_client(
         "killer", scope="metrics", max_tokens=-1))
     basic = base64.b64encode(f"{client.id}:{secret}".encode()).decode()
 

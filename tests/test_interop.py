@@ -15,7 +15,7 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 
 from oauthd.services.audit import verify
-from oauthd.protocol.authority import Authority
+from oauthd.testing import MemoryServer
 from tests.daemon import Daemon, seed
 
 PASSWORD = "interop password"
@@ -25,12 +25,12 @@ INTROSPECT = "/api/v1/oauth/introspect"
 USERINFO = "/api/v1/oauth/userinfo"
 
 
-async def _setup(authority: Authority) -> dict[str, str]:
-    await authority.add_user("alice", PASSWORD, full_name="Alice", email="alice@example.com")
-    app, app_secret = await authority.add_client(
+async def _setup(server: MemoryServer) -> dict[str, str]:
+    await server.add_user("alice", PASSWORD, full_name="Alice", email="alice@example.com")
+    app, app_secret = await server.add_client(
         "Interop App", scope="*", grant_types=("client_credentials", "password", "refresh_token"),
     )
-    rs, rs_secret = await authority.add_client("Resource Server", scope="metrics")
+    rs, rs_secret = await server.add_client("Resource Server", scope="metrics")
     return {"app": app.id, "app_secret": app_secret, "rs": rs.id, "rs_secret": rs_secret}
 
 

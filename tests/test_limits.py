@@ -217,8 +217,8 @@ class EndpointLimitTests(OAuthCase):
         assert len(self.http.limiter) == 0
 
     def test_untrusted_peers_cannot_choose_their_address(self) -> None:
-        self.authority.ctx.config = attrs.evolve(self.config, trusted_proxies=())
-        self.http = type(self.http)(self.authority.ctx, self.authority.store)
+        self.server.ctx.config = attrs.evolve(self.config, trusted_proxies=())
+        self.http = type(self.http)(self.server.ctx, self.server.store)
         from treq.testing import StubTreq
 
         self.treq = StubTreq(self.http.resource())

@@ -1,5 +1,5 @@
 """
-Tests for the state model, the store and the authority core.
+Tests for the state model, the store and the protocol core.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from oauthd.state.records import (
     decode,
     encode,
 )
-from tests.helpers import START, make_authority
+from tests.helpers import START, make_server
 
 
 def test_token_formats() -> None:
@@ -226,67 +226,67 @@ class AuthorityTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(START)
         self.journal = MemoryJournal()
-        self.authority = make_authority(clock=self.clock, journal=self.journal)
+        self.server = make_server(clock=self.clock, journal=self.journal)
 
     def restart(self) -> None:
-        self.authority = make_authority(clock=self.clock, journal=MemoryJournal(self.journal.payloads))
+        self.server = make_server(clock=self.clock, journal=MemoryJournal(self.journal.payloads))
 
     def test_client_secret_is_checked_and_never_stored(self) -> None:
-        client, secret = self.successResultOf(self.authority.add_client("Prometheus", scope="metrics"))
-        assert self.authority.authenticate_client(client.id, secret) == client
+        client, secret = self.successResultOf(self.server.add_client("Prometheus", scope="metrics"))
+        assert self.server.authenticate_client(client.id, secret) == client
         wrong = secret[:-1] + ("x" if secret[-1] != "x" else "y")
-        assert self.authority.authenticate_client(client.id, wrong) is None
-        assert self.authority.authenticate_client("c" + "0" * 15, secret) is None
+        assert self.server.authenticate_client(client.id, wrong) is None
+        assert self.server.authenticate_client("c" + "0" * 15, secret) is None
         assert not any(secret.encode() in p for p in self.journal.payloads)
         self.restart()
-        assert self.authority.authenticate_client(client.id, secret) == client
+        assert self.server.authenticate_client(client.id, secret) == client
 
     def test_token_limit_revokes_the_oldest(self) -> None:
-        client, _ = self.successResultOf(self.authority.add_client("c", max_tokens=2))
-        issued = [self.successResultOf(self.authority.issue_token(scope="*", lifetime=60, client=client))
+        client, _ = self.successResultOf(self.server.add_client("c", max_tokens=2))
+        issued = [self.successResultOf(self.server.issue_token(scope="*", lifetime=60, client=client))
                   for _ in range(3)]
-        assert self.authority.authenticate_token(issued[0][0]) is None
-        assert all(self.authority.authenticate_token(s) is not None for s, _ in issued[1:])
+        assert self.server.authenticate_token(issued[0][0]) is None
+        assert all(self.server.authenticate_token(s) is not None for s, _ in issued[1:])
 
     def test_tokens_survive_restart_and_revocation_too(self) -> None:
-        secret, token = self.successResultOf(self.authority.issue_token(scope="*", lifetime=0, label="cli"))
-        other, _ = self.successResultOf(self.authority.issue_token(scope="*", lifetime=0))
-        self.successResultOf(self.authority.revoke(token))
+        secret, token = self.successResultOf(self.server.issue_token(scope="*", lifetime=0, label="cli"))
+        other, _ = self.successResultOf(self.server.issue_token(scope="*", lifetime=0))
+        self.successResultOf(self.server.revoke(token))
         self.restart()
-        assert self.authority.authenticate_token(secret) is None
-        assert self.authority.authenticate_token(other) is not None
+        assert self.server.authenticate_token(secret) is None
+        assert self.server.authenticate_token(other) is not None
         assert not any(secret.encode() in p or other.encode() in p for p in self.journal.payloads)
 
     def test_find_token_by_secret_session_id_or_handle(self) -> None:
-        secret, token = self.successResultOf(self.authority.issue_token(scope="*", lifetime=60))
+        secret, token = self.successResultOf(self.server.issue_token(scope="*", lifetime=60))
         for reference in (secret, tokens.session_id(secret), token.handle):
-            assert encode(TokenIssued(self.authority.find_token(reference))) == encode(TokenIssued(token))  # type: ignore[arg-type]
-        assert self.authority.find_token("sess0000000000") is None
-        assert self.authority.find_token("garbage") is None
+            assert encode(TokenIssued(self.server.find_token(reference))) == encode(TokenIssued(token))  # type: ignore[arg-type]
+        assert self.server.find_token("sess0000000000") is None
+        assert self.server.find_token("garbage") is None
 
     def test_users(self) -> None:
-        user = self.successResultOf(self.authority.add_user("Alice", "correct horse", role="admin"))
+        user = self.successResultOf(self.server.add_user("Alice", "correct horse", role="admin"))
         assert user.name == "alice"
-        assert self.successResultOf(self.authority.check_password("alice", "correct horse")) == user
-        assert self.successResultOf(self.authority.check_password("alice", "wrong")) is None
-        assert self.successResultOf(self.authority.check_password("bob", "x")) is None
-        self.failureResultOf(self.authority.add_user("alice", "x"), Conflict)
-        self.failureResultOf(self.authority.add_user("no spaces", "x"), InvalidValue)
-        secret, _ = self.successResultOf(self.authority.issue_token(
+        assert self.successResultOf(self.server.check_password("alice", "correct horse")) == user
+        assert self.successResultOf(self.server.check_password("alice", "wrong")) is None
+        assert self.successResultOf(self.server.check_password("bob", "x")) is None
+        self.failureResultOf(self.server.add_user("alice", "x"), Conflict)
+        self.failureResultOf(self.server.add_user("no spaces", "x"), InvalidValue)
+        secret, _ = self.successResultOf(self.server.issue_token(
             scope="*", lifetime=0, user="alice", kind=APP_PASSWORD))
         assert tokens.is_app_password(secret)
-        self.successResultOf(self.authority.update_user("alice", disabled=True))
-        assert self.authority.authenticate_token(secret) is None
-        assert self.successResultOf(self.authority.check_password("alice", "correct horse")) is None
+        self.successResultOf(self.server.update_user("alice", disabled=True))
+        assert self.server.authenticate_token(secret) is None
+        assert self.successResultOf(self.server.check_password("alice", "correct horse")) is None
 
     def test_bad_client_values(self) -> None:
         for fields in ({"scope": "nonsense"}, {"grant_types": ("implicit",)}, {"max_tokens": 0},
                        {"redirect_uris": ("http://example.com/cb",)}, {"access_ttl": 0},
                        {"type": "public"}):
             with pytest.raises(InvalidValue):
-                self.authority.add_client("c", **fields)
+                self.server.add_client("c", **fields)
         with pytest.raises(InvalidValue):
-            self.authority.add_client("bad\x00name")
+            self.server.add_client("bad\x00name")
         with pytest.raises(NotFound):
-            self.authority.add_client("c", user="nobody")
+            self.server.add_client("c", user="nobody")
         assert self.journal.payloads == []

@@ -52,7 +52,7 @@ class BearerTests(OAuthCase):
         in the challenge.
         """
         revoked = self.password_grant().body["access_token"]
-        self.successResultOf(self.authority.revoke(self.authority.authenticate_token(revoked)))  # type: ignore[arg-type]
+        self.successResultOf(self.server.revoke(self.server.authenticate_token(revoked)))  # type: ignore[arg-type]
         for token in ("", "x", "0" * 48, "A" * 48, self.access + "0", "z" * 5000, revoked,
                       "Bearer " + self.access, self.access.upper()):
             reply = self.userinfo(bearer(token))

@@ -20,7 +20,7 @@ class RevokeTests(OAuthCase):
         return self.post(REVOKE, form, **kwargs)
 
     def live(self, secret: str) -> bool:
-        return self.authority.state.token(tokens.token_key(secret), self.clock.seconds()) is not None
+        return self.server.state.token(tokens.token_key(secret), self.clock.seconds()) is not None
 
     def test_rfc7009_example_revokes_an_access_token(self) -> None:
         reply = self.revoke({"token": self.grant["access_token"], "token_type_hint": "access_token"})

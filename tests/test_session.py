@@ -34,10 +34,10 @@ class SessionTests(OAuthCase):
         assert (body["expires_in"], body["scope"], body["provider"]) == (7200, "*", "local")
         assert body["user"] == {"Name": "alice", "DisplayName": "Alice Liddell",
                                 "Email": "alice@example.com", "Role": "user"}
-        token = self.authority.authenticate_token(body["access_token"])
+        token = self.server.authenticate_token(body["access_token"])
         assert token is not None and token.kind == SESSION and token.client_id == ""
         self.clock.advance(7200)
-        assert self.authority.authenticate_token(body["access_token"]) is None
+        assert self.server.authenticate_token(body["access_token"]) is None
 
     def test_login_with_form_and_sessions_alias(self) -> None:
         reply = self.post("/api/v1/sessions", {"username": "alice", "password": PASSWORD})
@@ -58,14 +58,14 @@ class SessionTests(OAuthCase):
         access = self.login().body["access_token"]
         reply = self.request("DELETE", SESSION_PATH, headers={"X-Session-ID": access})
         assert reply.body == {"status": "deleted", "session_id": tokens.session_id(access)}
-        assert self.authority.authenticate_token(access) is None
+        assert self.server.authenticate_token(access) is None
         self.assert_error(self.request("DELETE", SESSION_PATH, headers={"X-Session-ID": access}),
                           401, "invalid_token")
 
     def test_logout_naming_the_session(self) -> None:
         for name in ("session_id", "handle"):
             access = self.login().body["access_token"]
-            token = self.authority.authenticate_token(access)
+            token = self.server.authenticate_token(access)
             assert token is not None
             reference = tokens.session_id(access) if name == "session_id" else token.handle
             other = self.login().body["access_token"]
@@ -73,7 +73,7 @@ class SessionTests(OAuthCase):
                                            headers={"X-Auth-Token": other}), 403, "access_denied")
             reply = self.request("DELETE", f"/api/v1/sessions/{reference}", headers={"X-Auth-Token": access})
             assert reply.code == 200, reply
-            assert self.authority.authenticate_token(access) is None
+            assert self.server.authenticate_token(access) is None
 
     def test_logout_refuses_other_kinds_of_token(self) -> None:
         app, _ = self.app_password()
@@ -81,15 +81,15 @@ class SessionTests(OAuthCase):
         for token in (app, access):
             self.assert_error(self.request("DELETE", SESSION_PATH, headers={"X-Auth-Token": token}),
                               400, "invalid_request")
-            assert self.authority.authenticate_token(token) is not None
+            assert self.server.authenticate_token(token) is not None
         self.assert_error(self.request("DELETE", SESSION_PATH), 401, "invalid_token")
 
     def test_sessions_per_user_are_capped(self) -> None:
         first = self.login().body["access_token"]
         for _ in range(sessions.MAX_SESSIONS):
             self.login()
-        assert self.authority.authenticate_token(first) is None
-        live = [t for t in self.authority.state.user_tokens("alice", self.clock.seconds()) if t.kind == SESSION]
+        assert self.server.authenticate_token(first) is None
+        live = [t for t in self.server.state.user_tokens("alice", self.clock.seconds()) if t.kind == SESSION]
         assert len(live) == sessions.MAX_SESSIONS
 
     def test_session_token_works_at_userinfo(self) -> None:

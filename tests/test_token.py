@@ -24,7 +24,7 @@ from tests.oauth_helpers import INTROSPECT, PASSWORD, TOKEN, OAuthCase, bearer
 class ClientAuthenticationTests(OAuthCase):
     def add_raw_client(self, client_id: str, secret: str, **fields: Any) -> Client:
         client = Client(id=client_id, name="raw", secret_digest=tokens.secret_digest(secret), **fields)
-        self.successResultOf(self.authority.store.commit(change([ClientPut(client)])))
+        self.successResultOf(self.server.store.commit(change([ClientPut(client)])))
         return client
 
     def test_rfc6749_client_credentials_example(self) -> None:
@@ -90,7 +90,7 @@ class ClientAuthenticationTests(OAuthCase):
         another scheme, an empty secret for a confidential client: 401.
         """
         disabled, disabled_secret = self.add_client("off")
-        self.successResultOf(self.authority.update_client(disabled.id, enabled=False))
+        self.successResultOf(self.server.update_client(disabled.id, enabled=False))
         cases: list[dict[str, Any]] = [
             {"auth": ("c000000000000000", self.secret)},
             {"auth": (disabled.id, disabled_secret)},
@@ -132,7 +132,7 @@ class ClientCredentialsTests(OAuthCase):
     def test_default_scope_is_the_clients(self) -> None:
         reply = self.cc()
         assert reply.body["scope"] == "metrics photos"
-        token = self.authority.authenticate_token(reply.body["access_token"])
+        token = self.server.authenticate_token(reply.body["access_token"])
         assert token is not None and token.kind == ACCESS and token.client_id == self.prom.id
         assert reply.body["status"] == "success"
         assert reply.body["session_id"] == tokens.session_id(reply.body["access_token"])
@@ -163,9 +163,9 @@ class ClientCredentialsTests(OAuthCase):
 
     def test_token_limit_revokes_the_oldest(self) -> None:
         first, second, third = (self.cc().body["access_token"] for _ in range(3))
-        assert self.authority.authenticate_token(first) is None
-        assert self.authority.authenticate_token(second) is not None
-        assert self.authority.authenticate_token(third) is not None
+        assert self.server.authenticate_token(first) is None
+        assert self.server.authenticate_token(second) is not None
+        assert self.server.authenticate_token(third) is not None
 
     def test_client_not_allowed_the_grant(self) -> None:
         client, secret = self.add_client("pw", grant_types=("password",))
@@ -175,9 +175,9 @@ class ClientCredentialsTests(OAuthCase):
     def test_token_carries_the_clients_user(self) -> None:
         client, secret = self.add_client("owned", user="alice")
         reply = self.token({"grant_type": "client_credentials"}, auth=(client.id, secret))
-        token = self.authority.authenticate_token(reply.body["access_token"])
+        token = self.server.authenticate_token(reply.body["access_token"])
         assert token is not None and token.user == "alice"
-        self.successResultOf(self.authority.update_user("alice", disabled=True))
+        self.successResultOf(self.server.update_user("alice", disabled=True))
         self.assert_error(self.token({"grant_type": "client_credentials"}, auth=(client.id, secret)),
                           400, "unauthorized_client")
 
@@ -215,9 +215,9 @@ class PasswordGrantTests(OAuthCase):
         reply = self.password_grant(scope="photos openid")
         assert reply.code == 200, reply
         assert reply.body["scope"] == "openid photos"
-        access = self.authority.authenticate_token(reply.body["access_token"])
+        access = self.server.authenticate_token(reply.body["access_token"])
         assert access is not None and access.user == "alice" and access.grant
-        refresh = self.authority.state.token(tokens.token_key(reply.body["refresh_token"]), self.clock.seconds())
+        refresh = self.server.state.token(tokens.token_key(reply.body["refresh_token"]), self.clock.seconds())
         assert refresh is not None and refresh.kind == REFRESH and refresh.grant == access.grant
         assert refresh.lifetime == self.client.refresh_ttl
 
@@ -244,7 +244,7 @@ class PasswordGrantTests(OAuthCase):
         self.assert_error(self.password_grant(password="wrong"), 400, "invalid_grant")
         self.assert_error(self.password_grant(username="bob"), 400, "invalid_grant")
         self.assert_error(self.password_grant(username="not a name!"), 400, "invalid_grant")
-        self.successResultOf(self.authority.update_user("alice", disabled=True))
+        self.successResultOf(self.server.update_user("alice", disabled=True))
         self.assert_error(self.password_grant(), 400, "invalid_grant")
 
     def test_missing_and_overlong_parameters(self) -> None:
@@ -275,7 +275,7 @@ class PasswordGrantTests(OAuthCase):
         assert reply.code == 200, reply
         assert reply.body["scope"] == "photos webdav"
         assert reply.body["expires_in"] == 600
-        access = self.authority.authenticate_token(reply.body["access_token"])
+        access = self.server.authenticate_token(reply.body["access_token"])
         assert access is not None and access.label == "from " + app_token.handle
         assert self.password_grant(password=app, scope="photos").body["scope"] == "photos"
         self.assert_error(self.password_grant(password=app, scope="albums"), 400, "invalid_scope")
@@ -297,13 +297,13 @@ class PasswordGrantTests(OAuthCase):
     def test_revoking_the_app_password_revokes_what_it_obtained(self) -> None:
         app, app_token = self.app_password()
         reply = self.password_grant(password=app)
-        self.successResultOf(self.authority.revoke(app_token))
-        assert self.authority.authenticate_token(reply.body["access_token"]) is None
-        assert tokens.token_key(reply.body["refresh_token"]) not in self.authority.state.tokens
+        self.successResultOf(self.server.revoke(app_token))
+        assert self.server.authenticate_token(reply.body["access_token"]) is None
+        assert tokens.token_key(reply.body["refresh_token"]) not in self.server.state.tokens
 
     def test_two_factor_users_may_use_only_app_passwords(self) -> None:
         app, _ = self.app_password()
-        self.authority.ctx.second_factor = lambda user: True
+        self.server.ctx.second_factor = lambda user: True
         self.assert_error(self.password_grant(), 400, "invalid_grant")
         assert self.password_grant(password=app).code == 200
 
@@ -320,7 +320,7 @@ class PasswordGrantTests(OAuthCase):
             d = self.treq.post("http://oauthd.test" + TOKEN, auth=(client.id, secret), data={
                 "grant_type": "password", "username": "alice", "password": PASSWORD})
             self.assertNoResult(d)
-            self.successResultOf(self.authority.update_client(client.id, **change))
+            self.successResultOf(self.server.update_client(client.id, **change))
             pending.callback(True)
             self.treq.flush()
             response = self.successResultOf(d)
@@ -348,10 +348,10 @@ class PasswordGrantTests(OAuthCase):
         own = self.token({"grant_type": "client_credentials"}, auth=(client.id, secret)).body
         bob = self.token({**form, "username": "bob", "password": "bobs password"}, auth=(client.id, secret)).body
         alice = [self.token(form, auth=(client.id, secret)).body for _ in range(3)]
-        assert self.authority.authenticate_token(alice[0]["access_token"]) is None
-        assert tokens.token_key(alice[0]["refresh_token"]) not in self.authority.state.tokens
+        assert self.server.authenticate_token(alice[0]["access_token"]) is None
+        assert tokens.token_key(alice[0]["refresh_token"]) not in self.server.state.tokens
         for body in alice[1:] + [bob, own]:
-            assert self.authority.authenticate_token(body["access_token"]) is not None
+            assert self.server.authenticate_token(body["access_token"]) is not None
 
 
 class RefreshTests(OAuthCase):
@@ -372,12 +372,12 @@ class RefreshTests(OAuthCase):
         assert reply.code == 200, reply
         assert reply.body["refresh_token"] != self.first["refresh_token"]
         assert reply.body["scope"] == "albums openid photos"
-        old = self.authority.state.tokens[tokens.token_key(self.first["refresh_token"])]
+        old = self.server.state.tokens[tokens.token_key(self.first["refresh_token"])]
         assert old.kind == USED_REFRESH
-        new = self.authority.authenticate_token(reply.body["access_token"])
+        new = self.server.authenticate_token(reply.body["access_token"])
         assert new is not None and new.grant == old.grant and new.user == "alice"
         # The first access token stays valid until it expires.
-        assert self.authority.authenticate_token(self.first["access_token"]) is not None
+        assert self.server.authenticate_token(self.first["access_token"]) is not None
 
     def test_reuse_revokes_the_whole_family(self) -> None:
         """
@@ -398,9 +398,9 @@ class RefreshTests(OAuthCase):
         assert response.code == 400
         assert self.successResultOf(response.json())["error"] == "invalid_grant"
         for body in (self.first, second, third):
-            assert self.authority.authenticate_token(body["access_token"]) is None
+            assert self.server.authenticate_token(body["access_token"]) is None
         self.assert_error(self.refresh(third["refresh_token"]), 400, "invalid_grant")
-        assert self.authority.authenticate_token(other["access_token"]) is not None
+        assert self.server.authenticate_token(other["access_token"]) is not None
 
     def test_racing_refreshes_are_not_both_granted(self) -> None:
         """
@@ -422,7 +422,7 @@ class RefreshTests(OAuthCase):
         assert lost.code == 400
         assert self.successResultOf(lost.json())["error"] == "invalid_grant"
         for secret in (won["access_token"], won["refresh_token"], self.first["access_token"]):
-            assert tokens.token_key(secret) not in self.authority.state.tokens
+            assert tokens.token_key(secret) not in self.server.state.tokens
         assert self.refresh(won["refresh_token"]).code == 400
 
     def test_narrower_scope_but_never_wider(self) -> None:
@@ -454,12 +454,12 @@ class RefreshTests(OAuthCase):
         assert self.refresh(self.first["refresh_token"]).code == 200
 
     def test_client_that_may_no_longer_refresh(self) -> None:
-        self.successResultOf(self.authority.update_client(
+        self.successResultOf(self.server.update_client(
             self.client.id, grant_types=("client_credentials", "password")))
         self.assert_error(self.refresh(self.first["refresh_token"]), 400, "unauthorized_client")
 
     def test_narrowed_client_scope_applies_to_refresh(self) -> None:
-        self.successResultOf(self.authority.update_client(self.client.id, scope="photos"))
+        self.successResultOf(self.server.update_client(self.client.id, scope="photos"))
         self.assert_error(self.refresh(self.first["refresh_token"]), 400, "invalid_scope")
         assert self.refresh(self.first["refresh_token"], scope="photos").code == 200
 
@@ -469,9 +469,9 @@ class RefreshTests(OAuthCase):
         self.clock.advance(400)
         reply = self.refresh(first["refresh_token"])
         assert reply.body["expires_in"] == 600
-        refresh = self.authority.state.tokens[tokens.token_key(reply.body["refresh_token"])]
+        refresh = self.server.state.tokens[tokens.token_key(reply.body["refresh_token"])]
         assert refresh.expires_at == app_token.expires_at
-        self.successResultOf(self.authority.revoke(app_token))
+        self.successResultOf(self.server.revoke(app_token))
         self.assert_error(self.refresh(reply.body["refresh_token"]), 400, "invalid_grant")
 
     def test_refresh_token_is_not_a_bearer_token(self) -> None:
@@ -481,21 +481,21 @@ class RefreshTests(OAuthCase):
 
     def test_refresh_survives_restart(self) -> None:
         from oauthd.eventlog import MemoryJournal
-        from tests.helpers import make_authority
+        from tests.helpers import make_server
 
-        restarted = make_authority(self.config, clock=self.clock, journal=MemoryJournal(self.journal.payloads))
+        restarted = make_server(self.config, clock=self.clock, journal=MemoryJournal(self.journal.payloads))
         token = restarted.state.tokens[tokens.token_key(self.first["refresh_token"])]
         assert token.kind == REFRESH and token.user == "alice"
         assert not any(self.first["refresh_token"].encode() in p for p in self.journal.payloads)
 
     def test_family_keeps_at_most_max_tokens_access_tokens(self) -> None:
-        self.successResultOf(self.authority.update_client(self.client.id, max_tokens=2))
+        self.successResultOf(self.server.update_client(self.client.id, max_tokens=2))
         body = self.first
         issued = [body]
         for _ in range(3):
             body = self.refresh(body["refresh_token"]).body
             issued.append(body)
-        live = [b for b in issued if self.authority.authenticate_token(b["access_token"]) is not None]
+        live = [b for b in issued if self.server.authenticate_token(b["access_token"]) is not None]
         assert live == issued[-2:]
 
 

@@ -195,11 +195,11 @@ def test_site_caps_bodies_while_they_arrive(framing: str) -> None:
     """
     from oauthd.web.api import OAuthHTTP
     from oauthd.web.site import CappedBody
-    from tests.helpers import make_authority, make_config
+    from tests.helpers import make_server, make_config
 
     config = make_config(max_body=1024)
-    authority = make_authority(config)
-    site = OAuthSite(OAuthHTTP(authority.ctx, authority.store).resource(), config.max_body)
+    server = make_server(config)
+    site = OAuthSite(OAuthHTTP(server.ctx, server.store).resource(), config.max_body)
     assert isinstance(site.getContentFile(10), CappedBody)
     body = b"a=" + b"b" * 5000
     if framing == "chunked":
@@ -213,7 +213,7 @@ def test_site_caps_bodies_while_they_arrive(framing: str) -> None:
                              b"Content-Type: application/x-www-form-urlencoded\r\n" + head + b"\r\n" + payload)
     assert response.startswith(b"HTTP/1.1 413 "), response[:200]
     assert b'"invalid_request"' in response
-    assert authority.state.tokens == {}
+    assert server.state.tokens == {}
 
 
 def test_an_answered_request_lets_go_of_what_it_holds() -> None:

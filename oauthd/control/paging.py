@@ -14,7 +14,7 @@ from typing import Any
 from attrs import define
 
 from oauthd.control.wire import MAX_LISTINGS, PAGE_BYTES, PAGE_ROWS, SCAN_LIMIT
-from oauthd.protocol.authority import InvalidValue
+from oauthd.protocol.errors import InvalidValue
 
 
 @define

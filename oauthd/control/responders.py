@@ -1,8 +1,8 @@
 """
 The responders to the control commands, in four groups by what they
 administer: the daemon (status, the journal), clients, users and tokens.
-Each works through the connection's L{AdminSession} and the protocol
-layer's L{Authority}.
+Each asks the protocol layer (L{oauthd.protocol.admin}) for a decision and
+has the connection's L{AdminSession} commit it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from oauthd import __version__
 from oauthd.control.paging import Listing, each
 from oauthd.control.rows import client_row, token_row, user_row
-from oauthd.control.session import Responders, awaited, call
+from oauthd.control.session import Responders
 from oauthd.control.wire import (
     AddClient,
     AddToken,
@@ -34,12 +34,11 @@ from oauthd.control.wire import (
     ShowUser,
     Status,
 )
-from oauthd.protocol import tokens
-from oauthd.protocol.authority import Conflict, InvalidValue, NotFound, check_username
+from oauthd.protocol import lookup, tokens
+from oauthd.protocol.admin import clients, tokens as admin_tokens, users
+from oauthd.protocol.errors import NotFound
+from oauthd.protocol.issuing import revocation_count
 from oauthd.state.entities import Client, Token, User
-
-MAX_REDIRECT_URIS = 16
-MIN_PASSWORD = 8
 
 
 class StatusResponders(Responders):
@@ -49,15 +48,30 @@ class StatusResponders(Responders):
 
     @Status.responder
     def status(self) -> dict[str, object]:
+        state = self.state
         return {
             "version": __version__,
             "uptime": self.session.clock.seconds() - self.session.started,
-            **self.authority.counts(),
+            "clients": len(state.clients),
+            "users": len(state.users),
+            "tokens": state.live_count(self.ctx.now()),
+            **self.session.store.journal_figures(),
         }
 
     @Compact.responder
     async def compact(self) -> dict[str, int]:
-        figures = await self._change("journal.compact", {}, awaited(self.authority.compact()))
+        store = self.session.store
+
+        async def work() -> dict[str, int]:
+            before = store.journal_figures()
+            await store.compact()
+            after = store.journal_figures()
+            return {
+                "records_before": before["journal_records"], "records_after": after["journal_records"],
+                "bytes_before": before["journal_bytes"], "bytes_after": after["journal_bytes"],
+            }
+
+        figures = await self._change("journal.compact", {}, work())
         self._audit(
             "journal.compact", "ok",
             records=f"{figures['records_before']}->{figures['records_after']}",
@@ -71,14 +85,14 @@ class ClientResponders(Responders):
     """
 
     def _client_row(self, client: Client) -> dict[str, Any]:
-        return client_row(client, self.authority.live_token_count(client_id=client.id))
+        return client_row(client, self.session.live_tokens(client_id=client.id))
 
     @AddClient.responder
     async def add_client(self, name: str, **settings: Any) -> dict[str, object]:
-        fields = _client_fields(settings)
-        client, secret = await self._change(
-            "client.add", {"name": name}, call(self.authority.add_client, name, **fields),
-        )
+        async def work() -> tuple[Client, str]:
+            return await self._commit(clients.add_client(self.ctx, name, **_client_fields(settings)))
+
+        client, secret = await self._change("client.add", {"name": name}, work())
         self._audit("client.add", "ok", client=client.id, name=client.name)
         return {**self._client_row(client), "secret": secret}
 
@@ -88,7 +102,7 @@ class ClientResponders(Responders):
     ) -> dict[str, object]:
         def start() -> Listing:
             needle = (search or "").lower()
-            find = self.authority.find_client
+            find = self.state.clients.get
 
             def row(client_id: str) -> dict[str, Any] | None:
                 client = find(client_id)
@@ -99,13 +113,13 @@ class ClientResponders(Responders):
                     return None
                 return self._client_row(client)
 
-            return Listing(b"ListClients", self.authority.client_ids(), each(row))
+            return Listing(b"ListClients", list(self.state.clients), each(row))
 
         return self._page(b"ListClients", cursor, limit, start)
 
     @ShowClient.responder
     def show_client(self, id: str) -> dict[str, object]:
-        return self._client_row(self.authority.client(id))
+        return self._client_row(clients.client(self.ctx, id))
 
     @ModifyClient.responder
     async def modify_client(
@@ -119,11 +133,10 @@ class ClientResponders(Responders):
             changes["enabled"] = enabled
 
         async def work() -> tuple[Client, str, int]:
-            before = self.authority.live_token_count(client_id=id)
-            client, secret = await self.authority.update_client(
-                id, bool(regenerate_secret), **changes
-            )
-            return client, secret, before - self.authority.live_token_count(client_id=id)
+            before = self.session.live_tokens(client_id=id)
+            client, secret = await self._commit(
+                clients.update_client(self.ctx, id, bool(regenerate_secret), **changes))
+            return client, secret, before - self.session.live_tokens(client_id=id)
 
         client, secret, revoked = await self._change("client.update", {"client": id}, work())
         self._audit(
@@ -135,8 +148,8 @@ class ClientResponders(Responders):
     @RemoveClient.responder
     async def remove_client(self, id: str) -> dict[str, object]:
         async def work() -> dict[str, Any]:
-            row = self._client_row(self.authority.client(id))
-            await self.authority.remove_client(id)
+            row = self._client_row(clients.client(self.ctx, id))
+            await self._commit(clients.remove_client(self.ctx, id))
             return row
 
         row = await self._change("client.remove", {"client": id}, work())
@@ -151,28 +164,17 @@ class UserResponders(Responders):
     """
 
     def _user_row(self, user: User) -> dict[str, Any]:
-        return user_row(user, self.authority.live_token_count(user=user.name))
-
-    def _hash(self, password: str) -> Deferred[str]:
-        if len(password) < MIN_PASSWORD:
-            raise InvalidValue(f"passwords have at least {MIN_PASSWORD} characters")
-        return self._until_disconnected(self.authority.hasher.hash(password))
+        return user_row(user, self.session.live_tokens(user=user.name))
 
     @AddUser.responder
     async def add_user(self, name: str, password: str | None, **settings: Any) -> dict[str, object]:
         fields = {key: value for key, value in settings.items() if value is not None}
 
         async def work() -> User:
-            username = check_username(name)
-            try:
-                self.authority.user(username)
-            except NotFound:
-                pass
-            else:
-                raise Conflict(f"user {username} already exists")
-            if password is not None:
-                fields["password_hash"] = await self._hash(password)
-            return await self.authority.add_user(username, "", **fields)
+            # Hashing the password changes nothing: a lost connection
+            # abandons it.
+            decided = Deferred.fromCoroutine(users.add_user(self.ctx, name, password, **fields))
+            return await self._commit(await self._until_disconnected(decided))
 
         user = await self._change("user.add", {"user": name}, work())
         self._audit("user.add", "ok", user=user.name, role=user.role)
@@ -184,7 +186,7 @@ class UserResponders(Responders):
     ) -> dict[str, object]:
         def start() -> Listing:
             needle = (search or "").lower()
-            find = self.authority.find_user
+            find = self.state.users.get
 
             def row(name: str) -> dict[str, Any] | None:
                 user = find(name)
@@ -195,20 +197,19 @@ class UserResponders(Responders):
                     return None
                 return self._user_row(user)
 
-            return Listing(b"ListUsers", self.authority.user_names(), each(row))
+            return Listing(b"ListUsers", sorted(self.state.users), each(row))
 
         return self._page(b"ListUsers", cursor, limit, start)
 
     @ShowUser.responder
     def show_user(self, name: str) -> dict[str, object]:
-        return self._user_row(self.authority.user(name))
+        return self._user_row(users.user(self.ctx, name))
 
     @SetPassword.responder
     async def set_password(self, name: str, password: str) -> dict[str, object]:
         async def work() -> User:
-            self.authority.user(name)
-            hashed = await self._hash(password)
-            return await self.authority.update_user(name, password_hash=hashed)
+            decided = Deferred.fromCoroutine(users.set_password(self.ctx, name, password))
+            return await self._commit(await self._until_disconnected(decided))
 
         user = await self._change("user.password", {"user": name}, work())
         self._audit("user.password", "ok", user=user.name)
@@ -221,9 +222,9 @@ class UserResponders(Responders):
             changes["disabled"] = disabled
 
         async def work() -> tuple[User, int]:
-            before = self.authority.live_token_count(user=name)
-            user = await self.authority.update_user(name, **changes)
-            return user, before - self.authority.live_token_count(user=name)
+            before = self.session.live_tokens(user=name)
+            user = await self._commit(users.update_user(self.ctx, name, **changes))
+            return user, before - self.session.live_tokens(user=name)
 
         user, revoked = await self._change("user.update", {"user": name}, work())
         self._audit(
@@ -235,8 +236,8 @@ class UserResponders(Responders):
     @RemoveUser.responder
     async def remove_user(self, name: str) -> dict[str, object]:
         async def work() -> dict[str, Any]:
-            row = self._user_row(self.authority.user(name))
-            await self.authority.remove_user(name)
+            row = self._user_row(users.user(self.ctx, name))
+            await self._commit(users.remove_user(self.ctx, name))
             return row
 
         row = await self._change("user.remove", {"user": name}, work())
@@ -250,20 +251,21 @@ class TokenResponders(Responders):
     """
 
     def _token_row(self, token: Token, now: int | None = None) -> dict[str, Any]:
-        client = self.authority.find_client(token.client_id) if token.client_id else None
-        return token_row(token, client.name if client else "", now or self.authority.now())
+        client = self.state.clients.get(token.client_id) if token.client_id else None
+        return token_row(token, client.name if client else "", now or self.ctx.now())
 
     @AddToken.responder
     async def add_token(
         self, label: str, scope: str, lifetime: int, user: str | None, client_id: str | None,
     ) -> dict[str, object]:
-        secret, token = await self._change(
-            "token.issue", {"user": user, "client": client_id},
-            call(
-                self.authority.issue_admin_token, label=label, scope=scope, lifetime=lifetime,
-                user=user or "", client_id=client_id or "",
-            ),
-        )
+        async def work() -> tuple[str, Token]:
+            minted = await self._commit(admin_tokens.issue_by_hand(
+                self.ctx, label=label, scope=scope, lifetime=lifetime, user_name=user or "",
+                client_id=client_id or "",
+            ))
+            return minted.secret, minted.token
+
+        secret, token = await self._change("token.issue", {"user": user, "client": client_id}, work())
         self._audit(
             "token.issue", "ok", token=token.handle, kind=token.kind, user=token.user,
             client=token.client_id, scope=token.scope, via="control",
@@ -277,21 +279,23 @@ class TokenResponders(Responders):
         def start() -> Listing:
             needle = search or ""
             include_expired = bool(expired)
-            authority = self.authority
             key = _secret_key(needle)
             if key is not None:
                 keys, needle = [key], ""
             else:
-                keys = authority.token_keys()
+                keys = list(self.state.tokens)
 
             def rows(chunk: list[int]) -> list[dict[str, Any] | None]:
-                now = authority.now()
-                matches = authority.token_matches
-                return [
-                    self._token_row(token, now)
-                    if token is not None and matches(token, needle) else None
-                    for token in authority.held_tokens(chunk, include_expired)
-                ]
+                now = self.ctx.now()
+                held = self.state.tokens.get
+                matches = admin_tokens.matches
+                found = []
+                for key in chunk:
+                    token = held(key)
+                    shown = (token is not None and (include_expired or token.live(now))
+                             and matches(token, needle))
+                    found.append(self._token_row(token, now) if shown else None)  # type: ignore[arg-type]
+                return found
 
             return Listing(b"ListTokens", keys, rows)
 
@@ -299,7 +303,7 @@ class TokenResponders(Responders):
 
     def _find_token(self, reference: str) -> Token:
         reference = reference.strip()
-        token = self.authority.find_token(reference)
+        token = lookup.find_token(self.ctx, reference)
         if token is None:
             # Never echo what may be a mistyped secret.
             if tokens.is_handle(reference):
@@ -316,8 +320,8 @@ class TokenResponders(Responders):
         async def work() -> dict[str, Any]:
             token = self._find_token(reference)
             row = self._token_row(token)
-            row["revoked"] = self.authority.revocation_count(token)
-            await self.authority.revoke(token)
+            row["revoked"] = revocation_count(self.ctx, token)
+            await self._commit(admin_tokens.revoke(self.ctx, token))
             return row
 
         row = await self._change("token.revoke", {}, work())
@@ -357,8 +361,6 @@ def _client_fields(settings: dict[str, Any]) -> dict[str, Any]:
             fields[name] = tuple(value)
         else:
             fields[name] = value
-    if len(fields.get("redirect_uris", ())) > MAX_REDIRECT_URIS:
-        raise InvalidValue(f"a client has at most {MAX_REDIRECT_URIS} redirect URIs")
     return fields
 
 

@@ -28,7 +28,9 @@ from oauthd.control.peer import PeerCredentials, socket_peer_credentials
 from oauthd.control.responders import RESPONDERS
 from oauthd.control.session import AdminSession
 from oauthd.control.wire import BY_NAME
-from oauthd.protocol.authority import Authority
+from oauthd.protocol.context import Context
+from oauthd.state.decision import audit
+from oauthd.state.store import Store
 
 log = Logger()
 
@@ -55,13 +57,15 @@ class ControlFactory(Factory):
     def __init__(
         self,
         clock: IReactorTime,
-        authority: Authority,
+        store: Store,
+        ctx: Context,
         allowed_uids: Collection[int] = (),
         admin_gid: int | None = None,
         peer_credentials: Callable[[ITransport], PeerCredentials | None] = socket_peer_credentials,
     ) -> None:
         self.clock = clock
-        self.authority = authority
+        self.store = store
+        self.ctx = ctx
         self.started = clock.seconds()
         self.allowed_uids = frozenset({0, os.getuid(), *allowed_uids})
         self.admin_gid = admin_gid
@@ -103,10 +107,6 @@ class ControlProtocol(amp.AMP):
         self._box_bytes = 0
         self._responders: tuple[amp.CommandLocator, ...] = ()
 
-    @property
-    def authority(self) -> Authority:
-        return self.factory.authority
-
     # -- connection --------------------------------------------------------
 
     def connectionMade(self) -> None:
@@ -115,12 +115,14 @@ class ControlProtocol(amp.AMP):
         if creds is None or not self.factory.allows(creds):
             uid = None if creds is None else creds.uid
             log.warn("control: refused connection from uid {peer_uid}", peer_uid=uid)
-            self.authority.audit("control.connect", "denied", peer_uid="unknown" if uid is None else uid)
+            self.factory.store.record_audit(
+                audit("control.connect", "denied", peer_uid="unknown" if uid is None else uid))
             self._closing = True
             self.transport.loseConnection()
             return
         self.peer = creds
-        self.session = AdminSession(self.authority, creds.uid, self.factory.clock, self.factory.started)
+        factory = self.factory
+        self.session = AdminSession(factory.store, factory.ctx, creds.uid, factory.clock, factory.started)
         self._responders = tuple(group(self.session) for group in RESPONDERS)
         super().connectionMade()
 

@@ -1,12 +1,13 @@
 """
-One admitted admin connection, as its responders see it: the daemon's
-L{Authority}, who is connected (every change is audited with the peer's
-uid), the connection's open listings, and the work its loss cancels.
+One admitted admin connection, as its responders see it: the protocol
+layer's context and the store that commits its decisions, who is connected
+(every change is audited with the peer's uid), the connection's open
+listings, and the work its loss cancels.
 
-Every change goes through L{Authority} and so through the journal: a reply is
-sent only once the change is durable. A command whose change has not been
-applied when its connection is lost (a password still being hashed) is
-abandoned with no change; one already applied completes, and its reply is
+Every change is a decision of the protocol layer committed by the store: a
+reply is sent only once the change is durable. A command whose decision has
+not been made when its connection is lost (a password still being hashed) is
+abandoned with no change; one already committed completes, and its reply is
 dropped.
 """
 
@@ -22,7 +23,10 @@ from twisted.protocols import amp
 from oauthd.control import wire
 from oauthd.control.errors import one_line, wire_error
 from oauthd.control.paging import Listing, Listings
-from oauthd.protocol.authority import Authority
+from oauthd.protocol.context import Context
+from oauthd.state.decision import Decision, audit
+from oauthd.state.model import State
+from oauthd.state.store import Store
 
 T = TypeVar("T")
 
@@ -36,9 +40,10 @@ class AdminSession:
     """
 
     def __init__(
-        self, authority: Authority, peer_uid: int, clock: IReactorTime, started: float,
+        self, store: Store, ctx: Context, peer_uid: int, clock: IReactorTime, started: float,
     ) -> None:
-        self.authority = authority
+        self.store = store
+        self.ctx = ctx
         self.peer_uid = peer_uid
         self.clock = clock
         self.started = started
@@ -46,7 +51,19 @@ class AdminSession:
         self._cancellable: set[Deferred[Any]] = set()
 
     def audit(self, event: str, outcome: str, **fields: object) -> None:
-        self.authority.audit(event, outcome, peer_uid=self.peer_uid, **fields)
+        self.store.record_audit(audit(event, outcome, peer_uid=self.peer_uid, **fields))
+
+    def commit(self, decision: Decision[T]) -> Deferred[T]:
+        return self.store.commit(decision)
+
+    def live_tokens(self, client_id: str = "", user: str = "") -> int:
+        """
+        How many live tokens one client or one user holds.
+        """
+        now = self.ctx.now()
+        if client_id:
+            return len(self.store.state.client_tokens(client_id, now))
+        return len(self.store.state.user_tokens(user, now))
 
     async def change(
         self, event: str, fields: dict[str, object], work: Coroutine[Any, Any, T],
@@ -99,8 +116,15 @@ class Responders(amp.CommandLocator):
         self.session = session
 
     @property
-    def authority(self) -> Authority:
-        return self.session.authority
+    def ctx(self) -> Context:
+        return self.session.ctx
+
+    @property
+    def state(self) -> State:
+        return self.session.store.state
+
+    def _commit(self, decision: Decision[T]) -> Deferred[T]:
+        return self.session.commit(decision)
 
     def _audit(self, event: str, outcome: str, **fields: object) -> None:
         self.session.audit(event, outcome, **fields)
@@ -118,15 +142,3 @@ class Responders(amp.CommandLocator):
         start: Callable[[], Listing],
     ) -> dict[str, object]:
         return self.session.listings.page(command, cursor, limit, start)
-
-
-async def call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """
-    Call C{f} and await its result: errors raised at once and errors in the
-    Deferred arrive the same way.
-    """
-    return await f(*args, **kwargs)
-
-
-async def awaited(d: Deferred[T]) -> T:
-    return await d

@@ -140,6 +140,17 @@ class Store(Service):
 
         return appended.addCallbacks(durable, failed)
 
+    def journal_figures(self) -> dict[str, int]:
+        """
+        The event log's size (records and bytes) against the records a
+        compacted log would hold, for an admin.
+        """
+        return {
+            "journal_records": self.log.record_count,
+            "journal_bytes": self.log.byte_count,
+            "live_records": self.state.live_records,
+        }
+
     def record_audit(self, event: AuditEvent) -> None:
         """
         Record an audit event that comes with no change (a refusal, a
