@@ -251,7 +251,7 @@ def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 def _seed(data: Path) -> dict[str, str]:
-    from tests.daemon import seed
+    from oauthd.testing import seed
 
     async def build(server: Any) -> dict[str, str]:
         client, secret = await server.add_client("bench", scope="metrics")
@@ -260,7 +260,7 @@ def _seed(data: Path) -> dict[str, str]:
         return {"client": client.id, "secret": secret, "rs": rs.id, "rs_secret": rs_secret,
                 "token": token}
 
-    result: dict[str, str] = seed(data, build)
+    result: dict[str, str] = seed(str(data), time.time(), build)
     return result
 
 

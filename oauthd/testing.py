@@ -261,7 +261,39 @@ class MemoryServer:
         return self.store.commit(users.update_user(self.ctx, name, **changes))
 
 
+def seed(directory: str, now: float, build: Callable[[MemoryServer], Any]) -> Any:
+    """
+    Prepare a data directory offline, before a daemon starts on it: call
+    C{build(server)} with a L{MemoryServer} over the directory's own journal
+    (written inline, bcrypt at its lowest cost, the clock at C{now}) and
+    return what its Deferred or coroutine gives. This is how end-to-end
+    tests and benchmarks get clients and users without the control socket.
+
+    @raise RuntimeError: if C{build} does not finish synchronously.
+    """
+    from twisted.internet.defer import ensureDeferred
+
+    from oauthd.eventlog import FileJournal
+
+    journal = FileJournal.open(directory, InlineReactor(), pool=InlinePool())  # type: ignore[arg-type]
+    clock = Clock()
+    clock.advance(now)
+    server = MemoryServer.build(build_config({"data": directory}, {}), clock, journal)
+    results: list[Any] = []
+    try:
+        outcome = build(server)
+        d = outcome if isinstance(outcome, Deferred) else ensureDeferred(outcome)
+        d.addBoth(results.append)
+    finally:
+        journal.close()
+    if not results:
+        raise RuntimeError("seeding did not finish synchronously")
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
+
+
 __all__ = [
     "START", "ControlledHasher", "HeldJournal", "InlinePool", "InlineReactor", "MemoryServer",
-    "SteppingPool", "test_config",
+    "SteppingPool", "seed", "test_config",
 ]

@@ -95,35 +95,9 @@ class Daemon:
 
 def seed(data: Path, build: Any) -> Any:
     """
-    Prepare a data directory offline, before a daemon starts on it: call
-    C{build(server)} with an L{oauthd.protocol.server.MemoryServer} over the
-    directory's own journal (written inline, bcrypt at cost 4) and return
-    what its Deferred or coroutine gives. This is how end-to-end tests get a
-    client and a user without the control socket.
+    L{oauthd.testing.seed} on C{data}, at the time now: the daemon that then
+    starts on it runs on the real clock.
     """
-    import time
+    from oauthd.testing import seed as seed_directory
 
-    from twisted.internet.defer import Deferred, ensureDeferred
-    from twisted.internet.task import Clock
-
-    from oauthd.config import build_config
-    from oauthd.eventlog import FileJournal
-    from tests.helpers import make_server
-    from oauthd.testing import InlinePool, InlineReactor
-
-    journal = FileJournal.open(str(data), InlineReactor(), pool=InlinePool())  # type: ignore[arg-type]
-    clock = Clock()
-    clock.advance(time.time())
-    server = make_server(build_config({"data": str(data)}, {}), clock=clock, journal=journal)
-    results: list[Any] = []
-    try:
-        outcome = build(server)
-        d = outcome if isinstance(outcome, Deferred) else ensureDeferred(outcome)
-        d.addBoth(results.append)
-    finally:
-        journal.close()
-    if not results:
-        raise RuntimeError("seeding did not finish synchronously")
-    if hasattr(results[0], "raiseException"):
-        results[0].raiseException()
-    return results[0]
+    return seed_directory(str(data), time.time(), build)
