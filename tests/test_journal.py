@@ -17,14 +17,12 @@ import sys
 import zlib
 from collections.abc import Iterator
 from typing import TypeVar
-from unittest import mock
 
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd.eventlog import journal as journal_module
 from oauthd.eventlog.files import lock_directory
 from oauthd.eventlog import (
     HEADER_SIZE,
@@ -310,6 +308,10 @@ class CompactionTests(SteppedJournalCase):
         in the new file after the snapshot; so does an append that was in
         flight when compact() was called.
         """
+        closed = self.journal.close()
+        self.pool.run_all()
+        self.successResultOf(closed)
+        self.journal = self.open(slice_records=1000)
         self.append(b"old")
         in_flight = self.journal.append([b"in flight"])
         pulled = []
@@ -319,18 +321,17 @@ class CompactionTests(SteppedJournalCase):
                 pulled.append(i)
                 yield b"live %d" % i
 
-        with mock.patch.object(journal_module, "_SLICE_RECORDS", 1000):
-            compacted = self.journal.compact(snapshot())
-            self.assertLessEqual(len(pulled), 1000, "one slice per reactor turn")
-            during = []
-            for i in range(10):
-                during.append(self.journal.append([b"during %d" % i]))
-                self.pool.run_one()
-                self.pool.run_one()
-            self.successResultOf(in_flight)
-            acknowledged_early = [d.called for d in during]
-            self.assertNoResult(compacted)
-            self.pool.run_all()
+        compacted = self.journal.compact(snapshot())
+        self.assertLessEqual(len(pulled), 1000, "one slice per reactor turn")
+        during = []
+        for i in range(10):
+            during.append(self.journal.append([b"during %d" % i]))
+            self.pool.run_one()
+            self.pool.run_one()
+        self.successResultOf(in_flight)
+        acknowledged_early = [d.called for d in during]
+        self.assertNoResult(compacted)
+        self.pool.run_all()
         self.successResultOf(compacted)
         self.assertTrue(any(acknowledged_early))
         for d in during:

@@ -10,7 +10,6 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Union
-from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +17,6 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from oauthd.eventlog import journal as journal_module
 from oauthd.interfaces import IEventLog
 from oauthd.eventlog import CompactionInProgress, FileJournal, MemoryJournal
 from oauthd.testing import InlineReactor, SteppingPool
@@ -91,6 +89,8 @@ class Harness:
             InlineReactor(),
             pool=self.pool,  # type: ignore[arg-type]
             fsync=False,
+            # Tiny slices, so compactions span many writer steps.
+            slice_records=2,
         )
 
     def step(self, jobs: int) -> None:
@@ -153,9 +153,7 @@ def test_memory_journal_state_survives_replay_and_compaction(ops: list[Op]) -> N
 
 def check(harness: Harness, ops: list[Op]) -> None:
     try:
-        # Tiny slices, so compactions span many writer steps.
-        with mock.patch.object(journal_module, "_SLICE_RECORDS", 2):
-            run(harness, ops)
+        run(harness, ops)
     finally:
         harness.cleanup()
 

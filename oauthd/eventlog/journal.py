@@ -54,7 +54,7 @@ __all__ = ["FileJournal"]
 # How much of a compaction snapshot one reactor turn consumes at most.  The
 # wall-clock budget bounds how long the reactor is held; it has no effect on
 # what is written, so it is measured with perf_counter, not the clock.
-_SLICE_RECORDS = 4096
+SLICE_RECORDS = 4096
 _SLICE_BYTES = 1 << 20
 _SLICE_SECONDS = 0.002
 
@@ -114,6 +114,7 @@ class FileJournal:
     _size: int
     _writer: WriterPool
     _group_commit: bool
+    _slice_records: int
     _pending: list[_Entry] = field(factory=list)
     # The appends the writer's current job makes durable; kept until all of
     # their Deferreds have fired, so compact() can carry the unacknowledged.
@@ -138,6 +139,7 @@ class FileJournal:
         fsync: bool = True,
         fsync_function: Callable[[int], None] = os.fsync,
         group_commit: bool = True,
+        slice_records: int = SLICE_RECORDS,
     ) -> FileJournal:
         """
         Open (creating if need be) the journal in C{directory}.
@@ -160,6 +162,8 @@ class FileJournal:
             that blocks or fails).
         @param group_commit: C{False} gives every append() call its own
             write+fsync (for benchmarks).
+        @param slice_records: the most snapshot records a compaction takes
+            per reactor turn (tests make it small).
 
         @raise JournalLocked: another process holds the directory's lock.
         @raise JournalCorrupt: the header is bad, or damage is followed by
@@ -177,6 +181,7 @@ class FileJournal:
             size=size,
             writer=writer,
             group_commit=group_commit,
+            slice_records=slice_records,
         )
 
     @property
@@ -375,7 +380,7 @@ class FileJournal:
                 chunk.append(check_payload(payload))
                 size += RECORD_OVERHEAD + len(payload)
                 if (
-                    len(chunk) >= _SLICE_RECORDS
+                    len(chunk) >= self._slice_records
                     or size >= _SLICE_BYTES
                     or time.perf_counter() >= deadline
                 ):
