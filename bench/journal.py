@@ -1,7 +1,7 @@
 """
 Journal benchmark: prints figures, asserts nothing.
 
-    /work/venv/bin/python bench/journal.py [--data DIR] [--seconds 2.5]
+    python bench/journal.py [--data DIR] [--seconds 2.5]
 
 Sections:
 
