@@ -327,6 +327,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """
+    The CPU time (user and system, all threads) process C{pid} has used.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def compare_trees(args: argparse.Namespace, work: Path, data: Path, script: Path, twistd: str) -> None:
     """
     This tree's daemon against the one in C{args.compare_tree}, each on a
@@ -343,6 +351,7 @@ def compare_trees(args: argparse.Namespace, work: Path, data: Path, script: Path
         for _, tree, directory, port in builds
     ]
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in builds}
+    pids = {name: process.pid for (name, *_), process in zip(builds, servers)}
     try:
         for _, _, _, port in builds:
             _wrk(args, f"http://127.0.0.1:{port}/api/v1/oauth/token", script, args.warmup)
@@ -350,8 +359,10 @@ def compare_trees(args: argparse.Namespace, work: Path, data: Path, script: Path
             # Alternate which goes first, so neither always follows the other.
             order = builds if number % 2 == 0 else builds[::-1]
             for name, _, _, port in order:
-                rounds[name].append(_wrk(args, f"http://127.0.0.1:{port}/api/v1/oauth/token", script,
-                                         args.duration))
+                cpu = _cpu_seconds(pids[name])
+                result = _wrk(args, f"http://127.0.0.1:{port}/api/v1/oauth/token", script, args.duration)
+                result["cpu_us"] = (_cpu_seconds(pids[name]) - cpu) / (result["rps"] * args.duration) * 1e6
+                rounds[name].append(result)
     finally:
         for process in servers:
             _stop(process)
@@ -360,7 +371,8 @@ def compare_trees(args: argparse.Namespace, work: Path, data: Path, script: Path
           f"{args.duration} s; server on CPU {args.server_cpu}, wrk on CPU {args.load_cpu}; fsync on\n")
     for name, runs in rounds.items():
         every_round = " ".join(f"{r['rps']:.0f}" for r in runs)
-        print(f"{name:40} req/s [{every_round}]")
+        cpu = sorted(r["cpu_us"] for r in runs)[len(runs) // 2]
+        print(f"{name:40} req/s [{every_round}]; server CPU {cpu:.0f} us per request (median)")
     every = " ".join(f"{a['rps'] / b['rps']:.3f}" for a, b in zip(mine, theirs))
     print(f"\nthis tree / {other}: median {_median_ratio(mine, theirs):.3f}   [{every}]")
 
