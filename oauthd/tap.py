@@ -48,7 +48,7 @@ class Options(usage.Options):
         ["config", "c", None, "TOML configuration file [default: none, embedded defaults]"],
         ["control", None, None, "control socket endpoint [default: unix:DATA/control.sock:mode=600]"],
         ["data", "d", None, "data directory [default: $STATE_DIRECTORY or ./oauthd-data]"],
-        ["issuer", None, None, f"issuer URL [default: http://127.0.0.1:PORT]"],
+        ["issuer", None, None, "issuer URL [default: http://127.0.0.1:PORT]"],
     ]
 
     def __init__(self) -> None:

@@ -28,7 +28,7 @@ from tests.daemon import REPO, Daemon
 
 def oauthctl(sock: Path, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "oauthd.ctl.cli", "--socket", str(sock), *argv],
+        [sys.executable, "-m", "oauthd.ctl", "--socket", str(sock), *argv],
         env=dict(os.environ, PYTHONPATH=str(REPO)), input=stdin, capture_output=True, text=True,
         timeout=60,
     )

@@ -140,3 +140,18 @@ def test_sizes() -> None:
 
 def test_every_module_has_a_layer() -> None:
     assert sorted({layer(m) for m, _ in ALL} - set(ALLOWED)) == []
+
+
+def test_setup_cfg_lists_every_package() -> None:
+    """
+    setup.cfg names the packages by hand (twisted/plugins has no
+    __init__.py, so it cannot be found); a package missing there is missing
+    from every installed daemon.
+    """
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(PACKAGE.parent / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    found = {module for module, path in ALL if path.name == "__init__.py"}
+    assert sorted(found - listed) == []

@@ -278,7 +278,3 @@ def main(argv: Sequence[str] | None = None, term: Terminal | None = None) -> int
         for c in connection:
             c.close()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
