@@ -11,7 +11,7 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    directory = argv[0]
+    directory = argv[-1]
     what = os.path.basename(directory)
     if what == "sound":
         report = {

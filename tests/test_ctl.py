@@ -7,7 +7,6 @@ output formats, and every command round-tripping over a real UNIX socket
 from __future__ import annotations
 
 import errno
-import importlib.util
 import io
 import json
 import os
@@ -487,7 +486,7 @@ def test_repair_runs_the_repair_module(monkeypatch: pytest.MonkeyPatch) -> None:
     description, or with --json its report; its error is one line, exit
     status 1; so is a repair that breaks or answers nonsense.
     """
-    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
     monkeypatch.setattr(commands, "REPAIR", "tests.repair_double")
     sound = run("repair", "--data", "/data/sound")
     assert (sound.code, sound.out, sound.err) == (0, "/data/sound: no damage found\n", "")
@@ -507,10 +506,6 @@ def test_repair_runs_the_repair_module(monkeypatch: pytest.MonkeyPatch) -> None:
     assert nonsense.code == 1 and nonsense.err.startswith("oauthctl: the repair failed: ")
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("oauthd.eventlog.repair") is None,
-    reason="no python -m oauthd.eventlog.repair yet (it comes with the eventlog branch)",
-)
 def test_repair(tmp_path: Path) -> None:
     """
     repair --data works offline: it reports a sound journal untouched, cuts
@@ -544,3 +539,17 @@ def test_repair(tmp_path: Path) -> None:
     assert locked.code == 1 and locked.err.startswith("oauthctl: ") and locked.err.count("\n") == 1
     missing = run("repair", "--data", str(tmp_path / "nowhere"))
     assert missing.code == 1 and "no journal" in missing.err
+    # A directory named like an option is a directory, and nothing in the
+    # directory oauthctl runs in is imported (root may run it anywhere).
+    dashed = run("repair", "--data=-h")
+    assert dashed.code == 1 and "no journal" in dashed.err
+    trap = tmp_path / "trap" / "oauthd"
+    trap.mkdir(parents=True)
+    (trap / "__init__.py").write_text("raise SystemExit('imported from the working directory')\n")
+    here = os.getcwd()
+    os.chdir(trap.parent)
+    try:
+        trapped = run("repair", "--data", str(data))
+    finally:
+        os.chdir(here)
+    assert trapped.code == 0 and "no damage found" in trapped.out

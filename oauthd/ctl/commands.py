@@ -119,7 +119,9 @@ def cmd_repair(args: argparse.Namespace, term: Terminal, connect: Connect) -> No
     """
     try:
         done = subprocess.run(
-            [sys.executable, "-m", REPAIR, args.data], stdin=subprocess.DEVNULL,
+            # -P: never import from the directory oauthctl runs in (root
+            # could be anywhere); "--": a directory named like an option.
+            [sys.executable, "-P", "-m", REPAIR, "--", args.data], stdin=subprocess.DEVNULL,
             capture_output=True, encoding="utf-8", errors="replace",
         )
     except OSError as e:
