@@ -287,6 +287,22 @@ def test_client_lifecycle(events: EventLoggingObserver) -> None:
     assert failures(events) == []
 
 
+def test_a_public_client_gets_no_secret_even_when_asked() -> None:
+    """
+    Regenerating the secret of a public client answers no secret (it would
+    never authenticate: a public client has none), nor audits one.
+    """
+    harness = Harness()
+    link = harness.connect()
+    client_id = link.call(wire.AddClient, name="app", public=True, grant_types=["password"])["id"]
+    changed = link.call(wire.ModifyClient, id=client_id, regenerate_secret=True)
+    assert (changed["type"], changed["secret"]) == ("public", "")
+    assert harness.server.state.clients[client_id].secret_digest == ""
+    made_confidential = link.call(wire.ModifyClient, id=client_id, public=False)
+    assert len(made_confidential["secret"]) == 32
+    assert harness.server.authenticate_client(client_id, made_confidential["secret"]) is not None
+
+
 def test_disabling_a_client_revokes_its_tokens() -> None:
     harness = Harness()
     link = harness.connect()

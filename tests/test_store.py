@@ -32,7 +32,7 @@ from oauthd.state.records import (
     encode,
 )
 from oauthd.services.audit import log_audit
-from oauthd.state.store import COMPACT_SLACK, SWEEP_INTERVAL, Store
+from oauthd.state.store import COMPACT_SLACK, SWEEP_INTERVAL, NotDurable, Store
 from tests.daemon import REPO, Daemon
 from tests.helpers import START, change
 from oauthd.testing import InlineReactor, SteppingPool
@@ -72,6 +72,21 @@ class CommitTests(SynchronousTestCase):
         self.successResultOf(closed)
         reopened = FileJournal.open(directory, InlineReactor(), pool=pool)  # type: ignore[arg-type]
         assert 1 in Store.load(reopened, self.clock, log_audit).state.tokens
+
+    def test_a_change_the_log_refuses_at_once_changes_nothing(self) -> None:
+        """
+        Once the log has failed it refuses every append at once: the change
+        is not applied to memory either (a refresh refused 503 must not have
+        used its token).
+        """
+        journal = MemoryJournal()
+        store = Store.load(journal, self.clock, log_audit)
+        store.commit(change([CLIENT]))
+        store.commit(change([TokenIssued(token(1))]))
+        journal.fail(OSError(28, "No space left on device"))
+        refused = store.commit(change([TokenRevoked(1), TokenIssued(token(2))]))
+        self.failureResultOf(refused, NotDurable)
+        assert set(store.state.tokens) == {1}
 
     def test_a_token_memory_would_ignore_is_refused(self) -> None:
         """

@@ -65,7 +65,7 @@ class Context:
 
     @limiter.default
     def _limiter(self) -> RateLimiter:
-        return RateLimiter(self.clock.seconds)
+        return RateLimiter(self.now)
 
     def now(self) -> int:
         """

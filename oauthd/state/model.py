@@ -26,8 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
-from oauthd.state.entities import ACCESS, KINDS, REFRESH, USED_REFRESH, Client, Token, User
+from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
 from oauthd.state.records import (
+    KINDS_BY_NAME as _KINDS,
     TOKEN_TAG,
     ClientPut,
     ClientRemoved,
@@ -42,8 +43,6 @@ from oauthd.state.records import (
     encode,
     parse_token as _parse_payload,
 )
-
-_KINDS = {kind: kind for kind in KINDS}
 
 Row = Token | bytes
 """
@@ -407,15 +406,7 @@ class State:
         Whether a token for C{client_id} and C{user} (C{""} for none) would be
         loaded: its client and user exist and are enabled.
         """
-        if client_id:
-            client = self.clients.get(client_id)
-            if client is None or not client.enabled:
-                return False
-        if user:
-            owner = self.users.get(user)
-            if owner is None or owner.disabled:
-                return False
-        return True
+        return self._owners(client_id, user) is not None
 
     def snapshot(self, now: float) -> Iterator[bytes]:
         """

@@ -26,13 +26,17 @@ clock; a lifetime of 0 means the token never expires.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from attrs import asdict, frozen
 
 from oauthd.state.entities import KINDS, Client, Token, User, key_hex
 
-_KINDS = {kind: kind for kind in KINDS}
+KINDS_BY_NAME = {kind: kind for kind in KINDS}
+"""
+Each token kind by its name, so a replayed token shares the one string.
+"""
 
 
 @frozen
@@ -133,34 +137,46 @@ def decode(payload: bytes) -> Record:
 
     @raise ValueError: if the payload is not a well-formed record.
     """
-    try:
-        tag, _, rest = payload.decode("utf-8").partition("\t")
-        if tag == "tok":
-            return TokenIssued(parse_token(payload))
-        if tag in ("client", "user"):
-            fields = json.loads(rest)
-            if not isinstance(fields, dict):
-                raise ValueError(f"a {tag} record holds a JSON object")
-            if tag == "user":
-                return UserPut(User(**fields))
-            for name in ("grant_types", "redirect_uris"):
-                fields[name] = tuple(fields[name])
-            return ClientPut(Client(**fields))
-        if "\t" in rest:
+    fields = payload.decode("utf-8").split("\t")
+    tag = fields[0]
+    if tag == "tok":
+        return TokenIssued(parse_token(payload))
+    if tag in ("client", "user"):
+        if len(fields) != 2:
             raise ValueError(f"a {tag} record has 2 fields")
-        if tag == "tok-":
-            return TokenRevoked(int(rest, 16))
-        if tag == "used":
-            return RefreshUsed(int(rest, 16))
-        if tag == "grant-":
-            return GrantRevoked(rest)
-        if tag == "client-":
-            return ClientRemoved(rest)
-        if tag == "user-":
-            return UserRemoved(rest)
+        value = json.loads(fields[1])
+        if not isinstance(value, dict):
+            raise ValueError(f"a {tag} record holds a JSON object")
+    elif tag in _ONE_FIELD:
+        if len(fields) != 2:
+            raise ValueError(f"malformed {tag} record: it has {len(fields)} fields, not 2")
+        value = fields[1]
+    else:
+        raise ValueError(f"unknown record type {str(fields[:1])[:40]}")
+    try:
+        return _ONE_FIELD[tag](value) if tag in _ONE_FIELD else _ENTITY[tag](value)
     except (TypeError, KeyError, ValueError, AttributeError) as e:
-        raise ValueError(f"malformed {payload[:8]!r} record: {e}") from None
-    raise ValueError(f"unknown record type {tag[:40]!r}")
+        raise ValueError(f"malformed {tag} record: {e}") from None
+
+
+def _client(fields: dict[str, Any]) -> ClientPut:
+    for name in ("grant_types", "redirect_uris"):
+        fields[name] = tuple(fields[name])
+    return ClientPut(Client(**fields))
+
+
+_ENTITY: dict[str, Callable[[dict[str, Any]], Record]] = {
+    "client": _client,
+    "user": lambda fields: UserPut(User(**fields)),
+}
+
+_ONE_FIELD: dict[str, Callable[[str], Record]] = {
+    "tok-": lambda text: TokenRevoked(int(text, 16)),
+    "used": lambda text: RefreshUsed(int(text, 16)),
+    "grant-": GrantRevoked,
+    "client-": ClientRemoved,
+    "user-": UserRemoved,
+}
 
 
 def parse_token(payload: bytes) -> Token:
@@ -173,6 +189,6 @@ def parse_token(payload: bytes) -> Token:
         payload.decode("utf-8").split("\t")
     )
     return Token(
-        int(key, 16), _KINDS[kind], client_id, user, scope, int(issued_at), int(lifetime),
+        int(key, 16), KINDS_BY_NAME[kind], client_id, user, scope, int(issued_at), int(lifetime),
         grant, label,
     )

@@ -120,10 +120,12 @@ class Store(Service):
                     record.token.client_id, record.token.user,
                 ):
                     raise ValueError("a token for an absent or disabled client or user")
-            # The log checks every payload before it takes any.
+            # The log checks every payload before it takes any; one that
+            # refuses at once (it failed or closed earlier) changes nothing.
             appended = self.log.append(payloads)
-            self.state.apply(records, self._clock.seconds())
-            self._maybe_compact()
+            if not (appended.called and isinstance(appended.result, Failure)):
+                self.state.apply(records, self._clock.seconds())
+                self._maybe_compact()
         else:
             appended = succeed(None)
 

@@ -16,6 +16,7 @@ from oauthd.protocol.rules import (
     GRANT_TYPES,
     check_label,
     check_lifetime,
+    check_redirect_uri_count,
     check_redirect_uris,
 )
 from oauthd.state.decision import Decision
@@ -70,6 +71,7 @@ def add_client(ctx: Context, name: str, **fields: Any) -> Decision[tuple[Client,
     Register a client; the answer is it and its secret (C{""} for a public
     client), which is shown once and stored only as a digest.
     """
+    check_redirect_uri_count(fields.get("redirect_uris", ()))
     now = ctx.now()
     new = checked(ctx, Client(
         id=tokens.new_client_id(now, ctx.random_bytes), name=name, created_at=now, **fields,
@@ -87,6 +89,7 @@ def update_client(
     Change a client; disabling it revokes its tokens. The answer is the
     client and its new secret if one was generated, else C{""}.
     """
+    check_redirect_uri_count(changes.get("redirect_uris", ()))
     changed = checked(ctx, attrs.evolve(client(ctx, client_id), **changes))
     secret = ""
     if changed.public:

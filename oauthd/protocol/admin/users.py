@@ -41,9 +41,11 @@ async def add_user(ctx: Context, name: str, password: str | None, **fields: Any)
     name = check_username(name)
     if name in ctx.state.users:
         raise Conflict(f"user {name} already exists")
+    if password is not None:
+        check_new_password(password)
     new = _checked(User(name=name, created_at=ctx.now(), **fields))
     if password is not None:
-        new = attrs.evolve(new, password_hash=await ctx.hasher.hash(check_new_password(password)))
+        new = attrs.evolve(new, password_hash=await ctx.hasher.hash(password))
         if name in ctx.state.users:
             # Created by someone else while the password was being hashed.
             raise Conflict(f"user {name} already exists")
