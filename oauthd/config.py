@@ -19,7 +19,7 @@ from attrs import field, frozen
 
 from twisted.internet.endpoints import serverFromString
 
-from oauthd.control.wire import default_data_dir
+from oauthd.locations import SOCKET_NAME, default_data_dir
 
 DEFAULT_PORT = 9478
 """
@@ -236,7 +236,7 @@ def build_config(
         "listen", (f"tcp:{DEFAULT_PORT}:interface=127.0.0.1",)
     )
     data = checked.setdefault("data", default_data_dir(environ))
-    checked.setdefault("control", f"unix:{_escape(os.path.join(data, 'control.sock'))}:mode=600")
+    checked.setdefault("control", f"unix:{_escape(os.path.join(data, SOCKET_NAME))}:mode=600")
     checked.setdefault("issuer", f"http://127.0.0.1:{_port_of(listen[0])}")
     checked.setdefault("scopes", tuple(sorted(DEFAULT_SCOPES)))
     return Config(**checked)

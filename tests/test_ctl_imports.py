@@ -28,7 +28,7 @@ FORBIDDEN = {"bcrypt", "klein", "werkzeug", "treq"}
 def allowed(module: str) -> bool:
     if not module.startswith("oauthd"):
         return module.split(".")[0] not in FORBIDDEN
-    return module in ("oauthd", "oauthd.control", "oauthd.control.wire") or (
+    return module in ("oauthd", "oauthd.locations", "oauthd.control", "oauthd.control.wire") or (
         module == "oauthd.ctl" or module.startswith("oauthd.ctl.")
     )
 

@@ -19,18 +19,19 @@ PACKAGE = Path(__file__).resolve().parent.parent / "oauthd"
 ALLOWED: dict[str, frozenset[str]] = {
     # A module's layer -> the layers it may import (its own included).
     "interfaces": frozenset(),
+    "locations": frozenset(),
     "eventlog": frozenset({"eventlog", "interfaces"}),
     "state": frozenset({"state", "eventlog", "interfaces"}),
     "services": frozenset({"services", "eventlog", "interfaces"}),
     "protocol": frozenset({"protocol", "state", "interfaces", "config", "version"}),
     "web": frozenset({"web", "protocol", "state", "interfaces", "config"}),
     "control": frozenset({"control", "wire", "protocol", "state", "eventlog", "interfaces", "config", "version"}),
-    "wire": frozenset(),
+    "wire": frozenset({"locations"}),
     "ctl": frozenset({"ctl", "wire", "version"}),
-    "config": frozenset({"wire"}),
+    "config": frozenset({"locations"}),
     "testing": frozenset({"testing", "protocol", "state", "eventlog", "services", "interfaces", "config"}),
     "tap": frozenset({"tap", "web", "control", "wire", "protocol", "state", "eventlog", "services",
-                      "interfaces", "config", "version"}),
+                      "interfaces", "config", "locations", "version"}),
     "version": frozenset(),
 }
 
@@ -155,3 +156,21 @@ def test_setup_cfg_lists_every_package() -> None:
     listed = set(config["options"]["packages"].split())
     found = {module for module, path in ALL if path.name == "__init__.py"}
     assert sorted(found - listed) == []
+
+
+def test_the_protocol_layer_loads_no_edge() -> None:
+    """
+    What the layer rules say of direct imports holds for everything the
+    protocol layer loads, however indirectly: no edge, no Klein, no AMP.
+    """
+    import subprocess
+
+    protocol = sorted(m for m, _ in ALL if layer(m) == "protocol")
+    script = f"import sys; import {', '.join(protocol)}; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+        cwd=PACKAGE.parent,
+    ).stdout.split()
+    edges = [m for m in loaded if m.startswith(("oauthd.web", "oauthd.control", "oauthd.ctl", "klein",
+                                                "twisted.protocols.amp"))]
+    assert edges == []

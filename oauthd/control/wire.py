@@ -3,8 +3,9 @@ The control socket's wire schema, shared by the daemon and C{oauthctl}: the
 AMP commands, their errors, the rows they carry, paging, and where the
 socket is by default.
 
-A leaf: it imports only the standard library, attrs and
-L{twisted.protocols.amp}, so that C{oauthctl} loads nothing of the daemon.
+A leaf: it imports only the standard library, attrs,
+L{twisted.protocols.amp} and L{oauthd.locations}, so that C{oauthctl} loads
+nothing of the daemon.
 C{docs/control.md} documents the protocol; the definitions here are it.
 """
 
@@ -17,22 +18,8 @@ from attrs import frozen
 
 from twisted.protocols import amp
 
-SOCKET_NAME = "control.sock"
-"""
-The control socket's file name in the data directory, by default.
-"""
-
-
-def default_data_dir(environ: Mapping[str, str]) -> str:
-    """
-    The data directory when none is configured: systemd's C{$STATE_DIRECTORY}
-    (its first entry) if set, else C{./oauthd-data}.
-    """
-    state = environ.get("STATE_DIRECTORY", "")
-    if state:
-        return state.split(":")[0]
-    return "./oauthd-data"
-
+# Where the socket is by default, for oauthctl.
+from oauthd.locations import SOCKET_NAME as SOCKET_NAME, default_data_dir as default_data_dir
 
 def unix_path(description: str) -> str | None:
     """
