@@ -254,10 +254,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         service = build_service(options.config(), reactor)
     except ConfigError as e:
         _exit(str(e))
-    # Installed now, for a SIGTERM that arrives while starting, and again
-    # once running, because the reactor installs its own handlers at start.
+    # For a SIGTERM that arrives while starting, before the reactor installs
+    # its own handler; once it has, the shutdown trigger below does the same.
     _stop_cleanly_on_sigterm(reactor)
-    reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
+    reactor.addSystemEventTrigger("after", "shutdown", _forget_sigterm, reactor)
     return service
 
 
@@ -273,3 +273,13 @@ def _stop_cleanly_on_sigterm(reactor: Any) -> None:
         reactor.callFromThread(reactor.stop)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def _forget_sigterm(reactor: Any) -> None:
+    """
+    A stop the reactor's own SIGTERM handler began ends with status 0 too:
+    twistd re-raises the signal the reactor noted (C{_exitSignal}) once it
+    has stopped, unless it is forgotten first.
+    """
+    if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
+        reactor._exitSignal = None

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
 import contextlib, io, sys
-from oauthd.ctl.cli import main
+from oauthd.ctl.command import main
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     code = main(sys.argv[1:])
 print(code, " ".join(sorted(sys.modules)))

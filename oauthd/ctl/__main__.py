@@ -2,6 +2,6 @@
 C{python -m oauthd.ctl}: the same as the C{oauthctl} command.
 """
 
-from oauthd.ctl.cli import main
+from oauthd.ctl.command import main
 
 raise SystemExit(main())
