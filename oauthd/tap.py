@@ -187,6 +187,7 @@ def build_service(
     from oauthd.protocol.context import Context
     from oauthd.services.audit import AuditTrail
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService
+    from oauthd.state.model import State, replay
     from oauthd.state.store import Store
     from oauthd.web.api import OAuthHTTP
 
@@ -197,17 +198,19 @@ def build_service(
         except JournalError as e:
             raise ConfigError(str(e)) from None
     try:
-        trail = AuditTrail(config.data, reactor, reactor)
-    except OSError as e:
-        raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
-    try:
         with collector_paused():
-            store = Store.load(journal, reactor, trail)
+            state = State()
+            replay(state, journal.replay(), reactor.seconds())
     except ValueError as e:
         raise ConfigError(f"{getattr(journal, 'path', 'journal')}: {e}") from None
     # What replay built lives as long as the process: out of the collector's
     # reach, it is never walked again.
     gc.freeze()
+    try:
+        trail = AuditTrail(config.data, reactor, reactor)
+    except OSError as e:
+        raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
+    store = Store(state, journal, reactor, trail)
     root = Daemon()
     # The trail stops after everything else (see Daemon).
     root.last = trail

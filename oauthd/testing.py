@@ -176,7 +176,7 @@ class ControlledHasher:
         return self.inner.check(password, hashed)
 
 
-def test_config(**values: Any) -> Config:
+def config_for_tests(**values: Any) -> Config:
     """
     A configuration for tests: no data directory, an https issuer.
     """
@@ -212,7 +212,7 @@ class MemoryServer:
             clock.advance(START)
         store = Store.load(log if log is not None else MemoryJournal(), clock, audit)
         hasher = PasswordHasher(InlineReactor(), hash_pool or InlinePool(), cost=4)  # type: ignore[arg-type]
-        ctx = Context(store.state, config or test_config(), clock, hasher, random_bytes=random_bytes)
+        ctx = Context(store.state, config or config_for_tests(), clock, hasher, random_bytes=random_bytes)
         return cls(store, ctx)
 
     @property
@@ -295,5 +295,5 @@ def seed(directory: str, now: float, build: Callable[[MemoryServer], Any]) -> An
 
 __all__ = [
     "START", "ControlledHasher", "HeldJournal", "InlinePool", "InlineReactor", "MemoryServer",
-    "SteppingPool", "seed", "test_config",
+    "SteppingPool", "seed", "config_for_tests",
 ]

@@ -16,7 +16,7 @@ from oauthd.config import Config
 from oauthd.interfaces import IEventLog
 from oauthd.state.decision import Decision
 from oauthd.state.records import Record
-from oauthd.testing import START, InlineReactor, MemoryServer, test_config
+from oauthd.testing import START, InlineReactor, MemoryServer, config_for_tests
 from oauthd.web.api import OAuthHTTP
 
 __all__ = ["START", "InlineMemoryReactor", "change", "make_config", "make_http", "make_server"]
@@ -29,7 +29,7 @@ class InlineMemoryReactor(MemoryReactorClock, InlineReactor):
     """
 
 
-make_config = test_config
+make_config = config_for_tests
 
 
 def make_server(

@@ -53,9 +53,6 @@ class AdminSession:
     def audit(self, event: str, outcome: str, **fields: object) -> None:
         self.store.record_audit(audit(event, outcome, peer_uid=self.peer_uid, **fields))
 
-    def commit(self, decision: Decision[T]) -> Deferred[T]:
-        return self.store.commit(decision)
-
     def live_tokens(self, client_id: str = "", user: str = "") -> int:
         """
         How many live tokens one client or one user holds.
@@ -124,7 +121,7 @@ class Responders(amp.CommandLocator):
         return self.session.store.state
 
     def _commit(self, decision: Decision[T]) -> Deferred[T]:
-        return self.session.commit(decision)
+        return self.session.store.commit(decision)
 
     def _audit(self, event: str, outcome: str, **fields: object) -> None:
         self.session.audit(event, outcome, **fields)

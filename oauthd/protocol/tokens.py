@@ -119,25 +119,29 @@ def new_grant_id(random_bytes: RandomBytes = os.urandom) -> str:
     return random_bytes(8).hex()
 
 
+def _sha256(secret: str) -> "hashlib._Hash":
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass"))
+
+
 def session_id(secret: str) -> str:
     """
     PhotoPrism's C{session_id}: the SHA-256 hex digest of the token.
     """
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+    return _sha256(secret).hexdigest()
 
 
 def token_key(secret: str) -> int:
     """
     The lookup key of a token: the first 128 bits of its SHA-256 digest.
     """
-    return int.from_bytes(hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()[:16], "big")
+    return int.from_bytes(_sha256(secret).digest()[:16], "big")
 
 
 def key_and_session_id(secret: str) -> tuple[int, str]:
     """
     L{token_key} and L{session_id} of a new token, from one hash.
     """
-    digest = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+    digest = _sha256(secret).digest()
     return int.from_bytes(digest[:16], "big"), digest.hex()
 
 
@@ -161,4 +165,4 @@ def secret_digest(secret: str) -> str:
     what makes Hydra's token endpoint 10-19 times slower than its
     introspection; the check here costs one SHA-256, like a token lookup.
     """
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+    return _sha256(secret).hexdigest()

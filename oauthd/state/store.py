@@ -93,12 +93,6 @@ class Store(Service):
         replay(state, log.replay(), clock.seconds())
         return cls(state, log, clock, audit, sweep_slice)
 
-    def now(self) -> int:
-        """
-        The current time in whole seconds on the injected clock.
-        """
-        return int(self._clock.seconds())
-
     def commit(self, decision: Decision[T]) -> Deferred[T]:
         """
         Carry out C{decision}: apply its records to memory now and append

@@ -50,7 +50,6 @@ class OAuthHTTP:
 
     def __init__(self, ctx: Context, store: Store) -> None:
         self._ctx = ctx
-        self._config = ctx.config
         self._store = store
         self.limiter = ctx.limiter
         self.capabilities = Capabilities(
@@ -70,9 +69,15 @@ class OAuthHTTP:
         """
         The L{Site} to listen with.
         """
-        return OAuthSite(self.resource(), self._config.max_body, self._config.access_log)
+        return OAuthSite(self.resource(), self._ctx.config.max_body, self._ctx.config.access_log)
 
     # -- parsing ------------------------------------------------------------
+
+    def _ip(self, request: IRequest) -> str:
+        return parsing.client_ip(request, self._ctx.config.trusted_proxies)
+
+    def _params(self, request: IRequest) -> dict[str, str]:
+        return parsing.params(request, self._ctx.config.max_body)
 
     def _committed(self, decided: Decision[Body] | Deferred[Decision[Body]]) -> Deferred[Body]:
         """
@@ -129,7 +134,7 @@ class OAuthHTTP:
         """
         path = request.path or b""
         event = _EVENTS.get(path, "session" if path.startswith(b"/api/v1/session") else "http")
-        context = {"ip": parsing.client_ip(request, self._config.trusted_proxies), "reason": error.description}
+        context = {"ip": self._ip(request), "reason": error.description}
         context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
         self._store.record_audit(
             audit(f"{event}.refuse", "denied", error=error.error, status=error.status, **context))
@@ -138,47 +143,48 @@ class OAuthHTTP:
 
     @app.route("/api/v1/oauth/token", methods=["POST"])
     def token(self, request: IRequest) -> Deferred[bytes]:
-        params = parsing.params(request, self._config.max_body)
+        params = self._params(request)
         auth, _ = parsing.client_auth(request, params)
-        decided = grants.token(self._ctx, params, auth, parsing.client_ip(request, self._config.trusted_proxies))
+        decided = grants.token(self._ctx, params, auth, self._ip(request))
         return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/revoke", methods=["POST"])
     def revoke(self, request: IRequest) -> Deferred[bytes]:
-        params = parsing.params(request, self._config.max_body)
+        params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
-        decided = revocation.revoke(self._ctx, params, auth, presented, parsing.client_ip(request, self._config.trusted_proxies))
+        decided = revocation.revoke(self._ctx, params, auth, presented, self._ip(request))
         return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/introspect", methods=["POST"])
     def introspect(self, request: IRequest) -> bytes:
-        params = parsing.params(request, self._config.max_body)
+        params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
-        return json_body(request, introspection.introspect(self._ctx, params, auth, presented, parsing.client_ip(request, self._config.trusted_proxies)))
+        answer = introspection.introspect(self._ctx, params, auth, presented, self._ip(request))
+        return json_body(request, answer)
 
     @app.route("/api/v1/oauth/userinfo", methods=["GET", "POST"])
     def userinfo(self, request: IRequest) -> bytes:
         presented = parsing.bearer_of(request)
         if request.method == b"POST":
-            in_body = parsing.params(request, self._config.max_body).get("access_token")
+            in_body = self._params(request).get("access_token")
             if in_body is not None:
                 if presented is not None:
                     raise errors.invalid_request("present the access token one way only")
                 presented = in_body
-        return json_body(request, userinfo.userinfo(self._ctx, presented, parsing.client_ip(request, self._config.trusted_proxies)))
+        return json_body(request, userinfo.userinfo(self._ctx, presented, self._ip(request)))
 
     @app.route("/api/v1/session", methods=["POST"])
     @app.route("/api/v1/sessions", methods=["POST"])
     def create_session(self, request: IRequest) -> Deferred[bytes]:
-        params = parsing.params(request, self._config.max_body)
-        decided = Deferred.fromCoroutine(sessions.create_session(self._ctx, params, parsing.client_ip(request, self._config.trusted_proxies)))
+        params = self._params(request)
+        decided = Deferred.fromCoroutine(sessions.create_session(self._ctx, params, self._ip(request)))
         return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/session", methods=["DELETE"])
     @app.route("/api/v1/session/<string:reference>", methods=["DELETE"])
     @app.route("/api/v1/sessions/<string:reference>", methods=["DELETE"])
     def delete_session(self, request: IRequest, reference: str | None = None) -> Deferred[bytes]:
-        decided = sessions.delete_session(self._ctx, parsing.bearer_of(request), parsing.client_ip(request, self._config.trusted_proxies), reference)
+        decided = sessions.delete_session(self._ctx, parsing.bearer_of(request), self._ip(request), reference)
         return self._answered(request, self._committed(decided))
 
     @app.route("/healthz", methods=["GET"])
@@ -190,7 +196,7 @@ class OAuthHTTP:
         request.setHeader(b"Access-Control-Allow-Origin", b"*")
         return json_body(
             request,
-            authorization_server_metadata(self._config, self.capabilities),
+            authorization_server_metadata(self._ctx.config, self.capabilities),
             no_store=False,
         )
 
@@ -199,7 +205,7 @@ class OAuthHTTP:
         request.setHeader(b"Access-Control-Allow-Origin", b"*")
         return json_body(
             request,
-            openid_configuration(self._config, self.capabilities),
+            openid_configuration(self._ctx.config, self.capabilities),
             no_store=False,
         )
 
