@@ -21,6 +21,8 @@ PUBLIC = "public"
 
 BASE36 = string.digits + string.ascii_lowercase
 
+_DIGIT_PAIRS = [high + low for high in BASE36 for low in BASE36]
+
 HANDLE_SHIFT = 77
 """
 A handle spells the top 51 bits of a token's 128-bit key.
@@ -39,12 +41,14 @@ def handle(key: int) -> str:
     A token's short public name for logs and listings (PhotoPrism's RefID
     shape: C{sess} and 10 base36 characters, 51 bits of the digest).
     """
+    # Two digits a step (the top 51 bits fit in ten base36 digits): every
+    # issue and revocation names its token in the audit trail.
     value = key >> HANDLE_SHIFT
-    out = ""
-    for _ in range(10):
-        value, digit = divmod(value, 36)
-        out = BASE36[digit] + out
-    return "sess" + out
+    pairs = []
+    for _ in range(5):
+        value, pair = divmod(value, 1296)
+        pairs.append(_DIGIT_PAIRS[pair])
+    return "sess" + "".join(reversed(pairs))
 
 
 def is_handle(value: str) -> bool:
