@@ -193,21 +193,11 @@ class OAuthHTTP:
 
     @app.route("/.well-known/oauth-authorization-server", methods=["GET"])
     def oauth_metadata(self, request: IRequest) -> bytes:
-        request.setHeader(b"Access-Control-Allow-Origin", b"*")
-        return json_body(
-            request,
-            authorization_server_metadata(self._ctx.config, self.capabilities),
-            no_store=False,
-        )
+        return _public(request, authorization_server_metadata(self._ctx.config, self.capabilities))
 
     @app.route("/.well-known/openid-configuration", methods=["GET"])
     def openid_metadata(self, request: IRequest) -> bytes:
-        request.setHeader(b"Access-Control-Allow-Origin", b"*")
-        return json_body(
-            request,
-            openid_configuration(self._ctx.config, self.capabilities),
-            no_store=False,
-        )
+        return _public(request, openid_configuration(self._ctx.config, self.capabilities))
 
     @app.handle_errors(OAuthError)
     def oauth_error(self, request: IRequest, failure: Failure) -> bytes:
@@ -247,3 +237,11 @@ class OAuthHTTP:
             {"error": "server_error", "error_description": "internal error"},
             500,
         )
+
+
+def _public(request: IRequest, document: Body) -> bytes:
+    """
+    A discovery document: public, cacheable, readable from any origin.
+    """
+    request.setHeader(b"Access-Control-Allow-Origin", b"*")
+    return json_body(request, document, no_store=False)
