@@ -309,17 +309,24 @@ class State:
         List a token's key in the indexes it belongs to, and in its expiry
         bucket if C{expires_at} is given.
         """
-        # get-then-insert rather than setdefault(name, []): no throwaway
-        # list per token.
-        for index, name in (
-            (self._own if own else self._by_client, client_id), (self._by_user, user),
-            (self._by_grant, grant),
-        ):
-            if name:
-                listed = index.get(name)
-                if listed is None:
-                    listed = index[name] = []
-                listed.append(key)
+        # Straight-line, and get-then-insert rather than setdefault(name,
+        # []): replay runs this a million times for a big journal.
+        if client_id:
+            index = self._own if own else self._by_client
+            listed = index.get(client_id)
+            if listed is None:
+                listed = index[client_id] = []
+            listed.append(key)
+        if user:
+            listed = self._by_user.get(user)
+            if listed is None:
+                listed = self._by_user[user] = []
+            listed.append(key)
+        if grant:
+            listed = self._by_grant.get(grant)
+            if listed is None:
+                listed = self._by_grant[grant] = []
+            listed.append(key)
         if expires_at:
             minute = expires_at // EXPIRY_BUCKET
             listed = self._expiry.get(minute)
