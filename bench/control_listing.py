@@ -19,33 +19,27 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
 def write_journal(data: Path, count: int) -> None:
-    from twisted.internet.task import Clock
+    from oauthd.protocol.issuing import mint
+    from oauthd.state.decision import Decision
+    from oauthd.state.entities import ACCESS
+    from oauthd.testing import seed
 
-    from oauthd.testing import MemoryServer
-    from oauthd.config import build_config
-    from oauthd.eventlog import FileJournal
-    from oauthd.state.model import ACCESS
-    from oauthd.state.store import Store
-    from oauthd.testing import InlinePool, InlineReactor
+    async def build(server: Any) -> None:
+        for start in range(0, count, 10_000):
+            records = [
+                mint(server.ctx, ACCESS, scope="metrics", lifetime=86400, label=f"bench {start}").record
+                for _ in range(min(10_000, count - start))
+            ]
+            await server.store.commit(Decision(None, records))
 
-    clock = Clock()
-    clock.advance(time.time())
-    journal = FileJournal.open(str(data), InlineReactor(), pool=InlinePool())  # type: ignore[arg-type]
-    store = Store.load(journal, clock)
-    server = MemoryServer(store, build_config({"data": str(data)}, {}), None)  # type: ignore[arg-type]
-    for start in range(0, count, 10_000):
-        records = [
-            server.mint(ACCESS, scope="metrics", lifetime=86400, label=f"bench {start}")[1]
-            for _ in range(min(10_000, count - start))
-        ]
-        store.commit(records)
-    journal.close()
+    seed(str(data), time.time(), build)
 
 
 def main() -> None:
@@ -68,7 +62,7 @@ def main() -> None:
                 if daemon.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("the daemon did not start")
                 time.sleep(0.05)
-            ctl = [sys.executable, "-m", "oauthd.ctl.cli", "--socket", str(sock)]
+            ctl = [sys.executable, "-m", "oauthd.ctl", "--socket", str(sock)]
             for argv in (["status"], ["auth", "ls", "--json"], ["auth", "ls"]):
                 started = time.perf_counter()
                 out = subprocess.run(

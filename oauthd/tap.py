@@ -254,13 +254,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = global_reactor
     try:
-        service = build_service(options.config(), reactor)
+        config = options.config()
     except ConfigError as e:
         _exit(str(e))
-    # For a SIGTERM that arrives while starting, before the reactor installs
-    # its own handler; once it has, the shutdown trigger below does the same.
+    # From here on SIGTERM is a clean stop: while the journal replays and
+    # the listeners bind (ours), and once the reactor has installed its own
+    # handler (the shutdown trigger).
     _stop_cleanly_on_sigterm(reactor)
     reactor.addSystemEventTrigger("after", "shutdown", _forget_sigterm, reactor)
+    try:
+        service = build_service(config, reactor)
+    except ConfigError as e:
+        _exit(str(e))
     return service
 
 
@@ -271,7 +276,15 @@ def _stop_cleanly_on_sigterm(reactor: Any) -> None:
     SIGTERM"; a service manager asking the daemon to stop is not a failure.
     """
 
+    stopping = False
+
     def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            # A second SIGTERM while stopping: one stop is enough (a second
+            # reactor.stop would fail).
+            return
+        stopping = True
         log.info("received SIGTERM, stopping")
         reactor.callFromThread(reactor.stop)
 
@@ -286,3 +299,7 @@ def _forget_sigterm(reactor: Any) -> None:
     """
     if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
         reactor._exitSignal = None
+    # The reactor never takes its handler back: a SIGTERM from here to the
+    # process's end would be noted (and re-raised) again. It is stopping
+    # already; nothing more to do.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

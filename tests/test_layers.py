@@ -158,15 +158,16 @@ def test_setup_cfg_lists_every_package() -> None:
     assert sorted(found - listed) == []
 
 
-def test_the_protocol_layer_loads_no_edge() -> None:
+@pytest.mark.parametrize("lower", ["protocol", "state", "eventlog", "services"])
+def test_the_layers_below_the_edges_load_no_edge(lower: str) -> None:
     """
-    What the layer rules say of direct imports holds for everything the
-    protocol layer loads, however indirectly: no edge, no Klein, no AMP.
+    What the layer rules say of direct imports holds for everything a layer
+    below the edges loads, however indirectly: no edge, no Klein, no AMP.
     """
     import subprocess
 
-    protocol = sorted(m for m, _ in ALL if layer(m) == "protocol")
-    script = f"import sys; import {', '.join(protocol)}; print(' '.join(sorted(sys.modules)))"
+    modules = sorted(m for m, _ in ALL if layer(m) == lower)
+    script = f"import sys; import {', '.join(modules)}; print(' '.join(sorted(sys.modules)))"
     loaded = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True,
         cwd=PACKAGE.parent,

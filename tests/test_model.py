@@ -233,7 +233,8 @@ class StateTests(SynchronousTestCase):
                     ["client", {"id": "x"}], ["tok", "1", ACCESS, "", "", "", "soon", 1, "", ""],
                     ["tok", "key", ACCESS, "", "", "", 1, 1, "", ""], ["grant-"], ["user-"], ["client-"],
                     ["user", {"name": "bob"}, ""], ["client", '{"id": "x"}\t'], ["tok-", "1", "2"],
-                    ["foo", "bar"]):
+                    ["foo", "bar"], ["tok"], ["client", {"id": ["x"], "name": "n"}],
+                    ["user", {"name": {"a": 1}}]):
             with pytest.raises(ValueError):
                 self.state.load([payload(bad)], START)
 

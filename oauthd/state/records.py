@@ -139,7 +139,7 @@ def decode(payload: bytes) -> Record:
     """
     fields = payload.decode("utf-8").split("\t")
     tag = fields[0]
-    if tag == "tok":
+    if tag == "tok" and len(fields) > 1:
         return TokenIssued(parse_token(payload))
     if tag in ("client", "user"):
         if len(fields) != 2:
@@ -148,6 +148,7 @@ def decode(payload: bytes) -> Record:
         if not isinstance(value, dict):
             raise ValueError(f"a {tag} record holds a JSON object")
     elif tag in _ONE_FIELD:
+        # (The untyped records' message here was a TypeError's.)
         if len(fields) != 2:
             raise ValueError(f"malformed {tag} record: it has {len(fields)} fields, not 2")
         value = fields[1]
@@ -162,12 +163,22 @@ def decode(payload: bytes) -> Record:
 def _client(fields: dict[str, Any]) -> ClientPut:
     for name in ("grant_types", "redirect_uris"):
         fields[name] = tuple(fields[name])
-    return ClientPut(Client(**fields))
+    return ClientPut(Client(**_named(fields, "id")))
+
+
+def _named(fields: dict[str, Any], key: str) -> dict[str, Any]:
+    """
+    C{fields}, if the entity's name in them is text (it is a key of the
+    state's tables).
+    """
+    if not isinstance(fields.get(key), str):
+        raise TypeError(f"its {key} is not text")
+    return fields
 
 
 _ENTITY: dict[str, Callable[[dict[str, Any]], Record]] = {
     "client": _client,
-    "user": lambda fields: UserPut(User(**fields)),
+    "user": lambda fields: UserPut(User(**_named(fields, "name"))),
 }
 
 _ONE_FIELD: dict[str, Callable[[str], Record]] = {

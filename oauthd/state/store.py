@@ -2,12 +2,13 @@
 The store: the in-memory L{State} kept durable by an L{IEventLog}, and the
 committer that carries out the protocol layer's decisions.
 
-Every change goes through L{Store.commit}: a decision's records are applied
-to memory at once, on the reactor thread and in call order, so a second
-request sees the first one's change (two refreshes of one token cannot both
-succeed); they are appended to the event log, and only once they are durable
-are the decision's audit events recorded and its answer given, so only then
-may an edge answer.
+Every change goes through L{Store.commit}: a decision's records are appended
+to the event log and applied to memory at once, on the reactor thread and in
+call order, so a second request sees the first one's change (two refreshes
+of one token cannot both succeed); only once they are durable are the
+decision's audit events recorded and its answer given, so only then may an
+edge answer. A log that refuses the append at once (it failed earlier)
+leaves memory unchanged.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ Dead records tolerated beyond the live ones before compaction starts.
 
 class NotDurable(Exception):
     """
-    The event log could not make a decision's records durable; they are in
-    memory, and the log refuses every later append too.
+    The event log could not make a decision's records durable: it refused
+    them at once (memory is unchanged), or its write failed after they were
+    applied to memory. Either way it refuses every later append too.
 
     @ivar context: who and what the change was for (the decision's).
     """
@@ -95,9 +97,10 @@ class Store(Service):
 
     def commit(self, decision: Decision[T]) -> Deferred[T]:
         """
-        Carry out C{decision}: apply its records to memory now and append
-        them to the log; once they are durable, record its audit events and
-        give its answer (or raise its refusal).
+        Carry out C{decision}: append its records to the log and, unless the
+        log refuses them at once, apply them to memory now; once they are
+        durable, record its audit events and give its answer (or raise its
+        refusal).
 
         @return: fires with the answer when the records are durable; fails
             with L{NotDurable} if the log cannot write them.
