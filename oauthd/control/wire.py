@@ -254,13 +254,15 @@ CLIENT = Entity(
         Field("enabled", _BOOL, "Enabled"),
         Field("user", _TEXT, "User", settable=True),
         Field("role", _TEXT, "Role", settable=True),
+        # A resource server: it may introspect tokens.
+        Field("introspect", _BOOL, "Introspection", settable=True),
         Field("created_at", _INT, "Created At (UTC)"),
         Field("tokens", _INT, "Live Tokens", computed=True),
     ),
     # oauthctl shows max_tokens with access_ttl.
     detail=(
         "id", "name", "type", "role", "user", "scope", "grant_types", "redirect_uris",
-        "enabled", "access_ttl", "refresh_ttl", "tokens", "created_at",
+        "introspect", "enabled", "access_ttl", "refresh_ttl", "tokens", "created_at",
     ),
 )
 

@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--user", metavar="NAME", help="the user who owns it" + ("" if adding else " ('' for none)"))
         sub.add_argument("--role", choices=["client", "admin"], help="its role" + (" [default: client]" if adding else ""))
+        introspect = sub.add_mutually_exclusive_group()
+        introspect.add_argument(
+            "--introspect", action="store_true", default=None,
+            help="a resource server: it may introspect tokens" + ("" if adding else " (--no-introspect: no more)"),
+        )
+        if not adding:
+            introspect.add_argument("--no-introspect", dest="introspect", action="store_false")
 
     clients = group("clients", "register and manage OAuth clients", ["client"])
     sub = command(clients, "add", cmd_clients_add, "register a client and print its secret once")
