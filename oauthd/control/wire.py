@@ -399,8 +399,12 @@ class ShowUser(ControlCommand):
 
 
 class SetPassword(ControlCommand):
-    arguments = [(b"name", amp.Unicode()), (b"password", amp.Unicode())]
-    response = USER_FIELDS
+    arguments = [
+        (b"name", amp.Unicode()),
+        (b"password", amp.Unicode()),
+        (b"revoke_app_passwords", amp.Boolean(optional=True)),
+    ]
+    response = [*USER_FIELDS, (b"revoked", amp.Integer())]
 
 
 class ModifyUser(ControlCommand):
@@ -414,7 +418,8 @@ class ModifyUser(ControlCommand):
 
 class RemoveUser(ControlCommand):
     arguments = [(b"name", amp.Unicode())]
-    response = [*USER_FIELDS, (b"revoked", amp.Integer())]
+    # clients: the ids of the clients the user owned, removed with them.
+    response = [*USER_FIELDS, (b"revoked", amp.Integer()), (b"clients", _TEXTS)]
 
 
 class AddToken(ControlCommand):
