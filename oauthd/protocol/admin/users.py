@@ -10,8 +10,8 @@ import attrs
 
 from oauthd.protocol.context import Context
 from oauthd.protocol.errors import Conflict, InvalidValue, NotFound
-from oauthd.protocol.rules import ROLES, check_label, check_new_password, check_username
 from oauthd.protocol.issuing import derived_label
+from oauthd.protocol.rules import ROLES, check_label, check_new_password, check_username
 from oauthd.state.decision import Decision
 from oauthd.state.entities import APP_PASSWORD, SESSION, Client, User
 from oauthd.state.records import (
