@@ -57,7 +57,7 @@ class AuditTests(OAuthCase):
         A day in the life, including mistakes; returns every secret used.
         """
         secrets = [PASSWORD, self.secret]
-        prom, prom_secret = self.add_client("Prometheus", scope="metrics introspect")
+        prom, prom_secret = self.add_client("Prometheus", scope="metrics introspect", introspect=True)
         secrets.append(prom_secret)
         # Client credentials, both ways, and wrong.
         cc = self.token({"grant_type": "client_credentials"}, auth=(prom.id, prom_secret)).body

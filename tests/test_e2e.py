@@ -47,7 +47,7 @@ def test_acknowledged_tokens_survive_sigkill_and_the_daemon_restarts(tmp_path: P
 
     data = tmp_path / "data"
     client, secret = seed(data, lambda server: server.add_client(
-        "killer", scope="metrics", max_tokens=-1))
+        "killer", scope="metrics", max_tokens=-1, introspect=True))
     basic = base64.b64encode(f"{client.id}:{secret}".encode()).decode()
 
     def issue(url: str) -> str:

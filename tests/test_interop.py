@@ -30,7 +30,7 @@ async def _setup(server: MemoryServer) -> dict[str, str]:
     app, app_secret = await server.add_client(
         "Interop App", scope="*", grant_types=("client_credentials", "password", "refresh_token"),
     )
-    rs, rs_secret = await server.add_client("Resource Server", scope="metrics")
+    rs, rs_secret = await server.add_client("Resource Server", scope="metrics", introspect=True)
     return {"app": app.id, "app_secret": app_secret, "rs": rs.id, "rs_secret": rs_secret}
 
 

@@ -13,7 +13,7 @@ from tests.oauth_helpers import INTROSPECT, OAuthCase, bearer
 class IntrospectTests(OAuthCase):
     def setUp(self) -> None:
         super().setUp()
-        self.rs, self.rs_secret = self.add_client("resource server", scope="metrics")
+        self.rs, self.rs_secret = self.add_client("resource server", scope="metrics", introspect=True)
         self.clock.advance(10)
         self.grant = self.password_grant(scope="photos openid").body
 
@@ -57,9 +57,50 @@ class IntrospectTests(OAuthCase):
         assert self.introspect(self.grant["access_token"]).body == {"active": False}
 
     def test_bearer_with_introspect_scope(self) -> None:
-        caller = self.token({"grant_type": "client_credentials", "scope": "introspect"}).body["access_token"]
+        """
+        A bearer whose scope names introspect may ask, whichever client it
+        came from: the scope was given by name, by an admin.
+        """
+        service, secret = self.add_client("service", scope="metrics introspect")
+        caller = self.token({"grant_type": "client_credentials", "scope": "introspect"},
+                            auth=(service.id, secret)).body["access_token"]
         reply = self.post(INTROSPECT, {"token": self.grant["access_token"]}, headers=bearer(caller))
         assert reply.body["active"] is True
+
+    def test_a_client_that_is_not_a_resource_server_may_not_introspect(self) -> None:
+        """
+        A confidential client authenticates, but only one marked as a
+        resource server may introspect (RFC 7662 section 4): any other gets
+        403 unauthorized_client (not 401 invalid_client: its credentials are
+        good, and no other credentials would help), learns nothing of the
+        token, and changes nothing.
+        """
+        before = self.journal_size()
+        for form in ({"token": self.grant["access_token"]},
+                     {"token": self.grant["access_token"], "client_id": self.client.id,
+                      "client_secret": self.secret}):
+            reply = self.post(INTROSPECT, form, auth=(self.client.id, self.secret) if len(form) == 1 else None)
+            self.assert_error(reply, 403, "unauthorized_client")
+            assert "www-authenticate" not in reply.headers
+            assert "active" not in reply.body and "resource server" in reply.body["error_description"]
+        assert self.journal_size() == before
+        self.successResultOf(self.server.update_client(self.client.id, introspect=True))
+        assert self.introspect(self.grant["access_token"], auth=(self.client.id, self.secret)).body["active"]
+        self.successResultOf(self.server.update_client(self.client.id, introspect=False))
+        self.assert_error(self.introspect(self.grant["access_token"], auth=(self.client.id, self.secret)),
+                          403, "unauthorized_client")
+
+    def test_all_scopes_do_not_grant_introspect(self) -> None:
+        """
+        C{*} grants every scope but introspect, which only a scope that names
+        it grants: otherwise any client with the default scope, or any user
+        logging in through one, could get a token that introspects.
+        """
+        for reply in (self.token({"grant_type": "client_credentials", "scope": "introspect"}),
+                      self.password_grant(scope="introspect"),
+                      self.password_grant(scope="photos introspect")):
+            self.assert_error(reply, 400, "invalid_scope")
+        assert self.password_grant(scope="photos").code == 200
 
     def test_bearer_without_introspect_scope(self) -> None:
         """

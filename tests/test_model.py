@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import random
 
+import attrs
+
 import pytest
 
 from twisted.internet.task import Clock
@@ -90,6 +92,11 @@ GOLDEN = [
     b'user-\tbob',
 ]
 
+GOLDEN_SINCE = [
+    # A resource server (issue 12): "introspect" is written only when true.
+    b'client\t{"id":"c3","name":"rs","secret_digest":"","type":"confidential","grant_types":["client_credentials"],"scope":"metrics","access_ttl":3600,"refresh_ttl":2592000,"max_tokens":10,"redirect_uris":[],"enabled":true,"user":"","role":"client","created_at":0,"introspect":true}',
+]
+
 
 def test_the_format_of_records_is_unchanged() -> None:
     """
@@ -104,6 +111,20 @@ def test_the_format_of_records_is_unchanged() -> None:
     model.replay(state, GOLDEN[:6], START)
     assert state.clients["c0000000000000001"].redirect_uris == ("https://app.example/cb", "http://127.0.0.1/cb")
     assert state.users["alice"].full_name == 'Alice \u00c9"q\\'
+
+
+def test_fields_added_since_keep_the_format() -> None:
+    """
+    A client field added later is read as its default from an older record,
+    and written only when set, so older records still read and write back
+    byte for byte (L{GOLDEN}) while newer ones keep it.
+    """
+    assert [decode(p).client.introspect for p in GOLDEN[:2]] == [False, False]  # type: ignore[union-attr]
+    assert [encode(decode(p)) for p in GOLDEN_SINCE] == GOLDEN_SINCE
+    (rs,) = [decode(p) for p in GOLDEN_SINCE]
+    assert isinstance(rs, ClientPut) and rs.client.introspect is True
+    assert encode(ClientPut(attrs.evolve(rs.client, introspect=False))) == GOLDEN_SINCE[0].replace(
+        b',"introspect":true', b"")
 
 
 def test_records_round_trip() -> None:

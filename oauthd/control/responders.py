@@ -206,14 +206,21 @@ class UserResponders(Responders):
         return self._user_row(users.user(self.ctx, name))
 
     @SetPassword.responder
-    async def set_password(self, name: str, password: str) -> dict[str, object]:
-        async def work() -> User:
-            decided = Deferred.fromCoroutine(users.set_password(self.ctx, name, password))
-            return await self._commit(await self._until_disconnected(decided))
+    async def set_password(
+        self, name: str, password: str, revoke_app_passwords: bool | None,
+    ) -> dict[str, object]:
+        async def work() -> tuple[User, int]:
+            decided = Deferred.fromCoroutine(
+                users.set_password(self.ctx, name, password, bool(revoke_app_passwords)))
+            decision = await self._until_disconnected(decided)
+            before = self.session.live_tokens(user=name)
+            user = await self._commit(decision)
+            return user, before - self.session.live_tokens(user=name)
 
-        user = await self._change("user.password", {"user": name}, work())
-        self._audit("user.password", "ok", user=user.name)
-        return self._user_row(user)
+        user, revoked = await self._change("user.password", {"user": name}, work())
+        self._audit("user.password", "ok", user=user.name, revoked=revoked or "",
+                    app_passwords="revoked" if revoke_app_passwords else "kept")
+        return {**self._user_row(user), "revoked": revoked}
 
     @ModifyUser.responder
     async def modify_user(self, name: str, disabled: bool | None, **settings: Any) -> dict[str, object]:
@@ -236,13 +243,20 @@ class UserResponders(Responders):
     @RemoveUser.responder
     async def remove_user(self, name: str) -> dict[str, object]:
         async def work() -> dict[str, Any]:
-            row = self._user_row(users.user(self.ctx, name))
-            await self._commit(users.remove_user(self.ctx, name))
-            return row
+            decision = users.remove_user(self.ctx, name)
+            user, owned = decision.answer
+            now = self.ctx.now()
+            held = {t.key for t in self.state.user_tokens(name, now)}
+            for client in owned:
+                held.update(t.key for t in self.state.client_tokens(client.id, now))
+            row = self._user_row(user)
+            await self._commit(decision)
+            return {**row, "revoked": len(held), "clients": [client.id for client in owned]}
 
         row = await self._change("user.remove", {"user": name}, work())
-        self._audit("user.remove", "ok", user=name, revoked=row["tokens"])
-        return {**row, "revoked": row["tokens"]}
+        self._audit("user.remove", "ok", user=name, revoked=row["revoked"],
+                    clients=",".join(row["clients"]))
+        return row
 
 
 class TokenResponders(Responders):

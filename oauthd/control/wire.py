@@ -254,13 +254,15 @@ CLIENT = Entity(
         Field("enabled", _BOOL, "Enabled"),
         Field("user", _TEXT, "User", settable=True),
         Field("role", _TEXT, "Role", settable=True),
+        # A resource server: it may introspect tokens.
+        Field("introspect", _BOOL, "Introspection", settable=True),
         Field("created_at", _INT, "Created At (UTC)"),
         Field("tokens", _INT, "Live Tokens", computed=True),
     ),
     # oauthctl shows max_tokens with access_ttl.
     detail=(
         "id", "name", "type", "role", "user", "scope", "grant_types", "redirect_uris",
-        "enabled", "access_ttl", "refresh_ttl", "tokens", "created_at",
+        "introspect", "enabled", "access_ttl", "refresh_ttl", "tokens", "created_at",
     ),
 )
 
@@ -397,8 +399,12 @@ class ShowUser(ControlCommand):
 
 
 class SetPassword(ControlCommand):
-    arguments = [(b"name", amp.Unicode()), (b"password", amp.Unicode())]
-    response = USER_FIELDS
+    arguments = [
+        (b"name", amp.Unicode()),
+        (b"password", amp.Unicode()),
+        (b"revoke_app_passwords", amp.Boolean(optional=True)),
+    ]
+    response = [*USER_FIELDS, (b"revoked", amp.Integer())]
 
 
 class ModifyUser(ControlCommand):
@@ -412,7 +418,8 @@ class ModifyUser(ControlCommand):
 
 class RemoveUser(ControlCommand):
     arguments = [(b"name", amp.Unicode())]
-    response = [*USER_FIELDS, (b"revoked", amp.Integer())]
+    # clients: the ids of the clients the user owned, removed with them.
+    response = [*USER_FIELDS, (b"revoked", amp.Integer()), (b"clients", _TEXTS)]
 
 
 class AddToken(ControlCommand):

@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--user", metavar="NAME", help="the user who owns it" + ("" if adding else " ('' for none)"))
         sub.add_argument("--role", choices=["client", "admin"], help="its role" + (" [default: client]" if adding else ""))
+        introspect = sub.add_mutually_exclusive_group()
+        introspect.add_argument(
+            "--introspect", action="store_true", default=None,
+            help="a resource server: it may introspect tokens" + ("" if adding else " (--no-introspect: no more)"),
+        )
+        if not adding:
+            introspect.add_argument("--no-introspect", dest="introspect", action="store_false")
 
     clients = group("clients", "register and manage OAuth clients", ["client"])
     sub = command(clients, "add", cmd_clients_add, "register a client and print its secret once")
@@ -195,9 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-n", "--limit", type=int, default=0, help="show at most N [default: all]")
     sub = command(users, "show", cmd_users_show, "show one user")
     sub.add_argument("name")
-    sub = command(users, "passwd", cmd_users_passwd, "set a user's password")
+    sub = command(
+        users, "passwd", cmd_users_passwd,
+        "set a user's password and revoke their sessions and grants (app passwords stay)",
+    )
     sub.add_argument("name")
     sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    sub.add_argument(
+        "--revoke-app-passwords", action="store_true",
+        help="revoke their app passwords too, and all obtained with them",
+    )
     sub = command(users, "mod", cmd_users_mod, "change a user")
     sub.add_argument("name")
     sub.add_argument("--role", choices=["admin", "user"])
@@ -206,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     state = sub.add_mutually_exclusive_group()
     state.add_argument("--enable", dest="enabled", action="store_true", default=None)
     state.add_argument("--disable", dest="enabled", action="store_false", help="disable and revoke their tokens")
-    sub = command(users, "rm", cmd_users_rm, "delete a user and revoke their tokens")
+    sub = command(users, "rm", cmd_users_rm, "delete a user and the clients they own, and revoke their tokens")
     sub.add_argument("name")
     sub.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 

@@ -246,8 +246,12 @@ def cmd_users_show(args: argparse.Namespace, term: Terminal, connect: Connect) -
 
 def cmd_users_passwd(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     password = read_password(args, term)
-    row = connect().call(wire.SetPassword, name=args.name, password=password)
-    emit(args, term, row, lambda: f"Changed the password of {row['name']}.")
+    row = connect().call(wire.SetPassword, name=args.name, password=password,
+                         revoke_app_passwords=args.revoke_app_passwords or None)
+    kept = "" if args.revoke_app_passwords else " (app passwords and what they gave are kept)"
+    emit(args, term, row, lambda: (
+        f"Changed the password of {row['name']}; revoked {row['revoked']} tokens{kept}."
+    ))
 
 
 def cmd_users_mod(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
@@ -268,9 +272,14 @@ def cmd_users_mod(args: argparse.Namespace, term: Terminal, connect: Connect) ->
 
 
 def cmd_users_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    confirm(args, term, f"Delete user {args.name} and revoke all their tokens?")
+    confirm(args, term, f"Delete user {args.name} and the clients they own, and revoke all their tokens?")
     row = connect().call(wire.RemoveUser, name=args.name)
-    emit(args, term, row, lambda: f"Deleted user {row['name']}; revoked {row['revoked']} tokens.")
+
+    def human() -> str:
+        clients = f" and the clients they owned ({', '.join(row['clients'])})" if row["clients"] else ""
+        return f"Deleted user {row['name']}{clients}; revoked {row['revoked']} tokens."
+
+    emit(args, term, row, human)
 
 
 def cmd_auth_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:

@@ -1,6 +1,6 @@
 """
-Introspection (RFC 7662), for confidential clients and for bearers with the
-C{introspect} scope.
+Introspection (RFC 7662), for confidential clients marked as resource
+servers and for bearers whose scope names C{introspect}.
 """
 
 from __future__ import annotations
@@ -16,9 +16,14 @@ from oauthd.state.entities import REFRESH, USED_REFRESH
 
 def introspect(ctx: Context, params: Params, auth: ClientAuth, presented: str | None, ip: str) -> Body:
     """
-    Describe a token to an authenticated confidential client, or to a bearer
-    with the C{introspect} scope. A live token gets its details; anything
-    else exactly C{{"active": false}}.
+    Describe a token to an authenticated confidential client marked as a
+    resource server, or to a bearer with the C{introspect} scope. A live
+    token gets its details; anything else exactly C{{"active": false}}.
+
+    Any other client is refused with 403 C{unauthorized_client}: it did
+    authenticate (so not 401 C{invalid_client}), and an answer of
+    C{{"active": false}} would have a misconfigured resource server refuse
+    every token with no hint why.
 
     Misses are not charged to the rate limits: a resource server passes on
     whatever tokens its own clients send.
@@ -28,6 +33,11 @@ def introspect(ctx: Context, params: Params, auth: ClientAuth, presented: str | 
         if client.public:
             raise deny(errors.invalid_client("a public client cannot introspect", auth.basic is not None),
                        ip=ip, client=client.id)
+        if not client.introspect:
+            raise deny(errors.OAuthError(
+                "unauthorized_client",
+                "the client is not a resource server: it may not introspect tokens", 403,
+            ), ip=ip, client=client.id)
     elif presented is not None:
         caller = bearer(ctx, presented, ip)
         # Named explicitly: "*" (every login session has it) does not open

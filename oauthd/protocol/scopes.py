@@ -10,6 +10,12 @@ from collections.abc import Collection
 ALL = "*"
 MAX_LENGTH = 767
 
+BY_NAME_ONLY = frozenset({"introspect"})
+"""
+Scopes that C{*} does not grant: only a scope that names them does. Every
+login session has C{*}, and so does a client by default.
+"""
+
 
 class ScopeError(ValueError):
     """
@@ -40,12 +46,14 @@ def names(scope: str) -> set[str]:
 def within(requested: str, allowed: str) -> bool:
     """
     Whether every scope in C{requested} is granted by C{allowed}; C{*} in
-    C{allowed} grants every scope, C{*} in C{requested} needs C{*}.
+    C{allowed} grants every scope but those of L{BY_NAME_ONLY}, C{*} in
+    C{requested} needs C{*}.
     """
     granted = names(allowed)
+    wanted = names(requested)
     if ALL in granted:
-        return True
-    return names(requested) <= granted
+        return not (wanted & BY_NAME_ONLY) - granted
+    return wanted <= granted
 
 
 def permits(scope: str, needed: str) -> bool:

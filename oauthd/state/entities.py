@@ -75,6 +75,8 @@ class Client:
     @ivar max_tokens: the most live access tokens at once; issuing one more
         revokes the oldest. -1 means no limit.
     @ivar user: the owning user's name, C{""} if none.
+    @ivar introspect: the client is a resource server: it may introspect
+        tokens (RFC 7662).
     """
 
     id: str
@@ -91,6 +93,7 @@ class Client:
     user: str = ""
     role: str = "client"
     created_at: int = 0
+    introspect: bool = False
 
     @property
     def public(self) -> bool:

@@ -115,7 +115,7 @@ def encode(record: Record) -> bytes:
         case GrantRevoked(grant=grant):
             text = _one_field("grant-", grant)
         case ClientPut(client=client):
-            text = "client\t" + _json(asdict(client))
+            text = "client\t" + _json(_client_fields(client))
         case UserPut(user=user):
             text = "user\t" + _json(asdict(user))
         case ClientRemoved(client_id=client_id):
@@ -123,6 +123,22 @@ def encode(record: Record) -> bytes:
         case UserRemoved(name=name):
             text = _one_field("user-", name)
     return text.encode("utf-8")
+
+
+_CLIENT_FIELDS_IF_SET = ("introspect",)
+"""
+Client fields added after the format was fixed: written only when true, so
+the record of a client without them is byte for byte what it was, and one
+read from an older journal gets their default (false).
+"""
+
+
+def _client_fields(client: Client) -> dict[str, Any]:
+    fields = asdict(client)
+    for name in _CLIENT_FIELDS_IF_SET:
+        if not fields[name]:
+            del fields[name]
+    return fields
 
 
 def _one_field(tag: str, value: str) -> str:

@@ -45,6 +45,8 @@ def checked(ctx: Context, candidate: Client) -> Client:
         raise InvalidValue(f"unknown grant type {sorted(unknown)[0][:60]!r}")
     if candidate.public and "client_credentials" in candidate.grant_types:
         raise InvalidValue("a public client cannot use client_credentials")
+    if candidate.public and candidate.introspect:
+        raise InvalidValue("a public client cannot be a resource server (it cannot authenticate)")
     if candidate.role not in CLIENT_ROLES:
         raise InvalidValue("client role is client or admin")
     if candidate.user and candidate.user not in ctx.state.users:
