@@ -144,7 +144,13 @@ class OAuthCase(SynchronousTestCase):
                           headers=headers)
 
     def assert_error(self, reply: Reply, code: int, error: str) -> None:
-        assert (reply.code, reply.body.get("error") if isinstance(reply.body, dict) else reply.body) == (code, error), reply
+        """
+        C{reply} refuses with C{code} and the RFC error code C{error} (kept
+        as C{reason} in the PhotoPrism shape of the session endpoints).
+        """
+        body = reply.body
+        got = (body.get("reason", body.get("error")) if isinstance(body, dict) else body)
+        assert (reply.code, got) == (code, error), reply
         assert reply.header("content-type") == "application/json"
         assert reply.header("cache-control") == "no-store"
 

@@ -1,0 +1,112 @@
+"""
+PhotoPrism's "Apps and Devices": a user signed in to the web UI mints an app
+password at the token endpoint, with C{grant_type=password} (or C{session}),
+no client credentials, the login session in C{X-Auth-Token}, and the user's
+own password typed again.
+
+This is not RFC 6749's password grant: it is taken only when no client
+identifies itself at all, so it changes nothing for OAuth clients. Every
+refusal is a 401, as PhotoPrism's tests expect of it.
+"""
+
+from __future__ import annotations
+
+from oauthd.protocol import errors, scopes
+from oauthd.protocol.admin.tokens import issue_by_hand
+from oauthd.protocol.bearer import bearer
+from oauthd.protocol.context import Body, Context, Params
+from oauthd.protocol.errors import AdminError, OAuthError, deny
+from oauthd.protocol.issuing import from_app_password
+from oauthd.protocol.login import credentials, login
+from oauthd.state.decision import Decision, audit
+from oauthd.state.entities import SESSION, Token
+
+GRANT_TYPES = frozenset({"password", "session"})
+"""
+The grant types PhotoPrism's web UI sends: C{session} for users without a
+password of their own, which oauthd does not have, so it asks for the
+password like C{password}.
+"""
+
+
+def _refused(description: str) -> OAuthError:
+    return OAuthError("invalid_grant", description, 401,
+                      {"WWW-Authenticate": errors.bearer_challenge(errors.REALM)})
+
+
+def _login_session(ctx: Context, presented: str, ip: str) -> Token:
+    """
+    The user's own login session presented: one from the user's password,
+    not from an app password (an app cannot mint more apps).
+    """
+    session = bearer(ctx, presented, ip)
+    if session.kind != SESSION or not session.user or from_app_password(session):
+        raise deny(_refused("app passwords are created from a login session with your password"),
+                   ip=ip, token=session.handle)
+    return session
+
+
+def _lifetime(params: Params) -> int:
+    """
+    C{expires_in} as PhotoPrism reads it: seconds, with 0 (or none) for an
+    app password that never expires.
+    """
+    value = params.get("expires_in", "0")
+    if not value.isascii() or not value.isdigit():
+        raise errors.invalid_request("expires_in must be a whole number of seconds")
+    return int(value)
+
+
+async def decide(ctx: Context, params: Params, presented: str, ip: str) -> Decision[Body]:
+    """
+    Mint an app password for the user of the login session presented, once
+    the password given is that user's own.
+    """
+    session = _login_session(ctx, presented, ip)
+    name = params.get("client_name", "")
+    if not name:
+        raise errors.invalid_request("client_name is required")
+    if not params.get("scope", "").strip():
+        raise errors.invalid_request("scope is required")
+    lifetime = _lifetime(params)
+    username, password = credentials(params)
+    if username != session.user:
+        raise deny(_refused("the username is not the signed-in user's"),
+                   ip=ip, user=session.user, token=session.handle)
+    try:
+        user, app = await login(ctx, session.user, password, ip)
+    except OAuthError as e:
+        if e.error != "invalid_grant":
+            raise
+        raise deny(_refused(e.description), **e.context) from None
+    if app is not None:
+        raise deny(_refused("confirm with your own password, not an app password"),
+                   ip=ip, user=user.name, token=app.handle)
+    current = ctx.state.token(session.key, ctx.now())
+    if current is None:
+        raise deny(_refused("the login session ended"), ip=ip, user=user.name)
+    try:
+        scope = ctx.scope(params["scope"])
+    except scopes.ScopeError as e:
+        raise deny(errors.invalid_scope(str(e)), ip=ip, user=user.name) from None
+    if not scope or not scopes.within(scope, session.scope):
+        raise deny(errors.invalid_scope("the scope exceeds the login session's"), ip=ip, user=user.name)
+    try:
+        minted = issue_by_hand(ctx, label=name, scope=scope, lifetime=lifetime, user_name=user.name)
+    except AdminError as e:
+        raise deny(errors.invalid_request(str(e)), ip=ip, user=user.name) from None
+    token = minted.answer.token
+    context: dict[str, object] = {"user": user.name, "token": token.handle}
+    issued = audit("token.issue", "ok", kind=token.kind, scope=token.scope, ip=ip,
+                   via=session.handle, **context)
+    body: Body = {
+        "status": "success",
+        "session_id": minted.answer.session_id,
+        "access_token": minted.answer.secret,
+        "token_type": "Bearer",
+        "expires_in": token.lifetime,
+        "client_name": token.label,
+        "client_role": "client",
+        "scope": token.scope,
+    }
+    return Decision(body, minted.records, (issued,), context=context)
