@@ -11,11 +11,12 @@ refusal is a 401, as PhotoPrism's tests expect of it.
 
 from __future__ import annotations
 
-from oauthd.protocol import errors, scopes
+from oauthd.protocol import errors
 from oauthd.protocol.admin.tokens import issue_by_hand
 from oauthd.protocol.bearer import bearer
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import AdminError, OAuthError, deny
+from oauthd.protocol.grants.answer import requested_scope
 from oauthd.protocol.issuing import from_app_password
 from oauthd.protocol.login import credentials, login
 from oauthd.state.decision import Decision, audit
@@ -85,12 +86,7 @@ async def decide(ctx: Context, params: Params, presented: str, ip: str) -> Decis
     current = ctx.state.token(session.key, ctx.now())
     if current is None:
         raise deny(_refused("the login session ended"), ip=ip, user=user.name)
-    try:
-        scope = ctx.scope(params["scope"])
-    except scopes.ScopeError as e:
-        raise deny(errors.invalid_scope(str(e)), ip=ip, user=user.name) from None
-    if not scope or not scopes.within(scope, session.scope):
-        raise deny(errors.invalid_scope("the scope exceeds the login session's"), ip=ip, user=user.name)
+    scope = requested_scope(ctx, params, session.scope, session.scope, ip=ip, user=user.name)
     try:
         minted = issue_by_hand(ctx, label=name, scope=scope, lifetime=lifetime, user_name=user.name)
     except AdminError as e:
