@@ -145,12 +145,23 @@ class OAuthCase(SynchronousTestCase):
 
     def assert_error(self, reply: Reply, code: int, error: str) -> None:
         """
-        C{reply} refuses with C{code} and the RFC error code C{error} (kept
-        as C{reason} in the PhotoPrism shape of the session endpoints).
+        C{reply} refuses with C{code} and the RFC error C{error}, in RFC 6749's
+        shape.
         """
         body = reply.body
-        got = (body.get("reason", body.get("error")) if isinstance(body, dict) else body)
-        assert (reply.code, got) == (code, error), reply
+        assert isinstance(body, dict) and set(body) <= {"error", "error_description"}, reply
+        assert (reply.code, body.get("error")) == (code, error), reply
+        assert reply.header("content-type") == "application/json"
+        assert reply.header("cache-control") == "no-store"
+
+    def assert_photoprism_error(self, reply: Reply, code: int, reason: str) -> None:
+        """
+        C{reply} refuses with C{code} in the shape of PhotoPrism's session
+        endpoints, the RFC error code kept as C{reason}.
+        """
+        body = reply.body
+        assert isinstance(body, dict) and set(body) == {"code", "error", "details", "reason"}, reply
+        assert (reply.code, body["code"], body["reason"]) == (code, code, reason), reply
         assert reply.header("content-type") == "application/json"
         assert reply.header("cache-control") == "no-store"
 

@@ -78,7 +78,7 @@ class AppPasswordFormatTests(OAuthCase):
         reply = self.post(SESSION_PATH, json_body={"username": "alice", "password": legacy})
         assert reply.code == 200, reply
         unknown = self.post(SESSION_PATH, json_body={"username": "alice", "password": "9q2JHc-P0LzNE-xzvY9j-vMoefj"})
-        self.assert_error(unknown, 401, "invalid_grant")
+        self.assert_photoprism_error(unknown, 401, "invalid_grant")
 
     def import_app_password(self, secret: str) -> None:
         token = Token(tokens.token_key(secret), APP_PASSWORD, "", "alice", "*", self.clock.seconds(), 0, "", "phone")
@@ -159,11 +159,57 @@ class AppsAndDevicesTests(OAuthCase):
         assert self.app_passwords() == []
 
     def test_deleted_user(self) -> None:
+        """
+        Removing a user ends the user's sessions, so the request is refused
+        at its credential.
+        """
         session = self.login("bob", "bob's own password")
         self.successResultOf(self.server.store.commit(self.remove_user("bob")))
         reply = self.create_app(session, username="bob", password="bob's own password")
-        assert reply.code == 401, reply
+        self.assert_error(reply, 401, "invalid_token")
         assert self.app_passwords("bob") == []
+
+    def test_session_ended_while_the_password_is_checked(self) -> None:
+        session = self.login()
+        held = self.hasher.hold()
+        pending = self.treq.post("http://oauthd.test" + TOKEN, json={
+            "grant_type": "password", "client_name": "x", "scope": "*", "username": "alice",
+            "password": PASSWORD}, headers={"X-Auth-Token": session})
+        assert self.request("DELETE", SESSION_PATH, headers={"X-Auth-Token": session}).code == 200
+        self.assertNoResult(pending)
+        held.callback(True)
+        self.treq.flush()
+        response = self.successResultOf(pending)
+        body = json.loads(self.successResultOf(response.content()))
+        assert (response.code, body["error"]) == (401, "invalid_grant"), body
+        assert self.app_passwords() == []
+
+    def test_wrong_passwords_are_limited(self) -> None:
+        """
+        Confirming with a password is a login: guesses charge the same
+        limits as the session and token endpoints.
+        """
+        session = self.login()
+        codes = [self.create_app(session, password=f"guess {i}").code for i in range(12)]
+        assert codes[0] == 401 and codes[-1] == 429, codes
+        assert self.app_passwords() == []
+
+    def test_session_grant_type(self) -> None:
+        """
+        C{session.js} sends C{grant_type=session} when the user has no
+        password; oauthd users always have one, which it asks for.
+        """
+        session = self.login()
+        self.assert_error(self.create_app(session, grant_type="session", password="wrong"), 401, "invalid_grant")
+        assert self.create_app(session, grant_type="session").code == 200
+
+    def test_no_secret_reaches_the_log(self) -> None:
+        session = self.login()
+        secret = self.create_app(session).body["access_token"]
+        self.create_app(session, password="a wrong one")
+        logged = json.dumps([{k: str(v) for k, v in e.items()} for e in self.events])
+        for value in (session, secret, PASSWORD, "a wrong one"):
+            assert value not in logged
 
     def test_an_app_cannot_mint_apps(self) -> None:
         """
@@ -174,10 +220,8 @@ class AppsAndDevicesTests(OAuthCase):
         from_app = self.post(SESSION_PATH, json_body={"username": "alice", "password": app}).body["access_token"]
         access = self.password_grant().body["access_token"]
         for credential in (app, from_app, access):
-            reply = self.create_app(credential)
-            assert reply.code == 401, reply
-        confirm_with_app = self.create_app(self.login(), password=app)
-        assert confirm_with_app.code == 401, confirm_with_app
+            self.assert_error(self.create_app(credential), 401, "invalid_grant")
+        self.assert_error(self.create_app(self.login(), password=app), 401, "invalid_grant")
         assert len(self.app_passwords()) == 1
 
     def test_oauth_clients_keep_the_rfc_password_grant(self) -> None:
@@ -198,10 +242,20 @@ class AppsAndDevicesTests(OAuthCase):
         JSON number or a string; anything else is refused precisely.
         """
         session = self.login()
-        for value in (-1, 1.5, True, [], {}, 10 * 366 * 86400, "soon"):
+        for value in (-1, 1.5, True, [], {}, 10 * 366 * 86400, str(10 * 366 * 86400), "soon", "-5"):
             reply = self.create_app(session, expires_in=value)
             self.assert_error(reply, 400, "invalid_request")
+        form = {"grant_type": "password", "client_name": "x", "scope": "*", "username": "alice",
+                "password": PASSWORD, "expires_in": "9" * 40}
+        self.assert_error(self.post(TOKEN, form, headers={"X-Auth-Token": session}), 400, "invalid_request")
         assert self.create_app(session, expires_in="3600").body["expires_in"] == 3600
+        assert len(self.app_passwords()) == 1
+
+    def test_name_that_would_link_to_another_app_is_refused(self) -> None:
+        session = self.login()
+        _, other = self.app_password()
+        reply = self.create_app(session, client_name=f"from {other.handle}")
+        self.assert_error(reply, 400, "invalid_request")
         assert len(self.app_passwords()) == 1
 
     def test_missing_fields(self) -> None:
@@ -242,7 +296,7 @@ class JsonShapeTests(OAuthCase):
     def test_untyped_body_that_is_not_json_is_refused(self) -> None:
         for body in (b"username=alice&password=x", b"[1]", b"{not json"):
             reply = self.post(SESSION_PATH, body=body)
-            self.assert_error(reply, 400, "invalid_request")
+            self.assert_photoprism_error(reply, 400, "invalid_request")
 
     def test_numbers_only_where_photoprism_sends_them(self) -> None:
         reply = self.post(TOKEN, json_body={"grant_type": "client_credentials", "scope": 5},
@@ -282,7 +336,7 @@ class SessionsScopeTests(OAuthCase):
     def test_webdav_only_app_password_cannot_log_in(self) -> None:
         app, _ = self.app_password(scope="webdav")
         reply = self.post(SESSION_PATH, json_body={"username": "alice", "password": app})
-        self.assert_error(reply, 401, "invalid_grant")
+        self.assert_photoprism_error(reply, 401, "invalid_grant")
         assert reply.body["error"] == "Invalid credentials"
         live = [t for t in self.server.state.user_tokens("alice", self.clock.seconds()) if t.kind == SESSION]
         assert live == []

@@ -57,17 +57,17 @@ class SessionTests(OAuthCase):
         """
         for reply in (self.login("wrong"), self.login(username="nobody"),
                       self.post(SESSION_PATH, json_body={"username": "alice"})):
-            self.assert_error(reply, 401, "invalid_grant")
+            self.assert_photoprism_error(reply, 401, "invalid_grant")
             assert reply.body["code"] == 401 and reply.body["error"] == "Invalid credentials"
         assert self.login("wrong").body["details"] == self.login(username="nobody").body["details"]
-        self.assert_error(self.post(SESSION_PATH, json_body=["alice"]), 400, "invalid_request")
+        self.assert_photoprism_error(self.post(SESSION_PATH, json_body=["alice"]), 400, "invalid_request")
 
     def test_logout(self) -> None:
         access = self.login().body["access_token"]
         reply = self.request("DELETE", SESSION_PATH, headers={"X-Session-ID": access})
         assert reply.body == {"status": "deleted", "session_id": tokens.session_id(access)}
         assert self.server.authenticate_token(access) is None
-        self.assert_error(self.request("DELETE", SESSION_PATH, headers={"X-Session-ID": access}),
+        self.assert_photoprism_error(self.request("DELETE", SESSION_PATH, headers={"X-Session-ID": access}),
                           401, "invalid_token")
 
     def test_logout_naming_the_session(self) -> None:
@@ -77,7 +77,7 @@ class SessionTests(OAuthCase):
             assert token is not None
             reference = tokens.session_id(access) if name == "session_id" else token.handle
             other = self.login().body["access_token"]
-            self.assert_error(self.request("DELETE", f"{SESSION_PATH}/{reference}",
+            self.assert_photoprism_error(self.request("DELETE", f"{SESSION_PATH}/{reference}",
                                            headers={"X-Auth-Token": other}), 403, "access_denied")
             reply = self.request("DELETE", f"/api/v1/sessions/{reference}", headers={"X-Auth-Token": access})
             assert reply.code == 200, reply
@@ -90,7 +90,7 @@ class SessionTests(OAuthCase):
         stays live.
         """
         narrow, _ = self.app_password(scope="webdav")
-        self.assert_error(self.request("DELETE", SESSION_PATH, headers={"X-Auth-Token": narrow}),
+        self.assert_photoprism_error(self.request("DELETE", SESSION_PATH, headers={"X-Auth-Token": narrow}),
                           403, "insufficient_scope")
         assert self.server.authenticate_token(narrow) is not None
         full, _ = self.app_password()
@@ -99,7 +99,7 @@ class SessionTests(OAuthCase):
             reply = self.request("DELETE", SESSION_PATH, headers={"X-Auth-Token": token})
             assert reply.body == {"status": "deleted", "session_id": tokens.session_id(token)}, reply
             assert self.server.authenticate_token(token) is None
-        self.assert_error(self.request("DELETE", SESSION_PATH), 401, "invalid_token")
+        self.assert_photoprism_error(self.request("DELETE", SESSION_PATH), 401, "invalid_token")
 
     def test_sessions_per_user_are_capped(self) -> None:
         first = self.login().body["access_token"]

@@ -57,11 +57,19 @@ def derived_label(app_password: Token) -> str:
     return "from " + app_password.handle
 
 
+def from_app_password_label(label: str) -> bool:
+    """
+    Whether C{label} is one L{derived_label} gives: a token named so by a
+    person would be linked to an app password it was not obtained with.
+    """
+    return label.startswith("from ")
+
+
 def from_app_password(token: Token) -> bool:
     """
     Whether C{token} was obtained by logging in with an app password.
     """
-    return token.label.startswith("from ")
+    return from_app_password_label(token.label)
 
 
 def app_password_of(ctx: Context, token: Token) -> Token | None:

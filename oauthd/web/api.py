@@ -208,26 +208,18 @@ class OAuthHTTP:
         error = failure.value
         assert isinstance(error, OAuthError)
         self._audit_refusal(request, error)
-        body = _photoprism_refusal(error) if _is_session_path(request) else error.body()
-        return json_body(request, body, error.status, error.headers)
+        return _refusal(request, error)
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
-        return json_body(
-            request, {"error": "not_found", "error_description": "no such resource"}, 404
-        )
+        return _refusal(request, OAuthError("not_found", "no such resource", 404))
 
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, MethodNotAllowed)
         allowed = ", ".join(sorted(error.valid_methods or []))
-        return json_body(
-            request,
-            {"error": "method_not_allowed", "error_description": f"use {allowed}"},
-            405,
-            {"Allow": allowed},
-        )
+        return _refusal(request, OAuthError("method_not_allowed", f"use {allowed}", 405, {"Allow": allowed}))
 
     @app.handle_errors(Exception)
     def server_error(self, request: IRequest, failure: Failure) -> bytes:
@@ -244,6 +236,7 @@ _PHOTOPRISM_MESSAGES = {
     401: "Invalid credentials",
     403: "Permission denied",
     404: "Not found",
+    405: "Method not allowed",
     413: "Request too large",
     429: "Rate limit exceeded",
     503: "Service unavailable",
@@ -252,6 +245,15 @@ _PHOTOPRISM_MESSAGES = {
 What PhotoPrism's session endpoints say in C{error} for each status (its web
 UI shows that string); anything else is its generic 400 message.
 """
+
+
+def _refusal(request: IRequest, error: OAuthError) -> bytes:
+    """
+    The response refusing C{request}: RFC 6749's shape, or PhotoPrism's on
+    its session endpoints.
+    """
+    body = _photoprism_refusal(error) if _is_session_path(request) else error.body()
+    return json_body(request, body, error.status, error.headers)
 
 
 def _is_session_path(request: IRequest) -> bool:

@@ -20,7 +20,6 @@ from oauthd.protocol import errors
 from oauthd.protocol.clientauth import ClientAuth
 from oauthd.protocol.errors import safe_text
 from oauthd.protocol.limits import client_address
-from oauthd.protocol.rules import MAX_LIFETIME
 from oauthd.web.site import too_large
 
 MAX_HEADER = 4096
@@ -42,8 +41,7 @@ The longest parameter value read; longer ones are refused before any work.
 NUMERIC_PARAMETERS = frozenset({"expires_in"})
 """
 Parameters PhotoPrism's clients send as JSON numbers (its C{ExpiresIn
-int64}); a whole number of seconds from 0 to L{MAX_LIFETIME} is read as its
-decimal text.
+int64}); a non-negative whole number is read as its decimal text.
 """
 
 
@@ -223,9 +221,10 @@ def _json_pairs(body: bytes) -> list[tuple[str, str]]:
         if item is None:
             continue
         if name in NUMERIC_PARAMETERS and type(item) is int:
-            if not 0 <= item <= MAX_LIFETIME:
-                raise errors.invalid_request(
-                    f"the parameter {name} must be between 0 and {MAX_LIFETIME} seconds")
+            if item < 0:
+                raise errors.invalid_request(f"the parameter {name} must not be negative")
+            # Read as the text a form would carry; the endpoint that uses it
+            # checks its range.
             item = str(item)
         if not isinstance(item, str):
             kind = "a whole number of seconds" if name in NUMERIC_PARAMETERS else "a string"

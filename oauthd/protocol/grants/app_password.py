@@ -5,8 +5,10 @@ no client credentials, the login session in C{X-Auth-Token}, and the user's
 own password typed again.
 
 This is not RFC 6749's password grant: it is taken only when no client
-identifies itself at all, so it changes nothing for OAuth clients. Every
-refusal is a 401, as PhotoPrism's tests expect of it.
+identifies itself at all, so it changes nothing for OAuth clients. A request
+that is malformed is a 400 C{invalid_request} (or C{invalid_scope}) before any
+password is checked; every refusal of the credentials (the session, the
+username, the password) is a 401, as PhotoPrism's tests expect.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from oauthd.protocol.bearer import bearer
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import AdminError, OAuthError, deny
 from oauthd.protocol.grants.answer import requested_scope
-from oauthd.protocol.issuing import from_app_password
+from oauthd.protocol.issuing import from_app_password, from_app_password_label
+from oauthd.protocol.rules import MAX_LIFETIME, check_label
 from oauthd.protocol.login import credentials, login
 from oauthd.state.decision import Decision, audit
 from oauthd.state.entities import SESSION, Token
@@ -53,9 +56,19 @@ def _lifetime(params: Params) -> int:
     app password that never expires.
     """
     value = params.get("expires_in", "0")
-    if not value.isascii() or not value.isdigit():
-        raise errors.invalid_request("expires_in must be a whole number of seconds")
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_LIFETIME:
+        raise errors.invalid_request(f"expires_in must be a whole number of seconds up to {MAX_LIFETIME}")
     return int(value)
+
+
+def _name(params: Params) -> str:
+    try:
+        name = check_label("client_name", params.get("client_name", ""))
+    except AdminError as e:
+        raise errors.invalid_request(str(e)) from None
+    if from_app_password_label(name):
+        raise errors.invalid_request("client_name must not start with 'from '")
+    return name
 
 
 async def decide(ctx: Context, params: Params, presented: str, ip: str) -> Decision[Body]:
@@ -64,11 +77,10 @@ async def decide(ctx: Context, params: Params, presented: str, ip: str) -> Decis
     the password given is that user's own.
     """
     session = _login_session(ctx, presented, ip)
-    name = params.get("client_name", "")
-    if not name:
-        raise errors.invalid_request("client_name is required")
+    name = _name(params)
     if not params.get("scope", "").strip():
         raise errors.invalid_request("scope is required")
+    scope = requested_scope(ctx, params, session.scope, session.scope, ip=ip, user=session.user)
     lifetime = _lifetime(params)
     username, password = credentials(params)
     if username != session.user:
@@ -83,10 +95,8 @@ async def decide(ctx: Context, params: Params, presented: str, ip: str) -> Decis
     if app is not None:
         raise deny(_refused("confirm with your own password, not an app password"),
                    ip=ip, user=user.name, token=app.handle)
-    current = ctx.state.token(session.key, ctx.now())
-    if current is None:
+    if ctx.state.token(session.key, ctx.now()) is None:
         raise deny(_refused("the login session ended"), ip=ip, user=user.name)
-    scope = requested_scope(ctx, params, session.scope, session.scope, ip=ip, user=user.name)
     try:
         minted = issue_by_hand(ctx, label=name, scope=scope, lifetime=lifetime, user_name=user.name)
     except AdminError as e:
