@@ -79,9 +79,9 @@ class Config:
 
 
 DEFAULT_SCOPES = (
-    "albums calendar config favorites files folders labels logs metrics "
-    "moments people photos places settings users videos webdav openid profile email "
-    "introspect"
+    "albums calendar config favorites feedback files folders labels logs metrics "
+    "moments passcode password people photos places services sessions settings shares "
+    "users videos webdav openid profile email introspect"
 ).split()
 
 

@@ -232,6 +232,11 @@ def build_service(
                 endpoint=endpoint,
                 issuer=config.issuer,
             )
+    if "sessions" not in config.scopes:
+        log.warn(
+            "the configured scopes lack 'sessions': no app password can open a "
+            "PhotoPrism session (POST /api/v1/session) unless its scope is '*'"
+        )
     try:
         admin_gid = resolve_group(config.admin_group)
     except KeyError:

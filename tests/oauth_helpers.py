@@ -144,7 +144,24 @@ class OAuthCase(SynchronousTestCase):
                           headers=headers)
 
     def assert_error(self, reply: Reply, code: int, error: str) -> None:
-        assert (reply.code, reply.body.get("error") if isinstance(reply.body, dict) else reply.body) == (code, error), reply
+        """
+        C{reply} refuses with C{code} and the RFC error C{error}, in RFC 6749's
+        shape.
+        """
+        body = reply.body
+        assert isinstance(body, dict) and set(body) <= {"error", "error_description"}, reply
+        assert (reply.code, body.get("error")) == (code, error), reply
+        assert reply.header("content-type") == "application/json"
+        assert reply.header("cache-control") == "no-store"
+
+    def assert_photoprism_error(self, reply: Reply, code: int, reason: str) -> None:
+        """
+        C{reply} refuses with C{code} in the shape of PhotoPrism's session
+        endpoints, the RFC error code kept as C{reason}.
+        """
+        body = reply.body
+        assert isinstance(body, dict) and set(body) == {"code", "error", "details", "reason"}, reply
+        assert (reply.code, body["code"], body["reason"]) == (code, code, reason), reply
         assert reply.header("content-type") == "application/json"
         assert reply.header("cache-control") == "no-store"
 

@@ -57,12 +57,27 @@ def derived_label(app_password: Token) -> str:
     return "from " + app_password.handle
 
 
+def from_app_password_label(label: str) -> bool:
+    """
+    Whether C{label} is one L{derived_label} gives: a token named so by a
+    person would be linked to an app password it was not obtained with.
+    """
+    return label.startswith("from ")
+
+
+def from_app_password(token: Token) -> bool:
+    """
+    Whether C{token} was obtained by logging in with an app password.
+    """
+    return from_app_password_label(token.label)
+
+
 def app_password_of(ctx: Context, token: Token) -> Token | None:
     """
     The live app password a token was obtained with, if its label links it
     to one.
     """
-    if not token.label.startswith("from ") or not token.user:
+    if not from_app_password(token) or not token.user:
         return None
     for other in ctx.state.user_tokens(token.user, ctx.now()):
         if other.kind == APP_PASSWORD and derived_label(other) == token.label:

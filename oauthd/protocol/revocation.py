@@ -9,11 +9,11 @@ from oauthd.protocol import errors, scopes, tokens
 from oauthd.protocol.bearer import bearer
 from oauthd.protocol.clientauth import ClientAuth, identify_client
 from oauthd.protocol.context import Body, Context, Params
-from oauthd.protocol.errors import deny
-from oauthd.protocol.issuing import revocation_records
+from oauthd.protocol.errors import OAuthError, deny
+from oauthd.protocol.issuing import from_app_password, revocation_records
 from oauthd.protocol.lookup import authenticate_token
 from oauthd.state.decision import Decision, audit
-from oauthd.state.entities import Token, is_handle
+from oauthd.state.entities import SESSION, Token, is_handle
 from oauthd.state.records import GrantRevoked
 
 DELETED: Body = {"status": "deleted"}
@@ -49,13 +49,26 @@ def revoke(ctx: Context, params: Params, auth: ClientAuth, presented: str | None
         raise deny(errors.invalid_client("client authentication is required", False), ip=ip)
     caller = bearer(ctx, presented, ip)
     if not target:
+        _not_a_login_session(caller, ip)
         return revoking(ctx, caller, ip, "self", {**DELETED, "session_id": tokens.session_id(presented)})
     token = _find_own(ctx, target, caller)
     if token is None:
         return Decision(dict(DELETED), audit=(audit(
             "token.revoke", "denied", ip=ip, user=caller.user, by=caller.handle,
             reason="unknown token or not the caller's"),))
+    _not_a_login_session(token, ip)
     return revoking(ctx, token, ip, caller.handle, dict(DELETED))
+
+
+def _not_a_login_session(token: Token, ip: str) -> None:
+    """
+    Refuse to end a browser login session here, as PhotoPrism does (403):
+    logging out is C{DELETE /api/v1/session}. Sessions opened with an app
+    password belong to that app and may be revoked.
+    """
+    if token.kind == SESSION and not from_app_password(token):
+        raise deny(OAuthError("access_denied", "a login session ends with DELETE /api/v1/session", 403),
+                   ip=ip, user=token.user, token=token.handle)
 
 
 def _find_own(ctx: Context, reference: str, caller: Token) -> Token | None:

@@ -33,6 +33,16 @@ A source of randomness, C{os.urandom} unless a test injects its own.
 """
 
 BASE62 = string.digits + string.ascii_lowercase + string.ascii_uppercase
+APP_PASSWORD_CHECK = string.ascii_lowercase + string.ascii_uppercase + string.digits
+"""
+The characters of an app password's check character, in PhotoPrism's order
+(its C{checksum.CharsetBase62}), so each side accepts the other's.
+"""
+_LEGACY_APP_PASSWORD_CHECK = BASE62
+"""
+The order oauthd used before it matched PhotoPrism's: journals may still hold
+app passwords minted with it, which must keep working.
+"""
 HEX = frozenset(string.hexdigits.lower())
 
 
@@ -63,15 +73,16 @@ def is_access_token(value: str) -> bool:
     return len(value) == 48 and all(c in HEX for c in value)
 
 
-def _app_password_check(first26: str) -> str:
-    return BASE62[zlib.crc32(first26.encode("ascii")) % 62]
+def _app_password_check(first26: str, charset: str = APP_PASSWORD_CHECK) -> str:
+    return charset[zlib.crc32(first26.encode("ascii")) % 62]
 
 
 def new_app_password(random_bytes: RandomBytes = os.urandom) -> str:
     """
     PhotoPrism's app password, C{aaaaaa-aaaaaa-aaaaaa-aaaaac}: 23 random base62
-    characters (about 137 bits) in dash-separated groups, and a check character
-    so a mistyped one is refused without a lookup.
+    characters (about 137 bits) in dash-separated groups, and PhotoPrism's
+    check character (its C{rnd.IsAppPassword(s, true)} accepts it), so a
+    mistyped one is refused without a lookup.
     """
     raw = random_string(BASE62, 23, random_bytes)
     first26 = "-".join((raw[0:6], raw[6:12], raw[12:18], raw[18:23]))
@@ -84,7 +95,10 @@ def is_app_password(value: str) -> bool:
     body = value[:6] + value[7:13] + value[14:20] + value[21:]
     if not all(c in BASE62 for c in body):
         return False
-    return value[26] == _app_password_check(value[:26])
+    first26 = value[:26]
+    return value[26] == _app_password_check(first26) or value[26] == _app_password_check(
+        first26, _LEGACY_APP_PASSWORD_CHECK
+    )
 
 
 def new_client_id(now: float, random_bytes: RandomBytes = os.urandom) -> str:

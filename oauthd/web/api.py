@@ -133,7 +133,7 @@ class OAuthHTTP:
         Audit a refusal, with the context the protocol layer attached.
         """
         path = request.path or b""
-        event = _EVENTS.get(path, "session" if path.startswith(b"/api/v1/session") else "http")
+        event = _EVENTS.get(path, "session" if _is_session_path(request) else "http")
         context = {"ip": self._ip(request), "reason": error.description}
         context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
         self._store.record_audit(
@@ -144,8 +144,8 @@ class OAuthHTTP:
     @app.route("/api/v1/oauth/token", methods=["POST"])
     def token(self, request: IRequest) -> Deferred[bytes]:
         params = self._params(request)
-        auth, _ = parsing.client_auth(request, params)
-        decided = grants.token(self._ctx, params, auth, self._ip(request))
+        auth, presented = parsing.client_auth(request, params)
+        decided = grants.token(self._ctx, params, auth, self._ip(request), presented)
         return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/revoke", methods=["POST"])
@@ -176,7 +176,7 @@ class OAuthHTTP:
     @app.route("/api/v1/session", methods=["POST"])
     @app.route("/api/v1/sessions", methods=["POST"])
     def create_session(self, request: IRequest) -> Deferred[bytes]:
-        params = self._params(request)
+        params = parsing.params(request, self._ctx.config.max_body, untyped_json=True)
         decided = Deferred.fromCoroutine(sessions.create_session(self._ctx, params, self._ip(request)))
         return self._answered(request, self._committed(decided))
 
@@ -208,25 +208,18 @@ class OAuthHTTP:
         error = failure.value
         assert isinstance(error, OAuthError)
         self._audit_refusal(request, error)
-        return json_body(request, error.body(), error.status, error.headers)
+        return _refusal(request, error)
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
-        return json_body(
-            request, {"error": "not_found", "error_description": "no such resource"}, 404
-        )
+        return _refusal(request, OAuthError("not_found", "no such resource", 404))
 
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, MethodNotAllowed)
         allowed = ", ".join(sorted(error.valid_methods or []))
-        return json_body(
-            request,
-            {"error": "method_not_allowed", "error_description": f"use {allowed}"},
-            405,
-            {"Allow": allowed},
-        )
+        return _refusal(request, OAuthError("method_not_allowed", f"use {allowed}", 405, {"Allow": allowed}))
 
     @app.handle_errors(Exception)
     def server_error(self, request: IRequest, failure: Failure) -> bytes:
@@ -237,6 +230,50 @@ class OAuthHTTP:
             {"error": "server_error", "error_description": "internal error"},
             500,
         )
+
+
+_PHOTOPRISM_MESSAGES = {
+    401: "Invalid credentials",
+    403: "Permission denied",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request too large",
+    429: "Rate limit exceeded",
+    503: "Service unavailable",
+}
+"""
+What PhotoPrism's session endpoints say in C{error} for each status (its web
+UI shows that string); anything else is its generic 400 message.
+"""
+
+
+def _refusal(request: IRequest, error: OAuthError) -> bytes:
+    """
+    The response refusing C{request}: RFC 6749's shape, or PhotoPrism's on
+    its session endpoints.
+    """
+    body = _photoprism_refusal(error) if _is_session_path(request) else error.body()
+    return json_body(request, body, error.status, error.headers)
+
+
+def _is_session_path(request: IRequest) -> bool:
+    path = request.path or b""
+    return path in (b"/api/v1/session", b"/api/v1/sessions") or path.startswith(
+        (b"/api/v1/session/", b"/api/v1/sessions/"))
+
+
+def _photoprism_refusal(error: OAuthError) -> Body:
+    """
+    A refusal in the shape of PhotoPrism's session endpoints: the status as
+    C{code}, its message as C{error}, and the precise reason as C{details}
+    (RFC 6749's C{error} code kept as C{reason}).
+    """
+    return {
+        "code": error.status,
+        "error": _PHOTOPRISM_MESSAGES.get(error.status, "Unable to do that"),
+        "details": error.description,
+        "reason": error.error,
+    }
 
 
 def _public(request: IRequest, document: Body) -> bytes:

@@ -38,6 +38,12 @@ MAX_PARAMETER = 4096
 The longest parameter value read; longer ones are refused before any work.
 """
 
+NUMERIC_PARAMETERS = frozenset({"expires_in"})
+"""
+Parameters PhotoPrism's clients send as JSON numbers (its C{ExpiresIn
+int64}); a non-negative whole number is read as its decimal text.
+"""
+
 
 def client_ip(request: IRequest, trusted: Collection[str]) -> str:
     """
@@ -53,12 +59,15 @@ def client_ip(request: IRequest, trusted: Collection[str]) -> str:
     )
 
 
-def params(request: IRequest, max_body: int) -> dict[str, str]:
+def params(request: IRequest, max_body: int, untyped_json: bool = False) -> dict[str, str]:
     """
     The request body's parameters: C{application/x-www-form-urlencoded}
-    (the standard) or a JSON object of strings (PhotoPrism's clients),
-    UTF-8 either way. The query string is never read: credentials do
-    not belong in URLs.
+    (the standard) or a JSON object of strings (PhotoPrism's clients; the
+    L{NUMERIC_PARAMETERS} may be numbers), UTF-8 either way. The query
+    string is never read: credentials do not belong in URLs.
+
+    @param untyped_json: read a body without a C{Content-Type} as JSON if it
+        is a JSON object, as PhotoPrism's session endpoints do.
 
     @raise OAuthError: C{invalid_request} for anything else: a repeated
         parameter, another content type, bytes that are not UTF-8, a
@@ -90,6 +99,8 @@ def params(request: IRequest, max_body: int) -> dict[str, str]:
         pairs = _json_pairs(body) if body.strip() else []
     elif not body:
         return {}
+    elif not media and untyped_json and body.lstrip().startswith(b"{"):
+        pairs = _json_pairs(body)
     elif not media:
         raise errors.invalid_request("a body needs a Content-Type")
     else:
@@ -209,8 +220,15 @@ def _json_pairs(body: bytes) -> list[tuple[str, str]]:
     for name, item in value:
         if item is None:
             continue
+        if name in NUMERIC_PARAMETERS and type(item) is int:
+            if item < 0:
+                raise errors.invalid_request(f"the parameter {name} must not be negative")
+            # Read as the text a form would carry; the endpoint that uses it
+            # checks its range.
+            item = str(item)
         if not isinstance(item, str):
-            raise errors.invalid_request(f"the parameter {safe_text(name)} must be a string")
+            kind = "a whole number of seconds" if name in NUMERIC_PARAMETERS else "a string"
+            raise errors.invalid_request(f"the parameter {safe_text(name)} must be {kind}")
         try:
             # JSON escapes can spell a lone surrogate, which is no text at all.
             item.encode("utf-8")

@@ -9,7 +9,13 @@ from oauthd.protocol.admin.clients import client
 from oauthd.protocol.admin.users import user
 from oauthd.protocol.context import Context
 from oauthd.protocol.errors import InvalidValue
-from oauthd.protocol.issuing import Minted, mint, revocation_records, token_limit_records
+from oauthd.protocol.issuing import (
+    Minted,
+    from_app_password_label,
+    mint,
+    revocation_records,
+    token_limit_records,
+)
 from oauthd.protocol.rules import check_label, check_lifetime
 from oauthd.state.decision import Decision
 from oauthd.state.entities import ACCESS, APP_PASSWORD, Client, Token
@@ -46,6 +52,8 @@ def issue_by_hand(
         client.
     """
     label = check_label("token name", label)
+    if from_app_password_label(label):
+        raise InvalidValue("a token name must not start with 'from ': that links tokens to app passwords")
     lifetime = check_lifetime("token lifetime", lifetime, allow_never=True)
     try:
         scope = ctx.scope(scope)

@@ -11,7 +11,7 @@ from oauthd.protocol import errors
 from oauthd.protocol.clientauth import ClientAuth, required_client
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny, safe_text
-from oauthd.protocol.grants import client_credentials, password, refresh
+from oauthd.protocol.grants import app_password, client_credentials, password, refresh
 from oauthd.state.decision import Decision
 
 SERVED = frozenset({"client_credentials", "password", "refresh_token"})
@@ -22,14 +22,23 @@ built).
 """
 
 
-def token(ctx: Context, params: Params, auth: ClientAuth, ip: str) -> Decision[Body] | Deferred[Decision[Body]]:
+def token(
+    ctx: Context, params: Params, auth: ClientAuth, ip: str, presented: str | None = None,
+) -> Decision[Body] | Deferred[Decision[Body]]:
     """
     Decide a token request: what to issue (and revoke), and the RFC 6749
     section 5.1 body (plus PhotoPrism's C{status}, C{session_id} and
     C{client_name}) to answer with once that is durable. The password grant
     checks a password off the reactor first, so its decision comes later.
+
+    @param presented: the token in C{X-Auth-Token} (or C{Authorization:
+        Bearer}): a user's login session minting an app password, when no
+        client identifies itself.
     """
     grant_type = params.get("grant_type", "")
+    if (grant_type in app_password.GRANT_TYPES and presented is not None
+            and auth == ClientAuth()):
+        return Deferred.fromCoroutine(app_password.decide(ctx, params, presented, ip))
     if grant_type and grant_type not in SERVED:
         raise errors.unsupported_grant_type(f"grant type {safe_text(grant_type)} is not supported")
     client = required_client(ctx, auth, ip)
