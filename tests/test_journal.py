@@ -23,7 +23,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd.eventlog.files import lock_directory
+from oauthd.eventlog.files import UnsafeFile, lock_directory
 from oauthd.eventlog import (
     HEADER_SIZE,
     JOURNAL_NAME,
@@ -856,18 +856,26 @@ class LockAndModeTests(SynchronousTestCase):
         self.assertEqual(mode(os.path.join(self.directory, JOURNAL_NAME)), 0o600)
         self.assertEqual(mode(os.path.join(self.directory, LOCK_NAME)), 0o600)
 
-    def test_existing_directory_made_private(self) -> None:
+    def test_existing_loose_modes_refused_and_kept(self) -> None:
         """
-        An existing directory and journal with loose modes are tightened.
+        An existing directory or journal that others can access is refused
+        (L{UnsafeFile}, naming the chmod that fixes it) and its mode left
+        as it is: oauthd changes no permissions it did not set.
         """
         journal = open_inline(self.directory)
         self.successResultOf(journal.close())
-        os.chmod(self.directory, 0o755)
-        os.chmod(os.path.join(self.directory, JOURNAL_NAME), 0o644)
-        journal = open_inline(self.directory)
-        self.addCleanup(journal.close)
-        self.assertEqual(mode(self.directory), 0o700)
-        self.assertEqual(mode(os.path.join(self.directory, JOURNAL_NAME)), 0o600)
+        path = os.path.join(self.directory, JOURNAL_NAME)
+        os.chmod(path, 0o644)
+        with self.assertRaises(UnsafeFile) as caught:
+            open_inline(self.directory)
+        self.assertIn(f"(chmod 600 {path})", str(caught.exception))
+        self.assertEqual(mode(path), 0o644)
+        os.chmod(path, 0o600)
+        os.chmod(self.directory, 0o750)
+        with self.assertRaises(UnsafeFile) as caught:
+            open_inline(self.directory)
+        self.assertIn(f"(chmod 700 {self.directory})", str(caught.exception))
+        self.assertEqual(mode(self.directory), 0o750)
 
     def test_stale_temporary_file_removed(self) -> None:
         """

@@ -91,7 +91,7 @@ class JournalFile:
         fd = -1
         try:
             remove_if_present(os.path.join(directory, TEMP_NAME))
-            if not os.path.exists(path):
+            if not os.path.lexists(path):
                 write_new_file(
                     directory, JOURNAL_NAME, TEMP_NAME, encode_new_journal([]), sync_function
                 )
