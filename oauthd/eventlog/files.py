@@ -35,6 +35,7 @@ __all__ = [
     "UnsafeFile",
     "check_private_directory",
     "check_owner",
+    "free_name",
     "fsync_directory",
     "lock_directory",
     "make_private_directory",
@@ -202,6 +203,18 @@ def write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def free_name(path: str) -> str:
+    """
+    C{path}, or if something is there already C{path.2}, C{path.3}, ...:
+    the first name nothing has, for a file that must not replace another.
+    """
+    name, serial = path, 1
+    while os.path.lexists(name):
+        serial += 1
+        name = f"{path}.{serial}"
+    return name
 
 
 def remove_if_present(path: str) -> None:

@@ -24,6 +24,7 @@ from attrs import frozen
 from oauthd.eventlog.errors import JournalCorrupt
 from oauthd.eventlog.files import (
     check_private_directory,
+    free_name,
     lock_directory,
     open_private,
     remove_if_present,
@@ -192,12 +193,7 @@ def _batches_of(payloads: list[bytes]) -> Iterator[list[bytes]]:
 
 def _damaged_copy_name(path: str, now: float) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    copy = f"{path}{DAMAGED_INFIX}{stamp}"
-    serial = 1
-    while os.path.lexists(copy):
-        serial += 1
-        copy = f"{path}{DAMAGED_INFIX}{stamp}.{serial}"
-    return copy
+    return free_name(f"{path}{DAMAGED_INFIX}{stamp}")
 
 
 def _copy_private(buf: mmap.mmap, size: int, copy: str) -> None:
