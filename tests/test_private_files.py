@@ -222,6 +222,24 @@ def test_control_socket_directory_of_another_user_refused(tmp_path: Path) -> Non
         tap.build_service(config, InlineMemoryReactor(), journal_pool=InlinePool(), euid=euid)
 
 
+@needs_root
+def test_data_directory_linked_by_another_user_refused(tmp_path: Path) -> None:
+    """
+    A data directory that is a symbolic link another user made (to a
+    directory of root's, say) is refused, naming the link; a link of the
+    running user's (an administrator's choice) is followed.
+    """
+    target = tmp_path / "roots"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "data"
+    link.symlink_to(target)
+    make_private_directory(str(link))
+    os.lchown(link, OTHER_UID, OTHER_UID)
+    with pytest.raises(ConfigError, match=rf"{link} \(a symbolic link\) belongs to uid {OTHER_UID}"):
+        start(link)
+    assert os.listdir(target) == []
+
+
 def test_own_or_root_directory_accepted(tmp_path: Path) -> None:
     """
     A directory of the running user's is accepted, and so is one of root's

@@ -172,10 +172,16 @@ def check_private_directory(directory: str, *, euid: int | None = None) -> None:
     @raise UnsafeFile: it is not such a directory.
     @raise OSError: it cannot be looked at.
     """
+    euid = os.geteuid() if euid is None else euid
+    link = os.lstat(directory)
+    if stat.S_ISLNK(link.st_mode):
+        # A link to a directory is an administrator's choice only if it is
+        # theirs: one planted by another user could point anywhere.
+        check_owner(f"{directory} (a symbolic link)", link.st_uid, euid)
     status = os.stat(directory)
     if not stat.S_ISDIR(status.st_mode):
         raise UnsafeFile(f"{directory} is not a directory")
-    check_owner(directory, status.st_uid, os.geteuid() if euid is None else euid)
+    check_owner(directory, status.st_uid, euid)
     if status.st_mode & 0o077:
         raise UnsafeFile(
             f"{directory} is open to others (mode {stat.S_IMODE(status.st_mode):04o});"
