@@ -152,20 +152,47 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def make_data_dir(path: str) -> None:
+def make_data_dir(path: str, euid: int | None = None) -> None:
     """
-    Create the data directory if needed and make it private (0700) whatever
-    the umask, since it holds the journal and the control socket.
+    Create the data directory if needed, private (0700) whatever the umask,
+    since it holds the journal and the control socket; refuse one that
+    another user controls or that is open to others (see
+    L{oauthd.eventlog.files}).
+
+    @param euid: the user to check for instead of the effective uid (tests).
     """
+    from oauthd.eventlog.files import make_private_directory
+
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        os.chmod(path, 0o700)
+        make_private_directory(path, euid=euid)
     except OSError as e:
         raise ConfigError(f"data: cannot use {path!r}: {e.strerror}") from None
 
 
+def check_control_directory(config: Config, euid: int | None = None) -> None:
+    """
+    Refuse a control socket in an existing directory that belongs neither
+    to the user we run as nor to root: its owner could swap the socket for
+    a link to a file of ours between the bind and the chmod.
+    """
+    from oauthd.control.wire import unix_path
+    from oauthd.eventlog.files import check_owner
+
+    path = unix_path(config.control)
+    if path is None:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        check_owner(parent, os.stat(parent).st_uid, os.geteuid() if euid is None else euid)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ConfigError(f"control: {e.strerror}") from None
+
+
 def build_service(
     config: Config, reactor: Any, journal_pool: Any = None, journal: IEventLog | None = None,
+    euid: int | None = None,
 ) -> Daemon:
     """
     Compose the daemon's services under one root. Loading the journal blocks,
@@ -176,6 +203,8 @@ def build_service(
     @param journal: the event log to use instead of the data directory's
         journal (a benchmark measures the cost of durability with an
         in-memory one).
+    @param euid: the user whose directories these must be, instead of the
+        effective uid (tests).
     @raise ConfigError: if the data directory or its journal cannot be used.
     """
     from twisted.python.threadpool import ThreadPool
@@ -191,11 +220,12 @@ def build_service(
     from oauthd.state.store import Store
     from oauthd.web.api import OAuthHTTP
 
-    make_data_dir(config.data)
+    make_data_dir(config.data, euid)
+    check_control_directory(config, euid)
     if journal is None:
         try:
             journal = FileJournal.open(config.data, reactor, pool=journal_pool)
-        except JournalError as e:
+        except (JournalError, OSError) as e:
             raise ConfigError(str(e)) from None
     try:
         with collector_paused():

@@ -20,10 +20,10 @@ from typing import TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthd.eventlog.files import lock_directory
+from oauthd.eventlog.files import UnsafeFile, lock_directory
 from oauthd.eventlog import (
     HEADER_SIZE,
     JOURNAL_NAME,
@@ -499,26 +499,44 @@ class RecoveryTests(SynchronousTestCase):
     def torn_tail_events(self) -> list[dict[str, object]]:
         return [e for e in self.events if "torn record" in e["log_format"]]
 
-    def assert_tail_cut(self, dropped: int, kept: list[bytes]) -> None:
+    def assert_tail_cut(self, dropped: int, kept: list[bytes]) -> str:
+        """
+        Open cuts C{dropped} bytes off the end with a warning naming the
+        side file that keeps them, and replays C{kept}; appends work after.
+
+        @return: the side file.
+        """
+        cut = journal_bytes(self.directory)[-dropped:]
+        earlier = len(self.torn_tail_events())
         journal = self.open()
         self.assertEqual(list(journal.replay()), kept)
-        [event] = self.torn_tail_events()
+        [event] = self.torn_tail_events()[earlier:]
         self.assertEqual(event["log_level"], LogLevel.warn)
         self.assertEqual(event["dropped_bytes"], dropped)
         self.assertEqual(event["path"], self.path)
+        side = event["kept_in"]
+        assert isinstance(side, str)
+        self.assertEqual(os.path.dirname(side), self.directory)
+        with open(side, "rb") as f:
+            self.assertEqual(f.read(), cut, "the side file holds exactly the bytes cut")
+        self.assertEqual(mode(side), 0o600)
+        self.assertIn(side, formatEvent(event))
         self.assertEqual(journal.byte_count, file_size(self.directory))
         self.successResultOf(journal.append([b"after the crash"]))
         self.successResultOf(journal.close())
         self.assertEqual(read_journal(self.directory), kept + [b"after the crash"])
+        return side
 
     def test_torn_tail_mid_payload(self) -> None:
         """
         A file cut in the middle of its last record's payload loses just
-        that record; the warning gives the bytes dropped; appends work after.
+        that record, kept in a side file the warning names; the warning
+        gives the bytes dropped; appends work after.
         """
         cut = self.offsets[2] + RECORD_OVERHEAD + 4
         os.truncate(self.path, cut)
-        self.assert_tail_cut(cut - self.offsets[2], self.payloads[:2])
+        side = self.assert_tail_cut(cut - self.offsets[2], self.payloads[:2])
+        self.assertEqual(side, f"{self.path}.torn-at-{self.offsets[2]}")
 
     def test_torn_tail_mid_header(self) -> None:
         """
@@ -546,13 +564,89 @@ class RecoveryTests(SynchronousTestCase):
             f.write(b"\x00" * (8 << 20))
         self.assert_tail_cut(8 << 20, self.payloads)
 
-    def test_garbled_last_record(self) -> None:
+    def test_last_record_zero_filled_from_inside(self) -> None:
         """
-        A last record whose checksum fails, with nothing valid after it, is
-        a torn tail.
+        A last record whose frame was written but whose payload is zeros
+        from some point to the end of the file (blocks the interrupted
+        write never filled) is a torn append: cut off and kept aside.
+        """
+        with open(self.path, "r+b") as f:
+            f.seek(self.offsets[2] + RECORD_OVERHEAD + 5)
+            f.write(b"\x00" * (self.offsets[3] - self.offsets[2] - RECORD_OVERHEAD - 5))
+            f.write(b"\x00" * 100)
+        self.assert_tail_cut(self.offsets[3] + 100 - self.offsets[2], self.payloads[:2])
+
+    def test_side_files_never_overwritten(self) -> None:
+        """
+        A second torn tail at the same offset gets a side file of its own.
+        """
+        os.truncate(self.path, self.offsets[2] + 3)
+        first = self.assert_tail_cut(3, self.payloads[:2])
+        with open(self.path, "r+b") as f:
+            f.truncate(self.offsets[2] + 5)
+        second = self.assert_tail_cut(5, self.payloads[:2])
+        self.assertEqual(second, first + ".2")
+        with open(first, "rb") as f:
+            self.assertEqual(len(f.read()), 3)
+
+    def test_flipped_bit_in_last_record_refused(self) -> None:
+        """
+        One flipped bit in the last record (acknowledged: it is whole) is
+        not a torn append: open refuses with the offset and the repair
+        command instead of silently undoing that change, and leaves the
+        file alone; repair() then keeps the records before it and a copy
+        of the damaged file.
+        """
+        flip(self.path, self.offsets[2] + RECORD_OVERHEAD + 5, 0x01)
+        damaged = journal_bytes(self.directory)
+        self.assert_refused(self.offsets[2])
+        self.assertEqual(self.torn_tail_events(), [])
+        self.assertEqual(sorted(os.listdir(self.directory)), sorted([JOURNAL_NAME, LOCK_NAME]))
+        self.assert_repaired(damaged, self.payloads[:2], 1)
+
+    def test_flipped_bit_in_last_checksum_or_length_refused(self) -> None:
+        """
+        So is a flipped bit in its checksum, or one that makes its length
+        shorter (the record still fits in the file, and what follows it is
+        not zeros).
+        """
+        for offset, mask in [(self.offsets[2] + 6, 0x10), (self.offsets[2] + 3, 0x04)]:
+            flip(self.path, offset, mask)
+            self.assert_refused(self.offsets[2])
+            flip(self.path, offset, mask)
+        self.assertEqual(list(self.open().replay()), self.payloads)
+
+    def test_whole_bad_record_before_zeros_refused(self) -> None:
+        """
+        A whole last record that does not verify, followed by zeros, is
+        damage, not a torn append: the zeros start after it.
         """
         flip(self.path, self.offsets[3] - 1)
-        self.assert_tail_cut(self.offsets[3] - self.offsets[2], self.payloads[:2])
+        with open(self.path, "ab") as f:
+            f.write(b"\x00" * 4096)
+        self.assert_refused(self.offsets[2])
+
+    def test_garbage_then_a_valid_record_refused(self) -> None:
+        """
+        Bytes that do not verify followed by a record that does are damage
+        in the middle, even when the garbage looks like a short record.
+        """
+        journal = self.open()
+        self.successResultOf(journal.append([b"fourth record"]))
+        self.successResultOf(journal.close())
+        with open(self.path, "r+b") as f:
+            f.seek(self.offsets[2])
+            f.write(b"\x00\x00\xff\xff")
+        self.assert_refused(self.offsets[2])
+
+    def test_repair_keeps_a_torn_tail(self) -> None:
+        """
+        repair() cuts a torn tail too, and its copy of the damaged file
+        keeps the bytes cut.
+        """
+        with open(self.path, "ab") as f:
+            f.write(b"\x00" * 4096)
+        self.assert_repaired(journal_bytes(self.directory), self.payloads, 1)
 
     def test_intact_journal_logs_nothing(self) -> None:
         """
@@ -744,12 +838,12 @@ class RecoveryTests(SynchronousTestCase):
         self.assertEqual(list(self.open().replay()), self.payloads)
 
 
-def flip(path: str, offset: int) -> None:
+def flip(path: str, offset: int, mask: int = 0x40) -> None:
     with open(path, "r+b") as f:
         f.seek(offset)
         byte = f.read(1)
         f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x40]))
+        f.write(bytes([byte[0] ^ mask]))
 
 
 class RepairEntryPointTests(SynchronousTestCase):
@@ -856,18 +950,26 @@ class LockAndModeTests(SynchronousTestCase):
         self.assertEqual(mode(os.path.join(self.directory, JOURNAL_NAME)), 0o600)
         self.assertEqual(mode(os.path.join(self.directory, LOCK_NAME)), 0o600)
 
-    def test_existing_directory_made_private(self) -> None:
+    def test_existing_loose_modes_refused_and_kept(self) -> None:
         """
-        An existing directory and journal with loose modes are tightened.
+        An existing directory or journal that others can access is refused
+        (L{UnsafeFile}, naming the chmod that fixes it) and its mode left
+        as it is: oauthd changes no permissions it did not set.
         """
         journal = open_inline(self.directory)
         self.successResultOf(journal.close())
-        os.chmod(self.directory, 0o755)
-        os.chmod(os.path.join(self.directory, JOURNAL_NAME), 0o644)
-        journal = open_inline(self.directory)
-        self.addCleanup(journal.close)
-        self.assertEqual(mode(self.directory), 0o700)
-        self.assertEqual(mode(os.path.join(self.directory, JOURNAL_NAME)), 0o600)
+        path = os.path.join(self.directory, JOURNAL_NAME)
+        os.chmod(path, 0o644)
+        with self.assertRaises(UnsafeFile) as caught:
+            open_inline(self.directory)
+        self.assertIn(f"(chmod 600 {path})", str(caught.exception))
+        self.assertEqual(mode(path), 0o644)
+        os.chmod(path, 0o600)
+        os.chmod(self.directory, 0o750)
+        with self.assertRaises(UnsafeFile) as caught:
+            open_inline(self.directory)
+        self.assertIn(f"(chmod 700 {self.directory})", str(caught.exception))
+        self.assertEqual(mode(self.directory), 0o750)
 
     def test_stale_temporary_file_removed(self) -> None:
         """

@@ -14,6 +14,8 @@ All integers are unsigned, big-endian.  The data directory (mode 0700) holds::
                           holds the holder's pid in ASCII and a newline
     journal.oauthd.tmp    transient: a journal being created, compacted or
                           repaired; removed at open if a crash left it
+    journal.oauthd.torn-at-OFFSET[.N]
+                          the bytes of a torn tail cut off at byte OFFSET
 
 C{journal.oauthd} is a 24-byte header followed by zero or more records::
 
@@ -48,12 +50,17 @@ Recovery at open
 Records are verified from the start.  At the first record that does not
 verify (incomplete header, length over the cap, record running past the end
 of the file, or wrong checksum) the rest of the file is scanned byte by
-byte for any offset at which a whole record verifies.  If none does, the
-damage is a torn tail left by an interrupted write: the file is truncated
-there and a warning names the number of bytes dropped.  If one does, the
-damage is in the middle of the file and L{FileJournal.open} raises
-L{JournalCorrupt} naming the file, the offset and the way out
-(C{oauthctl repair --data DIR}, which calls L{repair}).
+byte for any offset at which a whole record verifies.  If one does, the
+damage is in the middle of the file.  If none does, the damage is a torn
+tail left by an interrupted write only if it looks like one
+(L{could_be_torn}: too short for a frame header, a record running past the
+end of the file, or zeros from inside the record to the end); then its
+bytes are saved to a side file, the file is truncated there and a warning
+names the bytes dropped and the side file.  Otherwise (a whole record that
+does not verify: a flipped bit in the last, acknowledged record) it is
+damage too, and L{FileJournal.open} raises L{JournalCorrupt} naming the
+file, the offset and the way out (C{oauthctl repair --data DIR}, which
+calls L{repair}).
 
 Compaction writes C{journal.oauthd.tmp}, fsyncs it, renames it over
 C{journal.oauthd} and fsyncs the directory, so a crash at any instant
@@ -80,8 +87,10 @@ __all__ = [
     "MAX_PAYLOAD",
     "RECORD_OVERHEAD",
     "TEMP_NAME",
+    "TORN_INFIX",
     "check_payload",
     "check_record",
+    "could_be_torn",
     "decode_header",
     "encode_header",
     "encode_new_journal",
@@ -95,6 +104,7 @@ __all__ = [
 JOURNAL_NAME = "journal.oauthd"
 LOCK_NAME = "journal.oauthd.lock"
 TEMP_NAME = "journal.oauthd.tmp"
+TORN_INFIX = ".torn-at-"
 
 MAGIC = b"OAUTHDJL"
 FORMAT_VERSION = 1
@@ -259,6 +269,40 @@ def resynchronise(
             return offset
         offset += 1
     return None
+
+
+def could_be_torn(buf: bytes | mmap.mmap, offset: int, end: int) -> bool:
+    """
+    Whether the bytes from C{offset}, where a record does not verify and
+    after which none does, to C{end} can be what an interrupted append
+    left: fewer bytes than a frame header, a record running past the end of
+    the file, or a record that is zeros from some point inside it through
+    to the end (blocks the write never filled).  Anything else (a whole
+    record that does not verify, a length over the cap) is damage, and may
+    be an acknowledged record.
+    """
+    if offset + RECORD_OVERHEAD > end:
+        return True
+    length: int = _FRAME.unpack_from(buf, offset)[0]
+    if length > MAX_PAYLOAD:
+        return False
+    record_end = offset + RECORD_OVERHEAD + length
+    return record_end > end or _zeros_from(buf, offset, end) < record_end
+
+
+def _zeros_from(buf: bytes | mmap.mmap, start: int, end: int) -> int:
+    """
+    Where the run of zero bytes that ends C{buf[start:end]} begins (C{end}
+    if its last byte is not zero); searched from the end a block at a time.
+    """
+    stop = end
+    while stop > start:
+        low = max(start, stop - 65536)
+        kept = len(buf[low:stop].rstrip(b"\x00"))
+        if kept:
+            return low + kept
+        stop = low
+    return start
 
 
 def walk_verified(

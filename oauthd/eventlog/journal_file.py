@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from oauthd.eventlog.errors import JournalCorrupt
 from oauthd.eventlog.files import (
+    free_name,
     fsync_directory,
     lock_directory,
     make_private_directory,
@@ -34,6 +35,8 @@ from oauthd.eventlog.format import (
     JOURNAL_NAME,
     LOCK_NAME,
     TEMP_NAME,
+    TORN_INFIX,
+    could_be_torn,
     decode_header,
     encode_new_journal,
     encode_records,
@@ -46,6 +49,9 @@ __all__ = ["CompactionAborted", "JournalFile"]
 
 # The journal's log lines keep one namespace, whichever module says them.
 _log = Logger(namespace="oauthd.eventlog.journal")
+
+# A torn tail is copied to its side file this many bytes at a time.
+_COPY_CHUNK = 1 << 20
 
 
 class CompactionAborted(Exception):
@@ -91,7 +97,7 @@ class JournalFile:
         fd = -1
         try:
             remove_if_present(os.path.join(directory, TEMP_NAME))
-            if not os.path.exists(path):
+            if not os.path.lexists(path):
                 write_new_file(
                     directory, JOURNAL_NAME, TEMP_NAME, encode_new_journal([]), sync_function
                 )
@@ -201,12 +207,12 @@ class JournalFile:
             pass
 
 
-def _corrupt_middle(path: str, directory: str, offset: int, reason: str) -> JournalCorrupt:
+def _corrupt(path: str, directory: str, offset: int, reason: str, why: str) -> JournalCorrupt:
     return JournalCorrupt(
         f"journal {path} is damaged at byte offset {offset} ({reason}) and"
-        " verifiable records follow the damage, so it is not a torn tail;"
-        " refusing to start. To keep every verifiable record (a copy of the"
-        f" damaged file is kept), run: oauthctl repair --data {directory}",
+        f" {why}, so it is not a torn tail; refusing to start. To keep every"
+        " verifiable record (a copy of the damaged file is kept), run:"
+        f" oauthctl repair --data {directory}",
         path,
         offset,
     )
@@ -216,7 +222,8 @@ def _recover(
     fd: int, path: str, directory: str, sync: Callable[[int], None] | None
 ) -> tuple[int, list[bytes], int]:
     """
-    Verify the open journal C{fd}, cutting off a torn tail.
+    Verify the open journal C{fd}, cutting off a torn tail (kept in a side
+    file).
 
     @return: the salt CRC, the payloads of its records and the (new) file
         size.
@@ -241,19 +248,57 @@ def _recover(
                 0,
             )
         payloads, end, problem = walk_verified(buf, HEADER_SIZE, size, salt_crc)
-        if problem is not None and resynchronise(buf, end + 1, size, salt_crc) is not None:
-            raise _corrupt_middle(path, directory, end, problem)
-    if end < size:
+        if problem is not None:
+            if resynchronise(buf, end + 1, size, salt_crc) is not None:
+                raise _corrupt(path, directory, end, problem, "verifiable records follow the damage")
+            if not could_be_torn(buf, end, size):
+                raise _corrupt(
+                    path, directory, end, problem,
+                    "what is there is not what an interrupted append leaves (a"
+                    " record cut short, or zeros to the end of the file) and may"
+                    " be an acknowledged change",
+                )
+            kept_in = _keep_cut_bytes(directory, end, buf, size, sync)
+    if problem is not None:
         os.ftruncate(fd, end)
         if sync is not None:
             sync(fd)
         _log.warn(
             "Journal {path}: cut off a torn record at the end of the file"
             " ({dropped_bytes} bytes from byte offset {offset}: {reason});"
-            " an interrupted write left it and it was never acknowledged",
+            " an interrupted write left it and it was never acknowledged."
+            " The bytes cut are kept in {kept_in}",
             path=path,
             dropped_bytes=size - end,
             offset=end,
             reason=problem,
+            kept_in=kept_in,
         )
     return salt_crc, payloads, end
+
+
+def _keep_cut_bytes(
+    directory: str, offset: int, buf: mmap.mmap, size: int, sync: Callable[[int], None] | None
+) -> str:
+    """
+    Save the bytes of a torn tail, from C{offset} on, to a new side file
+    (durably, before they are cut), so that nothing is destroyed even if
+    the tail was not what it seemed.
+
+    @return: the side file's path.
+    """
+    side = free_name(os.path.join(directory, f"{JOURNAL_NAME}{TORN_INFIX}{offset}"))
+    fd = open_private(side, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        for start in range(offset, size, _COPY_CHUNK):
+            write_all(fd, buf[start : min(size, start + _COPY_CHUNK)])
+        if sync is not None:
+            sync(fd)
+    except BaseException:
+        os.close(fd)
+        remove_if_present(side)
+        raise
+    os.close(fd)
+    if sync is not None:
+        fsync_directory(directory, sync)
+    return side

@@ -23,6 +23,8 @@ from attrs import frozen
 
 from oauthd.eventlog.errors import JournalCorrupt
 from oauthd.eventlog.files import (
+    check_private_directory,
+    free_name,
     lock_directory,
     open_private,
     remove_if_present,
@@ -105,15 +107,19 @@ def repair(directory: str, *, now: float) -> RepairReport:
         this code reads, or its header is damaged and no record verifies;
         nothing is changed then.
     @raise FileNotFoundError: there is no journal in C{directory}.
+    @raise UnsafeFile: C{directory} belongs to another user (run repair as
+        its owner), or one of its files is not one to use (a symbolic link,
+        say); nothing is changed then.
     """
     directory = os.path.abspath(directory)
     path = os.path.join(directory, JOURNAL_NAME)
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"no journal at {path}")
+    check_private_directory(directory)
     lock_fd = lock_directory(directory, LOCK_NAME)
     try:
         remove_if_present(os.path.join(directory, TEMP_NAME))
-        with open(path, "rb") as f:
+        with open(open_private(path, os.O_RDONLY), "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size < HEADER_SIZE:
                 raise JournalCorrupt(
@@ -187,12 +193,7 @@ def _batches_of(payloads: list[bytes]) -> Iterator[list[bytes]]:
 
 def _damaged_copy_name(path: str, now: float) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    copy = f"{path}{DAMAGED_INFIX}{stamp}"
-    serial = 1
-    while os.path.lexists(copy):
-        serial += 1
-        copy = f"{path}{DAMAGED_INFIX}{stamp}.{serial}"
-    return copy
+    return free_name(f"{path}{DAMAGED_INFIX}{stamp}")
 
 
 def _copy_private(buf: mmap.mmap, size: int, copy: str) -> None:
