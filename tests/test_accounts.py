@@ -100,8 +100,8 @@ class PasswordChangeTests(AccountCase):
                       self.app_grant["access_token"], self.app_grant["refresh_token"]):
             assert not self.active(token)
         assert self.active(self.owned) and self.active(self.alice_session)
-        self.assert_error(self.post(SESSION, json_body={"username": "bob", "password": self.app}),
-                          400, "invalid_grant")
+        self.assert_photoprism_error(self.post(SESSION, json_body={"username": "bob", "password": self.app}),
+                                     401, "invalid_grant")
         assert row["revoked"] == 7
 
     def test_the_revocations_survive_a_restart(self) -> None:
