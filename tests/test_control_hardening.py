@@ -9,10 +9,14 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from twisted.internet.testing import StringTransport
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 
-from oauthd.control import wire
-from tests.test_control import Harness, command_box, events, failures
+from oauthd.control import server, wire
+from oauthd.control.server import ControlProtocol
+from oauthd.testing import SteppingPool
+from tests.test_control import Harness, command_box, events, failures, issue_many
 
 __all__ = ["events"]
 
@@ -52,3 +56,147 @@ def test_a_whole_list_still_decodes() -> None:
     assert argument.fromString(b"") == []
     assert argument.fromString(_strings(b"a", b"", b"bc")) == ["a", "", "bc"]
     assert argument.fromString(argument.toString(["x", "y"])) == ["x", "y"]
+
+
+# ---------------------------------------------------------------------------
+# Timeouts
+
+
+def closing_reasons(events: Any) -> list[str]:
+    return [e["what"] for e in events if e.get("log_format", "").startswith("control: closing")]
+
+
+def test_half_a_box_is_dropped_after_its_timeout(events: Any) -> None:
+    """
+    A peer that sends half a box and stops is dropped (aborted, with a
+    warning) PARTIAL_BOX_TIMEOUT seconds after the box's first byte; a
+    trickle of further bytes does not put it off.
+    """
+    harness = Harness()
+    protocol, transport = harness.raw()
+    frame = command_box(b"AddClient", name=b"slow")
+    protocol.dataReceived(frame[:7])
+    harness.clock.advance(server.PARTIAL_BOX_TIMEOUT - 10)
+    protocol.dataReceived(frame[7:9])
+    harness.clock.advance(9)
+    assert not transport.disconnecting
+    harness.clock.advance(1)
+    assert transport.disconnected  # aborted, not waiting to flush
+    assert closing_reasons(events) == ["it left a box unfinished"]
+    protocol.dataReceived(frame[9:])
+    assert harness.records == 0 and transport.value() == b""
+    protocol.connectionLost(Failure(Exception("aborted")))
+    assert harness.clock.getDelayedCalls() == []
+    assert failures(events) == []
+
+
+def test_an_idle_connection_lasts_until_the_idle_timeout(events: Any) -> None:
+    """
+    A connection with nothing half sent is not dropped by the short timeout;
+    each command starts its idle time again; after IDLE_TIMEOUT with nothing
+    it is closed.
+    """
+    harness = Harness()
+    link = harness.connect()
+    harness.clock.advance(server.PARTIAL_BOX_TIMEOUT + 1)
+    link.call(wire.Status)
+    harness.clock.advance(server.IDLE_TIMEOUT - 1)
+    assert link.call(wire.Status)["version"]
+    harness.clock.advance(server.IDLE_TIMEOUT - 1)
+    assert not link.server.transport.disconnecting  # type: ignore[union-attr]
+    harness.clock.advance(1)
+    assert link.server.transport.disconnecting  # type: ignore[union-attr]
+    assert closing_reasons(events) == ["it was idle"]
+
+
+def test_a_running_command_is_never_timed_out(events: Any) -> None:
+    """
+    While a command runs (a password being hashed), its peer waits on the
+    daemon and is not dropped however long it takes.
+    """
+    pool = SteppingPool()
+    harness = Harness(pool=pool)
+    link = harness.connect()
+    answer = link.ask(wire.AddUser, name="erin", password="long enough")
+    harness.clock.advance(server.IDLE_TIMEOUT * 2)
+    assert not link.server.transport.disconnecting  # type: ignore[union-attr]
+    pool.run_all()
+    link.pump.flush()
+    assert answer[0]["name"] == "erin"
+    assert closing_reasons(events) == []
+
+
+# ---------------------------------------------------------------------------
+# Flow control
+
+
+class SocketLikeTransport(StringTransport):
+    """
+    A transport whose buffer is "full" past C{limit} bytes, as a socket's
+    is: writing past it pauses the registered producer, and the peer reading
+    everything resumes it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.reading = True
+        self.most = 0
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.most = max(self.most, len(self.value()))
+        if len(self.value()) > self.limit and self.producer is not None and self.reading:
+            self.reading = False
+            self.producer.pauseProducing()
+
+    def pauseProducing(self) -> None:
+        self.reading = False
+
+    def resumeProducing(self) -> None:
+        self.reading = True
+
+    def peer_reads(self) -> list[amp.AmpBox]:
+        boxes = amp.parseString(self.value())
+        self.clear()
+        if not self.reading and self.producer is not None:
+            self.producer.resumeProducing()
+        return boxes
+
+
+def test_replies_to_a_peer_that_does_not_read_stay_bounded(events: Any) -> None:
+    """
+    A peer that asks for many listing pages at once and does not read the
+    answers gets no more than about one page beyond a full buffer; each time
+    it reads, the daemon answers more, until every command is answered.
+    """
+    harness = Harness()
+    issue_many(harness.server, 3000, label="x" * 100)
+    protocol = harness.factory.buildProtocol(None)
+    transport = SocketLikeTransport(limit=65536)
+    protocol.makeConnection(transport)
+    asked = 40
+    protocol.dataReceived(b"".join(
+        command_box(b"ListTokens", ask=str(n).encode()) for n in range(asked)
+    ))
+    assert transport.most < 65536 + wire.PAGE_BYTES + 1024
+    answered = []
+    while len(answered) < asked:
+        boxes = transport.peer_reads()
+        assert boxes, "the daemon stopped answering"
+        answered += [b[b"_answer"] for b in boxes]
+    assert sorted(answered, key=int) == [str(n).encode() for n in range(asked)]
+    assert transport.most < 65536 + wire.PAGE_BYTES + 1024
+    assert failures(events) == []
+
+
+def test_a_peer_that_never_reads_is_dropped(events: Any) -> None:
+    harness = Harness()
+    issue_many(harness.server, 3000, label="x" * 100)
+    protocol = harness.factory.buildProtocol(None)
+    transport = SocketLikeTransport(limit=65536)
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"".join(command_box(b"ListTokens", ask=str(n).encode()) for n in range(5)))
+    harness.clock.advance(server.UNREAD_TIMEOUT)
+    assert transport.disconnected
+    assert closing_reasons(events) == ["it did not read its replies"]
