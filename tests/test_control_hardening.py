@@ -6,14 +6,20 @@ socket's group and mode with an admin group.
 
 from __future__ import annotations
 
+import os
 import struct
+from pathlib import Path
 from typing import Any
+
+import pytest
+import pytest_twisted
 
 from twisted.internet.testing import StringTransport
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from oauthd.control import server, wire
+from oauthd.config import ConfigError, build_config
+from oauthd.control import listen, server, wire
 from oauthd.control.server import ControlProtocol
 from oauthd.testing import SteppingPool
 from tests.test_control import Harness, command_box, events, failures, issue_many
@@ -200,3 +206,87 @@ def test_a_peer_that_never_reads_is_dropped(events: Any) -> None:
     harness.clock.advance(server.UNREAD_TIMEOUT)
     assert transport.disconnected
     assert closing_reasons(events) == ["it did not read its replies"]
+
+
+# ---------------------------------------------------------------------------
+# The socket's group and mode
+
+
+@pytest_twisted.ensureDeferred
+async def test_admin_group_gets_the_socket_0660(tmp_path: Path) -> None:
+    """
+    With an admin group, the daemon gives the socket to that group, mode
+    0660, whatever the endpoint's mode and the umask (here the caller's own
+    primary group, so this runs unprivileged).
+    """
+    from twisted.internet import reactor
+
+    harness = Harness()
+    path = tmp_path / "run" / "control.sock"
+    gid = os.getgid()
+    old = os.umask(0)
+    try:
+        service = listen.control_service(f"unix:{path}:mode=600", harness.factory, reactor, gid)
+        service.privilegedStartService()
+        service.startService()
+    finally:
+        os.umask(old)
+    try:
+        assert path.stat().st_mode & 0o777 == 0o660
+        assert path.stat().st_gid == gid
+    finally:
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_admin_group_the_socket_stays_0600(tmp_path: Path) -> None:
+    from twisted.internet import reactor
+
+    path = tmp_path / "control.sock"
+    service = listen.control_service(f"unix:{path}:mode=600", Harness().factory, reactor)
+    service.privilegedStartService()
+    try:
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_group_the_socket_cannot_be_given_to_stops_the_start(tmp_path: Path) -> None:
+    """
+    If the socket cannot be given to the group (the daemon's user is not in
+    it), the start fails with a configuration error naming the socket, and
+    the socket keeps its private mode.
+    """
+    from twisted.internet import reactor
+
+    def refuse(path: str, uid: int, gid: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    path = tmp_path / "control.sock"
+    endpoint = listen.serverFromString(reactor, f"unix:{path}:mode=600")
+    service = listen.ControlService(endpoint, Harness().factory, str(path), 4321, chown=refuse)
+    with pytest.raises(ConfigError) as raised:
+        service.privilegedStartService()
+    assert str(raised.value) == (
+        f"admin_group: cannot give the control socket {path} to group 4321: Operation not permitted"
+    )
+    assert path.stat().st_mode & 0o777 == 0o600
+    await service.stopService()
+
+
+def test_the_daemon_exits_with_one_line_when_the_group_cannot_have_the_socket(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str],
+) -> None:
+    from oauthd import tap
+    from oauthd.testing import InlinePool
+    from tests.helpers import InlineMemoryReactor
+
+    config = build_config({"data": str(tmp_path / "d"), "admin_group": str(os.getgid())}, {})
+    # A memory reactor binds nothing, so there is no socket to give.
+    service = tap.build_service(config, InlineMemoryReactor(), journal_pool=InlinePool())
+    with pytest.raises(SystemExit):
+        service.privilegedStartService()
+    err = capfd.readouterr().err
+    assert err.startswith("oauthd: admin_group: cannot give the control socket ")
+    assert err.endswith(": No such file or directory\n") and err.count("\n") == 1
