@@ -382,3 +382,66 @@ def test_the_taken_order_keeps_numbers_across_pruning() -> None:
     assert order.run(5, order.end, 10) == ([6, 7, 8, 9], [6, 7, 8, 9])
     order.add(10)
     assert order.end == 11 and order.run(9, 11, 5) == ([9, 10], [9, 10])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slow_reader_over_a_real_socket_gets_every_reply(tmp_path: Path) -> None:
+    """
+    Over a real UNIX socket, a peer that asks for many pages before reading
+    any gets them all, in the end, once it reads.
+    """
+    import socket as sockets
+
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+    from twisted.internet.threads import deferToThread
+
+    harness = Harness()
+    issue_many(harness.server, 3000, label="x" * 100)
+    path = tmp_path / "control.sock"
+    service = listen.control_service(f"unix:{path}", harness.factory, reactor)
+    service.privilegedStartService()
+    built: list[ControlProtocol] = []
+    build = harness.factory.buildProtocol
+    harness.factory.buildProtocol = lambda addr: built.append(build(addr)) or built[-1]  # type: ignore[method-assign]
+    asked = 40
+    peer = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    try:
+        await deferToThread(peer.connect, str(path))
+        await deferToThread(peer.sendall, b"".join(
+            command_box(b"ListTokens", ask=str(n).encode()) for n in range(asked)))
+        # The daemon answers until the socket's buffer is full, then waits.
+        for _ in range(10_000):
+            if built and built[0].paused:
+                break
+            await deferLater(reactor, 0, lambda: None)
+        assert built[0].paused
+
+        def read_all() -> list[amp.AmpBox]:
+            data = b""
+            while True:
+                data += peer.recv(1 << 20)
+                boxes = amp.parseString(data[:_complete(data)])
+                if len(boxes) == asked:
+                    return boxes
+
+        boxes = await deferToThread(read_all)
+        assert sorted(int(b[b"_answer"]) for b in boxes) == list(range(asked))
+    finally:
+        peer.close()
+        await service.stopService()
+
+
+def _complete(data: bytes) -> int:
+    """
+    The length of the whole boxes at the start of C{data}.
+    """
+    position = end = 0
+    while position + 2 <= len(data):
+        (length,) = struct.unpack_from("!H", data, position)
+        if position + 2 + length > len(data):
+            break
+        position += 2 + length
+        if length == 0:
+            end = position
+    return end
