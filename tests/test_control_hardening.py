@@ -97,6 +97,23 @@ def test_half_a_box_is_dropped_after_its_timeout(events: Any) -> None:
     assert failures(events) == []
 
 
+def test_boxes_that_keep_arriving_split_across_reads_are_not_dropped(events: Any) -> None:
+    """
+    A peer pipelining commands, each read ending mid-box, makes progress:
+    each box has its own time to arrive, so it is never dropped.
+    """
+    harness = Harness()
+    protocol, transport = harness.raw()
+    stream = b"".join(command_box(b"Status", ask=str(n).encode()) for n in range(10))
+    step = len(stream) // 10 + 7
+    for start in range(0, len(stream), step):
+        protocol.dataReceived(stream[start:start + step])
+        harness.clock.advance(server.PARTIAL_BOX_TIMEOUT - 1)
+    assert not transport.disconnecting
+    assert len(amp.parseString(transport.value())) == 10
+    assert closing_reasons(events) == []
+
+
 def test_an_idle_connection_lasts_until_the_idle_timeout(events: Any) -> None:
     """
     A connection with nothing half sent is not dropped by the short timeout;
@@ -195,6 +212,26 @@ def test_replies_to_a_peer_that_does_not_read_stay_bounded(events: Any) -> None:
     assert sorted(answered, key=int) == [str(n).encode() for n in range(asked)]
     assert transport.most < 65536 + wire.PAGE_BYTES + 1024
     assert failures(events) == []
+
+
+def test_a_peer_that_reads_slowly_is_not_dropped(events: Any) -> None:
+    """
+    A peer that reads a little within each UNREAD_TIMEOUT keeps its
+    connection, however long the whole takes.
+    """
+    harness = Harness()
+    issue_many(harness.server, 3000, label="x" * 100)
+    protocol = harness.factory.buildProtocol(None)
+    transport = SocketLikeTransport(limit=65536)
+    protocol.makeConnection(transport)
+    asked = 20
+    protocol.dataReceived(b"".join(command_box(b"ListTokens", ask=str(n).encode()) for n in range(asked)))
+    answered = 0
+    while answered < asked:
+        harness.clock.advance(server.UNREAD_TIMEOUT - 1)
+        answered += len(transport.peer_reads())
+    assert not transport.disconnecting
+    assert closing_reasons(events) == []
 
 
 def test_a_peer_that_never_reads_is_dropped(events: Any) -> None:

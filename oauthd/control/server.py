@@ -177,6 +177,8 @@ class ControlProtocol(amp.AMP, TimeoutMixin):
     def resumeProducing(self) -> None:
         if self._closing:
             return
+        # The peer read: if it falls behind again, its time starts afresh.
+        self._waiting_for = None
         super().resumeProducing()
         self._arm_timeout()
 
@@ -198,7 +200,8 @@ class ControlProtocol(amp.AMP, TimeoutMixin):
             waiting_for = None
         else:
             waiting_for = "idle"
-        if waiting_for == self._waiting_for and waiting_for != "idle":
+        if waiting_for == self._waiting_for and waiting_for in ("partial", "unread"):
+            # Its deadline stands: trickling bytes does not put it off.
             return
         self._waiting_for = waiting_for
         self.setTimeout(_TIMEOUTS[waiting_for] if waiting_for else None)
@@ -233,6 +236,8 @@ class ControlProtocol(amp.AMP, TimeoutMixin):
 
     def ampBoxReceived(self, box: amp.AmpBox) -> None:
         self._box_bytes = 0
+        # A whole box: the next one has its own time to arrive.
+        self._waiting_for = None
         if amp.COMMAND not in box or amp.ASK not in box or amp.ANSWER in box or amp.ERROR in box:
             # The daemon never asks, so an answer (or a box that is neither)
             # is a client that does not speak the protocol. A command must
@@ -289,7 +294,6 @@ class ControlProtocol(amp.AMP, TimeoutMixin):
             return responder(box).addErrback(answerable).addBoth(self._finished)
 
         return checked
-
 
     def _finished(self, result: object) -> object:
         self._running -= 1
