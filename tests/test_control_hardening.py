@@ -482,3 +482,28 @@ def _complete(data: bytes) -> int:
         if length == 0:
             end = position
     return end
+
+
+def test_the_taken_order_numbers_keys_added_after_a_pruning() -> None:
+    from oauthd.state.order import TakenOrder
+
+    rows = set(range(6))
+    order = TakenOrder(rows)
+    for key in range(6):
+        order.add(key)
+    for key in (1, 2, 4):
+        rows.discard(key)
+        order.removed()
+    assert len(order) == 3 and order.end == 6
+    for key in (6, 7):
+        rows.add(key)
+        order.add(key)
+    assert order.run(0, order.end, 10) == ([0, 3, 5, 6, 7], [0, 3, 5, 6, 7])
+    assert order.run(4, 7, 10) == ([5, 6], [5, 6])
+    assert order.run(6, 8, 1) == ([6], [6])
+    for key in (0, 3, 5):
+        rows.discard(key)
+        order.removed()
+    assert order.run(0, order.end, 10) == ([6, 7], [6, 7])
+    order.add(8)
+    assert order.end == 9 and order.run(7, 9, 10) == ([7, 8], [7, 8])

@@ -109,6 +109,7 @@ class State:
         self.tokens = TokenTable(self._rows)
         # Every token key in issue order, for listings (read-only outside).
         self.token_order = TakenOrder(self._rows)
+        self._taken = self.token_order.add
         # Token keys in issue order (oldest first): a client's own access
         # tokens (no grant: what its token limit counts, without scanning
         # every user's tokens at that client), the client's other tokens,
@@ -314,7 +315,7 @@ class State:
         """
         # Straight-line, and get-then-insert rather than setdefault(name,
         # []): replay runs this a million times for a big journal.
-        self.token_order.add(key)
+        self._taken(key)
         if client_id:
             index = self._own if own else self._by_client
             listed = index.get(client_id)

@@ -17,18 +17,22 @@ class TakenOrder:
     that order. A removed key stays (and is skipped by the reader, who
     checks the rows) until half of them are removed; then they are pruned
     and the others keep their numbers.
+
+    @ivar add: take in the next key: the list's own append, since replay
+        calls it once per token.
     """
 
-    __slots__ = ("_rows", "_keys", "_numbers", "_next", "_removed")
+    __slots__ = ("_rows", "_keys", "_numbers", "_tail", "_removed", "add")
 
     def __init__(self, rows: Container[int]) -> None:
         self._rows = rows
+        # Keys that survived a pruning keep their numbers in _numbers; the
+        # keys after them are numbered on from _tail, one by one.
         self._keys: list[int] = []
-        # The number of each key in _keys; an array: a list of ints would
-        # cost a Python object per token.
         self._numbers = array("q")
-        self._next = 0
+        self._tail = 0
         self._removed = 0
+        self.add = self._keys.append
 
     def __len__(self) -> int:
         """
@@ -41,30 +45,43 @@ class TakenOrder:
         """
         The number the next key taken in will get.
         """
-        return self._next
-
-    def add(self, key: int) -> None:
-        self._keys.append(key)
-        self._numbers.append(self._next)
-        self._next += 1
+        return self._tail + len(self._keys) - len(self._numbers)
 
     def removed(self) -> None:
         """
         A key was removed from the rows.
         """
         self._removed += 1
-        if self._removed * 2 >= len(self._keys):
-            rows = self._rows
-            kept = [i for i, key in enumerate(self._keys) if key in rows]
-            self._keys = [self._keys[i] for i in kept]
-            self._numbers = array("q", (self._numbers[i] for i in kept))
-            self._removed = 0
+        keys = self._keys
+        if self._removed * 2 < len(keys):
+            return
+        rows = self._rows
+        kept = [i for i, key in enumerate(keys) if key in rows]
+        numbers = array("q", (self._number(i) for i in kept))
+        self._tail = self.end
+        # In place: self.add is this list's append.
+        keys[:] = [keys[i] for i in kept]
+        self._numbers = numbers
+        self._removed = 0
 
     def run(self, start: int, stop: int, count: int) -> tuple[list[int], list[int]]:
         """
         Up to C{count} keys numbered from C{start} up to C{stop} (some
         perhaps removed since), and their numbers.
         """
-        first = bisect_left(self._numbers, start)
-        last = min(first + count, bisect_left(self._numbers, stop, first))
-        return self._keys[first:last], self._numbers[first:last].tolist()
+        first = self._position(start)
+        last = min(first + count, self._position(stop))
+        return self._keys[first:last], [self._number(i) for i in range(first, last)]
+
+    def _number(self, position: int) -> int:
+        numbered = len(self._numbers)
+        return self._numbers[position] if position < numbered else self._tail + position - numbered
+
+    def _position(self, number: int) -> int:
+        """
+        Where the first key numbered C{number} or more is.
+        """
+        numbers = self._numbers
+        if numbers and number <= numbers[-1]:
+            return bisect_left(numbers, number)
+        return min(len(self._keys), len(numbers) + max(0, number - self._tail))
