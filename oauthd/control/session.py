@@ -24,7 +24,6 @@ from oauthd.control import wire
 from oauthd.control.errors import one_line, wire_error
 from oauthd.control.paging import Listing, Listings
 from oauthd.protocol.context import Context
-from oauthd.protocol.errors import safe_text
 from oauthd.state.decision import Decision, audit
 from oauthd.state.model import State
 from oauthd.state.store import Store
@@ -75,9 +74,7 @@ class AdminSession:
         except Exception as e:
             error = wire_error(e)
             outcome = "abandoned" if isinstance(error, wire.Abandoned) else "failed"
-            # Printable ASCII and short: what the refusal quotes of the
-            # command's values must not forge or flood the audit trail.
-            self.audit(event, outcome, reason=safe_text(one_line(str(error or e)), 120), **fields)
+            self.audit(event, outcome, reason=one_line(str(error or e), 120), **fields)
             if error is None:
                 raise
             raise error from None
