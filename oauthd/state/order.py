@@ -9,6 +9,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Container
+from itertools import chain, compress
 
 
 class TakenOrder:
@@ -55,13 +56,15 @@ class TakenOrder:
         keys = self._keys
         if self._removed * 2 < len(keys):
             return
-        rows = self._rows
-        kept = [i for i, key in enumerate(keys) if key in rows]
-        numbers = array("q", (self._number(i) for i in kept))
-        self._tail = self.end
+        # Iterators and compress, not a loop in Python: a pruning of
+        # millions of keys runs on the reactor.
+        end = self.end
+        kept = list(map(self._rows.__contains__, keys))
+        numbered = chain(self._numbers, range(self._tail, end))
+        self._numbers = array("q", compress(numbered, kept))
+        self._tail = end
         # In place: self.add is this list's append.
-        keys[:] = [keys[i] for i in kept]
-        self._numbers = numbers
+        keys[:] = compress(keys, kept)
         self._removed = 0
 
     def run(self, start: int, stop: int, count: int) -> tuple[list[int], list[int]]:
