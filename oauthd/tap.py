@@ -134,6 +134,9 @@ def _listen_or_exit() -> Iterator[None]:
         yield
     except CannotListenError as e:
         _exit(f"cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}")
+    except ConfigError as e:
+        # The control socket cannot be given to the admin group.
+        _exit(str(e))
 
 
 @contextmanager
@@ -274,7 +277,7 @@ def build_service(
     control = ControlFactory(
         reactor, store, ctx, allowed_uids=config.admin_uids, admin_gid=admin_gid,
     )
-    control_service(config.control, control, reactor).setServiceParent(root)
+    control_service(config.control, control, reactor, admin_gid).setServiceParent(root)
     return root
 
 

@@ -888,14 +888,18 @@ def test_admin_settings_reach_the_factory(tmp_path: Path) -> None:
     from oauthd import tap
     from tests.helpers import InlineMemoryReactor
 
-    config = build_config({"data": str(tmp_path / "d"), "admin_uids": [1000, 1001], "admin_group": "0"}, {})
+    gid = os.getgid()
+    config = build_config({"data": str(tmp_path / "d"), "admin_uids": [1000, 1001], "admin_group": str(gid)}, {})
     reactor = InlineMemoryReactor()
     service = tap.build_service(config, reactor, journal_pool=InlinePool())
+    # A memory reactor binds nothing: stand in for the socket the daemon
+    # gives to the admin group.
+    (tmp_path / "d" / "control.sock").touch()
     service.privilegedStartService()
     factory = reactor.unixServers[0][1]
     assert isinstance(factory, ControlFactory)
     assert {1000, 1001, 0, os.getuid()} == factory.allowed_uids
-    assert factory.admin_gid == 0
+    assert factory.admin_gid == gid
     with pytest.raises(ConfigError, match="admin_group: no such group 'nogroup-xyz'"):
         tap.build_service(
             build_config({"data": str(tmp_path / "e"), "admin_group": "nogroup-xyz"}, {}),

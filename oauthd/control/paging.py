@@ -1,32 +1,83 @@
 """
-Paged listings: the first page of a listing takes a snapshot of keys; each
-page turns the next run of them into rows, as the items are then, up to a
-page's rows, bytes and scan limits; a cursor names where the next page
-starts. C{docs/control.md} says what a client sees.
+Paged listings: the first page of a listing fixes which items it covers
+(those that exist then); each page turns the next run of their keys into
+rows, as the items are then, up to a page's rows, bytes and scan limits; a
+cursor names where the next page starts. No listing copies every key: tokens
+are read from the state's numbered issue order (L{TakenOrder}), from the
+number the cursor names. C{docs/control.md} says what a client sees.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from attrs import define
 
 from oauthd.control.wire import MAX_LISTINGS, PAGE_BYTES, PAGE_ROWS, SCAN_LIMIT
 from oauthd.protocol.errors import InvalidValue
+from oauthd.state.order import TakenOrder
+
+
+class Keys(Protocol):
+    """
+    The keys a listing covers, each under a number, in order; C{stop}: the
+    number after the last.
+    """
+
+    @property
+    def stop(self) -> int: ...
+
+    def run(self, start: int, count: int) -> tuple[Sequence[Any], Sequence[int]]:
+        """
+        Up to C{count} keys numbered from C{start} (before C{stop}), and
+        their numbers.
+        """
+
+
+@define
+class Copied:
+    """
+    A few keys, copied (clients, users: a copy of each is small beside the
+    items).
+    """
+
+    keys: list[Any]
+
+    @property
+    def stop(self) -> int:
+        return len(self.keys)
+
+    def run(self, start: int, count: int) -> tuple[Sequence[Any], Sequence[int]]:
+        keys = self.keys[start:start + count]
+        return keys, range(start, start + len(keys))
+
+
+@define
+class Taken:
+    """
+    The tokens the state held when the listing started, read from its issue
+    order as the pages go (those taken in since are numbered past C{stop}).
+    """
+
+    order: TakenOrder
+    stop: int
+
+    def run(self, start: int, count: int) -> tuple[Sequence[Any], Sequence[int]]:
+        return self.order.run(start, self.stop, count)
 
 
 @define
 class Listing:
     """
-    One paged listing on one connection: a snapshot of keys taken at its
-    first page, and how to turn a run of keys into rows (C{None} for an item
-    that has since gone or does not match the listing's filter).
+    One paged listing on one connection: the keys it covers, and how to turn
+    a run of keys into rows (C{None} for an item that has since gone or does
+    not match the listing's filter).
     """
 
     command: bytes
-    keys: list[Any]
+    keys: Keys
     rows: Callable[[list[Any]], list[dict[str, Any] | None]]
 
 
@@ -62,27 +113,29 @@ class Listings:
         """
         rows_wanted = page_limit(limit)
         if not cursor:
-            number = self._next
+            listing_number = self._next
             self._next += 1
             listing = start()
-            self._open[number] = listing
+            self._open[listing_number] = listing
             while len(self._open) > MAX_LISTINGS:
                 del self._open[min(self._open)]
             position = 0
         else:
-            number, position = parse_cursor(cursor)
-            found = self._open.get(number)
-            if found is None or found.command != command or position > len(found.keys):
+            listing_number, position = parse_cursor(cursor)
+            found = self._open.get(listing_number)
+            if found is None or found.command != command or position > found.keys.stop:
                 raise InvalidValue("unknown or expired cursor; start the listing again")
             listing = found
         rows: list[str] = []
         size = 2
         keys = listing.keys
-        end = min(len(keys), position + SCAN_LIMIT)
+        scanned = 0
         full = False
-        while position < end and not full:
-            chunk = keys[position:min(end, position + CHUNK)]
-            for row in listing.rows(chunk):
+        while not full and scanned < SCAN_LIMIT:
+            wanted = min(CHUNK, SCAN_LIMIT - scanned)
+            chunk, numbers = keys.run(position, wanted)
+            scanned += len(chunk)
+            for number, row in zip(numbers, listing.rows(list(chunk))):
                 if row is not None:
                     text = _json(row)
                     if len(text) + 1 > PAGE_BYTES - 2 and row.get("redirect_uris"):
@@ -95,15 +148,19 @@ class Listings:
                         break
                     rows.append(text)
                     size += len(text) + 1
-                position += 1
+                position = number + 1
                 if len(rows) >= rows_wanted:
                     full = True
                     break
+            if len(chunk) < wanted and not full:
+                # Nothing is left before stop.
+                position = keys.stop
+                break
         page = "[" + ",".join(rows) + "]"
-        if position >= len(keys):
-            del self._open[number]
+        if position >= keys.stop:
+            del self._open[listing_number]
             return {"rows": page, "cursor": ""}
-        return {"rows": page, "cursor": f"{number}.{position}"}
+        return {"rows": page, "cursor": f"{listing_number}.{position}"}
 
 
 def page_limit(limit: int | None) -> int:

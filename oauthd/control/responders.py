@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from oauthd import __version__
-from oauthd.control.paging import Listing, each
+from oauthd.control.paging import Copied, Keys, Listing, Taken, each
 from oauthd.control.rows import client_row, token_row, user_row
 from oauthd.control.session import Responders
 from oauthd.control.wire import (
@@ -113,7 +113,7 @@ class ClientResponders(Responders):
                     return None
                 return self._client_row(client)
 
-            return Listing(b"ListClients", list(self.state.clients), each(row))
+            return Listing(b"ListClients", Copied(list(self.state.clients)), each(row))
 
         return self._page(b"ListClients", cursor, limit, start)
 
@@ -197,7 +197,7 @@ class UserResponders(Responders):
                     return None
                 return self._user_row(user)
 
-            return Listing(b"ListUsers", sorted(self.state.users), each(row))
+            return Listing(b"ListUsers", Copied(sorted(self.state.users)), each(row))
 
         return self._page(b"ListUsers", cursor, limit, start)
 
@@ -294,10 +294,12 @@ class TokenResponders(Responders):
             needle = search or ""
             include_expired = bool(expired)
             key = _secret_key(needle)
+            keys: Keys
             if key is not None:
-                keys, needle = [key], ""
+                keys, needle = Copied([key]), ""
             else:
-                keys = list(self.state.tokens)
+                order = self.state.token_order
+                keys = Taken(order, order.end)
 
             def rows(chunk: list[int]) -> list[dict[str, Any] | None]:
                 now = self.ctx.now()

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from oauthd.control.errors import answerable
@@ -43,6 +44,26 @@ violation and closes the connection.
 """
 
 INT_RANGE = range(-(2**31), 2**31)
+
+PARTIAL_BOX_TIMEOUT = 60
+"""
+Seconds a box may take to arrive, from its first byte: a peer that sends
+half a box and stops (or trickles it) is dropped then.
+"""
+
+UNREAD_TIMEOUT = 60
+"""
+Seconds the daemon waits for a peer to read its replies once they fill the
+socket's buffer (meanwhile it reads nothing more from it): then it is
+dropped.
+"""
+
+IDLE_TIMEOUT = 900
+"""
+Seconds a connection may sit with nothing to do (no command running, nothing
+half sent) before it is closed. oauthctl follows a listing's pages one after
+another, so only a peer that has gone quiet is dropped.
+"""
 
 
 class ControlFactory(Factory):
@@ -89,9 +110,15 @@ class ControlFactory(Factory):
         return creds.gid == self.admin_gid or self.admin_gid in creds.groups
 
 
-class ControlProtocol(amp.AMP):
+class ControlProtocol(amp.AMP, TimeoutMixin):
     """
     One admin connection.
+
+    Its replies are flow-controlled: it is its transport's producer, and
+    while the transport's buffer is full (the peer is not reading) it reads
+    and answers nothing more, so what it holds for a peer stays bounded.
+    A peer that leaves half a box, does not read, or idles is dropped after
+    L{PARTIAL_BOX_TIMEOUT}, L{UNREAD_TIMEOUT} or L{IDLE_TIMEOUT}.
 
     @ivar peer: who connected, once admitted.
     @ivar session: what its responders share, once admitted.
@@ -106,6 +133,11 @@ class ControlProtocol(amp.AMP):
         self._closing = False
         self._box_bytes = 0
         self._responders: tuple[amp.CommandLocator, ...] = ()
+        self._running = 0
+        self._waiting_for: str | None = None
+
+    def callLater(self, period: float, func: Callable[[], object]) -> Any:
+        return self.factory.clock.callLater(period, func)
 
     # -- connection --------------------------------------------------------
 
@@ -125,11 +157,66 @@ class ControlProtocol(amp.AMP):
         self.session = AdminSession(factory.store, factory.ctx, creds.uid, factory.clock, factory.started)
         self._responders = tuple(group(self.session) for group in RESPONDERS)
         super().connectionMade()
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        self._arm_timeout()
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing or self.peer is None:
             return
         super().dataReceived(data)
+        self._arm_timeout()
+
+    # -- flow control and timeouts -------------------------------------------
+
+    def pauseProducing(self) -> None:
+        # The peer is not reading: stop reading its commands (the parser
+        # stops between boxes too) until it has read what it was sent.
+        super().pauseProducing()
+        self._arm_timeout()
+
+    def resumeProducing(self) -> None:
+        if self._closing:
+            return
+        # The peer read: if it falls behind again, its time starts afresh.
+        self._waiting_for = None
+        super().resumeProducing()
+        self._arm_timeout()
+
+    def _arm_timeout(self) -> None:
+        """
+        Set the timeout for what the connection waits on now: the peer to
+        read (the deadline counts from the pause), the rest of a box (from
+        its first byte), or anything at all; none while a command of the
+        peer's runs.
+        """
+        waiting_for: str | None
+        if self._closing:
+            waiting_for = None
+        elif self.paused:
+            waiting_for = "unread"
+        elif self._unprocessed or self._currentBox is not None:
+            waiting_for = "partial"
+        elif self._running:
+            waiting_for = None
+        else:
+            waiting_for = "idle"
+        if waiting_for == self._waiting_for and waiting_for in ("partial", "unread"):
+            # Its deadline stands: trickling bytes does not put it off.
+            return
+        self._waiting_for = waiting_for
+        self.setTimeout(_TIMEOUTS[waiting_for] if waiting_for else None)
+
+    def timeoutConnection(self) -> None:
+        what = self._waiting_for
+        self._closing = True
+        log.warn(
+            "control: closing the connection of uid {peer_uid}: {what} for {seconds} seconds",
+            peer_uid=None if self.peer is None else self.peer.uid,
+            what=_TIMEOUT_REASONS.get(what or "", "idle"), seconds=self.timeOut,
+        )
+        # Abort: closing gracefully would wait for a peer that does not read.
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def stringReceived(self, string: bytes) -> None:
         if self._closing:
@@ -149,6 +236,8 @@ class ControlProtocol(amp.AMP):
 
     def ampBoxReceived(self, box: amp.AmpBox) -> None:
         self._box_bytes = 0
+        # A whole box: the next one has its own time to arrive.
+        self._waiting_for = None
         if amp.COMMAND not in box or amp.ASK not in box or amp.ANSWER in box or amp.ERROR in box:
             # The daemon never asks, so an answer (or a box that is neither)
             # is a client that does not speak the protocol. A command must
@@ -173,6 +262,8 @@ class ControlProtocol(amp.AMP):
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._closing = True
+        self.setTimeout(None)
         if self.session is not None:
             self.session.close()
         super().connectionLost(reason)
@@ -199,9 +290,24 @@ class ControlProtocol(amp.AMP):
 
         def checked(box: amp.AmpBox) -> Any:
             _check_arguments(command, box, self)
-            return responder(box).addErrback(answerable)
+            self._running += 1
+            return responder(box).addErrback(answerable).addBoth(self._finished)
 
         return checked
+
+    def _finished(self, result: object) -> object:
+        self._running -= 1
+        self._arm_timeout()
+        return result
+
+
+_TIMEOUTS = {"partial": PARTIAL_BOX_TIMEOUT, "unread": UNREAD_TIMEOUT, "idle": IDLE_TIMEOUT}
+
+_TIMEOUT_REASONS = {
+    "partial": "it left a box unfinished",
+    "unread": "it did not read its replies",
+    "idle": "it was idle",
+}
 
 
 _TYPE_NAMES = {

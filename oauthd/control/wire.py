@@ -12,6 +12,7 @@ C{docs/control.md} documents the protocol; the definitions here are it.
 from __future__ import annotations
 
 import copy
+import struct
 from collections.abc import Mapping
 
 from attrs import frozen
@@ -234,8 +235,34 @@ class Entity:
         return [field.setting() for field in self.fields if field.settable]
 
 
+class ListOf(amp.ListOf):
+    """
+    AMP's list argument, decoded strictly: AMP's own reads the elements it
+    can and silently drops a cut-short tail (so a truncated list arrives as
+    C{[]} or part of itself); this one refuses it.
+    """
+
+    def fromString(self, inString: bytes) -> list[object]:
+        """
+        @raise ValueError: if C{inString} is not exactly a run of 16-bit
+            length-prefixed elements.
+        """
+        elements = []
+        position, end = 0, len(inString)
+        while position < end:
+            if end - position < 2:
+                raise ValueError("a list element's length is cut short")
+            (length,) = struct.unpack_from("!H", inString, position)
+            position += 2
+            if end - position < length:
+                raise ValueError("a list element is cut short")
+            elements.append(self.elementType.fromString(inString[position:position + length]))
+            position += length
+        return elements
+
+
 _TEXT = amp.Unicode()
-_TEXTS = amp.ListOf(amp.Unicode())
+_TEXTS = ListOf(amp.Unicode())
 _INT = amp.Integer()
 _BOOL = amp.Boolean()
 

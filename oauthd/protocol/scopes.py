@@ -20,7 +20,14 @@ login session has C{*}, and so does a client by default.
 class ScopeError(ValueError):
     """
     A scope string that cannot be granted; the message names the culprit.
+
+    @ivar reason: what is wrong without the caller's words (which may be
+        anything pasted into a form), for the audit trail.
     """
+
+    def __init__(self, message: str, reason: str = "invalid scope") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def normalize(value: str, known: Collection[str]) -> str:
@@ -31,11 +38,11 @@ def normalize(value: str, known: Collection[str]) -> str:
     @raise ScopeError: if the string is too long or names an unknown scope.
     """
     if len(value) > MAX_LENGTH:
-        raise ScopeError(f"scope is longer than {MAX_LENGTH} characters")
+        raise ScopeError(f"scope is longer than {MAX_LENGTH} characters", "scope too long")
     names = set(value.lower().split())
     for name in names:
         if name != ALL and name not in known:
-            raise ScopeError(f"unknown scope {name[:64]!r}")
+            raise ScopeError(f"unknown scope {name[:64]!r}", "unknown scope")
     return " ".join(sorted(names - {ALL}) + ([ALL] if ALL in names else []))
 
 

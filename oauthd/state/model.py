@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 
 from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
+from oauthd.state.order import TakenOrder
 from oauthd.state.records import (
     KINDS_BY_NAME as _KINDS,
     TOKEN_TAG,
@@ -106,6 +107,9 @@ class State:
         # Each token's tok record, by key; self.tokens is the read-only view.
         self._rows: dict[int, Row] = {}
         self.tokens = TokenTable(self._rows)
+        # Every token key in issue order, for listings (read-only outside).
+        self.token_order = TakenOrder(self._rows)
+        self._taken = self.token_order.add
         # Token keys in issue order (oldest first): a client's own access
         # tokens (no grant: what its token limit counts, without scanning
         # every user's tokens at that client), the client's other tokens,
@@ -311,6 +315,7 @@ class State:
         """
         # Straight-line, and get-then-insert rather than setdefault(name,
         # []): replay runs this a million times for a big journal.
+        self._taken(key)
         if client_id:
             index = self._own if own else self._by_client
             listed = index.get(client_id)
@@ -351,6 +356,7 @@ class State:
     def _remove(self, key: int) -> None:
         rows = self._rows
         token = parse_token(rows.pop(key))
+        self.token_order.removed()
         client_id = token.client_id
         own = client_id if token.own else ""
         for number, index, name in (

@@ -12,6 +12,7 @@ from oauthd.protocol.clientauth import ClientAuth, required_client
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny, safe_text
 from oauthd.protocol.grants import app_password, client_credentials, password, refresh
+from oauthd.protocol.rules import GRANT_TYPES
 from oauthd.state.decision import Decision
 
 SERVED = frozenset({"client_credentials", "password", "refresh_token"})
@@ -40,7 +41,13 @@ def token(
             and auth == ClientAuth()):
         return Deferred.fromCoroutine(app_password.decide(ctx, params, presented, ip))
     if grant_type and grant_type not in SERVED:
-        raise errors.unsupported_grant_type(f"grant type {safe_text(grant_type)} is not supported")
+        # The caller is told what it sent; the audit trail keeps a fixed
+        # reason, and the grant type only if it is one oauthd knows (what
+        # was sent may be anything, a pasted secret included).
+        raise deny(
+            errors.unsupported_grant_type(f"grant type {safe_text(grant_type)} is not supported"),
+            reason="unsupported grant type", grant=grant_type if grant_type in GRANT_TYPES else "",
+        )
     client = required_client(ctx, auth, ip)
     if not grant_type:
         if client.public:

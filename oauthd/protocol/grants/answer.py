@@ -51,7 +51,7 @@ def requested_scope(ctx: Context, params: Params, allowed: str, default: str, **
     try:
         scope = ctx.scope(raw)
     except scopes.ScopeError as e:
-        raise deny(errors.invalid_scope(safe_text(str(e), 100)), **context) from None
+        raise deny(errors.invalid_scope(safe_text(str(e), 100)), reason=e.reason, **context) from None
     if not scopes.within(scope, allowed):
         raise deny(errors.invalid_scope("the requested scope exceeds what may be granted"),
                    scope=scope, **context)
