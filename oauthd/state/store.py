@@ -224,6 +224,22 @@ class Store(Service):
         """
         self.audit_sink(event.event, event.outcome, event.fields)
 
+    def record_change_audit(self, event: AuditEvent) -> Deferred[None]:
+        """
+        Record an audit event of a change already committed (the control
+        socket describes its changes once they are made).
+
+        @return: fires when the event is durable; fails with L{NotDurable}
+            if the audit sink cannot record it.
+        """
+        recorded = self.audit_sink.record_change(event.event, event.outcome, event.fields)
+
+        def failed(failure: Failure) -> Failure:
+            assert failure.value is not None
+            return Failure(NotDurable(failure.value, dict(event.fields)))
+
+        return recorded.addErrback(failed)
+
     def _maybe_compact(self) -> None:
         dead = self.log.record_count - self.state.live_records
         if not self._compacting and dead > self.state.live_records + COMPACT_SLACK:
