@@ -191,7 +191,7 @@ class AuditTrail(Service):
 
     def __init__(
         self, directory: str, clock: IReactorTime, reactor: Any, pool: Any = None,
-        limits: TrailLimits = TrailLimits(),
+        limits: TrailLimits = TrailLimits(), sync: Callable[[int], None] = os.fdatasync,
     ) -> None:
         """
         Open (creating if need be) the trail in C{directory}. Blocking: call
@@ -202,8 +202,11 @@ class AuditTrail(Service):
             runs them on a writer thread of its own (a L{WriterPool}),
             started with the service and stopped once the trail is closed
             (tests pass one that runs inline).
+        @param sync: makes a write durable (tests pass one that fails, as a
+            full disk does).
         """
         self.directory = directory
+        self._sync = sync
         self.path = os.path.join(directory, TRAIL_NAME)
         self._clock = clock
         self._limits = limits
@@ -335,18 +338,25 @@ class AuditTrail(Service):
         for fields in summary.close():
             self._bounded_append("audit.summary", "denied", fields)
         self._schedule(FLUSH_SECONDS)
-        if self.running and self._writing is None and not self._pending:
+        if self.running:
+            # One job at a time on the writer's thread, after any write.
             self._writer.run(self._expire, self._clock.seconds()).addBoth(self._expired)
 
     # -- writing ------------------------------------------------------------
 
     def _schedule(self, delay: float) -> None:
+        """
+        Write what is pending after C{delay}; at once for C{0} (the events
+        recorded while that write runs go into the next one).
+        """
         if self._writing is not None or not self._pending:
             return  # the write in flight schedules the next
-        if self._flush_call is None:
+        if delay == 0 and self.failure is None:
+            if self._flush_call is not None:
+                self._flush_call.cancel()
+            self._flush()
+        elif self._flush_call is None:
             self._flush_call = self._clock.callLater(delay, self._flush)
-        elif delay == 0 and self.failure is None:
-            self._flush_call.reset(0)
 
     def _flush(self) -> Deferred[None]:
         self._flush_call = None
@@ -404,7 +414,7 @@ class AuditTrail(Service):
         size = os.fstat(self._fd).st_size
         try:
             write_all(self._fd, data)
-            os.fdatasync(self._fd)
+            self._sync(self._fd)
         except OSError:
             # A batch half in the file would leave a torn line mid-file.
             os.ftruncate(self._fd, size)
