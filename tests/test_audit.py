@@ -330,18 +330,18 @@ class AuditTrailTests(SynchronousTestCase):
         assert verify(self.path) == (2, None)
 
     def test_a_failed_write_leaves_no_torn_line_and_is_retried(self) -> None:
-        trail = self.open()
-        trail("one", "ok", {})
-        self.clock.advance(FLUSH_SECONDS)
-        failures = [OSError(28, "No space left on device")]
-        real_fdatasync = os.fdatasync
+        failures: list[OSError] = []
 
         def fdatasync(fd: int) -> None:
             if failures:
                 raise failures.pop()
-            real_fdatasync(fd)
+            os.fdatasync(fd)
 
-        self.patch(os, "fdatasync", fdatasync)
+        trail = AuditTrail(self.directory, self.clock, InlineReactor(), pool=InlinePool(), sync=fdatasync)
+        trail.startService()
+        trail("one", "ok", {})
+        self.clock.advance(FLUSH_SECONDS)
+        failures.append(OSError(28, "No space left on device"))
         trail("two", "ok", {})
         self.clock.advance(FLUSH_SECONDS)
         assert [line["event"] for line in self.lines()] == ["one"]

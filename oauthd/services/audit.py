@@ -69,10 +69,12 @@ from oauthd.services.audit_files import (
     Verified,
     chain_of,
     expired,
+    last_line,
     rotated_files,
     rotated_name,
+    seq_of,
     split_line,
-    verify_files,
+    verify,
     verify_trail,
 )
 from oauthd.services.audit_summary import WINDOW, RefusalSummary
@@ -142,42 +144,6 @@ class _LogAudit:
 log_audit = _LogAudit()
 
 
-def verify(path: str) -> tuple[int, int | None]:
-    """
-    Check the chain of one trail file (from its first line's C{previous}
-    if it begins with C{audit.continue}).
-
-    @return: the number of lines that verify, and the number (from 1) of the
-        first line that does not (a torn last line included), or C{None}.
-    """
-    found = verify_files([path])
-    if found.broken is not None:
-        return found.lines, found.broken[1]
-    if found.torn is not None:
-        return found.lines, found.lines + 1
-    return found.lines, None
-
-
-def _last_line(fd: int) -> tuple[bytes | None, int]:
-    """
-    The last complete line of the file open at C{fd}, and where the complete
-    lines end.
-    """
-    size = os.fstat(fd).st_size
-    start = max(0, size - 65536)
-    tail = os.pread(fd, size - start, start)
-    end = tail.rfind(b"\n") + 1
-    lines = tail[:end].splitlines()
-    return (lines[-1] if lines else None), start + end
-
-
-def _seq_of(line: bytes) -> int:
-    seq = json.loads(split_line(line)[0])["seq"]
-    if type(seq) is not int:
-        raise ValueError("seq is not an integer")
-    return seq
-
-
 @implementer(IAuditSink)
 class AuditTrail(Service):
     """
@@ -230,7 +196,7 @@ class AuditTrail(Service):
         if self._file_bytes:
             first = os.pread(self._fd, 65536, 0).split(b"\n", 1)[0]
             try:
-                self._first_seq = _seq_of(first)
+                self._first_seq = seq_of(first)
             except (ValueError, KeyError, TypeError, UnicodeDecodeError):
                 pass
         else:
@@ -244,7 +210,7 @@ class AuditTrail(Service):
         rotated file if the active one is empty), cutting off a line left
         half-written by a crash.
         """
-        last, end = _last_line(self._fd)
+        last, end = last_line(self._fd)
         size = os.fstat(self._fd).st_size
         if end < size:
             log.warn("audit trail {path}: cut off a half-written last line ({count} bytes)",
@@ -256,13 +222,13 @@ class AuditTrail(Service):
             source = os.path.join(self.directory, older[-1])
             fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                last, _ = _last_line(fd)
+                last, _ = last_line(fd)
             finally:
                 os.close(fd)
         if last is None:
             return 0, GENESIS
         try:
-            return _seq_of(last), split_line(last)[1]
+            return seq_of(last), split_line(last)[1]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
             # Carry on from the damaged line; verify() will point at it.
             log.error("audit trail {path}: last line unreadable ({error}); chaining on from it",

@@ -175,3 +175,39 @@ def expired(
         removed.append((name, why))
         total -= sizes[name].st_size
     return removed
+
+
+def verify(path: str) -> tuple[int, int | None]:
+    """
+    Check the chain of one trail file (from its first line's C{previous}
+    if it begins with C{audit.continue}).
+
+    @return: the number of lines that verify, and the number (from 1) of the
+        first line that does not (a torn last line included), or C{None}.
+    """
+    found = verify_files([path])
+    if found.broken is not None:
+        return found.lines, found.broken[1]
+    if found.torn is not None:
+        return found.lines, found.lines + 1
+    return found.lines, None
+
+
+def last_line(fd: int) -> tuple[bytes | None, int]:
+    """
+    The last complete line of the file open at C{fd}, and where the complete
+    lines end.
+    """
+    size = os.fstat(fd).st_size
+    start = max(0, size - 65536)
+    tail = os.pread(fd, size - start, start)
+    end = tail.rfind(b"\n") + 1
+    lines = tail[:end].splitlines()
+    return (lines[-1] if lines else None), start + end
+
+
+def seq_of(line: bytes) -> int:
+    seq = json.loads(split_line(line)[0])["seq"]
+    if type(seq) is not int:
+        raise ValueError("seq is not an integer")
+    return seq
