@@ -276,3 +276,39 @@ def test_a_control_change_is_answered_once_its_event_is_durable(tmp_path: Path) 
     error = link.fails(wire.AddClient, name="refused")
     assert isinstance(error, wire.StorageError) and "audit trail" in str(error)
     assert len(harness.server.state.clients) == clients
+
+
+def test_refusals_from_many_sources_are_bounded_per_window() -> None:
+    """
+    However many sources and reasons a window sees, at most MAX_IN_FULL
+    refusals are written in full and at most MAX_KEYS + 1 summary lines
+    follow; every refusal is counted once.
+    """
+    from oauthd.services.audit_summary import MAX_IN_FULL, MAX_KEYS, RefusalSummary
+
+    summary = RefusalSummary(START)
+    admitted = sum(
+        summary.admit("token.refuse", {"error": "invalid_client", "ip": f"198.51.{n // 256}.{n % 256}"})
+        for n in range(5000) for _ in range(2)
+    )
+    lines = summary.close()
+    assert admitted == MAX_IN_FULL
+    assert len(lines) <= MAX_KEYS + 1
+    assert admitted + sum(int(line["count"]) for line in lines) == 10_000
+    assert any(line["ip"] == "*" for line in lines)
+
+
+def test_a_rotated_file_removed_from_the_middle_breaks_the_chain(tmp_path: Path) -> None:
+    clock = Clock()
+    clock.advance(START)
+    trail = AuditTrail(str(tmp_path), clock, InlineReactor(), pool=InlinePool(),
+                       limits=TrailLimits(rotate_bytes=1000))
+    trail.startService()
+    for n in range(40):
+        trail("client.update", "ok", {"client": f"c{n:04d}"})
+        clock.advance(FLUSH_SECONDS)
+    trail.stopService()
+    names = rotated_files(str(tmp_path))
+    os.unlink(tmp_path / names[1])
+    found = verify_trail(str(tmp_path))
+    assert found.broken == (str(tmp_path / names[2]), 1)
