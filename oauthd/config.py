@@ -57,6 +57,13 @@ class Config:
     @ivar trusted_proxies: addresses or networks of reverse proxies whose
         C{X-Forwarded-For} names the client (for rate limits and audit).
     @ivar access_log: log a line per HTTP request besides the audit events.
+    @ivar audit_rotate_bytes: the size at which the audit trail's active
+        file is rotated.
+    @ivar audit_keep_bytes: the most the audit trail's files may hold
+        together; the oldest rotated ones are removed beyond it.
+    @ivar audit_keep_days: rotated audit files older than this are removed.
+    @ivar audit_backlog: the most audit events held in memory while the
+        trail cannot write.
     """
 
     listen: tuple[str, ...]
@@ -72,6 +79,10 @@ class Config:
     session_ttl: int = field(default=86400)
     trusted_proxies: tuple[str, ...] = field(default=())
     access_log: bool = field(default=False)
+    audit_rotate_bytes: int = field(default=64 << 20)
+    audit_keep_bytes: int = field(default=1 << 30)
+    audit_keep_days: int = field(default=90)
+    audit_backlog: int = field(default=10_000)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -181,6 +192,10 @@ SETTINGS: dict[str, Setting] = {
         list, _check_networks, "proxies whose X-Forwarded-For is believed", str
     ),
     "access_log": Setting(bool, lambda k, v: v, "log every HTTP request"),
+    "audit_rotate_bytes": Setting(int, _in_range(64 << 10, 1 << 40), "audit file size that rotates it"),
+    "audit_keep_bytes": Setting(int, _in_range(1 << 20, 1 << 50), "most bytes of audit files kept"),
+    "audit_keep_days": Setting(int, _in_range(1, 36500), "days rotated audit files are kept"),
+    "audit_backlog": Setting(int, _in_range(100, 10_000_000), "audit events held while writes fail"),
 }
 
 

@@ -130,10 +130,31 @@ class IPasswordHasher(Interface):
         """
 
 
+class AuditFailing(Exception):
+    """
+    The audit sink cannot make events durable now (its writes fail); a
+    change is refused rather than left unaudited.
+    """
+
+
 class IAuditSink(Interface):
     """
     Where audit events go: the daemon's hash-chained trail, or the log.
     """
+
+    failure = Attribute(
+        "C{str} or C{None}: why the sink cannot make events durable now"
+        " (for health checks, and to refuse changes meanwhile)."
+    )
+
+    def record_change(event: str, outcome: str, fields: Mapping[str, str]) -> Deferred[None]:
+        """
+        Record one event that describes a change of state.
+
+        @return: fires once the event is durable; fails with L{AuditFailing}
+            if it cannot be made durable now (it is kept, and written once
+            the sink recovers).
+        """
 
     def __call__(event: str, outcome: str, fields: Mapping[str, str]) -> None:
         """

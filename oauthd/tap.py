@@ -217,7 +217,7 @@ def build_service(
     from oauthd.control.server import ControlFactory
     from oauthd.eventlog import FileJournal, JournalError
     from oauthd.protocol.context import Context
-    from oauthd.services.audit import AuditTrail
+    from oauthd.services.audit import AuditTrail, TrailLimits
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService
     from oauthd.state.model import State, replay
     from oauthd.state.store import Store
@@ -240,7 +240,9 @@ def build_service(
     # reach, it is never walked again.
     gc.freeze()
     try:
-        trail = AuditTrail(config.data, reactor, reactor)
+        limits = TrailLimits(config.audit_rotate_bytes, config.audit_keep_bytes,
+                             config.audit_keep_days, config.audit_backlog)
+        trail = AuditTrail(config.data, reactor, reactor, limits=limits)
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)

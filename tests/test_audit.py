@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
@@ -168,11 +169,11 @@ class AuditTests(OAuthCase):
     def test_a_token_issued_to_a_client_that_hung_up_is_durable_and_audited(self) -> None:
         """
         Hanging up does not cancel an issue already in memory: it becomes
-        durable and is audited, and nothing is logged as an error.
+        durable, and is audited (recorded with the change, before the
+        journal is durable), and nothing is logged as an error.
         """
         self.journal.holding = True
         self.hang_up(TOKEN, b"grant_type=client_credentials")
-        assert self.audits("token.issue") == []
         self.journal.release()
         (issued,) = self.audits("token.issue")
         assert issued["client"] == self.client.id
@@ -200,15 +201,22 @@ class AuditTests(OAuthCase):
     def test_an_error_after_the_client_hung_up_is_logged_once(self) -> None:
         """
         An error other than a refusal, after the client hung up (here, the
-        audit sink failing), is logged once, not lost and not repeated.
+        audit sink failing to record the refusal that follows the journal's
+        failure), is logged once, not lost and not repeated.
         """
-        def broken_sink(event: str, outcome: str, fields: dict[str, str]) -> None:
-            raise RuntimeError("sink broke")
+        class BrokenSink:
+            failure = None
+
+            def __call__(self, event: str, outcome: str, fields: dict[str, str]) -> None:
+                raise RuntimeError("sink broke")
+
+            def record_change(self, event: str, outcome: str, fields: dict[str, str]) -> Deferred[None]:
+                return succeed(None)
 
         self.journal.holding = True
+        self.server.store.audit_sink = BrokenSink()
         self.hang_up(TOKEN, b"grant_type=client_credentials")
-        self.server.store.audit_sink = broken_sink
-        self.journal.release()
+        self.journal.held.pop().errback(Failure(OSError("disk full")))
         gc.collect()
         assert len(self.flushLoggedErrors(RuntimeError)) == 1
 
@@ -322,18 +330,18 @@ class AuditTrailTests(SynchronousTestCase):
         assert verify(self.path) == (2, None)
 
     def test_a_failed_write_leaves_no_torn_line_and_is_retried(self) -> None:
-        trail = self.open()
-        trail("one", "ok", {})
-        self.clock.advance(FLUSH_SECONDS)
-        failures = [OSError(28, "No space left on device")]
-        real_fdatasync = os.fdatasync
+        failures: list[OSError] = []
 
         def fdatasync(fd: int) -> None:
             if failures:
                 raise failures.pop()
-            real_fdatasync(fd)
+            os.fdatasync(fd)
 
-        self.patch(os, "fdatasync", fdatasync)
+        trail = AuditTrail(self.directory, self.clock, InlineReactor(), pool=InlinePool(), sync=fdatasync)
+        trail.startService()
+        trail("one", "ok", {})
+        self.clock.advance(FLUSH_SECONDS)
+        failures.append(OSError(28, "No space left on device"))
         trail("two", "ok", {})
         self.clock.advance(FLUSH_SECONDS)
         assert [line["event"] for line in self.lines()] == ["one"]

@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 
 from oauthd.control import wire
 from oauthd.eventlog import CompactionInProgress, JournalError
-from oauthd.interfaces import HasherBusy, PasswordTooLong
+from oauthd.interfaces import AuditFailing, HasherBusy, PasswordTooLong
 from oauthd.protocol.errors import AdminError, Conflict, InvalidValue, NotFound
 from oauthd.protocol.scopes import ScopeError
 from oauthd.state.store import NotDurable
@@ -42,6 +42,8 @@ def wire_error(error: BaseException) -> wire.ControlError | None:
         return wire.Busy("a compaction is already running")
     if isinstance(error, NotDurable):
         error = error.reason
+    if isinstance(error, AuditFailing):
+        return wire.StorageError(f"the audit trail failed: {one_line(str(error))}")
     if isinstance(error, JournalError):
         return wire.StorageError(f"the journal failed: {one_line(str(error))}")
     if isinstance(error, CancelledError):

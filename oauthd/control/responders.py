@@ -72,7 +72,7 @@ class StatusResponders(Responders):
             }
 
         figures = await self._change("journal.compact", {}, work())
-        self._audit(
+        await self._audited(
             "journal.compact", "ok",
             records=f"{figures['records_before']}->{figures['records_after']}",
         )
@@ -93,7 +93,7 @@ class ClientResponders(Responders):
             return await self._commit(clients.add_client(self.ctx, name, **_client_fields(settings)))
 
         client, secret = await self._change("client.add", {"name": name}, work())
-        self._audit("client.add", "ok", client=client.id, name=client.name)
+        await self._audited("client.add", "ok", client=client.id, name=client.name)
         return {**self._client_row(client), "secret": secret}
 
     @ListClients.responder
@@ -139,7 +139,7 @@ class ClientResponders(Responders):
             return client, secret, before - self.session.live_tokens(client_id=id)
 
         client, secret, revoked = await self._change("client.update", {"client": id}, work())
-        self._audit(
+        await self._audited(
             "client.update", "ok", client=client.id, changed=",".join(sorted(changes)),
             new_secret="yes" if secret else "", revoked=revoked or "",
         )
@@ -153,7 +153,7 @@ class ClientResponders(Responders):
             return row
 
         row = await self._change("client.remove", {"client": id}, work())
-        self._audit("client.remove", "ok", client=id, revoked=row["tokens"])
+        await self._audited("client.remove", "ok", client=id, revoked=row["tokens"])
         return {**row, "revoked": row["tokens"]}
 
 
@@ -177,7 +177,7 @@ class UserResponders(Responders):
             return await self._commit(await self._until_disconnected(decided))
 
         user = await self._change("user.add", {"user": name}, work())
-        self._audit("user.add", "ok", user=user.name, role=user.role)
+        await self._audited("user.add", "ok", user=user.name, role=user.role)
         return self._user_row(user)
 
     @ListUsers.responder
@@ -218,8 +218,8 @@ class UserResponders(Responders):
             return user, before - self.session.live_tokens(user=name)
 
         user, revoked = await self._change("user.password", {"user": name}, work())
-        self._audit("user.password", "ok", user=user.name, revoked=revoked or "",
-                    app_passwords="revoked" if revoke_app_passwords else "kept")
+        await self._audited("user.password", "ok", user=user.name, revoked=revoked or "",
+                            app_passwords="revoked" if revoke_app_passwords else "kept")
         return {**self._user_row(user), "revoked": revoked}
 
     @ModifyUser.responder
@@ -234,7 +234,7 @@ class UserResponders(Responders):
             return user, before - self.session.live_tokens(user=name)
 
         user, revoked = await self._change("user.update", {"user": name}, work())
-        self._audit(
+        await self._audited(
             "user.update", "ok", user=user.name, changed=",".join(sorted(changes)),
             revoked=revoked or "",
         )
@@ -254,8 +254,8 @@ class UserResponders(Responders):
             return {**row, "revoked": len(held), "clients": [client.id for client in owned]}
 
         row = await self._change("user.remove", {"user": name}, work())
-        self._audit("user.remove", "ok", user=name, revoked=row["revoked"],
-                    clients=",".join(row["clients"]))
+        await self._audited("user.remove", "ok", user=name, revoked=row["revoked"],
+                            clients=",".join(row["clients"]))
         return row
 
 
@@ -280,7 +280,7 @@ class TokenResponders(Responders):
             return minted.secret, minted.token
 
         secret, token = await self._change("token.issue", {"user": user, "client": client_id}, work())
-        self._audit(
+        await self._audited(
             "token.issue", "ok", token=token.handle, kind=token.kind, user=token.user,
             client=token.client_id, scope=token.scope, via="control",
         )
@@ -341,7 +341,7 @@ class TokenResponders(Responders):
             return row
 
         row = await self._change("token.revoke", {}, work())
-        self._audit("token.revoke", "ok", token=row["handle"], revoked=row["revoked"], via="control")
+        await self._audited("token.revoke", "ok", token=row["handle"], revoked=row["revoked"], via="control")
         return row
 
 

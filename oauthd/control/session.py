@@ -53,6 +53,13 @@ class AdminSession:
     def audit(self, event: str, outcome: str, **fields: object) -> None:
         self.store.record_audit(audit(event, outcome, peer_uid=self.peer_uid, **fields))
 
+    def audited(self, event: str, outcome: str, **fields: object) -> Deferred[None]:
+        """
+        Record the event of a change made: the reply waits until it is
+        durable.
+        """
+        return self.store.record_change_audit(audit(event, outcome, peer_uid=self.peer_uid, **fields))
+
     def live_tokens(self, client_id: str = "", user: str = "") -> int:
         """
         How many live tokens one client or one user holds.
@@ -125,6 +132,9 @@ class Responders(amp.CommandLocator):
 
     def _audit(self, event: str, outcome: str, **fields: object) -> None:
         self.session.audit(event, outcome, **fields)
+
+    def _audited(self, event: str, outcome: str, **fields: object) -> Deferred[None]:
+        return self.session.audited(event, outcome, **fields)
 
     def _change(
         self, event: str, fields: dict[str, object], work: Coroutine[Any, Any, T],

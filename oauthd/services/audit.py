@@ -26,31 +26,63 @@ any line breaks the chain from there on (L{verify} finds where), and the
 daemon logs the head of the chain when it starts and stops, so a rewrite of
 the whole file after the fact disagrees with the system log.
 
-Lines are written in batches by a thread of the trail's own, at most
-L{FLUSH_SECONDS} after the event, and fdatasync'd: recording an event costs
-the request a JSON encoding and a hash, not a write.
+An event that describes a change of state (L{AuditTrail.record_change}) is
+written at once, together with whatever else is waiting (group commit: the
+events recorded while one write runs go into the next), and its Deferred
+fires once it is fdatasync'd: the committer answers only then. Other events
+(refusals, listings) wait up to L{FLUSH_SECONDS} for a batch. Refusals are
+summed up (L{oauthd.services.audit_summary}), and what waits in memory
+while writes fail is bounded (L{TrailLimits.backlog}): beyond it, events
+that change nothing are dropped and counted in an C{audit.dropped} line once
+writes succeed again. Changes are refused meanwhile (see L{oauthd.state.store}).
+
+The trail rotates by size and keeps rotated files by total size and age
+(L{TrailLimits}); L{oauthd.services.audit_files} names the files, carries
+the chain across them and verifies it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from attrs import frozen
 from zope.interface import implementer
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from oauthd.eventlog.files import open_private, write_all
+from oauthd.eventlog.files import fsync_directory, open_private, write_all
 from oauthd.eventlog.writer_pool import WriterPool
+from oauthd.interfaces import AuditFailing, IAuditSink
+from oauthd.services.audit_files import (
+    CONTINUE,
+    GENESIS,
+    TRAIL_NAME,
+    Verified,
+    chain_of,
+    expired,
+    last_line,
+    rotated_files,
+    rotated_name,
+    seq_of,
+    split_line,
+    verify,
+    verify_trail,
+)
+from oauthd.services.audit_summary import WINDOW, RefusalSummary
 
-from oauthd.interfaces import IAuditSink
+__all__ = [
+    "GENESIS", "TRAIL_NAME", "AuditTrail", "TrailLimits", "Verified", "chain_of", "log_audit",
+    "verify", "verify_trail",
+]
 
 audit_log = Logger(namespace="oauthd.audit")
 log = Logger()
@@ -60,16 +92,33 @@ AuditSink = Callable[[str, str, dict[str, str]], None]
 Takes an event name, its outcome and its cleaned fields.
 """
 
-TRAIL_NAME = "audit.log"
-GENESIS = "0" * 64
 FLUSH_SECONDS = 0.05
 """
-How long an event may wait in memory before its batch is written.
+How long an event that changes nothing may wait in memory before its batch
+is written.
 """
 RETRY_SECONDS = 5.0
 """
 How long a batch whose write failed waits before the next try.
 """
+
+
+@frozen
+class TrailLimits:
+    """
+    What bounds the trail on disk and in memory.
+
+    @ivar rotate_bytes: the size at which the active file is rotated.
+    @ivar keep_bytes: the most all files together may hold; the oldest
+        rotated files are removed to stay under it.
+    @ivar keep_days: rotated files whose last line is older are removed.
+    @ivar backlog: the most events kept in memory while writes fail.
+    """
+
+    rotate_bytes: int = 64 << 20
+    keep_bytes: int = 1 << 30
+    keep_days: int = 90
+    backlog: int = 10_000
 
 
 @implementer(IAuditSink)
@@ -78,6 +127,8 @@ class _LogAudit:
     The audit sink without a trail: a structured log event.
     """
 
+    failure: str | None = None
+
     def __call__(self, event: str, outcome: str, fields: Mapping[str, str]) -> None:
         details = " ".join(f"{name}={value}" for name, value in sorted(fields.items()))
         audit_log.info(
@@ -85,60 +136,29 @@ class _LogAudit:
             audit_event=event, outcome=outcome, details=details, **fields,
         )
 
+    def record_change(self, event: str, outcome: str, fields: Mapping[str, str]) -> Deferred[None]:
+        self(event, outcome, fields)
+        return succeed(None)
+
 
 log_audit = _LogAudit()
-
-
-def chain_of(previous: str, body: bytes) -> str:
-    """
-    The chain value of a line whose text without its chain member is C{body}.
-    """
-    return hashlib.sha256(previous.encode("ascii") + b"\n" + body).hexdigest()
-
-
-def _split_line(line: bytes) -> tuple[bytes, str]:
-    """
-    A trail line's body (without its chain member) and its chain value.
-
-    @raise ValueError: if the line does not end with a chain member.
-    """
-    cut = line.rindex(b',"chain":"')
-    chain = line[cut + 10 :]
-    if len(chain) != 66 or not chain.endswith(b'"}'):
-        raise ValueError("no chain member at the end of the line")
-    return line[:cut] + b"}", chain[:64].decode("ascii")
-
-
-def verify(path: str) -> tuple[int, int | None]:
-    """
-    Check the chain of the audit trail at C{path}.
-
-    @return: the number of lines read (all of them, or up to the first that
-        does not verify), and the number (from 1) of the first line whose
-        chain does not verify, or C{None} if all do.
-    """
-    previous = GENESIS
-    count = 0
-    with open(path, "rb") as f:
-        for count, line in enumerate(f, 1):
-            try:
-                body, chain = _split_line(line.rstrip(b"\n"))
-            except (ValueError, UnicodeDecodeError):
-                return count, count
-            if chain_of(previous, body) != chain:
-                return count, count
-            previous = chain
-    return count, None
 
 
 @implementer(IAuditSink)
 class AuditTrail(Service):
     """
-    The hash-chained audit file, as an audit sink (call it) and a service
+    The hash-chained audit files, as an audit sink (call it) and a service
     that writes what is recorded and, when stopped, the rest.
+
+    @ivar failure: why the trail cannot write now, or C{None}.
     """
 
-    def __init__(self, directory: str, clock: IReactorTime, reactor: Any, pool: Any = None) -> None:
+    failure: str | None = None
+
+    def __init__(
+        self, directory: str, clock: IReactorTime, reactor: Any, pool: Any = None,
+        limits: TrailLimits = TrailLimits(), sync: Callable[[int], None] = os.fdatasync,
+    ) -> None:
         """
         Open (creating if need be) the trail in C{directory}. Blocking: call
         it before the reactor runs.
@@ -148,53 +168,119 @@ class AuditTrail(Service):
             runs them on a writer thread of its own (a L{WriterPool}),
             started with the service and stopped once the trail is closed
             (tests pass one that runs inline).
+        @param sync: makes a write durable (tests pass one that fails, as a
+            full disk does).
         """
+        self.directory = directory
+        self._sync = sync
         self.path = os.path.join(directory, TRAIL_NAME)
         self._clock = clock
+        self._limits = limits
         self._fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
-        self._seq, self._head = self._resume()
-        self._pending: list[bytes] = []
+        # Lines not yet written, with their seq; a rotation comes before the
+        # line whose seq is at the head of _rotations.
+        self._pending: list[tuple[int, bytes]] = []
+        self._rotations: deque[tuple[int, str]] = deque()
+        self._waiters: list[tuple[int, Deferred[None]]] = []
         self._flush_call: Any = None
         self._writing: Deferred[None] | None = None
         self._writer = WriterPool(reactor, "oauthd-audit", pool)
         self._closed = False
-        self._failing = False
+        self._dropped = 0
+        self._summary = RefusalSummary(clock.seconds())
+        self._housekeeping = LoopingCall(self._close_window)
+        self._housekeeping.clock = clock
+        self._seq, self._head = self._resume()
+        self._file_bytes = os.fstat(self._fd).st_size
+        self._first_seq = self._seq + 1
+        if self._file_bytes:
+            first = os.pread(self._fd, 65536, 0).split(b"\n", 1)[0]
+            try:
+                self._first_seq = seq_of(first)
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                pass
+        else:
+            older = rotated_files(directory)
+            if older:
+                self._append(CONTINUE, "ok", {"file": older[-1], "previous": self._head})
 
     def _resume(self) -> tuple[int, str]:
         """
-        The sequence number and chain value of the last line, cutting off a
-        line left half-written by a crash.
+        The sequence number and chain value of the last line (of the last
+        rotated file if the active one is empty), cutting off a line left
+        half-written by a crash.
         """
+        last, end = last_line(self._fd)
         size = os.fstat(self._fd).st_size
-        if not size:
-            return 0, GENESIS
-        start = max(0, size - 65536)
-        tail = os.pread(self._fd, size - start, start)
-        end = tail.rfind(b"\n") + 1
-        if start + end < size:
+        if end < size:
             log.warn("audit trail {path}: cut off a half-written last line ({count} bytes)",
-                     path=self.path, count=size - start - end)
-            os.ftruncate(self._fd, start + end)
-        lines = tail[:end].splitlines()
-        if not lines:
+                     path=self.path, count=size - end)
+            os.ftruncate(self._fd, end)
+        source = self.path
+        older = rotated_files(self.directory)
+        if last is None and older:
+            source = os.path.join(self.directory, older[-1])
+            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                last, _ = last_line(fd)
+            finally:
+                os.close(fd)
+        if last is None:
             return 0, GENESIS
         try:
-            body, chain = _split_line(lines[-1])
-            seq = json.loads(body)["seq"]
-            if type(seq) is not int:
-                raise ValueError("seq is not an integer")
+            return seq_of(last), split_line(last)[1]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
             # Carry on from the damaged line; verify() will point at it.
             log.error("audit trail {path}: last line unreadable ({error}); chaining on from it",
-                      path=self.path, error=str(e))
-            return 0, hashlib.sha256(lines[-1]).hexdigest()
-        return seq, chain
+                      path=source, error=str(e))
+            return 0, chain_of(GENESIS, last)
+
+    # -- recording ----------------------------------------------------------
 
     def __call__(self, event: str, outcome: str, fields: Mapping[str, str]) -> None:
         if self._closed:
             # Something still running after shutdown: the system log has it.
             log_audit(event, outcome, fields)
             return
+        if outcome == "denied" and not self._summary.admit(event, fields):
+            return
+        if self._bounded_append(event, outcome, fields):
+            self._schedule(FLUSH_SECONDS)
+
+    def record_change(self, event: str, outcome: str, fields: Mapping[str, str]) -> Deferred[None]:
+        """
+        Record an event that describes a change: never dropped; written at
+        once with whatever waits (or as soon as the write in flight is done).
+
+        @return: fires when the event is durable; fails with L{AuditFailing}
+            if the trail cannot write now (the event stays queued).
+        """
+        if self._closed:
+            log_audit(event, outcome, fields)
+            return succeed(None)
+        seq = self._append(event, outcome, fields)
+        if self.failure is not None:
+            return fail(AuditFailing(self.failure))
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append((seq, waiter))
+        self._schedule(0)
+        return waiter
+
+    def _bounded_append(self, event: str, outcome: str, fields: Mapping[str, str]) -> bool:
+        if len(self._pending) >= self._limits.backlog:
+            self._dropped += 1
+            return False
+        self._append(event, outcome, fields)
+        return True
+
+    def _append(self, event: str, outcome: str, fields: Mapping[str, str]) -> int:
+        if self._file_bytes >= self._limits.rotate_bytes:
+            # The next line begins a new file, with the chain value so far.
+            name = rotated_name(self._first_seq)
+            self._rotations.append((self._seq + 1, name))
+            self._file_bytes = 0
+            self._first_seq = self._seq + 1
+            self._append(CONTINUE, "ok", {"file": name, "previous": self._head})
         self._seq += 1
         record: dict[str, Any] = {
             "seq": self._seq, "time": int(self._clock.seconds()), "event": event, "outcome": outcome,
@@ -204,46 +290,148 @@ class AuditTrail(Service):
                 record[name] = fields[name]
         body = json.dumps(record, separators=(",", ":")).encode("utf-8")
         self._head = chain_of(self._head, body)
-        self._pending.append(body[:-1] + b',"chain":"' + self._head.encode("ascii") + b'"}\n')
-        if self._flush_call is None and self._writing is None:
-            self._flush_call = self._clock.callLater(FLUSH_SECONDS, self._flush)
+        line = body[:-1] + b',"chain":"' + self._head.encode("ascii") + b'"}\n'
+        self._pending.append((self._seq, line))
+        self._file_bytes += len(line)
+        return self._seq
+
+    def _close_window(self) -> None:
+        """
+        Write the summary of the refusals not written in full, open the next
+        window, and apply retention.
+        """
+        summary, self._summary = self._summary, RefusalSummary(self._clock.seconds())
+        for fields in summary.close():
+            self._bounded_append("audit.summary", "denied", fields)
+        self._schedule(FLUSH_SECONDS)
+        if self.running:
+            # One job at a time on the writer's thread, after any write.
+            self._writer.run(self._expire, self._clock.seconds()).addBoth(self._expired)
+
+    # -- writing ------------------------------------------------------------
+
+    def _schedule(self, delay: float) -> None:
+        """
+        Write what is pending after C{delay}; at once for C{0} (the events
+        recorded while that write runs go into the next one).
+        """
+        if self._writing is not None or not self._pending:
+            return  # the write in flight schedules the next
+        if delay == 0 and self.failure is None:
+            if self._flush_call is not None:
+                self._flush_call.cancel()
+            self._flush()
+        elif self._flush_call is None:
+            self._flush_call = self._clock.callLater(delay, self._flush)
 
     def _flush(self) -> Deferred[None]:
         self._flush_call = None
-        batch, self._pending = self._pending, []
-        written: Deferred[None] = self._writer.run(self._write, b"".join(batch))
+        if self._rotations and self._rotations[0][0] == self._pending[0][0]:
+            name = self._rotations[0][1]
+            written: Deferred[Any] = self._writer.run(self._rotate, name, self._clock.seconds())
+            batch: list[tuple[int, bytes]] = []
+        else:
+            limit = self._rotations[0][0] if self._rotations else self._seq + 1
+            cut = next((i for i, (seq, _) in enumerate(self._pending) if seq >= limit), len(self._pending))
+            batch, self._pending = self._pending[:cut], self._pending[cut:]
+            written = self._writer.run(self._write, b"".join(line for _, line in batch))
         self._writing = written
+        written.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+        return written.addCallback(self._next)
 
-        def failed(failure: Failure) -> None:
-            # _write left none of the batch in the file: keep it, in order,
-            # for the next try, which waits longer than a batch does.
-            log.failure("audit trail {path}: write failed; retrying", failure, path=self.path)
-            self._pending[:0] = batch
-            self._failing = True
+    def _written(self, result: object, batch: list[tuple[int, bytes]]) -> None:
+        if batch:
+            last = batch[-1][0]
+            ready = [d for seq, d in self._waiters if seq <= last]
+            self._waiters = [(seq, d) for seq, d in self._waiters if seq > last]
+            for waiter in ready:
+                waiter.callback(None)
+        else:
+            self._rotations.popleft()
+            self._expired(result)  # type: ignore[arg-type]
+        if self.failure is not None:
+            log.info("audit trail {path}: writing again ({dropped} events were dropped meanwhile)",
+                     path=self.path, dropped=self._dropped)
+            self.failure = None
+            if self._dropped:
+                self._append("audit.dropped", "failed", {"count": str(self._dropped)})
+                self._dropped = 0
 
-        def done(_: None) -> None:
-            self._writing = None
-            if self._pending and self.running:
-                delay = RETRY_SECONDS if self._failing else FLUSH_SECONDS
-                self._flush_call = self._clock.callLater(delay, self._flush)
+    def _failed(self, failure: Failure, batch: list[tuple[int, bytes]]) -> None:
+        # _write left none of the batch in the file: keep it, in order, for
+        # the next try, which waits longer than a batch does.
+        self._pending[:0] = batch
+        if self.failure is None:
+            log.failure("audit trail {path}: write failed; retrying every {retry} s",
+                        failure, path=self.path, retry=RETRY_SECONDS)
+        self.failure = (f"audit trail {self.path} cannot be written"
+                        f" ({failure.getErrorMessage()}); retrying every {RETRY_SECONDS:g} s")
+        waiters, self._waiters = self._waiters, []
+        for _, waiter in waiters:
+            waiter.errback(AuditFailing(self.failure))
 
-        self._failing = False
-        written.addErrback(failed).addCallback(done)
-        return written
+    def _next(self, _: None) -> None:
+        self._writing = None
+        if self._pending and self.running:
+            delay = RETRY_SECONDS if self.failure else 0 if self._waiters else FLUSH_SECONDS
+            self._flush_call = self._clock.callLater(delay, self._flush)
 
     def _write(self, data: bytes) -> None:
         size = os.fstat(self._fd).st_size
         try:
             write_all(self._fd, data)
-            os.fdatasync(self._fd)
+            self._sync(self._fd)
         except OSError:
             # A batch half in the file would leave a torn line mid-file.
             os.ftruncate(self._fd, size)
             raise
 
+    def _rotate(self, name: str, now: float) -> list[tuple[str, str]]:
+        """
+        Rename the active file C{name} and open a new one (safe to retry
+        after a failure part way), then apply retention.
+        """
+        rotated = os.path.join(self.directory, name)
+        if not os.path.exists(rotated):
+            os.rename(self.path, rotated)
+        fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        try:
+            fsync_directory(self.directory, os.fsync)
+        except OSError:
+            os.close(fd)
+            raise
+        os.close(self._fd)
+        self._fd = fd
+        return self._expire(now)
+
+    def _expire(self, now: float) -> list[tuple[str, str]]:
+        limits = self._limits
+        removed = []
+        try:
+            for name, why in expired(self.directory, now, limits.keep_bytes, limits.keep_days * 86400.0):
+                os.unlink(os.path.join(self.directory, name))
+                removed.append((name, why))
+        except OSError as e:
+            log.error("audit trail {path}: retention failed: {error}", path=self.path, error=str(e))
+        return removed
+
+    def _expired(self, result: list[tuple[str, str]] | Failure) -> None:
+        if isinstance(result, Failure):
+            log.failure("audit trail {path}: retention failed", result, path=self.path)
+            return
+        for name, why in result:
+            log.info("audit trail {path}: removed {name} ({why})", path=self.path, name=name, why=why)
+            if not self._closed:
+                self._bounded_append("audit.expire", "ok", {"file": name, "reason": why})
+        self._schedule(FLUSH_SECONDS)
+
+    # -- the service --------------------------------------------------------
+
     def startService(self) -> None:
         super().startService()
         self._writer.start()
+        self._housekeeping.start(WINDOW, now=False)
+        self._schedule(FLUSH_SECONDS)
         log.info("audit trail {path}: chain head at start seq={seq} chain={chain}",
                  path=self.path, seq=self._seq, chain=self._head)
 
@@ -253,13 +441,18 @@ class AuditTrail(Service):
         then close; what cannot be written goes to the system log.
         """
         super().stopService()
+        if self._housekeeping.running:
+            self._housekeeping.stop()
+        for fields in self._summary.close():
+            self._bounded_append("audit.summary", "denied", fields)
+        self._summary = RefusalSummary(self._clock.seconds())
         if self._flush_call is not None:
             self._flush_call.cancel()
             self._flush_call = None
         waiting = self._writing if self._writing is not None else succeed(None)
 
         def drain(_: object) -> Deferred[None] | None:
-            if self._pending and not self._failing:
+            if self._pending and self.failure is None:
                 return self._flush().addCallback(drain)
             return None
 
@@ -268,10 +461,10 @@ class AuditTrail(Service):
             if self._pending:
                 log.error("audit trail {path}: {count} events could not be written:\n{lines}",
                           path=self.path, count=len(self._pending),
-                          lines=b"".join(self._pending).decode("utf-8", "replace"))
+                          lines=b"".join(line for _, line in self._pending).decode("utf-8", "replace"))
             log.info("audit trail {path}: chain head at stop seq={seq} chain={chain}",
                      path=self.path, seq=self._seq, chain=self._head)
             self._writer.stop()
             os.close(self._fd)
 
-        return waiting.addCallback(drain).addCallback(close)
+        return waiting.addBoth(drain).addCallback(close)

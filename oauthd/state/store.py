@@ -5,10 +5,12 @@ committer that carries out the protocol layer's decisions.
 Every change goes through L{Store.commit}: a decision's records are appended
 to the event log and applied to memory at once, on the reactor thread and in
 call order, so a second request sees the first one's change (two refreshes
-of one token cannot both succeed); only once they are durable are the
-decision's audit events recorded and its answer given, so only then may an
-edge answer. A log that refuses the append at once (it failed earlier)
-leaves memory unchanged.
+of one token cannot both succeed). The decision's audit events go to the
+audit sink's durable path at the same moment, so both writes run side by
+side; its answer is given only once the records and the events are durable,
+so only then may an edge answer. A log that refuses the append at once (it
+failed earlier), or an audit sink that cannot write, leaves memory
+unchanged: no change is made that the audit trail cannot record.
 """
 
 from __future__ import annotations
@@ -22,13 +24,39 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from oauthd.eventlog import CompactionInProgress
-from oauthd.interfaces import IAuditSink, IEventLog
+from oauthd.eventlog import CompactionInProgress, JournalFailed
+from oauthd.interfaces import AuditFailing, IAuditSink, IEventLog
 from oauthd.state.decision import AuditEvent, Decision
 from oauthd.state.model import State, replay
 from oauthd.state.records import TokenIssued, encode
 
 T = TypeVar("T")
+
+
+def _all_of(waiting: list[Deferred[None]]) -> Deferred[None]:
+    """
+    Fires when all of C{waiting} have, or fails with the first failure (the
+    others' failures are consumed).
+    """
+    if not waiting:
+        return succeed(None)
+    if len(waiting) == 1:
+        return waiting[0]
+    done: Deferred[None] = Deferred()
+    left = [len(waiting)]
+
+    def one(result: object) -> None:
+        left[0] -= 1
+        if done.called:
+            return
+        if isinstance(result, Failure):
+            done.errback(result)
+        elif not left[0]:
+            done.callback(None)
+
+    for d in waiting:
+        d.addBoth(one)
+    return done
 
 log = Logger()
 
@@ -84,6 +112,7 @@ class Store(Service):
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = clock
         self._compacting = False
+        self.journal_failure: str | None = None
 
     @classmethod
     def load(cls, log: IEventLog, clock: IReactorTime, audit: IAuditSink, sweep_slice: int = SWEEP_SLICE) -> Store:
@@ -98,18 +127,22 @@ class Store(Service):
     def commit(self, decision: Decision[T]) -> Deferred[T]:
         """
         Carry out C{decision}: append its records to the log and, unless the
-        log refuses them at once, apply them to memory now; once they are
-        durable, record its audit events and give its answer (or raise its
-        refusal).
+        log refuses them at once, apply them to memory now and record its
+        audit events on the sink's durable path; once both are durable, give
+        its answer (or raise its refusal). A decision without records has
+        its events recorded in the sink's batches.
 
-        @return: fires with the answer when the records are durable; fails
-            with L{NotDurable} if the log cannot write them.
+        @return: fires with the answer when the records and their audit
+            events are durable; fails with L{NotDurable} if the log cannot
+            write them or the audit sink cannot record the events (at once,
+            with nothing changed, if the sink is failing already).
         @raise ValueError: at once, with nothing applied, if a record cannot
             be encoded or appended, or issues a token whose client or user
             is absent or disabled (memory would ignore it while the log kept
             it, and a later compaction could bring it to life).
         """
         records = decision.records
+        audited: Deferred[None] = succeed(None)
         if records:
             payloads = [encode(r) for r in records]
             for record in records:
@@ -117,27 +150,61 @@ class Store(Service):
                     record.token.client_id, record.token.user,
                 ):
                     raise ValueError("a token for an absent or disabled client or user")
+            if self.audit_sink.failure is not None:
+                return fail(NotDurable(AuditFailing(self.audit_sink.failure), decision.context))
             # The log checks every payload before it takes any; one that
             # refuses at once (it failed or closed earlier) changes nothing.
             appended = self.log.append(payloads)
             if not (appended.called and isinstance(appended.result, Failure)):
                 self.state.apply(records, self._clock.seconds())
                 self._maybe_compact()
+                audited = _all_of([
+                    self.audit_sink.record_change(e.event, e.outcome, e.fields) for e in decision.audit
+                ])
         else:
             appended = succeed(None)
 
-        def durable(_: object) -> T:
-            for event in decision.audit:
-                self.record_audit(event)
+        def durable(_: object) -> Deferred[None]:
+            if not records:
+                for event in decision.audit:
+                    self.record_audit(event)
+            return audited
+
+        def answer(_: object) -> T:
             if decision.refusal is not None:
                 raise decision.refusal
             return decision.answer
 
         def failed(failure: Failure) -> Failure:
             assert failure.value is not None
+            # Consumed here whatever the journal did: an audit failure after
+            # a journal failure is the same refusal.
+            audited.addErrback(lambda _: None)
+            self._note_failure(failure.value)
             return Failure(NotDurable(failure.value, decision.context))
 
-        return appended.addCallbacks(durable, failed)
+        def not_durable(failure: Failure) -> Failure:
+            # The journal's failure came first; else the audit sink's.
+            if failure.check(NotDurable):
+                return failure
+            assert failure.value is not None
+            return Failure(NotDurable(failure.value, decision.context))
+
+        return appended.addErrback(failed).addCallback(durable).addCallbacks(answer, not_durable)
+
+    def _note_failure(self, error: BaseException) -> None:
+        if isinstance(error, JournalFailed) and self.journal_failure is None:
+            self.journal_failure = (f"{error}; free space or fix the disk, then restart oauthd"
+                                    " (the journal does not recover by itself)")
+            log.warn("{reason}", reason=self.journal_failure)
+
+    def trouble(self) -> str | None:
+        """
+        Why the store cannot take changes now (the journal failed, or the
+        audit trail cannot write), or C{None}.
+        """
+        reasons = [r for r in (self.journal_failure, self.audit_sink.failure) if r is not None]
+        return "; ".join(reasons) or None
 
     def journal_figures(self) -> dict[str, int]:
         """
@@ -156,6 +223,22 @@ class Store(Service):
         listing), or with a change once it is durable.
         """
         self.audit_sink(event.event, event.outcome, event.fields)
+
+    def record_change_audit(self, event: AuditEvent) -> Deferred[None]:
+        """
+        Record an audit event of a change already committed (the control
+        socket describes its changes once they are made).
+
+        @return: fires when the event is durable; fails with L{NotDurable}
+            if the audit sink cannot record it.
+        """
+        recorded = self.audit_sink.record_change(event.event, event.outcome, event.fields)
+
+        def failed(failure: Failure) -> Failure:
+            assert failure.value is not None
+            return Failure(NotDurable(failure.value, dict(event.fields)))
+
+        return recorded.addErrback(failed)
 
     def _maybe_compact(self) -> None:
         dead = self.log.record_count - self.state.live_records
@@ -178,6 +261,8 @@ class Store(Service):
         def finished(result: object) -> object:
             self._compacting = False
             if isinstance(result, Failure):
+                assert result.value is not None
+                self._note_failure(result.value)
                 log.failure("compaction failed", result)
                 return result
             log.info(

@@ -16,6 +16,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from oauthd.interfaces import AuditFailing
 from oauthd.protocol import clientauth, errors, grants, introspection, revocation, sessions, userinfo
 from oauthd.protocol.context import Body, Context
 from oauthd.protocol.discovery import (
@@ -95,7 +96,8 @@ class OAuthHTTP:
             error = failure.value
             assert isinstance(error, NotDurable)
             refusal = errors.temporarily_unavailable("the change could not be recorded; try again")
-            return Failure(deny(refusal, reason="journal: " + type(error.reason).__name__,
+            source = "audit: " if isinstance(error.reason, AuditFailing) else "journal: "
+            return Failure(deny(refusal, reason=source + type(error.reason).__name__,
                                 **error.context))
 
         return committed.addErrback(not_durable)
@@ -189,6 +191,13 @@ class OAuthHTTP:
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:
+        """
+        C{ok}, or 503 with why changes cannot be made (the journal failed,
+        the audit trail cannot write) and what to do.
+        """
+        trouble = self._store.trouble()
+        if trouble is not None:
+            return json_body(request, {"status": "failing", "reason": trouble}, 503)
         return json_body(request, {"status": "ok"})
 
     @app.route("/.well-known/oauth-authorization-server", methods=["GET"])

@@ -1,0 +1,213 @@
+"""
+The audit trail's files: the chain, how a reader verifies it across the
+active file and the rotated ones, and which rotated files retention removes.
+
+The active file is C{audit.log}. When it reaches its size limit it is
+renamed C{audit.log.<seq>}, C{<seq>} being the sequence number of its first
+line in 16 digits, so the rotated files sort oldest first by name and the
+active file comes after all of them. A new file begins with an
+C{audit.continue} line whose C{previous} member is the chain value of the
+line before it (the last line of the file before), and whose C{file} member
+names that file: the chain runs on across files, and a file whose
+predecessors retention removed still verifies from its first line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+
+from attrs import frozen
+
+TRAIL_NAME = "audit.log"
+GENESIS = "0" * 64
+CONTINUE = "audit.continue"
+"""
+The event that begins a file after a rotation.
+"""
+
+_PREFIX = TRAIL_NAME + "."
+
+
+def chain_of(previous: str, body: bytes) -> str:
+    """
+    The chain value of a line whose text without its chain member is C{body}.
+    """
+    return hashlib.sha256(previous.encode("ascii") + b"\n" + body).hexdigest()
+
+
+def split_line(line: bytes) -> tuple[bytes, str]:
+    """
+    A trail line's body (without its chain member) and its chain value.
+
+    @raise ValueError: if the line does not end with a chain member.
+    """
+    cut = line.rindex(b',"chain":"')
+    chain = line[cut + 10 :]
+    if len(chain) != 66 or not chain.endswith(b'"}'):
+        raise ValueError("no chain member at the end of the line")
+    return line[:cut] + b"}", chain[:64].decode("ascii")
+
+
+def rotated_name(first_seq: int) -> str:
+    """
+    The name a full active file is rotated to.
+    """
+    return f"{_PREFIX}{first_seq:016d}"
+
+
+def rotated_files(directory: str) -> list[str]:
+    """
+    The names of the rotated files in C{directory}, oldest first.
+    """
+    names = [n for n in os.listdir(directory) if n.startswith(_PREFIX) and n[len(_PREFIX):].isdigit()]
+    return sorted(names, key=lambda n: int(n[len(_PREFIX):]))
+
+
+def trail_files(directory: str) -> list[str]:
+    """
+    The paths of the trail's files in C{directory}, in chain order.
+    """
+    names = rotated_files(directory)
+    if os.path.exists(os.path.join(directory, TRAIL_NAME)):
+        names.append(TRAIL_NAME)
+    return [os.path.join(directory, n) for n in names]
+
+
+def _continued_from(line: bytes) -> str | None:
+    """
+    The C{previous} member of a C{audit.continue} line, else C{None}.
+    """
+    try:
+        body = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(body, dict) and body.get("event") == CONTINUE and isinstance(body.get("previous"), str):
+        return str(body["previous"])
+    return None
+
+
+@frozen
+class Verified:
+    """
+    What verifying a trail found.
+
+    @ivar lines: lines read (up to the first that does not verify).
+    @ivar broken: C{(path, line number from 1)} of the first line whose chain
+        does not verify, or C{None}.
+    @ivar torn: the path of the last file if it ends in a line cut short by a
+        crash (the daemon cuts it off when it next starts), else C{None}.
+    @ivar starts_after: the chain value the oldest kept line continues
+        (L{GENESIS} if nothing was removed).
+    @ivar head: the chain value of the last line verified.
+    """
+
+    lines: int
+    broken: tuple[str, int] | None
+    torn: str | None
+    starts_after: str
+    head: str
+
+
+def verify_files(paths: Iterable[str], previous: str | None = None) -> Verified:
+    """
+    Check the chain through the files at C{paths}, in order.
+
+    @param previous: the chain value the first line continues; by default
+        L{GENESIS}, or the C{previous} member of the first file's
+        C{audit.continue} line.
+    """
+    head, starts_after, count, torn = previous, previous, 0, None
+    for path in paths:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
+                    torn = path
+                    break
+                line = line[:-1]
+                if head is None:
+                    head = starts_after = _continued_from(line) or GENESIS
+                try:
+                    body, chain = split_line(line)
+                except (ValueError, UnicodeDecodeError):
+                    chain = ""
+                if not chain or chain_of(head, body) != chain:
+                    return Verified(count, (path, number), None, starts_after or GENESIS, head)
+                head = chain
+                count += 1
+    return Verified(count, None, torn, starts_after or GENESIS, head or GENESIS)
+
+
+def verify_trail(directory: str) -> Verified:
+    """
+    Check the chain of the whole trail in C{directory}: the rotated files
+    retention kept, oldest first, then C{audit.log}. This is what
+    C{oauthctl audit verify} reports.
+    """
+    return verify_files(trail_files(directory))
+
+
+def expired(
+    directory: str, now: float, keep_bytes: int, keep_seconds: float,
+) -> list[tuple[str, str]]:
+    """
+    The rotated files retention removes now, oldest first, each with why
+    (C{"size"} or C{"age"}): the oldest while all the files together hold
+    more than C{keep_bytes}, or while its last line (its modification time)
+    is older than C{keep_seconds}. The active file is never removed.
+    """
+    names = rotated_files(directory)
+    active = os.path.join(directory, TRAIL_NAME)
+    sizes = {n: os.stat(os.path.join(directory, n)) for n in names}
+    total = sum(s.st_size for s in sizes.values())
+    if os.path.exists(active):
+        total += os.stat(active).st_size
+    removed = []
+    for name in names:
+        if total > keep_bytes:
+            why = "size"
+        elif sizes[name].st_mtime < now - keep_seconds:
+            why = "age"
+        else:
+            break
+        removed.append((name, why))
+        total -= sizes[name].st_size
+    return removed
+
+
+def verify(path: str) -> tuple[int, int | None]:
+    """
+    Check the chain of one trail file (from its first line's C{previous}
+    if it begins with C{audit.continue}).
+
+    @return: the number of lines that verify, and the number (from 1) of the
+        first line that does not (a torn last line included), or C{None}.
+    """
+    found = verify_files([path])
+    if found.broken is not None:
+        return found.lines, found.broken[1]
+    if found.torn is not None:
+        return found.lines, found.lines + 1
+    return found.lines, None
+
+
+def last_line(fd: int) -> tuple[bytes | None, int]:
+    """
+    The last complete line of the file open at C{fd}, and where the complete
+    lines end.
+    """
+    size = os.fstat(fd).st_size
+    start = max(0, size - 65536)
+    tail = os.pread(fd, size - start, start)
+    end = tail.rfind(b"\n") + 1
+    lines = tail[:end].splitlines()
+    return (lines[-1] if lines else None), start + end
+
+
+def seq_of(line: bytes) -> int:
+    seq = json.loads(split_line(line)[0])["seq"]
+    if type(seq) is not int:
+        raise ValueError("seq is not an integer")
+    return seq
