@@ -162,6 +162,19 @@ class VerifyTests(SecondFactorCase):
         self.clock.advance(TOTP_PERIOD)
         assert self.refused(code).error == "invalid_grant"
 
+    def test_a_code_is_used_up_before_its_record_is_durable(self) -> None:
+        """
+        The record applies to memory when committed: a second login with
+        the same code, while the first waits for the disk, is refused.
+        """
+        code = self.now()
+        self.journal.holding = True
+        first = self.server.store.commit(second_factor.verify(self.server.ctx, "bob", code, IP))
+        self.assertNoResult(first)
+        assert self.refused(code).error == "invalid_grant"
+        self.journal.release()
+        assert self.successResultOf(first).method == "totp"
+
     def test_a_used_code_is_refused_after_a_restart(self) -> None:
         code = self.now()
         self.verify(code)

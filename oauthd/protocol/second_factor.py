@@ -6,7 +6,17 @@ A user turns it on with C{oauthctl users 2fa enable}
 (L{oauthd.protocol.admin.second_factor}); from then on the user's own
 password no longer logs in at the token endpoint or C{/api/v1/session}
 (only app passwords do, L{oauthd.protocol.login}), and a browser login,
-after the password, asks for a code and calls L{verify}.
+after the password, asks for a code and calls L{verify}::
+
+    # The password first, under the login rate limits (as login.login):
+    user = await login.check_password(ctx, name, password)
+    if user is not None and ctx.second_factor(user):
+        # ... ask for the code, then, with no await in between:
+        verified = await store.commit(second_factor.verify(ctx, user.name, code, ip))
+
+L{verify} raises L{errors.OAuthError} (C{invalid_grant}, or 429 with
+C{Retry-After}) for a code that does not let the user in; its C{context}
+holds the audit fields of the refusal.
 
 A TOTP code is accepted for the current 30-second step and one step either
 side (clock drift), and only for a step later than the last one accepted:
@@ -176,6 +186,7 @@ def verify(ctx: Context, user_name: str, code: str, ip: str, **context: object) 
         Verified(user_name, method, left), [record],
         [audit("2fa.verify", "ok", user=user_name, method=method, ip=ip,
                recovery_codes_left=left if method == "recovery" else "", **context)],
+        context={"user": user_name, "ip": ip, **context},
     )
 
 

@@ -184,6 +184,9 @@ def _client_fields(client: Client) -> dict[str, Any]:
 
 
 def _one_field(tag: str, *values: str) -> str:
+    """
+    A record of plain text fields: its tag and each value, tab-separated.
+    """
     if any("\t" in value for value in values):
         raise ValueError("record fields may not contain a tab")
     return "\t".join((tag, *values))
