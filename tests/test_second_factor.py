@@ -24,6 +24,7 @@ from twisted.internet.testing import EventLoggingObserver
 
 from oauthd.control import wire
 from oauthd.protocol import second_factor
+from oauthd.protocol.admin.second_factor import Enrollment
 from oauthd.protocol.errors import OAuthError
 from oauthd.protocol.limits import SECOND_FACTOR_IP, SECOND_FACTOR_USER
 from oauthd.state.entities import TOTP_PERIOD, SecondFactor, User
@@ -277,8 +278,9 @@ FACTOR = SecondFactor("bob", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", frozenset({"ab"
 
 
 def test_the_secret_is_not_in_reprs() -> None:
-    assert FACTOR.secret not in repr(FACTOR)
-    assert FACTOR.secret not in repr(SecondFactorEnabled(FACTOR))
+    enrollment = Enrollment(FACTOR, f"otpauth://totp/x:bob?secret={FACTOR.secret}", ("abcd-efgh",))
+    for shown in (repr(FACTOR), repr(SecondFactorEnabled(FACTOR)), repr(enrollment)):
+        assert FACTOR.secret not in shown and "abcd" not in shown and "bob" in shown
 
 
 def test_state_applies_and_compacts_second_factors() -> None:
