@@ -22,7 +22,7 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
 print(code, " ".join(sorted(sys.modules)))
 """
 
-FORBIDDEN = {"bcrypt", "klein", "werkzeug", "treq"}
+FORBIDDEN = {"bcrypt", "klein", "werkzeug", "treq", "segno", "pyotp"}
 
 
 def allowed(module: str) -> bool:

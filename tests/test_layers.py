@@ -37,11 +37,12 @@ ALLOWED: dict[str, frozenset[str]] = {
 
 CTL_THIRD_PARTY = (
     "attrs", "twisted.protocols.amp", "twisted.internet.error", "twisted.internet.address",
-    "twisted.python.failure",
+    "twisted.python.failure", "segno",
 )
 """
 What oauthctl may import besides the standard library and the wire schema:
-it must start fast, without loading the daemon.
+it must start fast, without loading the daemon. (segno draws the QR code of
+C{users 2fa enable}, imported by that command alone.)
 """
 
 

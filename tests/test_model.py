@@ -18,15 +18,21 @@ from oauthd.eventlog import MemoryJournal
 from oauthd.protocol import tokens
 from oauthd.protocol.errors import Conflict, InvalidValue, NotFound
 from oauthd.state import model
-from oauthd.state.entities import ACCESS, APP_PASSWORD, REFRESH, USED_REFRESH, Client, Token, User
+from oauthd.state.entities import (
+    ACCESS, APP_PASSWORD, REFRESH, USED_REFRESH, Client, SecondFactor, Token, User,
+)
 from oauthd.state.model import State
 from oauthd.state.records import (
     ClientPut,
     ClientRemoved,
     GrantRevoked,
+    RecoveryCodeUsed,
     RefreshUsed,
+    SecondFactorDisabled,
+    SecondFactorEnabled,
     TokenIssued,
     TokenRevoked,
+    TotpStepUsed,
     UserPut,
     decode,
     encode,
@@ -125,6 +131,40 @@ def test_fields_added_since_keep_the_format() -> None:
     assert isinstance(rs, ClientPut) and rs.client.introspect is True
     assert encode(ClientPut(attrs.evolve(rs.client, introspect=False))) == GOLDEN_SINCE[0].replace(
         b',"introspect":true', b"")
+
+
+GOLDEN_2FA = [
+    # Two-factor login (issue 14): an enrollment, a TOTP step and a recovery
+    # code used, and the second factor turned off.
+    b'2fa\t{"user":"alice","secret":"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP","recovery":["' + b"ab" * 32
+    + b'","' + b"cd" * 32 + b'"],"enabled_at":1800000000}',
+    b"2fa-step\talice\t60000000",
+    b"2fa-code\talice\t" + b"ab" * 32,
+    b"2fa-\talice",
+]
+
+
+def test_second_factor_records_keep_their_format() -> None:
+    """
+    The second-factor records read from and write back to exactly these
+    bytes, and a journal of them after the older records replays.
+    """
+    factor = SecondFactor("alice", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+                          frozenset({"ab" * 32, "cd" * 32}), 1800000000)
+    records = [SecondFactorEnabled(factor), TotpStepUsed("alice", 60000000),
+               RecoveryCodeUsed("alice", "ab" * 32), SecondFactorDisabled("alice")]
+    assert [encode(record) for record in records] == GOLDEN_2FA
+    assert [decode(payload) for payload in GOLDEN_2FA] == records
+    state = State()
+    model.replay(state, GOLDEN[:6] + GOLDEN_2FA[:3], START)
+    assert state.second_factors["alice"] == attrs.evolve(
+        factor, recovery=frozenset({"cd" * 32}), last_step=60000000)
+    for bad in (b"2fa-step\talice", b"2fa-step\talice\tx", b'2fa\t{"user":"alice"}', b"2fa\t[]",
+                b'2fa\t{"user":"a","secret":"S","recovery":"ab","enabled_at":1}'):
+        with pytest.raises(ValueError):
+            decode(bad)
+    with pytest.raises(ValueError):
+        encode(TotpStepUsed("b\tob", 1))
 
 
 def test_records_round_trip() -> None:

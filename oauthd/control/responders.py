@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from oauthd import __version__
 from oauthd.control.paging import Copied, Keys, Listing, Taken, each
 from oauthd.control.rows import client_row, token_row, user_row
+from oauthd.control.second_factor import SecondFactorResponders
 from oauthd.control.session import Responders
 from oauthd.control.wire import (
     AddClient,
@@ -346,7 +347,7 @@ class TokenResponders(Responders):
 
 
 RESPONDERS: tuple[type[Responders], ...] = (
-    StatusResponders, ClientResponders, UserResponders, TokenResponders,
+    StatusResponders, ClientResponders, UserResponders, TokenResponders, SecondFactorResponders,
 )
 """
 The groups of responders each admitted connection gets.

@@ -449,6 +449,34 @@ class RemoveUser(ControlCommand):
     response = [*USER_FIELDS, (b"revoked", amp.Integer()), (b"clients", _TEXTS)]
 
 
+SECOND_FACTOR_STATUS: list[tuple[bytes, amp.Argument]] = [
+    (b"name", amp.Unicode()),
+    (b"enabled", amp.Boolean()),
+    (b"enabled_at", amp.Integer()),  # 0 when off
+    (b"recovery_codes_left", amp.Integer()),
+]
+"""
+A user's second factor (TOTP), without its secret.
+"""
+
+
+class EnableSecondFactor(ControlCommand):
+    arguments = [(b"name", amp.Unicode())]
+    # The only reply that carries the secret (in uri and secret), once.
+    response = [*SECOND_FACTOR_STATUS, (b"uri", amp.Unicode()), (b"secret", amp.Unicode()),
+                (b"recovery_codes", _TEXTS)]
+
+
+class DisableSecondFactor(ControlCommand):
+    arguments = [(b"name", amp.Unicode())]
+    response = [*SECOND_FACTOR_STATUS, (b"revoked", amp.Integer())]
+
+
+class SecondFactorStatus(ControlCommand):
+    arguments = [(b"name", amp.Unicode())]
+    response = SECOND_FACTOR_STATUS
+
+
 class AddToken(ControlCommand):
     arguments = [
         (b"label", amp.Unicode()),
@@ -479,6 +507,7 @@ COMMANDS: tuple[type[ControlCommand], ...] = (
     Status, Compact,
     AddClient, ListClients, ShowClient, ModifyClient, RemoveClient,
     AddUser, ListUsers, ShowUser, SetPassword, ModifyUser, RemoveUser,
+    EnableSecondFactor, DisableSecondFactor, SecondFactorStatus,
     AddToken, ListTokens, ShowToken, RemoveToken,
 )
 BY_NAME: dict[bytes, type[ControlCommand]] = {command.commandName: command for command in COMMANDS}

@@ -45,6 +45,7 @@ from oauthd.ctl.commands import (
     UsageError,
 )
 from oauthd.ctl.connection import Connection, CtlError, connect, socket_path
+from oauthd.ctl.second_factor import cmd_users_2fa_disable, cmd_users_2fa_enable, cmd_users_2fa_status
 from oauthd.ctl.output import Terminal
 
 __all__ = ["Terminal", "main"]
@@ -223,6 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(users, "rm", cmd_users_rm, "delete a user and the clients they own, and revoke their tokens")
     sub.add_argument("name")
     sub.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    two_factor = users.add_parser(
+        "2fa", parents=[common], help="two-factor login (TOTP)",
+        description="two-factor login (TOTP)",
+    ).add_subparsers(dest="two_factor_action", metavar="ACTION", required=True)
+    sub = command(
+        two_factor, "enable", cmd_users_2fa_enable,
+        "turn on TOTP for a user: print the otpauth:// URI, its QR code and ten recovery codes, once",
+    )
+    sub.add_argument("name")
+    sub = command(
+        two_factor, "disable", cmd_users_2fa_disable,
+        "turn off TOTP for a user and revoke their sessions and grants (app passwords stay)",
+    )
+    sub.add_argument("name")
+    sub = command(two_factor, "status", cmd_users_2fa_status, "show whether a user has TOTP on")
+    sub.add_argument("name")
 
     auth = group("auth", "issue, list and revoke tokens", ["sess"])
     sub = command(

@@ -32,14 +32,14 @@ A request's parameters, parsed by the edge.
 """
 
 
-def no_second_factor(user: User) -> bool:
+def has_second_factor(state: State, user: User) -> bool:
     """
-    Whether C{user} has turned on two-factor authentication: the seam for
-    TOTP, which comes later. Such a user may then log in at the token
-    endpoint only with an app password (PhotoPrism's rule), and a session
-    login will ask for the code. No user has it yet.
+    Whether C{user} has turned on two-factor authentication (TOTP,
+    L{oauthd.protocol.second_factor}). Such a user may log in at the token
+    endpoint and C{/api/v1/session} only with an app password (PhotoPrism's
+    rule), and a browser login asks for the code.
     """
-    return False
+    return user.name in state.second_factors
 
 
 @define
@@ -52,7 +52,8 @@ class Context:
     @ivar hasher: checks and hashes passwords people choose, off the reactor.
     @ivar limiter: the failure rate limits.
     @ivar random_bytes: the source of every secret.
-    @ivar second_factor: whether a user must give a second factor.
+    @ivar second_factor: whether a user must give a second factor
+        (L{has_second_factor} unless a test injects its own).
     """
 
     state: State
@@ -61,11 +62,15 @@ class Context:
     hasher: IPasswordHasher
     limiter: RateLimiter = field()
     random_bytes: RandomBytes = os.urandom
-    second_factor: Callable[[User], bool] = no_second_factor
+    second_factor: Callable[[User], bool] = field()
 
     @limiter.default
     def _limiter(self) -> RateLimiter:
         return RateLimiter(self.now)
+
+    @second_factor.default
+    def _second_factor(self) -> Callable[[User], bool]:
+        return lambda user: has_second_factor(self.state, user)
 
     def now(self) -> int:
         """

@@ -70,6 +70,21 @@ Failed password logins per username, from any address: stops a guessing
 attack spread over many addresses.
 """
 
+SECOND_FACTOR_USER = Rule("2fa-user", 5, 600.0)
+"""
+Failed second-factor codes (TOTP or recovery) per user, from any address:
+at most 5 + 86400 / 600 = 149 a day. A guess matches one of the three TOTP
+codes accepted at a time (one step of drift either way) with a chance of
+3 in 10**6, so someone who has the password gets in by guessing with a
+chance under 149 * 3e-6, about 0.045%, a day (1.3% in 30 days); a recovery
+code (80 random bits) is out of reach.
+"""
+
+SECOND_FACTOR_IP = Rule("2fa-ip", 10, 300.0)
+"""
+Failed second-factor codes per source address, over every user.
+"""
+
 
 PRUNE_EVERY = 4096
 """

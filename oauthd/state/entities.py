@@ -1,6 +1,6 @@
 """
-What the state holds: clients, users and tokens, and the names a token goes
-by (its lookup key and its short public handle).
+What the state holds: clients, users, their second factors and tokens, and
+the names a token goes by (its lookup key and its short public handle).
 """
 
 from __future__ import annotations
@@ -115,6 +115,39 @@ class User:
     full_name: str = ""
     email: str = ""
     created_at: int = 0
+
+
+TOTP_PERIOD = 30
+"""
+Seconds in one TOTP time step (RFC 6238's default, what authenticator apps
+use).
+"""
+
+
+@frozen(repr=False)
+class SecondFactor:
+    """
+    A user's TOTP enrollment (RFC 6238).
+
+    @ivar secret: the shared TOTP secret, base32 as the authenticator app
+        holds it. It must be kept to check a code, so it is held here and in
+        the journal (0600) only: never logged, audited, listed or shown in a
+        repr; the enable reply gives it once.
+    @ivar recovery: the SHA-256 hex digests of the recovery codes not used
+        yet.
+    @ivar enabled_at: when it was turned on.
+    @ivar last_step: the latest TOTP time step a code was accepted for (0 for
+        none): codes of it and every earlier step are refused.
+    """
+
+    user: str
+    secret: str
+    recovery: frozenset[str]
+    enabled_at: int
+    last_step: int = 0
+
+    def __repr__(self) -> str:
+        return f"<SecondFactor user={self.user!r} recovery_codes_left={len(self.recovery)}>"
 
 
 class Token:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
+from oauthd.state import second_factor
 from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
 from oauthd.state.order import TakenOrder
 from oauthd.state.records import (
@@ -35,9 +36,13 @@ from oauthd.state.records import (
     ClientRemoved,
     GrantRevoked,
     Record,
+    RecoveryCodeUsed,
     RefreshUsed,
+    SecondFactorDisabled,
+    SecondFactorEnabled,
     TokenIssued,
     TokenRevoked,
+    TotpStepUsed,
     UserPut,
     UserRemoved,
     decode,
@@ -98,12 +103,14 @@ class State:
 
     @ivar clients: by client id.
     @ivar users: by name.
+    @ivar second_factors: the users who turned on TOTP, by name.
     @ivar tokens: every token not revoked and not yet swept, by key.
     """
 
     def __init__(self) -> None:
         self.clients: dict[str, Client] = {}
         self.users: dict[str, User] = {}
+        self.second_factors: second_factor.SecondFactors = {}
         # Each token's tok record, by key; self.tokens is the read-only view.
         self._rows: dict[int, Row] = {}
         self.tokens = TokenTable(self._rows)
@@ -187,7 +194,7 @@ class State:
         """
         How many records a snapshot holds, for the compaction policy.
         """
-        return len(self.clients) + len(self.users) + len(self._rows)
+        return len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows)
 
     # -- changing -----------------------------------------------------------
 
@@ -282,7 +289,10 @@ class State:
                     self._drop_indexed(_BY_USER, self._by_user, user.name)
             case UserRemoved(name=name):
                 self.users.pop(name, None)
+                self.second_factors.pop(name, None)
                 self._drop_indexed(_BY_USER, self._by_user, name)
+            case SecondFactorEnabled() | SecondFactorDisabled() | TotpStepUsed() | RecoveryCodeUsed():
+                second_factor.apply(self.second_factors, self.users, record)
 
     def _owners(self, client_id: str, user: str) -> tuple[str, str] | None:
         """
@@ -431,6 +441,7 @@ class State:
             yield encode(ClientPut(client))
         for user in list(self.users.values()):
             yield encode(UserPut(user))
+        yield from second_factor.snapshot(self.second_factors, now)
         rows = self._rows
         for key in list(rows):
             row = rows.get(key)

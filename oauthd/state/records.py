@@ -17,6 +17,10 @@ carry one field, a JSON object of the entity's attributes::
     tok-    key                 TokenRevoked    revoke one token
     grant-  grant               GrantRevoked    revoke every token of one grant
     used    key                 RefreshUsed     mark a refresh token used
+    2fa     {second factor}     SecondFactorEnabled   turn on TOTP for a user
+    2fa-    name                SecondFactorDisabled  turn it off
+    2fa-step name step          TotpStepUsed    a TOTP code of that time step was used
+    2fa-code name digest        RecoveryCodeUsed  a recovery code (by digest) was used
 
 Applying a record is idempotent, and a record naming something absent does
 nothing (see L{oauthd.state.model}). Times are whole seconds on the injected
@@ -31,7 +35,7 @@ from typing import Any
 
 from attrs import asdict, frozen
 
-from oauthd.state.entities import KINDS, Client, Token, User, key_hex
+from oauthd.state.entities import KINDS, Client, SecondFactor, Token, User, key_hex
 
 KINDS_BY_NAME = {kind: kind for kind in KINDS}
 """
@@ -79,9 +83,38 @@ class RefreshUsed:
     key: int
 
 
+@frozen
+class SecondFactorEnabled:
+    """
+    Turn on TOTP for C{factor.user}, replacing any enrollment it had. (Its
+    C{last_step} is not written: L{TotpStepUsed} records carry the steps.)
+    """
+
+    factor: SecondFactor
+
+
+@frozen
+class SecondFactorDisabled:
+    user: str
+
+
+@frozen
+class TotpStepUsed:
+    user: str
+    step: int
+
+
+@frozen
+class RecoveryCodeUsed:
+    user: str
+    digest: str
+
+
+SecondFactorRecord = SecondFactorEnabled | SecondFactorDisabled | TotpStepUsed | RecoveryCodeUsed
+
 Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
-    | GrantRevoked | RefreshUsed
+    | GrantRevoked | RefreshUsed | SecondFactorRecord
 )
 
 TOKEN_TAG = b"tok\t"
@@ -122,6 +155,15 @@ def encode(record: Record) -> bytes:
             text = _one_field("client-", client_id)
         case UserRemoved(name=name):
             text = _one_field("user-", name)
+        case SecondFactorEnabled(factor=f):
+            text = "2fa\t" + _json({"user": f.user, "secret": f.secret,
+                                    "recovery": sorted(f.recovery), "enabled_at": f.enabled_at})
+        case SecondFactorDisabled(user=user):
+            text = _one_field("2fa-", user)
+        case TotpStepUsed(user=user, step=step):
+            text = _one_field("2fa-step", user, str(step))
+        case RecoveryCodeUsed(user=user, digest=digest):
+            text = _one_field("2fa-code", user, digest)
     return text.encode("utf-8")
 
 
@@ -141,10 +183,13 @@ def _client_fields(client: Client) -> dict[str, Any]:
     return fields
 
 
-def _one_field(tag: str, value: str) -> str:
-    if "\t" in value:
+def _one_field(tag: str, *values: str) -> str:
+    """
+    A record of plain text fields: its tag and each value, tab-separated.
+    """
+    if any("\t" in value for value in values):
         raise ValueError("record fields may not contain a tab")
-    return f"{tag}\t{value}"
+    return "\t".join((tag, *values))
 
 
 def decode(payload: bytes) -> Record:
@@ -157,7 +202,14 @@ def decode(payload: bytes) -> Record:
     tag = fields[0]
     if tag == "tok" and len(fields) > 1:
         return TokenIssued(parse_token(payload))
-    if tag in ("client", "user"):
+    if tag in _TWO_FIELDS:
+        if len(fields) != 3:
+            raise ValueError(f"malformed {tag} record: it has {len(fields)} fields, not 3")
+        try:
+            return _TWO_FIELDS[tag](fields[1], fields[2])
+        except ValueError as e:
+            raise ValueError(f"malformed {tag} record: {e}") from None
+    if tag in _ENTITY:
         if len(fields) != 2:
             raise ValueError(f"a {tag} record has 2 fields")
         value = json.loads(fields[1])
@@ -192,9 +244,26 @@ def _named(fields: dict[str, Any], key: str) -> dict[str, Any]:
     return fields
 
 
+def _second_factor(fields: dict[str, Any]) -> SecondFactorEnabled:
+    fields = _named(fields, "user")
+    if not isinstance(fields.get("secret"), str) or not isinstance(fields.get("enabled_at"), int):
+        raise TypeError("its secret or enabled_at is missing")
+    recovery = fields["recovery"]
+    if not isinstance(recovery, list) or not all(isinstance(d, str) for d in recovery):
+        raise TypeError("its recovery digests are not a list of text")
+    return SecondFactorEnabled(SecondFactor(
+        fields["user"], fields["secret"], frozenset(recovery), fields["enabled_at"]))
+
+
 _ENTITY: dict[str, Callable[[dict[str, Any]], Record]] = {
     "client": _client,
     "user": lambda fields: UserPut(User(**_named(fields, "name"))),
+    "2fa": _second_factor,
+}
+
+_TWO_FIELDS: dict[str, Callable[[str, str], Record]] = {
+    "2fa-step": lambda user, step: TotpStepUsed(user, int(step)),
+    "2fa-code": RecoveryCodeUsed,
 }
 
 _ONE_FIELD: dict[str, Callable[[str], Record]] = {
@@ -203,6 +272,7 @@ _ONE_FIELD: dict[str, Callable[[str], Record]] = {
     "grant-": GrantRevoked,
     "client-": ClientRemoved,
     "user-": UserRemoved,
+    "2fa-": SecondFactorDisabled,
 }
 
 
