@@ -28,8 +28,9 @@ FORBIDDEN = {"bcrypt", "klein", "werkzeug", "treq", "segno", "pyotp"}
 def allowed(module: str) -> bool:
     if not module.startswith("oauthd"):
         return module.split(".")[0] not in FORBIDDEN
-    return module in ("oauthd", "oauthd.locations", "oauthd.control", "oauthd.control.wire") or (
-        module == "oauthd.ctl" or module.startswith("oauthd.ctl.")
+    return module in ("oauthd", "oauthd.locations", "oauthd.control") or any(
+        module == package or module.startswith(package + ".")
+        for package in ("oauthd.ctl", "oauthd.control.wire")
     )
 
 
