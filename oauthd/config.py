@@ -57,6 +57,8 @@ class Config:
     @ivar trusted_proxies: addresses or networks of reverse proxies whose
         C{X-Forwarded-For} names the client (for rate limits and audit).
     @ivar access_log: log a line per HTTP request besides the audit events.
+    @ivar refresh_family_lifetime: seconds from a refresh family's first
+        token (a login) after which none of its refresh tokens is taken.
     """
 
     listen: tuple[str, ...]
@@ -72,6 +74,7 @@ class Config:
     session_ttl: int = field(default=86400)
     trusted_proxies: tuple[str, ...] = field(default=())
     access_log: bool = field(default=False)
+    refresh_family_lifetime: int = field(default=90 * 86400)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -181,6 +184,9 @@ SETTINGS: dict[str, Setting] = {
         list, _check_networks, "proxies whose X-Forwarded-For is believed", str
     ),
     "access_log": Setting(bool, lambda k, v: v, "log every HTTP request"),
+    "refresh_family_lifetime": Setting(
+        int, _in_range(3600, 10 * 365 * 86400), "seconds a refresh family lives at most"
+    ),
 }
 
 

@@ -21,7 +21,9 @@ from oauthd.state.model import State
 from oauthd.state.records import (
     ClientPut,
     ClientRemoved,
+    FamilyHeld,
     GrantRevoked,
+    RefreshSpent,
     RefreshUsed,
     TokenIssued,
     TokenRevoked,
@@ -106,6 +108,49 @@ def test_the_format_of_records_is_unchanged() -> None:
     assert state.users["alice"].full_name == 'Alice \u00c9"q\\'
 
 
+# The records a snapshot writes for refresh families (since family records):
+# a family, then a used refresh token of it.
+GOLDEN_FAMILIES = [
+    b'family\t0123456789abcdef\tc2\talice\t1800000000\t1802592000',
+    b'spent\t80000000000000000000000000000000\t0123456789abcdef',
+]
+
+
+def test_family_records_have_a_fixed_format() -> None:
+    assert [decode(p) for p in GOLDEN_FAMILIES] == [
+        FamilyHeld("0123456789abcdef", "c2", "alice", 1800000000, 1802592000),
+        RefreshSpent(1 << 127, "0123456789abcdef"),
+    ]
+    assert [encode(decode(p)) for p in GOLDEN_FAMILIES] == GOLDEN_FAMILIES
+    for bad in (b"family\tg\tc\tu\t1", b"family\tg\tc\tu\tsoon\t0", b"family\tg\tc\tu\t-1\t0",
+                b"spent\tzz\tg", b"spent\t1", b"spent\t1\tg\t2"):
+        with pytest.raises(ValueError):
+            decode(bad)
+
+
+def test_a_journal_from_before_family_records_keeps_its_used_tokens() -> None:
+    """
+    A journal written before family records holds used refresh tokens as
+    C{used} records, and compacted ones as C{tok} records of kind
+    C{refresh-used}: replay keeps each as a used key of its family (not a
+    token), and takes the family's start from the first of its tokens.
+    """
+    def tok(key: int, kind: str, issued: int) -> bytes:
+        return encode(TokenIssued(Token(key, kind, "c2", "bob", "*", issued, 30 * 86400, "g", "")))
+
+    payloads = GOLDEN[1:2] + GOLDEN[3:4] + [
+        tok(1, USED_REFRESH, START - 2000), tok(2, REFRESH, START - 1000), b"used\t" + b"%032x" % 2,
+        tok(3, ACCESS, START - 1000), tok(4, REFRESH, START - 1000),
+    ]
+    state = State()
+    model.replay(state, payloads, START)
+    assert set(state.tokens) == {3, 4}
+    family = state.family("g")
+    assert family is not None and family.started == START - 2000
+    assert state.used_family(1) is state.used_family(2) is family
+    assert state.token_count(client_id="c2") == state.token_count(user="bob") == 2
+
+
 def test_records_round_trip() -> None:
     token = Token(123, ACCESS, "cabc", "alice", "metrics", START, 3600, "", "my label")
     payload = encode(TokenIssued(token))
@@ -154,12 +199,14 @@ class StateTests(SynchronousTestCase):
         """
         token = self.issue(1, kind=REFRESH, grant="g")
         self.state.apply([RefreshUsed(1)], START)
-        self.state.apply([TokenIssued(token)], START)
-        assert self.state.tokens[1].kind == USED_REFRESH
-        self.state.apply([TokenRevoked(99)], START)
-        self.state.apply([TokenRevoked(1)], START)
-        self.state.apply([TokenRevoked(1)], START)
+        self.state.apply([TokenIssued(token), RefreshUsed(1)], START)
         assert 1 not in self.state.tokens
+        assert self.state.used_family(1) is self.state.family("g") is not None
+        self.issue(2)
+        self.state.apply([TokenRevoked(99)], START)
+        self.state.apply([TokenRevoked(2)], START)
+        self.state.apply([TokenRevoked(2)], START)
+        assert 2 not in self.state.tokens
 
     def test_grant_revocation_takes_the_family(self) -> None:
         self.issue(1, kind=REFRESH, grant="g")
@@ -206,7 +253,7 @@ class StateTests(SynchronousTestCase):
         """
         Replay leaves the tokens it loads out of the expiry buckets; the
         sweep then drops those that have expired and buckets the others, and
-        the live count is right before and after.
+        the count of tokens held follows.
         """
         payloads = [encode(ClientPut(Client(id="c1", name="one")))]
         payloads += [
@@ -216,13 +263,13 @@ class StateTests(SynchronousTestCase):
         state = State()
         model.replay(state, payloads, START)
         assert state._expiry == {} and sorted(state._unbucketed) == [1, 2, 3, 4]
-        assert state.live_count(START + 150) == 2
+        assert state.token_count() == state.token_count(client_id="c1") == 4
         assert state.sweep(START + 150, limit=3) == (1, True)
         assert state.sweep(START + 150) == (1, False)
         assert set(state.tokens) == {2, 3} and state._unbucketed == []
-        assert state.live_count(START + 150) == 2
-        assert state.live_count(START + 10_000) == 1
+        assert state.token_count() == state.token_count(client_id="c1") == 2
         assert state.sweep(START + 10_000) == (1, False)
+        assert state.token_count() == state.token_count(client_id="c1") == 1
         assert set(state.tokens) == {3}
 
     def test_malformed_records_are_refused(self) -> None:
@@ -252,8 +299,8 @@ class StateTests(SynchronousTestCase):
         self.state.apply([RefreshUsed(3)], START)
         rebuilt = State()
         model.replay(rebuilt, self.state.snapshot(START + 100), START + 100)
-        assert set(rebuilt.tokens) == {1, 3}
-        assert rebuilt.tokens[3].kind == USED_REFRESH
+        assert set(rebuilt.tokens) == {1}
+        assert rebuilt.used_family(3) is not None
         assert rebuilt.clients == self.state.clients
 
 

@@ -17,6 +17,16 @@ carry one field, a JSON object of the entity's attributes::
     tok-    key                 TokenRevoked    revoke one token
     grant-  grant               GrantRevoked    revoke every token of one grant
     used    key                 RefreshUsed     mark a refresh token used
+    family  grant client_id user started expires_at
+                                FamilyHeld      a refresh family, as snapshots hold it
+    spent   key grant           RefreshSpent    a family's used refresh token, as
+                                                snapshots hold it
+
+A snapshot (compaction) writes each live refresh family, then its used
+refresh tokens, before the tokens: a used refresh token is held only as its
+key. Journals from before family records hold used refresh tokens as C{tok}
+records of kind C{refresh-used}; replay reads those as used keys, and takes a
+family's start from the first of its tokens it sees.
 
 Applying a record is idempotent, and a record naming something absent does
 nothing (see L{oauthd.state.model}). Times are whole seconds on the injected
@@ -79,9 +89,33 @@ class RefreshUsed:
     key: int
 
 
+@frozen
+class FamilyHeld:
+    """
+    A live refresh family: its grant, owners, start and the end of its last
+    token (0: never).
+    """
+
+    grant: str
+    client_id: str
+    user: str
+    started: int
+    expires_at: int
+
+
+@frozen
+class RefreshSpent:
+    """
+    A refresh token C{grant}'s family has used, by its key.
+    """
+
+    key: int
+    grant: str
+
+
 Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
-    | GrantRevoked | RefreshUsed
+    | GrantRevoked | RefreshUsed | FamilyHeld | RefreshSpent
 )
 
 TOKEN_TAG = b"tok\t"
@@ -112,23 +146,27 @@ def encode(record: Record) -> bytes:
             text = "tok-\t" + key_hex(key)
         case RefreshUsed(key=key):
             text = "used\t" + key_hex(key)
+        case FamilyHeld(grant=grant, client_id=client_id, user=user):
+            text = _fields("family", grant, client_id, user, str(record.started), str(record.expires_at))
+        case RefreshSpent(key=key, grant=grant):
+            text = _fields("spent", key_hex(key), grant)
         case GrantRevoked(grant=grant):
-            text = _one_field("grant-", grant)
+            text = _fields("grant-", grant)
         case ClientPut(client=client):
             text = "client\t" + _json(asdict(client))
         case UserPut(user=user):
             text = "user\t" + _json(asdict(user))
         case ClientRemoved(client_id=client_id):
-            text = _one_field("client-", client_id)
+            text = _fields("client-", client_id)
         case UserRemoved(name=name):
-            text = _one_field("user-", name)
+            text = _fields("user-", name)
     return text.encode("utf-8")
 
 
-def _one_field(tag: str, value: str) -> str:
-    if "\t" in value:
+def _fields(tag: str, *values: str) -> str:
+    if any("\t" in value for value in values):
         raise ValueError("record fields may not contain a tab")
-    return f"{tag}\t{value}"
+    return "\t".join((tag, *values))
 
 
 def decode(payload: bytes) -> Record:
@@ -141,6 +179,8 @@ def decode(payload: bytes) -> Record:
     tag = fields[0]
     if tag == "tok" and len(fields) > 1:
         return TokenIssued(parse_token(payload))
+    if tag in _SEVERAL_FIELDS:
+        return _several_fields(tag, fields)
     if tag in ("client", "user"):
         if len(fields) != 2:
             raise ValueError(f"a {tag} record has 2 fields")
@@ -188,6 +228,28 @@ _ONE_FIELD: dict[str, Callable[[str], Record]] = {
     "client-": ClientRemoved,
     "user-": UserRemoved,
 }
+
+
+def _several_fields(tag: str, fields: list[str]) -> Record:
+    try:
+        match fields:
+            case ["family", grant, client_id, user, started, expires_at]:
+                return FamilyHeld(grant, client_id, user, _whole(started), _whole(expires_at))
+            case ["spent", key, grant]:
+                return RefreshSpent(int(key, 16), grant)
+    except ValueError as e:
+        raise ValueError(f"malformed {tag} record: {e}") from None
+    raise ValueError(f"malformed {tag} record: it has {len(fields)} fields")
+
+
+def _whole(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} is negative")
+    return value
+
+
+_SEVERAL_FIELDS = frozenset({"family", "spent"})
 
 
 def parse_token(payload: bytes) -> Token:
