@@ -215,6 +215,68 @@ class StateTests(SynchronousTestCase):
         self.state.apply([GrantRevoked("g")], START)
         assert set(self.state.tokens) == {3}
 
+    def rotate(self, grant: str, times: int, lifetime: int = 3600) -> int:
+        """
+        A family of C{grant} whose refresh token is used C{times} times;
+        the key of its current one.
+        """
+        self.issue(1000, kind=REFRESH, grant=grant, lifetime=lifetime)
+        for key in range(1000, 1000 + times):
+            self.state.apply([RefreshUsed(key)], START)
+            self.issue(key + 1, kind=REFRESH, grant=grant, lifetime=lifetime)
+        return 1000 + times
+
+    def test_a_used_refresh_token_is_a_key_of_its_family(self) -> None:
+        """
+        Used refresh tokens leave the tokens and the counts; the family
+        knows each of them.
+        """
+        current = self.rotate("g", 500)
+        assert set(self.state.tokens) == {current}
+        assert self.state.token_count() == self.state.token_count(client_id="c1") == 1
+        assert self.state.grant_tokens("g", START) == [self.state.tokens[current]]
+        assert all(self.state.used_family(key) is self.state.family("g") for key in range(1000, current))
+        assert self.state.used_family(current) is None
+
+    def test_ending_a_family_leaves_its_used_keys_to_the_sweep(self) -> None:
+        """
+        Revoking a family does not walk what it used: its used keys stop
+        counting at once and the sweep forgets them a slice at a time.
+        """
+        current = self.rotate("g", 250)
+        self.issue(1, kind=REFRESH, grant="other")
+        self.state.apply([RefreshUsed(1)], START)
+        self.state.apply([GrantRevoked("g")], START)
+        assert self.state.family("g") is None and set(self.state.tokens) == set()
+        assert self.state.used_family(1000) is None and self.state.used_family(1) is not None
+        assert len(self.state.families.spent) == 251
+        assert self.state.sweep(START, limit=100) == (0, True)
+        assert self.state.sweep(START, limit=100) == (0, True)
+        assert self.state.sweep(START) == (0, False)
+        assert set(self.state.families.spent) == {1}
+        del current
+
+    def test_a_family_ends_when_its_last_token_expires(self) -> None:
+        """
+        The sweep ends a family once every token it issued (used ones too)
+        has expired, and forgets what it used.
+        """
+        self.rotate("g", 10, lifetime=100)
+        self.issue(1, kind=REFRESH, grant="long", lifetime=10_000)
+        assert self.state.sweep(START + 200) == (1, False)
+        assert self.state.family("g") is None and self.state.family("long") is not None
+        assert self.state.families.spent == {}
+        assert self.state.live_records == 1 + 1 + 1  # the client, the family "long", its token
+
+    def test_a_family_ends_with_its_client_or_user(self) -> None:
+        self.state.apply([UserPut(User(name="bob"))], START)
+        self.issue(1, kind=REFRESH, grant="g", user="bob")
+        self.state.apply([RefreshUsed(1)], START)
+        self.issue(2, kind=REFRESH, grant="g", user="bob")
+        self.state.apply([UserPut(User(name="bob", disabled=True))], START)
+        assert self.state.family("g") is None and self.state.used_family(1) is None
+        assert self.state.token_count(user="bob") == self.state.token_count(client_id="c1") == 0
+
     def test_disabling_or_deleting_a_client_drops_its_tokens(self) -> None:
         self.state.apply([ClientPut(Client(id="c2", name="two"))], START)
         self.issue(1)
