@@ -8,6 +8,8 @@ import json
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -28,6 +30,7 @@ from oauthd.state.records import (
     TokenIssued,
     TokenRevoked,
     UserPut,
+    UserRemoved,
     decode,
     encode,
 )
@@ -435,3 +438,61 @@ class AuthorityTests(SynchronousTestCase):
         with pytest.raises(NotFound):
             self.server.add_client("c", user="nobody")
         assert self.journal.payloads == []
+
+
+_names = st.sampled_from(["", "c1", "c2"])
+_users = st.sampled_from(["", "alice", "bob"])
+_state_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("issue"), st.integers(1, 6), _names, _users, st.sampled_from(["", "g1", "g2"]),
+                  st.sampled_from([0, 60, 600])),
+        st.tuples(st.just("revoke"), st.integers(1, 6)),
+        st.tuples(st.just("revoke_grant"), st.sampled_from(["g1", "g2"])),
+        st.tuples(st.just("use"), st.integers(1, 6)),
+        st.tuples(st.just("client"), st.sampled_from(["c1", "c2"]), st.sampled_from(["on", "off", "gone"])),
+        st.tuples(st.just("user"), st.sampled_from(["alice", "bob"]), st.sampled_from(["on", "off", "gone"])),
+        st.tuples(st.just("sweep"), st.integers(0, 700)),
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_state_operations)
+def test_token_counts_agree_with_a_count_of_the_tokens(ops: list[tuple[object, ...]]) -> None:
+    """
+    After any sequence of changes, each client's and user's token count and
+    the total are what counting the tokens held gives.
+    """
+    state = State()
+    state.apply([ClientPut(Client(id=c, name=c)) for c in ("c1", "c2")]
+                + [UserPut(User(name=u)) for u in ("alice", "bob")], START)
+    now = START
+    for op in ops:
+        match op:
+            case ("issue", int(key), str(client_id), str(user), str(grant), int(lifetime)):
+                kind = REFRESH if grant and key % 2 else ACCESS
+                state.apply([TokenIssued(Token(key, kind, client_id, user, "*", now, lifetime, grant, ""))], now)
+            case ("revoke", int(key)):
+                state.apply([TokenRevoked(key)], now)
+            case ("revoke_grant", str(grant)):
+                state.apply([GrantRevoked(grant)], now)
+            case ("use", int(key)):
+                state.apply([RefreshUsed(key)], now)
+            case ("client", str(client_id), "gone"):
+                state.apply([ClientRemoved(client_id)], now)
+            case ("client", str(client_id), str(how)):
+                state.apply([ClientPut(Client(id=client_id, name=client_id, enabled=how == "on"))], now)
+            case ("user", str(name), "gone"):
+                state.apply([UserRemoved(name)], now)
+            case ("user", str(name), str(how)):
+                state.apply([UserPut(User(name=name, disabled=how == "off"))], now)
+            case ("sweep", int(seconds)):
+                now += seconds
+                state.sweep(now, limit=3)
+        held = list(state.tokens.values())
+        assert state.token_count() == len(held)
+        for client_id in ("c1", "c2"):
+            assert state.token_count(client_id=client_id) == sum(1 for t in held if t.client_id == client_id)
+        for user in ("alice", "bob"):
+            assert state.token_count(user=user) == sum(1 for t in held if t.user == user)

@@ -71,9 +71,6 @@ class Families:
         """
         return self._used
 
-    def __len__(self) -> int:
-        return len(self._live)
-
     def get(self, grant: str) -> Family | None:
         return self._live.get(grant)
 
