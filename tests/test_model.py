@@ -271,6 +271,29 @@ class StateTests(SynchronousTestCase):
         assert self.state.families.spent == {}
         assert self.state.live_records == 1 + 1 + 1  # the client, the family "long", its token
 
+    def test_a_rotation_while_a_snapshot_is_taken_keeps_its_used_key(self) -> None:
+        """
+        Compaction takes its snapshot in slices while the state changes, and
+        replays the records appended meanwhile after it: wherever a rotation
+        falls in the snapshot, the rebuilt state knows the used key.
+        """
+        held = [TokenIssued(Token(key, kind, "c1", "", "*", START, 3600, grant, ""))
+                for key, kind, grant in ((1, REFRESH, "g"), (2, ACCESS, "g"), (4, REFRESH, "h"))]
+        rotation = [RefreshUsed(1), TokenIssued(Token(3, REFRESH, "c1", "", "*", START, 3600, "g", ""))]
+        self.state.apply(held, START)
+        length = len(list(self.state.snapshot(START)))
+        for split in range(length + 1):
+            state = State()
+            state.apply([ClientPut(Client(id="c1", name="one")), *held], START)
+            snapshot = state.snapshot(START)
+            payloads = [next(snapshot) for _ in range(split)]
+            state.apply(rotation, START)
+            payloads += list(snapshot) + [encode(r) for r in rotation]
+            rebuilt = State()
+            model.replay(rebuilt, payloads, START)
+            assert set(rebuilt.tokens) == {2, 3, 4}, split
+            assert rebuilt.used_family(1) is rebuilt.family("g") is not None, split
+
     def test_a_family_ends_with_its_client_or_user(self) -> None:
         self.state.apply([UserPut(User(name="bob"))], START)
         self.issue(1, kind=REFRESH, grant="g", user="bob")

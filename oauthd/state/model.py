@@ -446,21 +446,26 @@ class State:
     def snapshot(self, now: float) -> Iterator[bytes]:
         """
         Payloads that rebuild the live state: every client and user, every
-        live refresh family and its used keys, and every token not revoked or
-        expired. Iterates over a copy of the token keys so state may change
-        between steps (compaction runs in slices).
+        token not revoked or expired, and every live refresh family and its
+        used keys. Iterates over copies so state may change between steps
+        (compaction runs in slices, then replays what was appended meanwhile).
+
+        The families come last: a refresh token used after it was written
+        as a token is written again as used, whereas one used after its
+        family was written would be in neither part, and the C{used} record
+        appended meanwhile would find no token to mark.
         """
         for client in list(self.clients.values()):
             yield encode(ClientPut(client))
         for user in list(self.users.values()):
             yield encode(UserPut(user))
-        for record in self.families.snapshot():
-            yield encode(record)
         rows = self._rows
         for key in list(rows):
             row = rows.get(key)
             if row is not None and live_row(row, now):
                 yield row if type(row) is bytes else encode(TokenIssued(parse_token(row)))
+        for record in self.families.snapshot():
+            yield encode(record)
 
 
 # The token indexes, numbered for the stale-entry counts.

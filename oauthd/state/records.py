@@ -22,8 +22,8 @@ carry one field, a JSON object of the entity's attributes::
     spent   key grant           RefreshSpent    a family's used refresh token, as
                                                 snapshots hold it
 
-A snapshot (compaction) writes each live refresh family, then its used
-refresh tokens, before the tokens: a used refresh token is held only as its
+A snapshot (compaction) writes, after the tokens, each live refresh family
+and then its used refresh tokens: a used refresh token is held only as its
 key. Journals from before family records hold used refresh tokens as C{tok}
 records of kind C{refresh-used}; replay reads those as used keys, and takes a
 family's start from the first of its tokens it sees.
