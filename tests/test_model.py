@@ -148,7 +148,7 @@ def test_a_journal_from_before_family_records_keeps_its_used_tokens() -> None:
     state = State()
     model.replay(state, payloads, START)
     assert set(state.tokens) == {3, 4}
-    family = state.family("g")
+    family = state.families.get("g")
     assert family is not None and family.started == START - 2000
     assert state.used_family(1) is state.used_family(2) is family
     assert state.token_count(client_id="c2") == state.token_count(user="bob") == 2
@@ -204,7 +204,7 @@ class StateTests(SynchronousTestCase):
         self.state.apply([RefreshUsed(1)], START)
         self.state.apply([TokenIssued(token), RefreshUsed(1)], START)
         assert 1 not in self.state.tokens
-        assert self.state.used_family(1) is self.state.family("g") is not None
+        assert self.state.used_family(1) is self.state.families.get("g") is not None
         self.issue(2)
         self.state.apply([TokenRevoked(99)], START)
         self.state.apply([TokenRevoked(2)], START)
@@ -238,7 +238,7 @@ class StateTests(SynchronousTestCase):
         assert set(self.state.tokens) == {current}
         assert self.state.token_count() == self.state.token_count(client_id="c1") == 1
         assert self.state.grant_tokens("g", START) == [self.state.tokens[current]]
-        assert all(self.state.used_family(key) is self.state.family("g") for key in range(1000, current))
+        assert all(self.state.used_family(key) is self.state.families.get("g") for key in range(1000, current))
         assert self.state.used_family(current) is None
 
     def test_ending_a_family_leaves_its_used_keys_to_the_sweep(self) -> None:
@@ -250,7 +250,7 @@ class StateTests(SynchronousTestCase):
         self.issue(1, kind=REFRESH, grant="other")
         self.state.apply([RefreshUsed(1)], START)
         self.state.apply([GrantRevoked("g")], START)
-        assert self.state.family("g") is None and set(self.state.tokens) == set()
+        assert self.state.families.get("g") is None and set(self.state.tokens) == set()
         assert self.state.used_family(1000) is None and self.state.used_family(1) is not None
         assert len(self.state.families.spent) == 251
         assert self.state.sweep(START, limit=100) == (0, True)
@@ -267,7 +267,7 @@ class StateTests(SynchronousTestCase):
         self.rotate("g", 10, lifetime=100)
         self.issue(1, kind=REFRESH, grant="long", lifetime=10_000)
         assert self.state.sweep(START + 200) == (1, False)
-        assert self.state.family("g") is None and self.state.family("long") is not None
+        assert self.state.families.get("g") is None and self.state.families.get("long") is not None
         assert self.state.families.spent == {}
         assert self.state.live_records == 1 + 1 + 1  # the client, the family "long", its token
 
@@ -292,7 +292,7 @@ class StateTests(SynchronousTestCase):
             rebuilt = State()
             model.replay(rebuilt, payloads, START)
             assert set(rebuilt.tokens) == {2, 3, 4}, split
-            assert rebuilt.used_family(1) is rebuilt.family("g") is not None, split
+            assert rebuilt.used_family(1) is rebuilt.families.get("g") is not None, split
 
     def test_a_family_ends_with_its_client_or_user(self) -> None:
         self.state.apply([UserPut(User(name="bob"))], START)
@@ -300,7 +300,7 @@ class StateTests(SynchronousTestCase):
         self.state.apply([RefreshUsed(1)], START)
         self.issue(2, kind=REFRESH, grant="g", user="bob")
         self.state.apply([UserPut(User(name="bob", disabled=True))], START)
-        assert self.state.family("g") is None and self.state.used_family(1) is None
+        assert self.state.families.get("g") is None and self.state.used_family(1) is None
         assert self.state.token_count(user="bob") == self.state.token_count(client_id="c1") == 0
 
     def test_disabling_or_deleting_a_client_drops_its_tokens(self) -> None:

@@ -137,12 +137,6 @@ class State:
             return self._user_count.get(user, 0)
         return len(self._rows)
 
-    def family(self, grant: str) -> Family | None:
-        """
-        The live refresh family of C{grant}.
-        """
-        return self.families.get(grant)
-
     def used_family(self, key: int) -> Family | None:
         """
         The live family that has used the refresh token with C{key}, if its
@@ -208,13 +202,9 @@ class State:
                 if owners is None:
                     continue
                 client_id, user = owners
-                if grant:
-                    family = self.families.join(grant, client_id, user, issued_at,
-                                                issued_at + lifetime if lifetime else 0)
-                    if kind == USED_REFRESH:
-                        # As journals from before family records hold them.
-                        self.families.spend(family, key)
-                        continue
+                if not self._enter_family(key, kind, grant, client_id, user, issued_at,
+                                          issued_at + lifetime if lifetime else 0):
+                    continue
                 if replaying:
                     rows[key] = payload
                     self._index(key, client_id, user, grant, kind == ACCESS and not grant, 0)
@@ -243,12 +233,9 @@ class State:
                 if owners is not None:
                     # Names are shared with the client and user from here on.
                     token.client_id, token.user = owners
-                    if token.grant:
-                        family = self.families.join(token.grant, *owners, token.issued_at, token.expires_at)
-                        if token.kind == USED_REFRESH:
-                            self.families.spend(family, key)
-                            return
-                    self._take(token)
+                    if self._enter_family(key, token.kind, token.grant, *owners, token.issued_at,
+                                          token.expires_at):
+                        self._take(token)
             case TokenRevoked(key=key):
                 if key in self._rows:
                     self._remove(key)
@@ -281,6 +268,21 @@ class State:
             case UserRemoved(name=name):
                 self.users.pop(name, None)
                 self._drop_indexed(_BY_USER, self._by_user, name)
+
+    def _enter_family(
+        self, key: int, kind: str, grant: str, client_id: str, user: str, issued_at: int,
+        expires_at: int,
+    ) -> bool:
+        """
+        Enter a token being taken in into its family, if it has one; whether
+        it is then held as a token: a used refresh token (as journals from
+        before family records hold them) is only a key of its family.
+        """
+        if grant:
+            family = self.families.join(grant, client_id, user, issued_at, expires_at)
+            if kind == USED_REFRESH:
+                self.families.spend(family, key)
+        return kind != USED_REFRESH
 
     def _spend(self, key: int, grant: str) -> None:
         family = self.families.get(grant)

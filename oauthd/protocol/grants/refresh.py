@@ -35,7 +35,7 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
         raise refuse(ctx.limiter, errors.invalid_grant("the refresh token is invalid, expired or revoked"),
                      ip, [(TOKEN_IP, ip_key(ip))], client=client.id)
     _check_owner(ctx, client, ip, token.client_id, token.handle)
-    family = ctx.state.family(token.grant)
+    family = ctx.state.families.get(token.grant)
     ends = (family.started if family is not None else token.issued_at) + ctx.config.refresh_family_lifetime
     if ctx.now() >= ends:
         raise deny(errors.invalid_grant("the grant has reached its maximum lifetime; log in again"),
