@@ -294,6 +294,24 @@ class StateTests(SynchronousTestCase):
             assert set(rebuilt.tokens) == {2, 3, 4}, split
             assert rebuilt.used_family(1) is rebuilt.families.get("g") is not None, split
 
+    def test_a_family_lives_as_long_as_its_last_token(self) -> None:
+        """
+        A rotation extends its family; the sweep ends it only once the last
+        token has expired, and a family rotated every minute stays listed
+        for the sweep once, not once a minute.
+        """
+        for minute in range(100):
+            now = START + 60 * minute
+            self.state.apply([RefreshUsed(1000 + minute), TokenIssued(
+                Token(1001 + minute, REFRESH, "c1", "", "*", now, 3600, "g", ""))], now)
+            self.state.sweep(now)
+        assert sum(len(listed) for listed in self.state.families._expiry.values()) == 1
+        last = START + 60 * 99 + 3600
+        self.state.sweep(last - 1)
+        assert self.state.families.get("g") is not None
+        self.state.sweep(last + 60)
+        assert self.state.families.get("g") is None and self.state.families.spent == {}
+
     def test_a_family_ends_with_its_client_or_user(self) -> None:
         self.state.apply([UserPut(User(name="bob"))], START)
         self.issue(1, kind=REFRESH, grant="g", user="bob")

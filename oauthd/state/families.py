@@ -57,9 +57,10 @@ class Families:
     def __init__(self) -> None:
         self._live: dict[str, Family] = {}
         self._used: dict[int, Family] = {}
-        # Families by the minute they expire; a family that lives on (a
-        # rotation extends it) is listed again under its new minute, and the
-        # sweep passes over the stale entry.
+        # Families by the minute they expire, each listed once: one that a
+        # rotation extended since is listed again, under its new minute,
+        # only when the sweep comes to the old one (a family rotated every
+        # minute would otherwise make a list a minute).
         self._expiry: dict[int, list[Family]] = {}
         self._ended: list[Family] = []
 
@@ -99,8 +100,6 @@ class Families:
         ends = family.expires_at
         if ends and (not expires_at or expires_at > ends):
             family.expires_at = expires_at
-            if expires_at and expires_at // EXPIRY_BUCKET != ends // EXPIRY_BUCKET:
-                self._schedule(family)
         return family
 
     def _schedule(self, family: Family) -> None:
@@ -144,9 +143,12 @@ class Families:
                     return examined, True
                 family = listed.pop()
                 examined += 1
-                if (self._live.get(family.grant) is family and family.expires_at
-                        and family.expires_at <= now):
+                if self._live.get(family.grant) is not family or not family.expires_at:
+                    continue
+                if family.expires_at <= now:
                     self.end(family.grant)
+                else:
+                    self._schedule(family)
             del self._expiry[minute]
         used = self._used
         while self._ended:
