@@ -10,7 +10,9 @@ prints:
    median slice of each), and the ratio.
 2. Bytes of memory (tracemalloc) the state keeps per rotation, over the
    second half of ROTATIONS rotations of one family, and how many tokens it
-   holds at the end.
+   holds at the end: with the clock still, and with the clock moving a
+   minute a rotation (access tokens expire and are swept; each token's
+   expiry minute then has a sweep bucket of its own).
 3. With C{--counts N}: N live access tokens of one client, replayed (as
    after a restart), then the time of the control socket's status and of
    one client row's token count.
@@ -129,24 +131,38 @@ def timing(rotations: int) -> None:
     print(f"  family after {rotations:,} rotations {long_us:8.1f} us   ({long_us / fresh_us:.2f}x)")
 
 
-def memory(rotations: int) -> None:
+def memory(rotations: int, step: int) -> None:
+    """
+    Memory per rotation over the second half of C{rotations}, the clock
+    moving C{step} seconds a rotation (and the sweep run every 100).
+    """
     bench = Bench()
+    clock = bench.server.ctx.clock
     token = bench.login()
     half = rotations // 2
-    for _ in range(half):
-        token = bench.refresh(token)
+
+    def rotate(times: int) -> str:
+        rotated = token
+        for i in range(times):
+            clock.advance(step)  # type: ignore[attr-defined]
+            rotated = bench.refresh(rotated)
+            if step and i % 100 == 0:
+                bench.server.store.sweep()
+        return rotated
+
+    token = rotate(half)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    for _ in range(rotations - half):
-        token = bench.refresh(token)
+    token = rotate(rotations - half)
     gc.collect()
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     state = bench.server.state
-    print(f"memory (tracemalloc), rotations {half:,} to {rotations:,} of one family:")
-    print(f"  {grown / (rotations - half):8.1f} bytes per rotation ({grown / 1e6:.2f} MB per {rotations - half:,})")
-    print(f"  tokens held at the end: {len(state.tokens)}")
+    clocked = f"the clock moving {step} s a rotation, swept" if step else "the clock still"
+    print(f"memory (tracemalloc), rotations {half:,} to {rotations:,} of one family, {clocked}:")
+    print(f"  {grown / (rotations - half):8.1f} bytes per rotation ({grown / 1e6:.2f} MB per {rotations - half:,});"
+          f" tokens held at the end: {len(state.tokens)}")
 
 
 def counts(n: int) -> None:
@@ -183,7 +199,8 @@ def main() -> None:
         return
     rotations = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     timing(rotations)
-    memory(rotations)
+    memory(rotations, 0)
+    memory(rotations, 60)
 
 
 if __name__ == "__main__":
