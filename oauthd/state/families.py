@@ -30,7 +30,9 @@ class Family:
         family records: the first of its tokens replay saw).
     @ivar expires_at: when the last of its tokens expires (used ones
         included); 0 for never.
-    @ivar used: the keys of the refresh tokens it has used.
+    @ivar used: the keys of the refresh tokens it has used; C{None} until
+        it uses one (replay makes a family per grant, and most never rotate
+        before they end: one list fewer each for the garbage collector).
     """
 
     __slots__ = ("grant", "client_id", "user", "started", "expires_at", "used")
@@ -41,10 +43,10 @@ class Family:
         self.user = user
         self.started = started
         self.expires_at = expires_at
-        self.used: list[int] = []
+        self.used: list[int] | None = None
 
     def __repr__(self) -> str:
-        return f"<Family {self.grant} client={self.client_id!r} user={self.user!r} used={len(self.used)}>"
+        return f"<Family {self.grant} client={self.client_id!r} user={self.user!r} used={len(self.used or ())}>"
 
 
 class Families:
@@ -115,7 +117,10 @@ class Families:
         """
         if key not in self._used:
             self._used[key] = family
-            family.used.append(key)
+            if family.used is None:
+                family.used = [key]
+            else:
+                family.used.append(key)
 
     def end(self, grant: str) -> None:
         """
@@ -153,7 +158,7 @@ class Families:
         used = self._used
         while self._ended:
             family = self._ended[-1]
-            keys = family.used
+            keys = family.used or []
             while keys:
                 if limit and examined >= limit:
                     return examined, True
@@ -172,7 +177,7 @@ class Families:
         for family in list(self._live.values()):
             yield FamilyHeld(family.grant, family.client_id, family.user, family.started,
                              family.expires_at)
-            for key in list(family.used):
+            for key in list(family.used or ()):
                 yield RefreshSpent(key, family.grant)
 
     def records(self) -> int:
