@@ -64,6 +64,8 @@ class Config:
     @ivar audit_keep_days: rotated audit files older than this are removed.
     @ivar audit_backlog: the most audit events held in memory while the
         trail cannot write.
+    @ivar refresh_family_lifetime: seconds from a refresh family's first
+        token (a login) after which none of its refresh tokens is taken.
     """
 
     listen: tuple[str, ...]
@@ -83,6 +85,7 @@ class Config:
     audit_keep_bytes: int = field(default=1 << 30)
     audit_keep_days: int = field(default=90)
     audit_backlog: int = field(default=10_000)
+    refresh_family_lifetime: int = field(default=90 * 86400)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -196,6 +199,9 @@ SETTINGS: dict[str, Setting] = {
     "audit_keep_bytes": Setting(int, _in_range(1 << 20, 1 << 50), "most bytes of audit files kept"),
     "audit_keep_days": Setting(int, _in_range(1, 36500), "days rotated audit files are kept"),
     "audit_backlog": Setting(int, _in_range(100, 10_000_000), "audit events held while writes fail"),
+    "refresh_family_lifetime": Setting(
+        int, _in_range(3600, 10 * 365 * 86400), "seconds a refresh family lives at most"
+    ),
 }
 
 

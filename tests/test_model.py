@@ -10,6 +10,8 @@ import random
 import attrs
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -25,8 +27,10 @@ from oauthd.state.model import State
 from oauthd.state.records import (
     ClientPut,
     ClientRemoved,
+    FamilyHeld,
     GrantRevoked,
     RecoveryCodeUsed,
+    RefreshSpent,
     RefreshUsed,
     SecondFactorDisabled,
     SecondFactorEnabled,
@@ -34,6 +38,7 @@ from oauthd.state.records import (
     TokenRevoked,
     TotpStepUsed,
     UserPut,
+    UserRemoved,
     decode,
     encode,
 )
@@ -167,6 +172,49 @@ def test_second_factor_records_keep_their_format() -> None:
         encode(TotpStepUsed("b\tob", 1))
 
 
+# The records a snapshot writes for refresh families (since family records):
+# a family, then a used refresh token of it.
+GOLDEN_FAMILIES = [
+    b'family\t0123456789abcdef\tc2\talice\t1800000000\t1802592000',
+    b'spent\t80000000000000000000000000000000\t0123456789abcdef',
+]
+
+
+def test_family_records_have_a_fixed_format() -> None:
+    assert [decode(p) for p in GOLDEN_FAMILIES] == [
+        FamilyHeld("0123456789abcdef", "c2", "alice", 1800000000, 1802592000),
+        RefreshSpent(1 << 127, "0123456789abcdef"),
+    ]
+    assert [encode(decode(p)) for p in GOLDEN_FAMILIES] == GOLDEN_FAMILIES
+    for bad in (b"family\tg\tc\tu\t1", b"family\tg\tc\tu\tsoon\t0", b"family\tg\tc\tu\t-1\t0",
+                b"spent\tzz\tg", b"spent\t1", b"spent\t1\tg\t2"):
+        with pytest.raises(ValueError):
+            decode(bad)
+
+
+def test_a_journal_from_before_family_records_keeps_its_used_tokens() -> None:
+    """
+    A journal written before family records holds used refresh tokens as
+    C{used} records, and compacted ones as C{tok} records of kind
+    C{refresh-used}: replay keeps each as a used key of its family (not a
+    token), and takes the family's start from the first of its tokens.
+    """
+    def tok(key: int, kind: str, issued: int) -> bytes:
+        return encode(TokenIssued(Token(key, kind, "c2", "bob", "*", issued, 30 * 86400, "g", "")))
+
+    payloads = GOLDEN[1:2] + GOLDEN[3:4] + [
+        tok(1, USED_REFRESH, START - 2000), tok(2, REFRESH, START - 1000), b"used\t" + b"%032x" % 2,
+        tok(3, ACCESS, START - 1000), tok(4, REFRESH, START - 1000),
+    ]
+    state = State()
+    model.replay(state, payloads, START)
+    assert set(state.tokens) == {3, 4}
+    family = state.families.get("g")
+    assert family is not None and family.started == START - 2000
+    assert state.used_family(1) is state.used_family(2) is family
+    assert state.token_count(client_id="c2") == state.token_count(user="bob") == 2
+
+
 def test_records_round_trip() -> None:
     token = Token(123, ACCESS, "cabc", "alice", "metrics", START, 3600, "", "my label")
     payload = encode(TokenIssued(token))
@@ -215,12 +263,14 @@ class StateTests(SynchronousTestCase):
         """
         token = self.issue(1, kind=REFRESH, grant="g")
         self.state.apply([RefreshUsed(1)], START)
-        self.state.apply([TokenIssued(token)], START)
-        assert self.state.tokens[1].kind == USED_REFRESH
-        self.state.apply([TokenRevoked(99)], START)
-        self.state.apply([TokenRevoked(1)], START)
-        self.state.apply([TokenRevoked(1)], START)
+        self.state.apply([TokenIssued(token), RefreshUsed(1)], START)
         assert 1 not in self.state.tokens
+        assert self.state.used_family(1) is self.state.families.get("g") is not None
+        self.issue(2)
+        self.state.apply([TokenRevoked(99)], START)
+        self.state.apply([TokenRevoked(2)], START)
+        self.state.apply([TokenRevoked(2)], START)
+        assert 2 not in self.state.tokens
 
     def test_grant_revocation_takes_the_family(self) -> None:
         self.issue(1, kind=REFRESH, grant="g")
@@ -228,6 +278,109 @@ class StateTests(SynchronousTestCase):
         self.issue(3, grant="other")
         self.state.apply([GrantRevoked("g")], START)
         assert set(self.state.tokens) == {3}
+
+    def rotate(self, grant: str, times: int, lifetime: int = 3600) -> int:
+        """
+        A family of C{grant} whose refresh token is used C{times} times;
+        the key of its current one.
+        """
+        self.issue(1000, kind=REFRESH, grant=grant, lifetime=lifetime)
+        for key in range(1000, 1000 + times):
+            self.state.apply([RefreshUsed(key)], START)
+            self.issue(key + 1, kind=REFRESH, grant=grant, lifetime=lifetime)
+        return 1000 + times
+
+    def test_a_used_refresh_token_is_a_key_of_its_family(self) -> None:
+        """
+        Used refresh tokens leave the tokens and the counts; the family
+        knows each of them.
+        """
+        current = self.rotate("g", 500)
+        assert set(self.state.tokens) == {current}
+        assert self.state.token_count() == self.state.token_count(client_id="c1") == 1
+        assert self.state.grant_tokens("g", START) == [self.state.tokens[current]]
+        assert all(self.state.used_family(key) is self.state.families.get("g") for key in range(1000, current))
+        assert self.state.used_family(current) is None
+
+    def test_ending_a_family_leaves_its_used_keys_to_the_sweep(self) -> None:
+        """
+        Revoking a family does not walk what it used: its used keys stop
+        counting at once and the sweep forgets them a slice at a time.
+        """
+        current = self.rotate("g", 250)
+        self.issue(1, kind=REFRESH, grant="other")
+        self.state.apply([RefreshUsed(1)], START)
+        self.state.apply([GrantRevoked("g")], START)
+        assert self.state.families.get("g") is None and set(self.state.tokens) == set()
+        assert self.state.used_family(1000) is None and self.state.used_family(1) is not None
+        assert len(self.state.families.spent) == 251
+        assert self.state.sweep(START, limit=100) == (0, True)
+        assert self.state.sweep(START, limit=100) == (0, True)
+        assert self.state.sweep(START) == (0, False)
+        assert set(self.state.families.spent) == {1}
+        del current
+
+    def test_a_family_ends_when_its_last_token_expires(self) -> None:
+        """
+        The sweep ends a family once every token it issued (used ones too)
+        has expired, and forgets what it used.
+        """
+        self.rotate("g", 10, lifetime=100)
+        self.issue(1, kind=REFRESH, grant="long", lifetime=10_000)
+        assert self.state.sweep(START + 200) == (1, False)
+        assert self.state.families.get("g") is None and self.state.families.get("long") is not None
+        assert self.state.families.spent == {}
+        assert self.state.live_records == 1 + 1 + 1  # the client, the family "long", its token
+
+    def test_a_rotation_while_a_snapshot_is_taken_keeps_its_used_key(self) -> None:
+        """
+        Compaction takes its snapshot in slices while the state changes, and
+        replays the records appended meanwhile after it: wherever a rotation
+        falls in the snapshot, the rebuilt state knows the used key.
+        """
+        held = [TokenIssued(Token(key, kind, "c1", "", "*", START, 3600, grant, ""))
+                for key, kind, grant in ((1, REFRESH, "g"), (2, ACCESS, "g"), (4, REFRESH, "h"))]
+        rotation = [RefreshUsed(1), TokenIssued(Token(3, REFRESH, "c1", "", "*", START, 3600, "g", ""))]
+        self.state.apply(held, START)
+        length = len(list(self.state.snapshot(START)))
+        for split in range(length + 1):
+            state = State()
+            state.apply([ClientPut(Client(id="c1", name="one")), *held], START)
+            snapshot = state.snapshot(START)
+            payloads = [next(snapshot) for _ in range(split)]
+            state.apply(rotation, START)
+            payloads += list(snapshot) + [encode(r) for r in rotation]
+            rebuilt = State()
+            model.replay(rebuilt, payloads, START)
+            assert set(rebuilt.tokens) == {2, 3, 4}, split
+            assert rebuilt.used_family(1) is rebuilt.families.get("g") is not None, split
+
+    def test_a_family_lives_as_long_as_its_last_token(self) -> None:
+        """
+        A rotation extends its family; the sweep ends it only once the last
+        token has expired, and a family rotated every minute stays listed
+        for the sweep once, not once a minute.
+        """
+        for minute in range(100):
+            now = START + 60 * minute
+            self.state.apply([RefreshUsed(1000 + minute), TokenIssued(
+                Token(1001 + minute, REFRESH, "c1", "", "*", now, 3600, "g", ""))], now)
+            self.state.sweep(now)
+        assert sum(len(listed) for listed in self.state.families._expiry.values()) == 1
+        last = START + 60 * 99 + 3600
+        self.state.sweep(last - 1)
+        assert self.state.families.get("g") is not None
+        self.state.sweep(last + 60)
+        assert self.state.families.get("g") is None and self.state.families.spent == {}
+
+    def test_a_family_ends_with_its_client_or_user(self) -> None:
+        self.state.apply([UserPut(User(name="bob"))], START)
+        self.issue(1, kind=REFRESH, grant="g", user="bob")
+        self.state.apply([RefreshUsed(1)], START)
+        self.issue(2, kind=REFRESH, grant="g", user="bob")
+        self.state.apply([UserPut(User(name="bob", disabled=True))], START)
+        assert self.state.families.get("g") is None and self.state.used_family(1) is None
+        assert self.state.token_count(user="bob") == self.state.token_count(client_id="c1") == 0
 
     def test_disabling_or_deleting_a_client_drops_its_tokens(self) -> None:
         self.state.apply([ClientPut(Client(id="c2", name="two"))], START)
@@ -267,7 +420,7 @@ class StateTests(SynchronousTestCase):
         """
         Replay leaves the tokens it loads out of the expiry buckets; the
         sweep then drops those that have expired and buckets the others, and
-        the live count is right before and after.
+        the count of tokens held follows.
         """
         payloads = [encode(ClientPut(Client(id="c1", name="one")))]
         payloads += [
@@ -277,13 +430,13 @@ class StateTests(SynchronousTestCase):
         state = State()
         model.replay(state, payloads, START)
         assert state._expiry == {} and sorted(state._unbucketed) == [1, 2, 3, 4]
-        assert state.live_count(START + 150) == 2
+        assert state.token_count() == state.token_count(client_id="c1") == 4
         assert state.sweep(START + 150, limit=3) == (1, True)
         assert state.sweep(START + 150) == (1, False)
         assert set(state.tokens) == {2, 3} and state._unbucketed == []
-        assert state.live_count(START + 150) == 2
-        assert state.live_count(START + 10_000) == 1
+        assert state.token_count() == state.token_count(client_id="c1") == 2
         assert state.sweep(START + 10_000) == (1, False)
+        assert state.token_count() == state.token_count(client_id="c1") == 1
         assert set(state.tokens) == {3}
 
     def test_malformed_records_are_refused(self) -> None:
@@ -313,8 +466,8 @@ class StateTests(SynchronousTestCase):
         self.state.apply([RefreshUsed(3)], START)
         rebuilt = State()
         model.replay(rebuilt, self.state.snapshot(START + 100), START + 100)
-        assert set(rebuilt.tokens) == {1, 3}
-        assert rebuilt.tokens[3].kind == USED_REFRESH
+        assert set(rebuilt.tokens) == {1}
+        assert rebuilt.used_family(3) is not None
         assert rebuilt.clients == self.state.clients
 
 
@@ -387,3 +540,61 @@ class AuthorityTests(SynchronousTestCase):
         with pytest.raises(NotFound):
             self.server.add_client("c", user="nobody")
         assert self.journal.payloads == []
+
+
+_names = st.sampled_from(["", "c1", "c2"])
+_users = st.sampled_from(["", "alice", "bob"])
+_state_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("issue"), st.integers(1, 6), _names, _users, st.sampled_from(["", "g1", "g2"]),
+                  st.sampled_from([0, 60, 600])),
+        st.tuples(st.just("revoke"), st.integers(1, 6)),
+        st.tuples(st.just("revoke_grant"), st.sampled_from(["g1", "g2"])),
+        st.tuples(st.just("use"), st.integers(1, 6)),
+        st.tuples(st.just("client"), st.sampled_from(["c1", "c2"]), st.sampled_from(["on", "off", "gone"])),
+        st.tuples(st.just("user"), st.sampled_from(["alice", "bob"]), st.sampled_from(["on", "off", "gone"])),
+        st.tuples(st.just("sweep"), st.integers(0, 700)),
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_state_operations)
+def test_token_counts_agree_with_a_count_of_the_tokens(ops: list[tuple[object, ...]]) -> None:
+    """
+    After any sequence of changes, each client's and user's token count and
+    the total are what counting the tokens held gives.
+    """
+    state = State()
+    state.apply([ClientPut(Client(id=c, name=c)) for c in ("c1", "c2")]
+                + [UserPut(User(name=u)) for u in ("alice", "bob")], START)
+    now = START
+    for op in ops:
+        match op:
+            case ("issue", int(key), str(client_id), str(user), str(grant), int(lifetime)):
+                kind = REFRESH if grant and key % 2 else ACCESS
+                state.apply([TokenIssued(Token(key, kind, client_id, user, "*", now, lifetime, grant, ""))], now)
+            case ("revoke", int(key)):
+                state.apply([TokenRevoked(key)], now)
+            case ("revoke_grant", str(grant)):
+                state.apply([GrantRevoked(grant)], now)
+            case ("use", int(key)):
+                state.apply([RefreshUsed(key)], now)
+            case ("client", str(client_id), "gone"):
+                state.apply([ClientRemoved(client_id)], now)
+            case ("client", str(client_id), str(how)):
+                state.apply([ClientPut(Client(id=client_id, name=client_id, enabled=how == "on"))], now)
+            case ("user", str(name), "gone"):
+                state.apply([UserRemoved(name)], now)
+            case ("user", str(name), str(how)):
+                state.apply([UserPut(User(name=name, disabled=how == "off"))], now)
+            case ("sweep", int(seconds)):
+                now += seconds
+                state.sweep(now, limit=3)
+        held = list(state.tokens.values())
+        assert state.token_count() == len(held)
+        for client_id in ("c1", "c2"):
+            assert state.token_count(client_id=client_id) == sum(1 for t in held if t.client_id == client_id)
+        for user in ("alice", "bob"):
+            assert state.token_count(user=user) == sum(1 for t in held if t.user == user)

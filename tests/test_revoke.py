@@ -36,6 +36,20 @@ class RevokeTests(OAuthCase):
                        second["access_token"], second["refresh_token"]):
             assert not self.live(secret)
 
+    def test_revoking_a_used_refresh_token_takes_the_grant(self) -> None:
+        """
+        A used refresh token is no longer a token, but its client revoking
+        it still revokes its grant (as revoking any refresh token does);
+        another client cannot.
+        """
+        second = self.token({"grant_type": "refresh_token", "refresh_token": self.grant["refresh_token"]}).body
+        other, secret = self.add_client("other")
+        assert self.revoke({"token": self.grant["refresh_token"]}, auth=(other.id, secret)).code == 200
+        assert self.live(second["refresh_token"])
+        assert self.revoke({"token": self.grant["refresh_token"]}).code == 200
+        for secret in (self.grant["access_token"], second["access_token"], second["refresh_token"]):
+            assert not self.live(secret)
+
     def test_hint_is_only_a_hint(self) -> None:
         for hint in ("access_token", "bogus", "refresh_token"):
             body = self.password_grant().body

@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.eventlog import FileJournal, MemoryJournal
 from oauthd.state.entities import ACCESS, REFRESH, Client, Token
-from oauthd.state.model import State
+from oauthd.state.model import EXPIRY_BUCKET, State
 from oauthd.state.records import (
     ClientPut,
     ClientRemoved,
@@ -178,7 +178,7 @@ class CommitTests(SynchronousTestCase):
 
 
 # Operations for the property test: a tiny reference model of live tokens.
-keys = st.integers(min_value=1, max_value=12)
+keys = st.integers(min_value=1, max_value=4)
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("issue"), keys, st.sampled_from([0, 50, 500]), st.sampled_from(["", "g1", "g2"])),
@@ -197,13 +197,15 @@ def live_view(state: State, now: float) -> dict[int, tuple[str, str]]:
     return {k: (t.kind, t.grant) for k, t in state.tokens.items() if t.live(now)}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(operations)
 def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
     """
     For random sequences of operations, replay(compact(journal)) and
     replay(journal) give the same live state, and both equal a simple
-    reference model.
+    reference model: a used refresh token is no longer a token, but is still
+    known as its family's (reuse detection) until it would have expired; the
+    token counts agree with a count of the tokens held.
     """
     clock = Clock()
     clock.advance(START)
@@ -211,6 +213,7 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
     store = Store.load(journal, clock, log_audit)
     uncompacted = MemoryJournal()
     reference: dict[int, tuple[str, str, int, int]] = {}  # key -> kind, grant, issued, lifetime
+    used: dict[int, tuple[str, int, int]] = {}  # key -> grant, issued, lifetime
     store.commit(change([CLIENT]))
     uncompacted.append([encode(CLIENT)])
     client_enabled = True
@@ -225,7 +228,7 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
         if op[0] == "issue":
             _, key, lifetime, grant = op
             assert isinstance(key, int) and isinstance(lifetime, int) and isinstance(grant, str)
-            if key in store.state.tokens or not client_enabled:
+            if key in store.state.tokens or key in store.state.families.spent or not client_enabled:
                 continue
             kind = REFRESH if grant else ACCESS
             commit([TokenIssued(Token(key, kind, "c1", "", "*", now, lifetime, grant, ""))])
@@ -237,12 +240,14 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
             commit([GrantRevoked(op[1])])
             for key in [k for k, v in reference.items() if v[1] == op[1]]:
                 del reference[key]
+            for key in [k for k, v in used.items() if v[0] == op[1]]:
+                del used[key]
         elif op[0] == "use":
             key = op[1]
             commit([RefreshUsed(key)])  # type: ignore[arg-type]
             if key in reference and reference[key][0] == REFRESH:
-                kind, grant, issued, life = reference[key]
-                reference[key] = ("refresh-used", grant, issued, life)
+                kind, grant, issued, life = reference.pop(key)
+                used[key] = (grant, issued, life)
         elif op[0] == "wait":
             clock.advance(op[1])  # type: ignore[arg-type]
         elif op[0] == "compact":
@@ -256,17 +261,38 @@ def test_compaction_preserves_live_state(ops: list[tuple[object, ...]]) -> None:
             if op[1] != "enable":
                 client_enabled = False
                 reference.clear()
+                used.clear()
         del live
+        assert_counts(store.state)
 
     now = clock.seconds()
     expected = {k: (kind, grant) for k, (kind, grant, issued, life) in reference.items()
                 if not life or now < issued + life}
+    known = {k for k, (_, issued, life) in used.items() if not life or now < issued + life}
     assert live_view(store.state, now) == expected
     store.compact()
     from_compacted = Store.load(MemoryJournal(journal.payloads), clock, log_audit).state
     from_full = Store.load(MemoryJournal(uncompacted.payloads), clock, log_audit).state
-    assert live_view(from_compacted, now) == expected
-    assert live_view(from_full, now) == expected
+    for state in (store.state, from_compacted, from_full):
+        assert live_view(state, now) == expected
+        assert all(state.used_family(k) is not None for k in known)
+        assert_counts(state)
+        # The sweep drops the tokens whose minute of expiry is over, and
+        # the counts follow.
+        state.sweep(now)
+        assert_counts(state)
+        assert live_view(state, now) == expected
+        minute = int(now) // EXPIRY_BUCKET
+        assert all(not t.expires_at or t.expires_at // EXPIRY_BUCKET >= minute for t in state.tokens.values())
+
+
+def assert_counts(state: State) -> None:
+    """
+    The state's token counts are those of the tokens it holds.
+    """
+    held = list(state.tokens.values())
+    assert state.token_count() == len(held)
+    assert state.token_count(client_id="c1") == sum(1 for t in held if t.client_id == "c1")
 
 
 def test_second_daemon_on_the_same_directory_is_refused(tmp_path: Path) -> None:

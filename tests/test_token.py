@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 
 from oauthd.protocol import tokens
 from oauthd.interfaces import HasherBusy
-from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client
+from oauthd.state.entities import ACCESS, REFRESH, Client
 from oauthd.state.records import ClientPut
 from tests.helpers import change
 from tests.oauth_helpers import INTROSPECT, PASSWORD, TOKEN, OAuthCase, bearer
@@ -372,10 +372,11 @@ class RefreshTests(OAuthCase):
         assert reply.code == 200, reply
         assert reply.body["refresh_token"] != self.first["refresh_token"]
         assert reply.body["scope"] == "albums openid photos"
-        old = self.server.state.tokens[tokens.token_key(self.first["refresh_token"])]
-        assert old.kind == USED_REFRESH
+        old = tokens.token_key(self.first["refresh_token"])
+        assert old not in self.server.state.tokens
+        family = self.server.state.used_family(old)
         new = self.server.authenticate_token(reply.body["access_token"])
-        assert new is not None and new.grant == old.grant and new.user == "alice"
+        assert new is not None and family is not None and new.grant == family.grant and new.user == "alice"
         # The first access token stays valid until it expires.
         assert self.server.authenticate_token(self.first["access_token"]) is not None
 

@@ -55,7 +55,7 @@ class StatusResponders(Responders):
             "uptime": self.session.clock.seconds() - self.session.started,
             "clients": len(state.clients),
             "users": len(state.users),
-            "tokens": state.live_count(self.ctx.now()),
+            "tokens": state.token_count(),
             **self.session.store.journal_figures(),
         }
 

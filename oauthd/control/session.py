@@ -62,12 +62,10 @@ class AdminSession:
 
     def live_tokens(self, client_id: str = "", user: str = "") -> int:
         """
-        How many live tokens one client or one user holds.
+        How many tokens one client or one user holds (used refresh tokens
+        are not tokens; expired ones leave the count when they are swept).
         """
-        now = self.ctx.now()
-        if client_id:
-            return len(self.store.state.client_tokens(client_id, now))
-        return len(self.store.state.user_tokens(user, now))
+        return self.store.state.token_count(client_id=client_id, user=user)
 
     async def change(
         self, event: str, fields: dict[str, object], work: Coroutine[Any, Any, T],

@@ -38,8 +38,7 @@ def revoke(ctx: Context, params: Params, auth: ClientAuth, presented: str | None
             raise deny(errors.invalid_request("token is required"), client=client.id)
         token = authenticate_token(ctx, target)
         if token is None:
-            return Decision(dict(DELETED), audit=(audit(
-                "token.revoke", "ok", client=client.id, ip=ip, reason="unknown token"),))
+            return _used_refresh_token(ctx, target, client.id, ip)
         if token.client_id != client.id:
             return Decision(dict(DELETED), audit=(audit(
                 "token.revoke", "denied", client=client.id, ip=ip, token=token.handle,
@@ -69,6 +68,26 @@ def _not_a_login_session(token: Token, ip: str) -> None:
     if token.kind == SESSION and not from_app_password(token):
         raise deny(OAuthError("access_denied", "a login session ends with DELETE /api/v1/session", 403),
                    ip=ip, user=token.user, token=token.handle)
+
+
+def _used_refresh_token(ctx: Context, target: str, client_id: str, ip: str) -> Decision[Body]:
+    """
+    Revocation of what is not a token: a used refresh token revokes its
+    family, as any refresh token does (RFC 7009 section 2.1), if it is the
+    client's; anything else changes nothing.
+    """
+    key = tokens.token_key(target) if tokens.is_access_token(target) else None
+    family = ctx.state.used_family(key) if key is not None else None
+    if key is None or family is None:
+        return Decision(dict(DELETED), audit=(audit(
+            "token.revoke", "ok", client=client_id, ip=ip, reason="unknown token"),))
+    name = tokens.handle(key)
+    if family.client_id != client_id:
+        return Decision(dict(DELETED), audit=(audit(
+            "token.revoke", "denied", client=client_id, ip=ip, token=name, reason="another client's token"),))
+    context: dict[str, object] = {"client": client_id, "user": family.user, "token": name}
+    done = audit("token.revoke", "ok", ip=ip, kind="refresh-used", by=client_id, family="yes", **context)
+    return Decision(dict(DELETED), [GrantRevoked(family.grant)], (done,), context=context)
 
 
 def _find_own(ctx: Context, reference: str, caller: Token) -> Token | None:

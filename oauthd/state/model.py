@@ -20,23 +20,31 @@ Tokens issued while the daemon runs are held as the L{Token}s their records
 carry, as is a replayed token once something changes it: the hot path reads
 recent tokens often (a client's token limit reads all of its tokens at each
 issue).
+
+A used refresh token is not a token any more: its family
+(L{oauthd.state.families}) keeps its key, for reuse detection only. How many
+tokens each client and user holds is counted as they come and go.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 
 from oauthd.state import second_factor
 from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
+from oauthd.state.families import EXPIRY_BUCKET, Families, Family
 from oauthd.state.order import TakenOrder
+from oauthd.state.snapshot import snapshot_payloads
 from oauthd.state.records import (
     KINDS_BY_NAME as _KINDS,
     TOKEN_TAG,
     ClientPut,
     ClientRemoved,
+    FamilyHeld,
     GrantRevoked,
     Record,
     RecoveryCodeUsed,
+    RefreshSpent,
     RefreshUsed,
     SecondFactorDisabled,
     SecondFactorEnabled,
@@ -46,55 +54,10 @@ from oauthd.state.records import (
     UserPut,
     UserRemoved,
     decode,
-    encode,
-    parse_token as _parse_payload,
 )
+from oauthd.state.rows import Row, TokenTable, parse_token, row_expiry
 
-Row = Token | bytes
-"""
-How the state holds a token: a L{Token}, or a C{tok} record's payload.
-"""
-
-
-def parse_token(row: Row) -> Token:
-    """
-    The token in a row. A payload was checked when the state took it in
-    (L{State.load}).
-    """
-    if type(row) is Token:
-        return row
-    assert isinstance(row, bytes)
-    return _parse_payload(row)
-
-
-class TokenTable(Mapping[int, Token]):
-    """
-    A read-only view of the state's tokens by key, building each L{Token}
-    from its record when it is read.
-    """
-
-    __slots__ = ("_rows",)
-
-    def __init__(self, rows: dict[int, Row]) -> None:
-        self._rows = rows
-
-    def __getitem__(self, key: int) -> Token:
-        return parse_token(self._rows[key])
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._rows
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-
-EXPIRY_BUCKET = 60
-"""
-Seconds of expiry times that share one sweep bucket.
-"""
+__all__ = ["EXPIRY_BUCKET", "Row", "State", "TokenTable", "parse_token", "replay"]
 
 
 class State:
@@ -104,7 +67,9 @@ class State:
     @ivar clients: by client id.
     @ivar users: by name.
     @ivar second_factors: the users who turned on TOTP, by name.
-    @ivar tokens: every token not revoked and not yet swept, by key.
+    @ivar tokens: every token not revoked, not used (a refresh token) and
+        not yet swept, by key.
+    @ivar families: the refresh families and their used refresh tokens.
     """
 
     def __init__(self) -> None:
@@ -133,6 +98,10 @@ class State:
         # for the first sweeps to put there (see replay()).
         self._expiry: dict[int, list[int]] = {}
         self._unbucketed: list[int] = []
+        # How many of the tokens held each client and user holds.
+        self._client_count: dict[str, int] = {}
+        self._user_count: dict[str, int] = {}
+        self.families = Families()
 
     # -- reading ------------------------------------------------------------
 
@@ -167,20 +136,27 @@ class State:
         held = [parse_token(rows[key]) for key in index.get(name, ()) if key in rows]
         return [token for token in held if token.live(now)]
 
-    def live_count(self, now: float) -> int:
+    def token_count(self, client_id: str = "", user: str = "") -> int:
         """
-        How many tokens are live: all those held but the expired ones a sweep
-        has yet to drop, found through the expiry buckets.
+        How many tokens the state holds: all of them, or one client's or one
+        user's. A token leaves the count when it is revoked or used (a
+        refresh token), or when the sweep drops it once it has expired.
         """
-        rows = self._rows
-        current = int(now) // EXPIRY_BUCKET
-        expired = sum(1 for key in self._unbucketed if key in rows and not _live_row(rows[key], now))
-        for bucket, keys in self._expiry.items():
-            if bucket < current:
-                expired += sum(1 for key in keys if key in rows)
-            elif bucket == current:
-                expired += sum(1 for key in keys if key in rows and not _live_row(rows[key], now))
-        return len(rows) - expired
+        if client_id:
+            return self._client_count.get(client_id, 0)
+        if user:
+            return self._user_count.get(user, 0)
+        return len(self._rows)
+
+    def used_family(self, key: int) -> Family | None:
+        """
+        The live family that has used the refresh token with C{key}, if its
+        client and user are still there.
+        """
+        family = self.families.of_used(key)
+        if family is None or self._owners(family.client_id, family.user) is None:
+            return None
+        return family
 
     @property
     def unbucketed(self) -> int:
@@ -194,7 +170,8 @@ class State:
         """
         How many records a snapshot holds, for the compaction policy.
         """
-        return len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows)
+        return (len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows)
+                + self.families.records())
 
     # -- changing -----------------------------------------------------------
 
@@ -213,6 +190,7 @@ class State:
         # record is read without a call to decode it, each field looked at
         # once, and kept as the payload itself.
         rows = self._rows
+        spent = self.families.spent
         count = 0
         for count, payload in enumerate(payloads, 1):
             try:
@@ -227,7 +205,7 @@ class State:
                 key = int(key_hex, 16)
                 issued_at = int(issued_text)
                 lifetime = int(lifetime_text)
-                if (lifetime and issued_at + lifetime <= now) or key in rows:
+                if (lifetime and issued_at + lifetime <= now) or key in rows or key in spent:
                     # Expired; or replayed after a snapshot that already held
                     # it, possibly in a later state (a used refresh token):
                     # the snapshot wins.
@@ -236,6 +214,9 @@ class State:
                 if owners is None:
                     continue
                 client_id, user = owners
+                if not self._enter_family(key, kind, grant, client_id, user, issued_at,
+                                          issued_at + lifetime if lifetime else 0):
+                    continue
                 if replaying:
                     rows[key] = payload
                     self._index(key, client_id, user, grant, kind == ACCESS and not grant, 0)
@@ -257,25 +238,34 @@ class State:
     def _apply(self, record: Record, now: float) -> None:
         match record:
             case TokenIssued(token=token):
-                if token.key in self._rows or not token.live(now):
+                key = token.key
+                if key in self._rows or key in self.families.spent or not token.live(now):
                     return
                 owners = self._owners(token.client_id, token.user)
                 if owners is not None:
                     # Names are shared with the client and user from here on.
                     token.client_id, token.user = owners
-                    self._take(token)
+                    if self._enter_family(key, token.kind, token.grant, *owners, token.issued_at,
+                                          token.expires_at):
+                        self._take(token)
             case TokenRevoked(key=key):
                 if key in self._rows:
                     self._remove(key)
             case GrantRevoked(grant=grant):
                 self._drop_indexed(_BY_GRANT, self._by_grant, grant)
+                self.families.end(grant)
             case RefreshUsed(key=key):
                 row = self._rows.get(key)
-                if row is not None:
-                    token = parse_token(row)
-                    if token.kind == REFRESH:
-                        token.kind = USED_REFRESH
-                        self._rows[key] = token
+                if row is not None and parse_token(row).kind == REFRESH:
+                    self._spend(key, self._remove(key).grant)
+            case RefreshSpent(key=key, grant=grant):
+                if key in self._rows:
+                    self._remove(key)
+                self._spend(key, grant)
+            case FamilyHeld(grant=grant, expires_at=expires_at):
+                owners = self._owners(record.client_id, record.user)
+                if owners is not None and not (expires_at and expires_at <= now):
+                    self.families.join(grant, *owners, record.started, expires_at)
             case ClientPut(client=client):
                 self.clients[client.id] = client
                 if not client.enabled:
@@ -293,6 +283,26 @@ class State:
                 self._drop_indexed(_BY_USER, self._by_user, name)
             case SecondFactorEnabled() | SecondFactorDisabled() | TotpStepUsed() | RecoveryCodeUsed():
                 second_factor.apply(self.second_factors, self.users, record)
+
+    def _enter_family(
+        self, key: int, kind: str, grant: str, client_id: str, user: str, issued_at: int,
+        expires_at: int,
+    ) -> bool:
+        """
+        Enter a token being taken in into its family, if it has one; whether
+        it is then held as a token: a used refresh token (as journals from
+        before family records hold them) is only a key of its family.
+        """
+        if grant:
+            family = self.families.join(grant, client_id, user, issued_at, expires_at)
+            if kind == USED_REFRESH:
+                self.families.spend(family, key)
+        return kind != USED_REFRESH
+
+    def _spend(self, key: int, grant: str) -> None:
+        family = self.families.get(grant)
+        if family is not None:
+            self.families.spend(family, key)
 
     def _owners(self, client_id: str, user: str) -> tuple[str, str] | None:
         """
@@ -332,11 +342,15 @@ class State:
             if listed is None:
                 listed = index[client_id] = []
             listed.append(key)
+            counts = self._client_count
+            counts[client_id] = counts.get(client_id, 0) + 1
         if user:
             listed = self._by_user.get(user)
             if listed is None:
                 listed = self._by_user[user] = []
             listed.append(key)
+            counts = self._user_count
+            counts[user] = counts.get(user, 0) + 1
         if grant:
             listed = self._by_grant.get(grant)
             if listed is None:
@@ -355,19 +369,29 @@ class State:
 
     def _drop_indexed(self, number: int, index: dict[str, list[int]], name: str) -> None:
         """
-        Remove every token listed under C{name} in one index, and the list.
+        Remove every token listed under C{name} in one index, and the list;
+        the families of the tokens a client or user loses end with them.
         """
         self._stale.pop((number, name), None)
         rows = self._rows
         for key in index.pop(name, []):
             if key in rows:
-                self._remove(key)
+                grant = self._remove(key).grant
+                if grant and number != _BY_GRANT:
+                    self.families.end(grant)
 
-    def _remove(self, key: int) -> None:
+    def _remove(self, key: int) -> Token:
         rows = self._rows
         token = parse_token(rows.pop(key))
         self.token_order.removed()
         client_id = token.client_id
+        for counts, name in ((self._client_count, client_id), (self._user_count, token.user)):
+            if name:
+                left = counts[name] - 1
+                if left:
+                    counts[name] = left
+                else:
+                    del counts[name]
         own = client_id if token.own else ""
         for number, index, name in (
             (_OWN, self._own, own), (_BY_CLIENT, self._by_client, "" if own else client_id),
@@ -386,6 +410,7 @@ class State:
                 self._stale.pop((number, name), None)
             else:
                 self._stale[(number, name)] = stale
+        return token
 
     # -- housekeeping -------------------------------------------------------
 
@@ -394,6 +419,9 @@ class State:
         Forget tokens that expired before C{now}; they are already refused,
         this only frees their memory. Keys replay left unbucketed come first:
         each is dropped if expired, else put in its bucket.
+
+        Then the families whose every token has expired end, and the used
+        keys of ended families are forgotten (L{Families.sweep}).
 
         @param limit: look at no more than this many keys (0: no limit).
         @return: how many tokens were dropped, and whether keys are left for
@@ -413,7 +441,7 @@ class State:
                 row = rows.get(key)
                 if row is None:
                     continue
-                expires_at = _expires_at(row)
+                expires_at = row_expiry(row)
                 if expires_at and expires_at <= now:
                     self._remove(key)
                     dropped += 1
@@ -422,7 +450,10 @@ class State:
                     self._expiry.setdefault(expires_at // EXPIRY_BUCKET, []).append(key)
             if minute is not None:
                 del self._expiry[minute]
-        return dropped, False
+        if limit and examined >= limit:
+            return dropped, True
+        _, more = self.families.sweep(now, limit - examined if limit else 0)
+        return dropped, more
 
     def may_issue(self, client_id: str, user: str) -> bool:
         """
@@ -433,46 +464,13 @@ class State:
 
     def snapshot(self, now: float) -> Iterator[bytes]:
         """
-        Payloads that rebuild the live state: every client and user, and
-        every token not revoked or expired. Iterates over a copy of the token
-        keys so state may change between steps (compaction runs in slices).
+        Payloads that rebuild the live state (L{oauthd.state.snapshot}).
         """
-        for client in list(self.clients.values()):
-            yield encode(ClientPut(client))
-        for user in list(self.users.values()):
-            yield encode(UserPut(user))
-        yield from second_factor.snapshot(self.second_factors, now)
-        rows = self._rows
-        for key in list(rows):
-            row = rows.get(key)
-            if row is not None and _live_row(row, now):
-                yield row if type(row) is bytes else encode(TokenIssued(parse_token(row)))
+        return snapshot_payloads(self, self._rows, now)
 
 
 # The token indexes, numbered for the stale-entry counts.
 _OWN, _BY_CLIENT, _BY_USER, _BY_GRANT = range(4)
-
-
-def _expires_at(row: Row) -> int:
-    """
-    When the token in a row expires; 0 for never. (A payload's expiry without
-    a whole parse: the sweep reads a million of them after a replay.)
-    """
-    if type(row) is Token:
-        return row.expires_at
-    assert isinstance(row, bytes)
-    fields = row.split(b"\t", 8)
-    try:
-        lifetime = int(fields[7])
-        return int(fields[6]) + lifetime if lifetime else 0
-    except ValueError:
-        # Digits other than ASCII ones, which int() takes only from text.
-        return parse_token(row).expires_at
-
-
-def _live_row(row: Row, now: float) -> bool:
-    expires_at = _expires_at(row)
-    return not expires_at or now < expires_at
 
 
 def replay(state: State, payloads: Iterable[bytes], now: float) -> int:

@@ -21,6 +21,16 @@ carry one field, a JSON object of the entity's attributes::
     2fa-    name                SecondFactorDisabled  turn it off
     2fa-step name step          TotpStepUsed    a TOTP code of that time step was used
     2fa-code name digest        RecoveryCodeUsed  a recovery code (by digest) was used
+    family  grant client_id user started expires_at
+                                FamilyHeld      a refresh family, as snapshots hold it
+    spent   key grant           RefreshSpent    a family's used refresh token, as
+                                                snapshots hold it
+
+A snapshot (compaction) writes, after the tokens, each live refresh family
+and then its used refresh tokens: a used refresh token is held only as its
+key. Journals from before family records hold used refresh tokens as C{tok}
+records of kind C{refresh-used}; replay reads those as used keys, and takes a
+family's start from the first of its tokens it sees.
 
 Applying a record is idempotent, and a record naming something absent does
 nothing (see L{oauthd.state.model}). Times are whole seconds on the injected
@@ -84,6 +94,30 @@ class RefreshUsed:
 
 
 @frozen
+class FamilyHeld:
+    """
+    A live refresh family: its grant, owners, start and the end of its last
+    token (0: never).
+    """
+
+    grant: str
+    client_id: str
+    user: str
+    started: int
+    expires_at: int
+
+
+@frozen
+class RefreshSpent:
+    """
+    A refresh token C{grant}'s family has used, by its key.
+    """
+
+    key: int
+    grant: str
+
+
+@frozen
 class SecondFactorEnabled:
     """
     Turn on TOTP for C{factor.user}, replacing any enrollment it had. (Its
@@ -114,7 +148,7 @@ SecondFactorRecord = SecondFactorEnabled | SecondFactorDisabled | TotpStepUsed |
 
 Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
-    | GrantRevoked | RefreshUsed | SecondFactorRecord
+    | GrantRevoked | RefreshUsed | FamilyHeld | RefreshSpent | SecondFactorRecord
 )
 
 TOKEN_TAG = b"tok\t"
@@ -164,6 +198,10 @@ def encode(record: Record) -> bytes:
             text = _one_field("2fa-step", user, str(step))
         case RecoveryCodeUsed(user=user, digest=digest):
             text = _one_field("2fa-code", user, digest)
+        case FamilyHeld(grant=grant, client_id=client_id, user=user):
+            text = _one_field("family", grant, client_id, user, str(record.started), str(record.expires_at))
+        case RefreshSpent(key=key, grant=grant):
+            text = _one_field("spent", key_hex(key), grant)
     return text.encode("utf-8")
 
 
@@ -202,6 +240,8 @@ def decode(payload: bytes) -> Record:
     tag = fields[0]
     if tag == "tok" and len(fields) > 1:
         return TokenIssued(parse_token(payload))
+    if tag in _SEVERAL_FIELDS:
+        return _several_fields(tag, fields)
     if tag in _TWO_FIELDS:
         if len(fields) != 3:
             raise ValueError(f"malformed {tag} record: it has {len(fields)} fields, not 3")
@@ -289,3 +329,25 @@ def parse_token(payload: bytes) -> Token:
         int(key, 16), KINDS_BY_NAME[kind], client_id, user, scope, int(issued_at), int(lifetime),
         grant, label,
     )
+
+
+def _several_fields(tag: str, fields: list[str]) -> Record:
+    try:
+        match fields:
+            case ["family", grant, client_id, user, started, expires_at]:
+                return FamilyHeld(grant, client_id, user, _whole(started), _whole(expires_at))
+            case ["spent", key, grant]:
+                return RefreshSpent(int(key, 16), grant)
+    except ValueError as e:
+        raise ValueError(f"malformed {tag} record: {e}") from None
+    raise ValueError(f"malformed {tag} record: it has {len(fields)} fields")
+
+
+def _whole(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} is negative")
+    return value
+
+
+_SEVERAL_FIELDS = frozenset({"family", "spent"})

@@ -2,7 +2,8 @@
 The refresh token grant (RFC 6749 section 6) with rotation: each refresh
 token is used once and replaced; one that comes back after its use means the
 grant is compromised, and the whole family is revoked (RFC 9700 section
-4.14.2).
+4.14.2). A family lives at most C{refresh_family_lifetime} from its login,
+and no refresh token it issues outlives it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from oauthd.protocol.errors import deny
 from oauthd.protocol.grants.answer import issued, requested_scope
 from oauthd.protocol.issuing import app_password_of, capped, mint, oldest_beyond
 from oauthd.protocol.limits import TOKEN_IP, ip_key, refuse
-from oauthd.protocol.lookup import authenticate_token
 from oauthd.state.decision import Decision, audit
-from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token
+from oauthd.state.entities import ACCESS, REFRESH, Client, handle
+from oauthd.state.families import Family
 from oauthd.state.records import GrantRevoked, Record, RefreshUsed
 
 
@@ -23,15 +24,22 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
     presented = params.get("refresh_token", "")
     if not presented:
         raise errors.invalid_request("refresh_token is required")
-    token = authenticate_token(ctx, presented) if tokens.is_access_token(presented) else None
-    if token is None or token.kind not in (REFRESH, USED_REFRESH):
+    key = tokens.token_key(presented) if tokens.is_access_token(presented) else None
+    token = ctx.state.token(key, ctx.now()) if key is not None else None
+    if token is None and key is not None:
+        used = ctx.state.used_family(key)
+        if used is not None:
+            _check_owner(ctx, client, ip, used.client_id, handle(key))
+            return _reused(used, handle(key), client, ip)
+    if token is None or token.kind != REFRESH:
         raise refuse(ctx.limiter, errors.invalid_grant("the refresh token is invalid, expired or revoked"),
                      ip, [(TOKEN_IP, ip_key(ip))], client=client.id)
-    if token.client_id != client.id:
-        raise refuse(ctx.limiter, errors.invalid_grant("the refresh token was issued to another client"),
-                     ip, [(TOKEN_IP, ip_key(ip))], client=client.id, token=token.handle)
-    if token.kind == USED_REFRESH:
-        return _reused(token, client, ip)
+    _check_owner(ctx, client, ip, token.client_id, token.handle)
+    family = ctx.state.families.get(token.grant)
+    ends = (family.started if family is not None else token.issued_at) + ctx.config.refresh_family_lifetime
+    if ctx.now() >= ends:
+        raise deny(errors.invalid_grant("the grant has reached its maximum lifetime; log in again"),
+                   ip=ip, client=client.id, user=token.user, token=token.handle)
     scope = requested_scope(ctx, params, token.scope, token.scope, client=client.id, user=token.user)
     if not scopes.within(scope, client.scope):
         raise deny(errors.invalid_scope("the client may no longer be granted this scope"),
@@ -50,24 +58,35 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
                   client_id=client.id, user=token.user, grant=token.grant, label=token.label)
     # The new refresh token keeps the grant's scope (RFC 6749 section 6): a
     # narrower access token now does not narrow later ones.
-    refresh = mint(ctx, REFRESH, scope=token.scope, lifetime=capped(ctx, client.refresh_ttl, app),
+    refresh = mint(ctx, REFRESH, scope=token.scope,
+                   lifetime=min(capped(ctx, client.refresh_ttl, app), ends - ctx.now()),
                    client_id=client.id, user=token.user, grant=token.grant, label=token.label)
     records += [access.record, refresh.record]
     return issued(records, client, "refresh_token", ip, access, refresh)
 
 
-def _reused(token: Token, client: Client, ip: str) -> Decision[Body]:
+def _check_owner(ctx: Context, client: Client, ip: str, owner: str, name: str) -> None:
     """
-    A used refresh token came back: whoever holds it, the grant is
-    compromised, so every token of the family is revoked before the refusal
-    is sent.
+    Refuse a refresh token (its handle: C{name}) of another client: not a
+    reuse, the owner may still refresh with it.
     """
-    context: dict[str, object] = {"client": client.id, "user": token.user, "token": token.handle}
+    if owner != client.id:
+        raise refuse(ctx.limiter, errors.invalid_grant("the refresh token was issued to another client"),
+                     ip, [(TOKEN_IP, ip_key(ip))], client=client.id, token=name)
+
+
+def _reused(family: Family, name: str, client: Client, ip: str) -> Decision[Body]:
+    """
+    A used refresh token (its handle: C{name}) came back: whoever holds it,
+    the grant is compromised, so every token of the family is revoked before
+    the refusal is sent.
+    """
+    context: dict[str, object] = {"client": client.id, "user": family.user, "token": name}
     error = deny(
         errors.invalid_grant("the refresh token was already used; the grant is revoked"),
         ip=ip, reason="refresh token reuse", **context,
     )
-    revoked = audit("token.revoke", "ok", ip=ip, grant=token.grant, reason="refresh token reuse",
+    revoked = audit("token.revoke", "ok", ip=ip, grant=family.grant, reason="refresh token reuse",
                     **context)
-    return Decision({}, [GrantRevoked(token.grant)], (revoked,), refusal=error,
-                    context={"grant": token.grant, **context})
+    return Decision({}, [GrantRevoked(family.grant)], (revoked,), refusal=error,
+                    context={"grant": family.grant, **context})

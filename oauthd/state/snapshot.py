@@ -1,0 +1,41 @@
+"""
+A snapshot of the state: the payloads compaction writes in place of the
+journal, which rebuild the live state when replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from oauthd.state import second_factor
+from oauthd.state.records import ClientPut, TokenIssued, UserPut, encode
+from oauthd.state.rows import Row, live_row, parse_token
+
+if TYPE_CHECKING:
+    from oauthd.state.model import State
+
+
+def snapshot_payloads(state: State, rows: Mapping[int, Row], now: float) -> Iterator[bytes]:
+    """
+    Payloads that rebuild the live state: every client and user, every
+    token not revoked or expired, and every live refresh family and its used
+    keys. Iterates over copies so state may change between steps
+    (compaction runs in slices, then replays what was appended meanwhile).
+
+    The families come last: a refresh token used after it was written as a
+    token is written again as used, whereas one used after its family was
+    written would be in neither part, and the C{used} record appended
+    meanwhile would find no token to mark.
+    """
+    for client in list(state.clients.values()):
+        yield encode(ClientPut(client))
+    for user in list(state.users.values()):
+        yield encode(UserPut(user))
+    yield from second_factor.snapshot(state.second_factors, now)
+    for key in list(rows):
+        row = rows.get(key)
+        if row is not None and live_row(row, now):
+            yield row if type(row) is bytes else encode(TokenIssued(parse_token(row)))
+    for record in state.families.snapshot():
+        yield encode(record)
