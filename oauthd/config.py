@@ -57,6 +57,14 @@ class Config:
     @ivar trusted_proxies: addresses or networks of reverse proxies whose
         C{X-Forwarded-For} names the client (for rate limits and audit).
     @ivar access_log: log a line per HTTP request besides the audit events.
+    @ivar header_timeout: seconds a request's line and headers may take to
+        arrive, however steadily they trickle in.
+    @ivar body_timeout: seconds a request's body may take to arrive once its
+        headers have.
+    @ivar idle_timeout: seconds a connection may stay silent, before its
+        first request or between two (keep-alive).
+    @ivar max_connections: HTTP connections open at once, over all
+        listeners; the next is answered 503 and closed.
     """
 
     listen: tuple[str, ...]
@@ -72,6 +80,10 @@ class Config:
     session_ttl: int = field(default=86400)
     trusted_proxies: tuple[str, ...] = field(default=())
     access_log: bool = field(default=False)
+    header_timeout: int = field(default=10)
+    body_timeout: int = field(default=30)
+    idle_timeout: int = field(default=15)
+    max_connections: int = field(default=1024)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -181,6 +193,10 @@ SETTINGS: dict[str, Setting] = {
         list, _check_networks, "proxies whose X-Forwarded-For is believed", str
     ),
     "access_log": Setting(bool, lambda k, v: v, "log every HTTP request"),
+    "header_timeout": Setting(int, _in_range(1, 300), "seconds for a request's headers"),
+    "body_timeout": Setting(int, _in_range(1, 3600), "seconds for a request's body"),
+    "idle_timeout": Setting(int, _in_range(1, 3600), "seconds an idle connection is kept"),
+    "max_connections": Setting(int, _in_range(1, 1 << 20), "HTTP connections open at once"),
 }
 
 

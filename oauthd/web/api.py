@@ -69,7 +69,12 @@ class OAuthHTTP:
         """
         The L{Site} to listen with.
         """
-        return OAuthSite(self.resource(), self._ctx.config.max_body, self._ctx.config.access_log)
+        config = self._ctx.config
+        return OAuthSite(
+            self.resource(), config.max_body, config.access_log, reactor=self._ctx.clock,
+            header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+            idle_timeout=config.idle_timeout, max_connections=config.max_connections,
+        )
 
     # -- parsing ------------------------------------------------------------
 
@@ -208,7 +213,7 @@ class OAuthHTTP:
         error = failure.value
         assert isinstance(error, OAuthError)
         self._audit_refusal(request, error)
-        return json_body(request, error.body(), error.status, error.headers)
+        return json_body(request, error.body(), error.status, _challenged(request, error))
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
@@ -237,6 +242,25 @@ class OAuthHTTP:
             {"error": "server_error", "error_description": "internal error"},
             500,
         )
+
+
+def _challenged(request: IRequest, error: OAuthError) -> dict[str, str]:
+    """
+    The headers of a refusal, with the challenge every 401 carries (RFC 9110
+    section 15.5.2), as does a resource's 400 (RFC 6750 section 3), where
+    the refusal brings none of its own: Bearer at the resources (userinfo,
+    ending a session), Basic where clients authenticate.
+    """
+    if "WWW-Authenticate" in error.headers:
+        return error.headers
+    resource = request.path == b"/api/v1/oauth/userinfo" or request.method == b"DELETE"
+    if error.status == 401:
+        challenge = errors.bearer_challenge(errors.REALM) if resource else errors.BASIC_CHALLENGE
+    elif error.status == 400 and resource:
+        challenge = errors.bearer_challenge(errors.REALM, error.error, error.description)
+    else:
+        return error.headers
+    return {**error.headers, "WWW-Authenticate": challenge}
 
 
 def _public(request: IRequest, document: Body) -> bytes:
