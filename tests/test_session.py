@@ -82,7 +82,8 @@ class SessionTests(OAuthCase):
             self.assert_error(self.request("DELETE", SESSION_PATH, headers={"X-Auth-Token": token}),
                               400, "invalid_request")
             assert self.server.authenticate_token(token) is not None
-        self.assert_error(self.request("DELETE", SESSION_PATH), 401, "invalid_token")
+        reply = self.request("DELETE", SESSION_PATH)
+        assert (reply.code, reply.body) == (401, {}), reply
 
     def test_sessions_per_user_are_capped(self) -> None:
         first = self.login().body["access_token"]
