@@ -9,6 +9,7 @@ arrives, no C{Server} header, and an access log without credentials.
 from __future__ import annotations
 
 import itertools
+from resource import RLIM_INFINITY
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -20,6 +21,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from oauthd.services.fdlimit import RESERVED, make_room
 from oauthd.web.site import OAuthSite
 from tests.helpers import make_config, make_http
 
@@ -215,3 +217,27 @@ class AccessLogTests(SynchronousTestCase):
         assert "SECRET" not in line, line
         assert "/healthz?x=1&access_token=REDACTED&Password=REDACTED&to%6Ben=REDACTED" in line
         assert "https://app.example/cb?state=s&code=REDACTED#id_token=REDACTED" in line
+
+
+class FileLimitTests(SynchronousTestCase):
+    """
+    The daemon raises its soft limit on open files to fit max_connections
+    beside its own files, as far as the hard limit allows.
+    """
+
+    def room(self, connections: int, soft: int, hard: int) -> tuple[int, list[tuple[int, int]]]:
+        set_to: list[tuple[int, int]] = []
+        fitted = make_room(connections, lambda which: (soft, hard),
+                           lambda which, limits: set_to.append(limits))
+        return fitted, set_to
+
+    def test_the_soft_limit_is_raised_to_fit(self) -> None:
+        assert self.room(1024, 1024, 524288) == (1024, [(1024 + RESERVED, 524288)])
+
+    def test_a_high_enough_limit_is_left_alone(self) -> None:
+        assert self.room(1024, 65536, 65536) == (1024, [])
+        assert self.room(1024, RLIM_INFINITY, RLIM_INFINITY) == (1024, [])
+
+    def test_a_low_hard_limit_admits_fewer_connections(self) -> None:
+        assert self.room(1024, 512, 1024) == (1024 - RESERVED, [(1024, 1024)])
+        assert self.room(1024, 100, 100) == (50, [])

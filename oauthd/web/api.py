@@ -14,7 +14,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
-from twisted.web.server import Site
 
 from oauthd.protocol import clientauth, errors, grants, introspection, revocation, sessions, userinfo
 from oauthd.protocol.context import Body, Context
@@ -65,7 +64,7 @@ class OAuthHTTP:
     def resource(self) -> IResource:
         return Edge(self.app.resource())
 
-    def site(self) -> Site:
+    def site(self) -> OAuthSite:
         """
         The L{Site} to listen with.
         """
