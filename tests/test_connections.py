@@ -182,8 +182,9 @@ class CapTests(SiteCase):
 
     def test_connections_over_the_cap_are_refused(self) -> None:
         """
-        With max_connections open, the next connection is answered 503 and
-        closed at once; once one closes, a new one is served.
+        With max_connections open, none of them slow, the next connection is
+        answered 503 and closed at once; once one closes, a new one is
+        served.
         """
         conns = [self.connect() for _ in range(3)]
         observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
@@ -197,6 +198,35 @@ class CapTests(SiteCase):
         again = self.connect()
         again.send(HEALTHZ)
         assert again.received().startswith(b"HTTP/1.1 200 ")
+
+    def test_kept_alive_connections_are_not_closed_for_new_ones(self) -> None:
+        conns = [self.connect() for _ in range(3)]
+        for conn in conns:
+            conn.send(HEALTHZ)
+        self.clock.advance(5)
+        assert self.connect().received().startswith(b"HTTP/1.1 503 ")
+        assert not any(conn.closing for conn in conns)
+
+    def test_at_the_cap_the_slowest_connection_gives_way(self) -> None:
+        """
+        At the cap, a new connection is served and the connection that has
+        waited longest (over a second) for its request's headers is
+        answered 408 and closed: slow clients cannot fill the cap to keep
+        others out.
+        """
+        slow = [self.connect() for _ in range(2)]
+        slow[0].send(b"GET /healthz HTTP/1.1\r\n")
+        self.clock.advance(0.5)
+        prompt = self.connect()
+        prompt.send(HEALTHZ)
+        self.clock.advance(0.6)
+        new = self.connect()
+        assert slow[0].closing and slow[0].received().startswith(b"HTTP/1.1 408 ")
+        assert not slow[1].closing and not prompt.closing
+        slow[0].lost()
+        new.send(HEALTHZ)
+        assert new.received().startswith(b"HTTP/1.1 200 ")
+        assert self.site.connections == 3
 
 
 class AccessLogTests(SynchronousTestCase):

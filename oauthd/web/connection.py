@@ -84,7 +84,7 @@ class Channel(HTTPChannel):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.site.connections += 1
-        self._start_deadline(self.site.header_timeout)
+        self._await_headers()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stop_deadline()
@@ -94,7 +94,7 @@ class Channel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._deadline is None and not self._handlingRequest:
             # The first bytes of the next request on a kept-alive connection.
-            self._start_deadline(self.site.header_timeout)
+            self._await_headers()
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
@@ -124,17 +124,25 @@ class Channel(HTTPChannel):
         headers.removeHeader(b"server")
         super().writeHeaders(version, code, reason, headers)
 
+    def _await_headers(self) -> None:
+        self._start_deadline(self.site.header_timeout)
+        self.site.awaiting_headers[self] = self.site.reactor.seconds()
+
     def _start_deadline(self, seconds: float) -> None:
-        self._deadline = self.callLater(seconds, self._too_slow)
+        self._deadline = self.callLater(seconds, self.too_slow)
 
     def _stop_deadline(self) -> None:
+        self.site.awaiting_headers.pop(self, None)
         if self._deadline is not None:
             if self._deadline.active():
                 self._deadline.cancel()
             self._deadline = None
 
-    def _too_slow(self) -> None:
-        self._deadline = None
+    def too_slow(self) -> None:
+        """
+        Answer 408 and close: the request is taking too long to arrive.
+        """
+        self._stop_deadline()
         assert self.transport is not None
         self.transport.write(TOO_SLOW)
         # As Twisted's idle timeout does: a client that does not read its

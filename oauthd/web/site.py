@@ -100,6 +100,13 @@ class _Request(Request):
             self.__dict__.pop(name, None)
 
 
+SLOW_AFTER = 1.0
+"""
+Seconds a connection may wait for a request's headers before it gives way
+to a new connection when the cap is reached.
+"""
+
+
 class OAuthSite(Site):
     """
     The HTTP site: no tracebacks, bodies capped at C{max_body} while they
@@ -110,6 +117,8 @@ class OAuthSite(Site):
     C{Server} header, and an access log (if on) without credentials.
 
     @ivar connections: the connections open now.
+    @ivar awaiting_headers: the connections waiting for a request's headers,
+        oldest first, with the time each began to wait.
     """
 
     displayTracebacks = False
@@ -138,17 +147,33 @@ class OAuthSite(Site):
         self.body_timeout = body_timeout
         self.max_connections = max_connections
         self.connections = 0
+        self.awaiting_headers: dict[Channel, float] = {}
         self._next_warning = 0.0
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
-        if self.connections >= self.max_connections:
-            now = self.reactor.seconds()
-            if now >= self._next_warning:
-                self._next_warning = now + 60
-                log.warn("{count} HTTP connections open, the most allowed (max_connections): "
-                         "refusing new ones", count=self.connections)
+        if self.connections >= self.max_connections and not self._made_room():
             return Refused()
         return super().buildProtocol(addr)
+
+    def _made_room(self) -> bool:
+        """
+        At the cap, make room for a new connection by closing the one that
+        has waited longest for a request's headers, if it has waited over
+        L{SLOW_AFTER} seconds: a client sends its headers at once, so only
+        slow ones give way, and they cannot keep others out by filling the
+        cap.
+        """
+        now = self.reactor.seconds()
+        if now >= self._next_warning:
+            self._next_warning = now + 60
+            log.warn("{count} HTTP connections open, the most allowed (max_connections): "
+                     "closing the slowest or refusing new ones", count=self.connections)
+        for channel, since in self.awaiting_headers.items():
+            if now - since < SLOW_AFTER:
+                return False
+            channel.too_slow()
+            return True
+        return False
 
     def log(self, request: web_http.Request) -> None:
         if self.access_log:
