@@ -10,11 +10,16 @@ Needs wrk and taskset: the daemon runs pinned to one core, wrk and the slow
 clients to another.
 
     python bench/slow_clients.py [--slow 1000] [--interval 2] [--duration 5] [--rounds 3]
+    python bench/slow_clients.py --max-connections 2048
     python bench/slow_clients.py --tree DIR --nofile 1024
 
 With C{--tree}, the daemon of another checkout runs instead (say the commit
 before the deadlines, to see it fall over); C{--nofile} starts the daemon
 with that limit on open files (the default soft limit on many systems).
+With the default C{max_connections} (1024), 1,000 slow connections and
+wrk's 32 keep the daemon at its cap, so every slow client's reconnection
+closes another slow connection to make room; C{--max-connections 2048}
+shows the slow clients below the cap, closed only by their deadlines.
 """
 
 from __future__ import annotations
@@ -154,6 +159,8 @@ def main() -> None:
     parser.add_argument("--load-cpu", type=int, default=1)
     parser.add_argument("--tree", type=Path, default=REPO, help="the checkout whose daemon runs")
     parser.add_argument("--nofile", type=int, default=0, help="the daemon's limit on open files")
+    parser.add_argument("--max-connections", type=int, default=0,
+                        help="the daemon's max_connections [default: its default]")
     parser.add_argument("--slow-clients", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.slow_clients:
@@ -171,11 +178,15 @@ def main() -> None:
         (port,) = _free_ports(1)
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         limit = ["prlimit", f"--nofile={args.nofile}"] if args.nofile else []
+        config = []
+        if args.max_connections:
+            (work / "oauthd.toml").write_text(f"max_connections = {args.max_connections}\n")
+            config = ["--config", str(work / "oauthd.toml")]
         env = dict(os.environ, PYTHONPATH=str(args.tree))
         env.pop("NOTIFY_SOCKET", None)
         daemon = subprocess.Popen(
             ["taskset", "-c", str(args.server_cpu), *limit, twistd, "--nodaemon", "--pidfile=",
-             "oauthd", "--listen", f"tcp:{port}:interface=127.0.0.1", "--data", str(data)],
+             "oauthd", *config, "--listen", f"tcp:{port}:interface=127.0.0.1", "--data", str(data)],
             stdout=open(work / "oauthd.out", "ab"), stderr=subprocess.STDOUT, env=env, cwd=work,
         )
         _wait_for(port, daemon)
@@ -228,7 +239,8 @@ def _print(args: argparse.Namespace, results: dict[tuple[str, bool], list[dict[s
     print(f"\noauthd ({args.tree}), {args.rounds} rounds of {args.duration} s, wrk -c{args.connections}; "
           f"slow: {args.slow} connections, a byte every {args.interval} s; daemon on CPU "
           f"{args.server_cpu}, wrk and slow clients on CPU {args.load_cpu}"
-          + (f"; daemon nofile {args.nofile}" if args.nofile else "") + "\n")
+          + (f"; daemon nofile {args.nofile}" if args.nofile else "")
+          + (f"; max_connections {args.max_connections}" if args.max_connections else "") + "\n")
     print(f"  {'':34} {'req/s':>9} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}")
     for name in dict.fromkeys(n for n, _ in results):
         medians = {}
