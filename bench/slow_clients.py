@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from token_endpoint import _free_ports, _lua, _parse, _seed, _stop, _wait_for  # noqa: E402
+from token_endpoint import _cpu_seconds, _free_ports, _lua, _parse, _seed, _stop, _wait_for  # noqa: E402
 
 
 def raise_file_limit() -> None:
@@ -130,13 +130,19 @@ def slow_clients(port: int, count: int, interval: float, report: str) -> None:
     Path(report).write_text(" ".join(f"{k}={v}" for k, v in stats.items()))
 
 
-def _wrk(args: argparse.Namespace, url: str, script: Path | None) -> dict[str, float]:
+def _wrk(args: argparse.Namespace, url: str, script: Path | None, daemon: int) -> dict[str, float]:
+    """
+    wrk's figures, and the share of a core the daemon used meanwhile.
+    """
     command = ["taskset", "-c", str(args.load_cpu), "wrk", "-t1", f"-c{args.connections}",
                f"-d{args.duration}s", "--latency", url]
     if script is not None:
         command[-1:-1] = ["-s", str(script)]
+    cpu, start = _cpu_seconds(daemon), time.monotonic()
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return _parse(output)
+    result = _parse(output)
+    result["cpu"] = (_cpu_seconds(daemon) - cpu) / (time.monotonic() - start)
+    return result
 
 
 def _healthz_answers(port: int) -> bool:
@@ -192,9 +198,9 @@ def main() -> None:
         _wait_for(port, daemon)
         base = f"http://127.0.0.1:{port}"
         targets = [("GET /healthz", base + "/healthz", None),
-                   ("POST token (client_credentials)", base + "/api/v1/oauth/token", token_script)]
+                   ("POST token", base + "/api/v1/oauth/token", token_script)]
         for _, url, script in targets:
-            _wrk(args, url, script)  # warm up
+            _wrk(args, url, script, daemon.pid)  # warm up
         results: dict[tuple[str, bool], list[dict[str, float]]] = {}
         reports = []
         for round_ in range(args.rounds):
@@ -208,7 +214,7 @@ def main() -> None:
                     # Let them connect and start trickling.
                     time.sleep(2 + args.interval)
                 for name, url, script in targets:
-                    results.setdefault((name, slow), []).append(_wrk(args, url, script))
+                    results.setdefault((name, slow), []).append(_wrk(args, url, script, daemon.pid))
                 if attack is not None:
                     alive = _healthz_answers(port)
                     attack.send_signal(signal.SIGTERM)
@@ -238,18 +244,20 @@ def _print(args: argparse.Namespace, results: dict[tuple[str, bool], list[dict[s
            reports: list[str]) -> None:
     print(f"\noauthd ({args.tree}), {args.rounds} rounds of {args.duration} s, wrk -c{args.connections}; "
           f"slow: {args.slow} connections, a byte every {args.interval} s; daemon on CPU "
-          f"{args.server_cpu}, wrk and slow clients on CPU {args.load_cpu}"
+          f"{args.server_cpu}, wrk and slow clients on CPU {args.load_cpu}; the token request is "
+          "client_credentials with Basic auth, journal fsync on"
           + (f"; daemon nofile {args.nofile}" if args.nofile else "")
           + (f"; max_connections {args.max_connections}" if args.max_connections else "") + "\n")
-    print(f"  {'':34} {'req/s':>9} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}")
+    print(f"  {'':34} {'req/s':>9} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7} {'daemon CPU':>10}")
     for name in dict.fromkeys(n for n, _ in results):
         medians = {}
         for slow in (False, True):
             runs = results[(name, slow)]
             medians[slow] = (_median([r["rps"] for r in runs]), _median([r["p99"] for r in runs]))
-            label = f"{name}, {'with' if slow else 'without'} slow"
+            label = f"{name[:14]}, {'with' if slow else 'without'} slow"
             print(f"  {label:34} {medians[slow][0]:9.0f} {medians[slow][1]:8.2f} "
-                  f"{sum(r['non2xx'] for r in runs):8.0f} {sum(r['socket_errors'] for r in runs):7.0f}")
+                  f"{sum(r['non2xx'] for r in runs):8.0f} {sum(r['socket_errors'] for r in runs):7.0f} "
+                  f"{_median([r['cpu'] for r in runs]):10.0%}")
         print(f"  {'  with / without':34} {medians[True][0] / medians[False][0]:9.2f} "
               f"{medians[True][1] / medians[False][1]:8.2f}")
     print("\nslow clients per round (opened, connects that failed, answered 408 / 503, closed by the "

@@ -75,7 +75,9 @@ class Channel(HTTPChannel):
     (C{timeOut}) covers a connection that sends nothing, before its first
     request or between two. A body announced larger than the site's
     C{max_body} is answered 413 as soon as the headers are in, and the
-    connection closes rather than read it.
+    connection closes rather than read it. The site counts its connections,
+    and knows which are waiting for a request's headers (and since when),
+    to close the slowest at its cap.
     """
 
     site: OAuthSite

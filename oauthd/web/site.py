@@ -168,12 +168,11 @@ class OAuthSite(Site):
             self._next_warning = now + 60
             log.warn("{count} HTTP connections open, the most allowed (max_connections): "
                      "closing the slowest or refusing new ones", count=self.connections)
-        for channel, since in self.awaiting_headers.items():
-            if now - since < SLOW_AFTER:
-                return False
-            channel.too_slow()
-            return True
-        return False
+        oldest = next(iter(self.awaiting_headers.items()), None)
+        if oldest is None or now - oldest[1] < SLOW_AFTER:
+            return False
+        oldest[0].too_slow()
+        return True
 
     def log(self, request: web_http.Request) -> None:
         if self.access_log:
