@@ -7,7 +7,9 @@ seconds, and reconnects at once when the daemon closes it), and the ratio.
 It prints figures; it asserts nothing.
 
 Needs wrk and taskset: the daemon runs pinned to one core, wrk and the slow
-clients to another.
+clients to another (the slow clients niced, so they take only what wrk leaves
+of it: on a real attack they run elsewhere). The daemon's share of a core
+during each run tells whether it, or the load, set the pace.
 
     python bench/slow_clients.py [--slow 1000] [--interval 2] [--duration 5] [--rounds 3]
     python bench/slow_clients.py --max-connections 2048
@@ -209,7 +211,7 @@ def main() -> None:
                 if slow:
                     report = work / f"slow-{round_}.txt"
                     attack = subprocess.Popen(
-                        ["taskset", "-c", str(args.load_cpu), sys.executable, __file__,
+                        ["taskset", "-c", str(args.load_cpu), "nice", "-n", "19", sys.executable, __file__,
                          "--slow-clients", str(port), str(args.slow), str(args.interval), str(report)])
                     # Let them connect and start trickling.
                     time.sleep(2 + args.interval)

@@ -9,6 +9,7 @@ arrives, no C{Server} header, and an access log without credentials.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from resource import RLIM_INFINITY
 from typing import Any
 
@@ -21,9 +22,12 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from oauthd import tap
+from oauthd.config import build_config
 from oauthd.services.fdlimit import RESERVED, make_room
+from oauthd.testing import InlinePool
 from oauthd.web.site import OAuthSite
-from tests.helpers import make_config, make_http
+from tests.helpers import InlineMemoryReactor, make_config, make_http
 
 _PORTS = itertools.count(40000)
 
@@ -271,3 +275,23 @@ class FileLimitTests(SynchronousTestCase):
     def test_a_low_hard_limit_admits_fewer_connections(self) -> None:
         assert self.room(1024, 512, 1024) == (1024 - RESERVED, [(1024, 1024)])
         assert self.room(1024, 100, 100) == (50, [])
+
+
+def test_the_daemon_listens_with_the_configured_limits(tmp_path: Path) -> None:
+    """
+    twistd's service tree listens with a site on the daemon's reactor that
+    has the configured deadlines and cap.
+    """
+    config = build_config({"data": str(tmp_path / "data"), "header_timeout": 5, "body_timeout": 7,
+                           "idle_timeout": 9, "max_connections": 100}, {})
+    reactor = InlineMemoryReactor()
+    service = tap.build_service(config, reactor, journal_pool=InlinePool())
+    service.privilegedStartService()
+    service.startService()
+    try:
+        site = reactor.tcpServers[0][1]
+        assert isinstance(site, OAuthSite)
+        assert site.reactor is reactor
+        assert (site.header_timeout, site.body_timeout, site.timeOut, site.max_connections) == (5, 7, 9, 100)
+    finally:
+        service.stopService()
