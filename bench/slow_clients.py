@@ -6,10 +6,11 @@ connections (each sends a request line, then one header byte every few
 seconds, and reconnects at once when the daemon closes it), and the ratio.
 It prints figures; it asserts nothing.
 
-Needs wrk and taskset: the daemon runs pinned to one core, wrk and the slow
-clients to another (the slow clients niced, so they take only what wrk leaves
-of it: on a real attack they run elsewhere). The daemon's share of a core
-during each run tells whether it, or the load, set the pace.
+Needs wrk and taskset: the daemon runs pinned to one core and wrk to
+another; the slow clients run niced on the daemon's core (C{--slow-cpu}), so
+they take only the time the daemon leaves (on a real attack they run
+elsewhere) and wrk keeps its own core. The daemon's share of a core during
+each run tells whether it, or the load, set the pace.
 
     python bench/slow_clients.py [--slow 1000] [--interval 2] [--duration 5] [--rounds 3]
     python bench/slow_clients.py --max-connections 2048
@@ -165,12 +166,16 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="wrk's connections")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
+    parser.add_argument("--slow-cpu", type=int, default=None,
+                        help="the slow clients' CPU [default: the daemon's]")
     parser.add_argument("--tree", type=Path, default=REPO, help="the checkout whose daemon runs")
     parser.add_argument("--nofile", type=int, default=0, help="the daemon's limit on open files")
     parser.add_argument("--max-connections", type=int, default=0,
                         help="the daemon's max_connections [default: its default]")
     parser.add_argument("--slow-clients", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.slow_cpu is None:
+        args.slow_cpu = args.server_cpu
     if args.slow_clients:
         port, count, interval, report = args.slow_clients
         slow_clients(int(port), int(count), float(interval), report)
@@ -211,7 +216,7 @@ def main() -> None:
                 if slow:
                     report = work / f"slow-{round_}.txt"
                     attack = subprocess.Popen(
-                        ["taskset", "-c", str(args.load_cpu), "nice", "-n", "19", sys.executable, __file__,
+                        ["taskset", "-c", str(args.slow_cpu), "nice", "-n", "19", sys.executable, __file__,
                          "--slow-clients", str(port), str(args.slow), str(args.interval), str(report)])
                     # Let them connect and start trickling.
                     time.sleep(2 + args.interval)
@@ -246,7 +251,8 @@ def _print(args: argparse.Namespace, results: dict[tuple[str, bool], list[dict[s
            reports: list[str]) -> None:
     print(f"\noauthd ({args.tree}), {args.rounds} rounds of {args.duration} s, wrk -c{args.connections}; "
           f"slow: {args.slow} connections, a byte every {args.interval} s; daemon on CPU "
-          f"{args.server_cpu}, wrk and slow clients on CPU {args.load_cpu}; the token request is "
+          f"{args.server_cpu}, wrk on CPU {args.load_cpu}, slow clients (niced) on CPU {args.slow_cpu}; "
+          "the token request is "
           "client_credentials with Basic auth, journal fsync on"
           + (f"; daemon nofile {args.nofile}" if args.nofile else "")
           + (f"; max_connections {args.max_connections}" if args.max_connections else "") + "\n")
