@@ -13,16 +13,16 @@ elsewhere) and wrk keeps its own core. The daemon's share of a core during
 each run tells whether it, or the load, set the pace.
 
     python bench/slow_clients.py [--slow 1000] [--interval 2] [--duration 5] [--rounds 3]
-    python bench/slow_clients.py --max-connections 2048
+    python bench/slow_clients.py --max-connections 1024
     python bench/slow_clients.py --tree DIR --nofile 1024
 
 With C{--tree}, the daemon of another checkout runs instead (say the commit
 before the deadlines, to see it fall over); C{--nofile} starts the daemon
 with that limit on open files (the default soft limit on many systems).
-With the default C{max_connections} (1024), 1,000 slow connections and
-wrk's 32 keep the daemon at its cap, so every slow client's reconnection
-closes another slow connection to make room; C{--max-connections 2048}
-shows the slow clients below the cap, closed only by their deadlines.
+Below the cap (C{max_connections}, 4096 by default) the slow clients are
+closed only by their deadlines; with C{--max-connections 1024}, 1,000 slow
+connections and wrk's 32 keep the daemon at its cap, so every slow client's
+reconnection closes another slow connection to make room (or is refused).
 """
 
 from __future__ import annotations

@@ -61,10 +61,11 @@ class Config:
         arrive, however steadily they trickle in.
     @ivar body_timeout: seconds a request's body may take to arrive once its
         headers have.
-    @ivar idle_timeout: seconds a connection may stay silent, before its
-        first request or between two (keep-alive).
+    @ivar idle_timeout: seconds a kept-alive connection may stay silent
+        between two requests.
     @ivar max_connections: HTTP connections open at once, over all
-        listeners; the next is answered 503 and closed.
+        listeners; at the cap the slowest makes room, or the next is
+        answered 503 and closed.
     """
 
     listen: tuple[str, ...]
@@ -83,7 +84,7 @@ class Config:
     header_timeout: int = field(default=10)
     body_timeout: int = field(default=30)
     idle_timeout: int = field(default=15)
-    max_connections: int = field(default=1024)
+    max_connections: int = field(default=4096)
 
     @property
     def issuer_is_plain_http(self) -> bool:

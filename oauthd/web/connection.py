@@ -72,8 +72,7 @@ class Channel(HTTPChannel):
     C{header_timeout} of its first byte (or of the connection, for its first
     request), and its body within C{body_timeout} of its headers; otherwise
     it is answered 408 and the connection closes. The idle timeout
-    (C{timeOut}) covers a connection that sends nothing, before its first
-    request or between two. A body announced larger than the site's
+    (C{timeOut}) closes a kept-alive connection silent between two requests. A body announced larger than the site's
     C{max_body} is answered 413 as soon as the headers are in, and the
     connection closes rather than read it. The site counts its connections,
     and knows which are waiting for a request's headers (and since when),

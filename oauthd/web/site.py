@@ -137,7 +137,7 @@ class OAuthSite(Site):
         header_timeout: float = 10,
         body_timeout: float = 30,
         idle_timeout: float = 15,
-        max_connections: int = 1024,
+        max_connections: int = 4096,
     ) -> None:
         super().__init__(resource, parsePOSTFormSubmission=False, timeout=idle_timeout,
                          logFormatter=access_log_line, reactor=reactor)
