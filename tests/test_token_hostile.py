@@ -203,7 +203,7 @@ def test_site_caps_bodies_while_they_arrive(framing: str) -> None:
 
     config = make_config(max_body=1024)
     server = make_server(config)
-    site = OAuthSite(OAuthHTTP(server.ctx, server.store).resource(), config.max_body)
+    site = OAuthSite(OAuthHTTP(server.ctx, server.store).resource(), config.max_body, reactor=server.ctx.clock)
     assert isinstance(site.getContentFile(10), CappedBody)
     body = b"a=" + b"b" * 5000
     if framing == "chunked":
