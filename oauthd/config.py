@@ -66,6 +66,15 @@ class Config:
         trail cannot write.
     @ivar refresh_family_lifetime: seconds from a refresh family's first
         token (a login) after which none of its refresh tokens is taken.
+    @ivar header_timeout: seconds a request's line and headers may take to
+        arrive, however steadily they trickle in.
+    @ivar body_timeout: seconds a request's body may take to arrive once its
+        headers have.
+    @ivar idle_timeout: seconds a kept-alive connection may stay silent
+        between two requests.
+    @ivar max_connections: HTTP connections open at once, over all
+        listeners; at the cap the slowest makes room, or the next is
+        answered 503 and closed.
     """
 
     listen: tuple[str, ...]
@@ -86,6 +95,10 @@ class Config:
     audit_keep_days: int = field(default=90)
     audit_backlog: int = field(default=10_000)
     refresh_family_lifetime: int = field(default=90 * 86400)
+    header_timeout: int = field(default=10)
+    body_timeout: int = field(default=30)
+    idle_timeout: int = field(default=15)
+    max_connections: int = field(default=4096)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -202,6 +215,10 @@ SETTINGS: dict[str, Setting] = {
     "refresh_family_lifetime": Setting(
         int, _in_range(3600, 10 * 365 * 86400), "seconds a refresh family lives at most"
     ),
+    "header_timeout": Setting(int, _in_range(1, 300), "seconds for a request's headers"),
+    "body_timeout": Setting(int, _in_range(1, 3600), "seconds for a request's body"),
+    "idle_timeout": Setting(int, _in_range(1, 3600), "seconds an idle connection is kept"),
+    "max_connections": Setting(int, _in_range(1, 1 << 20), "HTTP connections open at once"),
 }
 
 

@@ -218,6 +218,7 @@ def build_service(
     from oauthd.eventlog import FileJournal, JournalError
     from oauthd.protocol.context import Context
     from oauthd.services.audit import AuditTrail, TrailLimits
+    from oauthd.services.fdlimit import make_room
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService
     from oauthd.state.model import State, replay
     from oauthd.state.store import Store
@@ -257,6 +258,11 @@ def build_service(
     ctx = Context(store.state, config, reactor, PasswordHasher(reactor, hash_pool, config.bcrypt_cost))
     http = OAuthHTTP(ctx, store)
     site = http.site()
+    site.max_connections = make_room(config.max_connections)
+    if site.max_connections < config.max_connections:
+        log.warn("the open-file limit admits only {count} HTTP connections, not max_connections "
+                 "{wanted}: raise LimitNOFILE (or ulimit -n)",
+                 count=site.max_connections, wanted=config.max_connections)
     for endpoint in config.listen:
         strports.service(endpoint, site, reactor=reactor).setServiceParent(root)
         if not is_loopback_endpoint(endpoint) and config.issuer_is_plain_http:

@@ -78,11 +78,11 @@ class ClientAuthenticationTests(OAuthCase):
         self.assert_error(reply, 401, "invalid_client")
         assert reply.header("www-authenticate") == 'Basic realm="oauthd"'
 
-    def test_wrong_secret_in_body_gets_no_challenge(self) -> None:
+    def test_wrong_secret_in_body_gets_a_basic_challenge_too(self) -> None:
         reply = self.token({"grant_type": "client_credentials", "client_id": self.client.id,
                             "client_secret": "wrong"}, auth=None)
         self.assert_error(reply, 401, "invalid_client")
-        assert reply.header("www-authenticate") is None
+        assert reply.header("www-authenticate") == 'Basic realm="oauthd"'
 
     def test_failures_are_all_invalid_client(self) -> None:
         """

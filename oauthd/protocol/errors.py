@@ -62,6 +62,11 @@ def bearer_challenge(realm: str, error: str = "", description: str = "", scope: 
 
 REALM = "oauthd"
 
+BASIC_CHALLENGE = f'Basic realm="{REALM}"'
+"""
+The challenge where clients authenticate (RFC 6749 section 2.3.1).
+"""
+
 
 def invalid_request(description: str) -> OAuthError:
     return OAuthError("invalid_request", description)
@@ -72,7 +77,7 @@ def invalid_client(description: str, basic_attempted: bool) -> OAuthError:
     RFC 6749 section 5.2: 401, with a Basic challenge when the client tried
     Basic authentication.
     """
-    headers = {"WWW-Authenticate": f'Basic realm="{REALM}"'} if basic_attempted else {}
+    headers = {"WWW-Authenticate": BASIC_CHALLENGE} if basic_attempted else {}
     return OAuthError("invalid_client", description, 401, headers)
 
 
@@ -104,11 +109,22 @@ def invalid_token(description: str) -> OAuthError:
     )
 
 
+class Unauthenticated(OAuthError):
+    """
+    A refusal of a request that presented no credentials at all: RFC 6750
+    section 3.1 tells it only the challenge, with no error code or other
+    error information (its description is for the audit).
+    """
+
+    def body(self) -> dict[str, str]:
+        return {}
+
+
 def missing_token() -> OAuthError:
     """
     RFC 6750 section 3.1: a request with no credentials gets a bare challenge.
     """
-    return OAuthError(
+    return Unauthenticated(
         "invalid_token",
         "no access token was presented",
         401,

@@ -14,7 +14,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
-from twisted.web.server import Site
 
 from oauthd.interfaces import AuditFailing
 from oauthd.protocol import clientauth, errors, grants, introspection, revocation, sessions, userinfo
@@ -66,11 +65,16 @@ class OAuthHTTP:
     def resource(self) -> IResource:
         return Edge(self.app.resource())
 
-    def site(self) -> Site:
+    def site(self) -> OAuthSite:
         """
         The L{Site} to listen with.
         """
-        return OAuthSite(self.resource(), self._ctx.config.max_body, self._ctx.config.access_log)
+        config = self._ctx.config
+        return OAuthSite(
+            self.resource(), config.max_body, config.access_log, reactor=self._ctx.clock,
+            header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+            idle_timeout=config.idle_timeout, max_connections=config.max_connections,
+        )
 
     # -- parsing ------------------------------------------------------------
 
@@ -259,10 +263,12 @@ UI shows that string); anything else is its generic 400 message.
 def _refusal(request: IRequest, error: OAuthError) -> bytes:
     """
     The response refusing C{request}: RFC 6749's shape, or PhotoPrism's on
-    its session endpoints.
+    its session endpoints; a request with no credentials at all gets the
+    bare challenge and an empty body everywhere (RFC 6750 section 3.1).
     """
-    body = _photoprism_refusal(error) if _is_session_path(request) else error.body()
-    return json_body(request, body, error.status, error.headers)
+    photoprism = _is_session_path(request) and not isinstance(error, errors.Unauthenticated)
+    body = _photoprism_refusal(error) if photoprism else error.body()
+    return json_body(request, body, error.status, _challenged(request, error))
 
 
 def _is_session_path(request: IRequest) -> bool:
@@ -283,6 +289,25 @@ def _photoprism_refusal(error: OAuthError) -> Body:
         "details": error.description,
         "reason": error.error,
     }
+
+
+def _challenged(request: IRequest, error: OAuthError) -> dict[str, str]:
+    """
+    The headers of a refusal, with the challenge every 401 carries (RFC 9110
+    section 15.5.2), as does a resource's 400 (RFC 6750 section 3), where
+    the refusal brings none of its own: Bearer at the resources (userinfo,
+    ending a session), Basic where clients authenticate.
+    """
+    if "WWW-Authenticate" in error.headers:
+        return error.headers
+    resource = request.path == b"/api/v1/oauth/userinfo" or request.method == b"DELETE"
+    if error.status == 401:
+        challenge = errors.bearer_challenge(errors.REALM) if resource else errors.BASIC_CHALLENGE
+    elif error.status == 400 and resource:
+        challenge = errors.bearer_challenge(errors.REALM, error.error, error.description)
+    else:
+        return error.headers
+    return {**error.headers, "WWW-Authenticate": challenge}
 
 
 def _public(request: IRequest, document: Body) -> bytes:

@@ -14,12 +14,18 @@ import io
 import json
 from typing import Any
 
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.logger import Logger
 from twisted.web import http as web_http
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from oauthd.protocol.errors import OAuthError
+from oauthd.web.accesslog import access_log_line
+from oauthd.web.connection import Channel, Refused
+
+log = Logger()
 
 
 def json_body(
@@ -94,21 +100,79 @@ class _Request(Request):
             self.__dict__.pop(name, None)
 
 
+SLOW_AFTER = 1.0
+"""
+Seconds a connection may wait for a request's headers before it gives way
+to a new connection when the cap is reached.
+"""
+
+
 class OAuthSite(Site):
     """
     The HTTP site: no tracebacks, bodies capped at C{max_body} while they
     arrive, no form parsing by twisted.web (the edge parses bodies itself,
-    strictly, and only where a route reads one), and requests that let go of
-    what they hold once answered.
+    strictly, and only where a route reads one), requests that let go of
+    what they hold once answered, deadlines slow clients cannot push back
+    and at most C{max_connections} connections open at once (L{Channel}), no
+    C{Server} header, and an access log (if on) without credentials.
+
+    @ivar connections: the connections open now.
+    @ivar awaiting_headers: the connections waiting for a request's headers,
+        oldest first, with the time each began to wait.
     """
 
     displayTracebacks = False
     requestFactory = _Request
+    # The channel itself, not twisted.web's wrapper that would switch to
+    # HTTP/2 after TLS negotiation (oauthd serves HTTP/1.1 only).
+    protocol = Channel  # type: ignore[assignment]
 
-    def __init__(self, resource: IResource, max_body: int, access_log: bool = False) -> None:
-        super().__init__(resource, parsePOSTFormSubmission=False)
+    def __init__(
+        self,
+        resource: IResource,
+        max_body: int,
+        access_log: bool = False,
+        *,
+        reactor: IReactorTime | None = None,
+        header_timeout: float = 10,
+        body_timeout: float = 30,
+        idle_timeout: float = 15,
+        max_connections: int = 4096,
+    ) -> None:
+        super().__init__(resource, parsePOSTFormSubmission=False, timeout=idle_timeout,
+                         logFormatter=access_log_line, reactor=reactor)
         self.max_body = max_body
         self.access_log = access_log
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = max_connections
+        self.connections = 0
+        self.awaiting_headers: dict[Channel, float] = {}
+        self._next_warning = 0.0
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        if self.connections >= self.max_connections and not self._made_room():
+            return Refused()
+        return super().buildProtocol(addr)
+
+    def _made_room(self) -> bool:
+        """
+        At the cap, make room for a new connection by closing the one that
+        has waited longest for a request's headers, if it has waited over
+        L{SLOW_AFTER} seconds: a client sends its headers at once, so only
+        slow ones give way, and they cannot keep others out by filling the
+        cap.
+        """
+        now = self.reactor.seconds()
+        if now >= self._next_warning:
+            self._next_warning = now + 60
+            log.warn("{count} HTTP connections open, the most allowed (max_connections): "
+                     "closing the slowest or refusing new ones", count=self.connections)
+        oldest = next(iter(self.awaiting_headers.items()), None)
+        if oldest is None or now - oldest[1] < SLOW_AFTER:
+            return False
+        oldest[0].too_slow()
+        return True
 
     def log(self, request: web_http.Request) -> None:
         if self.access_log:
