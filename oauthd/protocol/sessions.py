@@ -28,10 +28,11 @@ async def create_session(ctx: Context, params: Params, ip: str) -> Decision[Body
     and ends no later; one from the password has full scope.
     """
     username, password = credentials(params)
-    user, app = await login(ctx, username, password, ip)
+    logged_in = await login(ctx, username, password, ip)
+    user, app = logged_in.user, logged_in.app
     scope = app.scope if app is not None else scopes.ALL
     live = [t for t in ctx.state.user_tokens(user.name, ctx.now()) if t.kind == SESSION]
-    records = oldest_beyond(live, MAX_SESSIONS)
+    records = [*logged_in.records, *oldest_beyond(live, MAX_SESSIONS)]
     lifetime = capped(ctx, ctx.config.session_ttl, app)
     session = mint(ctx, SESSION, scope=scope, lifetime=lifetime, user=user.name,
                    label=derived_label(app) if app is not None else "")
