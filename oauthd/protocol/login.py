@@ -140,8 +140,12 @@ async def login(ctx: Context, name: str, password: str, ip: str, **context: obje
     if pace is not None:
         wait = ctx.limiter.reserve(pace, pace_key, MAX_PACE_WAIT)
         if wait is None:
-            raise deny(errors.too_many_requests(ctx.limiter.retry_after(pace, pace_key)),
-                       ip=ip, user=known, limit=pace.name, **context)
+            # Counted against this address for this username, so that its
+            # next try waits with the addresses that failed, not with the
+            # new ones (or one address could use up the new ones' pace).
+            limited = errors.too_many_requests(ctx.limiter.retry_after(pace, pace_key))
+            raise refuse(ctx.limiter, limited, ip, [(USERNAME_IP, pair)], user=known,
+                         limit=pace.name, **context)
         if wait:
             await deferLater(ctx.clock, wait)
     try:
@@ -149,8 +153,10 @@ async def login(ctx: Context, name: str, password: str, ip: str, **context: obje
     except HasherBusy:
         if pace is not None:
             ctx.limiter.refund(pace, pace_key)
-        raise deny(errors.temporarily_unavailable("too many logins at once; try again"),
-                   ip=ip, user=known, **context) from None
+        # Counted against the address (not the username): one that keeps
+        # coming back to a full queue is ranked after those that do not.
+        raise refuse(ctx.limiter, errors.temporarily_unavailable("too many logins at once; try again"),
+                     ip, [(LOGIN_IP, source)], user=known, **context) from None
     if checked is None:
         ctx.limiter.forget(pair)
         raise refuse(ctx.limiter, errors.invalid_grant(WRONG_LOGIN), ip, charges,

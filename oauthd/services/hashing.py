@@ -47,11 +47,14 @@ class PasswordHasher:
     """
     Hashes and checks passwords in a thread pool, in an order of its own:
     it hands the pool at most C{workers} jobs at once and keeps the rest
-    waiting, best rank first (then oldest first), so a caller that has not
-    failed never waits behind a flood of callers that have. A full queue
-    makes room for a better-ranked job by refusing the newest of the worst
-    rank; no key (an address, a username) may hold more than C{share}
-    waiting places among the jobs ranked above 0.
+    waiting, best rank first, so a caller that has not failed never waits
+    behind a flood of callers that have. Within a rank the newest goes
+    first and a full queue makes room by refusing the oldest of the worst
+    rank (never one better than the newcomer's): under overload, the
+    caller who has waited longest has likely given up, and a burst that
+    came before does not hold back everyone after it. No key (an address,
+    a username) may hold more than C{share} waiting places among the jobs
+    ranked above 0.
 
     @ivar cost: the bcrypt work factor for new hashes.
     @ivar max_pending: jobs allowed to wait for a thread at once.
@@ -105,12 +108,12 @@ class PasswordHasher:
 
     def _push_out(self, rank: int, key: str | None) -> bool:
         """
-        Refuse the newest waiting job ranked below C{rank} (holding C{key},
-        if given), worst rank first; whether there was one.
+        Refuse the oldest waiting job of the worst rank not better than
+        C{rank} (holding C{key}, if given); whether there was one.
         """
-        for worse in range(WORST_RANK, rank, -1):
+        for worse in range(WORST_RANK, rank - 1, -1):
             waiting = self._waiting[worse]
-            for i in range(len(waiting) - 1, -1, -1):
+            for i in range(len(waiting)):
                 job = waiting[i]
                 if key is None or key in job.keys:
                     del waiting[i]
@@ -133,7 +136,7 @@ class PasswordHasher:
         self._dispatching = True
         try:
             while self._running < self.workers:
-                job = next((w.popleft() for w in self._waiting if w), None)
+                job = next((w.pop() for w in self._waiting if w), None)
                 if job is None:
                     break
                 self._release(job.keys)
