@@ -78,6 +78,28 @@ class FloodTests(LoginCase):
         answers = Counter(self.read(sent).code for sent in flood)
         assert set(answers) == {400, 503}, answers
 
+    def test_a_burst_of_new_addresses_does_not_shut_out_the_next_one(self) -> None:
+        """
+        Sixty addresses that have not failed fill the queue at once; alice
+        from another such address, coming after, is checked next: the
+        oldest of the burst make room.
+        """
+        burst = [self.send_login(f"u{i}", "guess", f"10.3.0.{i}") for i in range(60)]
+        mine = self.send_login("alice", PASSWORD, "192.0.2.60")
+        for _ in range(3):
+            self.pool.run_one()
+        assert self.read(mine).code == 200
+        self.pool.run_all()
+        assert set(Counter(self.read(sent).code for sent in burst)) == {400, 503}
+
+    def test_a_login_refused_for_a_busy_queue_counts_against_its_address(self) -> None:
+        self.hasher.busy = True
+        self.assert_error(self.log_in("alice", "guess", "10.4.0.1"), 503, "temporarily_unavailable")
+        self.hasher.busy = False
+        self.send_login("bob", "guess", "10.4.0.1")
+        self.send_login("bob", "guess", "10.4.0.2")
+        assert self.hasher.ranks[-2:] == [2, 1]
+
     def test_one_address_holds_a_bounded_share_of_the_queue(self) -> None:
         """
         Logins from one address that has failed take at most a share of the
