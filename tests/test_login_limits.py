@@ -264,3 +264,21 @@ def test_unknown_users_are_checked_against_a_hash_of_the_usual_cost() -> None:
     hasher.check("guess", "").addCallback(results.append)
     assert results == [False, False]
     assert hash_cost(hasher.dummy) == 4
+
+
+def test_a_full_table_makes_room_one_bucket_at_a_time() -> None:
+    """
+    A charge past the cap drops the one bucket that would refill soonest,
+    not a sweep of the table (which walked every bucket on a request).
+    """
+    clock = Clock()
+    clock.advance(1000)
+    limiter = RateLimiter(clock.seconds, max_entries=100)
+    for i in range(100):
+        limiter.charge(TOKEN_IP, f"10.0.0.{i}")
+        clock.advance(0.01)
+    limiter.charge(USERNAME, "bob")
+    assert len(limiter) == 100
+    assert limiter.retry_after(TOKEN_IP, "10.0.0.0") == 0
+    assert limiter.untouched(TOKEN_IP, "10.0.0.0")
+    assert not limiter.untouched(TOKEN_IP, "10.0.0.1")
