@@ -115,6 +115,11 @@ async def login(ctx: Context, name: str, password: str, ip: str, **context: obje
     The user C{name} if C{password} is the user's own password or one of the
     user's app passwords, and that app password.
 
+    An address that has failed too often is refused before any check (for
+    all usernames, and for this one); otherwise the check keeps the
+    username's pace (L{standing}): it may wait for its turn, up to
+    L{MAX_PACE_WAIT}, or be refused if that is further off.
+
     The audit names the user only if one by that name exists: a name that
     matches no one may be a password typed into the wrong field.
     """
