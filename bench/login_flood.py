@@ -8,8 +8,10 @@ from its own loopback address (127.0.0.2 and up: Linux routes all of
 127/8 to lo, and the daemon sees distinct sources), send password grants
 with wrong passwords as fast as they are answered, for random usernames
 and, one in five, for alice. Meanwhile one client logs in as alice with
-her right password in a loop. It prints the right logins' success rate,
-their p50/p99/max latency and their answers, and the flood's answers.
+her right password in a loop (waiting as Retry-After says after a 429 or
+503). It prints the right logins' success rate, their p50/p99/max latency
+and their answers, and the flood's answers. The flood runs in a process of
+its own at the lowest CPU priority.
 
 Two rounds, each on a fresh daemon: alice logging in from the address she
 always uses (it has logged in before the flood starts), and alice logging
@@ -105,8 +107,13 @@ class Client:
         self.source = source
         self.auth = "Basic " + base64.b64encode(f"{client}:{secret}".encode()).decode()
         self.connection: http.client.HTTPConnection | None = None
+        self.retry_after = 0.0
 
     def login(self, username: str, password: str) -> int:
+        """
+        The answer's status (0 if the connection failed twice); after a 429
+        or 503, L{retry_after} is its Retry-After.
+        """
         body = urllib.parse.urlencode(
             {"grant_type": "password", "username": username, "password": password})
         headers = {"Authorization": self.auth, "Content-Type": "application/x-www-form-urlencoded"}
@@ -118,6 +125,7 @@ class Client:
                 self.connection.request("POST", "/api/v1/oauth/token", body, headers)
                 response = self.connection.getresponse()
                 response.read()
+                self.retry_after = float(response.getheader("Retry-After") or 0)
                 return response.status
             except (OSError, http.client.HTTPException):
                 self.connection.close()
@@ -201,6 +209,9 @@ def _measure(args: argparse.Namespace, port: int, client: str, secret: str, fres
         status = owner.login(TARGET, PASSWORD)
         latencies.append(time.monotonic() - began)
         answers[status] += 1
+        if status in (429, 503):
+            # As a client should (the flood does not).
+            time.sleep(owner.retry_after)
     out, _ = flood.communicate()
     flood_answers = {int(k): v for k, v in json.loads(out).items()}
     ok = answers[200]
