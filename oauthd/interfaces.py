@@ -26,6 +26,12 @@ class PasswordTooLong(ValueError):
     """
 
 
+WORST_RANK = 2
+"""
+The highest rank of a password check (L{IPasswordHasher.check}).
+"""
+
+
 class HasherBusy(Exception):
     """
     Too many password checks are queued; the caller should answer
@@ -120,13 +126,23 @@ class IPasswordHasher(Interface):
             with L{HasherBusy} when too many are queued.
         """
 
-    def check(password: str, hashed: str) -> Deferred[bool]:
+    def check(password: str, hashed: str, keys: Sequence[str] = (), rank: int = 0) -> Deferred[bool]:
         """
         Whether C{password} matches C{hashed}; C{False} for an overlong
         password or an empty or malformed hash, after as long as a real
-        check takes.
+        check of a stored hash takes.
 
+        @param keys: who asks (an address, a username): no one key may hold
+            more than a bounded share of the queue.
+        @param rank: checks of a lower rank are run first, and may push one
+            of a higher rank out of a full queue (0: a caller known to be
+            good, up to L{WORST_RANK}: one that has failed lately).
         @return: fails with L{HasherBusy} when too many are queued.
+        """
+
+    def outdated(hashed: str) -> bool:
+        """
+        Whether C{hashed} was made at another cost than new hashes are.
         """
 
 

@@ -219,7 +219,7 @@ def build_service(
     from oauthd.protocol.context import Context
     from oauthd.services.audit import AuditTrail, TrailLimits
     from oauthd.services.fdlimit import make_room
-    from oauthd.services.hashing import PasswordHasher, ThreadPoolService
+    from oauthd.services.hashing import PasswordHasher, ThreadPoolService, usual_cost
     from oauthd.state.model import State, replay
     from oauthd.state.store import Store
     from oauthd.web.api import OAuthHTTP
@@ -255,7 +255,12 @@ def build_service(
     store.setServiceParent(root)
     hash_pool = ThreadPool(minthreads=0, maxthreads=config.hash_threads, name="oauthd-bcrypt")
     ThreadPoolService(hash_pool).setServiceParent(root)
-    ctx = Context(store.state, config, reactor, PasswordHasher(reactor, hash_pool, config.bcrypt_cost))
+    # Unknown users are checked against a hash of the cost most stored
+    # hashes have (until the next start, as logins rehash them).
+    dummy_cost = usual_cost((user.password_hash for user in state.users.values()), config.bcrypt_cost)
+    hasher = PasswordHasher(reactor, hash_pool, config.bcrypt_cost, workers=config.hash_threads,
+                            dummy_cost=dummy_cost)
+    ctx = Context(store.state, config, reactor, hasher)
     http = OAuthHTTP(ctx, store)
     site = http.site()
     site.max_connections = make_room(config.max_connections)

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from attrs import define
+from attrs import Factory, define
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, fail
@@ -149,10 +149,12 @@ class ControlledHasher:
     @ivar checks: how many checks were asked for.
     @ivar held: the next check's result, fired by the test, if set.
     @ivar busy: refuse every check as an overloaded pool would.
+    @ivar ranks: the rank of each check asked for.
     """
 
     inner: IPasswordHasher
     checks: int = 0
+    ranks: list[int] = Factory(list)
     held: Deferred[bool] | None = None
     busy: bool = False
 
@@ -166,14 +168,18 @@ class ControlledHasher:
     def hash(self, password: str) -> Deferred[str]:
         return self.inner.hash(password)
 
-    def check(self, password: str, hashed: str) -> Deferred[bool]:
+    def check(self, password: str, hashed: str, keys: Sequence[str] = (), rank: int = 0) -> Deferred[bool]:
         self.checks += 1
+        self.ranks.append(rank)
         if self.busy:
             return fail(HasherBusy())
         if self.held is not None:
             held, self.held = self.held, None
             return held
-        return self.inner.check(password, hashed)
+        return self.inner.check(password, hashed, keys, rank)
+
+    def outdated(self, hashed: str) -> bool:
+        return self.inner.outdated(hashed)
 
 
 def config_for_tests(**values: Any) -> Config:

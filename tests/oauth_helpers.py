@@ -107,6 +107,18 @@ class OAuthCase(SynchronousTestCase):
         json_body: object = None, body: bytes | None = None,
         headers: Mapping[str, Any] | None = None, auth: tuple[str, str] | None = None,
     ) -> Reply:
+        return self.read(self.send(method, path, form=form, json_body=json_body, body=body,
+                                   headers=headers, auth=auth))
+
+    def send(
+        self, method: str, path: str, *, form: Mapping[str, str] | None = None,
+        json_body: object = None, body: bytes | None = None,
+        headers: Mapping[str, Any] | None = None, auth: tuple[str, str] | None = None,
+    ) -> Deferred[Any]:
+        """
+        Send a request; the response comes when the server answers (see
+        L{read}).
+        """
         kwargs: dict[str, Any] = {"headers": dict(headers or {})}
         if form is not None:
             kwargs["data"] = dict(form)
@@ -117,7 +129,14 @@ class OAuthCase(SynchronousTestCase):
             kwargs["data"] = body
         if auth is not None:
             kwargs["auth"] = auth
-        response = self.successResultOf(self.treq.request(method, "http://oauthd.test" + path, **kwargs))
+        return self.treq.request(method, "http://oauthd.test" + path, **kwargs)
+
+    def read(self, sent: Deferred[Any]) -> Reply:
+        """
+        The reply to a request L{send} sent, which must have come.
+        """
+        self.treq.flush()
+        response = self.successResultOf(sent)
         raw = self.successResultOf(response.content())
         headers_out = {
             k.decode().lower(): v[0].decode("latin-1")

@@ -11,10 +11,21 @@ checked: a right one succeeds whatever the bucket holds, a wrong one gets 429
 instead of 401 once the bucket is empty. A successful request is never slowed
 and never charged.
 
-Memory is bounded: a bucket that has refilled is the same as no bucket and is
-dropped (every L{PRUNE_EVERY} failures); past L{RateLimiter.max_entries} the least recently charged buckets
-are forgotten (a forgotten bucket is a full one: the failures it counted are
-forgiven, never held against someone else).
+A username is never refused for failures from other addresses, or its owner
+could be locked out by anyone: its password checks are paced instead
+(L{RateLimiter.reserve}): each takes a slot of the username's bucket, and one
+that finds the bucket empty waits for the next slot, for at most
+L{MAX_PACE_WAIT}; beyond that it is refused. Addresses that have not failed
+lately are paced apart from those that have (L{USERNAME_NEW},
+L{USERNAME}), so the owner does not queue behind the guesses, and an address
+the user logged in from lately is not paced at all (L{RateLimiter.knows}).
+
+A bucket is kept as one number, the time it is full again. Memory is bounded:
+a bucket that has refilled is the same as no bucket and is dropped as its
+time comes (a heap keeps them in that order, so a charge costs O(log n)).
+Past L{RateLimiter.max_entries}, the buckets that would refill soonest go
+first: a locked bucket outlives any that are nearly full, and the failures a
+forgotten bucket counted are forgiven, never held against someone else.
 
 IPv6 clients are keyed by their /64 network, since one host usually owns a
 whole /64 and could otherwise step through addresses.
@@ -22,8 +33,10 @@ whole /64 and could otherwise step through addresses.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 
 from attrs import frozen
@@ -46,6 +59,12 @@ class Rule:
     burst: int
     interval: float
 
+    def per_hour(self) -> int:
+        """
+        The most charges the bucket takes in any hour.
+        """
+        return self.burst + math.ceil(3600 / self.interval)
+
 
 LOGIN_IP = Rule("login-ip", 10, 60.0)
 """
@@ -64,10 +83,16 @@ CLIENT = Rule("client", 10, 60.0)
 Failed authentications per client id, from any address.
 """
 
+USERNAME_IP = Rule("username-ip", 10, 60.0)
+"""
+Failed password logins per username from one address: refuses that address
+(not the username) once it has guessed ten times.
+"""
+
 USERNAME = Rule("username", 10, 60.0)
 """
-Failed password logins per username, from any address: stops a guessing
-attack spread over many addresses.
+The pace of a username's password checks from addresses that failed lately,
+however many: 10 at once, then 1 a minute.
 """
 
 SECOND_FACTOR_USER = Rule("2fa-user", 5, 600.0)
@@ -86,80 +111,148 @@ Failed second-factor codes per source address, over every user.
 """
 
 
-PRUNE_EVERY = 4096
+USERNAME_NEW = Rule("username-new", 10, 4.0)
 """
-Failures between two sweeps of refilled buckets (besides one whenever the
-cap is passed), so idle buckets do not linger until the cap.
+The pace of a username's password checks from addresses that have not failed
+lately (the owner's, or each guesser's first): 10 at once, then 1 every 4 s,
+so the owner waits at most L{MAX_PACE_WAIT}.
+"""
+
+MAX_PACE_WAIT = 4.0
+"""
+The longest a password check waits for its username's pace; beyond it the
+login is refused (429).
+"""
+
+CHECKS_PER_HOUR = USERNAME.per_hour() + USERNAME_NEW.per_hour()
+"""
+The most password checks of one username in any hour, from every address
+the user has not logged in from lately.
+"""
+
+KNOWN_FOR = 30 * 86400.0
+"""
+How long an address a user logged in from is remembered as theirs.
 """
 
 
 class RateLimiter:
     """
-    Token buckets keyed by rule and key (an IP, a client id, a username).
+    Token buckets keyed by rule and key (an IP, a client id, a username),
+    and the addresses users logged in from.
 
-    @ivar max_entries: the most buckets held at once.
+    @ivar max_entries: the most buckets (and, apart, the most remembered
+        addresses) held at once.
     """
 
     def __init__(self, now: Callable[[], float], max_entries: int = 100_000) -> None:
         self._now = now
         self.max_entries = max_entries
-        # (rule name, key) -> [tokens left, when last updated]; in order of
-        # the last charge, oldest first.
-        self._buckets: dict[tuple[str, str], list[float]] = {}
-        self._rules: dict[str, Rule] = {}
-        self._charges = 0
+        # (rule name, key) -> when the bucket is full again.
+        self._full_at: dict[tuple[str, str], float] = {}
+        # (full at, name) for every bucket, and stale pairs of earlier charges.
+        self._heap: list[tuple[float, tuple[str, str]]] = []
+        # key -> until when it is known; oldest first.
+        self._known: OrderedDict[str, float] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return len(self._full_at)
 
-    def _level(self, rule: Rule, key: str, now: float) -> float:
-        entry = self._buckets.get((rule.name, key))
-        if entry is None:
-            return float(rule.burst)
-        tokens, updated = entry
-        return min(float(rule.burst), tokens + max(0.0, now - updated) / rule.interval)
+    def _debt(self, rule: Rule, key: str, now: float) -> float:
+        """
+        Seconds until the bucket is full: 0 for a full one.
+        """
+        return max(0.0, self._full_at.get((rule.name, key), now) - now)
 
     def retry_after(self, rule: Rule, key: str) -> int:
         """
         Seconds until C{key} may fail again under C{rule}; 0 if it may now.
         """
-        now = self._now()
-        level = self._level(rule, key, now)
-        if level >= 1:
-            return 0
-        return max(1, math.ceil((1 - level) * rule.interval))
+        wait = self._debt(rule, key, self._now()) - (rule.burst - 1) * rule.interval
+        return max(1, math.ceil(wait)) if wait > 0 else 0
+
+    def untouched(self, rule: Rule, key: str) -> bool:
+        """
+        Whether C{key}'s bucket is full: nothing charged lately.
+        """
+        return self._debt(rule, key, self._now()) == 0
 
     def charge(self, rule: Rule, key: str) -> None:
         """
         Count one failure against C{key}.
         """
         now = self._now()
-        level = self._level(rule, key, now)
+        self._set(rule, key, now + self._debt(rule, key, now) + rule.interval)
+
+    def reserve(self, rule: Rule, key: str, max_wait: float) -> float | None:
+        """
+        Take a slot of C{key}'s bucket for an attempt, at once or within
+        C{max_wait} seconds.
+
+        @return: the seconds to wait for it, or C{None} (and nothing taken)
+            if it is further off.
+        """
+        now = self._now()
+        debt = self._debt(rule, key, now)
+        wait = max(0.0, debt - (rule.burst - 1) * rule.interval)
+        if wait > max_wait:
+            return None
+        self._set(rule, key, now + debt + rule.interval)
+        return wait
+
+    def refund(self, rule: Rule, key: str) -> None:
+        """
+        Give back a slot L{reserve} took, for an attempt that succeeded.
+        """
+        now = self._now()
+        self._set(rule, key, now + max(0.0, self._debt(rule, key, now) - rule.interval))
+
+    def _set(self, rule: Rule, key: str, full_at: float) -> None:
         name = (rule.name, key)
-        self._rules[rule.name] = rule
-        self._buckets.pop(name, None)
-        self._buckets[name] = [max(0.0, level - 1), now]
-        self._charges += 1
-        if len(self._buckets) > self.max_entries or self._charges % PRUNE_EVERY == 0:
-            self.prune()
+        self._full_at[name] = full_at
+        heapq.heappush(self._heap, (full_at, name))
+        self.prune()
 
     def prune(self) -> int:
         """
-        Drop every bucket that has refilled and, if still over
-        L{max_entries}, the least recently charged; return how many went.
+        Drop the buckets that have refilled and, past L{max_entries}, those
+        that would refill soonest; return how many went. Costs O(log n) for
+        each bucket dropped.
         """
         now = self._now()
-        rules = self._rules
-        before = len(self._buckets)
-        for name, (tokens, updated) in list(self._buckets.items()):
-            rule = rules.get(name[0])
-            if rule is None or tokens + (now - updated) / rule.interval >= rule.burst:
-                del self._buckets[name]
-        excess = len(self._buckets) - self.max_entries * 9 // 10
-        if excess > 0:
-            for name in list(self._buckets)[:excess]:
-                del self._buckets[name]
-        return before - len(self._buckets)
+        before = len(self._full_at)
+        heap, full_at = self._heap, self._full_at
+        while heap and (heap[0][0] <= now or len(full_at) > self.max_entries):
+            when, name = heapq.heappop(heap)
+            if full_at.get(name) == when:
+                del full_at[name]
+        if len(heap) > 2 * len(full_at) + 64:
+            # Stale pairs (of buckets charged again since) outnumber the
+            # live ones: rebuild, at a cost spread over as many charges.
+            self._heap = [(when, name) for name, when in full_at.items()]
+            heapq.heapify(self._heap)
+        return before - len(full_at)
+
+    def remember(self, key: str) -> None:
+        """
+        Note C{key} (a username and address) as known, for L{KNOWN_FOR}.
+        """
+        self._known.pop(key, None)
+        self._known[key] = self._now() + KNOWN_FOR
+        if len(self._known) > self.max_entries:
+            self._known.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        """
+        Stop knowing C{key}.
+        """
+        self._known.pop(key, None)
+
+    def knows(self, key: str) -> bool:
+        """
+        Whether C{key} was remembered within L{KNOWN_FOR}.
+        """
+        return self._known.get(key, 0.0) > self._now()
 
 
 def ip_key(host: str) -> str:

@@ -46,17 +46,18 @@ async def create_session(ctx: Context, params: Params, ip: str) -> Decision[Body
     """
     try:
         username, password = credentials(params)
-        user, app = await login(ctx, username, password, ip)
+        logged_in = await login(ctx, username, password, ip)
     except OAuthError as e:
         if e.error not in ("invalid_request", "invalid_grant"):
             raise
         raise _unauthorized(e.description, {"ip": ip, **e.context}) from None
+    user, app = logged_in.user, logged_in.app
     if app is not None and not scopes.within(SESSIONS, app.scope):
         raise _unauthorized("this app password's scope does not allow sessions",
                             {"ip": ip, "user": user.name, "token": app.handle})
     scope = app.scope if app is not None else scopes.ALL
     live = [t for t in ctx.state.user_tokens(user.name, ctx.now()) if t.kind == SESSION]
-    records = oldest_beyond(live, MAX_SESSIONS)
+    records = [*logged_in.records, *oldest_beyond(live, MAX_SESSIONS)]
     lifetime = capped(ctx, ctx.config.session_ttl, app)
     session = mint(ctx, SESSION, scope=scope, lifetime=lifetime, user=user.name,
                    label=derived_label(app) if app is not None else "")

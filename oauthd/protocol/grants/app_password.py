@@ -87,11 +87,12 @@ async def decide(ctx: Context, params: Params, presented: str, ip: str) -> Decis
         raise deny(_refused("the username is not the signed-in user's"),
                    ip=ip, user=session.user, token=session.handle)
     try:
-        user, app = await login(ctx, session.user, password, ip)
+        logged_in = await login(ctx, session.user, password, ip)
     except OAuthError as e:
         if e.error != "invalid_grant":
             raise
         raise deny(_refused(e.description), **e.context) from None
+    user, app = logged_in.user, logged_in.app
     if app is not None:
         raise deny(_refused("confirm with your own password, not an app password"),
                    ip=ip, user=user.name, token=app.handle)
@@ -115,4 +116,4 @@ async def decide(ctx: Context, params: Params, presented: str, ip: str) -> Decis
         "client_role": "client",
         "scope": token.scope,
     }
-    return Decision(body, minted.records, (issued,), context=context)
+    return Decision(body, [*logged_in.records, *minted.records], (issued,), context=context)

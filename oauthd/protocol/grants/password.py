@@ -31,7 +31,8 @@ def _intersect(a: str, b: str) -> str:
 async def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Body]:
     username, password = credentials(params)
     requested_scope(ctx, params, client.scope, client.scope, client=client.id)
-    user, app = await login(ctx, username, password, ip, client=client.id)
+    logged_in = await login(ctx, username, password, ip, client=client.id)
+    user, app = logged_in.user, logged_in.app
     # The client may have changed while the password was checked.
     current = ctx.state.clients.get(client.id)
     if current is None or not current.enabled:
@@ -53,7 +54,7 @@ async def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decis
                            ip=ip, client=client.id, user=user.name, token=app.handle)
     grant = new_grant_id(ctx.random_bytes)
     label = derived_label(app) if app is not None else ""
-    records = family_limit_records(ctx, client, user.name)
+    records = [*logged_in.records, *family_limit_records(ctx, client, user.name)]
     access = mint(ctx, ACCESS, scope=scope, lifetime=capped(ctx, client.access_ttl, app),
                   client_id=client.id, user=user.name, grant=grant, label=label)
     records.append(access.record)
