@@ -16,7 +16,7 @@ from oauthd.control.server import ControlFactory
 from oauthd.protocol import tokens
 from oauthd.state.entities import ACCESS, REFRESH
 from tests.helpers import make_config
-from tests.oauth_helpers import OAuthCase
+from tests.oauth_helpers import PASSWORD, OAuthCase
 from tests.test_control import ADMIN, Link
 
 DAY = 86400
@@ -162,6 +162,18 @@ class FamilyLifetimeTests(OAuthCase):
         token = self.server.authenticate_token(body["refresh_token"])
         assert token is not None and token.expires_at == started + 10 * DAY
         assert self.client.refresh_ttl > DAY
+
+    def test_the_first_refresh_token_ends_with_its_family(self) -> None:
+        """
+        The login's own refresh token is capped too, when the client's
+        refresh lifetime is longer than a family's.
+        """
+        client, secret = self.add_client("long-lived", scope="*", refresh_ttl=30 * DAY,
+                                         grant_types=("password", "refresh_token"))
+        body = self.token({"grant_type": "password", "username": "alice", "password": PASSWORD},
+                          auth=(client.id, secret)).body
+        token = self.server.authenticate_token(body["refresh_token"])
+        assert token is not None and token.expires_at == self.clock.seconds() + 10 * DAY
 
     def test_the_start_of_a_family_survives_restart_and_compaction(self) -> None:
         """

@@ -60,7 +60,10 @@ async def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decis
     records.append(access.record)
     refresh = None
     if "refresh_token" in client.grant_types:
-        refresh = mint(ctx, REFRESH, scope=scope, lifetime=capped(ctx, client.refresh_ttl, app),
+        # A family lives no longer than refresh_family_lifetime: its first
+        # refresh token neither.
+        lifetime = min(capped(ctx, client.refresh_ttl, app), ctx.config.refresh_family_lifetime)
+        refresh = mint(ctx, REFRESH, scope=scope, lifetime=lifetime,
                        client_id=client.id, user=user.name, grant=grant, label=label)
         records.append(refresh.record)
     return issued(records, client, "password", ip, access, refresh)
