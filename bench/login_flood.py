@@ -30,7 +30,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +43,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from token_endpoint import _stop  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 TARGET = "alice"
@@ -86,15 +88,6 @@ def _start(tree: Path, data: Path, port: int, config: Path, log: Path) -> subpro
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"oauthd did not start; see {log}")
         time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class Client:

@@ -15,12 +15,12 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
-from zope.interface import provider
 
 from oauthd.services.audit import FLUSH_SECONDS, RETRY_SECONDS, TRAIL_NAME, AuditTrail, verify
 from tests.helpers import START
@@ -40,14 +40,7 @@ from tests.oauth_helpers import (
 
 class AuditTests(OAuthCase):
     def setUp(self) -> None:
-        self.events: list[LogEvent] = []
-
-        @provider(ILogObserver)
-        def observe(event: LogEvent) -> None:
-            self.events.append(event)
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         super().setUp()
 
     def audits(self, name: str) -> list[LogEvent]:

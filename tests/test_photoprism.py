@@ -10,8 +10,8 @@ import json
 import zlib
 from typing import Any
 
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
-from zope.interface import provider
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 
 from oauthd.protocol import tokens
 from oauthd.state.entities import APP_PASSWORD, SESSION, Token
@@ -94,14 +94,7 @@ class AppsAndDevicesTests(OAuthCase):
     """
 
     def setUp(self) -> None:
-        self.events: list[LogEvent] = []
-
-        @provider(ILogObserver)
-        def observe(event: LogEvent) -> None:
-            self.events.append(event)
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         super().setUp()
         self.bob = self.add_user("bob", "bob's own password")
 
