@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pyotp
 
 from twisted.internet.defer import Deferred
@@ -245,6 +246,19 @@ class BrowserSessionTests(AuthzCase):
             self.commit(browser.touch(self.ctx, session))
         self.clock.advance(1)
         assert self.session(login) is None
+
+    def test_shorter_configured_lifetimes_count_for_sessions_started_before(self) -> None:
+        idle, old = self.browser_login(), self.browser_login()
+        self.ctx.config = attrs.evolve(self.ctx.config, browser_session_idle=3600,
+                                       browser_session_max_age=7200)
+        self.clock.advance(3000)
+        session = self.session(old)
+        assert session is not None
+        self.commit(browser.touch(self.ctx, session))
+        self.clock.advance(600)
+        assert (self.session(idle), self.session(old) is not None) == (None, True)
+        self.clock.advance(3600)
+        assert self.session(old) is None
 
     def test_touch_writes_at_most_hourly(self) -> None:
         session = self.session(self.browser_login())
