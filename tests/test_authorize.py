@@ -25,7 +25,7 @@ from oauthd.protocol.errors import OAuthError
 from oauthd.protocol.second_factor import TOTP_DIGITS
 from oauthd.state.decision import Decision
 from oauthd.state.entities import TOTP_PERIOD
-from tests.authz_helpers import CHALLENGE, IP, ISSUER, NATIVE_CB, WEB_CB, AuthzCase, query
+from tests.authz_helpers import CHALLENGE, IP, ISSUER, NATIVE_CB, VERIFIER, WEB_CB, AuthzCase, query
 from tests.oauth_helpers import PASSWORD
 from tests.test_accounts import NEW_PASSWORD
 from tests.test_ctl import Live
@@ -356,8 +356,6 @@ class ConsentAdminTests(AuthzCase):
         users consents lists what alice approved; revoking one forgets it
         and revokes the tokens that client holds for her, and nothing else.
         """
-        from tests.authz_helpers import VERIFIER
-
         code = self.code(scope="photos albums")
         reply = self.token({"grant_type": "authorization_code", "code": code, "redirect_uri": WEB_CB,
                             "code_verifier": VERIFIER}, auth=(self.web.id, self.web_secret))
