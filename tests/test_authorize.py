@@ -409,6 +409,9 @@ async def test_oauthctl_users_consents_and_clients_pkce(tmp_path: Path) -> None:
         public = await live.ctl("clients", "add", "--name", "Phone", "--public", "--grant", "authorization_code",
                               "--pkce", "optional")
         assert public.code == 1 and "always needs PKCE" in public.err
+        phone = (await live.ok("clients", "add", "--name", "Phone", "--public", "--grant", "authorization_code",
+                               "--redirect-uri", "com.example.app:/cb", "--json")).json()
+        assert (phone["type"], phone["pkce"], phone["secret"]) == ("public", "required", "")
         ctx = live.server.ctx
         store = live.server.store
         session = await store.commit(await browser.password_step(ctx, "bob", PASSWORD, IP))
