@@ -75,6 +75,10 @@ class Config:
     @ivar max_connections: HTTP connections open at once, over all
         listeners; at the cap the slowest makes room, or the next is
         answered 503 and closed.
+    @ivar authorization_code_ttl: seconds an authorization code lasts.
+    @ivar browser_session_idle: seconds a browser session at the
+        authorization endpoint lasts unused.
+    @ivar browser_session_max_age: seconds a browser session lasts at most.
     """
 
     listen: tuple[str, ...]
@@ -99,6 +103,9 @@ class Config:
     body_timeout: int = field(default=30)
     idle_timeout: int = field(default=15)
     max_connections: int = field(default=4096)
+    authorization_code_ttl: int = field(default=60)
+    browser_session_idle: int = field(default=7 * 86400)
+    browser_session_max_age: int = field(default=14 * 86400)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -219,6 +226,9 @@ SETTINGS: dict[str, Setting] = {
     "body_timeout": Setting(int, _in_range(1, 3600), "seconds for a request's body"),
     "idle_timeout": Setting(int, _in_range(1, 3600), "seconds an idle connection is kept"),
     "max_connections": Setting(int, _in_range(1, 1 << 20), "HTTP connections open at once"),
+    "authorization_code_ttl": Setting(int, _in_range(1, 600), "authorization code lifetime in seconds"),
+    "browser_session_idle": Setting(int, _in_range(300, 366 * 86400), "browser session idle lifetime"),
+    "browser_session_max_age": Setting(int, _in_range(300, 366 * 86400), "browser session lifetime"),
 }
 
 

@@ -110,7 +110,9 @@ def standing(limiter: RateLimiter, source: str, pair: str) -> tuple[int, Rule | 
     return WORST_RANK, USERNAME
 
 
-async def login(ctx: Context, name: str, password: str, ip: str, **context: object) -> Login:
+async def login(
+    ctx: Context, name: str, password: str, ip: str, browser: bool = False, **context: object,
+) -> Login:
     """
     The user C{name} if C{password} is the user's own password or one of the
     user's app passwords, and that app password.
@@ -122,13 +124,17 @@ async def login(ctx: Context, name: str, password: str, ip: str, **context: obje
 
     The audit names the user only if one by that name exists: a name that
     matches no one may be a password typed into the wrong field.
+
+    @param browser: a browser login (L{oauthd.protocol.browser}): only the
+        user's own password counts, and a user with a second factor is let
+        through for the caller to ask for it.
     """
     known = name if name in ctx.state.users else ""
     source = ip_key(ip)
     pace_key = name[:64]
     pair = f"{pace_key} {source}"
     charges = [(LOGIN_IP, source), (USERNAME_IP, pair)]
-    if tokens.is_app_password(password):
+    if tokens.is_app_password(password) and not browser:
         # Unguessable: always checked, never blocked when right.
         app = authenticate_token(ctx, password)
         user = ctx.state.users.get(name)
@@ -168,7 +174,7 @@ async def login(ctx: Context, name: str, password: str, ip: str, **context: obje
                      user=known, reason="wrong password or unknown user", **context)
     if pace is not None:
         ctx.limiter.refund(pace, pace_key)
-    if ctx.second_factor(checked):
+    if ctx.second_factor(checked) and not browser:
         raise deny(errors.invalid_grant(
             "this account uses two-factor authentication: log in with an app password"),
             ip=ip, user=name, **context)

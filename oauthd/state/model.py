@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from oauthd.state import second_factor
+from oauthd.state import authz, second_factor
 from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
 from oauthd.state.families import EXPIRY_BUCKET, Families, Family
 from oauthd.state.order import TakenOrder
@@ -76,6 +76,7 @@ class State:
         self.clients: dict[str, Client] = {}
         self.users: dict[str, User] = {}
         self.second_factors: second_factor.SecondFactors = {}
+        self.authz = authz.AuthzTables()  # codes, browser sessions, consents
         # Each token's tok record, by key; self.tokens is the read-only view.
         self._rows: dict[int, Row] = {}
         self.tokens = TokenTable(self._rows)
@@ -171,7 +172,7 @@ class State:
         How many records a snapshot holds, for the compaction policy.
         """
         return (len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows)
-                + self.families.records())
+                + self.families.records() + len(self.authz))
 
     # -- changing -----------------------------------------------------------
 
@@ -236,6 +237,7 @@ class State:
             self._apply(record, now)
 
     def _apply(self, record: Record, now: float) -> None:
+        self.authz.apply(record, self.users, self.clients, now)
         match record:
             case TokenIssued(token=token):
                 key = token.key
