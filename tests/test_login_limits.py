@@ -17,6 +17,7 @@ from oauthd.interfaces import HasherBusy
 from oauthd.protocol.errors import OAuthError
 from oauthd.protocol.limits import (
     CHECKS_PER_HOUR,
+    LOGIN_IP,
     MAX_PACE_WAIT,
     TOKEN_IP,
     USERNAME,
@@ -236,6 +237,24 @@ class RehashTests(LoginCase):
         self.restart()
         assert hash_cost(self.server.state.users["alice"].password_hash) == 5
         assert self.log_in("alice", PASSWORD, "192.0.2.2").code == 200
+
+    def test_a_concurrent_rehash_does_not_refuse_the_right_password(self) -> None:
+        """
+        Two logins after a cost change: the one whose check was running when
+        the other rehashed the password is still let in, and nothing is
+        charged against its address.
+        """
+        inner = self.hasher.inner
+        assert isinstance(inner, PasswordHasher)
+        inner.cost = 5
+        held = self.hasher.hold()
+        first = self.send_login("alice", PASSWORD, "192.0.2.1")
+        assert self.log_in("alice", PASSWORD, "192.0.2.2").code == 200
+        assert hash_cost(self.server.state.users["alice"].password_hash) == 5
+        held.callback(True)
+        self.treq.flush()
+        assert self.read(first).code == 200
+        assert self.server.ctx.limiter.untouched(LOGIN_IP, "192.0.2.1")
 
     def test_a_busy_hasher_does_not_fail_the_login_for_the_rehash(self) -> None:
         inner = self.hasher.inner

@@ -77,23 +77,25 @@ async def check_password(
     """
     The enabled user C{name} if C{password} is that user's own password.
     Unknown users cost as much time as known ones.
+
+    The user may be disabled, removed or given a new password while bcrypt
+    runs: only the user as it is then counts. A hash that changed meanwhile
+    may also be the same password hashed again at a new cost by a concurrent
+    login (L{_rehashed}), so the password is checked once more against it
+    rather than refused.
     """
     user = ctx.state.users.get(name)
     hashed = user.password_hash if user is not None else ""
-    matches = await ctx.hasher.check(password, hashed, keys, rank)
-    return _still(ctx, name, hashed) if matches else None
-
-
-def _still(ctx: Context, name: str, hashed: str) -> User | None:
-    """
-    The user C{name} if still enabled with the password hash C{hashed}: the
-    user may have been disabled, deleted or given a new password while
-    bcrypt ran, and only the user as it is now counts.
-    """
-    current = ctx.state.users.get(name)
-    if current is None or current.disabled or current.password_hash != hashed:
-        return None
-    return current
+    for _ in range(2):
+        if not await ctx.hasher.check(password, hashed, keys, rank):
+            return None
+        current = ctx.state.users.get(name)
+        if current is None or current.disabled:
+            return None
+        if current.password_hash == hashed:
+            return current
+        hashed = current.password_hash
+    return None
 
 
 def standing(limiter: RateLimiter, source: str, pair: str) -> tuple[int, Rule | None]:
@@ -194,8 +196,12 @@ async def _rehashed(ctx: Context, user: User, password: str, **context: object) 
         hashed = await ctx.hasher.hash(password)
     except HasherBusy:
         return Login(user)
-    current = _still(ctx, user.name, user.password_hash)
-    if current is None:
+    current = ctx.state.users.get(user.name)
+    if current is not None and not current.disabled and current.password_hash == user.password_hash:
+        return Login(current, records=(UserPut(attrs.evolve(current, password_hash=hashed)),))
+    # Changed while hashing: a concurrent login's rehash, or a new password.
+    again = await check_password(ctx, user.name, password)
+    if again is None:
         raise deny(errors.invalid_grant(WRONG_LOGIN), user=user.name,
                    reason="the user changed during the login", **context)
-    return Login(current, records=(UserPut(attrs.evolve(current, password_hash=hashed)),))
+    return Login(again)
