@@ -280,3 +280,34 @@ def test_file_of_another_user_refused(tmp_path: Path) -> None:
     os.chown(path, OTHER_UID, OTHER_UID)
     with pytest.raises(UnsafeFile, match=f"belongs to uid {OTHER_UID}"):
         open_private(str(path), os.O_RDWR)
+
+
+def test_start_refuses_a_planted_rotated_audit_file(tmp_path: Path) -> None:
+    """
+    With the active audit file empty, the trail's chain goes on from the
+    newest rotated file: a link planted in its place is refused, not read
+    (its target's last line would be hashed into the trail).
+    """
+    data = existing_data(tmp_path)
+    rotated = data / "audit.log.0000000000000005"
+    target = victim(tmp_path)
+    os.symlink(target, rotated)
+    with pytest.raises(ConfigError, match="is a symbolic link"):
+        start(data)
+    assert_untouched(target)
+
+
+def test_start_refuses_a_rotated_audit_fifo(tmp_path: Path) -> None:
+    data = existing_data(tmp_path)
+    os.mkfifo(data / "audit.log.0000000000000005", 0o600)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        start(data)
+
+
+def test_verifying_the_trail_does_not_follow_links(tmp_path: Path) -> None:
+    from oauthd.services.audit_files import verify_trail
+
+    data = existing_data(tmp_path)
+    os.symlink(victim(tmp_path), data / "audit.log.0000000000000001")
+    with pytest.raises(UnsafeFile, match="is a symbolic link"):
+        verify_trail(str(data))

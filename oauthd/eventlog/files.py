@@ -147,6 +147,30 @@ def open_private(path: str, flags: int) -> int:
     return fd
 
 
+def open_to_read(path: str) -> int:
+    """
+    Open C{path} to read it, whoever owns it (a check run by another user,
+    root included): never through a symbolic link, and only a regular file,
+    so a planted FIFO cannot hang the reader.
+
+    @raise UnsafeFile: it is a symbolic link or not a regular file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _SAFE_FLAGS)
+    except OSError as e:
+        if e.errno == errno.ELOOP and os.path.islink(path):
+            raise UnsafeFile(f"{path} is a symbolic link; oauthd does not follow it") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeFile(f"{path} is not a regular file")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def make_private_directory(directory: str, *, euid: int | None = None) -> None:
     """
     Create C{directory} (its parents as usual, itself 0700 whatever the

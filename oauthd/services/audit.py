@@ -220,7 +220,7 @@ class AuditTrail(Service):
         older = rotated_files(self.directory)
         if last is None and older:
             source = os.path.join(self.directory, older[-1])
-            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            fd = open_private(source, os.O_RDONLY)
             try:
                 last, _ = last_line(fd)
             finally:

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 
 from attrs import frozen
 
+from oauthd.eventlog.files import open_to_read
+
 TRAIL_NAME = "audit.log"
 GENESIS = "0" * 64
 CONTINUE = "audit.continue"
@@ -71,7 +73,7 @@ def trail_files(directory: str) -> list[str]:
     The paths of the trail's files in C{directory}, in chain order.
     """
     names = rotated_files(directory)
-    if os.path.exists(os.path.join(directory, TRAIL_NAME)):
+    if os.path.lexists(os.path.join(directory, TRAIL_NAME)):
         names.append(TRAIL_NAME)
     return [os.path.join(directory, n) for n in names]
 
@@ -121,7 +123,7 @@ def verify_files(paths: Iterable[str], previous: str | None = None) -> Verified:
     """
     head, starts_after, count, torn = previous, previous, 0, None
     for path in paths:
-        with open(path, "rb") as f:
+        with os.fdopen(open_to_read(path), "rb") as f:
             for number, line in enumerate(f, 1):
                 if not line.endswith(b"\n"):
                     torn = path
@@ -160,10 +162,11 @@ def expired(
     """
     names = rotated_files(directory)
     active = os.path.join(directory, TRAIL_NAME)
-    sizes = {n: os.stat(os.path.join(directory, n)) for n in names}
+    # lstat: a planted link is measured (and removed) as the link it is.
+    sizes = {n: os.lstat(os.path.join(directory, n)) for n in names}
     total = sum(s.st_size for s in sizes.values())
-    if os.path.exists(active):
-        total += os.stat(active).st_size
+    if os.path.lexists(active):
+        total += os.lstat(active).st_size
     removed = []
     for name in names:
         if total > keep_bytes:
