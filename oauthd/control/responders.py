@@ -153,8 +153,8 @@ class ClientResponders(Responders):
     async def remove_client(self, id: str) -> dict[str, object]:
         async def work() -> dict[str, Any]:
             row = self._client_row(clients.client(self.ctx, id))
-            await self._commit_audited(
-                clients.remove_client(self.ctx, id), "client.remove", client=id, revoked=row["tokens"])
+            await self._commit_audited(clients.remove_client(self.ctx, id), "client.remove",
+                                       client=id, revoked=row["tokens"])
             return row
 
         row = await self._change("client.remove", {"client": id}, work())

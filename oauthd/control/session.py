@@ -6,10 +6,10 @@ listings, and the work its loss cancels.
 
 Every change is a decision of the protocol layer committed by the store,
 with the audit event that describes it: the event is made durable side by
-side with the records, and a reply is sent only once both are. A command whose decision has
-not been made when its connection is lost (a password still being hashed) is
-abandoned with no change; one already committed completes, and its reply is
-dropped.
+side with the records, and a reply is sent only once both are. A command
+whose decision has not been made when its connection is lost (a password
+still being hashed) is abandoned with no change; one already committed
+completes, and its reply is dropped.
 """
 
 from __future__ import annotations

@@ -89,7 +89,9 @@ class NotDurable(Exception):
     @ivar made: whether the change was made and is durable all the same.
     """
 
-    def __init__(self, reason: BaseException, context: dict[str, object], made: bool = False) -> None:
+    def __init__(
+        self, reason: BaseException, context: dict[str, object], made: bool = False,
+    ) -> None:
         super().__init__(f"the change could not be recorded: {reason}")
         self.reason = reason
         self.context = context
