@@ -11,6 +11,7 @@ import json
 from oauthd.control.session import Responders
 from oauthd.control.wire import ListConsents, RevokeConsent
 from oauthd.protocol.consents import revoke_consent, user_consents
+from oauthd.protocol.issuing import revoked_count
 from oauthd.state.authz_records import Consent
 
 
@@ -31,14 +32,15 @@ class ConsentResponders(Responders):
 
     @RevokeConsent.responder
     async def revoke(self, name: str, client_id: str) -> dict[str, object]:
+        fields: dict[str, object] = {"user": name, "client": client_id}
+
         async def work() -> tuple[Consent, int]:
             decision = revoke_consent(self.ctx, name, client_id)
-            before = self.session.live_tokens(user=name)
-            consent = await self._commit(decision)
-            return consent, before - self.session.live_tokens(user=name)
+            revoked = revoked_count(self.ctx, decision.records)
+            consent = await self._commit_audited(
+                decision, "user.consent.revoke", revoked=revoked or "", **fields)
+            return consent, revoked
 
-        fields: dict[str, object] = {"user": name, "client": client_id}
         consent, revoked = await self._change("user.consent.revoke", fields, work())
-        await self._audited("user.consent.revoke", "ok", revoked=revoked or "", **fields)
         return {"client_id": consent.client_id, "scope": consent.scope,
                 "granted_at": consent.granted_at, "revoked": revoked}

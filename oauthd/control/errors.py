@@ -41,6 +41,10 @@ def wire_error(error: BaseException) -> wire.ControlError | None:
     if isinstance(error, CompactionInProgress):
         return wire.Busy("a compaction is already running")
     if isinstance(error, NotDurable):
+        if error.made:
+            return wire.StorageError(
+                "the change was made but its audit event could not be written"
+                f" ({one_line(str(error.reason))}); the daemon needs attention")
         error = error.reason
     if isinstance(error, AuditFailing):
         return wire.StorageError(f"the audit trail failed: {one_line(str(error))}")

@@ -39,7 +39,7 @@ from oauthd.control.wire import (
 from oauthd.protocol import lookup, tokens
 from oauthd.protocol.admin import clients, tokens as admin_tokens, users
 from oauthd.protocol.errors import NotFound
-from oauthd.protocol.issuing import revocation_count
+from oauthd.protocol.issuing import revocation_count, revoked_count
 from oauthd.state.entities import Client, Token, User
 
 
@@ -92,10 +92,11 @@ class ClientResponders(Responders):
     @AddClient.responder
     async def add_client(self, name: str, **settings: Any) -> dict[str, object]:
         async def work() -> tuple[Client, str]:
-            return await self._commit(clients.add_client(self.ctx, name, **_client_fields(settings)))
+            decision = clients.add_client(self.ctx, name, **_client_fields(settings))
+            new = decision.answer[0]
+            return await self._commit_audited(decision, "client.add", client=new.id, name=new.name)
 
         client, secret = await self._change("client.add", {"name": name}, work())
-        await self._audited("client.add", "ok", client=client.id, name=client.name)
         return {**self._client_row(client), "secret": secret}
 
     @ListClients.responder
@@ -135,27 +136,28 @@ class ClientResponders(Responders):
             changes["enabled"] = enabled
 
         async def work() -> tuple[Client, str, int]:
-            before = self.session.live_tokens(client_id=id)
-            client, secret = await self._commit(
-                clients.update_client(self.ctx, id, bool(regenerate_secret), **changes))
-            return client, secret, before - self.session.live_tokens(client_id=id)
+            decision = clients.update_client(self.ctx, id, bool(regenerate_secret), **changes)
+            client, secret = decision.answer
+            # A disabled client holds no tokens: disabling one revokes them all.
+            revoked = 0 if client.enabled else self.session.live_tokens(client_id=id)
+            await self._commit_audited(
+                decision, "client.update", client=client.id, changed=",".join(sorted(changes)),
+                new_secret="yes" if secret else "", revoked=revoked or "",
+            )
+            return client, secret, revoked
 
         client, secret, revoked = await self._change("client.update", {"client": id}, work())
-        await self._audited(
-            "client.update", "ok", client=client.id, changed=",".join(sorted(changes)),
-            new_secret="yes" if secret else "", revoked=revoked or "",
-        )
         return {**self._client_row(client), "secret": secret, "revoked": revoked}
 
     @RemoveClient.responder
     async def remove_client(self, id: str) -> dict[str, object]:
         async def work() -> dict[str, Any]:
             row = self._client_row(clients.client(self.ctx, id))
-            await self._commit(clients.remove_client(self.ctx, id))
+            await self._commit_audited(clients.remove_client(self.ctx, id), "client.remove",
+                                       client=id, revoked=row["tokens"])
             return row
 
         row = await self._change("client.remove", {"client": id}, work())
-        await self._audited("client.remove", "ok", client=id, revoked=row["tokens"])
         return {**row, "revoked": row["tokens"]}
 
 
@@ -176,10 +178,11 @@ class UserResponders(Responders):
             # Hashing the password changes nothing: a lost connection
             # abandons it.
             decided = Deferred.fromCoroutine(users.add_user(self.ctx, name, password, **fields))
-            return await self._commit(await self._until_disconnected(decided))
+            decision = await self._until_disconnected(decided)
+            new = decision.answer
+            return await self._commit_audited(decision, "user.add", user=new.name, role=new.role)
 
         user = await self._change("user.add", {"user": name}, work())
-        await self._audited("user.add", "ok", user=user.name, role=user.role)
         return self._user_row(user)
 
     @ListUsers.responder
@@ -215,13 +218,13 @@ class UserResponders(Responders):
             decided = Deferred.fromCoroutine(
                 users.set_password(self.ctx, name, password, bool(revoke_app_passwords)))
             decision = await self._until_disconnected(decided)
-            before = self.session.live_tokens(user=name)
-            user = await self._commit(decision)
-            return user, before - self.session.live_tokens(user=name)
+            revoked = revoked_count(self.ctx, decision.records)
+            user = await self._commit_audited(
+                decision, "user.password", user=decision.answer.name, revoked=revoked or "",
+                app_passwords="revoked" if revoke_app_passwords else "kept")
+            return user, revoked
 
         user, revoked = await self._change("user.password", {"user": name}, work())
-        await self._audited("user.password", "ok", user=user.name, revoked=revoked or "",
-                            app_passwords="revoked" if revoke_app_passwords else "kept")
         return {**self._user_row(user), "revoked": revoked}
 
     @ModifyUser.responder
@@ -231,15 +234,17 @@ class UserResponders(Responders):
             changes["disabled"] = disabled
 
         async def work() -> tuple[User, int]:
-            before = self.session.live_tokens(user=name)
-            user = await self._commit(users.update_user(self.ctx, name, **changes))
-            return user, before - self.session.live_tokens(user=name)
+            decision = users.update_user(self.ctx, name, **changes)
+            user = decision.answer
+            # A disabled user holds no tokens: disabling one revokes them all.
+            revoked = self.session.live_tokens(user=name) if user.disabled else 0
+            await self._commit_audited(
+                decision, "user.update", user=user.name, changed=",".join(sorted(changes)),
+                revoked=revoked or "",
+            )
+            return user, revoked
 
         user, revoked = await self._change("user.update", {"user": name}, work())
-        await self._audited(
-            "user.update", "ok", user=user.name, changed=",".join(sorted(changes)),
-            revoked=revoked or "",
-        )
         return {**self._user_row(user), "revoked": revoked}
 
     @RemoveUser.responder
@@ -251,13 +256,13 @@ class UserResponders(Responders):
             held = {t.key for t in self.state.user_tokens(name, now)}
             for client in owned:
                 held.update(t.key for t in self.state.client_tokens(client.id, now))
-            row = self._user_row(user)
-            await self._commit(decision)
-            return {**row, "revoked": len(held), "clients": [client.id for client in owned]}
+            row = {**self._user_row(user), "revoked": len(held),
+                   "clients": [client.id for client in owned]}
+            await self._commit_audited(decision, "user.remove", user=name, revoked=row["revoked"],
+                                       clients=",".join(row["clients"]))
+            return row
 
         row = await self._change("user.remove", {"user": name}, work())
-        await self._audited("user.remove", "ok", user=name, revoked=row["revoked"],
-                            clients=",".join(row["clients"]))
         return row
 
 
@@ -275,17 +280,18 @@ class TokenResponders(Responders):
         self, label: str, scope: str, lifetime: int, user: str | None, client_id: str | None,
     ) -> dict[str, object]:
         async def work() -> tuple[str, Token]:
-            minted = await self._commit(admin_tokens.issue_by_hand(
+            decision = admin_tokens.issue_by_hand(
                 self.ctx, label=label, scope=scope, lifetime=lifetime, user_name=user or "",
                 client_id=client_id or "",
-            ))
+            )
+            new = decision.answer.token
+            minted = await self._commit_audited(
+                decision, "token.issue", token=new.handle, kind=new.kind, user=new.user,
+                client=new.client_id, scope=new.scope, via="control",
+            )
             return minted.secret, minted.token
 
         secret, token = await self._change("token.issue", {"user": user, "client": client_id}, work())
-        await self._audited(
-            "token.issue", "ok", token=token.handle, kind=token.kind, user=token.user,
-            client=token.client_id, scope=token.scope, via="control",
-        )
         return {**self._token_row(token), "secret": secret}
 
     @ListTokens.responder
@@ -339,11 +345,11 @@ class TokenResponders(Responders):
             token = self._find_token(reference)
             row = self._token_row(token)
             row["revoked"] = revocation_count(self.ctx, token)
-            await self._commit(admin_tokens.revoke(self.ctx, token))
+            await self._commit_audited(admin_tokens.revoke(self.ctx, token), "token.revoke",
+                                       token=row["handle"], revoked=row["revoked"], via="control")
             return row
 
         row = await self._change("token.revoke", {}, work())
-        await self._audited("token.revoke", "ok", token=row["handle"], revoked=row["revoked"], via="control")
         return row
 
 

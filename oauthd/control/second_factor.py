@@ -12,6 +12,7 @@ from oauthd.control.session import Responders
 from oauthd.control.wire import DisableSecondFactor, EnableSecondFactor, SecondFactorStatus
 from oauthd.protocol.admin import second_factor
 from oauthd.protocol.admin.second_factor import Enrollment, Status
+from oauthd.protocol.issuing import revoked_count
 
 
 def _status_row(status: Status) -> dict[str, object]:
@@ -29,11 +30,12 @@ class SecondFactorResponders(Responders):
     @EnableSecondFactor.responder
     async def enable(self, name: str) -> dict[str, object]:
         async def work() -> Enrollment:
-            return await self._commit(second_factor.enable(self.ctx, name))
+            decision = second_factor.enable(self.ctx, name)
+            return await self._commit_audited(
+                decision, "user.2fa.enable", user=name,
+                recovery_codes=len(decision.answer.recovery_codes))
 
         enrollment = await self._change("user.2fa.enable", {"user": name}, work())
-        self._audit("user.2fa.enable", "ok", user=name,
-                    recovery_codes=len(enrollment.recovery_codes))
         return {
             **_status_row(second_factor.status(self.ctx, name)),
             "uri": enrollment.uri, "secret": enrollment.factor.secret,
@@ -44,12 +46,12 @@ class SecondFactorResponders(Responders):
     async def disable(self, name: str) -> dict[str, object]:
         async def work() -> tuple[Status, int]:
             decision = second_factor.disable(self.ctx, name)
-            before = self.session.live_tokens(user=name)
-            status = await self._commit(decision)
-            return status, before - self.session.live_tokens(user=name)
+            revoked = revoked_count(self.ctx, decision.records)
+            status = await self._commit_audited(
+                decision, "user.2fa.disable", user=name, revoked=revoked or "")
+            return status, revoked
 
         status, revoked = await self._change("user.2fa.disable", {"user": name}, work())
-        self._audit("user.2fa.disable", "ok", user=name, revoked=revoked or "")
         return {**_status_row(status), "revoked": revoked}
 
     @SecondFactorStatus.responder

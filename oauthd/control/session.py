@@ -4,11 +4,12 @@ layer's context and the store that commits its decisions, who is connected
 (every change is audited with the peer's uid), the connection's open
 listings, and the work its loss cancels.
 
-Every change is a decision of the protocol layer committed by the store: a
-reply is sent only once the change is durable. A command whose decision has
-not been made when its connection is lost (a password still being hashed) is
-abandoned with no change; one already committed completes, and its reply is
-dropped.
+Every change is a decision of the protocol layer committed by the store,
+with the audit event that describes it: the event is made durable side by
+side with the records, and a reply is sent only once both are. A command
+whose decision has not been made when its connection is lost (a password
+still being hashed) is abandoned with no change; one already committed
+completes, and its reply is dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
@@ -26,7 +28,7 @@ from oauthd.control.paging import Listing, Listings
 from oauthd.protocol.context import Context
 from oauthd.state.decision import Decision, audit
 from oauthd.state.model import State
-from oauthd.state.store import Store
+from oauthd.state.store import NotDurable, Store
 
 T = TypeVar("T")
 
@@ -53,10 +55,20 @@ class AdminSession:
     def audit(self, event: str, outcome: str, **fields: object) -> None:
         self.store.record_audit(audit(event, outcome, peer_uid=self.peer_uid, **fields))
 
+    def commit_audited(self, decision: Decision[T], event: str, **fields: object) -> Deferred[T]:
+        """
+        Commit C{decision} with the event that describes it (outcome
+        C{ok}), so the store makes both durable together: no change is ever
+        on disk without its event. Its fields must therefore be known
+        before the commit.
+        """
+        described = audit(event, "ok", peer_uid=self.peer_uid, **fields)
+        return self.store.commit(attrs.evolve(decision, audit=(*decision.audit, described)))
+
     def audited(self, event: str, outcome: str, **fields: object) -> Deferred[None]:
         """
-        Record the event of a change made: the reply waits until it is
-        durable.
+        Record the event of work done that is not a decision (a
+        compaction): the reply waits until it is durable.
         """
         return self.store.record_change_audit(audit(event, outcome, peer_uid=self.peer_uid, **fields))
 
@@ -78,8 +90,11 @@ class AdminSession:
             result = await work
         except Exception as e:
             error = wire_error(e)
-            outcome = "abandoned" if isinstance(error, wire.Abandoned) else "failed"
-            self.audit(event, outcome, reason=one_line(str(error or e), 120), **fields)
+            # A change made whose event the trail could not write yet is no
+            # failure: the trail keeps that event until it can write it.
+            if not (isinstance(e, NotDurable) and e.made):
+                outcome = "abandoned" if isinstance(error, wire.Abandoned) else "failed"
+                self.audit(event, outcome, reason=one_line(str(error or e), 120), **fields)
             if error is None:
                 raise
             raise error from None
@@ -125,11 +140,8 @@ class Responders(amp.CommandLocator):
     def state(self) -> State:
         return self.session.store.state
 
-    def _commit(self, decision: Decision[T]) -> Deferred[T]:
-        return self.session.store.commit(decision)
-
-    def _audit(self, event: str, outcome: str, **fields: object) -> None:
-        self.session.audit(event, outcome, **fields)
+    def _commit_audited(self, decision: Decision[T], event: str, **fields: object) -> Deferred[T]:
+        return self.session.commit_audited(decision, event, **fields)
 
     def _audited(self, event: str, outcome: str, **fields: object) -> Deferred[None]:
         return self.session.audited(event, outcome, **fields)

@@ -6,6 +6,8 @@ an app password.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from attrs import frozen
 
 from oauthd.protocol import tokens
@@ -158,12 +160,20 @@ def revocation_count(ctx: Context, token: Token) -> int:
     """
     How many live tokens revoking C{token} takes, itself included.
     """
+    return max(revoked_count(ctx, revocation_records(ctx, token)), 1)
+
+
+def revoked_count(ctx: Context, records: Sequence[Record]) -> int:
+    """
+    How many live tokens the revocations among C{records} take (each
+    L{TokenRevoked} names one), counted before they are committed.
+    """
     now = ctx.now()
     count = 0
-    for record in revocation_records(ctx, token):
+    for record in records:
         if isinstance(record, GrantRevoked):
             count += len(ctx.state.grant_tokens(record.grant, now))
-        else:
+        elif isinstance(record, TokenRevoked):
             count += 1
-    return max(count, 1)
+    return count
 

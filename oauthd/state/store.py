@@ -80,15 +80,22 @@ class NotDurable(Exception):
     """
     The event log could not make a decision's records durable: it refused
     them at once (memory is unchanged), or its write failed after they were
-    applied to memory. Either way it refuses every later append too.
+    applied to memory. Either way it refuses every later append too. Or the
+    records are durable but the audit sink could not record their events
+    (C{made}): the change was made, and the sink keeps the events until it
+    can write them.
 
     @ivar context: who and what the change was for (the decision's).
+    @ivar made: whether the change was made and is durable all the same.
     """
 
-    def __init__(self, reason: BaseException, context: dict[str, object]) -> None:
+    def __init__(
+        self, reason: BaseException, context: dict[str, object], made: bool = False,
+    ) -> None:
         super().__init__(f"the change could not be recorded: {reason}")
         self.reason = reason
         self.context = context
+        self.made = made
 
 
 class Store(Service):
@@ -135,7 +142,8 @@ class Store(Service):
         @return: fires with the answer when the records and their audit
             events are durable; fails with L{NotDurable} if the log cannot
             write them or the audit sink cannot record the events (at once,
-            with nothing changed, if the sink is failing already).
+            with nothing changed, if the sink is failing already; marked
+            C{made} if the records are durable and only the events failed).
         @raise ValueError: at once, with nothing applied, if a record cannot
             be encoded or appended, or issues a token whose client or user
             is absent or disabled (memory would ignore it while the log kept
@@ -184,11 +192,12 @@ class Store(Service):
             return Failure(NotDurable(failure.value, decision.context))
 
         def not_durable(failure: Failure) -> Failure:
-            # The journal's failure came first; else the audit sink's.
+            # The journal's failure came first; else the audit sink's, once
+            # the records were durable.
             if failure.check(NotDurable):
                 return failure
             assert failure.value is not None
-            return Failure(NotDurable(failure.value, decision.context))
+            return Failure(NotDurable(failure.value, decision.context, made=True))
 
         return appended.addErrback(failed).addCallback(durable).addCallbacks(answer, not_durable)
 
@@ -230,13 +239,13 @@ class Store(Service):
         socket describes its changes once they are made).
 
         @return: fires when the event is durable; fails with L{NotDurable}
-            if the audit sink cannot record it.
+            if the audit sink cannot record it (the change is made).
         """
         recorded = self.audit_sink.record_change(event.event, event.outcome, event.fields)
 
         def failed(failure: Failure) -> Failure:
             assert failure.value is not None
-            return Failure(NotDurable(failure.value, dict(event.fields)))
+            return Failure(NotDurable(failure.value, dict(event.fields), made=True))
 
         return recorded.addErrback(failed)
 

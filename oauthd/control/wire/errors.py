@@ -47,7 +47,9 @@ class Busy(ControlError):
 
 class StorageError(ControlError):
     """
-    The journal could not record the change; the daemon needs attention.
+    The journal or the audit trail could not record the change (or, as its
+    message says, the change was made but its audit event is not written
+    yet); the daemon needs attention.
     """
 
 
