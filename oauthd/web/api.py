@@ -28,6 +28,7 @@ from oauthd.protocol.errors import OAuthError, deny
 from oauthd.state.decision import Decision, audit
 from oauthd.state.store import NotDurable, Store
 from oauthd.web import parsing
+from oauthd.web.pages import static
 from oauthd.web.site import Edge, OAuthSite, json_body
 
 log = Logger()
@@ -207,6 +208,13 @@ class OAuthHTTP:
     @app.route("/.well-known/openid-configuration", methods=["GET"])
     def openid_metadata(self, request: IRequest) -> bytes:
         return _public(request, openid_configuration(self._ctx.config, self.capabilities))
+
+    @app.route("/api/v1/oauth/static/<string:name>", methods=["GET"])
+    def static_file(self, request: IRequest, name: str) -> bytes:
+        served = static.serve(request, name)
+        if served is None:
+            raise NotFound()
+        return served
 
     @app.handle_errors(OAuthError)
     def oauth_error(self, request: IRequest, failure: Failure) -> bytes:
