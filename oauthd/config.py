@@ -64,6 +64,10 @@ class Config:
     @ivar audit_keep_days: rotated audit files older than this are removed.
     @ivar audit_backlog: the most audit events held in memory while the
         trail cannot write.
+    @ivar authorization_code_ttl: seconds an authorization code lasts.
+    @ivar browser_session_idle: seconds a browser session at the
+        authorization endpoint lasts unused.
+    @ivar browser_session_max_age: seconds a browser session lasts at most.
     """
 
     listen: tuple[str, ...]
@@ -83,6 +87,9 @@ class Config:
     audit_keep_bytes: int = field(default=1 << 30)
     audit_keep_days: int = field(default=90)
     audit_backlog: int = field(default=10_000)
+    authorization_code_ttl: int = field(default=60)
+    browser_session_idle: int = field(default=7 * 86400)
+    browser_session_max_age: int = field(default=14 * 86400)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -196,6 +203,9 @@ SETTINGS: dict[str, Setting] = {
     "audit_keep_bytes": Setting(int, _in_range(1 << 20, 1 << 50), "most bytes of audit files kept"),
     "audit_keep_days": Setting(int, _in_range(1, 36500), "days rotated audit files are kept"),
     "audit_backlog": Setting(int, _in_range(100, 10_000_000), "audit events held while writes fail"),
+    "authorization_code_ttl": Setting(int, _in_range(1, 600), "authorization code lifetime in seconds"),
+    "browser_session_idle": Setting(int, _in_range(300, 366 * 86400), "browser session idle lifetime"),
+    "browser_session_max_age": Setting(int, _in_range(300, 366 * 86400), "browser session lifetime"),
 }
 
 

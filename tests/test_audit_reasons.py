@@ -56,10 +56,10 @@ class AuditReasonTests(OAuthCase):
             self.assert_nothing_echoed(event, hostile)
 
     def test_a_known_grant_type_not_served_is_named(self) -> None:
-        reply = self.token({"grant_type": "authorization_code"})
+        reply = self.token({"grant_type": "urn:ietf:params:oauth:grant-type:device_code"})
         self.assert_error(reply, 400, "unsupported_grant_type")
         (event,) = self.refusals()
-        assert (event["reason"], event["grant"]) == ("unsupported grant type", "authorization_code")
+        assert (event["reason"], event["grant"]) == ("unsupported grant type", "urn:ietf:params:oauth:grant-type:device_code")
 
     def test_an_unknown_scope_word_is_audited_without_it(self) -> None:
         for hostile in (self.leak, self.secret, "photos\x07\x1b]0;pwned\x07"):

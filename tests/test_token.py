@@ -186,7 +186,7 @@ class ClientCredentialsTests(OAuthCase):
         assert reply.code == 200 and "refresh_token" not in reply.body
 
     def test_unsupported_grant_types(self) -> None:
-        for grant_type in ("implicit", "authorization_code", "urn:ietf:params:oauth:grant-type:device_code",
+        for grant_type in ("implicit", "urn:ietf:params:oauth:grant-type:device_code",
                            "Client_Credentials", "x" * 300):
             self.assert_error(self.cc(grant_type=grant_type), 400, "unsupported_grant_type")
 
@@ -519,10 +519,16 @@ class DiscoveryTests(OAuthCase):
         assert oauth["revocation_endpoint"] == base + "revoke"
         assert oauth["introspection_endpoint"] == base + "introspect"
         assert oidc["userinfo_endpoint"] == base + "userinfo"
-        assert oauth["grant_types_supported"] == ["client_credentials", "password", "refresh_token"]
+        assert oauth["grant_types_supported"] == [
+            "authorization_code", "client_credentials", "password", "refresh_token"]
+        assert oauth["authorization_endpoint"] == base + "authorize"
+        assert (oauth["response_types_supported"], oauth["response_modes_supported"]) == (
+            ["code"], ["form_post", "query"])
+        assert oauth["code_challenge_methods_supported"] == ["S256"]
+        assert oauth["authorization_response_iss_parameter_supported"] is True
         assert oauth["token_endpoint_auth_methods_supported"] == [
             "client_secret_basic", "client_secret_post", "none"]
         assert oauth["introspection_endpoint_auth_methods_supported"] == [
             "client_secret_basic", "client_secret_post"]
         assert oidc["claims_supported"] == ["email", "name", "preferred_username", "sub"]
-        assert "authorization_endpoint" not in oauth and "jwks_uri" not in oidc
+        assert "jwks_uri" not in oidc

@@ -166,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if not adding:
             introspect.add_argument("--no-introspect", dest="introspect", action="store_false")
+        sub.add_argument(
+            "--pkce", choices=["required", "optional"],
+            help="PKCE at the authorization endpoint; optional only for a confidential client "
+            "whose relying party sends none" + (" [default: required]" if adding else ""),
+        )
 
     clients = group("clients", "register and manage OAuth clients", ["client"])
     sub = command(clients, "add", cmd_clients_add, "register a client and print its secret once")

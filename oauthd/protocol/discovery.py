@@ -74,7 +74,7 @@ def authorization_server_metadata(config: Config, caps: Capabilities) -> dict[st
         )
     if "authorization_endpoint" in caps.endpoints:
         doc["code_challenge_methods_supported"] = ["S256"]
-        doc["response_modes_supported"] = ["query"]
+        doc["response_modes_supported"] = ["form_post", "query"]
         doc["authorization_response_iss_parameter_supported"] = True
     return _issuer_first(doc)
 

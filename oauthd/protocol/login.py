@@ -56,7 +56,7 @@ async def check_password(ctx: Context, name: str, password: str) -> User | None:
 
 
 async def login(
-    ctx: Context, name: str, password: str, ip: str, **context: object,
+    ctx: Context, name: str, password: str, ip: str, browser: bool = False, **context: object,
 ) -> tuple[User, Token | None]:
     """
     The user C{name} if C{password} is the user's own password or one of the
@@ -64,10 +64,14 @@ async def login(
 
     The audit names the user only if one by that name exists: a name that
     matches no one may be a password typed into the wrong field.
+
+    @param browser: a browser login (L{oauthd.protocol.browser}): only the
+        user's own password counts, and a user with a second factor is let
+        through for the caller to ask for it.
     """
     known = name if name in ctx.state.users else ""
     charges = [(LOGIN_IP, ip_key(ip)), (USERNAME, name[:64])]
-    if tokens.is_app_password(password):
+    if tokens.is_app_password(password) and not browser:
         # Unguessable: always checked, never blocked when right.
         app = authenticate_token(ctx, password)
         user = ctx.state.users.get(name)
@@ -88,7 +92,7 @@ async def login(
     if checked is None:
         raise refuse(ctx.limiter, errors.invalid_grant(WRONG_LOGIN), ip, charges,
                      user=known, reason="wrong password or unknown user", **context)
-    if ctx.second_factor(checked):
+    if ctx.second_factor(checked) and not browser:
         raise deny(errors.invalid_grant(
             "this account uses two-factor authentication: log in with an app password"),
             ip=ip, user=name, **context)

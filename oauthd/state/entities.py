@@ -77,6 +77,8 @@ class Client:
     @ivar user: the owning user's name, C{""} if none.
     @ivar introspect: the client is a resource server: it may introspect
         tokens (RFC 7662).
+    @ivar pkce: C{"required"}, or C{"optional"} for a confidential client
+        exempted from PKCE at the authorization endpoint.
     """
 
     id: str
@@ -94,6 +96,7 @@ class Client:
     role: str = "client"
     created_at: int = 0
     introspect: bool = False
+    pkce: str = "required"
 
     @property
     def public(self) -> bool:

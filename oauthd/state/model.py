@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
-from oauthd.state import second_factor
+from oauthd.state import authz, second_factor
 from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
 from oauthd.state.order import TakenOrder
 from oauthd.state.records import (
@@ -111,6 +111,7 @@ class State:
         self.clients: dict[str, Client] = {}
         self.users: dict[str, User] = {}
         self.second_factors: second_factor.SecondFactors = {}
+        self.authz = authz.AuthzTables()  # codes, browser sessions, consents
         # Each token's tok record, by key; self.tokens is the read-only view.
         self._rows: dict[int, Row] = {}
         self.tokens = TokenTable(self._rows)
@@ -194,7 +195,7 @@ class State:
         """
         How many records a snapshot holds, for the compaction policy.
         """
-        return len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows)
+        return len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows) + len(self.authz)
 
     # -- changing -----------------------------------------------------------
 
@@ -255,6 +256,7 @@ class State:
             self._apply(record, now)
 
     def _apply(self, record: Record, now: float) -> None:
+        self.authz.apply(record, self.users, self.clients, now)
         match record:
             case TokenIssued(token=token):
                 if token.key in self._rows or not token.live(now):
@@ -442,6 +444,7 @@ class State:
         for user in list(self.users.values()):
             yield encode(UserPut(user))
         yield from second_factor.snapshot(self.second_factors, now)
+        yield from self.authz.snapshot(now)
         rows = self._rows
         for key in list(rows):
             row = rows.get(key)

@@ -21,6 +21,8 @@ carry one field, a JSON object of the entity's attributes::
     2fa-    name                SecondFactorDisabled  turn it off
     2fa-step name step          TotpStepUsed    a TOTP code of that time step was used
     2fa-code name digest        RecoveryCodeUsed  a recovery code (by digest) was used
+    code, browser, half, consent (and more): the authorization endpoint's
+                                (L{oauthd.state.authz_records})
 
 Applying a record is idempotent, and a record naming something absent does
 nothing (see L{oauthd.state.model}). Times are whole seconds on the injected
@@ -35,6 +37,8 @@ from typing import Any
 
 from attrs import asdict, frozen
 
+from oauthd.state import authz_records
+from oauthd.state.authz_records import AUTHZ_TYPES, AuthzRecord
 from oauthd.state.entities import KINDS, Client, SecondFactor, Token, User, key_hex
 
 KINDS_BY_NAME = {kind: kind for kind in KINDS}
@@ -114,7 +118,7 @@ SecondFactorRecord = SecondFactorEnabled | SecondFactorDisabled | TotpStepUsed |
 
 Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
-    | GrantRevoked | RefreshUsed | SecondFactorRecord
+    | GrantRevoked | RefreshUsed | SecondFactorRecord | AuthzRecord
 )
 
 TOKEN_TAG = b"tok\t"
@@ -133,6 +137,9 @@ def encode(record: Record) -> bytes:
 
     @raise ValueError: if a text field contains a tab.
     """
+    if isinstance(record, AUTHZ_TYPES):
+        # The authorization endpoint's records (issue 14).
+        return authz_records.encode(record).encode("utf-8")
     match record:
         case TokenIssued(token=t):
             text = (
@@ -167,18 +174,19 @@ def encode(record: Record) -> bytes:
     return text.encode("utf-8")
 
 
-_CLIENT_FIELDS_IF_SET = ("introspect",)
+_CLIENT_FIELDS_IF_SET = {"introspect": False, "pkce": "required"}
 """
-Client fields added after the format was fixed: written only when true, so
-the record of a client without them is byte for byte what it was, and one
-read from an older journal gets their default (false).
+Client fields added after the format was fixed, with their defaults:
+written only when not the default, so the record of a client without them
+is byte for byte what it was, and one read from an older journal gets their
+default.
 """
 
 
 def _client_fields(client: Client) -> dict[str, Any]:
     fields = asdict(client)
-    for name in _CLIENT_FIELDS_IF_SET:
-        if not fields[name]:
+    for name, default in _CLIENT_FIELDS_IF_SET.items():
+        if fields[name] == default:
             del fields[name]
     return fields
 
@@ -202,6 +210,8 @@ def decode(payload: bytes) -> Record:
     tag = fields[0]
     if tag == "tok" and len(fields) > 1:
         return TokenIssued(parse_token(payload))
+    if tag in authz_records.DECODERS:
+        return authz_records.decode(fields)
     if tag in _TWO_FIELDS:
         if len(fields) != 3:
             raise ValueError(f"malformed {tag} record: it has {len(fields)} fields, not 3")

@@ -59,7 +59,7 @@ class OAuthHTTP:
         self.capabilities = Capabilities(
             endpoints=frozenset({
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
-                "userinfo_endpoint",
+                "userinfo_endpoint", "authorization_endpoint",
             }),
             grant_types=grants.SERVED,
             client_auth_methods=clientauth.METHODS,

@@ -219,13 +219,15 @@ CLIENT = Entity(
         Field("role", _TEXT, "Role", settable=True),
         # A resource server: it may introspect tokens.
         Field("introspect", _BOOL, "Introspection", settable=True),
+        # "optional": a confidential client exempted from PKCE.
+        Field("pkce", _TEXT, "PKCE", settable=True),
         Field("created_at", _INT, "Created At (UTC)"),
         Field("tokens", _INT, "Live Tokens", computed=True),
     ),
     # oauthctl shows max_tokens with access_ttl.
     detail=(
         "id", "name", "type", "role", "user", "scope", "grant_types", "redirect_uris",
-        "introspect", "enabled", "access_ttl", "refresh_ttl", "tokens", "created_at",
+        "introspect", "pkce", "enabled", "access_ttl", "refresh_ttl", "tokens", "created_at",
     ),
 )
 

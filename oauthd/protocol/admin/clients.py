@@ -45,6 +45,10 @@ def checked(ctx: Context, candidate: Client) -> Client:
         raise InvalidValue(f"unknown grant type {sorted(unknown)[0][:60]!r}")
     if candidate.public and "client_credentials" in candidate.grant_types:
         raise InvalidValue("a public client cannot use client_credentials")
+    if candidate.pkce not in ("required", "optional"):
+        raise InvalidValue("pkce is required or optional")
+    if candidate.public and candidate.pkce != "required":
+        raise InvalidValue("a public client always needs PKCE")
     if candidate.public and candidate.introspect:
         raise InvalidValue("a public client cannot be a resource server (it cannot authenticate)")
     if candidate.role not in CLIENT_ROLES:

@@ -11,11 +11,11 @@ from oauthd.protocol import errors
 from oauthd.protocol.clientauth import ClientAuth, required_client
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny, safe_text
-from oauthd.protocol.grants import app_password, client_credentials, password, refresh
+from oauthd.protocol.grants import app_password, authorization_code, client_credentials, password, refresh
 from oauthd.protocol.rules import GRANT_TYPES
 from oauthd.state.decision import Decision
 
-SERVED = frozenset({"client_credentials", "password", "refresh_token"})
+SERVED = frozenset({"authorization_code", "client_credentials", "password", "refresh_token"})
 """
 The grant types the token endpoint serves (the others in
 L{oauthd.protocol.rules.GRANT_TYPES} get C{unsupported_grant_type} until
@@ -64,4 +64,6 @@ def token(
         return client_credentials.decide(ctx, client, params, ip)
     if grant_type == "password":
         return Deferred.fromCoroutine(password.decide(ctx, client, params, ip))
+    if grant_type == "authorization_code":
+        return authorization_code.decide(ctx, client, params, ip)
     return refresh.decide(ctx, client, params, ip)
