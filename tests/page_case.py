@@ -75,7 +75,7 @@ class PageCase(OAuthCase):
 
     def browse(self, method: str, path: str, form: Mapping[str, str] | None = None, *,
                body: bytes | None = None, headers: Mapping[str, str] | None = None) -> Shown:
-        sent: dict[str, Any] = {"headers": dict(headers or {})}
+        sent: dict[str, Any] = {"headers": dict(headers or {}), "allow_redirects": False}
         if self.jar:
             sent["headers"]["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
         if form is not None:
