@@ -387,3 +387,129 @@ class AuthorityTests(SynchronousTestCase):
         with pytest.raises(NotFound):
             self.server.add_client("c", user="nobody")
         assert self.journal.payloads == []
+
+
+# ---------------------------------------------------------------------------
+# The authorization endpoint's records (issue 14)
+
+from oauthd.state.authz_records import (  # noqa: E402 -- kept beside their tests
+    AuthCode,
+    BrowserEnded,
+    BrowserSeen,
+    BrowserSession,
+    BrowserStarted,
+    CodeIssued,
+    CodeRedeemed,
+    Consent,
+    ConsentGranted,
+    ConsentRevoked,
+    HalfLoginEnded,
+    HalfLoginStarted,
+    PendingSecondFactor,
+)
+
+_K = "ab" * 32
+GOLDEN_AUTHZ = [
+    b'code\t{"key":"' + _K.encode() + b'","client_id":"c1","user":"alice","scope":"openid photos",'
+    b'"redirect_uri":"https://rp.example/cb","redirect_given":"","challenge":"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",'
+    b'"nonce":"n\\t\xc3\xa9","auth_time":1800000000,"browser":"' + _K.encode() + b'","grant":"0123456789abcdef",'
+    b'"issued_at":1800000010,"lifetime":60}',
+    b"code-\t" + _K.encode(),
+    b'browser\t{"key":"' + _K.encode() + b'","user":"alice","auth_time":1800000000,"amr":["pwd","otp"],'
+    b'"issued_at":1800000000,"idle":604800,"max_age":1209600}',
+    b"browser~\t" + _K.encode() + b"\t1800003600",
+    b"browser-\t" + _K.encode(),
+    b"half\t" + _K.encode() + b"\talice\t1800000000\t1800000300",
+    b"half-\t" + _K.encode(),
+    b"consent\talice\tc1\topenid photos\t1800000000",
+    b"consent-\talice\tc1",
+]
+
+AUTHZ_RECORDS = [
+    CodeIssued(AuthCode(_K, "c1", "alice", "openid photos", "https://rp.example/cb", "",
+                        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "n\t\u00e9", START, _K,
+                        "0123456789abcdef", START + 10, 60)),
+    CodeRedeemed(_K),
+    BrowserStarted(BrowserSession(_K, "alice", START, ("pwd", "otp"), START, 604800, 1209600)),
+    BrowserSeen(_K, START + 3600),
+    BrowserEnded(_K),
+    HalfLoginStarted(PendingSecondFactor(_K, "alice", START, START + 300)),
+    HalfLoginEnded(_K),
+    ConsentGranted(Consent("alice", "c1", "openid photos", START)),
+    ConsentRevoked("alice", "c1"),
+]
+
+
+def test_authorization_records_keep_their_format() -> None:
+    """
+    The authorization endpoint's records read from and write back to
+    exactly these bytes; a journal of them after the older records
+    replays; malformed ones are refused.
+    """
+    assert [encode(record) for record in AUTHZ_RECORDS] == GOLDEN_AUTHZ
+    assert [decode(payload) for payload in GOLDEN_AUTHZ] == AUTHZ_RECORDS
+    state = State()
+    model.replay(state, [encode(ClientPut(Client(id="c1", name="one"))), *GOLDEN[2:4],
+                         *GOLDEN_AUTHZ[:4], GOLDEN_AUTHZ[5], GOLDEN_AUTHZ[7]], START + 20)
+    authz = state.authz
+    assert authz.codes[_K].redeemed and authz.codes[_K].nonce == "n\t\u00e9"
+    assert authz.browsers[_K].last_seen == START + 3600 and _K in authz.halves
+    assert authz.consent("alice", "c1") == Consent("alice", "c1", "openid photos", START)
+    for bad in (b"code\t{}", b'code\t{"key":1}', b"code-", b"code-\ta\tb", b"browser~\tk\tx",
+                b'browser\t{"key":"k","user":"u","auth_time":1,"amr":"pwd","issued_at":1,"idle":1,"max_age":1}',
+                b"half\tk\tu\t1", b"consent\tu\tc\ts", b"consent-\tu"):
+        with pytest.raises(ValueError):
+            decode(bad)
+    with pytest.raises(ValueError):
+        encode(ConsentGranted(Consent("a\tb", "c1", "x", START)))
+
+
+def test_the_pkce_field_is_written_only_when_optional() -> None:
+    client = Client(id="c1", name="one")
+    assert b"pkce" not in encode(ClientPut(client))
+    exempt = encode(ClientPut(attrs.evolve(client, pkce="optional")))
+    assert exempt.endswith(b',"pkce":"optional"}')
+    assert decode(exempt) == ClientPut(attrs.evolve(client, pkce="optional"))
+
+
+def test_compaction_keeps_live_codes_sessions_and_consents_and_drops_dead_ones() -> None:
+    """
+    A snapshot holds the live codes (a redeemed one marked so), sessions
+    (with their last use), half logins and consents; expired ones, ended
+    ones and those of removed users or clients are gone.
+    """
+    state = State()
+    now = START + 20
+    users = [UserPut(User(name)) for name in ("alice", "bob")]
+    clients = [ClientPut(Client(id=c, name=c)) for c in ("c1", "c2")]
+
+    def key(n: int) -> str:
+        return f"{n:064x}"
+
+    def code(n: int, issued_at: int, user: str = "alice") -> CodeIssued:
+        return CodeIssued(AuthCode(key(n), "c1", user, "photos", "https://a/cb", "", "", "", START,
+                                   key(100), "g", issued_at, 60))
+
+    def session(n: int, issued_at: int, user: str = "alice") -> BrowserStarted:
+        return BrowserStarted(BrowserSession(key(n), user, issued_at, ("pwd",), issued_at, 3600, 7200))
+
+    state.apply([*users, *clients,
+                 code(1, now), code(2, now), CodeRedeemed(key(2)), code(3, now - 60),
+                 session(10, now), BrowserSeen(key(10), now + 5), session(11, now - 7200),
+                 session(12, now), BrowserEnded(key(12)), session(13, now, "bob"),
+                 HalfLoginStarted(PendingSecondFactor(key(20), "alice", now, now + 300)),
+                 HalfLoginStarted(PendingSecondFactor(key(21), "alice", now, now - 1)),
+                 ConsentGranted(Consent("alice", "c1", "photos", now)),
+                 ConsentGranted(Consent("alice", "c2", "photos", now)),
+                 ConsentGranted(Consent("bob", "c1", "photos", now)),
+                 UserPut(User("bob", disabled=True)), ClientRemoved("c2")], now)
+    payloads = list(state.snapshot(now + 10))
+    fresh = State()
+    fresh.load(payloads, now + 10)
+    assert sorted(fresh.authz.codes) == [key(1), key(2)] and fresh.authz.codes[key(2)].redeemed
+    assert list(fresh.authz.browsers) == [key(10)] and fresh.authz.browsers[key(10)].last_seen == now + 5
+    assert list(fresh.authz.halves) == [key(20)]
+    assert {u: list(held) for u, held in fresh.authz.consents.items()} == {"alice": ["c1"], "bob": ["c1"]}
+    # Once they expire, a snapshot drops them.
+    later = [p for p in state.snapshot(now + 7200) if p.split(b"\t")[0] in (b"code", b"browser", b"half")]
+    assert later == []

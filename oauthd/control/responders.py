@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from oauthd import __version__
+from oauthd.control.consents import ConsentResponders
 from oauthd.control.paging import Copied, Keys, Listing, Taken, each
 from oauthd.control.rows import client_row, token_row, user_row
 from oauthd.control.second_factor import SecondFactorResponders
@@ -348,6 +349,7 @@ class TokenResponders(Responders):
 
 RESPONDERS: tuple[type[Responders], ...] = (
     StatusResponders, ClientResponders, UserResponders, TokenResponders, SecondFactorResponders,
+    ConsentResponders,
 )
 """
 The groups of responders each admitted connection gets.

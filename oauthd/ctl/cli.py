@@ -45,6 +45,7 @@ from oauthd.ctl.commands import (
     UsageError,
 )
 from oauthd.ctl.connection import Connection, CtlError, connect, socket_path
+from oauthd.ctl.consents import cmd_users_consents
 from oauthd.ctl.second_factor import cmd_users_2fa_disable, cmd_users_2fa_enable, cmd_users_2fa_status
 from oauthd.ctl.output import Terminal
 
@@ -245,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub = command(two_factor, "status", cmd_users_2fa_status, "show whether a user has TOTP on")
     sub.add_argument("name")
+    sub = command(users, "consents", cmd_users_consents,
+                  "list the clients a user consented to at the authorization endpoint")
+    sub.add_argument("name")
+    sub.add_argument("--revoke", metavar="CLIENT",
+                     help="forget the consent to this client and revoke the tokens it holds for the user")
 
     auth = group("auth", "issue, list and revoke tokens", ["sess"])
     sub = command(

@@ -415,6 +415,18 @@ class SecondFactorStatus(ControlCommand):
     response = SECOND_FACTOR_STATUS
 
 
+class ListConsents(ControlCommand):
+    arguments = [(b"name", amp.Unicode())]
+    # rows: a JSON array of {client_id, client_name, scope, granted_at}.
+    response = [(b"rows", amp.Unicode())]
+
+
+class RevokeConsent(ControlCommand):
+    arguments = [(b"name", amp.Unicode()), (b"client_id", amp.Unicode())]
+    response = [(b"client_id", amp.Unicode()), (b"scope", amp.Unicode()),
+                (b"granted_at", amp.Integer()), (b"revoked", amp.Integer())]
+
+
 class AddToken(ControlCommand):
     arguments = [
         (b"label", amp.Unicode()),
@@ -445,7 +457,7 @@ COMMANDS: tuple[type[ControlCommand], ...] = (
     Status, Compact,
     AddClient, ListClients, ShowClient, ModifyClient, RemoveClient,
     AddUser, ListUsers, ShowUser, SetPassword, ModifyUser, RemoveUser,
-    EnableSecondFactor, DisableSecondFactor, SecondFactorStatus,
+    EnableSecondFactor, DisableSecondFactor, SecondFactorStatus, ListConsents, RevokeConsent,
     AddToken, ListTokens, ShowToken, RemoveToken,
 )
 BY_NAME: dict[bytes, type[ControlCommand]] = {command.commandName: command for command in COMMANDS}

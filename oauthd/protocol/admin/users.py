@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from oauthd.protocol.browser import session_ends
 from oauthd.protocol.context import Context
 from oauthd.protocol.errors import Conflict, InvalidValue, NotFound
 from oauthd.protocol.issuing import derived_label
@@ -88,7 +89,8 @@ def login_revocations(ctx: Context, name: str, app_passwords: bool = False) -> l
 
     Every grant is revoked, whatever its type, so families of grants still
     to come (authorization code, device code) are covered; a new kind of
-    session must be added here.
+    session must be added here. The user's browser sessions at the
+    authorization endpoint end too.
     """
     held = ctx.state.user_tokens(name, ctx.now())
     kept = set() if app_passwords else {derived_label(t) for t in held if t.kind == APP_PASSWORD}
@@ -106,7 +108,7 @@ def login_revocations(ctx: Context, name: str, app_passwords: bool = False) -> l
                 records.append(GrantRevoked(token.grant))
         elif token.kind == SESSION:
             records.append(TokenRevoked(token.key))
-    return records
+    return records + session_ends(ctx, name)
 
 
 def update_user(ctx: Context, name: str, **changes: Any) -> Decision[User]:
