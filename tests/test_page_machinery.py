@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from oauthd.web.pages import security, views
+from oauthd.web.pages import static as static_files
 from oauthd.web.pages.words import describe
 from tests.oauth_helpers import OAuthCase
 from tests.page_helpers import read_page
@@ -125,3 +126,23 @@ class StaticTests(OAuthCase):
         for path in ("nothing.css", "..%2Fapi.py", "__init__.py"):
             reply = self.request("GET", views.STATIC_PATH + path)
             assert reply.code == 404, path
+
+
+def test_every_static_file_is_packaged() -> None:
+    """
+    setup.cfg's package_data names every static file, so a plain (not
+    editable) C{pip install .} serves the same pages.
+    """
+    import configparser
+    import fnmatch
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    setup = configparser.ConfigParser()
+    setup.read(repo / "setup.cfg")
+    patterns = [p.strip() for p in setup["options.package_data"]["oauthd.web.pages"].split(",")]
+    static = repo / "oauthd" / "web" / "pages" / "static"
+    files = sorted(p.name for p in static.iterdir() if p.is_file())
+    assert files == sorted(static_files.FILES)
+    for name in files:
+        assert any(fnmatch.fnmatch(f"static/{name}", pattern) for pattern in patterns), name

@@ -7,9 +7,13 @@ the cookies, and hostile input.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 import pyotp
+
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 
 from oauthd.protocol import browser
 from oauthd.web.pages import security
@@ -320,3 +324,26 @@ class HostileInputTests(PageCase):
         login = self.authorize()
         assert self.kind(login) == "login"
         assert self.kind(self.log_in(login)) == "consent"
+
+
+class AuditTests(PageCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def refusals(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("log_namespace") == "oauthd.audit"
+                and e.get("audit_event") == "authorize.refuse"]
+
+    def test_refusals_on_the_pages_are_audited_once_without_secrets(self) -> None:
+        login = self.authorize()
+        self.log_in(login, password="not the password")
+        self.browse("POST", AUTHORIZE, {"client_id": self.gallery.id})
+        self.authorize(client_id="nobody")
+        reasons = [(e["error"], e["reason"]) for e in self.refusals()]
+        assert reasons == [
+            ("invalid_grant", "wrong password or unknown user"),
+            ("invalid_request", "CSRF token missing or wrong"),
+            ("invalid_request", "unknown client"),
+        ], reasons
+        assert not any("not the password" in str(e) for e in self.events)
