@@ -56,6 +56,14 @@ class _Callback(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         type(self).received.append(self.path)
+        self._answer()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).received.append(self.path + "?" + self.rfile.read(length).decode("ascii"))
+        self._answer()
+
+    def _answer(self) -> None:
         body = b"<!DOCTYPE html><title>Gallery</title><p>Signed in.</p>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -70,7 +78,7 @@ class _Callback(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def callback() -> Iterator[tuple[str, list[str]]]:
     port = free_port()
-    server = http.server.HTTPServer(("127.0.0.1", port), _Callback)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Callback)
     _Callback.received = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -165,5 +173,25 @@ def test_chromium_logs_in_with_totp_and_consents(tmp_path: Path, browser: Any,
         }, timeout=10)
         assert tokens.status_code == 200, tokens.text
         assert tokens.json()["access_token"]
+
+        # form_post: the static script posts the answer at once, under the
+        # page's CSP; without script, the button does.
+        form_post = daemon.url + "/api/v1/oauth/authorize?" + urlencode({
+            "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+            "scope": "photos", "state": "posted", "response_mode": "form_post",
+            "code_challenge": _challenge(VERIFIER), "code_challenge_method": "S256",
+        })
+        received.clear()
+        browser.get(form_post)
+        wait.until(lambda d: any(path.startswith("/callback?code=") for path in received))
+        assert [path for path in received if "state=posted" in path], received
+        received.clear()
+        browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+        browser.get(form_post)
+        button = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#form-post button"))[0]
+        assert not [path for path in received if path.startswith("/callback")], received
+        _screenshots(browser, "form-post-without-script")
+        button.click()
+        wait.until(lambda d: any(path.startswith("/callback?code=") for path in received))
     finally:
         assert daemon.stop() == 0, daemon.output()

@@ -77,6 +77,32 @@ class FlowTests(PageCase):
         assert again.page.form.fields["username"] == "alice"
         assert self.kind(self.log_in(again)) == "consent"
 
+    def test_password_guessing_is_limited(self) -> None:
+        login = self.authorize()
+        for _ in range(10):
+            login = self.log_in(login, password="guess")
+            assert login.code == 400
+        limited = self.log_in(login)
+        assert (limited.code, self.kind(limited)) == (429, "login")
+        assert "Too many attempts" in limited.page.text
+        assert limited.header("retry-after")
+        assert SESSION_COOKIE not in self.jar
+
+    def test_second_factor_guessing_is_limited(self) -> None:
+        self.add_user("bob", PASSWORD)
+        totp = pyotp.parse_uri(self.enable_second_factor("bob").uri)
+        right_code = totp.at(int(self.clock.seconds()))
+        wrong_code = "000000" if right_code != "000000" else "111111"
+        shown = self.submit(self.log_in(self.authorize(), "bob"), otp=wrong_code)
+        for _ in range(10):
+            if shown.code != 400:
+                break
+            shown = self.submit(shown, otp=wrong_code)
+        assert (shown.code, self.kind(shown)) == (429, "second-factor")
+        assert shown.header("retry-after")
+        right = self.submit(shown, otp=right_code)
+        assert right.code == 429 and SESSION_COOKIE not in self.jar
+
     def test_form_post(self) -> None:
         posted = self.approve(self.log_in(self.authorize(response_mode="form_post")))
         assert (posted.code, self.kind(posted)) == (200, "form-post")
