@@ -63,6 +63,14 @@ class FlowTests(PageCase):
         more = self.authorize(scope="photos albums")
         assert self.kind(more) == "consent"
 
+    def test_an_authorization_request_sent_as_a_form(self) -> None:
+        query = self.authorize().page.form.fields
+        del query["csrf"]
+        login = self.browse("POST", AUTHORIZE, query)
+        assert (login.code, self.kind(login)) == (200, "login")
+        _, params = self.approve(self.log_in(login)).redirect
+        assert self.redeem(params["code"]).code == 200
+
     def test_denied(self) -> None:
         denied = self.submit(self.log_in(self.authorize()), ("consent", "deny"))
         _, params = denied.redirect
@@ -238,7 +246,7 @@ class HeaderTests(PageCase):
         pages["consent"] = self.log_in(self.authorize())
         pages["redirect"] = self.approve(pages["consent"])
         pages["form-post"] = self.authorize(response_mode="form_post")
-        pages["forged"] = self.browse("POST", AUTHORIZE, {"client_id": self.gallery.id})
+        pages["forged"] = self.browse("POST", AUTHORIZE, {"client_id": self.gallery.id, "csrf": "x"})
         return pages
 
     def test_headers_on_every_page(self) -> None:
@@ -364,7 +372,7 @@ class AuditTests(PageCase):
     def test_refusals_on_the_pages_are_audited_once_without_secrets(self) -> None:
         login = self.authorize()
         self.log_in(login, password="not the password")
-        self.browse("POST", AUTHORIZE, {"client_id": self.gallery.id})
+        self.browse("POST", AUTHORIZE, {"client_id": self.gallery.id, "csrf": "forged"})
         self.authorize(client_id="nobody")
         reasons = [(e["error"], e["reason"]) for e in self.refusals()]
         assert reasons == [

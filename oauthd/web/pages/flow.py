@@ -85,6 +85,10 @@ class AuthorizePages:
         except OAuthError as error:
             return self._refused(request, error)
         fields = {name: params.pop(name) for name in PAGE_FIELDS & params.keys()}
+        if not fields:
+            # An authorization request sent as a form (OpenID Connect Core
+            # 3.1.2.1): nothing more than its GET, which any site can cause.
+            return self._start(request, params)
         if not security.csrf_valid(request, self._ctx.config, fields.get(security.CSRF_FIELD)):
             self._audit(request, OAuthError("invalid_request", "CSRF token missing or wrong", 403))
             return self._error(request, "Form expired", FORGED, 403)
