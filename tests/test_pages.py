@@ -381,3 +381,28 @@ class AuditTests(PageCase):
             ("invalid_request", "unknown client"),
         ], reasons
         assert not any("not the password" in str(e) for e in self.events)
+
+
+def test_an_oversized_form_over_real_framing_gets_a_page() -> None:
+    """
+    Through the real site (which caps bodies while they arrive), a form
+    posted to the pages over max_body is answered with the error page, 413,
+    not the API's JSON.
+    """
+    from oauthd.web.api import OAuthHTTP
+    from oauthd.web.site import OAuthSite
+    from tests.helpers import make_config, make_server
+    from tests.test_token_hostile import _raw_exchange
+
+    config = make_config(max_body=1024)
+    server = make_server(config)
+    site = OAuthSite(OAuthHTTP(server.ctx, server.store).resource(), config.max_body)
+    body = b"username=" + b"a" * 5000
+    response = _raw_exchange(site, b"POST /api/v1/oauth/authorize HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/x-www-form-urlencoded\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    head, _, page = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), response[:300]
+    assert b"content-type: text/html; charset=utf-8" in head.lower()
+    assert b"content-security-policy: default-src 'none'" in head.lower()
+    assert b"larger than 1024 bytes" in page

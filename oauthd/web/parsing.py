@@ -20,7 +20,7 @@ from oauthd.protocol import errors
 from oauthd.protocol.clientauth import ClientAuth
 from oauthd.protocol.errors import safe_text
 from oauthd.protocol.limits import client_address
-from oauthd.web.site import too_large
+from oauthd.web.site import CappedBody, too_large
 
 MAX_HEADER = 4096
 """
@@ -75,6 +75,8 @@ def params(request: IRequest, max_body: int, untyped_json: bool = False) -> dict
         C{max_body}.
     """
     content = request.content
+    if isinstance(content, CappedBody) and content.overflow:
+        raise too_large(max_body)
     body = b""
     if content is not None:
         content.seek(0)
