@@ -9,8 +9,11 @@ browser login with a second factor, and consents over the control socket.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import attrs
 import pyotp
+import pytest_twisted
 
 from twisted.internet.defer import Deferred
 
@@ -22,9 +25,10 @@ from oauthd.protocol.errors import OAuthError
 from oauthd.protocol.second_factor import TOTP_DIGITS
 from oauthd.state.decision import Decision
 from oauthd.state.entities import TOTP_PERIOD
-from tests.authz_helpers import CHALLENGE, IP, ISSUER, NATIVE_CB, WEB_CB, AuthzCase, query
+from tests.authz_helpers import CHALLENGE, IP, ISSUER, NATIVE_CB, VERIFIER, WEB_CB, AuthzCase, query
 from tests.oauth_helpers import PASSWORD
 from tests.test_accounts import NEW_PASSWORD
+from tests.test_ctl import Live
 
 
 class ParseTests(AuthzCase):
@@ -246,6 +250,25 @@ class BrowserSessionTests(AuthzCase):
         self.clock.advance(1)
         assert self.session(login) is None
 
+    def test_shorter_configured_lifetimes_count_for_sessions_started_before(self) -> None:
+        idle, old = self.browser_login(), self.browser_login()
+        self.ctx.config = attrs.evolve(self.ctx.config, browser_session_idle=3600,
+                                       browser_session_max_age=7200)
+        self.clock.advance(3000)
+        session = self.session(old)
+        assert session is not None
+        self.commit(browser.touch(self.ctx, session))
+        self.clock.advance(600)
+        assert (self.session(idle), self.session(old) is not None) == (None, True)
+        self.clock.advance(2400)
+        session = self.session(old)
+        assert session is not None
+        self.commit(browser.touch(self.ctx, session))
+        self.clock.advance(1199)
+        assert self.session(old) is not None
+        self.clock.advance(1)
+        assert self.session(old) is None
+
     def test_touch_writes_at_most_hourly(self) -> None:
         session = self.session(self.browser_login())
         assert session is not None
@@ -333,8 +356,6 @@ class ConsentAdminTests(AuthzCase):
         users consents lists what alice approved; revoking one forgets it
         and revokes the tokens that client holds for her, and nothing else.
         """
-        from tests.authz_helpers import VERIFIER
-
         code = self.code(scope="photos albums")
         reply = self.token({"grant_type": "authorization_code", "code": code, "redirect_uri": WEB_CB,
                             "code_verifier": VERIFIER}, auth=(self.web.id, self.web_secret))
@@ -364,3 +385,47 @@ class ConsentAdminTests(AuthzCase):
                   code_challenge=None, code_challenge_method=None)
         self.admin.call(wire.RemoveUser, name="alice")
         assert self.ctx.state.authz.consents == {}
+
+
+# ---------------------------------------------------------------------------
+# oauthctl
+
+
+@pytest_twisted.ensureDeferred
+async def test_oauthctl_users_consents_and_clients_pkce(tmp_path: Path) -> None:
+    """
+    C{clients add --grant authorization_code --redirect-uri ... --pkce
+    optional} registers a relying party without PKCE; C{users consents}
+    lists a user's consents and C{--revoke} removes one.
+    """
+    live = Live(tmp_path)
+    try:
+        await live.ok("users", "add", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+        added = (await live.ok(
+            "clients", "add", "--name", "PhotoPrism", "--grant", "authorization_code",
+            "--grant", "refresh_token", "--redirect-uri", WEB_CB, "--redirect-uri", NATIVE_CB,
+            "--pkce", "optional", "--scope", "openid photos", "--json")).json()
+        assert (added["pkce"], added["redirect_uris"]) == ("optional", [WEB_CB, NATIVE_CB])
+        public = await live.ctl("clients", "add", "--name", "Phone", "--public", "--grant", "authorization_code",
+                              "--pkce", "optional")
+        assert public.code == 1 and "always needs PKCE" in public.err
+        phone = (await live.ok("clients", "add", "--name", "Phone", "--public", "--grant", "authorization_code",
+                               "--redirect-uri", "com.example.app:/cb", "--json")).json()
+        assert (phone["type"], phone["pkce"], phone["secret"]) == ("public", "required", "")
+        ctx = live.server.ctx
+        store = live.server.store
+        session = await store.commit(await browser.password_step(ctx, "bob", PASSWORD, IP))
+        request = authorize.parse(ctx, {"client_id": added["id"], "redirect_uri": WEB_CB,
+                                        "response_type": "code", "scope": "photos"})
+        await store.commit(authorize.consent(ctx, request, session.session, True))
+        listed = (await live.ok("users", "consents", "bob")).out
+        assert added["id"] in listed and "PhotoPrism" in listed and "photos" in listed
+        revoked = (await live.ok("users", "consents", "bob", "--revoke", added["id"])).out
+        assert revoked.startswith(f"Revoked the consent of bob to client {added['id']}")
+        assert (await live.ok("users", "consents", "bob", "--json")).json() == []
+        assert "no client" in (await live.ok("users", "consents", "bob")).out
+        assert (await live.ctl("users", "consents", "bob", "--revoke", added["id"])).code == 1
+        modified = (await live.ok("clients", "mod", added["id"], "--pkce", "required", "--json")).json()
+        assert modified["pkce"] == "required"
+    finally:
+        await live.stop()

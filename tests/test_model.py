@@ -513,3 +513,21 @@ def test_compaction_keeps_live_codes_sessions_and_consents_and_drops_dead_ones()
     # Once they expire, a snapshot drops them.
     later = [p for p in state.snapshot(now + 7200) if p.split(b"\t")[0] in (b"code", b"browser", b"half")]
     assert later == []
+
+
+def test_expired_codes_and_sessions_do_not_pile_up_in_memory() -> None:
+    """
+    Codes and sessions that expire are dropped once their table has doubled
+    since it was last pruned, so a busy endpoint's memory stays bounded by
+    what is live.
+    """
+    state = State()
+    state.apply([UserPut(User("alice"))], START)
+    for n in range(1000):
+        now = START + 2 * n
+        state.apply([
+            CodeIssued(AuthCode(f"{n:064x}", "c1", "alice", "photos", "https://a/cb", "", "", "", now,
+                                "b", "g", now, 1)),
+            BrowserStarted(BrowserSession(f"{n:064x}", "alice", now, ("pwd",), now, 1, 1)),
+        ], now)
+    assert len(state.authz.codes) <= 128 and len(state.authz.browsers) <= 128

@@ -55,8 +55,8 @@ Seconds a user has to give the second factor after the password.
 
 SEEN_EVERY = 3600
 """
-A session's use is recorded at most this often (its idle lifetime counts
-from the last record).
+A session's use is recorded at most this often, or every tenth of its idle
+lifetime if that is shorter (the idle lifetime counts from the last record).
 """
 
 SECRET_BYTES = 32
@@ -200,15 +200,16 @@ def seen_records(ctx: Context, session: BrowserSession) -> list[Record]:
     L{SEEN_EVERY}.
     """
     now = ctx.now()
-    if now - max(session.last_seen, session.issued_at) < SEEN_EVERY:
+    every = min(SEEN_EVERY, ctx.config.browser_session_idle // 10)
+    if now - max(session.last_seen, session.issued_at) < every:
         return []
     return [BrowserSeen(session.key, now)]
 
 
 def touch(ctx: Context, session: BrowserSession) -> Decision[None]:
     """
-    Record that C{session} was used (at most every L{SEEN_EVERY} seconds;
-    otherwise the decision changes nothing).
+    Record that C{session} was used (at most every L{SEEN_EVERY} seconds,
+    L{seen_records}; otherwise the decision changes nothing).
     """
     return Decision(None, seen_records(ctx, session))
 

@@ -195,7 +195,8 @@ class State:
         """
         How many records a snapshot holds, for the compaction policy.
         """
-        return len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows) + len(self.authz)
+        return (len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows)
+                + len(self.authz))
 
     # -- changing -----------------------------------------------------------
 

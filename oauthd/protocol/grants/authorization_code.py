@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 
-from oauthd.protocol import errors
+from oauthd.protocol import errors, scopes
 from oauthd.protocol.authorize import s256, valid_verifier
 from oauthd.protocol.browser import digest
 from oauthd.protocol.context import Body, Context, Params
@@ -24,7 +24,6 @@ from oauthd.protocol.errors import deny
 from oauthd.protocol.grants.answer import issued
 from oauthd.protocol.issuing import family_limit_records, mint
 from oauthd.protocol.limits import TOKEN_IP, ip_key, refuse
-from oauthd.protocol import scopes
 from oauthd.state.authz_records import AuthCode, CodeRedeemed
 from oauthd.state.decision import Decision, audit
 from oauthd.state.entities import ACCESS, REFRESH, Client
@@ -39,7 +38,8 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
         raise errors.invalid_request("code is required")
     code = ctx.state.authz.codes.get(digest(presented[:_MAX_CODE]))
     if code is None or not code.live(ctx.now()) or code.client_id != client.id:
-        raise refuse(ctx.limiter, errors.invalid_grant("the code is invalid, expired or was issued to another client"),
+        raise refuse(ctx.limiter,
+                     errors.invalid_grant("the code is invalid, expired or was issued to another client"),
                      ip, [(TOKEN_IP, ip_key(ip))], client=client.id)
     context: dict[str, object] = {"client": client.id, "user": code.user}
     if code.redeemed:
