@@ -104,15 +104,21 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
-def _screenshots(driver: Any, name: str) -> None:
+def _screenshots(driver: Any, name: str, dark: bool = False) -> None:
     """
-    Save the page as it shows on each viewport.
+    Save the page as it shows on each viewport (and, if C{dark}, on a phone
+    that prefers a dark colour scheme).
     """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for viewport, (width, height, mobile) in VIEWPORTS.items():
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
             "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
         driver.save_screenshot(str(SCREENSHOTS / f"{name}-{viewport}.png"))
+        if dark and mobile:
+            driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+                "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+            driver.save_screenshot(str(SCREENSHOTS / f"{name}-{viewport}-dark.png"))
+            driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
@@ -149,6 +155,12 @@ def test_chromium_logs_in_with_totp_and_consents(tmp_path: Path, browser: Any,
         assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
         _screenshots(browser, "login")
         browser.find_element(By.ID, "username").send_keys("alice")
+        browser.find_element(By.ID, "password").send_keys("not the password")
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        alert = wait.until(lambda d: d.find_elements(By.ID, "form-error"))[0]
+        assert "not right" in alert.text
+        _screenshots(browser, "login-wrong-password")
+        assert browser.find_element(By.ID, "username").get_attribute("value") == "alice"
         browser.find_element(By.ID, "password").send_keys(PASSWORD)
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
@@ -159,7 +171,7 @@ def test_chromium_logs_in_with_totp_and_consents(tmp_path: Path, browser: Any,
 
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button[value=approve]"))
         assert "Gallery" in browser.find_element(By.TAG_NAME, "h1").text
-        _screenshots(browser, "consent")
+        _screenshots(browser, "consent", dark=True)
         browser.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
 
         wait.until(lambda d: d.current_url.startswith(redirect_uri))
