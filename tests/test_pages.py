@@ -139,6 +139,11 @@ class CsrfTests(PageCase):
         assert self.journal_size() == before
         assert SESSION_COOKIE not in self.jar
 
+    def test_a_token_that_is_not_ascii_is_refused(self) -> None:
+        fields = self.authorize().page.form.filled(username="alice", password=PASSWORD)
+        refused = self.browse("POST", AUTHORIZE, {**fields, "csrf": "\u00e9" * 64})
+        assert (refused.code, self.kind(refused)) == (403, "error")
+
     def test_token_of_another_browser_is_refused(self) -> None:
         mine = self.authorize()
         self.jar.clear()
@@ -406,3 +411,36 @@ def test_an_oversized_form_over_real_framing_gets_a_page() -> None:
     assert b"content-type: text/html; charset=utf-8" in head.lower()
     assert b"content-security-policy: default-src 'none'" in head.lower()
     assert b"larger than 1024 bytes" in page
+
+
+class FuzzTests(PageCase):
+    """
+    Whatever a browser posts, with or without the right CSRF token, the
+    pages answer with a page or a redirect, never a server error.
+    """
+
+    NAMES = ["client_id", "redirect_uri", "response_type", "scope", "state", "response_mode",
+             "code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint", "nonce",
+             "username", "password", "otp", "login", "consent", "csrf", "request", "x"]
+
+    def test_random_forms_never_fail(self) -> None:
+        from hypothesis import HealthCheck, given, settings
+        from hypothesis import strategies as st
+
+        valid = self.authorize().page.form.fields
+        names = st.sampled_from(self.NAMES)
+        values = st.one_of(st.sampled_from(list(valid.values()) + ["approve", "deny", "alice", PASSWORD]),
+                           st.text(max_size=50))
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(st.dictionaries(names, values, max_size=10), st.booleans())
+        def check(form: dict[str, str], keep_token: bool) -> None:
+            if keep_token:
+                form = {**form, "csrf": valid["csrf"]}
+            for shown in (self.browse("POST", AUTHORIZE, form),
+                          self.browse("GET", AUTHORIZE + "?" + urlencode(form))):
+                assert shown.code in (200, 302, 400, 403, 413, 429), (form, shown.code, shown.body[:300])
+                if shown.code != 302:
+                    assert shown.header("content-type") == "text/html; charset=utf-8", form
+
+        check()

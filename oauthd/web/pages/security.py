@@ -100,7 +100,8 @@ def csrf_valid(request: IRequest, config: Config, posted: str | None) -> bool:
     cookie = get_cookie(request, config, CSRF_COOKIE)
     if cookie is None or not posted:
         return False
-    return hmac.compare_digest(csrf_token(cookie), posted)
+    # As bytes: compare_digest refuses str with non-ASCII characters.
+    return hmac.compare_digest(csrf_token(cookie).encode("ascii"), posted.encode("utf-8"))
 
 
 def redirect_source(redirect_uri: str) -> str | None:
