@@ -424,10 +424,18 @@ class FuzzTests(PageCase):
              "username", "password", "otp", "login", "consent", "csrf", "request", "x"]
 
     def test_random_forms_never_fail(self) -> None:
+        self.fuzz(self.authorize().page.form.fields)
+
+    def test_random_forms_in_a_session_and_a_half_login_never_fail(self) -> None:
+        self.add_user("bob", PASSWORD)
+        self.enable_second_factor("bob")
+        half = self.log_in(self.authorize(), "bob").page.form.fields
+        self.fuzz(self.log_in(self.authorize()).page.form.fields | {"login": half["login"]})
+
+    def fuzz(self, valid: dict[str, str]) -> None:
         from hypothesis import HealthCheck, given, settings
         from hypothesis import strategies as st
 
-        valid = self.authorize().page.form.fields
         names = st.sampled_from(self.NAMES)
         values = st.one_of(st.sampled_from(list(valid.values()) + ["approve", "deny", "alice", PASSWORD]),
                            st.text(max_size=50))
