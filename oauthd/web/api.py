@@ -27,6 +27,8 @@ from oauthd.protocol.errors import OAuthError, deny
 from oauthd.state.decision import Decision, audit
 from oauthd.state.store import NotDurable, Store
 from oauthd.web import parsing
+from oauthd.web.pages import static
+from oauthd.web.pages.flow import AuthorizePages
 from oauthd.web.site import Edge, OAuthSite, json_body
 
 log = Logger()
@@ -36,6 +38,7 @@ _EVENTS = {
     b"/api/v1/oauth/revoke": "revoke",
     b"/api/v1/oauth/introspect": "introspect",
     b"/api/v1/oauth/userinfo": "userinfo",
+    b"/api/v1/oauth/authorize": "authorize",
 }
 
 
@@ -61,6 +64,8 @@ class OAuthHTTP:
             client_auth_methods=clientauth.METHODS,
             claims=userinfo.CLAIMS,
         )
+
+        self._pages = AuthorizePages(ctx, store, self._ip, self._audit_refusal)
 
     def resource(self) -> IResource:
         return Edge(self.app.resource())
@@ -211,6 +216,22 @@ class OAuthHTTP:
     @app.route("/.well-known/openid-configuration", methods=["GET"])
     def openid_metadata(self, request: IRequest) -> bytes:
         return _public(request, openid_configuration(self._ctx.config, self.capabilities))
+
+    @app.route("/api/v1/oauth/authorize", methods=["GET", "POST"])
+    def authorize(self, request: IRequest) -> bytes | Deferred[bytes]:
+        """
+        The authorization endpoint's pages (L{AuthorizePages}).
+        """
+        if request.method == b"POST":
+            return self._pages.post(request)
+        return self._pages.get(request)
+
+    @app.route("/api/v1/oauth/static/<string:name>", methods=["GET"])
+    def static_file(self, request: IRequest, name: str) -> bytes:
+        served = static.serve(request, name)
+        if served is None:
+            raise NotFound()
+        return served
 
     @app.handle_errors(OAuthError)
     def oauth_error(self, request: IRequest, failure: Failure) -> bytes:

@@ -20,7 +20,7 @@ from oauthd.protocol import errors
 from oauthd.protocol.clientauth import ClientAuth
 from oauthd.protocol.errors import safe_text
 from oauthd.protocol.limits import client_address
-from oauthd.web.site import too_large
+from oauthd.web.site import CappedBody, too_large
 
 MAX_HEADER = 4096
 """
@@ -75,6 +75,8 @@ def params(request: IRequest, max_body: int, untyped_json: bool = False) -> dict
         C{max_body}.
     """
     content = request.content
+    if isinstance(content, CappedBody) and content.overflow:
+        raise too_large(max_body)
     body = b""
     if content is not None:
         content.seek(0)
@@ -107,6 +109,21 @@ def params(request: IRequest, max_body: int, untyped_json: bool = False) -> dict
         raise errors.invalid_request(
             "the body must be application/x-www-form-urlencoded or application/json"
         )
+    return _unique(pairs)
+
+
+def query(request: IRequest) -> dict[str, str]:
+    """
+    The query string's parameters, read as strictly as a form body (UTF-8,
+    none repeated, none too long). Only the authorization endpoint reads
+    them (RFC 6749 section 3.1).
+
+    @raise OAuthError: C{invalid_request} for a query that is not so.
+    """
+    return _unique(_form_pairs(request.uri.partition(b"?")[2], "query string"))
+
+
+def _unique(pairs: list[tuple[str, str]]) -> dict[str, str]:
     params: dict[str, str] = {}
     for name, value in pairs:
         if name in params:
@@ -195,14 +212,14 @@ def _basic(credentials: bytes) -> tuple[str, str]:
     return client_id, secret
 
 
-def _form_pairs(body: bytes) -> list[tuple[str, str]]:
+def _form_pairs(body: bytes, what: str = "form body") -> list[tuple[str, str]]:
     try:
         text = body.decode("ascii")
         return parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
     except UnicodeDecodeError:
-        raise errors.invalid_request("the form body is not valid UTF-8") from None
+        raise errors.invalid_request(f"the {what} is not valid UTF-8") from None
     except ValueError:
-        raise errors.invalid_request(f"the body has more than {MAX_FIELDS} parameters") from None
+        raise errors.invalid_request(f"the {what} has more than {MAX_FIELDS} parameters") from None
 
 
 def _json_pairs(body: bytes) -> list[tuple[str, str]]:

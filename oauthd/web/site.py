@@ -182,6 +182,13 @@ class OAuthSite(Site):
         return CappedBody(self.max_body, length)
 
 
+PAGE_PATHS = frozenset({b"/api/v1/oauth/authorize"})
+"""
+Routes that answer with HTML pages: they refuse an oversized body
+themselves, with a page (L{oauthd.web.parsing.params} sees the overflow).
+"""
+
+
 def too_large(limit: int) -> OAuthError:
     return OAuthError("invalid_request", f"the request body is larger than {limit} bytes", 413)
 
@@ -211,7 +218,7 @@ class Edge(Resource):
                 400,
             )
         content = request.content
-        if isinstance(content, CappedBody) and content.overflow:
+        if isinstance(content, CappedBody) and content.overflow and request.path not in PAGE_PATHS:
             error = too_large(content.limit)
             return json_body(request, error.body(), error.status)
         return self._inner.render(request)
