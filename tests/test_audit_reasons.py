@@ -7,6 +7,8 @@ meant to forge log lines).
 
 from __future__ import annotations
 
+import json
+
 from typing import Any
 
 from twisted.internet.testing import EventLoggingObserver
@@ -74,3 +76,21 @@ class AuditReasonTests(OAuthCase):
         self.assert_error(reply, 400, "invalid_scope")
         (event,) = self.refusals()
         assert event["reason"] == "scope too long"
+
+    def test_an_unknown_parameter_name_is_not_echoed(self) -> None:
+        """
+        A refusal of a malformed parameter names it only if it is one an
+        endpoint reads: any other name (a pasted secret) is "a parameter",
+        in the answer and in the audit trail.
+        """
+        for path, body in (
+            ("/api/v1/session", {self.leak: 1}),
+            ("/api/v1/oauth/token", {self.leak: ["x"]}),
+        ):
+            reply = self.post(path, json_body=body, auth=(self.client.id, self.secret))
+            assert reply.code in (400, 401), reply
+            assert self.leak[:8] not in json.dumps(reply.body)
+            (event,) = self.refusals()
+            self.assert_nothing_echoed(event, self.leak)
+        reply = self.post("/api/v1/oauth/token", json_body={"scope": 5}, auth=(self.client.id, self.secret))
+        assert "the parameter scope must be a string" in json.dumps(reply.body)

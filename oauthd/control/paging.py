@@ -2,9 +2,12 @@
 Paged listings: the first page of a listing fixes which items it covers
 (those that exist then); each page turns the next run of their keys into
 rows, as the items are then, up to a page's rows, bytes and scan limits; a
-cursor names where the next page starts. No listing copies every key: tokens
-are read from the state's numbered issue order (L{TakenOrder}), from the
-number the cursor names. C{docs/control.md} says what a client sees.
+cursor names where the next page starts. A token listing copies no keys:
+tokens are read from the state's numbered issue order (L{TakenOrder}), from
+the number the cursor names. Client and user listings still copy their keys
+(users sorted by name) at their first page: both are made by an admin, and
+their number is small next to the tokens'. C{docs/control.md} says what a
+client sees.
 """
 
 from __future__ import annotations

@@ -8,11 +8,12 @@ password no longer logs in at the token endpoint or C{/api/v1/session}
 (only app passwords do, L{oauthd.protocol.login}), and a browser login,
 after the password, asks for a code and calls L{verify}::
 
-    # The password first, under the login rate limits (as login.login):
-    user = await login.check_password(ctx, name, password)
-    if user is not None and ctx.second_factor(user):
-        # ... ask for the code, then, with no await in between:
-        verified = await store.commit(second_factor.verify(ctx, user.name, code, ip))
+    # The password first, through login.login(..., browser=True), which
+    # applies the login rate limits and pacing (oauthd.protocol.browser's
+    # password_step does this); never login.check_password alone, which
+    # has none of them. Then, for a user with a second factor, with no
+    # await in between:
+    verified = await store.commit(second_factor.verify(ctx, user.name, code, ip))
 
 L{verify} raises L{errors.OAuthError} (C{invalid_grant}, or 429 with
 C{Retry-After}) for a code that does not let the user in; its C{context}

@@ -18,7 +18,6 @@ from twisted.web.iweb import IRequest
 
 from oauthd.protocol import errors
 from oauthd.protocol.clientauth import ClientAuth
-from oauthd.protocol.errors import safe_text
 from oauthd.protocol.limits import client_address
 from oauthd.web.site import CappedBody, too_large
 
@@ -43,6 +42,24 @@ NUMERIC_PARAMETERS = frozenset({"expires_in"})
 Parameters PhotoPrism's clients send as JSON numbers (its C{ExpiresIn
 int64}); a non-negative whole number is read as its decimal text.
 """
+
+
+KNOWN_PARAMETERS = frozenset({
+    "access_token", "client_id", "client_name", "client_secret", "code", "code_challenge",
+    "code_challenge_method", "code_verifier", "consent", "csrf", "expires_in", "grant_type",
+    "id_token_hint", "login", "login_hint", "max_age", "nonce", "otp", "password", "prompt",
+    "redirect_uri", "refresh_token", "request", "request_uri", "response_mode", "response_type",
+    "scope", "state", "token", "token_type_hint", "ui_locales", "username",
+})
+"""
+Parameter names an endpoint reads: a refusal names one of these, any other
+name is only "a parameter", so that no caller-chosen text (a pasted secret,
+say) reaches the answer or the audit trail.
+"""
+
+
+def _named(name: str) -> str:
+    return f"the parameter {name}" if name in KNOWN_PARAMETERS else "a parameter"
 
 
 def client_ip(request: IRequest, trusted: Collection[str]) -> str:
@@ -127,9 +144,9 @@ def _unique(pairs: list[tuple[str, str]]) -> dict[str, str]:
     params: dict[str, str] = {}
     for name, value in pairs:
         if name in params:
-            raise errors.invalid_request(f"the parameter {safe_text(name)} is repeated")
+            raise errors.invalid_request(f"{_named(name)} is repeated")
         if len(value) > MAX_PARAMETER:
-            raise errors.invalid_request(f"the parameter {safe_text(name)} is too long")
+            raise errors.invalid_request(f"{_named(name)} is too long")
         params[name] = value
     # RFC 6749 section 3.1: a parameter without a value is omitted.
     return {k: v for k, v in params.items() if v}
@@ -245,13 +262,13 @@ def _json_pairs(body: bytes) -> list[tuple[str, str]]:
             item = str(item)
         if not isinstance(item, str):
             kind = "a whole number of seconds" if name in NUMERIC_PARAMETERS else "a string"
-            raise errors.invalid_request(f"the parameter {safe_text(name)} must be {kind}")
+            raise errors.invalid_request(f"{_named(name)} must be {kind}")
         try:
             # JSON escapes can spell a lone surrogate, which is no text at all.
             item.encode("utf-8")
             name.encode("utf-8")
         except UnicodeEncodeError:
-            raise errors.invalid_request(f"the parameter {safe_text(name)} is not valid text") from None
+            raise errors.invalid_request(f"{_named(name)} is not valid text") from None
         pairs.append((name, item))
     return pairs
 
