@@ -19,12 +19,14 @@ from twisted.internet.defer import Deferred
 
 from oauthd.control import wire
 from oauthd.protocol import authorize, browser
+from oauthd.protocol.admin.second_factor import enable
 from oauthd.protocol.authorize import Answer, NeedsConsent, NeedsLogin
 from oauthd.protocol.browser import BrowserLogin, HalfLogin
 from oauthd.protocol.errors import OAuthError
 from oauthd.protocol.second_factor import TOTP_DIGITS
 from oauthd.state.decision import Decision
 from oauthd.state.entities import TOTP_PERIOD
+from oauthd.state.records import SecondFactorEnabled
 from tests.authz_helpers import CHALLENGE, IP, ISSUER, NATIVE_CB, VERIFIER, WEB_CB, AuthzCase, query
 from tests.oauth_helpers import PASSWORD
 from tests.test_accounts import NEW_PASSWORD
@@ -326,6 +328,25 @@ class BrowserSessionTests(AuthzCase):
         app, _ = self.app_password()
         self.failureResultOf(Deferred.fromCoroutine(browser.password_step(self.ctx, "alice", app, IP)),
                              OAuthError)
+
+
+class SecondFactorTurnedOnTests(AuthzCase):
+    def test_turning_on_the_second_factor_ends_sessions_and_half_logins(self) -> None:
+        login, bob = self.browser_login(), self.browser_login("bob")
+        self.admin.call(wire.EnableSecondFactor, name="alice")
+        assert self.session(login) is None and self.session(bob) is not None
+        assert login.session.key not in self.ctx.state.authz.browsers
+
+    def test_a_password_only_session_does_not_count_for_a_user_with_a_second_factor(self) -> None:
+        """
+        Even if one outlived the change (a journal written before enabling
+        ended sessions), it is not a login.
+        """
+        login = self.browser_login()
+        factor = enable(self.ctx, "alice").answer.factor
+        self.commit(Decision(None, [SecondFactorEnabled(factor)]))
+        assert login.session.key in self.ctx.state.authz.browsers
+        assert self.session(login) is None
 
 
 class SecondFactorLoginTests(AuthzCase):

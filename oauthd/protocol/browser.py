@@ -177,7 +177,8 @@ def _started(
 def browser_session(ctx: Context, cookie_value: str) -> BrowserSession | None:
     """
     The live session a browser's cookie names, or C{None}: unknown, ended,
-    idle or old beyond its lifetimes, or its user disabled.
+    idle or old beyond its lifetimes, its user disabled, or made without
+    the second factor the user has now.
     """
     if not cookie_value or len(cookie_value) > _MAX_SECRET:
         return None
@@ -191,6 +192,8 @@ def browser_session(ctx: Context, cookie_value: str) -> BrowserSession | None:
         return None
     user = ctx.state.users.get(session.user)
     if user is None or user.disabled:
+        return None
+    if ctx.second_factor(user) and "otp" not in session.amr:
         return None
     return session
 
