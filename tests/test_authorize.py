@@ -207,6 +207,18 @@ class StepTests(AuthzCase):
         assert caught.exception.error == "login_required"
         assert isinstance(authorize.next_step(self.ctx, self.parse(max_age="400"), session), Decision)
 
+    def test_max_age_is_met_by_a_login_in_this_request(self) -> None:
+        """
+        max_age=0 asks for a login every time: the one just made counts,
+        even if committing it took a moment.
+        """
+        request = self.parse(max_age="0")
+        login = self.browser_login()
+        self.clock.advance(1)
+        assert isinstance(authorize.next_step(self.ctx, request, self.session(login)), NeedsLogin)
+        step = authorize.next_step(self.ctx, request, self.session(login), forced_login_done=True)
+        assert isinstance(step, NeedsConsent), step
+
     def test_the_answer_carries_code_state_and_iss(self) -> None:
         answer = self.answer(self.parse(), self.browser_login())
         assert isinstance(answer, Answer) and answer.redirect_uri == WEB_CB

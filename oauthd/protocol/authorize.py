@@ -319,7 +319,8 @@ def next_step(
     (L{oauthd.protocol.browser.browser_session}), if any.
 
     @param forced_login_done: the browser has just logged in for this
-        request, so C{prompt=login} is satisfied.
+        request, so C{prompt=login} and C{max_age} are satisfied (however
+        long committing the login took).
     @raise RedirectedError: C{login_required} or C{consent_required} when
         C{prompt=none} and a page would be needed.
     """
@@ -327,7 +328,9 @@ def next_step(
     reason = ""
     if browser is None:
         reason = "no session"
-    elif "login" in request.prompt and not forced_login_done:
+    elif forced_login_done:
+        pass
+    elif "login" in request.prompt:
         reason = "prompt=login"
     elif request.max_age is not None and ctx.now() - browser.auth_time > request.max_age:
         reason = "max_age"
