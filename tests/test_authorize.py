@@ -173,6 +173,23 @@ class StepTests(AuthzCase):
         self.answer(self.parse(scope="openid photos"), login)
         assert self.ctx.state.authz.consent("alice", self.web.id).scope == "albums openid photos"
 
+    def test_consent_is_not_remembered_for_native_redirect_uris(self) -> None:
+        """
+        Any app can claim a loopback port or a private-use scheme and send
+        a native client's id (RFC 8252 section 8.6): its user is asked every
+        time, so prompt=none is consent_required.
+        """
+        login = self.browser_login()
+        for uri in (NATIVE_CB, "http://127.0.0.1:50000/cb", "com.example.app:/cb"):
+            request = self.parse(client_id=self.native.id, redirect_uri=uri)
+            self.answer(request, login)
+            assert self.ctx.state.authz.consent("alice", self.native.id) is not None
+            assert isinstance(authorize.next_step(self.ctx, request, self.session(login)), NeedsConsent)
+            with self.assertRaises(authorize.RedirectedError) as caught:
+                authorize.next_step(self.ctx, self.parse(client_id=self.native.id, redirect_uri=uri,
+                                                         prompt="none"), self.session(login))
+            assert caught.exception.error == "consent_required"
+
     def test_prompt_consent_asks_again(self) -> None:
         login = self.browser_login()
         self.answer(self.parse(), login)

@@ -340,11 +340,23 @@ def next_step(
         return NeedsLogin(request, reason, request.login_hint)
     assert browser is not None
     held = ctx.state.authz.consent(browser.user, request.client.id)
-    if "consent" in request.prompt or held is None or not scopes.within(request.scope, held.scope):
+    if ("consent" in request.prompt or held is None or not scopes.within(request.scope, held.scope)
+            or claimable(request)):
         if silent:
             raise RedirectedError(ctx, request, "consent_required", "the user must approve the request")
         return NeedsConsent(request, browser, tuple(sorted(scopes.names(request.scope))))
     return _issue(ctx, request, browser, [])
+
+
+def claimable(request: AuthorizationRequest) -> bool:
+    """
+    Whether any app on the user's device could receive the answer: a public
+    client's loopback or private-use redirect URI. Its consent is asked
+    every time (RFC 8252 section 8.6, RFC 6749 section 10.2): a remembered
+    one would hand codes silently to an app impersonating the client.
+    """
+    # A public client's http URIs are loopback ones (rules.check_redirect_uris).
+    return request.client.public and urlsplit(request.redirect_uri).scheme != "https"
 
 
 def consent(
