@@ -77,6 +77,14 @@ class ParseTests(AuthzCase):
                     "http://u@127.0.0.1:5/cb"):
             with self.assertRaises(authorize.ShownError):
                 authorize.parse(self.ctx, {**native, "redirect_uri": uri})
+        # Only the port may differ: urlsplit drops tabs and newlines, and
+        # would take an empty query, a fragment or a padded port as the same.
+        for uri in ("http://127.0.0.1:51234/c\tb", "http://127.0.0.1:51234/cb\n", "http://127.0.0.1:5\r1/cb",
+                    "http://127.0.0.1:51234/cb#", "http://127.0.0.1:51234/cb?", "http://127.0.0.1:01234/cb",
+                    "http://127.0.0.1:/cb", "http://127.0.0.1:0/cb", "http://127.0.0.1:99999/cb",
+                    "HTTP://127.0.0.1:51234/cb", "http://[::1]:80/cb#x", " http://127.0.0.1:5/cb"):
+            with self.assertRaises(authorize.ShownError):
+                authorize.parse(self.ctx, {**native, "redirect_uri": uri})
         # A confidential client's loopback URI is matched exactly.
         self.successResultOf(self.server.update_client(self.web.id, redirect_uris=(NATIVE_CB,)))
         self.shown(redirect_uri="http://127.0.0.1:51234/cb")

@@ -19,6 +19,7 @@ carries its L{Answer} to the client's redirect URI (RFC 6749 section
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode, urlsplit
 
@@ -47,6 +48,7 @@ others are ignored.
 """
 _MAX_VALUE = 2000
 _LOOPBACK = ("127.0.0.1", "::1")
+_PORT = re.compile(r"(?::([1-9][0-9]{0,4}))?")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
@@ -259,18 +261,20 @@ def _redirect_uri(ctx: Context, client: Client, given: str, scope: str) -> str:
 
 def _same_loopback(given: str, registered: str) -> bool:
     """
-    Whether C{given} is C{registered}, a loopback IP address over http, on
-    any port (RFC 8252 section 7.3).
+    Whether C{given} is C{registered}, a loopback IP address over http,
+    with any port (RFC 8252 section 7.3): character for character but the
+    port, so nothing urlsplit would overlook (tabs, newlines, an empty
+    query or fragment, a zero-padded port) can make them differ.
     """
-    try:
-        a, b = urlsplit(given), urlsplit(registered)
-        _ = (a.port, b.port)  # a malformed port raises ValueError
-    except ValueError:
-        return False
-    return (
-        a.scheme == b.scheme == "http" and b.hostname in _LOOPBACK and a.hostname == b.hostname
-        and (a.path, a.query, a.fragment, a.username, a.password) == (b.path, b.query, "", None, None)
-    )
+    for host in ("http://127.0.0.1", "http://[::1]"):
+        if registered.startswith(host):
+            registered_port = _PORT.match(registered, len(host))
+            rest = registered[registered_port.end():] if registered_port else ""
+            if rest[:1] in ("/", "?", "") and given.startswith(host):
+                port = _PORT.match(given, len(host))
+                return bool(port and given[port.end():] == rest
+                            and int(port.group(1) or 1) <= 65535)
+    return False
 
 
 def _challenge(
