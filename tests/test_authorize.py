@@ -97,6 +97,22 @@ class ParseTests(AuthzCase):
         self.successResultOf(self.server.update_client(self.web.id, redirect_uris=("com.example.app:/cb",)))
         assert "private-use" in self.shown(redirect_uri="com.example.app:/cb").description
 
+    def test_only_https_loopback_http_and_reverse_dns_schemes_are_registered(self) -> None:
+        """
+        RFC 8252 sections 7.1 and 8.4: a private-use scheme is a reverse
+        domain name (it has a dot), so javascript:, data: and file: are not
+        ones; no user information, no fragment, no spaces.
+        """
+        for uri in ("javascript:alert(1)", "data:text/html,x", "file:///etc/passwd", "myapp:/cb",
+                    "https://user@rp.example/cb", "https://rp.example/cb#", "http://localhost@evil.example/cb",
+                    "https:///cb", "https://rp.example/c b", "https://rp.example/c\tb", "com.example.app:/c b",
+                    "http://127.0.0.1@evil.example/cb", "com.example.app://u@host/cb"):
+            error = self.admin.fails(wire.ModifyClient, id=self.native.id, redirect_uris=[uri])
+            assert isinstance(error, wire.InvalidValue), uri
+        for uri in ("https://rp.example/cb?x=1", "http://127.0.0.1/cb", "http://[::1]:8080/cb",
+                    "http://localhost/cb", "com.example.app:/cb", "com.example.app:cb"):
+            self.admin.call(wire.ModifyClient, id=self.native.id, redirect_uris=[uri])
+
     def test_other_errors_are_redirected_with_state_and_iss(self) -> None:
         cases = [
             ({"response_type": "token"}, "unsupported_response_type"),
