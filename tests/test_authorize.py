@@ -248,6 +248,20 @@ class StepTests(AuthzCase):
         assert caught.exception.error == "login_required"
         assert isinstance(authorize.next_step(self.ctx, self.parse(max_age="400"), session), Decision)
 
+    def test_the_consent_checks_prompt_login_and_max_age_again(self) -> None:
+        login = self.browser_login()
+        session = self.session(login)
+        assert session is not None
+        forced = authorize.consent(self.ctx, self.parse(prompt="login"), session, True)
+        assert isinstance(forced, NeedsLogin) and forced.reason == "prompt=login"
+        self.clock.advance(301)
+        aged = authorize.consent(self.ctx, self.parse(max_age="300"), session, True)
+        assert isinstance(aged, NeedsLogin) and aged.reason == "max_age"
+        assert self.ctx.state.authz.consent("alice", self.web.id) is None
+        for request in (self.parse(prompt="login"), self.parse(max_age="300")):
+            step = authorize.consent(self.ctx, request, session, True, logged_in=True)
+            assert isinstance(step, Decision), step
+
     def test_max_age_is_met_by_a_login_in_this_request(self) -> None:
         """
         max_age=0 asks for a login every time: the one just made counts,

@@ -329,15 +329,7 @@ def next_step(
         C{prompt=none} and a page would be needed.
     """
     silent = "none" in request.prompt
-    reason = ""
-    if browser is None:
-        reason = "no session"
-    elif forced_login_done:
-        pass
-    elif "login" in request.prompt:
-        reason = "prompt=login"
-    elif request.max_age is not None and ctx.now() - browser.auth_time > request.max_age:
-        reason = "max_age"
+    reason = _login_due(ctx, request, browser, forced_login_done)
     if reason:
         if silent:
             raise RedirectedError(ctx, request, "login_required", "the user must log in")
@@ -352,6 +344,25 @@ def next_step(
     return _issue(ctx, request, browser, [])
 
 
+def _login_due(
+    ctx: Context, request: AuthorizationRequest, browser: BrowserSession | None, fresh: bool,
+) -> str:
+    """
+    Why the browser must log in for C{request} (a L{NeedsLogin} reason), or
+    C{""}; C{fresh}: its session's login was made for this request, which
+    satisfies C{prompt=login} and C{max_age}.
+    """
+    if browser is None:
+        return "no session"
+    if fresh:
+        return ""
+    if "login" in request.prompt:
+        return "prompt=login"
+    if request.max_age is not None and ctx.now() - browser.auth_time > request.max_age:
+        return "max_age"
+    return ""
+
+
 def claimable(request: AuthorizationRequest) -> bool:
     """
     Whether any app on the user's device could receive the answer: a public
@@ -364,13 +375,25 @@ def claimable(request: AuthorizationRequest) -> bool:
 
 
 def consent(
-    ctx: Context, request: AuthorizationRequest, browser: BrowserSession, approved: bool,
-) -> Decision[Answer]:
+    ctx: Context, request: AuthorizationRequest, browser: BrowserSession, approved: bool, *,
+    logged_in: bool = False,
+) -> NeedsLogin | Decision[Answer]:
     """
     The user's answer on the consent page. Approved: the consent is
     remembered (with what was approved before) and a code issued; denied:
     C{access_denied} goes to the client.
+
+    The answer comes in a request of its own, so C{prompt=login} and
+    C{max_age} are checked again, as by L{next_step}: only a login made
+    for this request (C{logged_in}: the pages vouch that C{browser}'s
+    session started on this request's pages) satisfies C{prompt=login}.
+    Refused: L{NeedsLogin}. What keeps a person from weakening the request
+    by editing its hidden fields (dropping C{prompt=login}) is that the
+    pages bind them (L{oauthd.web.pages.security.binding}).
     """
+    reason = _login_due(ctx, request, browser, logged_in)
+    if reason:
+        return NeedsLogin(request, reason, request.login_hint)
     client = request.client
     if not approved:
         return Decision(
