@@ -442,6 +442,18 @@ class SecondFactorLoginTests(AuthzCase):
         # The half login is used up.
         self.assertRaises(OAuthError, browser.second_factor_step, self.ctx, half.token, self.totp(), IP)
 
+    def test_a_half_login_is_used_once(self) -> None:
+        """
+        A second code, not a replayed one, still cannot reuse the half login.
+        """
+        half = self.half()
+        self.commit(browser.second_factor_step(self.ctx, half.token, self.totp(), IP))
+        self.clock.advance(TOTP_PERIOD)
+        with self.assertRaises(OAuthError) as caught:
+            browser.second_factor_step(self.ctx, half.token, self.totp(), IP)
+        assert "log in again" in caught.exception.description
+        assert len(self.ctx.state.authz.browsers) == 1
+
     def test_a_half_login_expires(self) -> None:
         half = self.half()
         self.clock.advance(browser.HALF_LOGIN_TTL)
