@@ -1,13 +1,19 @@
 """
 The sign-in pages over HTTP, in memory: a consent posted by hand cannot
 skip C{prompt=login} or C{max_age}, the request's parameters travel bound
-to the browser so an edited hidden field is refused, and a login made for
-the request satisfies both however long it took.
+to the browser so an edited hidden field is refused, a login made for the
+request satisfies both however long it took, and a new login in a browser
+ends its previous session.
 """
 
 from __future__ import annotations
 
+import pyotp
+
+from oauthd.protocol import browser
+from tests.oauth_helpers import PASSWORD
 from tests.page_case import AUTHORIZE, PageCase, Shown
+from tests.test_pages import SESSION_COOKIE
 
 
 class ReauthenticationTests(PageCase):
@@ -78,3 +84,25 @@ class ReauthenticationTests(PageCase):
         other = self.authorize(prompt="login", scope="openid photos albums", state="b")
         vouched = consent.page.form.fields["logged_in"]
         assert self.kind(self.consent_by_hand(other, logged_in=vouched)) == "login"
+
+
+class SessionRotationTests(PageCase):
+    def test_a_new_login_in_the_same_browser_ends_the_previous_session(self) -> None:
+        self.approve(self.log_in(self.authorize()))
+        old = self.jar[SESSION_COOKIE]
+        self.log_in(self.authorize(prompt="login"))
+        assert self.jar[SESSION_COOKIE] != old
+        assert browser.browser_session(self.server.ctx, old) is None
+        assert len(self.server.ctx.state.authz.browsers) == 1
+
+    def test_so_does_a_login_with_a_second_factor(self) -> None:
+        self.add_user("bob", PASSWORD)
+        secret = pyotp.parse_uri(self.enable_second_factor("bob").uri).secret
+        self.approve(self.log_in(self.authorize()))
+        old = self.jar[SESSION_COOKIE]
+        code_page = self.log_in(self.authorize(prompt="login"), "bob")
+        assert browser.browser_session(self.server.ctx, old) is not None
+        self.submit(code_page, otp=pyotp.TOTP(secret).at(int(self.clock.seconds())))
+        assert self.jar[SESSION_COOKIE] != old
+        assert browser.browser_session(self.server.ctx, old) is None
+        assert [s.user for s in self.server.ctx.state.authz.browsers.values()] == ["bob"]

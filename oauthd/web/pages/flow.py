@@ -153,9 +153,11 @@ class AuthorizePages:
 
     # -- steps --------------------------------------------------------------------
 
+    def _session_cookie(self, request: IRequest) -> str:
+        return security.get_cookie(request, self._ctx.config, security.SESSION_COOKIE) or ""
+
     def _browser(self, request: IRequest) -> BrowserSession | None:
-        cookie = security.get_cookie(request, self._ctx.config, security.SESSION_COOKIE)
-        return None if cookie is None else browsers.browser_session(self._ctx, cookie)
+        return browsers.browser_session(self._ctx, self._session_cookie(request))
 
     def _next(self, request: IRequest, auth: AuthorizationRequest, browser: BrowserSession | None,
               logged_in: bool = False) -> Page:
@@ -175,7 +177,8 @@ class AuthorizePages:
             return self._login_page(request, auth, "Enter your user name and password.",
                                     username, status=400)
         decided = Deferred.fromCoroutine(browsers.password_step(
-            self._ctx, username, password, self._ip(request), client=auth.client.id))
+            self._ctx, username, password, self._ip(request), replacing=self._session_cookie(request),
+            client=auth.client.id))
 
         def logged_in(login: browsers.BrowserLogin | browsers.HalfLogin) -> Page:
             if isinstance(login, browsers.HalfLogin):
@@ -200,7 +203,8 @@ class AuthorizePages:
                                             "Enter the code from your authenticator app.", 400)
         try:
             decided = browsers.second_factor_step(
-                self._ctx, token, code, self._ip(request), client=auth.client.id)
+                self._ctx, token, code, self._ip(request), replacing=self._session_cookie(request),
+                client=auth.client.id)
         except OAuthError as error:
             self._audit(request, error)
             return self._second_factor_page(request, auth, held.user, token,
