@@ -85,6 +85,11 @@ class ParseTests(AuthzCase):
                     "HTTP://127.0.0.1:51234/cb", "http://[::1]:80/cb#x", " http://127.0.0.1:5/cb"):
             with self.assertRaises(authorize.ShownError):
                 authorize.parse(self.ctx, {**native, "redirect_uri": uri})
+        # A registered URI ending in an empty query gets no second "?".
+        self.admin.call(wire.ModifyClient, id=self.native.id, redirect_uris=["http://127.0.0.1/cb?"])
+        request = authorize.parse(self.ctx, {**native, "redirect_uri": "http://127.0.0.1:5/cb?"})
+        answer = authorize.error_answer(self.ctx, request, "access_denied", "no")
+        assert answer.location.startswith("http://127.0.0.1:5/cb?error=access_denied&"), answer.location
         # A confidential client's loopback URI is matched exactly.
         self.successResultOf(self.server.update_client(self.web.id, redirect_uris=(NATIVE_CB,)))
         self.shown(redirect_uri="http://127.0.0.1:51234/cb")

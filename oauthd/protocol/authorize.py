@@ -102,7 +102,10 @@ class Answer:
         """
         The redirect's URL, for C{response_mode=query}.
         """
-        joiner = "&" if urlsplit(self.redirect_uri).query else "?"
+        if urlsplit(self.redirect_uri).query:
+            joiner = "&"
+        else:
+            joiner = "" if self.redirect_uri.endswith("?") else "?"
         return self.redirect_uri + joiner + urlencode(self.params)
 
 
