@@ -6,9 +6,10 @@ layer (L{oauthd.protocol.authorize}, L{oauthd.protocol.browser}) decides.
 Every page posts back to the endpoint with the request's own parameters as
 hidden fields, the step's fields and the CSRF token; every post is checked
 and parsed from scratch, so nothing of a pending request is kept here. A
-post without the browser's CSRF token changes nothing. A request that
-cannot go back to its client (unknown client, unregistered redirect URI,
-malformed input) is shown an error page and never redirected.
+post without the browser's CSRF token, or whose request parameters differ
+from those the page showed (L{security.binding}), changes nothing. A
+request that cannot go back to its client (unknown client, unregistered
+redirect URI, malformed input) is shown an error page and never redirected.
 """
 
 from __future__ import annotations
