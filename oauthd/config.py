@@ -315,11 +315,16 @@ def is_loopback_endpoint(endpoint: str) -> bool:
     for part in rest.replace("\\:", "\x00").split(":"):
         if part.startswith("interface="):
             interface = part[len("interface="):].replace("\x00", ":")
-    if not interface:
-        return False
-    if interface == "localhost":
+    return is_loopback_host(interface)
+
+
+def is_loopback_host(host: str) -> bool:
+    """
+    Whether a host name or address names this machine only.
+    """
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(interface).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
@@ -29,6 +30,7 @@ from oauthd.config import (
     ConfigError,
     build_config,
     is_loopback_endpoint,
+    is_loopback_host,
     read_config_file,
 )
 
@@ -270,14 +272,17 @@ def build_service(
                  count=site.max_connections, wanted=config.max_connections)
     for endpoint in config.listen:
         strports.service(endpoint, site, reactor=reactor).setServiceParent(root)
-        if not is_loopback_endpoint(endpoint) and config.issuer_is_plain_http:
-            log.warn(
-                "listening on non-loopback {endpoint} with plain-http issuer "
-                "{issuer}: tokens will cross the network unencrypted; put TLS in "
-                "front and set an https issuer",
-                endpoint=endpoint,
-                issuer=config.issuer,
-            )
+    exposed = [endpoint for endpoint in config.listen if not is_loopback_endpoint(endpoint)]
+    issuer_host = urlsplit(config.issuer).hostname or ""
+    if config.issuer_is_plain_http and (exposed or not is_loopback_host(issuer_host)):
+        log.warn(
+            "plain-http issuer {issuer} on a non-loopback host or listener ({endpoint}): "
+            "tokens will cross the network unencrypted, and the sign-in pages' session "
+            "and CSRF cookies go without Secure or the __Host- prefix, so anyone on the "
+            "network can read or plant them; put TLS in front and set an https issuer",
+            endpoint=" ".join(exposed) or "issuer host",
+            issuer=config.issuer,
+        )
     if "sessions" not in config.scopes:
         log.warn(
             "the configured scopes lack 'sessions': no app password can open a "

@@ -19,12 +19,14 @@ from twisted.internet.defer import Deferred
 
 from oauthd.control import wire
 from oauthd.protocol import authorize, browser
+from oauthd.protocol.admin.second_factor import enable
 from oauthd.protocol.authorize import Answer, NeedsConsent, NeedsLogin
 from oauthd.protocol.browser import BrowserLogin, HalfLogin
 from oauthd.protocol.errors import OAuthError
 from oauthd.protocol.second_factor import TOTP_DIGITS
 from oauthd.state.decision import Decision
 from oauthd.state.entities import TOTP_PERIOD
+from oauthd.state.records import SecondFactorEnabled
 from tests.authz_helpers import CHALLENGE, IP, ISSUER, NATIVE_CB, VERIFIER, WEB_CB, AuthzCase, query
 from tests.oauth_helpers import PASSWORD
 from tests.test_accounts import NEW_PASSWORD
@@ -75,6 +77,19 @@ class ParseTests(AuthzCase):
                     "http://u@127.0.0.1:5/cb"):
             with self.assertRaises(authorize.ShownError):
                 authorize.parse(self.ctx, {**native, "redirect_uri": uri})
+        # Only the port may differ: urlsplit drops tabs and newlines, and
+        # would take an empty query, a fragment or a padded port as the same.
+        for uri in ("http://127.0.0.1:51234/c\tb", "http://127.0.0.1:51234/cb\n", "http://127.0.0.1:5\r1/cb",
+                    "http://127.0.0.1:51234/cb#", "http://127.0.0.1:51234/cb?", "http://127.0.0.1:01234/cb",
+                    "http://127.0.0.1:/cb", "http://127.0.0.1:0/cb", "http://127.0.0.1:99999/cb",
+                    "HTTP://127.0.0.1:51234/cb", "http://[::1]:80/cb#x", " http://127.0.0.1:5/cb"):
+            with self.assertRaises(authorize.ShownError):
+                authorize.parse(self.ctx, {**native, "redirect_uri": uri})
+        # A registered URI ending in an empty query gets no second "?".
+        self.admin.call(wire.ModifyClient, id=self.native.id, redirect_uris=["http://127.0.0.1/cb?"])
+        request = authorize.parse(self.ctx, {**native, "redirect_uri": "http://127.0.0.1:5/cb?"})
+        answer = authorize.error_answer(self.ctx, request, "access_denied", "no")
+        assert answer.location.startswith("http://127.0.0.1:5/cb?error=access_denied&"), answer.location
         # A confidential client's loopback URI is matched exactly.
         self.successResultOf(self.server.update_client(self.web.id, redirect_uris=(NATIVE_CB,)))
         self.shown(redirect_uri="http://127.0.0.1:51234/cb")
@@ -86,6 +101,22 @@ class ParseTests(AuthzCase):
         assert authorize.parse(self.ctx, native).redirect_uri == "com.example.app:/cb"
         self.successResultOf(self.server.update_client(self.web.id, redirect_uris=("com.example.app:/cb",)))
         assert "private-use" in self.shown(redirect_uri="com.example.app:/cb").description
+
+    def test_only_https_loopback_http_and_reverse_dns_schemes_are_registered(self) -> None:
+        """
+        RFC 8252 sections 7.1 and 8.4: a private-use scheme is a reverse
+        domain name (it has a dot), so javascript:, data: and file: are not
+        ones; no user information, no fragment, no spaces.
+        """
+        for uri in ("javascript:alert(1)", "data:text/html,x", "file:///etc/passwd", "myapp:/cb",
+                    "https://user@rp.example/cb", "https://rp.example/cb#", "http://localhost@evil.example/cb",
+                    "https:///cb", "https://rp.example/c b", "https://rp.example/c\tb", "com.example.app:/c b",
+                    "http://127.0.0.1@evil.example/cb", "com.example.app://u@host/cb"):
+            error = self.admin.fails(wire.ModifyClient, id=self.native.id, redirect_uris=[uri])
+            assert isinstance(error, wire.InvalidValue), uri
+        for uri in ("https://rp.example/cb?x=1", "http://127.0.0.1/cb", "http://[::1]:8080/cb",
+                    "http://localhost/cb", "com.example.app:/cb", "com.example.app:cb"):
+            self.admin.call(wire.ModifyClient, id=self.native.id, redirect_uris=[uri])
 
     def test_other_errors_are_redirected_with_state_and_iss(self) -> None:
         cases = [
@@ -171,6 +202,23 @@ class StepTests(AuthzCase):
         self.answer(self.parse(scope="openid photos"), login)
         assert self.ctx.state.authz.consent("alice", self.web.id).scope == "albums openid photos"
 
+    def test_consent_is_not_remembered_for_native_redirect_uris(self) -> None:
+        """
+        Any app can claim a loopback port or a private-use scheme and send
+        a native client's id (RFC 8252 section 8.6): its user is asked every
+        time, so prompt=none is consent_required.
+        """
+        login = self.browser_login()
+        for uri in (NATIVE_CB, "http://127.0.0.1:50000/cb", "com.example.app:/cb"):
+            request = self.parse(client_id=self.native.id, redirect_uri=uri)
+            self.answer(request, login)
+            assert self.ctx.state.authz.consent("alice", self.native.id) is not None
+            assert isinstance(authorize.next_step(self.ctx, request, self.session(login)), NeedsConsent)
+            with self.assertRaises(authorize.RedirectedError) as caught:
+                authorize.next_step(self.ctx, self.parse(client_id=self.native.id, redirect_uri=uri,
+                                                         prompt="none"), self.session(login))
+            assert caught.exception.error == "consent_required"
+
     def test_prompt_consent_asks_again(self) -> None:
         login = self.browser_login()
         self.answer(self.parse(), login)
@@ -204,6 +252,32 @@ class StepTests(AuthzCase):
             authorize.next_step(self.ctx, self.parse(max_age="300", prompt="none"), session)
         assert caught.exception.error == "login_required"
         assert isinstance(authorize.next_step(self.ctx, self.parse(max_age="400"), session), Decision)
+
+    def test_the_consent_checks_prompt_login_and_max_age_again(self) -> None:
+        login = self.browser_login()
+        session = self.session(login)
+        assert session is not None
+        forced = authorize.consent(self.ctx, self.parse(prompt="login"), session, True)
+        assert isinstance(forced, NeedsLogin) and forced.reason == "prompt=login"
+        self.clock.advance(301)
+        aged = authorize.consent(self.ctx, self.parse(max_age="300"), session, True)
+        assert isinstance(aged, NeedsLogin) and aged.reason == "max_age"
+        assert self.ctx.state.authz.consent("alice", self.web.id) is None
+        for request in (self.parse(prompt="login"), self.parse(max_age="300")):
+            step = authorize.consent(self.ctx, request, session, True, logged_in=True)
+            assert isinstance(step, Decision), step
+
+    def test_max_age_is_met_by_a_login_in_this_request(self) -> None:
+        """
+        max_age=0 asks for a login every time: the one just made counts,
+        even if committing it took a moment.
+        """
+        request = self.parse(max_age="0")
+        login = self.browser_login()
+        self.clock.advance(1)
+        assert isinstance(authorize.next_step(self.ctx, request, self.session(login)), NeedsLogin)
+        step = authorize.next_step(self.ctx, request, self.session(login), forced_login_done=True)
+        assert isinstance(step, NeedsConsent), step
 
     def test_the_answer_carries_code_state_and_iss(self) -> None:
         answer = self.answer(self.parse(), self.browser_login())
@@ -328,6 +402,25 @@ class BrowserSessionTests(AuthzCase):
                              OAuthError)
 
 
+class SecondFactorTurnedOnTests(AuthzCase):
+    def test_turning_on_the_second_factor_ends_sessions_and_half_logins(self) -> None:
+        login, bob = self.browser_login(), self.browser_login("bob")
+        self.admin.call(wire.EnableSecondFactor, name="alice")
+        assert self.session(login) is None and self.session(bob) is not None
+        assert login.session.key not in self.ctx.state.authz.browsers
+
+    def test_a_password_only_session_does_not_count_for_a_user_with_a_second_factor(self) -> None:
+        """
+        Even if one outlived the change (a journal written before enabling
+        ended sessions), it is not a login.
+        """
+        login = self.browser_login()
+        factor = enable(self.ctx, "alice").answer.factor
+        self.commit(Decision(None, [SecondFactorEnabled(factor)]))
+        assert login.session.key in self.ctx.state.authz.browsers
+        assert self.session(login) is None
+
+
 class SecondFactorLoginTests(AuthzCase):
     def setUp(self) -> None:
         super().setUp()
@@ -353,6 +446,18 @@ class SecondFactorLoginTests(AuthzCase):
         assert self.session(login) is not None
         # The half login is used up.
         self.assertRaises(OAuthError, browser.second_factor_step, self.ctx, half.token, self.totp(), IP)
+
+    def test_a_half_login_is_used_once(self) -> None:
+        """
+        A second code, not a replayed one, still cannot reuse the half login.
+        """
+        half = self.half()
+        self.commit(browser.second_factor_step(self.ctx, half.token, self.totp(), IP))
+        self.clock.advance(TOTP_PERIOD)
+        with self.assertRaises(OAuthError) as caught:
+            browser.second_factor_step(self.ctx, half.token, self.totp(), IP)
+        assert "log in again" in caught.exception.description
+        assert len(self.ctx.state.authz.browsers) == 1
 
     def test_a_half_login_expires(self) -> None:
         half = self.half()

@@ -193,13 +193,20 @@ def test_chromium_logs_in_with_totp_and_consents(tmp_path: Path, browser: Any,
             "scope": "photos", "state": "posted", "response_mode": "form_post",
             "code_challenge": _challenge(VERIFIER), "code_challenge_method": "S256",
         })
+        # A public client's loopback redirect URI: its consent is asked every
+        # time (RFC 8252 section 8.6).
+        def approve() -> None:
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button[value=approve]"))[0].click()
+
         received.clear()
         browser.get(form_post)
+        approve()
         wait.until(lambda d: any(path.startswith("/callback?code=") for path in received))
         assert [path for path in received if "state=posted" in path], received
         received.clear()
         browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
         browser.get(form_post)
+        approve()
         button = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#form-post button"))[0]
         assert not [path for path in received if path.startswith("/callback")], received
         _screenshots(browser, "form-post-without-script")

@@ -121,6 +121,8 @@ class FlowTests(PageCase):
         csp = posted.header("content-security-policy") or ""
         assert "script-src 'self'" in csp and "form-action 'self' https://gallery.example;" in csp
         assert [s["src"] for s in posted.page.scripts] == ["/api/v1/oauth/static/form-post.js"]
+        script = self.browse("GET", "/api/v1/oauth/static/form-post.js")
+        assert script.code == 200 and script.header("x-content-type-options") == "nosniff"
         assert self.redeem(form.fields["code"]).code == 200
 
 
@@ -268,6 +270,7 @@ class HeaderTests(PageCase):
                 assert directives["form-action"] == "'self'", name
             assert directives.get("script-src") == ("'self'" if name == "form-post" else None), name
             assert shown.header("x-frame-options") == "DENY", name
+            assert shown.header("x-content-type-options") == "nosniff", name
             assert shown.header("referrer-policy") == "no-referrer", name
             assert shown.header("cache-control") == "no-store", name
             if name != "redirect":

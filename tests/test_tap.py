@@ -133,6 +133,20 @@ def test_plain_http_on_public_interface_warns(tmp_path: Path) -> None:
     _Cleanup.run()
 
 
+def test_plain_http_issuer_on_a_network_name_warns_about_the_cookies(tmp_path: Path) -> None:
+    """
+    Behind a loopback listener, a plain-http issuer on a network name still
+    sends the sign-in pages' cookies unprotected: one warning says so.
+    """
+    observer = EventLoggingObserver.createWithCleanup(_Cleanup(), globalLogPublisher)
+    built(parsed("--data", str(tmp_path / "1"), "--listen", "unix:x.sock",
+                 "--issuer", "http://photos.lan:2342"))
+    warnings = [e for e in observer if "non-loopback" in e["log_format"]]
+    assert len(warnings) == 1 and "cookies" in warnings[0]["log_format"]
+    assert warnings[0]["issuer"] == "http://photos.lan:2342"
+    _Cleanup.run()
+
+
 class _Cleanup:
     """
     The one method EventLoggingObserver.createWithCleanup needs of a test case.

@@ -19,6 +19,7 @@ carries its L{Answer} to the client's redirect URI (RFC 6749 section
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode, urlsplit
 
@@ -47,6 +48,7 @@ others are ignored.
 """
 _MAX_VALUE = 2000
 _LOOPBACK = ("127.0.0.1", "::1")
+_PORT = re.compile(r"(?::([1-9][0-9]{0,4}))?")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
@@ -100,7 +102,10 @@ class Answer:
         """
         The redirect's URL, for C{response_mode=query}.
         """
-        joiner = "&" if urlsplit(self.redirect_uri).query else "?"
+        if urlsplit(self.redirect_uri).query:
+            joiner = "&"
+        else:
+            joiner = "" if self.redirect_uri.endswith("?") else "?"
         return self.redirect_uri + joiner + urlencode(self.params)
 
 
@@ -259,18 +264,20 @@ def _redirect_uri(ctx: Context, client: Client, given: str, scope: str) -> str:
 
 def _same_loopback(given: str, registered: str) -> bool:
     """
-    Whether C{given} is C{registered}, a loopback IP address over http, on
-    any port (RFC 8252 section 7.3).
+    Whether C{given} is C{registered}, a loopback IP address over http,
+    with any port (RFC 8252 section 7.3): character for character but the
+    port, so nothing urlsplit would overlook (tabs, newlines, an empty
+    query or fragment, a zero-padded port) can make them differ.
     """
-    try:
-        a, b = urlsplit(given), urlsplit(registered)
-        _ = (a.port, b.port)  # a malformed port raises ValueError
-    except ValueError:
-        return False
-    return (
-        a.scheme == b.scheme == "http" and b.hostname in _LOOPBACK and a.hostname == b.hostname
-        and (a.path, a.query, a.fragment, a.username, a.password) == (b.path, b.query, "", None, None)
-    )
+    for host in ("http://127.0.0.1", "http://[::1]"):
+        if registered.startswith(host):
+            registered_port = _PORT.match(registered, len(host))
+            rest = registered[registered_port.end():] if registered_port else ""
+            if rest[:1] in ("/", "?", "") and given.startswith(host):
+                port = _PORT.match(given, len(host))
+                return bool(port and given[port.end():] == rest
+                            and int(port.group(1) or 1) <= 65535)
+    return False
 
 
 def _challenge(
@@ -319,39 +326,77 @@ def next_step(
     (L{oauthd.protocol.browser.browser_session}), if any.
 
     @param forced_login_done: the browser has just logged in for this
-        request, so C{prompt=login} is satisfied.
+        request, so C{prompt=login} and C{max_age} are satisfied (however
+        long committing the login took).
     @raise RedirectedError: C{login_required} or C{consent_required} when
         C{prompt=none} and a page would be needed.
     """
     silent = "none" in request.prompt
-    reason = ""
-    if browser is None:
-        reason = "no session"
-    elif "login" in request.prompt and not forced_login_done:
-        reason = "prompt=login"
-    elif request.max_age is not None and ctx.now() - browser.auth_time > request.max_age:
-        reason = "max_age"
+    reason = _login_due(ctx, request, browser, forced_login_done)
     if reason:
         if silent:
             raise RedirectedError(ctx, request, "login_required", "the user must log in")
         return NeedsLogin(request, reason, request.login_hint)
     assert browser is not None
     held = ctx.state.authz.consent(browser.user, request.client.id)
-    if "consent" in request.prompt or held is None or not scopes.within(request.scope, held.scope):
+    if ("consent" in request.prompt or held is None or not scopes.within(request.scope, held.scope)
+            or claimable(request)):
         if silent:
             raise RedirectedError(ctx, request, "consent_required", "the user must approve the request")
         return NeedsConsent(request, browser, tuple(sorted(scopes.names(request.scope))))
     return _issue(ctx, request, browser, [])
 
 
+def _login_due(
+    ctx: Context, request: AuthorizationRequest, browser: BrowserSession | None, fresh: bool,
+) -> str:
+    """
+    Why the browser must log in for C{request} (a L{NeedsLogin} reason), or
+    C{""}; C{fresh}: its session's login was made for this request, which
+    satisfies C{prompt=login} and C{max_age}.
+    """
+    if browser is None:
+        return "no session"
+    if fresh:
+        return ""
+    if "login" in request.prompt:
+        return "prompt=login"
+    if request.max_age is not None and ctx.now() - browser.auth_time > request.max_age:
+        return "max_age"
+    return ""
+
+
+def claimable(request: AuthorizationRequest) -> bool:
+    """
+    Whether any app on the user's device could receive the answer: a public
+    client's loopback or private-use redirect URI. Its consent is asked
+    every time (RFC 8252 section 8.6, RFC 6749 section 10.2): a remembered
+    one would hand codes silently to an app impersonating the client.
+    """
+    # A public client's http URIs are loopback ones (rules.check_redirect_uris).
+    return request.client.public and urlsplit(request.redirect_uri).scheme != "https"
+
+
 def consent(
-    ctx: Context, request: AuthorizationRequest, browser: BrowserSession, approved: bool,
-) -> Decision[Answer]:
+    ctx: Context, request: AuthorizationRequest, browser: BrowserSession, approved: bool, *,
+    logged_in: bool = False,
+) -> NeedsLogin | Decision[Answer]:
     """
     The user's answer on the consent page. Approved: the consent is
     remembered (with what was approved before) and a code issued; denied:
     C{access_denied} goes to the client.
+
+    The answer comes in a request of its own, so C{prompt=login} and
+    C{max_age} are checked again, as by L{next_step}: only a login made
+    for this request (C{logged_in}: the pages vouch that C{browser}'s
+    session started on this request's pages) satisfies C{prompt=login}.
+    Refused: L{NeedsLogin}. What keeps a person from weakening the request
+    by editing its hidden fields (dropping C{prompt=login}) is that the
+    pages bind them (L{oauthd.web.pages.security.binding}).
     """
+    reason = _login_due(ctx, request, browser, logged_in)
+    if reason:
+        return NeedsLogin(request, reason, request.login_hint)
     client = request.client
     if not approved:
         return Decision(

@@ -108,12 +108,17 @@ def digest(secret: str) -> str:
 
 
 async def password_step(
-    ctx: Context, username: str, password: str, ip: str, **context: object,
+    ctx: Context, username: str, password: str, ip: str, *, replacing: str = "",
+    **context: object,
 ) -> Decision[BrowserLogin | HalfLogin]:
     """
     Check a user's own password (an app password does not log a browser
     in). The answer is a L{BrowserLogin}, or a L{HalfLogin} for a user with
     a second factor.
+
+    @param replacing: the browser's session cookie, if it sent one: the
+        session it names ends when the new one starts (one session per
+        browser, whoever logs in).
 
     @raise OAuthError: C{invalid_request} for a missing field,
         C{invalid_grant} for a wrong password or unknown user, 429 under the
@@ -125,7 +130,8 @@ async def password_step(
     now = ctx.now()
     if not ctx.second_factor(user):
         login_, events = _started(ctx, user.name, ("pwd",), ip, context)
-        return Decision(login_, [*logged_in.records, BrowserStarted(login_.session)], events,
+        return Decision(login_, [*logged_in.records, *_replaced(ctx, replacing),
+                                 BrowserStarted(login_.session)], events,
                         context={"user": user.name, "ip": ip, **context})
     token = new_secret(ctx)
     half = PendingSecondFactor(digest(token), user.name, now, now + HALF_LOGIN_TTL)
@@ -137,12 +143,14 @@ async def password_step(
 
 
 def second_factor_step(
-    ctx: Context, half_token: str, code: str, ip: str, **context: object,
+    ctx: Context, half_token: str, code: str, ip: str, *, replacing: str = "",
+    **context: object,
 ) -> Decision[BrowserLogin]:
     """
     The second step of a L{HalfLogin}: C{code} must be the user's TOTP or a
     recovery code (L{second_factor.verify}, with its rate limits). A wrong
-    code leaves the half login for another try.
+    code leaves the half login for another try. C{replacing}: as for
+    L{password_step}.
 
     @raise OAuthError: C{invalid_grant} if the half login is unknown or
         expired (log in again) or the code is wrong; 429 under the limits.
@@ -153,7 +161,8 @@ def second_factor_step(
     verified = second_factor.verify(ctx, held.user, code, ip, **context)
     login_, events = _started(ctx, held.user, ("pwd", "otp"), ip, context)
     return Decision(
-        login_, [*verified.records, HalfLoginEnded(held.key), BrowserStarted(login_.session)],
+        login_, [*verified.records, HalfLoginEnded(held.key), *_replaced(ctx, replacing),
+                 BrowserStarted(login_.session)],
         [*verified.audit, *events], context={"user": held.user, "ip": ip, **context},
     )
 
@@ -177,7 +186,8 @@ def _started(
 def browser_session(ctx: Context, cookie_value: str) -> BrowserSession | None:
     """
     The live session a browser's cookie names, or C{None}: unknown, ended,
-    idle or old beyond its lifetimes, or its user disabled.
+    idle or old beyond its lifetimes, its user disabled, or made without
+    the second factor the user has now.
     """
     if not cookie_value or len(cookie_value) > _MAX_SECRET:
         return None
@@ -191,6 +201,8 @@ def browser_session(ctx: Context, cookie_value: str) -> BrowserSession | None:
         return None
     user = ctx.state.users.get(session.user)
     if user is None or user.disabled:
+        return None
+    if ctx.second_factor(user) and "otp" not in session.amr:
         return None
     return session
 
@@ -215,13 +227,25 @@ def touch(ctx: Context, session: BrowserSession) -> Decision[None]:
     return Decision(None, seen_records(ctx, session))
 
 
+def _named(ctx: Context, cookie_value: str) -> BrowserSession | None:
+    """
+    The session a browser's cookie names, live or not.
+    """
+    if not cookie_value or len(cookie_value) > _MAX_SECRET:
+        return None
+    return ctx.state.authz.browsers.get(digest(cookie_value))
+
+
+def _replaced(ctx: Context, cookie_value: str) -> list[Record]:
+    session = _named(ctx, cookie_value)
+    return [] if session is None else [BrowserEnded(session.key)]
+
+
 def logout(ctx: Context, cookie_value: str) -> Decision[None]:
     """
     End the session a browser's cookie names, if there is one.
     """
-    if not cookie_value or len(cookie_value) > _MAX_SECRET:
-        return Decision(None)
-    session = ctx.state.authz.browsers.get(digest(cookie_value))
+    session = _named(ctx, cookie_value)
     if session is None:
         return Decision(None)
     return Decision(None, [BrowserEnded(session.key)],

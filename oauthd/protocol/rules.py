@@ -28,6 +28,8 @@ MAX_NAME = 200
 MAX_LIFETIME = 10 * 365 * 86400
 MAX_REDIRECT_URIS = 16
 MIN_PASSWORD = 8
+_URI_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
 
 
 def check_label(what: str, value: str) -> str:
@@ -87,17 +89,28 @@ def check_redirect_uri_count(uris: tuple[str, ...]) -> None:
 
 def check_redirect_uris(uris: tuple[str, ...]) -> None:
     """
-    RFC 6749 section 3.1.2: each absolute, without a fragment; plain http
-    only for loopback (RFC 8252 section 7.3); at most L{MAX_REDIRECT_URIS}.
+    RFC 6749 section 3.1.2 and RFC 8252 sections 7 and 8.4: each absolute,
+    of plain URI characters, without user information or a fragment; https
+    with a host, plain http only for loopback, or a private-use scheme in
+    reverse domain name form (C{com.example.app:}, so never C{javascript:},
+    C{data:} or C{file:}); at most L{MAX_REDIRECT_URIS}.
     """
     check_redirect_uri_count(uris)
     for uri in uris:
+        shown = repr(uri[:80])
         try:
             parts = urlsplit(uri)
             host = parts.hostname
         except ValueError:
-            raise InvalidValue(f"redirect URI {uri[:80]!r} is not a valid URI") from None
-        if not parts.scheme or parts.fragment or len(uri) > 2000:
-            raise InvalidValue(f"redirect URI {uri[:80]!r} must be absolute, without a fragment")
+            raise InvalidValue(f"redirect URI {shown} is not a valid URI") from None
+        if len(uri) > 2000 or not set(uri) <= _URI_CHARACTERS:
+            raise InvalidValue(f"redirect URI {shown} must be a URI of at most 2000 plain characters")
+        if not parts.scheme or "#" in uri or "@" in parts.netloc:
+            raise InvalidValue(f"redirect URI {shown} must be absolute, without a fragment or user")
+        if parts.scheme == "https" and not host:
+            raise InvalidValue(f"redirect URI {shown} names no host")
         if parts.scheme == "http" and host not in ("127.0.0.1", "::1", "localhost"):
-            raise InvalidValue(f"redirect URI {uri[:80]!r} must use https (http only for loopback)")
+            raise InvalidValue(f"redirect URI {shown} must use https (http only for loopback)")
+        if parts.scheme not in ("http", "https") and "." not in parts.scheme:
+            raise InvalidValue(f"redirect URI {shown}: a private-use scheme is a reverse domain "
+                               "name, such as com.example.app")

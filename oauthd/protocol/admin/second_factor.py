@@ -11,6 +11,7 @@ from __future__ import annotations
 from attrs import frozen
 
 from oauthd.protocol.admin.users import login_revocations, user
+from oauthd.protocol.browser import session_ends
 from oauthd.protocol.context import Context
 from oauthd.protocol.errors import Conflict, NotFound
 from oauthd.protocol.second_factor import (
@@ -69,7 +70,8 @@ def status(ctx: Context, name: str) -> Status:
 def enable(ctx: Context, name: str) -> Decision[Enrollment]:
     """
     Turn on TOTP for user C{name}: a new secret and L{RECOVERY_CODES}
-    recovery codes, stored as their digests.
+    recovery codes, stored as their digests. The user's browser sessions
+    and half logins end: they were made with the password alone.
 
     @raise Conflict: if the user has it already.
     """
@@ -79,7 +81,7 @@ def enable(ctx: Context, name: str) -> Decision[Enrollment]:
     codes = tuple(new_recovery_code(ctx) for _ in range(RECOVERY_CODES))
     factor = SecondFactor(name, new_secret(ctx), frozenset(map(recovery_digest, codes)), ctx.now())
     return Decision(Enrollment(factor, provisioning_uri(ctx, factor), codes),
-                    [SecondFactorEnabled(factor)])
+                    [*session_ends(ctx, name), SecondFactorEnabled(factor)])
 
 
 def disable(ctx: Context, name: str) -> Decision[Status]:

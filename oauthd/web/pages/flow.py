@@ -6,9 +6,10 @@ layer (L{oauthd.protocol.authorize}, L{oauthd.protocol.browser}) decides.
 Every page posts back to the endpoint with the request's own parameters as
 hidden fields, the step's fields and the CSRF token; every post is checked
 and parsed from scratch, so nothing of a pending request is kept here. A
-post without the browser's CSRF token changes nothing. A request that
-cannot go back to its client (unknown client, unregistered redirect URI,
-malformed input) is shown an error page and never redirected.
+post without the browser's CSRF token, or whose request parameters differ
+from those the page showed (L{security.binding}), changes nothing. A
+request that cannot go back to its client (unknown client, unregistered
+redirect URI, malformed input) is shown an error page and never redirected.
 """
 
 from __future__ import annotations
@@ -44,9 +45,17 @@ from oauthd.web.pages import security, views
 Page = bytes | Deferred[bytes]
 
 USERNAME, PASSWORD, CODE, HALF_LOGIN, CONSENT = "username", "password", "otp", "login", "consent"
+BOUND, LOGGED_IN = "bound", "logged_in"
 PAGE_FIELDS = frozenset({USERNAME, PASSWORD, CODE, HALF_LOGIN, CONSENT, security.CSRF_FIELD})
 """
-The fields the pages add to a request's own parameters.
+The fields the pages add to a request's own parameters (besides
+L{BINDING_FIELDS}), which make a post a page's form.
+"""
+BINDING_FIELDS = frozenset({BOUND, LOGGED_IN})
+"""
+The fields that bind a request's parameters to the browser, and a login to
+the request (L{security.binding}); alone they do not make a post a page's
+form.
 """
 
 WRONG_PASSWORD = "The user name or password is not right."
@@ -69,6 +78,7 @@ class AuthorizePages:
         self._ip = ip
         self._audit = audit
         self._site = urlsplit(ctx.config.issuer).hostname or "oauthd"
+        self._binding_key = ctx.random_bytes(32)
 
     # -- entry points -----------------------------------------------------------
 
@@ -84,6 +94,7 @@ class AuthorizePages:
             params = parsing.params(request, self._ctx.config.max_body)
         except OAuthError as error:
             return self._refused(request, error)
+        binding = {name: params.pop(name) for name in BINDING_FIELDS & params.keys()}
         fields = {name: params.pop(name) for name in PAGE_FIELDS & params.keys()}
         if not fields:
             # An authorization request sent as a form (OpenID Connect Core
@@ -95,8 +106,11 @@ class AuthorizePages:
         auth = self._parse(request, params)
         if isinstance(auth, bytes):
             return auth
+        if not self._bound(request, auth, binding.get(BOUND, "")):
+            self._audit(request, OAuthError("invalid_request", "the form's request was changed", 403))
+            return self._error(request, "Form expired", FORGED, 403)
         if CONSENT in fields:
-            return self._consent(request, auth, fields[CONSENT])
+            return self._consent(request, auth, fields[CONSENT], binding.get(LOGGED_IN, ""))
         if CODE in fields or HALF_LOGIN in fields:
             return self._second_factor(request, auth, fields.get(HALF_LOGIN, ""), fields.get(CODE, ""))
         if USERNAME in fields or PASSWORD in fields:
@@ -108,6 +122,17 @@ class AuthorizePages:
         if isinstance(auth, bytes):
             return auth
         return self._next(request, auth, self._browser(request))
+
+    def _bound(self, request: IRequest, auth: AuthorizationRequest, posted: str,
+               session: str = "") -> bool:
+        """
+        Whether a posted form's binding shows that a page of this daemon
+        showed C{auth}'s parameters to this browser (with C{session}: after
+        that session's login, L{security.binding}).
+        """
+        cookie = security.get_cookie(request, self._ctx.config, security.CSRF_COOKIE)
+        return cookie is not None and security.binding_valid(
+            self._binding_key, cookie, auth.params, posted, session)
 
     def _parse(self, request: IRequest, params: dict[str, str]) -> AuthorizationRequest | bytes:
         """
@@ -129,9 +154,11 @@ class AuthorizePages:
 
     # -- steps --------------------------------------------------------------------
 
+    def _session_cookie(self, request: IRequest) -> str:
+        return security.get_cookie(request, self._ctx.config, security.SESSION_COOKIE) or ""
+
     def _browser(self, request: IRequest) -> BrowserSession | None:
-        cookie = security.get_cookie(request, self._ctx.config, security.SESSION_COOKIE)
-        return None if cookie is None else browsers.browser_session(self._ctx, cookie)
+        return browsers.browser_session(self._ctx, self._session_cookie(request))
 
     def _next(self, request: IRequest, auth: AuthorizationRequest, browser: BrowserSession | None,
               logged_in: bool = False) -> Page:
@@ -142,7 +169,7 @@ class AuthorizePages:
         if isinstance(step, NeedsLogin):
             return self._login_page(request, auth, username=step.login_hint)
         if isinstance(step, NeedsConsent):
-            return self._consent_page(request, auth, step.browser.user, step.scopes)
+            return self._consent_page(request, auth, step.browser, step.scopes, logged_in)
         return self._committed(request, auth, step, lambda answer: self._answer(request, auth, answer))
 
     def _password(self, request: IRequest, auth: AuthorizationRequest, username: str,
@@ -151,7 +178,8 @@ class AuthorizePages:
             return self._login_page(request, auth, "Enter your user name and password.",
                                     username, status=400)
         decided = Deferred.fromCoroutine(browsers.password_step(
-            self._ctx, username, password, self._ip(request), client=auth.client.id))
+            self._ctx, username, password, self._ip(request), replacing=self._session_cookie(request),
+            client=auth.client.id))
 
         def logged_in(login: browsers.BrowserLogin | browsers.HalfLogin) -> Page:
             if isinstance(login, browsers.HalfLogin):
@@ -176,7 +204,8 @@ class AuthorizePages:
                                             "Enter the code from your authenticator app.", 400)
         try:
             decided = browsers.second_factor_step(
-                self._ctx, token, code, self._ip(request), client=auth.client.id)
+                self._ctx, token, code, self._ip(request), replacing=self._session_cookie(request),
+                client=auth.client.id)
         except OAuthError as error:
             self._audit(request, error)
             return self._second_factor_page(request, auth, held.user, token,
@@ -192,16 +221,23 @@ class AuthorizePages:
                             max_age=config.browser_session_max_age)
         return self._next(request, auth, login.session, logged_in=True)
 
-    def _consent(self, request: IRequest, auth: AuthorizationRequest, answer: str) -> Page:
+    def _consent(self, request: IRequest, auth: AuthorizationRequest, answer: str,
+                 logged_in: str) -> Page:
         if answer not in ("approve", "deny"):
             return self._error(request, "Invalid request", "The answer must be approve or deny.")
         browser = self._browser(request)
         if browser is None:
             return self._login_page(request, auth, "Your session ended. Sign in again.", status=400)
+        # A consent page shown right after a login says so, bound to the new
+        # session: prompt=login and max_age are met by that login only.
+        fresh = bool(logged_in) and self._bound(request, auth, logged_in, browser.key)
         try:
-            decided = consent(self._ctx, auth, browser, answer == "approve")
+            decided = consent(self._ctx, auth, browser, answer == "approve", logged_in=fresh)
         except RedirectedError as error:
             return self._redirected(request, error)
+        if isinstance(decided, NeedsLogin):
+            return self._login_page(request, auth, "Sign in again to continue.",
+                                    username=decided.login_hint)
         return self._committed(request, auth, decided, lambda reply: self._answer(request, auth, reply))
 
     # -- committing -----------------------------------------------------------------
@@ -228,7 +264,8 @@ class AuthorizePages:
                 *extra: tuple[str, str]) -> list[tuple[str, str]]:
         cookie = security.csrf_cookie(request, self._ctx.config, self._ctx.random_bytes)
         own = [(name, value) for name, value in auth.params if name not in PAGE_FIELDS]
-        return [*own, *extra, (security.CSRF_FIELD, security.csrf_token(cookie))]
+        bound = security.binding(self._binding_key, cookie, auth.params)
+        return [*own, *extra, (BOUND, bound), (security.CSRF_FIELD, security.csrf_token(cookie))]
 
     def _show(self, request: IRequest, body: bytes, status: int = 200,
               targets: tuple[str, ...] = (), script: bool = False,
@@ -259,10 +296,15 @@ class AuthorizePages:
                                         error=error)
         return self._show(request, body, status, self._targets(auth), headers=headers)
 
-    def _consent_page(self, request: IRequest, auth: AuthorizationRequest, user: str,
-                      scopes: tuple[str, ...]) -> bytes:
-        body = views.consent_page(site=self._site, client_name=auth.client.name, user=user,
-                                  scopes=scopes, fields=self._fields(request, auth))
+    def _consent_page(self, request: IRequest, auth: AuthorizationRequest, browser: BrowserSession,
+                      scopes: tuple[str, ...], logged_in: bool) -> bytes:
+        fields = self._fields(request, auth)
+        if logged_in:
+            cookie = security.csrf_cookie(request, self._ctx.config, self._ctx.random_bytes)
+            fields.insert(-1, (LOGGED_IN, security.binding(self._binding_key, cookie, auth.params,
+                                                           browser.key)))
+        body = views.consent_page(site=self._site, client_name=auth.client.name, user=browser.user,
+                                  scopes=scopes, fields=fields)
         return self._show(request, body, 200, self._targets(auth))
 
     def _refused(self, request: IRequest, error: OAuthError) -> bytes:

@@ -10,12 +10,22 @@ is that cookie's token. A page on another site can neither read the cookie
 (C{HttpOnly}, and another origin) nor the form, so it cannot forge a post;
 the token needs no server-side secret, so it survives restarts and works
 before anyone has logged in.
+
+The request's own parameters travel in hidden fields too, so every form
+also carries their L{binding}: an HMAC, under a key the daemon draws when
+it starts, of the parameters and the browser's CSRF cookie. A form whose
+parameters were edited (C{prompt=login} dropped, C{max_age} raised) is
+refused; so is one shown before a restart: the user starts again from the
+application. The consent page that follows a login carries a second
+binding, to the new session, which tells the consent post that the login
+was made for this request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -102,6 +112,23 @@ def csrf_valid(request: IRequest, config: Config, posted: str | None) -> bool:
         return False
     # As bytes: compare_digest refuses str with non-ASCII characters.
     return hmac.compare_digest(csrf_token(cookie).encode("ascii"), posted.encode("utf-8"))
+
+
+def binding(key: bytes, cookie: str, params: Iterable[tuple[str, str]], session: str = "") -> str:
+    """
+    What binds a request's parameters to the browser holding the CSRF
+    cookie C{cookie}, under the daemon's C{key}; with C{session} (a browser
+    session's key), what says that session's login was made for them.
+    """
+    message = json.dumps(["oauthd request binding v1", cookie, session, [list(p) for p in params]])
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def binding_valid(key: bytes, cookie: str, params: Iterable[tuple[str, str]], posted: str,
+                  session: str = "") -> bool:
+    # As bytes: compare_digest refuses str with non-ASCII characters.
+    expected = binding(key, cookie, params, session).encode("ascii")
+    return hmac.compare_digest(expected, posted.encode("utf-8"))
 
 
 def redirect_source(redirect_uri: str) -> str | None:
