@@ -29,6 +29,7 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
+from oauthd.config import Config
 from oauthd.protocol.context import Context
 from oauthd.state.keys import KeySignedUntil, SigningKey
 
@@ -154,6 +155,20 @@ def jwks(ctx: Context) -> dict[str, list[dict[str, Any]]]:
         public = dict(_imported(ctx, key).as_dict(private=False))
         keys.append({**public, "kid": key.kid, "use": "sig", "alg": key.alg})
     return {"keys": keys}
+
+
+JWKS_MAX_AGE = 900
+"""
+The most seconds relying parties may cache the JWKS for.
+"""
+
+
+def jwks_max_age(config: Config) -> int:
+    """
+    How long relying parties may cache the JWKS: well inside the publish
+    delay, so that a cached copy holds a new key before it signs.
+    """
+    return min(JWKS_MAX_AGE, config.key_publish_delay // 2)
 
 
 def algorithms(ctx: Context) -> tuple[str, ...]:
