@@ -12,9 +12,10 @@ mark decides when the key, once retired, leaves the JWKS. L{pending} gives
 the records that make the marks durable: a decision that signs puts them
 among its records, and the daemon commits any left every minute.
 
-Signing runs on the reactor: an RSA-2048 signature takes about a
-millisecond, an ES256 or EdDSA one much less (C{bench/signing.py}); that is
-less than a bcrypt check's hand-off to a thread would save.
+Signing and verifying run on the reactor: even an RSA-2048 signature costs
+less than handing it to a thread and back would (C{bench/signing.py}
+measures each algorithm). Making a key, RSA's above all, costs more, but
+happens only at first start and at a rotation.
 """
 
 from __future__ import annotations
