@@ -12,10 +12,10 @@ mark decides when the key, once retired, leaves the JWKS. L{pending} gives
 the records that make the marks durable: a decision that signs puts them
 among its records, and the daemon commits any left every minute.
 
-Signing and verifying run on the reactor: an RSA-2048 signature is a small
-part of what a token request costs next to its durable journal write, and
-ES256 and EdDSA cost far less (C{bench/signing.py} measures each), so a
-thread would add a hand-off and ordering concerns for little gain. Making a
+Signing and verifying run on the reactor: an RSA-2048 signature holds it
+for less than a millisecond, ES256 and EdDSA much less (C{bench/signing.py}
+measures each), and only logins and refreshes sign; a thread would add a
+hand-off to every one of them to spare other requests that wait. Making a
 key, RSA's above all, costs more, but happens only at first start and at a
 rotation.
 """
