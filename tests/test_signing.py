@@ -8,6 +8,7 @@ only.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -340,3 +341,27 @@ def test_no_publish_delay_means_no_caching() -> None:
     treq = StubTreq(OAuthHTTP(server.ctx, server.server.store).resource())
     response = done(treq.get("https://auth.example.com/.well-known/jwks.json"))
     assert response.headers.getRawHeaders("Cache-Control") == ["no-cache"]
+
+
+def test_verify_answers_none_to_hostile_tokens() -> None:
+    """
+    Malformed headers and payloads (a list for a header, a kid that is not
+    text, a payload that is not an object, a critical extension) are
+    refused, never raised: logout hands verify whatever a browser sent.
+    """
+    server = Server()
+    kid = server.ctx.state.keys.all()[0].kid
+    _, payload, signature = server.token().split(".")
+
+    def part(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    for head, body in (
+        ([], payload), (None, payload), ({"alg": "RS256", "kid": kid}, part([1])),
+        ({"alg": "RS256", "kid": [1]}, payload), ({"alg": ["RS256"], "kid": kid}, payload),
+        ({"alg": "RS256", "kid": kid, "crit": ["x"]}, payload),
+        ({"alg": "none", "kid": kid}, payload), ({"alg": "HS256", "kid": kid}, payload),
+    ):
+        assert signing.verify(server.ctx, ".".join((part(head), body, signature))) is None
+    for garbage in ("\x00.\x00.\x00", "a" * 100_000, ".".join(["a"] * 5)):
+        assert signing.verify(server.ctx, garbage) is None
