@@ -303,7 +303,10 @@ def test_the_keeper_makes_keys_commits_marks_and_rotates_on_schedule() -> None:
     clock.advance(3600)
     # The old keys' tokens expired long ago: they leave as they are superseded.
     assert sorted(row.state for row in key_rotation.listing(server.ctx)) == ["signing"] * 3
+    # Marks left at a stop are committed then.
+    signing.sign(server.ctx, {"exp": server.ctx.now() + 600})
     keeper.stopService()
+    assert signing.pending(server.ctx) == []
 
 
 def test_the_jwks_over_http_before_and_after_a_rotation() -> None:
