@@ -214,6 +214,7 @@ def build_service(
     """
     from twisted.python.threadpool import ThreadPool
 
+    from oauthd.control.keys import KeyKeeper
     from oauthd.control.listen import control_service
     from oauthd.control.peer import resolve_group
     from oauthd.control.server import ControlFactory
@@ -263,6 +264,9 @@ def build_service(
     hasher = PasswordHasher(reactor, hash_pool, config.bcrypt_cost, workers=config.hash_threads,
                             dummy_cost=dummy_cost)
     ctx = Context(store.state, config, reactor, hasher)
+    # Before the listeners: the first keys are made before anything can
+    # ask for a signature.
+    KeyKeeper(ctx, store).setServiceParent(root)
     http = OAuthHTTP(ctx, store)
     site = http.site()
     site.max_connections = make_room(config.max_connections)
