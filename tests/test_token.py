@@ -531,5 +531,7 @@ class DiscoveryTests(OAuthCase):
             "client_secret_basic", "client_secret_post", "none"]
         assert oauth["introspection_endpoint_auth_methods_supported"] == [
             "client_secret_basic", "client_secret_post"]
-        assert oidc["claims_supported"] == ["email", "name", "preferred_username", "sub"]
+        assert set(oidc["claims_supported"]) == {
+            "sub", "name", "preferred_username", "updated_at", "email", "email_verified", "address",
+            "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "sid"}
         assert "jwks_uri" not in oidc
