@@ -27,6 +27,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import shlex
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,6 +36,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
+from oauthd.ctl.cli import build_parser
 from oauthd.protocol import signing
 from oauthd.protocol.admin.users import update_user
 from tests.page_case import PageCase, challenge
@@ -115,6 +118,18 @@ class PhotoPrismLoginTests(PageCase):
             "preferred_username": "alice", "name": "Alice Liddell", "email": "alice@example.com",
             "email_verified": True}
         assert info.body["address"] == {"formatted": "1 Rabbit Hole, Oxford"}
+
+    def test_the_documented_recipe(self) -> None:
+        """
+        docs/photoprism.md's oauthctl line registers what this test uses.
+        """
+        text = (Path(__file__).parent.parent / "docs" / "photoprism.md").read_text()
+        line = text.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+        args = build_parser().parse_args(shlex.split(line)[1:])
+        assert (args.grant_types, args.scope, args.redirect_uris) == (
+            ["authorization_code", "refresh_token"], SCOPES,
+            ["https://photos.example.com/api/v1/oidc/redirect"])
+        assert not args.public and args.pkce is None
 
     def test_without_an_address_no_address_claim(self) -> None:
         """
