@@ -534,4 +534,6 @@ class DiscoveryTests(OAuthCase):
         assert set(oidc["claims_supported"]) == {
             "sub", "name", "preferred_username", "updated_at", "email", "email_verified", "address",
             "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "sid"}
-        assert "jwks_uri" not in oidc
+        # The signing keys (issue 15) are served, and named in both documents.
+        assert oidc["jwks_uri"] == oauth["jwks_uri"] == "https://auth.example.com/.well-known/jwks.json"
+        assert oidc["id_token_signing_alg_values_supported"] == ["ES256", "EdDSA", "RS256"]
