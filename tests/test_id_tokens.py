@@ -229,3 +229,34 @@ class JwtAccessTokenTests(IdTokenCase):
             self.client.id, self.client.id, "https://auth.example.com")
         assert "auth_time" not in claims and "amr" not in claims
         assert self.introspect(reply.body["access_token"])["active"] is True
+
+
+class GrantLoginTests(IdTokenCase):
+    def refresh(self, refresh_token: str) -> Any:
+        reply = self.post("/api/v1/oauth/token", {
+            "grant_type": "refresh_token", "refresh_token": refresh_token,
+            "client_id": self.gallery.id})
+        assert reply.code == 200, reply
+        return reply.body
+
+    def test_the_login_survives_compaction_and_restart(self) -> None:
+        """
+        The login a grant came from is journaled, kept by a snapshot, and
+        read back: a refresh after a restart still gets the original
+        auth_time.
+        """
+        body = self.tokens()
+        first = self.verified(body["id_token"])
+        self.successResultOf(self.server.store.compact())
+        self.restart()
+        self.clock.advance(60)
+        again = self.verified(self.refresh(body["refresh_token"])["id_token"])
+        assert (again["auth_time"], again["sid"]) == (first["auth_time"], first["sid"])
+
+    def test_revoking_the_grant_forgets_its_login(self) -> None:
+        body = self.tokens()
+        (grant,) = self.server.state.authz.logins
+        reply = self.post("/api/v1/oauth/revoke", {"token": body["refresh_token"],
+                                                    "client_id": self.gallery.id})
+        assert reply.code == 200, reply
+        assert grant not in self.server.state.authz.logins
