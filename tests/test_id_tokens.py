@@ -220,6 +220,21 @@ class JwtAccessTokenTests(IdTokenCase):
         assert self.introspect(altered) == {"active": False}
         assert self.request("GET", USERINFO, headers=bearer(altered)).code == 401
 
+    def test_hostile_bearers_are_401_and_change_nothing(self) -> None:
+        """
+        Strings shaped like JWTs, an ID token (ours, but no access token)
+        and a huge one are refused as invalid tokens, never a 500.
+        """
+        id_token = self.tokens(scope="openid photos")["id_token"]
+        before = self.journal_size()
+        for hostile in ("a.b.c", "..", "\u00e9.\u00e9.\u00e9", "e30.e30.", id_token, "x." * 5000 + "y"):
+            reply = self.request("GET", USERINFO, headers=bearer(hostile))
+            assert reply.code == 401, (hostile[:40], reply)
+            seen = self.post(INTROSPECT, {"token": hostile}, auth=(self.rs.id, self.rs_secret))
+            assert (seen.code, seen.body) == (200, {"active": False}) or (
+                seen.code, seen.body["error"]) == (400, "invalid_request"), seen
+        assert self.journal_size() == before
+
     def test_client_credentials_have_the_client_as_subject(self) -> None:
         self.successResultOf(self.server.update_client(self.client.id, jwt_access_tokens=True))
         reply = self.token({"grant_type": "client_credentials", "scope": "metrics"})
