@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 import pyotp
+import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
@@ -19,6 +20,9 @@ from oauthd.protocol import signing
 from oauthd.protocol.subjects import is_uid
 from tests.oauth_helpers import USERINFO, bearer
 from tests.page_case import PageCase
+
+# OpenID Connect relying parties know Ed25519 signatures as "EdDSA" only.
+pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 
 INTROSPECT = "/api/v1/oauth/introspect"
 REVOKE = "/api/v1/oauth/revoke"
