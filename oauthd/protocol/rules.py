@@ -85,7 +85,7 @@ def check_redirect_uri_count(uris: tuple[str, ...]) -> None:
         raise InvalidValue(f"a client has at most {MAX_REDIRECT_URIS} redirect URIs")
 
 
-def check_redirect_uris(uris: tuple[str, ...]) -> None:
+def check_redirect_uris(uris: tuple[str, ...], what: str = "redirect URI") -> None:
     """
     RFC 6749 section 3.1.2: each absolute, without a fragment; plain http
     only for loopback (RFC 8252 section 7.3); at most L{MAX_REDIRECT_URIS}.
@@ -96,8 +96,8 @@ def check_redirect_uris(uris: tuple[str, ...]) -> None:
             parts = urlsplit(uri)
             host = parts.hostname
         except ValueError:
-            raise InvalidValue(f"redirect URI {uri[:80]!r} is not a valid URI") from None
+            raise InvalidValue(f"{what} {uri[:80]!r} is not a valid URI") from None
         if not parts.scheme or parts.fragment or len(uri) > 2000:
-            raise InvalidValue(f"redirect URI {uri[:80]!r} must be absolute, without a fragment")
+            raise InvalidValue(f"{what} {uri[:80]!r} must be absolute, without a fragment")
         if parts.scheme == "http" and host not in ("127.0.0.1", "::1", "localhost"):
-            raise InvalidValue(f"redirect URI {uri[:80]!r} must use https (http only for loopback)")
+            raise InvalidValue(f"{what} {uri[:80]!r} must use https (http only for loopback)")

@@ -79,6 +79,8 @@ class Client:
         tokens (RFC 7662).
     @ivar pkce: C{"required"}, or C{"optional"} for a confidential client
         exempted from PKCE at the authorization endpoint.
+    @ivar post_logout_redirect_uris: where RP-initiated logout may send the
+        browser back to (OpenID Connect RP-Initiated Logout 1.0).
     """
 
     id: str
@@ -97,6 +99,7 @@ class Client:
     created_at: int = 0
     introspect: bool = False
     pkce: str = "required"
+    post_logout_redirect_uris: tuple[str, ...] = ()
 
     @property
     def public(self) -> bool:

@@ -212,7 +212,9 @@ def encode(record: Record) -> bytes:
     return text.encode("utf-8")
 
 
-_CLIENT_FIELDS_IF_SET = {"introspect": False, "pkce": "required"}
+_CLIENT_FIELDS_IF_SET: dict[str, Any] = {
+    "introspect": False, "pkce": "required", "post_logout_redirect_uris": (),
+}
 """
 Client fields added after the format was fixed, with their defaults:
 written only when not the default, so the record of a client without them
@@ -279,8 +281,9 @@ def decode(payload: bytes) -> Record:
 
 
 def _client(fields: dict[str, Any]) -> ClientPut:
-    for name in ("grant_types", "redirect_uris"):
-        fields[name] = tuple(fields[name])
+    for name in ("grant_types", "redirect_uris", "post_logout_redirect_uris"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
     return ClientPut(Client(**_named(fields, "id")))
 
 

@@ -221,13 +221,15 @@ CLIENT = Entity(
         Field("introspect", _BOOL, "Introspection", settable=True),
         # "optional": a confidential client exempted from PKCE.
         Field("pkce", _TEXT, "PKCE", settable=True),
+        # Where RP-initiated logout may return the browser.
+        Field("post_logout_redirect_uris", _TEXTS, "Logout Redirect URIs", settable=True),
         Field("created_at", _INT, "Created At (UTC)"),
         Field("tokens", _INT, "Live Tokens", computed=True),
     ),
     # oauthctl shows max_tokens with access_ttl.
     detail=(
         "id", "name", "type", "role", "user", "scope", "grant_types", "redirect_uris",
-        "introspect", "pkce", "enabled", "access_ttl", "refresh_ttl", "tokens", "created_at",
+        "post_logout_redirect_uris", "introspect", "pkce", "enabled", "access_ttl", "refresh_ttl", "tokens", "created_at",
     ),
 )
 
