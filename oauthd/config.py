@@ -115,7 +115,7 @@ class Config:
 DEFAULT_SCOPES = (
     "albums calendar config favorites feedback files folders labels logs metrics "
     "moments passcode password people photos places services sessions settings shares "
-    "users videos webdav openid profile email introspect"
+    "users videos webdav openid profile email address introspect"
 ).split()
 
 

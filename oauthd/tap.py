@@ -193,6 +193,22 @@ def check_control_directory(config: Config, euid: int | None = None) -> None:
         raise ConfigError(f"control: {e.strerror}") from None
 
 
+def give_subject_ids(store: Any, ctx: Any) -> None:
+    """
+    Give the users of a journal from before subject ids theirs, once: the
+    records make it durable, so the next start finds nothing to do.
+    """
+    from oauthd.protocol.subjects import migration
+
+    given = migration(ctx.state, ctx.random_bytes)
+    if not given.records:
+        return
+    log.info("gave {count} users a stable subject id: their OpenID 'sub' is now it, not their name",
+             count=len(given.records))
+    store.commit(given).addErrback(
+        lambda failure: log.failure("the subject ids could not be written", failure))
+
+
 def build_service(
     config: Config, reactor: Any, journal_pool: Any = None, journal: IEventLog | None = None,
     euid: int | None = None,
@@ -261,6 +277,7 @@ def build_service(
     hasher = PasswordHasher(reactor, hash_pool, config.bcrypt_cost, workers=config.hash_threads,
                             dummy_cost=dummy_cost)
     ctx = Context(store.state, config, reactor, hasher)
+    give_subject_ids(store, ctx)
     http = OAuthHTTP(ctx, store)
     site = http.site()
     site.max_connections = make_room(config.max_connections)

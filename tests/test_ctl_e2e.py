@@ -104,7 +104,10 @@ def test_oauthctl_with_the_real_daemon(tmp_path: Path) -> None:
         ).stdout)
         shown = json.loads(ctl(sock, "--json", "auth", "show", app["secret"]).stdout)
         assert shown["handle"] == app["handle"] and shown["user"] == "alice"
-        assert userinfo(daemon, app["secret"]) == (200, {"sub": "alice", "preferred_username": "alice"})
+        uid = json.loads(added.stdout)["uid"] if added.stdout.startswith("{") else json.loads(
+            ctl(sock, "--json", "users", "show", "alice").stdout)["uid"]
+        status, claims = userinfo(daemon, app["secret"])
+        assert (status, claims["sub"], claims["preferred_username"]) == (200, uid, "alice")
         revoked = ctl(sock, "auth", "rm", app["handle"])
         assert revoked.stdout == f"Revoked {app['handle']}.\n"
         status, body = userinfo(daemon, app["secret"])

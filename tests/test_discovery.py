@@ -38,6 +38,7 @@ OIDC_FIELDS = RFC8414_FIELDS | {
     "userinfo_endpoint", "end_session_endpoint", "acr_values_supported",
     "subject_types_supported", "id_token_signing_alg_values_supported",
     "claims_supported", "claims_parameter_supported", "request_parameter_supported",
+    "request_uri_parameter_supported",
 }
 
 ALL = Capabilities(
@@ -45,6 +46,7 @@ ALL = Capabilities(
     grant_types=frozenset({"client_credentials", "password", "refresh_token"}),
     client_auth_methods=frozenset({"client_secret_basic", "client_secret_post", "none"}),
     claims=frozenset({"sub", "name", "email"}),
+    id_token_algs=frozenset({"RS256", "ES256"}),
 )
 
 
@@ -117,6 +119,10 @@ class DiscoveryTests(SynchronousTestCase):
         assert oauth["response_types_supported"] == ["code"]
         assert oidc["subject_types_supported"] == ["public"]
         assert oidc["claims_supported"] == ["email", "name", "sub"]
+        assert oidc["id_token_signing_alg_values_supported"] == ["ES256", "RS256"]
+        assert (oidc["request_parameter_supported"], oidc["request_uri_parameter_supported"],
+                oidc["claims_parameter_supported"]) == (False, False, False)
+        assert "userinfo_signing_alg_values_supported" not in oidc
         assert {k: v for k, v in oidc.items() if k in oauth} == oauth
 
     def test_discovery_is_stable(self) -> None:

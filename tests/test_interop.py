@@ -14,6 +14,7 @@ from typing import Any
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 
+from oauthd.protocol.subjects import is_uid
 from oauthd.services.audit import verify
 from oauthd.testing import MemoryServer
 from tests.daemon import Daemon, seed
@@ -62,8 +63,9 @@ def test_authlib_client_against_the_daemon(tmp_path: Path) -> None:
         pw = user.fetch_token(url + TOKEN, username="alice", password=PASSWORD)
         secrets += [pw["access_token"], pw["refresh_token"]]
         claims = user.get(url + USERINFO).json()
-        assert claims == {"sub": "alice", "preferred_username": "alice", "name": "Alice",
-                          "email": "alice@example.com"}
+        assert {name: claims[name] for name in ("preferred_username", "name", "email")} == {
+            "preferred_username": "alice", "name": "Alice", "email": "alice@example.com"}
+        assert is_uid(claims["sub"])
         # Refresh: rotated.
         refreshed = user.refresh_token(url + TOKEN, refresh_token=pw["refresh_token"])
         secrets += [refreshed["access_token"], refreshed["refresh_token"]]

@@ -28,7 +28,7 @@ class IntrospectTests(OAuthCase):
         assert reply.body == {
             "active": True, "scope": "openid photos", "client_id": self.client.id,
             "username": "alice", "token_type": "Bearer", "exp": START + 10 + 3600,
-            "iat": START + 10, "sub": "alice", "iss": "https://auth.example.com",
+            "iat": START + 10, "sub": self.server.state.users["alice"].uid, "iss": "https://auth.example.com",
         }
 
     def test_client_token_has_the_client_as_subject(self) -> None:

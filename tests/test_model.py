@@ -106,7 +106,26 @@ GOLDEN = [
 GOLDEN_SINCE = [
     # A resource server (issue 12): "introspect" is written only when true.
     b'client\t{"id":"c3","name":"rs","secret_digest":"","type":"confidential","grant_types":["client_credentials"],"scope":"metrics","access_ttl":3600,"refresh_ttl":2592000,"max_tokens":10,"redirect_uris":[],"enabled":true,"user":"","role":"client","created_at":0,"introspect":true}',
+    # OpenID Connect (issue 15): each written only when set.
+    b'client\t{"id":"c4","name":"rp","secret_digest":"","type":"confidential","grant_types":["authorization_code"],"scope":"openid","access_ttl":3600,"refresh_ttl":2592000,"max_tokens":10,"redirect_uris":[],"enabled":true,"user":"","role":"client","created_at":0,"jwt_access_tokens":true,"audience":["https://api.example"],"id_token_signed_response_alg":"ES256","id_token_claims":true}',
+    b'user\t{"name":"carol","password_hash":"","role":"user","disabled":false,"full_name":"Carol","email":"c@example.com","created_at":5,"uid":"u0123456789abcde","email_verified":true,"address":"1 Main St","updated_at":6}',
 ]
+
+
+def test_oidc_fields_added_since_keep_the_format() -> None:
+    """
+    The subject id, profile and OpenID client settings of issue 15 read
+    back from their records; a record without them is byte for byte what
+    it was (L{GOLDEN}), and they default to unset.
+    """
+    rp, carol = (decode(p) for p in GOLDEN_SINCE[1:])
+    assert isinstance(rp, ClientPut) and isinstance(carol, UserPut)
+    assert rp.client.audience == ("https://api.example",) and rp.client.jwt_access_tokens
+    assert carol.user.uid == "u0123456789abcde" and carol.user.email_verified
+    old_user = decode(GOLDEN[3])
+    assert isinstance(old_user, UserPut) and old_user.user.uid == "" and old_user.user.updated_at == 0
+    old_client = decode(GOLDEN[1])
+    assert isinstance(old_client, ClientPut) and old_client.client.audience == ()
 
 
 def test_the_format_of_records_is_unchanged() -> None:
@@ -132,7 +151,7 @@ def test_fields_added_since_keep_the_format() -> None:
     """
     assert [decode(p).client.introspect for p in GOLDEN[:2]] == [False, False]  # type: ignore[union-attr]
     assert [encode(decode(p)) for p in GOLDEN_SINCE] == GOLDEN_SINCE
-    (rs,) = [decode(p) for p in GOLDEN_SINCE]
+    rs = decode(GOLDEN_SINCE[0])
     assert isinstance(rs, ClientPut) and rs.client.introspect is True
     assert encode(ClientPut(attrs.evolve(rs.client, introspect=False))) == GOLDEN_SINCE[0].replace(
         b',"introspect":true', b"")

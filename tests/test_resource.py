@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from oauthd.protocol import tokens
+from oauthd.protocol.admin.users import update_user
+from oauthd.protocol.subjects import is_uid
 from tests.oauth_helpers import USERINFO, OAuthCase, bearer
 
 
@@ -27,7 +29,7 @@ class BearerTests(OAuthCase):
         for headers in (bearer(self.access), {"Authorization": "bearer " + self.access},
                         {"X-Auth-Token": self.access}, {"X-Session-ID": self.access}):
             reply = self.userinfo(headers)
-            assert (reply.code, reply.body["sub"]) == (200, "alice"), (headers, reply)
+            assert (reply.code, reply.body["sub"]) == (200, self.server.state.users["alice"].uid), (headers, reply)
 
     def test_photoprism_precedence(self) -> None:
         """
@@ -86,21 +88,45 @@ class UserinfoTests(OAuthCase):
         return self.request("GET", USERINFO, headers=bearer(access))
 
     def test_claims_follow_scope(self) -> None:
-        assert self.claims("openid").body == {"sub": "alice"}
-        assert self.claims("openid profile").body == {
-            "sub": "alice", "preferred_username": "alice", "name": "Alice Liddell"}
-        assert self.claims("openid email").body == {"sub": "alice", "email": "alice@example.com"}
-        assert self.claims("*").body == {
-            "sub": "alice", "preferred_username": "alice", "name": "Alice Liddell",
-            "email": "alice@example.com"}
+        """
+        C{sub} is the user's subject id, not the name; each scope adds its
+        claims (OpenID Connect Core section 5.4).
+        """
+        alice = self.server.state.users["alice"]
+        assert is_uid(alice.uid)
+        assert self.claims("openid").body == {"sub": alice.uid}
+        profile = {"preferred_username": "alice", "name": "Alice Liddell", "updated_at": alice.created_at}
+        assert self.claims("openid profile").body == {"sub": alice.uid, **profile}
+        email = {"email": "alice@example.com", "email_verified": False}
+        assert self.claims("openid email").body == {"sub": alice.uid, **email}
+        assert self.claims("openid address").body == {"sub": alice.uid}
+        assert self.claims("*").body == {"sub": alice.uid, **profile, **email}
+
+    def test_profile_fields_set_by_an_admin(self) -> None:
+        """
+        The fields C{oauthctl users mod} sets: a verified email, an address
+        (only with the address scope), and C{updated_at} the time of the
+        change.
+        """
+        self.clock.advance(100)
+        self.successResultOf(self.server.store.commit(update_user(
+            self.server.ctx, "alice", email_verified=True, address="1 Rabbit Hole, Oxford")))
+        alice = self.server.state.users["alice"]
+        assert alice.updated_at == alice.created_at + 100
+        assert self.claims("openid email address").body == {
+            "sub": alice.uid, "email": "alice@example.com", "email_verified": True,
+            "address": {"formatted": "1 Rabbit Hole, Oxford"}}
+        assert self.claims("openid profile").body["updated_at"] == alice.updated_at
+        assert "address" not in self.claims("openid profile email").body
         reply = self.claims("openid")
         assert reply.header("cache-control") == "no-store"
 
     def test_absent_profile_fields_are_left_out(self) -> None:
         self.add_user("bob", "bobs password")
         access = self.password_grant(username="bob", password="bobs password", scope="*").body["access_token"]
+        bob = self.server.state.users["bob"]
         assert self.request("GET", USERINFO, headers=bearer(access)).body == {
-            "sub": "bob", "preferred_username": "bob"}
+            "sub": bob.uid, "preferred_username": "bob", "updated_at": bob.created_at}
 
     def test_without_openid_scope_is_insufficient_scope(self) -> None:
         reply = self.claims("photos")
@@ -116,8 +142,8 @@ class UserinfoTests(OAuthCase):
 
     def test_post_with_header_or_form_body(self) -> None:
         access = self.password_grant(scope="openid").body["access_token"]
-        assert self.post(USERINFO, headers=bearer(access)).body == {"sub": "alice"}
-        assert self.post(USERINFO, {"access_token": access}).body == {"sub": "alice"}
+        assert self.post(USERINFO, headers=bearer(access)).body == {"sub": self.server.state.users["alice"].uid}
+        assert self.post(USERINFO, {"access_token": access}).body == {"sub": self.server.state.users["alice"].uid}
         self.assert_error(self.post(USERINFO, {"access_token": access}, headers=bearer(access)),
                           400, "invalid_request")
 

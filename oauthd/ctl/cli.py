@@ -92,6 +92,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
 
 
+def user_profile_options(sub: argparse.ArgumentParser) -> None:
+    """
+    The OpenID profile options of C{users add} and C{users mod}.
+    """
+    verified = sub.add_mutually_exclusive_group()
+    verified.add_argument("--email-verified", action="store_true", default=None,
+                          help="the email address is known to be the user's")
+    verified.add_argument("--email-unverified", dest="email_verified", action="store_false")
+    sub.add_argument("--address", help="the postal address, one line ('' for none)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
@@ -177,6 +188,30 @@ def build_parser() -> argparse.ArgumentParser:
             help="PKCE at the authorization endpoint; optional only for a confidential client "
             "whose relying party sends none" + (" [default: required]" if adding else ""),
         )
+        jwt = sub.add_mutually_exclusive_group()
+        jwt.add_argument(
+            "--jwt-access-tokens", action="store_true", default=None,
+            help="issue signed JWT access tokens (RFC 9068) rather than opaque ones"
+            + ("" if adding else " (--no-jwt-access-tokens: opaque again)"),
+        )
+        sub.add_argument(
+            "--audience", action="append", metavar="URI",
+            help="the aud of its JWT access tokens; repeat for several [default: the issuer]"
+            + ("" if adding else " (replaces the list)"),
+        )
+        sub.add_argument(
+            "--id-token-alg", dest="id_token_signed_response_alg", choices=["RS256", "ES256", "EdDSA"],
+            help="how its ID tokens are signed [default: the server's id_token_alg]",
+        )
+        claims = sub.add_mutually_exclusive_group()
+        claims.add_argument(
+            "--id-token-claims", action="store_true", default=None,
+            help="put the profile, email and address claims in ID tokens too, not only in userinfo"
+            + ("" if adding else " (--no-id-token-claims: userinfo only)"),
+        )
+        if not adding:
+            jwt.add_argument("--no-jwt-access-tokens", dest="jwt_access_tokens", action="store_false")
+            claims.add_argument("--no-id-token-claims", dest="id_token_claims", action="store_false")
 
     clients = group("clients", "register and manage OAuth clients", ["client"])
     sub = command(clients, "add", cmd_clients_add, "register a client and print its secret once")
@@ -209,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub.add_argument("--role", choices=["admin", "user"], help="[default: user]")
     sub.add_argument("--email")
-    sub.add_argument("--full-name")
+    sub.add_argument("--name", "--full-name", dest="full_name", help="the full name")
+    user_profile_options(sub)
     sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     sub = command(users, "ls", cmd_users_ls, "list users", ["list"])
     sub.add_argument("search", nargs="?", help="a prefix of the name, email or full name")
@@ -230,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub.add_argument("--role", choices=["admin", "user"])
     sub.add_argument("--email", help="'' for none")
-    sub.add_argument("--full-name", help="'' for none")
+    sub.add_argument("--name", "--full-name", dest="full_name", help="the full name, '' for none")
+    user_profile_options(sub)
     state = sub.add_mutually_exclusive_group()
     state.add_argument("--enable", dest="enabled", action="store_true", default=None)
     state.add_argument("--disable", dest="enabled", action="store_false", help="disable and revoke their tokens")

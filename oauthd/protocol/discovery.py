@@ -38,13 +38,15 @@ class Capabilities:
     @ivar grant_types: grant types the token endpoint accepts.
     @ivar client_auth_methods: client authentication methods at the token,
         revocation and introspection endpoints.
-    @ivar claims: OpenID claims userinfo can return.
+    @ivar claims: OpenID claims userinfo and ID tokens can carry.
+    @ivar id_token_algs: the algorithms ID tokens can be signed with.
     """
 
     endpoints: frozenset[str] = frozenset()
     grant_types: frozenset[str] = frozenset()
     client_auth_methods: frozenset[str] = frozenset()
     claims: frozenset[str] = frozenset()
+    id_token_algs: frozenset[str] = frozenset()
 
 
 def endpoint_url(config: Config, name: str) -> str:
@@ -93,8 +95,14 @@ def openid_configuration(config: Config, caps: Capabilities) -> dict[str, object
     for name in sorted(caps.endpoints & OPENID_ONLY):
         doc[name] = endpoint_url(config, name)
     doc["subject_types_supported"] = ["public"]
-    if "jwks_uri" in caps.endpoints:
-        doc["id_token_signing_alg_values_supported"] = ["RS256"]
+    if "jwks_uri" in caps.endpoints and caps.id_token_algs:
+        doc["id_token_signing_alg_values_supported"] = sorted(caps.id_token_algs)
     if caps.claims:
         doc["claims_supported"] = sorted(caps.claims)
+    # Request objects and the claims parameter are not implemented: said
+    # so, since an absent field would mean a default of true for
+    # request_uri_parameter_supported (Discovery section 3).
+    doc["request_parameter_supported"] = False
+    doc["request_uri_parameter_supported"] = False
+    doc["claims_parameter_supported"] = False
     return _issuer_first(doc)

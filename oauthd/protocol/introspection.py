@@ -5,7 +5,7 @@ servers and for bearers whose scope names C{introspect}.
 
 from __future__ import annotations
 
-from oauthd.protocol import errors, scopes
+from oauthd.protocol import errors, scopes, subjects
 from oauthd.protocol.bearer import bearer
 from oauthd.protocol.clientauth import ClientAuth, identify_client
 from oauthd.protocol.context import Body, Context, Params
@@ -60,7 +60,7 @@ def introspect(ctx: Context, params: Params, auth: ClientAuth, presented: str | 
         "token_type": "refresh_token" if token.kind == REFRESH else "Bearer",
         "exp": token.expires_at,
         "iat": token.issued_at,
-        "sub": token.user or token.client_id,
+        "sub": subjects.of_token(ctx.state, token),
         "iss": ctx.config.issuer,
     }
     return {k: v for k, v in body.items() if v not in ("", 0)}

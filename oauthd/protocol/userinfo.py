@@ -4,22 +4,20 @@ The userinfo endpoint (OpenID Connect Core section 5.3).
 
 from __future__ import annotations
 
-from oauthd.protocol import errors, scopes
+from oauthd.protocol import claims, errors, scopes
 from oauthd.protocol.bearer import bearer
 from oauthd.protocol.context import Body, Context
 from oauthd.protocol.errors import deny
 
-CLAIMS = frozenset({"sub", "preferred_username", "name", "email"})
-"""
-The OpenID claims userinfo can return.
-"""
+CLAIMS = claims.CLAIMS
 
 
 def userinfo(ctx: Context, presented: str | None, ip: str) -> Body:
     """
-    The claims about the user a token is bound to, as its scope allows:
-    C{sub} always, C{preferred_username} and C{name} with C{profile},
-    C{email} with C{email}. The token needs the C{openid} scope.
+    The claims about the user a token is bound to, as its scope allows
+    (L{claims.about}): C{sub} (the user's subject id) always, the others
+    with C{profile}, C{email} and C{address}. The token needs the C{openid}
+    scope.
 
     A token bound to no user (client credentials) is refused with 401
     C{invalid_token}: RFC 6750 section 3.1's "invalid for other reasons";
@@ -32,11 +30,4 @@ def userinfo(ctx: Context, presented: str | None, ip: str) -> Body:
                    ip=ip, token=token.handle, client=token.client_id)
     if not scopes.permits(token.scope, "openid"):
         raise deny(errors.insufficient_scope("openid"), ip=ip, token=token.handle)
-    claims: Body = {"sub": user.name}
-    if scopes.permits(token.scope, "profile"):
-        claims["preferred_username"] = user.name
-        if user.full_name:
-            claims["name"] = user.full_name
-    if scopes.permits(token.scope, "email") and user.email:
-        claims["email"] = user.email
-    return claims
+    return claims.about(user, token.scope)

@@ -79,6 +79,13 @@ class Client:
         tokens (RFC 7662).
     @ivar pkce: C{"required"}, or C{"optional"} for a confidential client
         exempted from PKCE at the authorization endpoint.
+    @ivar jwt_access_tokens: its access tokens are signed JWTs (RFC 9068)
+        rather than opaque PhotoPrism-format tokens.
+    @ivar audience: the C{aud} of its JWT access tokens; none: the issuer.
+    @ivar id_token_signed_response_alg: how its ID tokens are signed,
+        C{""} for the server's default.
+    @ivar id_token_claims: its ID tokens carry the claims of the granted
+        C{profile}, C{email} and C{address} scopes, not only userinfo.
     @ivar post_logout_redirect_uris: where RP-initiated logout may send the
         browser back to (OpenID Connect RP-Initiated Logout 1.0).
     """
@@ -99,6 +106,10 @@ class Client:
     created_at: int = 0
     introspect: bool = False
     pkce: str = "required"
+    jwt_access_tokens: bool = False
+    audience: tuple[str, ...] = ()
+    id_token_signed_response_alg: str = ""
+    id_token_claims: bool = False
     post_logout_redirect_uris: tuple[str, ...] = ()
 
     @property
@@ -112,6 +123,11 @@ class User:
     A person who can log in.
 
     @ivar password_hash: bcrypt hash, C{""} if the user has no password.
+    @ivar uid: the stable subject id (PhotoPrism's UID shape: C{u} and 15
+        base36 characters), given once and never changed; C{""} only in a
+        journal from before subject ids, until the first start gives one.
+    @ivar updated_at: when the profile (name, email, address) last changed,
+        0 if never.
     """
 
     name: str
@@ -121,6 +137,10 @@ class User:
     full_name: str = ""
     email: str = ""
     created_at: int = 0
+    uid: str = ""
+    email_verified: bool = False
+    address: str = ""
+    updated_at: int = 0
 
 
 TOTP_PERIOD = 30

@@ -191,7 +191,7 @@ def encode(record: Record) -> bytes:
         case ClientPut(client=client):
             text = "client\t" + _json(_client_fields(client))
         case UserPut(user=user):
-            text = "user\t" + _json(asdict(user))
+            text = "user\t" + _json(_unless_default(asdict(user), _USER_FIELDS_IF_SET))
         case ClientRemoved(client_id=client_id):
             text = _one_field("client-", client_id)
         case UserRemoved(name=name):
@@ -212,21 +212,34 @@ def encode(record: Record) -> bytes:
     return text.encode("utf-8")
 
 
-_CLIENT_FIELDS_IF_SET: dict[str, Any] = {
-    "introspect": False, "pkce": "required", "post_logout_redirect_uris": (),
+_CLIENT_FIELDS_IF_SET: dict[str, object] = {
+    "introspect": False, "pkce": "required", "jwt_access_tokens": False, "audience": [],
+    "id_token_signed_response_alg": "", "id_token_claims": False,
+    "post_logout_redirect_uris": [],
 }
 """
-Client fields added after the format was fixed, with their defaults:
-written only when not the default, so the record of a client without them
-is byte for byte what it was, and one read from an older journal gets their
-default.
+Client fields added after the format was fixed, with their defaults (as
+JSON has them): written only when not the default, so the record of a
+client without them is byte for byte what it was, and one read from an
+older journal gets their default.
+"""
+
+_USER_FIELDS_IF_SET: dict[str, object] = {
+    "uid": "", "email_verified": False, "address": "", "updated_at": 0,
+}
+"""
+User fields added after the format was fixed, written likewise.
 """
 
 
 def _client_fields(client: Client) -> dict[str, Any]:
-    fields = asdict(client)
-    for name, default in _CLIENT_FIELDS_IF_SET.items():
-        if fields[name] == default:
+    return _unless_default(asdict(client), _CLIENT_FIELDS_IF_SET)
+
+
+def _unless_default(fields: dict[str, Any], later: dict[str, object]) -> dict[str, Any]:
+    for name, default in later.items():
+        value = fields[name]
+        if (list(value) if isinstance(value, tuple) else value) == default:
             del fields[name]
     return fields
 
@@ -281,7 +294,7 @@ def decode(payload: bytes) -> Record:
 
 
 def _client(fields: dict[str, Any]) -> ClientPut:
-    for name in ("grant_types", "redirect_uris", "post_logout_redirect_uris"):
+    for name in ("grant_types", "redirect_uris", "audience", "post_logout_redirect_uris"):
         if name in fields:
             fields[name] = tuple(fields[name])
     return ClientPut(Client(**_named(fields, "id")))

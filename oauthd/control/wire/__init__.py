@@ -221,6 +221,13 @@ CLIENT = Entity(
         Field("introspect", _BOOL, "Introspection", settable=True),
         # "optional": a confidential client exempted from PKCE.
         Field("pkce", _TEXT, "PKCE", settable=True),
+        # OpenID Connect: signed JWT access tokens (RFC 9068) and their
+        # audience; the ID token's algorithm ("" for the server's default)
+        # and whether it carries the profile claims.
+        Field("jwt_access_tokens", _BOOL, "JWT Access Tokens", settable=True),
+        Field("audience", _TEXTS, "Audience", settable=True),
+        Field("id_token_signed_response_alg", _TEXT, "ID Token Algorithm", settable=True),
+        Field("id_token_claims", _BOOL, "Claims in ID Token", settable=True),
         # Where RP-initiated logout may return the browser.
         Field("post_logout_redirect_uris", _TEXTS, "Logout Redirect URIs", settable=True),
         Field("created_at", _INT, "Created At (UTC)"),
@@ -229,7 +236,9 @@ CLIENT = Entity(
     # oauthctl shows max_tokens with access_ttl.
     detail=(
         "id", "name", "type", "role", "user", "scope", "grant_types", "redirect_uris",
-        "post_logout_redirect_uris", "introspect", "pkce", "enabled", "access_ttl", "refresh_ttl", "tokens", "created_at",
+        "post_logout_redirect_uris", "introspect", "pkce", "enabled", "access_ttl", "refresh_ttl",
+        "tokens", "created_at",
+        "jwt_access_tokens", "audience", "id_token_signed_response_alg", "id_token_claims",
     ),
 )
 
@@ -241,11 +250,16 @@ USER = Entity(
         Field("disabled", _BOOL, "Enabled"),  # oauthctl shows it the other way round
         Field("full_name", _TEXT, "Full Name", settable=True),
         Field("email", _TEXT, "Email", settable=True),
+        Field("email_verified", _BOOL, "Email Verified", settable=True),
+        Field("address", _TEXT, "Address", settable=True),
+        Field("uid", _TEXT, "Subject ID"),
+        Field("updated_at", _INT, "Profile Updated At (UTC)"),
         Field("has_password", _BOOL, "Password", computed=True),
         Field("created_at", _INT, "Created At (UTC)"),
         Field("tokens", _INT, "Live Tokens", computed=True),
     ),
-    detail=("name", "role", "full_name", "email", "disabled", "has_password", "tokens", "created_at"),
+    detail=("name", "uid", "role", "full_name", "email", "email_verified", "address", "disabled",
+            "has_password", "tokens", "created_at"),
 )
 
 TOKEN = Entity(

@@ -13,6 +13,7 @@ from oauthd.protocol.context import Context
 from oauthd.protocol.errors import Conflict, InvalidValue, NotFound
 from oauthd.protocol.issuing import derived_label
 from oauthd.protocol.rules import ROLES, check_label, check_new_password, check_username
+from oauthd.protocol.subjects import new_uid
 from oauthd.state.decision import Decision
 from oauthd.state.entities import APP_PASSWORD, SESSION, Client, User
 from oauthd.state.records import (
@@ -37,6 +38,8 @@ def _checked(candidate: User) -> User:
         raise InvalidValue("user role is admin or user")
     if candidate.full_name:
         check_label("full name", candidate.full_name)
+    if candidate.address:
+        check_label("address", candidate.address)
     email = candidate.email
     if email and ("@" not in email or len(email) > 254 or any(c.isspace() for c in email)):
         raise InvalidValue("the email address is not valid")
@@ -52,7 +55,8 @@ async def add_user(ctx: Context, name: str, password: str | None, **fields: Any)
         raise Conflict(f"user {name} already exists")
     if password is not None:
         check_new_password(password)
-    new = _checked(User(name=name, created_at=ctx.now(), **fields))
+    new = _checked(User(name=name, created_at=ctx.now(), uid=new_uid(ctx.state, ctx.random_bytes),
+                        **fields))
     if password is not None:
         new = attrs.evolve(new, password_hash=await ctx.hasher.hash(password))
         if name in ctx.state.users:
@@ -116,8 +120,18 @@ def update_user(ctx: Context, name: str, **changes: Any) -> Decision[User]:
     Change a user's role, profile or disabled flag; disabling revokes the
     user's tokens.
     """
-    changed = _checked(attrs.evolve(user(ctx, name), **changes))
+    before = user(ctx, name)
+    changed = _checked(attrs.evolve(before, **changes))
+    if _profile(changed) != _profile(before):
+        changed = attrs.evolve(changed, updated_at=ctx.now())
     return Decision(changed, [UserPut(changed)])
+
+
+def _profile(person: User) -> tuple[object, ...]:
+    """
+    What the C{updated_at} claim dates: the profile relying parties see.
+    """
+    return (person.full_name, person.email, person.email_verified, person.address)
 
 
 def remove_user(ctx: Context, name: str) -> Decision[tuple[User, list[Client]]]:

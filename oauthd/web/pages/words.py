@@ -34,6 +34,7 @@ SCOPE_WORDS = {
     "openid": "Know who you are (your account name)",
     "profile": "See your name",
     "email": "See your email address",
+    "address": "See your postal address",
     "introspect": "Check tokens issued by this server",
 }
 
