@@ -79,6 +79,10 @@ class Config:
     @ivar browser_session_idle: seconds a browser session at the
         authorization endpoint lasts unused.
     @ivar browser_session_max_age: seconds a browser session lasts at most.
+    @ivar key_publish_delay: seconds a new signing key is in the JWKS before
+        it signs.
+    @ivar key_rotation_days: rotate the signing keys when the newest is this
+        many days old; 0: only by hand.
     """
 
     listen: tuple[str, ...]
@@ -106,6 +110,8 @@ class Config:
     authorization_code_ttl: int = field(default=60)
     browser_session_idle: int = field(default=7 * 86400)
     browser_session_max_age: int = field(default=14 * 86400)
+    key_publish_delay: int = field(default=3600)
+    key_rotation_days: int = field(default=0)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -229,6 +235,8 @@ SETTINGS: dict[str, Setting] = {
     "authorization_code_ttl": Setting(int, _in_range(1, 600), "authorization code lifetime in seconds"),
     "browser_session_idle": Setting(int, _in_range(300, 366 * 86400), "browser session idle lifetime"),
     "browser_session_max_age": Setting(int, _in_range(300, 366 * 86400), "browser session lifetime"),
+    "key_publish_delay": Setting(int, _in_range(0, 7 * 86400), "seconds a new key is published before it signs"),
+    "key_rotation_days": Setting(int, _in_range(0, 3650), "days between scheduled key rotations (0: off)"),
 }
 
 

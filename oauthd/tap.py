@@ -228,6 +228,7 @@ def build_service(
     """
     from twisted.python.threadpool import ThreadPool
 
+    from oauthd.control.keys import KeyKeeper
     from oauthd.control.listen import control_service
     from oauthd.control.peer import resolve_group
     from oauthd.control.server import ControlFactory
@@ -278,6 +279,9 @@ def build_service(
                             dummy_cost=dummy_cost)
     ctx = Context(store.state, config, reactor, hasher)
     give_subject_ids(store, ctx)
+    # Before the listeners: the first keys are made before anything can
+    # ask for a signature.
+    KeyKeeper(ctx, store).setServiceParent(root)
     http = OAuthHTTP(ctx, store)
     site = http.site()
     site.max_connections = make_room(config.max_connections)

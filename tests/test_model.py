@@ -761,6 +761,40 @@ def test_expired_codes_and_sessions_do_not_pile_up_in_memory() -> None:
     assert len(state.authz.codes) <= 128 and len(state.authz.browsers) <= 128
 
 
+# The signing-key records (issue 15): a key with its private JWK, and the
+# mark of when what it signed has expired.
+GOLDEN_KEYS = [
+    b'key\t{"alg":"EdDSA","created":1800000000,"jwk":{"crv":"Ed25519","d":"c2VjcmV0","kty":"OKP",'
+    b'"x":"cHVibGlj"},"kid":"k1","signs_from":1800003600}',
+    b'key~\tk1\t1800007200',
+]
+
+
+def test_key_records_keep_their_format() -> None:
+    """
+    The signing-key records read from and write back to exactly these
+    bytes, replay after the older records, and malformed ones are refused
+    without quoting the key.
+    """
+    from oauthd.state.keys import KeyAdded, KeySignedUntil, SigningKey
+
+    key = SigningKey("k1", "EdDSA", 1800000000, 1800003600,
+                     {"crv": "Ed25519", "d": "c2VjcmV0", "kty": "OKP", "x": "cHVibGlj"})
+    records = [KeyAdded(key), KeySignedUntil("k1", 1800007200)]
+    assert [encode(record) for record in records] == GOLDEN_KEYS
+    assert [decode(payload) for payload in GOLDEN_KEYS] == records
+    assert decode(GOLDEN_KEYS[0]).key.jwk == key.jwk  # type: ignore[union-attr]
+    state = State()
+    model.replay(state, GOLDEN[:6] + GOLDEN_KEYS, START)
+    assert state.keys.all() == [key]
+    assert state.keys.signed_until("k1") == 1800007200
+    for bad in (b"key~\tk1", b"key~\tk1\tx", b'key\t{"kid":"k1","jwk":{"d":"c2VjcmV0"}}', b"key\t[]",
+                b'key\t{"kid":1,"alg":"a","created":1,"signs_from":1,"jwk":{"d":"c2VjcmV0"}}'):
+        with pytest.raises(ValueError) as raised:
+            decode(bad)
+        assert "c2VjcmV0" not in str(raised.value)
+
+
 GOLDEN_LOGOUT = (
     # RP-initiated logout (issue 15): "post_logout_redirect_uris" is written
     # only when the client has some.

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 
 from oauthd import __version__
 from oauthd.control.consents import ConsentResponders
+from oauthd.control.keys import KeyResponders
 from oauthd.control.paging import Copied, Keys, Listing, Taken, each
 from oauthd.control.rows import client_row, token_row, user_row
 from oauthd.control.second_factor import SecondFactorResponders
@@ -355,7 +356,7 @@ class TokenResponders(Responders):
 
 RESPONDERS: tuple[type[Responders], ...] = (
     StatusResponders, ClientResponders, UserResponders, TokenResponders, SecondFactorResponders,
-    ConsentResponders,
+    ConsentResponders, KeyResponders,
 )
 """
 The groups of responders each admitted connection gets.

@@ -1,37 +1,171 @@
 """
-PLACEHOLDER for the signing API that branch i15-keys builds (see the
-design's "keys" section): the same signatures, over one RSA key made per
-process, so that logout can be built and tested before the keys land. The
-merge of i15-keys replaces this whole file with theirs.
+Signed JWTs (ID tokens, JWT access tokens) with the server's keys
+(L{oauthd.state.keys}), by C{joserfc}. No I/O; the clock is C{ctx.now()}.
+
+    token = signing.sign(ctx, claims, alg="ES256")          # needs claims["exp"]
+    claims = signing.verify(ctx, token)                      # None if not ours or expired
+    decision = Decision(answer, records=[..., *signing.pending(ctx)])
+
+Signing a token that expires later than anything its key signed before
+moves the key's mark in memory (L{oauthd.state.keys.Keys.reserve}); the
+mark decides when the key, once retired, leaves the JWKS. L{pending} gives
+the records that make the marks durable: a decision that signs puts them
+among its records, and the daemon commits any left every minute.
+
+Signing runs on the reactor: an RSA-2048 signature takes about a
+millisecond, an ES256 or EdDSA one much less (C{bench/signing.py}); that is
+less than a bcrypt check's hand-off to a thread would save.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, RSAKey
+from joserfc import jws, jwt
+from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
+from joserfc.jwt import JWTClaimsRegistry
 
 from oauthd.protocol.context import Context
+from oauthd.state.keys import KeySignedUntil, SigningKey
 
-_KEY = RSAKey.generate_key(2048, auto_kid=True)
+ALGORITHMS = ("RS256", "ES256", "EdDSA")
+"""
+The algorithms the server signs with: RS256, which OpenID Connect requires,
+first.
+"""
+
+
+
+@contextmanager
+def _eddsa_named() -> Iterator[None]:
+    """
+    RFC 9864 deprecates the name C{EdDSA} for C{Ed25519}, and joserfc warns
+    at each use; but OpenID Connect's relying parties know only C{EdDSA}
+    (with Ed25519 keys) so far.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "EdDSA is deprecated", SecurityWarning)
+        yield
+
+Jwk = RSAKey | ECKey | OKPKey
+
+
+class UnknownAlgorithm(ValueError):
+    """
+    No key signs with the algorithm asked for.
+    """
+
+
+def generate(alg: str, now: int, signs_from: int) -> SigningKey:
+    """
+    A new key for C{alg}, named by its RFC 7638 thumbprint.
+
+    @raise UnknownAlgorithm: if C{alg} is not one of L{ALGORITHMS}.
+    """
+    made: Jwk
+    if alg == "RS256":
+        made = RSAKey.generate_key(2048)
+    elif alg == "ES256":
+        made = ECKey.generate_key("P-256")
+    elif alg == "EdDSA":
+        made = OKPKey.generate_key("Ed25519")
+    else:
+        raise UnknownAlgorithm(alg)
+    return SigningKey(made.thumbprint(), alg, now, signs_from, dict(made.as_dict(private=True)))
+
+
+def _imported(ctx: Context, key: SigningKey) -> Jwk:
+    cache = ctx.state.keys.cache
+    held = cache.get(key.kid)
+    if held is None:
+        held = cache[key.kid] = _import(key.jwk)
+    assert isinstance(held, RSAKey | ECKey | OKPKey)
+    return held
+
+
+def _import(fields: dict[str, Any]) -> Jwk:
+    kty = fields.get("kty")
+    if kty == "RSA":
+        return RSAKey.import_key(fields)
+    if kty == "EC":
+        return ECKey.import_key(fields)
+    return OKPKey.import_key(fields)
 
 
 def sign(ctx: Context, claims: dict[str, Any], alg: str = "RS256", typ: str = "JWT") -> str:
-    return jwt.encode({"alg": alg, "kid": _KEY.kid, "typ": typ}, claims, _KEY)
+    """
+    C{claims} as a compact JWS, header C{{alg, kid, typ}}, signed by the key
+    of C{alg} in state I{signing}.
+
+    @param claims: must hold C{exp}, a whole number of seconds.
+    @raise UnknownAlgorithm: if no key signs with C{alg}.
+    """
+    now = ctx.now()
+    key = ctx.state.keys.signing(alg, now)
+    if key is None:
+        raise UnknownAlgorithm(alg)
+    expires_at = claims["exp"]
+    if type(expires_at) is not int:
+        raise ValueError("exp must be a whole number of seconds")
+    with _eddsa_named():
+        token = jwt.encode({"alg": alg, "kid": key.kid, "typ": typ}, claims, _imported(ctx, key),
+                           algorithms=[alg])
+    ctx.state.keys.reserve(key.kid, expires_at)
+    return token
 
 
 def verify(ctx: Context, token: str, *, accept_expired: bool = False) -> dict[str, Any] | None:
+    """
+    The claims of C{token} if one of the published keys (next, signing or
+    retired) signed it with that key's algorithm and, unless
+    C{accept_expired}, its C{exp} has not passed; else C{None}.
+    """
+    now = ctx.now()
+    published = {key.kid: key for key in ctx.state.keys.published(now)}
     try:
-        claims = dict(jwt.decode(token, _KEY, algorithms=["RS256"]).claims)
-    except (JoseError, ValueError):
-        return None
-    exp = claims.get("exp")
-    if not accept_expired and (not isinstance(exp, int) or exp <= ctx.now()):
+        header = jws.extract_compact(token.encode("ascii")).headers()
+        key = published.get(header.get("kid", ""))
+        if key is None or header.get("alg") != key.alg:
+            return None
+        with _eddsa_named():
+            decoded = jwt.decode(token, _imported(ctx, key), algorithms=[key.alg])
+        claims = dict(decoded.claims)
+        if "exp" not in claims:
+            return None
+        checked = {name: value for name, value in claims.items()
+                   if not (accept_expired and name == "exp")}
+        JWTClaimsRegistry(now=now).validate(checked)
+    except (JoseError, ValueError, TypeError, KeyError, UnicodeError):
         return None
     return claims
 
 
-def jwks(ctx: Context) -> dict[str, Any]:
-    return dict(KeySet([_KEY]).as_dict(private=False))
+def jwks(ctx: Context) -> dict[str, list[dict[str, Any]]]:
+    """
+    The JWKS: the public part of every published key, with C{kid}, C{use}
+    and C{alg}.
+    """
+    keys = []
+    for key in ctx.state.keys.published(ctx.now()):
+        public = dict(_imported(ctx, key).as_dict(private=False))
+        keys.append({**public, "kid": key.kid, "use": "sig", "alg": key.alg})
+    return {"keys": keys}
+
+
+def algorithms(ctx: Context) -> tuple[str, ...]:
+    """
+    The algorithms that can sign now, RS256 first (for discovery).
+    """
+    now = ctx.now()
+    return tuple(alg for alg in ALGORITHMS if ctx.state.keys.signing(alg, now) is not None)
+
+
+def pending(ctx: Context) -> list[KeySignedUntil]:
+    """
+    The records that make the signing marks reserved in memory durable.
+    """
+    return ctx.state.keys.pending()

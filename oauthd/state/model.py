@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from oauthd.state import authz, second_factor
+from oauthd.state import authz, keys, second_factor
 from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
 from oauthd.state.families import EXPIRY_BUCKET, Families, Family
 from oauthd.state.order import TakenOrder
@@ -77,6 +77,7 @@ class State:
         self.users: dict[str, User] = {}
         self.second_factors: second_factor.SecondFactors = {}
         self.authz = authz.AuthzTables()  # codes, browser sessions, consents
+        self.keys = keys.Keys()  # signing keys
         # Each token's tok record, by key; self.tokens is the read-only view.
         self._rows: dict[int, Row] = {}
         self.tokens = TokenTable(self._rows)
@@ -172,7 +173,7 @@ class State:
         How many records a snapshot holds, for the compaction policy.
         """
         return (len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows)
-                + self.families.records() + len(self.authz))
+                + self.families.records() + len(self.authz) + len(self.keys))
 
     # -- changing -----------------------------------------------------------
 
@@ -238,6 +239,7 @@ class State:
 
     def _apply(self, record: Record, now: float) -> None:
         self.authz.apply(record, self.users, self.clients, now)
+        self.keys.apply(record)
         match record:
             case TokenIssued(token=token):
                 key = token.key

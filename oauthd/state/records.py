@@ -33,6 +33,7 @@ records of kind C{refresh-used}; replay reads those as used keys, and takes a
 family's start from the first of its tokens it sees.
     code, browser, half, consent (and more): the authorization endpoint's
                                 (L{oauthd.state.authz_records})
+    key, key~                   signing keys (L{oauthd.state.keys})
 
 Applying a record is idempotent, and a record naming something absent does
 nothing (see L{oauthd.state.model}). Times are whole seconds on the injected
@@ -47,8 +48,9 @@ from typing import Any
 
 from attrs import asdict, frozen
 
-from oauthd.state import authz_records
+from oauthd.state import authz_records, keys
 from oauthd.state.authz_records import AUTHZ_TYPES, AuthzRecord
+from oauthd.state.keys import KEY_TYPES, KeyRecord
 from oauthd.state.entities import KINDS, Client, SecondFactor, Token, User, key_hex
 
 KINDS_BY_NAME = {kind: kind for kind in KINDS}
@@ -153,6 +155,7 @@ SecondFactorRecord = SecondFactorEnabled | SecondFactorDisabled | TotpStepUsed |
 Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
     | GrantRevoked | RefreshUsed | FamilyHeld | RefreshSpent | SecondFactorRecord | AuthzRecord
+    | KeyRecord
 )
 
 TOKEN_TAG = b"tok\t"
@@ -174,6 +177,8 @@ def encode(record: Record) -> bytes:
     if isinstance(record, AUTHZ_TYPES):
         # The authorization endpoint's records (issue 14).
         return authz_records.encode(record).encode("utf-8")
+    if isinstance(record, KEY_TYPES):
+        return keys.encode(record).encode("utf-8")
     match record:
         case TokenIssued(token=t):
             text = (
@@ -267,6 +272,8 @@ def decode(payload: bytes) -> Record:
         return _several_fields(tag, fields)
     if tag in authz_records.DECODERS:
         return authz_records.decode(fields)
+    if tag in keys.DECODERS:
+        return keys.decode(fields)
     if tag in _TWO_FIELDS:
         if len(fields) != 3:
             raise ValueError(f"malformed {tag} record: it has {len(fields)} fields, not 3")

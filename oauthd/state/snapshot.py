@@ -34,6 +34,7 @@ def snapshot_payloads(state: State, rows: Mapping[int, Row], now: float) -> Iter
         yield encode(UserPut(user))
     yield from second_factor.snapshot(state.second_factors, now)
     yield from state.authz.snapshot(now)
+    yield from (payload.encode("utf-8") for payload in state.keys.snapshot(now))
     for key in list(rows):
         row = rows.get(key)
         if row is not None and live_row(row, now):

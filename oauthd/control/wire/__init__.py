@@ -469,12 +469,15 @@ class RemoveToken(ControlCommand):
     response = [*TOKEN_FIELDS, (b"revoked", amp.Integer())]
 
 
+# After ControlCommand, which they subclass.
+from oauthd.control.wire.keys import ListKeys, RotateKeys  # noqa: E402
+
 COMMANDS: tuple[type[ControlCommand], ...] = (
     Status, Compact,
     AddClient, ListClients, ShowClient, ModifyClient, RemoveClient,
     AddUser, ListUsers, ShowUser, SetPassword, ModifyUser, RemoveUser,
     EnableSecondFactor, DisableSecondFactor, SecondFactorStatus, ListConsents, RevokeConsent,
-    AddToken, ListTokens, ShowToken, RemoveToken,
+    AddToken, ListTokens, ShowToken, RemoveToken, ListKeys, RotateKeys,
 )
 BY_NAME: dict[bytes, type[ControlCommand]] = {command.commandName: command for command in COMMANDS}
 """
