@@ -285,6 +285,8 @@ def test_the_keeper_makes_keys_commits_marks_and_rotates_on_schedule() -> None:
     server = MemoryServer.build(config_for_tests(key_rotation_days=30, key_publish_delay=3600), clock)
     keeper = KeyKeeper(server.ctx, server.store)
     keeper.startService()
+    assert signing.algorithms(server.ctx) == ()
+    clock.advance(0)
     assert signing.algorithms(server.ctx) == signing.ALGORITHMS
     now = server.ctx.now()
     signing.sign(server.ctx, {"exp": now + 600})

@@ -35,8 +35,7 @@ durable, and a rotation if one is due.
 
 class KeyKeeper(Service):
     """
-    Makes the first keys when the daemon starts (before its listeners do),
-    then every minute commits the keys' signing marks left in memory and
+    Makes the first keys when the daemon starts, then every minute commits the keys' signing marks left in memory and
     the scheduled rotation when one is due.
     """
 
@@ -48,8 +47,13 @@ class KeyKeeper(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._commit(key_rotation.first_keys(self.ctx), "saving the first signing keys")
+        # The reactor runs its due calls before it first reads a socket, so
+        # the keys are in memory before any request can ask for a signature.
+        self.ctx.clock.callLater(0, self.make_first_keys)
         self._loop.start(UPKEEP_INTERVAL, now=False)
+
+    def make_first_keys(self) -> None:
+        self._commit(key_rotation.first_keys(self.ctx), "saving the first signing keys")
 
     def stopService(self) -> None:
         super().stopService()
