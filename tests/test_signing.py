@@ -8,12 +8,15 @@ only.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from twisted.internet.defer import Deferred, succeed
+from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
 from oauthd.control.keys import UPKEEP_INTERVAL, KeyKeeper
@@ -24,6 +27,7 @@ from oauthd.interfaces import IAuditSink
 from oauthd.state.decision import Decision
 from oauthd.state.keys import RESERVE_STEP
 from oauthd.testing import START, MemoryServer, config_for_tests
+from oauthd.web.api import OAuthHTTP
 
 import pytest
 from zope.interface import implementer
@@ -299,4 +303,68 @@ def test_the_keeper_makes_keys_commits_marks_and_rotates_on_schedule() -> None:
     clock.advance(3600)
     # The old keys' tokens expired long ago: they leave as they are superseded.
     assert sorted(row.state for row in key_rotation.listing(server.ctx)) == ["signing"] * 3
+    # Marks left at a stop are committed then.
+    signing.sign(server.ctx, {"exp": server.ctx.now() + 600})
     keeper.stopService()
+    assert signing.pending(server.ctx) == []
+
+
+def test_the_jwks_over_http_before_and_after_a_rotation() -> None:
+    """
+    C{GET /.well-known/jwks.json} serves the published keys, cacheable for
+    less than the publish delay; both discovery documents point at it.
+    """
+    server = Server(key_publish_delay=3600)
+    treq = StubTreq(OAuthHTTP(server.ctx, server.server.store).resource())
+
+    def get(path: str) -> tuple[Any, Any]:
+        response = done(treq.get("https://auth.example.com" + path))
+        return response, json.loads(done(response.content()))
+
+    response, before = get("/.well-known/jwks.json")
+    assert response.code == 200
+    assert response.headers.getRawHeaders("Cache-Control") == ["public, max-age=900"]
+    assert before == signing.jwks(server.ctx)
+    assert [key["alg"] for key in before["keys"]] == ["RS256", "ES256", "EdDSA"]
+    old = header(server.token(lifetime=60))["kid"]
+    (new,) = server.rotate("RS256")
+    _, after = get("/.well-known/jwks.json")
+    assert [key["kid"] for key in after["keys"]] == [key["kid"] for key in before["keys"]] + [new]
+    assert all(not set(PRIVATE_MEMBERS) & set(key) for key in after["keys"])
+    server.clock.advance(3600 + 60 + RESERVE_STEP)
+    _, later = get("/.well-known/jwks.json")
+    assert old not in [key["kid"] for key in later["keys"]]
+    assert new in [key["kid"] for key in later["keys"]]
+    for document in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+        assert get(document)[1]["jwks_uri"] == "https://auth.example.com/.well-known/jwks.json"
+
+
+def test_no_publish_delay_means_no_caching() -> None:
+    server = Server(key_publish_delay=0)
+    treq = StubTreq(OAuthHTTP(server.ctx, server.server.store).resource())
+    response = done(treq.get("https://auth.example.com/.well-known/jwks.json"))
+    assert response.headers.getRawHeaders("Cache-Control") == ["no-cache"]
+
+
+def test_verify_answers_none_to_hostile_tokens() -> None:
+    """
+    Malformed headers and payloads (a list for a header, a kid that is not
+    text, a payload that is not an object, a critical extension) are
+    refused, never raised: logout hands verify whatever a browser sent.
+    """
+    server = Server()
+    kid = server.ctx.state.keys.all()[0].kid
+    _, payload, signature = server.token().split(".")
+
+    def part(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    for head, body in (
+        ([], payload), (None, payload), ({"alg": "RS256", "kid": kid}, part([1])),
+        ({"alg": "RS256", "kid": [1]}, payload), ({"alg": ["RS256"], "kid": kid}, payload),
+        ({"alg": "RS256", "kid": kid, "crit": ["x"]}, payload),
+        ({"alg": "none", "kid": kid}, payload), ({"alg": "HS256", "kid": kid}, payload),
+    ):
+        assert signing.verify(server.ctx, ".".join((part(head), body, signature))) is None
+    for garbage in ("\x00.\x00.\x00", "a" * 100_000, ".".join(["a"] * 5)):
+        assert signing.verify(server.ctx, garbage) is None

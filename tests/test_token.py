@@ -532,4 +532,5 @@ class DiscoveryTests(OAuthCase):
         assert oauth["introspection_endpoint_auth_methods_supported"] == [
             "client_secret_basic", "client_secret_post"]
         assert oidc["claims_supported"] == ["email", "name", "preferred_username", "sub"]
-        assert "jwks_uri" not in oidc
+        # The signing keys (issue 15) are served, and named in both documents.
+        assert oidc["jwks_uri"] == oauth["jwks_uri"] == "https://auth.example.com/.well-known/jwks.json"

@@ -56,15 +56,21 @@ class KeyKeeper(Service):
         self._commit(key_rotation.first_keys(self.ctx), "saving the first signing keys")
 
     def stopService(self) -> None:
+        # Before the store stops (services stop in reverse order), which
+        # then flushes these marks with the rest.
         super().stopService()
         if self._loop.running:
             self._loop.stop()
+        self._commit_marks()
 
     def upkeep(self) -> None:
+        self._commit_marks()
+        self._commit(key_rotation.scheduled(self.ctx), "the scheduled key rotation")
+
+    def _commit_marks(self) -> None:
         marks = signing.pending(self.ctx)
         if marks:
             self._commit(Decision(None, records=marks), "saving the signing keys' marks")
-        self._commit(key_rotation.scheduled(self.ctx), "the scheduled key rotation")
 
     def _commit(self, decision: Decision[Any] | None, what: str) -> Deferred[Any] | None:
         if decision is None:

@@ -46,6 +46,7 @@ from oauthd.ctl.commands import (
 )
 from oauthd.ctl.connection import Connection, CtlError, connect, socket_path
 from oauthd.ctl.consents import cmd_users_consents
+from oauthd.ctl.keys import cmd_keys_ls, cmd_keys_rotate
 from oauthd.ctl.second_factor import cmd_users_2fa_disable, cmd_users_2fa_enable, cmd_users_2fa_status
 from oauthd.ctl.output import Terminal
 
@@ -318,6 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("token", metavar="HANDLE|TOKEN")
     sub = command(auth, "rm", cmd_auth_rm, "revoke a token at once")
     sub.add_argument("token", metavar="HANDLE|TOKEN")
+
+    keys = group("keys", "list and rotate the keys that sign ID tokens and JWT access tokens", ["key"])
+    command(keys, "ls", cmd_keys_ls, "list the published signing keys (never their private parts)", ["list"])
+    sub = command(
+        keys, "rotate", cmd_keys_rotate,
+        "add a new key: published at once, signing after key_publish_delay; the old one retires",
+    )
+    sub.add_argument("--alg", choices=["RS256", "ES256", "EdDSA"], help="only this algorithm [default: all]")
+    sub.add_argument("--now", action="store_true", help="sign with it at once (no publish delay)")
     return parser
 
 

@@ -12,9 +12,12 @@ mark decides when the key, once retired, leaves the JWKS. L{pending} gives
 the records that make the marks durable: a decision that signs puts them
 among its records, and the daemon commits any left every minute.
 
-Signing runs on the reactor: an RSA-2048 signature takes about a
-millisecond, an ES256 or EdDSA one much less (C{bench/signing.py}); that is
-less than a bcrypt check's hand-off to a thread would save.
+Signing and verifying run on the reactor: an RSA-2048 signature holds it
+for less than a millisecond, ES256 and EdDSA much less (C{bench/signing.py}
+measures each), and only logins and refreshes sign; a thread would add a
+hand-off to every one of them to spare other requests that wait. Making a
+key, RSA's above all, costs more, but happens only at first start and at a
+rotation.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
+from oauthd.config import Config
 from oauthd.protocol.context import Context
 from oauthd.state.keys import KeySignedUntil, SigningKey
 
@@ -154,6 +158,20 @@ def jwks(ctx: Context) -> dict[str, list[dict[str, Any]]]:
         public = dict(_imported(ctx, key).as_dict(private=False))
         keys.append({**public, "kid": key.kid, "use": "sig", "alg": key.alg})
     return {"keys": keys}
+
+
+JWKS_MAX_AGE = 900
+"""
+The most seconds relying parties may cache the JWKS for.
+"""
+
+
+def jwks_max_age(config: Config) -> int:
+    """
+    How long relying parties may cache the JWKS: well inside the publish
+    delay, so that a cached copy holds a new key before it signs.
+    """
+    return min(JWKS_MAX_AGE, config.key_publish_delay // 2)
 
 
 def algorithms(ctx: Context) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from oauthd.interfaces import AuditFailing
-from oauthd.protocol import clientauth, errors, grants, introspection, revocation, sessions, userinfo
+from oauthd.protocol import clientauth, errors, grants, introspection, revocation, sessions, signing, userinfo
 from oauthd.protocol.context import Body, Context
 from oauthd.protocol.discovery import (
     Capabilities,
@@ -60,7 +60,7 @@ class OAuthHTTP:
         self.capabilities = Capabilities(
             endpoints=frozenset({
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
-                "userinfo_endpoint", "authorization_endpoint", "end_session_endpoint",
+                "userinfo_endpoint", "authorization_endpoint", "end_session_endpoint", "jwks_uri",
             }),
             grant_types=grants.SERVED,
             client_auth_methods=clientauth.METHODS,
@@ -219,6 +219,14 @@ class OAuthHTTP:
     @app.route("/.well-known/openid-configuration", methods=["GET"])
     def openid_metadata(self, request: IRequest) -> bytes:
         return _public(request, openid_configuration(self._ctx.config, self.capabilities))
+
+    @app.route("/.well-known/jwks.json", methods=["GET"])
+    def jwks(self, request: IRequest) -> bytes:
+        request.setHeader(b"Access-Control-Allow-Origin", b"*")
+        max_age = signing.jwks_max_age(self._ctx.config)
+        cache = f"public, max-age={max_age}" if max_age else "no-cache"
+        return json_body(request, signing.jwks(self._ctx), headers={"Cache-Control": cache},
+                         no_store=False)
 
     @app.route("/api/v1/oauth/authorize", methods=["GET", "POST"])
     def authorize(self, request: IRequest) -> bytes | Deferred[bytes]:

@@ -470,7 +470,7 @@ class RemoveToken(ControlCommand):
 
 
 # After ControlCommand, which they subclass.
-from oauthd.control.wire.keys import ListKeys, RotateKeys  # noqa: E402
+from oauthd.control.wire.keys import ListKeys as ListKeys, RotateKeys as RotateKeys  # noqa: E402
 
 COMMANDS: tuple[type[ControlCommand], ...] = (
     Status, Compact,
