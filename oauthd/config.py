@@ -83,6 +83,9 @@ class Config:
         it signs.
     @ivar key_rotation_days: rotate the signing keys when the newest is this
         many days old; 0: only by hand.
+    @ivar id_token_ttl: seconds an ID token is valid.
+    @ivar id_token_alg: how ID tokens (and JWT access tokens) are signed for
+        a client that does not say.
     """
 
     listen: tuple[str, ...]
@@ -112,6 +115,8 @@ class Config:
     browser_session_max_age: int = field(default=14 * 86400)
     key_publish_delay: int = field(default=3600)
     key_rotation_days: int = field(default=0)
+    id_token_ttl: int = field(default=3600)
+    id_token_alg: str = field(default="RS256")
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -203,6 +208,15 @@ def _each_endpoint(key: str, value: list[str]) -> tuple[str, ...]:
     return tuple(_check_endpoint(key, v) for v in value)
 
 
+def _one_of(*allowed: str) -> Callable[[str, str], str]:
+    def check(key: str, value: str) -> str:
+        if value not in allowed:
+            raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {value[:40]!r}")
+        return value
+
+    return check
+
+
 SETTINGS: dict[str, Setting] = {
     "listen": Setting(
         list, _each_endpoint, "HTTP endpoint(s), Twisted endpoint strings", str
@@ -237,6 +251,8 @@ SETTINGS: dict[str, Setting] = {
     "browser_session_max_age": Setting(int, _in_range(300, 366 * 86400), "browser session lifetime"),
     "key_publish_delay": Setting(int, _in_range(0, 7 * 86400), "seconds a new key is published before it signs"),
     "key_rotation_days": Setting(int, _in_range(0, 3650), "days between scheduled key rotations (0: off)"),
+    "id_token_ttl": Setting(int, _in_range(60, 86400), "ID token lifetime in seconds"),
+    "id_token_alg": Setting(str, _one_of("RS256", "ES256", "EdDSA"), "default ID token algorithm"),
 }
 
 

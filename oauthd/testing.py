@@ -5,10 +5,12 @@ layers above them (and for other projects' tests).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+import attrs
 from attrs import Factory, define
 from zope.interface import implementer
 
@@ -20,7 +22,7 @@ from twisted.python.failure import Failure
 from oauthd.config import Config, build_config
 from oauthd.eventlog import MemoryJournal
 from oauthd.interfaces import HasherBusy, IAuditSink, IEventLog, IPasswordHasher
-from oauthd.protocol import clientauth, lookup
+from oauthd.protocol import clientauth, lookup, signing
 from oauthd.protocol.admin import clients, tokens, users
 from oauthd.protocol.context import Context
 from oauthd.protocol.login import check_password
@@ -28,6 +30,7 @@ from oauthd.protocol.tokens import RandomBytes
 from oauthd.services.audit import log_audit
 from oauthd.services.hashing import PasswordHasher
 from oauthd.state.entities import ACCESS, Client, Token, User
+from oauthd.state.keys import KeyAdded, SigningKey
 from oauthd.state.model import State
 from oauthd.state.store import Store
 
@@ -189,6 +192,26 @@ def config_for_tests(**values: Any) -> Config:
     values.setdefault("data", "/nonexistent")
     values.setdefault("issuer", "https://auth.example.com")
     return build_config(values, {})
+
+
+@functools.cache
+def keys_for_tests() -> tuple[SigningKey, ...]:
+    """
+    A signing key per algorithm, made once per process (an RSA key takes a
+    while to make) for every L{MemoryServer}: it signs from its start.
+    """
+    return tuple(signing.generate(alg, 0, 0) for alg in signing.ALGORITHMS)
+
+
+def give_keys_for_tests(state: State, now: int) -> None:
+    """
+    Give C{state} L{keys_for_tests}, signing from C{now}, if it has no
+    keys; straight into memory, not the log, since tests count the records
+    their requests write (the daemon commits its first keys at start).
+    """
+    if not state.keys.all():
+        state.apply([KeyAdded(attrs.evolve(key, created=now, signs_from=now))
+                     for key in keys_for_tests()], now)
 
 
 @define

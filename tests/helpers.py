@@ -16,7 +16,7 @@ from oauthd.config import Config
 from oauthd.interfaces import IEventLog
 from oauthd.state.decision import Decision
 from oauthd.state.records import Record
-from oauthd.testing import START, InlineReactor, MemoryServer, config_for_tests
+from oauthd.testing import START, InlineReactor, MemoryServer, config_for_tests, give_keys_for_tests
 from oauthd.web.api import OAuthHTTP
 
 __all__ = ["START", "InlineMemoryReactor", "change", "make_config", "make_http", "make_server"]
@@ -34,13 +34,17 @@ make_config = config_for_tests
 
 def make_server(
     config: Config | None = None, clock: Clock | None = None, journal: IEventLog | None = None,
-    random_bytes: Any = None, hash_pool: Any = None,
+    random_bytes: Any = None, hash_pool: Any = None, signing_keys: bool = True,
 ) -> MemoryServer:
     """
     A L{MemoryServer} over C{journal} (replayed, so passing the journal of an
-    earlier one is a restart).
+    earlier one is a restart), with L{give_keys_for_tests} unless not
+    C{signing_keys} (a test that counts what a snapshot holds).
     """
-    return MemoryServer.build(config, clock, journal, random_bytes or os.urandom, hash_pool)
+    server = MemoryServer.build(config, clock, journal, random_bytes or os.urandom, hash_pool)
+    if signing_keys:
+        give_keys_for_tests(server.state, server.ctx.now())
+    return server
 
 
 def make_http(config: Config | None = None) -> OAuthHTTP:

@@ -59,7 +59,8 @@ class Harness:
         self.clock = Clock()
         self.clock.advance(START)
         self.journal = journal if journal is not None else MemoryJournal()
-        self.server = make_server(make_config(), clock=self.clock, journal=self.journal, hash_pool=pool)
+        self.server = make_server(make_config(), clock=self.clock, journal=self.journal, hash_pool=pool,
+                                  signing_keys=False)
         self.peer: PeerCredentials | None = ADMIN
         factory.setdefault("allowed_uids", [ADMIN.uid])
         self.factory = ControlFactory(

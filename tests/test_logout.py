@@ -18,7 +18,7 @@ from joserfc.jwk import RSAKey
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 
-from oauthd.protocol import key_rotation, signing
+from oauthd.protocol import signing
 from oauthd.protocol.admin.clients import update_client
 from oauthd.state.authz_records import BrowserSession
 from oauthd.web.pages.security import SESSION_COOKIE
@@ -38,9 +38,6 @@ class LogoutTests(PageCase):
                         post_logout_redirect_uris=("https://other.example/bye",))
         self.successResultOf(self.server.store.commit(
             update_client(self.server.ctx, self.gallery.id, post_logout_redirect_uris=(GOODBYE,))))
-        first = key_rotation.first_keys(self.server.ctx)
-        assert first is not None
-        self.successResultOf(self.server.store.commit(first))
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     # -- helpers ----------------------------------------------------------------------

@@ -112,4 +112,4 @@ class SessionTests(OAuthCase):
 
     def test_session_token_works_at_userinfo(self) -> None:
         access = self.login().body["access_token"]
-        assert self.request("GET", USERINFO, headers={"X-Session-ID": access}).body["sub"] == "alice"
+        assert self.request("GET", USERINFO, headers={"X-Session-ID": access}).body["sub"] == self.server.state.users["alice"].uid

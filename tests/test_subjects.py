@@ -6,20 +6,17 @@ at creation or, for a journal from before them, once on the first start.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd import tap
-from oauthd.config import build_config
-from oauthd.eventlog import FileJournal
+from oauthd.protocol.admin.users import update_user
 from oauthd.protocol.subjects import is_uid
 from oauthd.state.entities import User
 from oauthd.state.records import UserPut, encode
-from oauthd.testing import InlinePool
-from tests.helpers import InlineMemoryReactor
+from oauthd.testing import HeldJournal, MemoryServer
 
 PHOTOPRISM_UID = re.compile(r"^u[0-9a-z]{15}$")
 """
@@ -30,27 +27,17 @@ then lowercase letters and digits.
 
 class MigrationTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.data = Path(self.mktemp())
-        self.data.mkdir(mode=0o700)
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
-    def start(self) -> dict[str, User]:
+    def start(self, journal: HeldJournal) -> MemoryServer:
         """
-        Start the daemon on the data directory, stop it, and return its
-        users as replay sees them afterwards.
+        What the daemon does at start about subject ids (L{tap.build_service}
+        calls L{tap.give_subject_ids} once the journal is replayed), on a
+        server over C{journal}.
         """
-        config = build_config({"data": str(self.data), "listen": ["tcp:0:interface=127.0.0.1"]})
-        service = tap.build_service(config, InlineMemoryReactor(), journal_pool=InlinePool())
-        service.privilegedStartService()
-        service.startService()
-        self.successResultOf(service.stopService())
-        from oauthd.state.model import State, replay
-
-        journal = FileJournal.open(str(self.data), InlineMemoryReactor(), pool=InlinePool())
-        state = State()
-        replay(state, journal.replay(), 0)
-        self.successResultOf(journal.close())
-        return state.users
+        server = MemoryServer.build(log=journal)
+        tap.give_subject_ids(server.store, server.ctx)
+        return server
 
     def migrations_logged(self) -> int:
         return sum("stable subject id" in formatEvent(e) for e in self.events)
@@ -58,19 +45,30 @@ class MigrationTests(SynchronousTestCase):
     def test_old_journal_gets_subject_ids_once(self) -> None:
         """
         Users of a journal written before subject ids get one each on the
-        first start, logged once; the next start changes nothing and logs
-        nothing.
+        first start, in a record each, logged once; the next start changes
+        nothing and logs nothing, and the ids stay.
         """
-        journal = FileJournal.open(str(self.data), InlineMemoryReactor(), pool=InlinePool())
-        self.successResultOf(journal.append([encode(UserPut(User("alice"))), encode(UserPut(User("bob")))]))
-        self.successResultOf(journal.close())
-
-        first = self.start()
-        uids = {name: user.uid for name, user in first.items()}
+        old = [encode(UserPut(User("alice"))), encode(UserPut(User("bob")))]
+        first = self.start(HeldJournal(old))
+        uids = {name: user.uid for name, user in first.state.users.items()}
         assert all(PHOTOPRISM_UID.match(uid) and is_uid(uid) for uid in uids.values()), uids
         assert len(set(uids.values())) == 2
+        assert first.store.log.record_count == 4  # type: ignore[attr-defined]
         assert self.migrations_logged() == 1
 
-        second = self.start()
-        assert {name: user.uid for name, user in second.items()} == uids
+        again = self.start(HeldJournal(first.store.log.payloads))  # type: ignore[attr-defined]
+        assert {name: user.uid for name, user in again.state.users.items()} == uids
+        assert again.store.log.record_count == 4  # type: ignore[attr-defined]
         assert self.migrations_logged() == 1
+
+    def test_new_users_get_one_at_creation(self) -> None:
+        """
+        A user created now has a subject id at once, unlike every other
+        user's, and a change of profile keeps it.
+        """
+        server = MemoryServer.build()
+        alice = self.successResultOf(server.add_user("alice", None))
+        bob = self.successResultOf(server.add_user("bob", None))
+        assert is_uid(alice.uid) and is_uid(bob.uid) and alice.uid != bob.uid
+        self.successResultOf(server.store.commit(update_user(server.ctx, "alice", full_name="Alice")))
+        assert server.state.users["alice"].uid == alice.uid

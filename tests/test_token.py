@@ -531,6 +531,8 @@ class DiscoveryTests(OAuthCase):
             "client_secret_basic", "client_secret_post", "none"]
         assert oauth["introspection_endpoint_auth_methods_supported"] == [
             "client_secret_basic", "client_secret_post"]
-        assert oidc["claims_supported"] == ["email", "name", "preferred_username", "sub"]
+        assert set(oidc["claims_supported"]) == {
+            "sub", "name", "preferred_username", "updated_at", "email", "email_verified", "address",
+            "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "sid"}
         # The signing keys (issue 15) are served, and named in both documents.
         assert oidc["jwks_uri"] == oauth["jwks_uri"] == "https://auth.example.com/.well-known/jwks.json"

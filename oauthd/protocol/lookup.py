@@ -5,18 +5,20 @@ admins and revocation also by its session id or its handle.
 
 from __future__ import annotations
 
-from oauthd.protocol import tokens
+from oauthd.protocol import id_tokens, tokens
 from oauthd.protocol.context import Context
 from oauthd.state.entities import HANDLE_SHIFT, Token, handle_prefix
 
 
 def authenticate_token(ctx: Context, secret: str) -> Token | None:
     """
-    The live token whose secret is C{secret}. A string in neither token
+    The live token whose secret is C{secret}, or which is the JWT access
+    token C{secret} (L{id_tokens.presented_jwt}). A string in no token
     format is refused without a lookup.
     """
     if not (tokens.is_access_token(secret) or tokens.is_app_password(secret)):
-        return None
+        key = id_tokens.presented_jwt(ctx, secret)
+        return None if key is None else ctx.state.token(key, ctx.now())
     return ctx.state.token(tokens.token_key(secret), ctx.now())
 
 

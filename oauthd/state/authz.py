@@ -29,18 +29,19 @@ from oauthd.state.authz_records import (
     Consent,
     ConsentGranted,
     ConsentRevoked,
+    GrantLogin,
     PendingSecondFactor,
     HalfLoginEnded,
     HalfLoginStarted,
     encode,
 )
-from oauthd.state.records import ClientRemoved, Record, UserPut, UserRemoved
+from oauthd.state.records import ClientRemoved, GrantRevoked, Record, UserPut, UserRemoved
 
 _PRUNE_FLOOR = 64
 
-_WATCHED = frozenset({*AUTHZ_TYPES, UserPut, UserRemoved, ClientRemoved})
+_WATCHED = frozenset({*AUTHZ_TYPES, UserPut, UserRemoved, ClientRemoved, GrantRevoked})
 
-_Live = TypeVar("_Live", AuthCode, BrowserSession, PendingSecondFactor)
+_Live = TypeVar("_Live", AuthCode, BrowserSession, PendingSecondFactor, GrantLogin)
 
 
 class AuthzTables:
@@ -49,6 +50,7 @@ class AuthzTables:
     @ivar browsers: browser sessions, by key.
     @ivar halves: half logins, by key.
     @ivar consents: each user's consents, by user and then client id.
+    @ivar logins: the logins OpenID grants came from, by grant id.
     """
 
     def __init__(self) -> None:
@@ -56,14 +58,16 @@ class AuthzTables:
         self.browsers: dict[str, BrowserSession] = {}
         self.halves: dict[str, PendingSecondFactor] = {}
         self.consents: dict[str, dict[str, Consent]] = {}
-        self._pruned_at = {"codes": _PRUNE_FLOOR, "browsers": _PRUNE_FLOOR, "halves": _PRUNE_FLOOR}
+        self.logins: dict[str, GrantLogin] = {}
+        self._pruned_at = {"codes": _PRUNE_FLOOR, "browsers": _PRUNE_FLOOR, "halves": _PRUNE_FLOOR,
+                           "logins": _PRUNE_FLOOR}
 
     def __len__(self) -> int:
         """
         How many records a snapshot would hold at most.
         """
         return (2 * len(self.codes) + 2 * len(self.browsers) + len(self.halves)
-                + sum(map(len, self.consents.values())))
+                + sum(map(len, self.consents.values())) + len(self.logins))
 
     def consent(self, user: str, client_id: str) -> Consent | None:
         return self.consents.get(user, {}).get(client_id)
@@ -116,6 +120,12 @@ class AuthzTables:
             case ConsentGranted(consent=c):
                 if c.user in users and c.client_id in clients:
                     self.consents.setdefault(c.user, {})[c.client_id] = c
+            case GrantLogin(grant=grant):
+                if record.live(now):
+                    self.logins[grant] = record
+                    self._maybe_prune("logins", self.logins, now)
+            case GrantRevoked(grant=grant):
+                self.logins.pop(grant, None)
             case ConsentRevoked(user=user, client_id=client_id):
                 held = self.consents.get(user)
                 if held is not None:
@@ -166,6 +176,9 @@ class AuthzTables:
         for held in list(self.consents.values()):
             for consent in list(held.values()):
                 yield _payload(ConsentGranted(consent))
+        for login in list(self.logins.values()):
+            if login.live(now):
+                yield _payload(login)
 
 
 def _payload(record: AuthzRecord) -> bytes:

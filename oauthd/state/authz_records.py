@@ -16,6 +16,7 @@ token) is kept as the SHA-256 hex digest of its value, its C{key}::
     half-    key                          HalfLoginEnded    used or given up
     consent  user client_id scope granted_at  ConsentGranted  the user lets the client have scope
     consent- user client_id               ConsentRevoked    no more
+    login    grant auth_time amr sid expires_at  GrantLogin  the login an OpenID grant came from
 """
 
 from __future__ import annotations
@@ -127,6 +128,28 @@ class Consent:
 
 
 @frozen
+class GrantLogin:
+    """
+    The login an OpenID Connect grant came from, for the ID tokens its
+    refresh tokens get (OpenID Connect Core section 12.2: the original
+    C{auth_time}).
+
+    @ivar amr: the authentication methods, as the browser session has them.
+    @ivar sid: the browser session's handle (the ID token's C{sid}).
+    @ivar expires_at: when the grant's family ends at the latest.
+    """
+
+    grant: str
+    auth_time: int
+    amr: tuple[str, ...]
+    sid: str
+    expires_at: int
+
+    def live(self, now: float) -> bool:
+        return now < self.expires_at
+
+
+@frozen
 class CodeIssued:
     code: AuthCode
 
@@ -175,11 +198,11 @@ class ConsentRevoked:
 
 AuthzRecord = (
     CodeIssued | CodeRedeemed | BrowserStarted | BrowserSeen | BrowserEnded | HalfLoginStarted
-    | HalfLoginEnded | ConsentGranted | ConsentRevoked
+    | HalfLoginEnded | ConsentGranted | ConsentRevoked | GrantLogin
 )
 AUTHZ_TYPES = (
     CodeIssued, CodeRedeemed, BrowserStarted, BrowserSeen, BrowserEnded, HalfLoginStarted,
-    HalfLoginEnded, ConsentGranted, ConsentRevoked,
+    HalfLoginEnded, ConsentGranted, ConsentRevoked, GrantLogin,
 )
 
 _CODE_FIELDS = (
@@ -229,6 +252,8 @@ def encode(record: AuthzRecord) -> str:
             return _plain("consent", c.user, c.client_id, c.scope, c.granted_at)
         case ConsentRevoked(user=user, client_id=client_id):
             return _plain("consent-", user, client_id)
+        case GrantLogin(grant=grant, auth_time=auth_time, amr=amr, sid=sid):
+            return _plain("login", grant, auth_time, " ".join(amr), sid, record.expires_at)
 
 
 def _object(text: str, names: tuple[str, ...], ints: frozenset[str]) -> dict[str, Any]:
@@ -267,6 +292,8 @@ DECODERS: dict[str, tuple[int, Callable[..., AuthzRecord]]] = {
     "consent": (4, lambda user, client_id, scope, at: ConsentGranted(
         Consent(user, client_id, scope, int(at)))),
     "consent-": (2, ConsentRevoked),
+    "login": (5, lambda grant, auth_time, amr, sid, expires_at: GrantLogin(
+        grant, int(auth_time), tuple(amr.split()), sid, int(expires_at))),
 }
 
 

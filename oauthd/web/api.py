@@ -16,7 +16,9 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from oauthd.interfaces import AuditFailing
-from oauthd.protocol import clientauth, errors, grants, introspection, revocation, sessions, signing, userinfo
+from oauthd.protocol import (
+    clientauth, errors, grants, id_tokens, introspection, revocation, sessions, signing, userinfo,
+)
 from oauthd.protocol.context import Body, Context
 from oauthd.protocol.discovery import (
     Capabilities,
@@ -64,7 +66,8 @@ class OAuthHTTP:
             }),
             grant_types=grants.SERVED,
             client_auth_methods=clientauth.METHODS,
-            claims=userinfo.CLAIMS,
+            claims=userinfo.CLAIMS | id_tokens.CLAIMS,
+            id_token_algs=frozenset(signing.ALGORITHMS),
         )
 
         self._pages = AuthorizePages(ctx, store, self._ip, self._audit_refusal)

@@ -14,11 +14,12 @@ from oauthd.state.records import Record
 
 def issued(
     records: list[Record], client: Client, grant_type: str, ip: str,
-    access: Minted, refresh: Minted | None = None,
+    access: Minted, refresh: Minted | None = None, id_token: str = "",
 ) -> Decision[Body]:
     """
-    The decision to issue C{access} (and C{refresh}) with C{records}, and the
-    RFC 6749 section 5.1 answer, plus PhotoPrism's keys.
+    The decision to issue C{access} (and C{refresh}, and an OpenID Connect
+    C{id_token}) with C{records}, and the RFC 6749 section 5.1 answer, plus
+    PhotoPrism's keys.
     """
     token = access.token
     body: Body = {
@@ -29,6 +30,8 @@ def issued(
     }
     if refresh is not None:
         body["refresh_token"] = refresh.secret
+    if id_token:
+        body["id_token"] = id_token
     body["status"] = "success"
     body["session_id"] = access.session_id
     body["client_name"] = client.name
@@ -36,7 +39,8 @@ def issued(
         "client": client.id, "user": token.user, "token": token.handle, "grant": grant_type,
     }
     event = audit("token.issue", "ok", ip=ip, scope=token.scope,
-                  refresh="yes" if refresh is not None else "", **context)
+                  refresh="yes" if refresh is not None else "", id_token="yes" if id_token else "",
+                  **context)
     return Decision(body, records, (event,), context=context)
 
 

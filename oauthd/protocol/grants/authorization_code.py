@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 
-from oauthd.protocol import errors, scopes
+from oauthd.protocol import errors, id_tokens, scopes, signing
 from oauthd.protocol.authorize import s256, valid_verifier
 from oauthd.protocol.browser import digest
 from oauthd.protocol.context import Body, Context, Params
@@ -24,9 +24,9 @@ from oauthd.protocol.errors import deny
 from oauthd.protocol.grants.answer import issued
 from oauthd.protocol.issuing import family_limit_records, mint
 from oauthd.protocol.limits import TOKEN_IP, ip_key, refuse
-from oauthd.state.authz_records import AuthCode, CodeRedeemed
+from oauthd.state.authz_records import AuthCode, CodeRedeemed, GrantLogin
 from oauthd.state.decision import Decision, audit
-from oauthd.state.entities import ACCESS, REFRESH, Client
+from oauthd.state.entities import REFRESH, Client
 from oauthd.state.records import GrantRevoked, Record
 
 _MAX_CODE = 100
@@ -52,15 +52,25 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
         raise deny(errors.invalid_grant("the login or consent the code came from has ended"),
                    ip=ip, **context)
     records: list[Record] = [CodeRedeemed(code.key), *family_limit_records(ctx, client, code.user)]
-    access = mint(ctx, ACCESS, scope=code.scope, lifetime=client.access_ttl,
-                  client_id=client.id, user=code.user, grant=code.grant)
+    session = ctx.state.authz.browsers[code.browser]
+    login = GrantLogin(code.grant, code.auth_time, session.amr, session.handle,
+                       ctx.now() + ctx.config.refresh_family_lifetime)
+    access = id_tokens.access_token(ctx, client, scope=code.scope, lifetime=client.access_ttl,
+                                    user=code.user, grant=code.grant, login=login)
     records.append(access.record)
     refresh = None
     if "refresh_token" in client.grant_types:
         refresh = mint(ctx, REFRESH, scope=code.scope, lifetime=client.refresh_ttl,
                        client_id=client.id, user=code.user, grant=code.grant)
         records.append(refresh.record)
-    return issued(records, client, "authorization_code", ip, access, refresh)
+    id_token = ""
+    if id_tokens.wants_id_token(code.scope):
+        id_token = id_tokens.id_token(ctx, client, user, login, code.scope, access.secret, code.nonce)
+        if refresh is not None:
+            # Its refreshes get ID tokens of this login too.
+            records.append(login)
+    records += signing.pending(ctx)
+    return issued(records, client, "authorization_code", ip, access, refresh, id_token)
 
 
 def _check_binding(code: AuthCode, params: Params, context: dict[str, object]) -> None:

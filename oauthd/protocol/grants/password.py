@@ -6,7 +6,7 @@ passwords, whose scope and lifetime then bound what is issued.
 
 from __future__ import annotations
 
-from oauthd.protocol import errors, scopes
+from oauthd.protocol import errors, id_tokens, scopes, signing
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny
 from oauthd.protocol.grants.answer import issued, requested_scope
@@ -14,7 +14,8 @@ from oauthd.protocol.issuing import capped, derived_label, family_limit_records,
 from oauthd.protocol.login import credentials, login
 from oauthd.protocol.tokens import new_grant_id
 from oauthd.state.decision import Decision
-from oauthd.state.entities import ACCESS, REFRESH, Client
+from oauthd.state.authz_records import GrantLogin
+from oauthd.state.entities import REFRESH, Client
 
 
 def _intersect(a: str, b: str) -> str:
@@ -55,9 +56,11 @@ async def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decis
     grant = new_grant_id(ctx.random_bytes)
     label = derived_label(app) if app is not None else ""
     records = [*logged_in.records, *family_limit_records(ctx, client, user.name)]
-    access = mint(ctx, ACCESS, scope=scope, lifetime=capped(ctx, client.access_ttl, app),
-                  client_id=client.id, user=user.name, grant=grant, label=label)
-    records.append(access.record)
+    # A login at the token endpoint, by password (or an app password).
+    signed_in = GrantLogin(grant, ctx.now(), ("pwd",), "", 0)
+    access = id_tokens.access_token(ctx, client, scope=scope, lifetime=capped(ctx, client.access_ttl, app),
+                                    user=user.name, grant=grant, label=label, login=signed_in)
+    records += [access.record, *signing.pending(ctx)]
     refresh = None
     if "refresh_token" in client.grant_types:
         # A family lives no longer than refresh_family_lifetime: its first

@@ -8,7 +8,7 @@ and no refresh token it issues outlives it.
 
 from __future__ import annotations
 
-from oauthd.protocol import errors, scopes, tokens
+from oauthd.protocol import errors, id_tokens, scopes, signing, tokens
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny
 from oauthd.protocol.grants.answer import issued, requested_scope
@@ -54,15 +54,22 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
     if client.max_tokens >= 0:
         live = [t for t in ctx.state.grant_tokens(token.grant, ctx.now()) if t.kind == ACCESS]
         records += oldest_beyond(live, client.max_tokens)
-    access = mint(ctx, ACCESS, scope=scope, lifetime=capped(ctx, client.access_ttl, app),
-                  client_id=client.id, user=token.user, grant=token.grant, label=token.label)
+    login = ctx.state.authz.logins.get(token.grant)
+    access = id_tokens.access_token(ctx, client, scope=scope, lifetime=capped(ctx, client.access_ttl, app),
+                                    user=token.user, grant=token.grant, label=token.label, login=login)
     # The new refresh token keeps the grant's scope (RFC 6749 section 6): a
     # narrower access token now does not narrow later ones.
     refresh = mint(ctx, REFRESH, scope=token.scope,
                    lifetime=min(capped(ctx, client.refresh_ttl, app), ends - ctx.now()),
                    client_id=client.id, user=token.user, grant=token.grant, label=token.label)
     records += [access.record, refresh.record]
-    return issued(records, client, "refresh_token", ip, access, refresh)
+    id_token = ""
+    user = ctx.state.users.get(token.user)
+    if login is not None and user is not None and id_tokens.wants_id_token(scope):
+        # OpenID Connect Core section 12.2: the original login's auth_time.
+        id_token = id_tokens.id_token(ctx, client, user, login, scope, access.secret)
+    records += signing.pending(ctx)
+    return issued(records, client, "refresh_token", ip, access, refresh, id_token)
 
 
 def _check_owner(ctx: Context, client: Client, ip: str, owner: str, name: str) -> None:
