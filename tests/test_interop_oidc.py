@@ -147,9 +147,8 @@ def test_authlib_openid_client(daemon: tuple[Daemon, str]) -> None:
 
     refreshed = client.refresh_token(discovery["token_endpoint"], refresh_token=token["refresh_token"])
     assert refreshed["access_token"] != token["access_token"]
-    if "id_token" in refreshed:
-        again = validated(refreshed["id_token"], refreshed["access_token"])
-        assert (again["sub"], again["auth_time"]) == (claims["sub"], claims["auth_time"])
+    again = validated(refreshed["id_token"], refreshed["access_token"])
+    assert (again["sub"], again["auth_time"], again["sid"]) == (claims["sub"], claims["auth_time"], claims["sid"])
     assert client.get(discovery["userinfo_endpoint"], timeout=10).status_code == 200
 
     logout = add_params_to_uri(discovery["end_session_endpoint"], [
@@ -197,7 +196,7 @@ def test_oauth4webapi_relying_party(daemon: tuple[Daemon, str]) -> None:
         logout = hear("logout")
         done = hear("done")
         assert done["userinfo"]["sub"] == done["sub"] != "alice"
-        assert done["userinfo"]["email"] == "alice@example.com"
+        assert done["userinfo"]["email"] == "alice@example.com" and done["refreshed_id_token"]
         _log_out(browser, logout["url"], logout["state"])
         assert not browser.logged_in(location)
         assert rp.wait(10) == 0
