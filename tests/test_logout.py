@@ -98,6 +98,14 @@ class LogoutTests(PageCase):
         (event,) = [e for e in self.events if e.get("audit_event") == "browser.logout"]
         assert (event["user"], event["session"], event["client"]) == ("alice", session.handle, self.gallery.id)
 
+    def test_the_id_token_of_this_login_ends_its_session(self) -> None:
+        answer = self.approve(self.log_in(self.authorize(nonce="n-1")))
+        (session,) = self.server.state.authz.browsers.values()
+        reply = self.redeem(answer.redirect[1]["code"])
+        assert reply.code == 200, reply.body
+        shown = self.logout(id_token_hint=reply.body["id_token"], post_logout_redirect_uri=GOODBYE)
+        assert shown.redirect == (GOODBYE, {}) and not self.live(session)
+
     def test_a_posted_hint_without_a_redirect_shows_the_logged_out_page(self) -> None:
         session = self.signed_in()
         self.assert_logged_out_page(self.logout("POST", id_token_hint=self.hint(session.handle)))
