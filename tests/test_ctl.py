@@ -26,6 +26,8 @@ from twisted.internet.threads import deferToThread
 from oauthd import __version__
 from oauthd.ctl import cli, commands, connection, output
 from oauthd.protocol import tokens
+from oauthd.protocol.admin.clients import update_client
+from oauthd.protocol.errors import InvalidValue
 from oauthd.control.peer import PeerCredentials, socket_peer_credentials
 from oauthd.control.server import ControlFactory
 from oauthd.ctl.cli import main
@@ -553,3 +555,45 @@ def test_repair(tmp_path: Path) -> None:
     finally:
         os.chdir(here)
     assert trapped.code == 0 and "no damage found" in trapped.out
+
+
+@pytest_twisted.ensureDeferred
+async def test_openid_settings_round_trip(tmp_path: Path) -> None:
+    """
+    The OpenID Connect settings of users (name, verified email, address;
+    the subject id shown) and clients (JWT access tokens, audiences, the ID
+    token's algorithm and claims) over a real socket.
+    """
+    live = Live(tmp_path)
+    server = live.server
+    try:
+        added = (await live.ok("--json", "users", "add", "carol", "--name", "Carol C", "--email",
+                               "c@example.com", "--email-verified", "--address", "1 Main St",
+                               "--password-stdin", stdin="correct horse\n")).json()
+        carol = server.state.users["carol"]
+        assert (added["uid"], added["full_name"], added["email_verified"], added["address"]) == (
+            carol.uid, "Carol C", True, "1 Main St")
+        await live.ok("users", "mod", "carol", "--email-unverified", "--address", "")
+        carol = server.state.users["carol"]
+        assert (carol.email_verified, carol.address, carol.uid) == (False, "", added["uid"])
+
+        client = (await live.ok(
+            "--json", "clients", "add", "--name", "rp", "--grant", "authorization_code",
+            "--jwt-access-tokens", "--audience", "https://a.example", "--audience", "https://b.example",
+            "--id-token-alg", "EdDSA", "--id-token-claims",
+        )).json()
+        held = server.state.clients[client["id"]]
+        assert (held.jwt_access_tokens, held.audience, held.id_token_signed_response_alg,
+                held.id_token_claims) == (True, ("https://a.example", "https://b.example"), "EdDSA", True)
+        await live.ok("clients", "mod", client["id"], "--no-jwt-access-tokens", "--no-id-token-claims")
+        held = server.state.clients[client["id"]]
+        assert (held.jwt_access_tokens, held.id_token_claims) == (False, False)
+        refused = await live.ctl("clients", "mod", client["id"], "--id-token-alg", "HS256")
+        assert refused.code == 2
+        # Past oauthctl's own checks, the daemon's.
+        for bad in ({"id_token_signed_response_alg": "none"}, {"audience": ("not a uri",)}):
+            with pytest.raises(InvalidValue):
+                update_client(server.ctx, client["id"], **bad)
+        assert server.state.clients[client["id"]] == held
+    finally:
+        await live.stop()

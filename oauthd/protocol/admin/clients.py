@@ -5,6 +5,7 @@ Registering, changing and removing clients.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -19,6 +20,7 @@ from oauthd.protocol.rules import (
     check_redirect_uri_count,
     check_redirect_uris,
 )
+from oauthd.protocol.signing import ALGORITHMS
 from oauthd.state.decision import Decision
 from oauthd.state.entities import CONFIDENTIAL, PUBLIC, Client
 from oauthd.state.records import ClientPut, ClientRemoved
@@ -61,11 +63,27 @@ def checked(ctx: Context, candidate: Client) -> Client:
     check_lifetime("refresh token lifetime", candidate.refresh_ttl)
     check_redirect_uris(candidate.redirect_uris)
     check_redirect_uris(candidate.post_logout_redirect_uris, "post-logout redirect URI")
+    _check_openid(candidate)
     try:
         scope = ctx.scope(candidate.scope)
     except scopes.ScopeError as e:
         raise InvalidValue(str(e)) from None
     return attrs.evolve(candidate, scope=scope)
+
+
+MAX_AUDIENCES = 10
+
+
+def _check_openid(candidate: Client) -> None:
+    if candidate.id_token_signed_response_alg not in ("", *ALGORITHMS):
+        raise InvalidValue(f"the ID token algorithm is one of {', '.join(ALGORITHMS)}")
+    if len(candidate.audience) > MAX_AUDIENCES:
+        raise InvalidValue(f"a client has at most {MAX_AUDIENCES} audiences")
+    for uri in candidate.audience:
+        parts = urlsplit(uri)
+        if (not parts.scheme or not parts.netloc or len(uri) > 2000
+                or any(c.isspace() or not c.isprintable() for c in uri)):
+            raise InvalidValue("an audience is an absolute URI")
 
 
 def _with_new_secret(ctx: Context, candidate: Client) -> tuple[Client, str]:
