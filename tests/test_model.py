@@ -793,3 +793,24 @@ def test_key_records_keep_their_format() -> None:
         with pytest.raises(ValueError) as raised:
             decode(bad)
         assert "c2VjcmV0" not in str(raised.value)
+
+
+GOLDEN_LOGOUT = (
+    # RP-initiated logout (issue 15): "post_logout_redirect_uris" is written
+    # only when the client has some.
+    b'client\t{"id":"c4","name":"rp","secret_digest":"","type":"public","grant_types":["authorization_code"],"scope":"openid","access_ttl":3600,"refresh_ttl":2592000,"max_tokens":10,"redirect_uris":["https://rp.example/cb"],"enabled":true,"user":"","role":"client","created_at":0,"post_logout_redirect_uris":["https://rp.example/bye"]}'
+)
+
+
+def test_post_logout_redirect_uris_keep_the_format() -> None:
+    """
+    A client's post-logout redirect URIs are read as none from an older
+    record, which writes back byte for byte; a client with some keeps them.
+    """
+    assert [decode(p).client.post_logout_redirect_uris for p in GOLDEN[:2]] == [(), ()]  # type: ignore[union-attr]
+    assert [encode(decode(p)) for p in GOLDEN] == GOLDEN
+    rp = decode(GOLDEN_LOGOUT)
+    assert isinstance(rp, ClientPut) and rp.client.post_logout_redirect_uris == ("https://rp.example/bye",)
+    assert encode(rp) == GOLDEN_LOGOUT
+    assert encode(ClientPut(attrs.evolve(rp.client, post_logout_redirect_uris=()))) == GOLDEN_LOGOUT.replace(
+        b',"post_logout_redirect_uris":["https://rp.example/bye"]', b"")

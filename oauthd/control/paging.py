@@ -145,6 +145,7 @@ class Listings:
                         # Only a client with very many long redirect URIs can
                         # outgrow a page; list it without them (show has them).
                         row["redirect_uris"] = []
+                        row["post_logout_redirect_uris"] = []
                         text = _json(row)
                     if size + len(text) + 1 > PAGE_BYTES and rows:
                         full = True

@@ -383,7 +383,7 @@ def _client_fields(settings: dict[str, Any]) -> dict[str, Any]:
             continue
         if name == "public":
             fields["type"] = "public" if value else "confidential"
-        elif name in ("grant_types", "redirect_uris", "audience"):
+        elif name in ("grant_types", "redirect_uris", "audience", "post_logout_redirect_uris"):
             fields[name] = tuple(value)
         else:
             fields[name] = value

@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--redirect-uri", dest="redirect_uris", action="append", metavar="URI",
             help="an allowed redirect URI; repeat for several" + ("" if adding else " (replaces the list)"),
         )
+        sub.add_argument(
+            "--post-logout-redirect-uri", dest="post_logout_redirect_uris", action="append", metavar="URI",
+            help="where logging out may return the browser; repeat for several"
+            + ("" if adding else " (replaces the list)"),
+        )
         sub.add_argument("--user", metavar="NAME", help="the user who owns it" + ("" if adding else " ('' for none)"))
         sub.add_argument("--role", choices=["client", "admin"], help="its role" + (" [default: client]" if adding else ""))
         introspect = sub.add_mutually_exclusive_group()
@@ -225,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument("--public", action="store_true", default=None, help="make it public (drops its secret)")
     kind.add_argument("--confidential", action="store_true", help="make it confidential (gives it a secret)")
     sub.add_argument("--no-redirect-uris", action="store_true", help="remove every redirect URI")
+    sub.add_argument("--no-post-logout-redirect-uris", action="store_true",
+                     help="remove every post-logout redirect URI")
     state = sub.add_mutually_exclusive_group()
     state.add_argument("--enable", dest="enabled", action="store_true", default=None)
     state.add_argument("--disable", dest="enabled", action="store_false", help="disable it and revoke its tokens")

@@ -204,6 +204,8 @@ def cmd_clients_mod(args: argparse.Namespace, term: Terminal, connect: Connect) 
         changes["public"] = False
     if args.no_redirect_uris:
         changes["redirect_uris"] = []
+    if args.no_post_logout_redirect_uris:
+        changes["post_logout_redirect_uris"] = []
     changes["name"] = args.name
     changes["enabled"] = args.enabled
     changes["regenerate_secret"] = args.regenerate_secret or None

@@ -87,7 +87,7 @@ def check_redirect_uri_count(uris: tuple[str, ...]) -> None:
         raise InvalidValue(f"a client has at most {MAX_REDIRECT_URIS} redirect URIs")
 
 
-def check_redirect_uris(uris: tuple[str, ...]) -> None:
+def check_redirect_uris(uris: tuple[str, ...], what: str = "redirect URI") -> None:
     """
     RFC 6749 section 3.1.2 and RFC 8252 sections 7 and 8.4: each absolute,
     of plain URI characters, without user information or a fragment; https
@@ -102,15 +102,15 @@ def check_redirect_uris(uris: tuple[str, ...]) -> None:
             parts = urlsplit(uri)
             host = parts.hostname
         except ValueError:
-            raise InvalidValue(f"redirect URI {shown} is not a valid URI") from None
+            raise InvalidValue(f"{what} {shown} is not a valid URI") from None
         if len(uri) > 2000 or not set(uri) <= _URI_CHARACTERS:
-            raise InvalidValue(f"redirect URI {shown} must be a URI of at most 2000 plain characters")
+            raise InvalidValue(f"{what} {shown} must be a URI of at most 2000 plain characters")
         if not parts.scheme or "#" in uri or "@" in parts.netloc:
-            raise InvalidValue(f"redirect URI {shown} must be absolute, without a fragment or user")
+            raise InvalidValue(f"{what} {shown} must be absolute, without a fragment or user")
         if parts.scheme == "https" and not host:
-            raise InvalidValue(f"redirect URI {shown} names no host")
+            raise InvalidValue(f"{what} {shown} names no host")
         if parts.scheme == "http" and host not in ("127.0.0.1", "::1", "localhost"):
-            raise InvalidValue(f"redirect URI {shown} must use https (http only for loopback)")
+            raise InvalidValue(f"{what} {shown} must use https (http only for loopback)")
         if parts.scheme not in ("http", "https") and "." not in parts.scheme:
-            raise InvalidValue(f"redirect URI {shown}: a private-use scheme is a reverse domain "
+            raise InvalidValue(f"{what} {shown}: a private-use scheme is a reverse domain "
                                "name, such as com.example.app")

@@ -86,6 +86,8 @@ class Client:
         C{""} for the server's default.
     @ivar id_token_claims: its ID tokens carry the claims of the granted
         C{profile}, C{email} and C{address} scopes, not only userinfo.
+    @ivar post_logout_redirect_uris: where RP-initiated logout may send the
+        browser back to (OpenID Connect RP-Initiated Logout 1.0).
     """
 
     id: str
@@ -108,6 +110,7 @@ class Client:
     audience: tuple[str, ...] = ()
     id_token_signed_response_alg: str = ""
     id_token_claims: bool = False
+    post_logout_redirect_uris: tuple[str, ...] = ()
 
     @property
     def public(self) -> bool:

@@ -220,6 +220,7 @@ def encode(record: Record) -> bytes:
 _CLIENT_FIELDS_IF_SET: dict[str, object] = {
     "introspect": False, "pkce": "required", "jwt_access_tokens": False, "audience": [],
     "id_token_signed_response_alg": "", "id_token_claims": False,
+    "post_logout_redirect_uris": [],
 }
 """
 Client fields added after the format was fixed, with their defaults (as
@@ -300,7 +301,7 @@ def decode(payload: bytes) -> Record:
 
 
 def _client(fields: dict[str, Any]) -> ClientPut:
-    for name in ("grant_types", "redirect_uris", "audience"):
+    for name in ("grant_types", "redirect_uris", "audience", "post_logout_redirect_uris"):
         if name in fields:
             fields[name] = tuple(fields[name])
     return ClientPut(Client(**_named(fields, "id")))

@@ -31,6 +31,7 @@ from oauthd.state.store import NotDurable, Store
 from oauthd.web import parsing
 from oauthd.web.pages import static
 from oauthd.web.pages.flow import AuthorizePages
+from oauthd.web.pages.logout import LogoutPages
 from oauthd.web.site import Edge, OAuthSite, json_body
 
 log = Logger()
@@ -41,6 +42,7 @@ _EVENTS = {
     b"/api/v1/oauth/introspect": "introspect",
     b"/api/v1/oauth/userinfo": "userinfo",
     b"/api/v1/oauth/authorize": "authorize",
+    b"/api/v1/oauth/logout": "logout",
 }
 
 
@@ -60,7 +62,7 @@ class OAuthHTTP:
         self.capabilities = Capabilities(
             endpoints=frozenset({
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
-                "userinfo_endpoint", "authorization_endpoint", "jwks_uri",
+                "userinfo_endpoint", "authorization_endpoint", "end_session_endpoint", "jwks_uri",
             }),
             grant_types=grants.SERVED,
             client_auth_methods=clientauth.METHODS,
@@ -69,6 +71,7 @@ class OAuthHTTP:
         )
 
         self._pages = AuthorizePages(ctx, store, self._ip, self._audit_refusal)
+        self._logout = LogoutPages(ctx, store, self._audit_refusal)
 
     def resource(self) -> IResource:
         return Edge(self.app.resource())
@@ -236,6 +239,15 @@ class OAuthHTTP:
         if request.method == b"POST":
             return self._pages.post(request)
         return self._pages.get(request)
+
+    @app.route("/api/v1/oauth/logout", methods=["GET", "POST"])
+    def end_session(self, request: IRequest) -> bytes | Deferred[bytes]:
+        """
+        RP-initiated logout's pages (L{LogoutPages}).
+        """
+        if request.method == b"POST":
+            return self._logout.post(request)
+        return self._logout.get(request)
 
     @app.route("/api/v1/oauth/static/<string:name>", methods=["GET"])
     def static_file(self, request: IRequest, name: str) -> bytes:

@@ -132,7 +132,7 @@ def params(request: IRequest, max_body: int, untyped_json: bool = False) -> dict
 def query(request: IRequest) -> dict[str, str]:
     """
     The query string's parameters, read as strictly as a form body (UTF-8,
-    none repeated, none too long). Only the authorization endpoint reads
+    none repeated, none too long). Only the authorization and logout endpoints read
     them (RFC 6749 section 3.1).
 
     @raise OAuthError: C{invalid_request} for a query that is not so.

@@ -228,13 +228,16 @@ CLIENT = Entity(
         Field("audience", _TEXTS, "Audience", settable=True),
         Field("id_token_signed_response_alg", _TEXT, "ID Token Algorithm", settable=True),
         Field("id_token_claims", _BOOL, "Claims in ID Token", settable=True),
+        # Where RP-initiated logout may return the browser.
+        Field("post_logout_redirect_uris", _TEXTS, "Logout Redirect URIs", settable=True),
         Field("created_at", _INT, "Created At (UTC)"),
         Field("tokens", _INT, "Live Tokens", computed=True),
     ),
     # oauthctl shows max_tokens with access_ttl.
     detail=(
         "id", "name", "type", "role", "user", "scope", "grant_types", "redirect_uris",
-        "introspect", "pkce", "enabled", "access_ttl", "refresh_ttl", "tokens", "created_at",
+        "post_logout_redirect_uris", "introspect", "pkce", "enabled", "access_ttl", "refresh_ttl",
+        "tokens", "created_at",
         "jwt_access_tokens", "audience", "id_token_signed_response_alg", "id_token_claims",
     ),
 )

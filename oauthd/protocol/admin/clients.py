@@ -62,6 +62,7 @@ def checked(ctx: Context, candidate: Client) -> Client:
     check_lifetime("access token lifetime", candidate.access_ttl)
     check_lifetime("refresh token lifetime", candidate.refresh_ttl)
     check_redirect_uris(candidate.redirect_uris)
+    check_redirect_uris(candidate.post_logout_redirect_uris, "post-logout redirect URI")
     _check_openid(candidate)
     try:
         scope = ctx.scope(candidate.scope)
@@ -96,6 +97,7 @@ def add_client(ctx: Context, name: str, **fields: Any) -> Decision[tuple[Client,
     client), which is shown once and stored only as a digest.
     """
     check_redirect_uri_count(fields.get("redirect_uris", ()))
+    check_redirect_uri_count(fields.get("post_logout_redirect_uris", ()))
     now = ctx.now()
     new = checked(ctx, Client(
         id=tokens.new_client_id(now, ctx.random_bytes), name=name, created_at=now, **fields,
@@ -114,6 +116,7 @@ def update_client(
     client and its new secret if one was generated, else C{""}.
     """
     check_redirect_uri_count(changes.get("redirect_uris", ()))
+    check_redirect_uri_count(changes.get("post_logout_redirect_uris", ()))
     changed = checked(ctx, attrs.evolve(client(ctx, client_id), **changes))
     secret = ""
     if changed.public:

@@ -144,7 +144,7 @@ class AuthorizePages:
             refusal = deny(OAuthError("invalid_request", error.description), **error.context)
             self._audit(request, refusal)
             return self._error(request, "This request cannot be completed",
-                               _sentence(error.description))
+                               sentence(error.description))
         except RedirectedError as error:
             return self._redirected(request, error)
 
@@ -187,7 +187,7 @@ class AuthorizePages:
             return self._logged_in(request, auth, login)
 
         def refused(failure: Failure) -> Page:
-            error = _refusal(failure)
+            error = refusal(failure)
             self._audit(request, error)
             return self._login_page(request, auth, _login_problem(error, WRONG_PASSWORD),
                                     username, status=error.status, headers=error.headers)
@@ -252,9 +252,9 @@ class AuthorizePages:
         it cannot be made so.
         """
         def failed(failure: Failure) -> Page:
-            error = _refusal(failure)
+            error = refusal(failure)
             self._audit(request, error)
-            return self._error(request, "Please try again", _sentence(error.description), error.status)
+            return self._error(request, "Please try again", sentence(error.description), error.status)
 
         return self._store.commit(decided).addCallbacks(then, failed)
 
@@ -309,7 +309,7 @@ class AuthorizePages:
 
     def _refused(self, request: IRequest, error: OAuthError) -> bytes:
         self._audit(request, error)
-        return self._error(request, "Invalid request", _sentence(error.description), error.status)
+        return self._error(request, "Invalid request", sentence(error.description), error.status)
 
     def _error(self, request: IRequest, title: str, description: str, status: int = 400) -> bytes:
         body = views.error_page(site=self._site, title=title, description=description)
@@ -329,7 +329,7 @@ class AuthorizePages:
         return b""
 
 
-def _refusal(failure: Failure) -> OAuthError:
+def refusal(failure: Failure) -> OAuthError:
     """
     The refusal a failure stands for; anything else is passed on.
     """
@@ -352,11 +352,11 @@ def _login_problem(error: OAuthError, wrong: str) -> str:
     if error.status == 503:
         return "The server is busy. Try again in a moment."
     if error.error == "invalid_request":
-        return _sentence(error.description)
+        return sentence(error.description)
     return wrong
 
 
-def _sentence(text: str) -> str:
+def sentence(text: str) -> str:
     """
     A protocol description as a sentence on a page.
     """

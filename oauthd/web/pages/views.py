@@ -14,6 +14,7 @@ from twisted.web.template import Tag, flattenString, tags
 from oauthd.web.pages.words import describe
 
 AUTHORIZE_PATH = "/api/v1/oauth/authorize"
+LOGOUT_PATH = "/api/v1/oauth/logout"
 STATIC_PATH = "/api/v1/oauth/static/"
 STYLESHEET = STATIC_PATH + "oauthd.css"
 FORM_POST_SCRIPT = STATIC_PATH + "form-post.js"
@@ -56,8 +57,8 @@ def _hidden(fields: Fields) -> list[Tag]:
     return [tags.input(type="hidden", name=name, value=value) for name, value in fields]
 
 
-def _form(fields: Fields, *body: Tag) -> Tag:
-    return tags.form(method="post", action=AUTHORIZE_PATH)(*_hidden(fields), *body)
+def _form(fields: Fields, *body: Tag, action: str = AUTHORIZE_PATH) -> Tag:
+    return tags.form(method="post", action=action)(*_hidden(fields), *body)
 
 
 def _error(message: str) -> list[Tag]:
@@ -171,4 +172,34 @@ def form_post_page(*, site: str, client_name: str, redirect_uri: str, params: Fi
             tags.button("Continue", type="submit", class_="primary"),
         ),
         script=FORM_POST_SCRIPT,
+    )
+
+
+def logout_page(*, site: str, client_name: str, user: str, fields: Fields) -> bytes:
+    """
+    Asking before logging out: the request did not show that the
+    application asking took part in this browser's session.
+    """
+    asking: list[Tag | str] = [" ", tags.strong(client_name), " asks to log you out."] if client_name else []
+    return _layout(
+        site, "Log out?",
+        tags.h1("Log out?"),
+        tags.p("Signed in as ", tags.strong(user), ".", *asking, class_="lead"),
+        tags.p("If you did not mean to log out, close this page: you stay signed in.", class_="help"),
+        _form(
+            fields,
+            tags.button("Log out", type="submit", name="logout", value="confirm", class_="primary"),
+            action=LOGOUT_PATH,
+        ),
+    )
+
+
+def logged_out_page(*, site: str) -> bytes:
+    """
+    The end of a logout with nowhere to go back to.
+    """
+    return _layout(
+        site, "Logged out",
+        tags.h1("You are logged out"),
+        tags.p("You can close this page.", class_="lead"),
     )
