@@ -246,11 +246,10 @@ class RotationTests(SynchronousTestCase):
         assert verify_trail(self.directory).broken is None
 
 
-def test_a_control_change_is_answered_once_its_event_is_durable(tmp_path: Path) -> None:
+def control_with_trail(tmp_path: Path) -> tuple[Harness, SteppingPool, Disk, AuditTrail]:
     """
-    AddClient over the control socket is answered only once the event that
-    describes it is written; while the trail cannot write, a change is
-    refused as a storage error and makes no change.
+    A control socket harness whose store writes to a real audit trail in
+    C{tmp_path}, on a pool the test steps and a disk the test can fill.
     """
     harness = Harness()
     pool = SteppingPool()
@@ -258,6 +257,16 @@ def test_a_control_change_is_answered_once_its_event_is_durable(tmp_path: Path) 
     trail = AuditTrail(str(tmp_path), harness.clock, InlineReactor(), pool=pool, sync=disk.sync)
     trail.startService()
     harness.server.store.audit_sink = trail
+    return harness, pool, disk, trail
+
+
+def test_a_control_change_is_answered_once_its_event_is_durable(tmp_path: Path) -> None:
+    """
+    AddClient over the control socket is answered only once the event that
+    describes it is written; while the trail cannot write, a change is
+    refused as a storage error and makes no change.
+    """
+    harness, pool, disk, trail = control_with_trail(tmp_path)
     link = harness.connect()
     asked = link.ask(wire.AddClient, name="durable")
     assert asked == []

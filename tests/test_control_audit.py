@@ -20,12 +20,12 @@ from zope.interface import implementer
 from oauthd.control import wire
 from oauthd.interfaces import IAuditSink
 from oauthd.protocol.issuing import mint
-from oauthd.services.audit import RETRY_SECONDS, TRAIL_NAME, AuditTrail, verify_trail
+from oauthd.services.audit import RETRY_SECONDS, TRAIL_NAME, verify_trail
 from oauthd.state.authz_records import Consent, ConsentGranted
 from oauthd.state.entities import ACCESS, REFRESH
-from oauthd.testing import HeldJournal, InlineReactor, SteppingPool
+from oauthd.testing import HeldJournal
 from tests.helpers import change
-from tests.test_audit_limits import Disk, lines_of
+from tests.test_audit_limits import control_with_trail, lines_of
 from tests.test_control import ADMIN, Harness
 
 
@@ -171,12 +171,7 @@ def test_a_change_made_whose_event_could_not_be_written_says_so(tmp_path: Path) 
     attempt is audited, a retry finds the user, and once space returns the
     trail writes the kept event and its chain verifies.
     """
-    harness = Harness()
-    pool = SteppingPool()
-    disk = Disk()
-    trail = AuditTrail(str(tmp_path), harness.clock, InlineReactor(), pool=pool, sync=disk.sync)
-    trail.startService()
-    harness.server.store.audit_sink = trail
+    harness, pool, disk, trail = control_with_trail(tmp_path)
     link = harness.connect()
     asked = link.ask(wire.AddUser, name="bob", password="correct horse")
     assert asked == [] and "bob" in harness.server.state.users
