@@ -252,6 +252,16 @@ class AccessLogTests(SynchronousTestCase):
         assert "/healthz?x=1&access_token=REDACTED&Password=REDACTED&to%6Ben=REDACTED" in line
         assert "https://app.example/cb?state=s&code=REDACTED#id_token=REDACTED" in line
 
+    def test_a_logout_hint_is_not_logged(self) -> None:
+        """
+        An ID token given as a logout's hint (PhotoPrism builds a GET URL)
+        carries its user's claims and would let a log reader log them out.
+        """
+        from oauthd.web.accesslog import redacted
+
+        url = b"/api/v1/oauth/logout?id_token_hint=eyJSECRET&state=x&login_hint=alice"
+        assert redacted(url) == b"/api/v1/oauth/logout?id_token_hint=REDACTED&state=x&login_hint=REDACTED"
+
 
 class FileLimitTests(SynchronousTestCase):
     """

@@ -98,6 +98,22 @@ class LogoutTests(PageCase):
         (event,) = [e for e in self.events if e.get("audit_event") == "browser.logout"]
         assert (event["user"], event["session"], event["client"]) == ("alice", session.handle, self.gallery.id)
 
+    def test_a_cross_site_post_without_the_cookie_ends_the_session_its_hint_names(self) -> None:
+        """
+        A relying party's logout POST from its own site comes without the
+        session cookie (SameSite=Lax): the verified hint's sid still names
+        the session, which ends, so the browser is not silently signed in
+        again at the next authorization request.
+        """
+        session = self.signed_in()
+        cookies = dict(self.jar)
+        self.jar.clear()
+        shown = self.logout("POST", id_token_hint=self.hint(session.handle),
+                            post_logout_redirect_uri=GOODBYE, state="s")
+        assert shown.redirect == (GOODBYE, {"state": "s"}) and not self.live(session)
+        self.jar.update(cookies)
+        assert self.kind(self.authorize()) == "login"
+
     def test_the_id_token_of_this_login_ends_its_session(self) -> None:
         answer = self.approve(self.log_in(self.authorize(nonce="n-1")))
         (session,) = self.server.state.authz.browsers.values()
@@ -154,6 +170,10 @@ class LogoutTests(PageCase):
 
     def test_unregistered_redirects_are_refused_and_never_followed(self) -> None:
         session = self.signed_in()
+        near = [GOODBYE + "x", GOODBYE + "/", GOODBYE + "?next=1", GOODBYE[:-1], GOODBYE.upper()]
+        for uri in near:
+            shown = self.logout(client_id=self.gallery.id, post_logout_redirect_uri=uri)
+            assert shown.code == 400 and shown.header("location") is None, uri
         for params in [
             {"id_token_hint": self.hint(session.handle), "post_logout_redirect_uri": "https://evil.example/"},
             # Registered, but for another client.
@@ -165,7 +185,7 @@ class LogoutTests(PageCase):
             assert shown.code == 400 and shown.header("location") is None, params
             assert "This logout cannot be completed" in shown.page.text
         assert self.live(session)
-        assert [reason for _, reason in self.refusals()] == [
+        assert [reason for _, reason in self.refusals()][len(near):] == [
             "the post_logout_redirect_uri is not registered for this client",
             "the post_logout_redirect_uri is not registered for this client",
             "a post_logout_redirect_uri needs the client_id or an id_token_hint",

@@ -368,3 +368,18 @@ def test_verify_answers_none_to_hostile_tokens() -> None:
         assert signing.verify(server.ctx, ".".join((part(head), body, signature))) is None
     for garbage in ("\x00.\x00.\x00", "a" * 100_000, ".".join(["a"] * 5)):
         assert signing.verify(server.ctx, garbage) is None
+
+
+def test_no_key_that_signs_yet_is_a_temporary_refusal() -> None:
+    """
+    Before the first keys are made (or with the clock stepped back past
+    their start), signing is refused as temporarily unavailable, which the
+    edges answer 503, never as a server error.
+    """
+    from oauthd.protocol.errors import OAuthError
+    from tests.helpers import make_server
+
+    server = make_server(signing_keys=False)
+    with pytest.raises(OAuthError) as refused:
+        signing.sign(server.ctx, {"sub": "u1", "exp": int(server.ctx.now()) + 60})
+    assert (refused.value.error, refused.value.status) == ("temporarily_unavailable", 503)

@@ -118,6 +118,22 @@ def _audience(claims: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def session_named(ctx: Context, request: LogoutRequest) -> BrowserSession | None:
+    """
+    The live browser session the hint's C{sid} names: what a logout request
+    that came without the browser's cookie ends. Such a request is rare (a
+    relying party's cross-site POST) and needs an ID token this server
+    signed, so a walk over the live sessions is acceptable here.
+    """
+    if not request.sid:
+        return None
+    now = ctx.now()
+    for session in list(ctx.state.authz.browsers.values()):
+        if session.handle == request.sid and session.live(now):
+            return session
+    return None
+
+
 def needs_confirmation(request: LogoutRequest, session: BrowserSession | None) -> bool:
     """
     Whether the user must confirm before C{session} ends: there is one, and

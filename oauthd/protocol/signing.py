@@ -33,6 +33,7 @@ from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
 from oauthd.config import Config
+from oauthd.protocol import errors
 from oauthd.protocol.context import Context
 from oauthd.state.keys import KeySignedUntil, SigningKey
 
@@ -106,12 +107,18 @@ def sign(ctx: Context, claims: dict[str, Any], alg: str = "RS256", typ: str = "J
     of C{alg} in state I{signing}.
 
     @param claims: must hold C{exp}, a whole number of seconds.
-    @raise UnknownAlgorithm: if no key signs with C{alg}.
+    @raise UnknownAlgorithm: if C{alg} is not one of L{ALGORITHMS}.
+    @raise OAuthError: C{temporarily_unavailable} if no key of C{alg} signs
+        yet.
     """
     now = ctx.now()
     key = ctx.state.keys.signing(alg, now)
     if key is None:
-        raise UnknownAlgorithm(alg)
+        if alg not in ALGORITHMS:
+            raise UnknownAlgorithm(alg)
+        # None of alg's keys signs yet (the first keys are not made, or the
+        # clock stepped back past their start): a moment later one will.
+        raise errors.temporarily_unavailable(f"no {alg} key signs yet; try again")
     expires_at = claims["exp"]
     if type(expires_at) is not int:
         raise ValueError("exp must be a whole number of seconds")

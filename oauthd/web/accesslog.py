@@ -21,10 +21,12 @@ CREDENTIALS = frozenset({
     b"access_token", b"refresh_token", b"id_token", b"token", b"code", b"device_code",
     b"user_code", b"password", b"passcode", b"client_secret", b"client_assertion",
     b"assertion", b"code_verifier", b"secret", b"session_id", b"otp",
+    b"id_token_hint", b"logout_hint", b"login_hint", b"registration_access_token",
 })
 """
-Query parameters whose values are credentials, by name (compared
-case-insensitively, after percent-decoding).
+Query parameters whose values are credentials or name a person (an ID
+token as a logout's hint carries its user's claims; a login hint is a
+username), by name (compared case-insensitively, after percent-decoding).
 """
 
 

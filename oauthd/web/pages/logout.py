@@ -70,6 +70,10 @@ class LogoutPages:
             self._audit(request, deny(OAuthError("invalid_request", error.description), **error.context))
             return self._error(request, "This logout cannot be completed", sentence(error.description))
         session = self._session(request)
+        if session is None:
+            # A cross-site POST comes without the cookie (SameSite=Lax): the
+            # verified hint's sid still names the session to end.
+            session = logout.session_named(self._ctx, wanted)
         if not confirmed and logout.needs_confirmation(wanted, session):
             assert session is not None
             return self._confirmation(request, wanted, session)
