@@ -72,3 +72,20 @@ class MigrationTests(SynchronousTestCase):
         assert is_uid(alice.uid) and is_uid(bob.uid) and alice.uid != bob.uid
         self.successResultOf(server.store.commit(update_user(server.ctx, "alice", full_name="Alice")))
         assert server.state.users["alice"].uid == alice.uid
+
+    def test_ids_survive_compaction_and_are_not_reused(self) -> None:
+        """
+        A compacted journal keeps each user's id; a user removed and added
+        again under the same name gets a new one, never the old.
+        """
+        from oauthd.protocol.admin.users import remove_user
+
+        journal = HeldJournal()
+        server = MemoryServer.build(log=journal)
+        alice = self.successResultOf(server.add_user("alice", None))
+        self.successResultOf(server.store.compact())
+        again = MemoryServer.build(log=HeldJournal(journal.payloads))
+        assert again.state.users["alice"].uid == alice.uid
+        self.successResultOf(again.store.commit(remove_user(again.ctx, "alice")))
+        readded = self.successResultOf(again.add_user("alice", None))
+        assert is_uid(readded.uid) and readded.uid != alice.uid
