@@ -228,6 +228,7 @@ def build_service(
         effective uid (tests).
     @raise ConfigError: if the data directory or its journal cannot be used.
     """
+    from twisted.internet.threads import deferToThreadPool
     from twisted.python.threadpool import ThreadPool
 
     from oauthd.control.keys import KeyKeeper
@@ -279,7 +280,8 @@ def build_service(
     dummy_cost = usual_cost((user.password_hash for user in state.users.values()), config.bcrypt_cost)
     hasher = PasswordHasher(reactor, hash_pool, config.bcrypt_cost, workers=config.hash_threads,
                             dummy_cost=dummy_cost)
-    ctx = Context(store.state, config, reactor, hasher)
+    ctx = Context(store.state, config, reactor, hasher,
+                  off_reactor=lambda work: deferToThreadPool(reactor, hash_pool, work))
     give_subject_ids(store, ctx)
     # Before the listeners: the first keys are made before anything can
     # ask for a signature.

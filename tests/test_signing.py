@@ -88,7 +88,8 @@ class Server:
         self.start()
 
     def rotate(self, alg: str = "", now: bool = False) -> list[str]:
-        return [key.kid for key in done(self.server.store.commit(key_rotation.rotate(self.ctx, alg, now)))]
+        decision = done(Deferred.fromCoroutine(key_rotation.rotate(self.ctx, alg, now)))
+        return [key.kid for key in done(self.server.store.commit(decision))]
 
     def kids(self) -> list[str]:
         return [key["kid"] for key in signing.jwks(self.ctx)["keys"]]
@@ -171,7 +172,7 @@ def test_unknown_algorithm_and_missing_exp_are_refused() -> None:
     with pytest.raises(KeyError):
         signing.sign(server.ctx, {"sub": "u1"})
     with pytest.raises(InvalidValue):
-        key_rotation.rotate(server.ctx, "none")
+        done(Deferred.fromCoroutine(key_rotation.rotate(server.ctx, "none")))
 
 
 def test_rotation_publishes_first_then_switches_then_retires() -> None:
@@ -383,3 +384,28 @@ def test_no_key_that_signs_yet_is_a_temporary_refusal() -> None:
     with pytest.raises(OAuthError) as refused:
         signing.sign(server.ctx, {"sub": "u1", "exp": int(server.ctx.now()) + 60})
     assert (refused.value.error, refused.value.status) == ("temporarily_unavailable", 503)
+
+
+def test_a_rotation_makes_its_keys_off_the_reactor() -> None:
+    """
+    An RSA key takes tens of milliseconds to make: a rotation hands that
+    work to C{ctx.off_reactor} (a thread in the daemon) and decides only
+    once it is done; nothing is made while the work waits.
+    """
+    server = Server()
+    waiting: list[tuple[Any, Deferred[Any]]] = []
+
+    def held(work: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        waiting.append((work, d))
+        return d
+
+    server.ctx.off_reactor = held
+    before = server.kids()
+    rotation = Deferred.fromCoroutine(key_rotation.rotate(server.ctx, "RS256"))
+    assert not rotation.called and len(waiting) == 1 and server.kids() == before
+    work, d = waiting[0]
+    d.callback(work())
+    decision = done(rotation)
+    done(server.server.store.commit(decision))
+    assert len(server.kids()) == len(before) + 1

@@ -65,7 +65,9 @@ class KeyKeeper(Service):
 
     def upkeep(self) -> None:
         self._commit_marks()
-        self._commit(key_rotation.scheduled(self.ctx), "the scheduled key rotation")
+        Deferred.fromCoroutine(key_rotation.scheduled(self.ctx)).addCallback(
+            self._commit, "the scheduled key rotation").addErrback(
+            lambda failure: log.failure("the scheduled key rotation", failure))
 
     def _commit_marks(self) -> None:
         marks = signing.pending(self.ctx)
@@ -99,7 +101,7 @@ class KeyResponders(Responders):
     @RotateKeys.responder
     async def rotate_keys(self, alg: str | None = None, now: bool | None = None) -> dict[str, object]:
         async def work() -> list[str]:
-            decision = key_rotation.rotate(self.ctx, alg or "", bool(now))
+            decision = await key_rotation.rotate(self.ctx, alg or "", bool(now))
             kids = [key.kid for key in decision.answer]
             await self._commit_audited(decision, "keys.rotate", alg=alg or "all", now=bool(now),
                                        keys=len(kids))

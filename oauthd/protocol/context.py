@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from attrs import define, field
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from oauthd.config import Config
@@ -42,6 +44,10 @@ def has_second_factor(state: State, user: User) -> bool:
     return user.name in state.second_factors
 
 
+def _inline(work: Callable[[], Any]) -> Deferred[Any]:
+    return maybeDeferred(work)
+
+
 @define
 class Context:
     """
@@ -54,6 +60,9 @@ class Context:
     @ivar random_bytes: the source of every secret.
     @ivar second_factor: whether a user must give a second factor
         (L{has_second_factor} unless a test injects its own).
+    @ivar off_reactor: runs slow, self-contained work (making an RSA key)
+        where it does not hold up the reactor: a thread in the daemon,
+        inline (already fired) unless one is injected.
     """
 
     state: State
@@ -63,6 +72,7 @@ class Context:
     limiter: RateLimiter = field()
     random_bytes: RandomBytes = os.urandom
     second_factor: Callable[[User], bool] = field()
+    off_reactor: Callable[[Callable[[], Any]], Deferred[Any]] = field(default=_inline)
 
     @limiter.default
     def _limiter(self) -> RateLimiter:

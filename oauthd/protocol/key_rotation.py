@@ -46,17 +46,27 @@ def listing(ctx: Context) -> list[KeyRow]:
             for key in keys.published(now)]
 
 
-def _added(ctx: Context, algs: tuple[str, ...], signs_from: int, by: str) -> Decision[list[SigningKey]]:
+def _added(by: str, made: list[SigningKey]) -> Decision[list[SigningKey]]:
     """
-    New keys for C{algs}, signing from C{signs_from}, each audited as
-    C{key.added} (kid, alg, signs_from, and C{by}: start, admin or
-    schedule).
+    The decision to add the keys C{made}, each audited as C{key.added} (kid,
+    alg, signs_from, and C{by}: start, admin or schedule).
     """
-    now = ctx.now()
-    made = [generate(alg, now, signs_from) for alg in algs]
     events: list[AuditEvent] = [audit("key.added", "ok", kid=key.kid, alg=key.alg,
                                       signs_from=key.signs_from, by=by) for key in made]
     return Decision(made, records=[KeyAdded(key) for key in made], audit=events)
+
+
+async def _made_off_reactor(
+    ctx: Context, algs: tuple[str, ...], signs_from: int, by: str,
+) -> Decision[list[SigningKey]]:
+    """
+    L{_added} for keys made where they do not hold up the reactor (an RSA
+    key takes tens of milliseconds): C{ctx.off_reactor}.
+    """
+    now = ctx.now()
+    made: list[SigningKey] = await ctx.off_reactor(
+        lambda: [generate(alg, now, signs_from) for alg in algs])
+    return _added(by, made)
 
 
 def first_keys(ctx: Context) -> Decision[list[SigningKey]] | None:
@@ -70,10 +80,11 @@ def first_keys(ctx: Context) -> Decision[list[SigningKey]] | None:
     missing = tuple(alg for alg in ALGORITHMS
                     if not any(key.alg == alg and keys.state(key, now) in (NEXT, SIGNING)
                                for key in keys.all()))
-    return _added(ctx, missing, now, "start") if missing else None
+    # Made on the reactor: only at start, before any socket is read.
+    return _added("start", [generate(alg, now, now) for alg in missing]) if missing else None
 
 
-def rotate(ctx: Context, alg: str = "", now: bool = False, by: str = "admin") -> Decision[list[SigningKey]]:
+async def rotate(ctx: Context, alg: str = "", now: bool = False, by: str = "admin") -> Decision[list[SigningKey]]:
     """
     Add a new key for C{alg} (every algorithm if C{""}), signing after the
     publish delay, or at once if C{now}.
@@ -83,10 +94,10 @@ def rotate(ctx: Context, alg: str = "", now: bool = False, by: str = "admin") ->
     if alg and alg not in ALGORITHMS:
         raise InvalidValue(f"alg must be one of {', '.join(ALGORITHMS)}")
     delay = 0 if now else ctx.config.key_publish_delay
-    return _added(ctx, (alg,) if alg else ALGORITHMS, ctx.now() + delay, by)
+    return await _made_off_reactor(ctx, (alg,) if alg else ALGORITHMS, ctx.now() + delay, by)
 
 
-def scheduled(ctx: Context) -> Decision[list[SigningKey]] | None:
+async def scheduled(ctx: Context) -> Decision[list[SigningKey]] | None:
     """
     The rotation C{key_rotation_days} asks for now, if any: of each
     algorithm whose newest key is that old.
@@ -101,4 +112,4 @@ def scheduled(ctx: Context) -> Decision[list[SigningKey]] | None:
     due = tuple(alg for alg in ALGORITHMS if alg in newest and newest[alg] + days * 86400 <= now)
     if not due:
         return None
-    return _added(ctx, due, now + ctx.config.key_publish_delay, "schedule")
+    return await _made_off_reactor(ctx, due, now + ctx.config.key_publish_delay, "schedule")
