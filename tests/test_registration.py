@@ -7,9 +7,12 @@ the client-credentials and authorization-code flows.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oauthd.protocol import authorize
 from tests.authz_helpers import VERIFIER, AuthzCase
@@ -199,6 +202,35 @@ class MetadataErrorTests(RegistrationCase):
         self.assert_unchanged(before, form, 400, "invalid_request")
         big = self.register({"client_name": "x" * 70_000})
         assert big.code == 413 and self.journal_size() == before, big
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+    | st.sampled_from([CB, "http://127.0.0.1/cb", "none", "code", "authorization_code", "photos"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_FIELDS = st.sampled_from([
+    "redirect_uris", "grant_types", "response_types", "token_endpoint_auth_method", "client_name",
+    "scope", "contacts", "logo_uri", "client_uri", "policy_uri", "tos_uri", "post_logout_redirect_uris",
+    "id_token_signed_response_alg", "software_id", "software_version", "client_id", "other",
+])
+
+
+class FuzzTests(RegistrationCase):
+    @settings(max_examples=200, deadline=None)
+    @given(metadata=st.dictionaries(_FIELDS, _JSON, max_size=6) | _JSON)
+    def test_any_json_is_answered_precisely(self, metadata: object) -> None:
+        """
+        Whatever JSON arrives, the answer is a registration or a precise
+        refusal that changes nothing; never a server error.
+        """
+        before = self.journal_size()
+        reply = self.register(body=json.dumps(metadata).encode(), json_body=None,
+                              headers={"Content-Type": "application/json"})
+        assert reply.code in (201, 400, 403, 429), reply
+        if reply.code != 201:
+            assert self.journal_size() == before and reply.body["error"], reply
 
 
 class ManagementTests(RegistrationCase):
