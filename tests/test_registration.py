@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from oauthd.protocol import authorize
 from tests.authz_helpers import VERIFIER, AuthzCase
 from tests.oauth_helpers import TOKEN, Reply, bearer
+from tests.test_signing import Events
 
 REGISTER = "/api/v1/oauth/register"
 CB = "https://rp.example/cb"
@@ -236,6 +237,8 @@ class FuzzTests(RegistrationCase):
 class ManagementTests(RegistrationCase):
     def setUp(self) -> None:
         super().setUp()
+        self.audit = Events()
+        self.server.store.audit_sink = self.audit
         reply = self.register({"redirect_uris": [CB], "client_name": "Frame", "scope": "photos",
                                "grant_types": ["authorization_code", "client_credentials"]})
         assert reply.code == 201, reply
@@ -298,6 +301,13 @@ class ManagementTests(RegistrationCase):
         assert self.registered["client_id"] not in self.server.state.clients
         assert self.server.authenticate_token(token.body["access_token"]) is None
         assert self.request("GET", self.uri, headers=self.auth).code == 401
+        events = [(event, fields.get("client")) for event, _, fields in self.audit.events
+                  if event.startswith("register.")]
+        client_id = self.registered["client_id"]
+        assert events[:2] == [("register.add", client_id), ("register.delete", client_id)], events
+        assert events[-1][0] == "register.refuse", events
+        secrets = (self.registered["registration_access_token"], self.registered["client_secret"])
+        assert not any(secret in repr(self.audit.events) for secret in secrets)
 
     def test_registrations_survive_a_restart(self) -> None:
         self.restart()

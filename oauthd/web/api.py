@@ -153,6 +153,8 @@ class OAuthHTTP:
         Audit a refusal, with the context the protocol layer attached.
         """
         path = request.path or b""
+        if path.startswith(b"/api/v1/oauth/register/"):
+            path = b"/api/v1/oauth/register"
         event = _EVENTS.get(path, "session" if _is_session_path(request) else "http")
         context = {"ip": self._ip(request), "reason": error.description}
         context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
