@@ -133,6 +133,8 @@ DEFAULT_SCOPES = (
 ).split()
 
 
+_REGISTRATION_SCOPES = ("email", "openid", "profile")
+
 _NO_REACTOR = object()
 
 
@@ -318,8 +320,15 @@ def build_config(
     data = checked.setdefault("data", default_data_dir(environ))
     checked.setdefault("control", f"unix:{_escape(os.path.join(data, SOCKET_NAME))}:mode=600")
     checked.setdefault("issuer", f"http://127.0.0.1:{_port_of(listen[0])}")
-    checked.setdefault("scopes", tuple(sorted(DEFAULT_SCOPES)))
-    return Config(**checked)
+    scopes = checked.setdefault("scopes", tuple(sorted(DEFAULT_SCOPES)))
+    # An older config that names its own scopes still loads: the default
+    # keeps only the ones it has.
+    checked.setdefault("registration_scopes", tuple(s for s in _REGISTRATION_SCOPES if s in scopes))
+    config = Config(**checked)
+    for scope in config.registration_scopes:
+        if scope not in config.scopes:
+            raise ConfigError(f"registration_scopes: {scope!r} is not one of the scopes")
+    return config
 
 
 def _escape(path: str) -> str:
