@@ -118,6 +118,11 @@ class ClosedPolicyTests(RegistrationCase):
         reply = self.register(headers=bearer(secret))
         assert reply.code == 201 and reply.body["scope"] == "photos", reply
 
+    def test_an_expired_initial_access_token_is_refused(self) -> None:
+        secret, _ = self.successResultOf(self.server.issue_token(scope="register", lifetime=60))
+        self.clock.advance(60)
+        self.assert_unchanged(self.journal_size(), self.register(headers=bearer(secret)), 401, "invalid_token")
+
     def test_a_token_without_the_register_scope_is_refused(self) -> None:
         for owner in ({}, {"client": self.client}, {"user": "alice", "kind": "app"}):
             secret, _ = self.successResultOf(self.server.issue_token(
@@ -291,6 +296,14 @@ class ManagementTests(RegistrationCase):
             reply = self.request("PUT", self.uri, headers=self.auth, json_body=body)
             assert reply.code == 400 and named in reply.body["error_description"], reply
         assert self.journal_size() == before
+
+    def test_a_hostile_update_changes_nothing(self) -> None:
+        before = self.journal_size()
+        for body in (b'{"redirect_uris": ["https://a.example/"], "redirect_uris": []}', b"[]", b"{"):
+            reply = self.request("PUT", self.uri, headers={**self.auth, "Content-Type": "application/json"},
+                                 body=body)
+            self.assert_unchanged(before, reply, 400, "invalid_request")
+        assert self.server.state.clients[self.registered["client_id"]].redirect_uris == (CB,)
 
     def test_delete_removes_the_client_and_revokes_its_tokens(self) -> None:
         token = self.token({"grant_type": "client_credentials"},
