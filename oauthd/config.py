@@ -117,6 +117,9 @@ class Config:
     key_rotation_days: int = field(default=0)
     id_token_ttl: int = field(default=3600)
     id_token_alg: str = field(default="RS256")
+    registration: str = field(default="closed")
+    registration_scopes: tuple[str, ...] = field(default=("email", "openid", "profile"))
+    registration_max_clients: int = field(default=1000)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -126,9 +129,11 @@ class Config:
 DEFAULT_SCOPES = (
     "albums calendar config favorites feedback files folders labels logs metrics "
     "moments passcode password people photos places services sessions settings shares "
-    "users videos webdav openid profile email address introspect"
+    "users videos webdav openid profile email address introspect register"
 ).split()
 
+
+_REGISTRATION_SCOPES = ("email", "openid", "profile")
 
 _NO_REACTOR = object()
 
@@ -253,6 +258,11 @@ SETTINGS: dict[str, Setting] = {
     "key_rotation_days": Setting(int, _in_range(0, 3650), "days between scheduled key rotations (0: off)"),
     "id_token_ttl": Setting(int, _in_range(60, 86400), "ID token lifetime in seconds"),
     "id_token_alg": Setting(str, _one_of("RS256", "ES256", "EdDSA"), "default ID token algorithm"),
+    "registration": Setting(str, _one_of("closed", "open"), "dynamic client registration policy"),
+    "registration_scopes": Setting(list, _check_scopes, "scopes a registered client may ask for", str),
+    "registration_max_clients": Setting(
+        int, _in_range(0, 1_000_000), "most dynamically registered clients at once"
+    ),
 }
 
 
@@ -310,8 +320,15 @@ def build_config(
     data = checked.setdefault("data", default_data_dir(environ))
     checked.setdefault("control", f"unix:{_escape(os.path.join(data, SOCKET_NAME))}:mode=600")
     checked.setdefault("issuer", f"http://127.0.0.1:{_port_of(listen[0])}")
-    checked.setdefault("scopes", tuple(sorted(DEFAULT_SCOPES)))
-    return Config(**checked)
+    scopes = checked.setdefault("scopes", tuple(sorted(DEFAULT_SCOPES)))
+    # An older config that names its own scopes still loads: the default
+    # keeps only the ones it has.
+    checked.setdefault("registration_scopes", tuple(s for s in _REGISTRATION_SCOPES if s in scopes))
+    config = Config(**checked)
+    for scope in config.registration_scopes:
+        if scope not in config.scopes:
+            raise ConfigError(f"registration_scopes: {scope!r} is not one of the scopes")
+    return config
 
 
 def _escape(path: str) -> str:

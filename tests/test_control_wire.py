@@ -30,7 +30,7 @@ The AMP type that carries each type of a model's attribute.
 
 @pytest.mark.parametrize(
     "entity, model, secrets",
-    [(wire.CLIENT, Client, {"secret_digest"}), (wire.USER, User, {"password_hash"})],
+    [(wire.CLIENT, Client, {"secret_digest", "registration_digest"}), (wire.USER, User, {"password_hash"})],
 )
 def test_entities_agree_with_the_model(
     entity: wire.Entity, model: type[object], secrets: set[str],

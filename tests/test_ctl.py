@@ -597,3 +597,25 @@ async def test_openid_settings_round_trip(tmp_path: Path) -> None:
         assert server.state.clients[client["id"]] == held
     finally:
         await live.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_clients_secret_and_a_registration_token(tmp_path: Path) -> None:
+    """
+    clients secret issues a new secret, as mod --regenerate-secret does;
+    auth add --scope register issues an initial access token owned by no
+    client or user, and a registered client shows how it was made.
+    """
+    live = Live(tmp_path)
+    try:
+        added = (await live.ok("--json", "clients", "add", "--name", "backup")).json()
+        renewed = await live.ok("clients", "secret", added["id"])
+        assert "NEW CLIENT SECRET" in renewed.out
+        assert live.server.authenticate_client(added["id"], added["secret"]) is None
+        issued = (await live.ok("auth", "add", "--name", "onboarding", "--scope", "register", "--json")).json()
+        token = live.server.authenticate_token(issued["secret"])
+        assert token is not None and (token.scope, token.client_id, token.user) == ("register", "", "")
+        shown = (await live.ok("clients", "show", added["id"], "--json")).json()
+        assert shown["created_by"] == "admin"
+    finally:
+        await live.stop()

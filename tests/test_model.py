@@ -814,3 +814,25 @@ def test_post_logout_redirect_uris_keep_the_format() -> None:
     assert encode(rp) == GOLDEN_LOGOUT
     assert encode(ClientPut(attrs.evolve(rp.client, post_logout_redirect_uris=()))) == GOLDEN_LOGOUT.replace(
         b',"post_logout_redirect_uris":["https://rp.example/bye"]', b"")
+
+
+GOLDEN_REGISTERED = (
+    # A client that registered itself (issue 16): its registration access
+    # token's digest and its registered metadata, written only when set.
+    b'client\t{"id":"c5","name":"Frame","secret_digest":"","type":"public","grant_types":["authorization_code"],"scope":"photos","access_ttl":3600,"refresh_ttl":2592000,"max_tokens":10,"redirect_uris":["https://rp.example/cb"],"enabled":true,"user":"","role":"client","created_at":0,"registration_digest":"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd","registration_metadata":"{\\"contacts\\": [\\"ops@rp.example\\"]}"}'
+)
+
+
+def test_registration_fields_keep_the_format() -> None:
+    """
+    A registered client's registration fields read back from its record;
+    an older client reads as made by an administrator, and writes back byte
+    for byte.
+    """
+    assert [decode(p).client.registration_digest for p in GOLDEN[:2]] == ["", ""]  # type: ignore[union-attr]
+    assert [encode(decode(p)) for p in GOLDEN] == GOLDEN
+    frame = decode(GOLDEN_REGISTERED)
+    assert isinstance(frame, ClientPut) and frame.client.registration_metadata == '{"contacts": ["ops@rp.example"]}'
+    assert encode(frame) == GOLDEN_REGISTERED
+    unregistered = attrs.evolve(frame.client, registration_digest="", registration_metadata="")
+    assert encode(ClientPut(unregistered)) == GOLDEN_REGISTERED.split(b',"registration_digest"')[0] + b"}"

@@ -180,6 +180,9 @@ CONFIG_ERRORS = [
     ("issuer = 'https://x/?a=b'\n", "issuer: 'https://x/?a=b' must not have a query or fragment"),
     ("scopes = ['ok', 'not ok']\n", "scopes: 'not ok' is not a valid scope name"),
     ("issuer = \n", "invalid TOML"),
+    ("scopes = ['photos']\nregistration_scopes = ['email']\n",
+     "registration_scopes: 'email' is not one of the scopes"),
+    ("registration = 'anyone'\n", "registration: "),
 ]
 
 
@@ -263,6 +266,15 @@ def test_data_dir_that_cannot_be_made(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ConfigError, match="data: cannot use"):
         tap.build_service(build_config({"data": str(blocker / "sub")}), InlineMemoryReactor())
+
+
+def test_registration_scopes_default_to_the_configured_openid_ones() -> None:
+    """
+    A config naming its own scopes, as one from before registration may,
+    still loads: the default registration scopes are those it has.
+    """
+    assert build_config({"scopes": ["photos", "openid"]}).registration_scopes == ("openid",)
+    assert build_config({}).registration_scopes == ("email", "openid", "profile")
 
 
 def test_sample_config_is_complete_and_default() -> None:

@@ -68,7 +68,8 @@ _token_row = row_maker(wire.TOKEN)
 
 
 def client_row(client: Client, live_tokens: int) -> dict[str, Any]:
-    return _client_row(client, tokens=live_tokens)
+    created_by = "registration" if client.registration_digest else "admin"
+    return _client_row(client, tokens=live_tokens, created_by=created_by)
 
 
 def user_row(user: User, live_tokens: int) -> dict[str, Any]:

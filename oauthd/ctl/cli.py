@@ -31,6 +31,7 @@ from oauthd.ctl.commands import (
     cmd_clients_add,
     cmd_clients_ls,
     cmd_clients_mod,
+    cmd_clients_secret,
     cmd_clients_rm,
     cmd_clients_show,
     cmd_compact,
@@ -236,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--enable", dest="enabled", action="store_true", default=None)
     state.add_argument("--disable", dest="enabled", action="store_false", help="disable it and revoke its tokens")
     sub.add_argument("--regenerate-secret", action="store_true", help="issue a new secret (shown once)")
+    sub = command(clients, "secret", cmd_clients_secret,
+                  "issue a client a new secret, shown once (as mod --regenerate-secret)")
+    sub.add_argument("id")
     sub = command(clients, "rm", cmd_clients_rm, "delete a client and revoke its tokens")
     sub.add_argument("id")
     sub.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")

@@ -222,6 +222,16 @@ def cmd_clients_mod(args: argparse.Namespace, term: Terminal, connect: Connect) 
     print_client_secret(term, row, new=True)
 
 
+def cmd_clients_secret(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
+    row = connect().call(wire.ModifyClient, id=args.id, regenerate_secret=True)
+    if args.json:
+        emit(args, term, row, str)
+    elif not row["secret"]:
+        term.print(f"Client {row['id']} is public: it has no secret.")
+    else:
+        print_client_secret(term, row, new=True)
+
+
 def cmd_clients_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     confirm(args, term, f"Delete client {args.id} and revoke all its tokens?")
     row = connect().call(wire.RemoveClient, id=args.id)

@@ -93,7 +93,7 @@ def check_redirect_uris(uris: tuple[str, ...], what: str = "redirect URI") -> No
     of plain URI characters, without user information or a fragment; https
     with a host, plain http only for loopback, or a private-use scheme in
     reverse domain name form (C{com.example.app:}, so never C{javascript:},
-    C{data:} or C{file:}); at most L{MAX_REDIRECT_URIS}.
+    C{data:} or C{file:}); no wildcard host; at most L{MAX_REDIRECT_URIS}.
     """
     check_redirect_uri_count(uris)
     for uri in uris:
@@ -109,6 +109,8 @@ def check_redirect_uris(uris: tuple[str, ...], what: str = "redirect URI") -> No
             raise InvalidValue(f"{what} {shown} must be absolute, without a fragment or user")
         if parts.scheme == "https" and not host:
             raise InvalidValue(f"{what} {shown} names no host")
+        if host and "*" in host:
+            raise InvalidValue(f"{what} {shown} must name its host, without a wildcard")
         if parts.scheme == "http" and host not in ("127.0.0.1", "::1", "localhost"):
             raise InvalidValue(f"{what} {shown} must use https (http only for loopback)")
         if parts.scheme not in ("http", "https") and "." not in parts.scheme:

@@ -10,7 +10,7 @@ from collections.abc import Collection
 ALL = "*"
 MAX_LENGTH = 767
 
-BY_NAME_ONLY = frozenset({"introspect"})
+BY_NAME_ONLY = frozenset({"introspect", "register"})
 """
 Scopes that C{*} does not grant: only a scope that names them does. Every
 login session has C{*}, and so does a client by default.

@@ -88,6 +88,10 @@ class Client:
         C{profile}, C{email} and C{address} scopes, not only userinfo.
     @ivar post_logout_redirect_uris: where RP-initiated logout may send the
         browser back to (OpenID Connect RP-Initiated Logout 1.0).
+    @ivar registration_digest: the SHA-256 hex digest of its registration
+        access token (RFC 7592) if it registered itself, else C{""}.
+    @ivar registration_metadata: the metadata it registered that only the
+        registration endpoint reads (contacts, URIs, software), as JSON.
     """
 
     id: str
@@ -111,6 +115,8 @@ class Client:
     id_token_signed_response_alg: str = ""
     id_token_claims: bool = False
     post_logout_redirect_uris: tuple[str, ...] = ()
+    registration_digest: str = ""
+    registration_metadata: str = ""
 
     @property
     def public(self) -> bool:

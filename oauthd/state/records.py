@@ -220,7 +220,7 @@ def encode(record: Record) -> bytes:
 _CLIENT_FIELDS_IF_SET: dict[str, object] = {
     "introspect": False, "pkce": "required", "jwt_access_tokens": False, "audience": [],
     "id_token_signed_response_alg": "", "id_token_claims": False,
-    "post_logout_redirect_uris": [],
+    "post_logout_redirect_uris": [], "registration_digest": "", "registration_metadata": "",
 }
 """
 Client fields added after the format was fixed, with their defaults (as

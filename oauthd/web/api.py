@@ -17,7 +17,8 @@ from twisted.web.resource import IResource
 
 from oauthd.interfaces import AuditFailing
 from oauthd.protocol import (
-    clientauth, errors, grants, id_tokens, introspection, revocation, sessions, signing, userinfo,
+    clientauth, errors, grants, id_tokens, introspection, registration, revocation, sessions, signing,
+    userinfo,
 )
 from oauthd.protocol.context import Body, Context
 from oauthd.protocol.discovery import (
@@ -43,6 +44,7 @@ _EVENTS = {
     b"/api/v1/oauth/userinfo": "userinfo",
     b"/api/v1/oauth/authorize": "authorize",
     b"/api/v1/oauth/logout": "logout",
+    b"/api/v1/oauth/register": "register",
 }
 
 
@@ -63,6 +65,7 @@ class OAuthHTTP:
             endpoints=frozenset({
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
                 "userinfo_endpoint", "authorization_endpoint", "end_session_endpoint", "jwks_uri",
+                "registration_endpoint",
             }),
             grant_types=grants.SERVED,
             client_auth_methods=clientauth.METHODS,
@@ -117,7 +120,7 @@ class OAuthHTTP:
 
         return committed.addErrback(not_durable)
 
-    def _answered(self, request: IRequest, work: Deferred[Body]) -> Deferred[bytes]:
+    def _answered(self, request: IRequest, work: Deferred[Body], status: int = 200) -> Deferred[bytes]:
         """
         The response to C{request}, rendered once C{work} is done.
 
@@ -143,13 +146,15 @@ class OAuthHTTP:
         work.addBoth(settle).addErrback(
             lambda failure: log.failure("auditing a refusal after a hang-up failed", failure)
         )
-        return answer.addCallback(lambda body: json_body(request, body))
+        return answer.addCallback(lambda body: json_body(request, body, status))
 
     def _audit_refusal(self, request: IRequest, error: OAuthError) -> None:
         """
         Audit a refusal, with the context the protocol layer attached.
         """
         path = request.path or b""
+        if path.startswith(b"/api/v1/oauth/register/"):
+            path = b"/api/v1/oauth/register"
         event = _EVENTS.get(path, "session" if _is_session_path(request) else "http")
         context = {"ip": self._ip(request), "reason": error.description}
         context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
@@ -203,6 +208,28 @@ class OAuthHTTP:
     def delete_session(self, request: IRequest, reference: str | None = None) -> Deferred[bytes]:
         decided = sessions.delete_session(self._ctx, parsing.bearer_of(request), self._ip(request), reference)
         return self._answered(request, self._committed(decided))
+
+    @app.route("/api/v1/oauth/register", methods=["POST"])
+    @app.route("/api/v1/oauth/register/<string:client_id>", methods=["GET", "PUT", "DELETE"])
+    def register(self, request: IRequest, client_id: str | None = None) -> bytes | Deferred[bytes]:
+        """
+        Dynamic client registration (RFC 7591), and a registration's
+        management URI (RFC 7592).
+        """
+        presented, ip = parsing.bearer_of(request), self._ip(request)
+        if client_id is None:
+            body = parsing.json_object(request, self._ctx.config.max_body)
+            decided = registration.register(self._ctx, body, presented, ip)
+            return self._answered(request, self._committed(decided), 201)
+        if request.method == b"GET":
+            found = registration.registered_client(self._ctx, client_id, presented, ip)
+            return json_body(request, registration.described(self._ctx, found))
+        if request.method == b"PUT":
+            body = parsing.json_object(request, self._ctx.config.max_body)
+            decided = registration.update(self._ctx, client_id, body, presented, ip)
+            return self._answered(request, self._committed(decided))
+        deleted = self._committed(registration.delete(self._ctx, client_id, presented, ip))
+        return self._answered(request, deleted, 204).addCallback(lambda _: _no_content(request))
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:
@@ -352,6 +379,11 @@ def _challenged(request: IRequest, error: OAuthError) -> dict[str, str]:
     else:
         return error.headers
     return {**error.headers, "WWW-Authenticate": challenge}
+
+
+def _no_content(request: IRequest) -> bytes:
+    request.setHeader(b"Content-Length", b"0")
+    return b""
 
 
 def _public(request: IRequest, document: Body) -> bytes:

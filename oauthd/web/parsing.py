@@ -91,27 +91,8 @@ def params(request: IRequest, max_body: int, untyped_json: bool = False) -> dict
         value that is not a string or is too long; 413 for a body over
         C{max_body}.
     """
-    content = request.content
-    if isinstance(content, CappedBody) and content.overflow:
-        raise too_large(max_body)
-    body = b""
-    if content is not None:
-        content.seek(0)
-        body = content.read(max_body + 1)
-    if len(body) > max_body:
-        raise too_large(max_body)
-    types = request.requestHeaders.getRawHeaders(b"content-type") or []
-    if len(types) > 1:
-        raise errors.invalid_request("the Content-Type header is repeated")
-    media, _, rest = (types[0] if types else b"").partition(b";")
-    media = media.strip().lower()
-    charset = b""
-    for parameter in rest.split(b";"):
-        name, _, value = parameter.partition(b"=")
-        if name.strip().lower() == b"charset":
-            charset = value.strip().strip(b'"').lower()
-    if charset not in (b"", b"utf-8", b"utf8"):
-        raise errors.invalid_request("only UTF-8 bodies are accepted")
+    body = _body(request, max_body)
+    media = _media(request)
     if media == b"application/x-www-form-urlencoded":
         pairs = _form_pairs(body)
     elif media == b"application/json":
@@ -127,6 +108,82 @@ def params(request: IRequest, max_body: int, untyped_json: bool = False) -> dict
             "the body must be application/x-www-form-urlencoded or application/json"
         )
     return _unique(pairs)
+
+
+def json_object(request: IRequest, max_body: int) -> dict[str, object]:
+    """
+    The request body as a JSON object of any JSON values (RFC 7591's
+    metadata has arrays), UTF-8, with no key repeated at any depth.
+
+    @raise OAuthError: C{invalid_request} for any other body; 413 for one
+        over C{max_body}.
+    """
+    body = _body(request, max_body)
+    if _media(request) != b"application/json":
+        raise errors.invalid_request("the body must be application/json")
+    try:
+        value = json.loads(body.decode("utf-8"), object_pairs_hook=_object,
+                           parse_constant=_no_constant)
+        # JSON escapes can spell a lone surrogate, which is no text at all.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeError:
+        raise errors.invalid_request("the JSON body is not valid UTF-8 text") from None
+    except _Repeated as e:
+        raise errors.invalid_request(f"{_named(str(e))} is repeated") from None
+    except (ValueError, RecursionError):
+        raise errors.invalid_request("the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise errors.invalid_request("the JSON body must be an object")
+    return value
+
+
+class _Repeated(Exception):
+    pass
+
+
+def _object(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, value in items:
+        if name in found:
+            raise _Repeated(name)
+        found[name] = value
+    return found
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _body(request: IRequest, max_body: int) -> bytes:
+    content = request.content
+    if isinstance(content, CappedBody) and content.overflow:
+        raise too_large(max_body)
+    body = b""
+    if content is not None:
+        content.seek(0)
+        body = content.read(max_body + 1)
+    if len(body) > max_body:
+        raise too_large(max_body)
+    return body
+
+
+def _media(request: IRequest) -> bytes:
+    """
+    The body's media type, lower-cased, if its charset (if any) is UTF-8.
+    """
+    types = request.requestHeaders.getRawHeaders(b"content-type") or []
+    if len(types) > 1:
+        raise errors.invalid_request("the Content-Type header is repeated")
+    media, _, rest = (types[0] if types else b"").partition(b";")
+    media = media.strip().lower()
+    charset = b""
+    for parameter in rest.split(b";"):
+        name, _, value = parameter.partition(b"=")
+        if name.strip().lower() == b"charset":
+            charset = value.strip().strip(b'"').lower()
+    if charset not in (b"", b"utf-8", b"utf8"):
+        raise errors.invalid_request("only UTF-8 bodies are accepted")
+    return media
 
 
 def query(request: IRequest) -> dict[str, str]:

@@ -232,6 +232,10 @@ CLIENT = Entity(
         Field("post_logout_redirect_uris", _TEXTS, "Logout Redirect URIs", settable=True),
         Field("created_at", _INT, "Created At (UTC)"),
         Field("tokens", _INT, "Live Tokens", computed=True),
+        # "registration" for a client that registered itself (RFC 7591),
+        # with the metadata only the registration endpoint reads.
+        Field("created_by", _TEXT, "Created By", computed=True),
+        Field("registration_metadata", _TEXT, "Registered Metadata"),
     ),
     # oauthctl shows max_tokens with access_ttl.
     detail=(
@@ -239,6 +243,7 @@ CLIENT = Entity(
         "post_logout_redirect_uris", "introspect", "pkce", "enabled", "access_ttl", "refresh_ttl",
         "tokens", "created_at",
         "jwt_access_tokens", "audience", "id_token_signed_response_alg", "id_token_claims",
+        "created_by", "registration_metadata",
     ),
 )
 
