@@ -84,6 +84,8 @@ class Config:
     @ivar key_rotation_days: rotate the signing keys when the newest is this
         many days old; 0: only by hand.
     @ivar id_token_ttl: seconds an ID token is valid.
+    @ivar device_code_ttl: seconds a device code (RFC 8628) lasts.
+    @ivar device_poll_interval: seconds a device waits between polls.
     @ivar id_token_alg: how ID tokens (and JWT access tokens) are signed for
         a client that does not say.
     """
@@ -117,6 +119,8 @@ class Config:
     key_rotation_days: int = field(default=0)
     id_token_ttl: int = field(default=3600)
     id_token_alg: str = field(default="RS256")
+    device_code_ttl: int = field(default=600)
+    device_poll_interval: int = field(default=5)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -253,6 +257,8 @@ SETTINGS: dict[str, Setting] = {
     "key_rotation_days": Setting(int, _in_range(0, 3650), "days between scheduled key rotations (0: off)"),
     "id_token_ttl": Setting(int, _in_range(60, 86400), "ID token lifetime in seconds"),
     "id_token_alg": Setting(str, _one_of("RS256", "ES256", "EdDSA"), "default ID token algorithm"),
+    "device_code_ttl": Setting(int, _in_range(60, 3600), "device code lifetime in seconds"),
+    "device_poll_interval": Setting(int, _in_range(1, 60), "seconds between a device's polls"),
 }
 
 

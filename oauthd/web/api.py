@@ -17,7 +17,7 @@ from twisted.web.resource import IResource
 
 from oauthd.interfaces import AuditFailing
 from oauthd.protocol import (
-    clientauth, errors, grants, id_tokens, introspection, revocation, sessions, signing, userinfo,
+    clientauth, device, errors, grants, id_tokens, introspection, revocation, sessions, signing, userinfo,
 )
 from oauthd.protocol.context import Body, Context
 from oauthd.protocol.discovery import (
@@ -43,6 +43,7 @@ _EVENTS = {
     b"/api/v1/oauth/userinfo": "userinfo",
     b"/api/v1/oauth/authorize": "authorize",
     b"/api/v1/oauth/logout": "logout",
+    b"/api/v1/oauth/device": "device",
 }
 
 
@@ -63,6 +64,7 @@ class OAuthHTTP:
             endpoints=frozenset({
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
                 "userinfo_endpoint", "authorization_endpoint", "end_session_endpoint", "jwks_uri",
+                "device_authorization_endpoint",
             }),
             grant_types=grants.SERVED,
             client_auth_methods=clientauth.METHODS,
@@ -163,6 +165,13 @@ class OAuthHTTP:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
         decided = grants.token(self._ctx, params, auth, self._ip(request), presented)
+        return self._answered(request, self._committed(decided))
+
+    @app.route("/api/v1/oauth/device", methods=["POST"])
+    def device_authorization(self, request: IRequest) -> Deferred[bytes]:
+        params = self._params(request)
+        auth, _ = parsing.client_auth(request, params)
+        decided = device.start(self._ctx, params, auth, self._ip(request))
         return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/revoke", methods=["POST"])
