@@ -30,6 +30,7 @@ from oauthd.state.decision import Decision, audit
 from oauthd.state.store import NotDurable, Store
 from oauthd.web import parsing
 from oauthd.web.pages import static
+from oauthd.web.pages.device import DevicePages
 from oauthd.web.pages.flow import AuthorizePages
 from oauthd.web.pages.logout import LogoutPages
 from oauthd.web.site import Edge, OAuthSite, json_body
@@ -44,6 +45,7 @@ _EVENTS = {
     b"/api/v1/oauth/authorize": "authorize",
     b"/api/v1/oauth/logout": "logout",
     b"/api/v1/oauth/device": "device",
+    b"/api/v1/oauth/device/verify": "device",
 }
 
 
@@ -74,6 +76,7 @@ class OAuthHTTP:
 
         self._pages = AuthorizePages(ctx, store, self._ip, self._audit_refusal)
         self._logout = LogoutPages(ctx, store, self._audit_refusal)
+        self._device = DevicePages(ctx, store, self._ip, self._audit_refusal)
 
     def resource(self) -> IResource:
         return Edge(self.app.resource())
@@ -168,7 +171,14 @@ class OAuthHTTP:
         return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/device", methods=["POST"])
-    def device_authorization(self, request: IRequest) -> Deferred[bytes]:
+    @app.route("/api/v1/oauth/device/verify", methods=["GET", "POST"])
+    def device_authorization(self, request: IRequest) -> bytes | Deferred[bytes]:
+        """
+        The device authorization endpoint (RFC 8628), and the page where a
+        user approves a device (L{DevicePages}).
+        """
+        if request.path == b"/api/v1/oauth/device/verify":
+            return self._device.post(request) if request.method == b"POST" else self._device.get(request)
         params = self._params(request)
         auth, _ = parsing.client_auth(request, params)
         decided = device.start(self._ctx, params, auth, self._ip(request))
