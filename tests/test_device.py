@@ -109,6 +109,17 @@ class FlowTests(DeviceCase):
             "refresh_token": tokens.body["refresh_token"]})
         assert refreshed.code == 200, refreshed
 
+    def test_hammering_writes_a_bounded_number_of_records(self) -> None:
+        body = self.start()
+        self.assert_error(self.poll(body["device_code"]), 400, "authorization_pending")
+        before = self.journal_size()
+        for _ in range(30):
+            self.assert_error(self.poll(body["device_code"]), 400, "slow_down")
+        # 5 -> 60 s in steps of 5: 11 records, then refusals change nothing.
+        assert self.journal_size() - before == 11
+        reply = self.poll(body["device_code"])
+        assert "60 seconds" in reply.body["error_description"]
+
     def test_deny(self) -> None:
         body = self.start()
         self.decide(self.browser_login(), body["user_code"], approve=False)

@@ -84,6 +84,7 @@ class DevicePageTests(PageCase):
             assert entry.code == 400 and "not right" in entry.page.text
         limited = self.fill(entry, user_code="BBBB-BBBB")
         assert limited.code == 429 and "Too many attempts" in limited.page.text
+        assert int(limited.header("retry-after") or 0) > 0
 
     def test_a_post_without_the_csrf_token_changes_nothing(self) -> None:
         started = self.start()

@@ -29,6 +29,11 @@ from oauthd.state.records import Record
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 SLOW_DOWN_STEP = 5
+MAX_INTERVAL = 60
+"""
+The interval stops growing here: beyond it a device polling too soon is
+told C{slow_down} without a record, so hammering writes a bounded number.
+"""
 _MAX_CODE = 100
 
 
@@ -50,6 +55,9 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
     if code.status not in (PENDING, APPROVED):
         raise deny(errors.invalid_grant("the device code was already used"), ip=ip, **context)
     if code.polled_at and now < code.polled_at + code.interval:
+        if code.interval >= MAX_INTERVAL:
+            raise deny(device_error("slow_down", f"poll at most every {code.interval} seconds"),
+                       ip=ip, **context)
         slower = evolve(code, polled_at=now, interval=code.interval + SLOW_DOWN_STEP)
         return _refused(slower, device_error(
             "slow_down", f"poll at most every {slower.interval} seconds"), ip, context)

@@ -144,7 +144,7 @@ class DevicePages:
         except OAuthError as error:
             self._audit(request, error)
             return self._entry(request, browser, user_code, login_problem(error, WRONG_USER_CODE),
-                               error.status)
+                               error.status, error.headers)
         return self._confirm_page(request, browser, code, user_code)
 
     def _answer(self, request: IRequest, browser: BrowserSession, user_code: str, answer: str) -> Page:
@@ -182,9 +182,13 @@ class DevicePages:
         cookie = security.csrf_cookie(request, self._ctx.config, self._ctx.random_bytes)
         return [*extra, (security.CSRF_FIELD, security.csrf_token(cookie))]
 
-    def _show(self, request: IRequest, body: bytes, status: int = 200) -> bytes:
+    def _show(self, request: IRequest, body: bytes, status: int = 200,
+              headers: dict[str, str] | None = None) -> bytes:
         request.setResponseCode(status)
         security.page_headers(request, security.content_security_policy())
+        retry_after = (headers or {}).get("Retry-After")
+        if retry_after is not None:
+            request.setHeader(b"Retry-After", retry_after.encode("ascii"))
         return body
 
     def _code_page(self, request: IRequest, user_code: str) -> bytes:
@@ -194,10 +198,10 @@ class DevicePages:
         return self._entry(request, browser, user_code)
 
     def _entry(self, request: IRequest, browser: BrowserSession, user_code: str, error: str = "",
-               status: int = 200) -> bytes:
+               status: int = 200, headers: dict[str, str] | None = None) -> bytes:
         body = views.device_code_page(site=self._site, user=browser.user, fields=self._fields(request),
                                       user_code=user_code[:20], error=error)
-        return self._show(request, body, status)
+        return self._show(request, body, status, headers)
 
     def _login_page(self, request: IRequest, user_code: str, error: str = "", status: int = 200) -> bytes:
         fields = self._fields(request, (USER_CODE, user_code[:20])) if user_code else self._fields(request)
