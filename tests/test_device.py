@@ -109,6 +109,23 @@ class FlowTests(DeviceCase):
             "refresh_token": tokens.body["refresh_token"]})
         assert refreshed.code == 200, refreshed
 
+    def test_two_polls_at_once_get_the_tokens_once(self) -> None:
+        body = self.start()
+        self.decide(self.browser_login(), body["user_code"])
+        self.journal.holding = True
+        form = {"grant_type": GRANT, "client_id": self.tv.id, "device_code": body["device_code"]}
+        first = self.send("POST", "/api/v1/oauth/token", form=form)
+        second = self.send("POST", "/api/v1/oauth/token", form=form)
+        self.journal.release()
+        assert self.read(first).code == 200
+        self.assert_error(self.read(second), 400, "invalid_grant")
+
+    def test_a_scope_the_client_lost_since_the_approval_is_not_issued(self) -> None:
+        body = self.start(scope="photos albums")
+        self.decide(self.browser_login(), body["user_code"])
+        self.successResultOf(self.server.update_client(self.tv.id, scope="photos"))
+        self.assert_error(self.poll(body["device_code"]), 400, "invalid_grant")
+
     def test_hammering_writes_a_bounded_number_of_records(self) -> None:
         body = self.start()
         self.assert_error(self.poll(body["device_code"]), 400, "authorization_pending")

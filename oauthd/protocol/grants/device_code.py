@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from attrs import evolve
 
-from oauthd.protocol import errors
+from oauthd.protocol import errors, scopes
 from oauthd.protocol.browser import digest
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import OAuthError, deny
@@ -80,6 +80,9 @@ def _tokens(ctx: Context, client: Client, code: DeviceCode, ip: str,
     user = ctx.state.users.get(code.user)
     if user is None or user.disabled:
         raise deny(errors.invalid_grant("the user who approved the request is gone"), ip=ip, **context)
+    if not scopes.within(code.scope, client.scope):
+        raise deny(errors.invalid_grant("the client may no longer have the scope approved"),
+                   ip=ip, **context)
     records: list[Record] = [DevicePut(evolve(code, status="redeemed", polled_at=ctx.now())),
                              *family_limit_records(ctx, client, code.user)]
     access = access_token(ctx, client, scope=code.scope, lifetime=client.access_ttl,
