@@ -7,6 +7,7 @@ its scopes, allow or deny; then the device's poll.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from oauthd.protocol import device
 from tests.page_case import PageCase, Shown
@@ -93,3 +94,19 @@ class DevicePageTests(PageCase):
         assert forged.code == 403
         self.assert_error(self.poll(started["device_code"]), 400, "authorization_pending")
         assert entry.code == 200
+
+    def test_hostile_input_is_refused_and_changes_nothing(self) -> None:
+        entry = self.fill(self.browse("GET", VERIFY), username="alice", password=PASSWORD)
+        size = self.journal_size()
+        for code in ("\u0000\u202e" * 50, "x" * 5000, "BCDF-GHJK\ttok", "' OR 1=1 --", "\udcff"):
+            shown = self.browse("GET", VERIFY + "?" + urlencode({"user_code": code.encode("utf-8", "surrogatepass")}))
+            assert shown.code in (200, 400), shown
+            posted = self.fill(entry, user_code=code) if "\udcff" not in code else entry
+            assert posted.code in (200, 400, 429)
+        for form in ({"client_id": self.tv.id, "scope": "\u0000"}, {"client_id": "x" * 5000},
+                     {"client_id": self.tv.id, "scope": "photos " * 1000}):
+            assert self.post("/api/v1/oauth/device", form).code in (400, 401)
+        poll = self.post("/api/v1/oauth/token", {"grant_type": GRANT, "client_id": self.tv.id,
+                                                 "device_code": "\u0000" * 10000})
+        assert poll.code in (400, 413, 429)
+        assert self.journal_size() == size
