@@ -150,6 +150,14 @@ class FlowTests(DeviceCase):
             self.decide(self.browser_login(), body["user_code"])
         assert caught.exception.error == "invalid_grant"
 
+    def test_approving_is_a_use_of_the_browser_session(self) -> None:
+        login = self.browser_login()
+        idle = self.config.browser_session_idle
+        self.clock.advance(idle - 10)
+        self.decide(login, self.start()["user_code"])
+        self.clock.advance(idle - 10)
+        assert self.session(login) is not None
+
     def test_a_used_code_cannot_be_approved_again(self) -> None:
         body = self.start()
         login = self.browser_login()

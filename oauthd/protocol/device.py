@@ -17,7 +17,7 @@ from __future__ import annotations
 from attrs import evolve
 
 from oauthd.protocol import errors
-from oauthd.protocol.browser import digest, new_secret
+from oauthd.protocol.browser import digest, new_secret, seen_records
 from oauthd.protocol.clientauth import ClientAuth, required_client
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny
@@ -138,6 +138,7 @@ def answer(ctx: Context, browser: BrowserSession, user_code: str, approve: bool,
                      auth_time=browser.auth_time)
     event = audit("device.approve" if approve else "device.deny", "ok", ip=ip, user=browser.user,
                   client=code.client_id, scope=code.scope, grant=code.grant)
-    return Decision(decided, [DevicePut(decided)], (event,),
+    # Approving is a use of the browser session, as a consent is.
+    return Decision(decided, [DevicePut(decided), *seen_records(ctx, browser)], (event,),
                     context={"user": browser.user, "client": code.client_id})
 
