@@ -84,6 +84,8 @@ class Config:
     @ivar key_rotation_days: rotate the signing keys when the newest is this
         many days old; 0: only by hand.
     @ivar id_token_ttl: seconds an ID token is valid.
+    @ivar device_code_ttl: seconds a device code (RFC 8628) lasts.
+    @ivar device_poll_interval: seconds a device waits between polls.
     @ivar id_token_alg: how ID tokens (and JWT access tokens) are signed for
         a client that does not say.
     """
@@ -120,6 +122,8 @@ class Config:
     registration: str = field(default="closed")
     registration_scopes: tuple[str, ...] = field(default=("email", "openid", "profile"))
     registration_max_clients: int = field(default=1000)
+    device_code_ttl: int = field(default=600)
+    device_poll_interval: int = field(default=5)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -263,6 +267,8 @@ SETTINGS: dict[str, Setting] = {
     "registration_max_clients": Setting(
         int, _in_range(0, 1_000_000), "most dynamically registered clients at once"
     ),
+    "device_code_ttl": Setting(int, _in_range(60, 3600), "device code lifetime in seconds"),
+    "device_poll_interval": Setting(int, _in_range(1, 60), "seconds between a device's polls"),
 }
 
 

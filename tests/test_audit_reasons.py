@@ -57,11 +57,13 @@ class AuditReasonTests(OAuthCase):
             assert "grant" not in event
             self.assert_nothing_echoed(event, hostile)
 
-    def test_a_known_grant_type_not_served_is_named(self) -> None:
+    def test_a_grant_type_the_client_may_not_use_is_named(self) -> None:
+        # Every grant type oauthd knows is served since the device code
+        # grant (issue 16): one the client is not allowed is named.
         reply = self.token({"grant_type": "urn:ietf:params:oauth:grant-type:device_code"})
-        self.assert_error(reply, 400, "unsupported_grant_type")
+        self.assert_error(reply, 400, "unauthorized_client")
         (event,) = self.refusals()
-        assert (event["reason"], event["grant"]) == ("unsupported grant type", "urn:ietf:params:oauth:grant-type:device_code")
+        assert event["grant"] == "urn:ietf:params:oauth:grant-type:device_code"
 
     def test_an_unknown_scope_word_is_audited_without_it(self) -> None:
         for hostile in (self.leak, self.secret, "photos\x07\x1b]0;pwned\x07"):

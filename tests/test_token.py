@@ -186,7 +186,7 @@ class ClientCredentialsTests(OAuthCase):
         assert reply.code == 200 and "refresh_token" not in reply.body
 
     def test_unsupported_grant_types(self) -> None:
-        for grant_type in ("implicit", "urn:ietf:params:oauth:grant-type:device_code",
+        for grant_type in ("implicit", "urn:ietf:params:oauth:grant-type:jwt-bearer",
                            "Client_Credentials", "x" * 300):
             self.assert_error(self.cc(grant_type=grant_type), 400, "unsupported_grant_type")
 
@@ -521,7 +521,9 @@ class DiscoveryTests(OAuthCase):
         assert oauth["introspection_endpoint"] == base + "introspect"
         assert oidc["userinfo_endpoint"] == base + "userinfo"
         assert oauth["grant_types_supported"] == [
-            "authorization_code", "client_credentials", "password", "refresh_token"]
+            "authorization_code", "client_credentials", "password", "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code"]
+        assert oauth["device_authorization_endpoint"] == base + "device"
         assert oauth["authorization_endpoint"] == base + "authorize"
         assert (oauth["response_types_supported"], oauth["response_modes_supported"]) == (
             ["code"], ["form_post", "query"])

@@ -35,11 +35,12 @@ from oauthd.state.authz_records import (
     HalfLoginStarted,
     encode,
 )
+from oauthd.state.device import DevicePut, DeviceTable
 from oauthd.state.records import ClientRemoved, GrantRevoked, Record, UserPut, UserRemoved
 
 _PRUNE_FLOOR = 64
 
-_WATCHED = frozenset({*AUTHZ_TYPES, UserPut, UserRemoved, ClientRemoved, GrantRevoked})
+_WATCHED = frozenset({*AUTHZ_TYPES, DevicePut, UserPut, UserRemoved, ClientRemoved, GrantRevoked})
 
 _Live = TypeVar("_Live", AuthCode, BrowserSession, PendingSecondFactor, GrantLogin)
 
@@ -51,6 +52,7 @@ class AuthzTables:
     @ivar halves: half logins, by key.
     @ivar consents: each user's consents, by user and then client id.
     @ivar logins: the logins OpenID grants came from, by grant id.
+    @ivar devices: the device authorization grant's codes.
     """
 
     def __init__(self) -> None:
@@ -59,6 +61,7 @@ class AuthzTables:
         self.halves: dict[str, PendingSecondFactor] = {}
         self.consents: dict[str, dict[str, Consent]] = {}
         self.logins: dict[str, GrantLogin] = {}
+        self.devices = DeviceTable()
         self._pruned_at = {"codes": _PRUNE_FLOOR, "browsers": _PRUNE_FLOOR, "halves": _PRUNE_FLOOR,
                            "logins": _PRUNE_FLOOR}
 
@@ -67,7 +70,7 @@ class AuthzTables:
         How many records a snapshot would hold at most.
         """
         return (2 * len(self.codes) + 2 * len(self.browsers) + len(self.halves)
-                + sum(map(len, self.consents.values())) + len(self.logins))
+                + sum(map(len, self.consents.values())) + len(self.logins) + len(self.devices))
 
     def consent(self, user: str, client_id: str) -> Consent | None:
         return self.consents.get(user, {}).get(client_id)
@@ -120,6 +123,8 @@ class AuthzTables:
             case ConsentGranted(consent=c):
                 if c.user in users and c.client_id in clients:
                     self.consents.setdefault(c.user, {})[c.client_id] = c
+            case DevicePut():
+                self.devices.apply(record, users, now)
             case GrantLogin(grant=grant):
                 if record.live(now):
                     self.logins[grant] = record
@@ -179,6 +184,7 @@ class AuthzTables:
         for login in list(self.logins.values()):
             if login.live(now):
                 yield _payload(login)
+        yield from self.devices.snapshot(now)
 
 
 def _payload(record: AuthzRecord) -> bytes:

@@ -48,7 +48,7 @@ from typing import Any
 
 from attrs import asdict, frozen
 
-from oauthd.state import authz_records, keys
+from oauthd.state import authz_records, device, keys
 from oauthd.state.authz_records import AUTHZ_TYPES, AuthzRecord
 from oauthd.state.keys import KEY_TYPES, KeyRecord
 from oauthd.state.entities import KINDS, Client, SecondFactor, Token, User, key_hex
@@ -155,6 +155,7 @@ SecondFactorRecord = SecondFactorEnabled | SecondFactorDisabled | TotpStepUsed |
 Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
     | GrantRevoked | RefreshUsed | FamilyHeld | RefreshSpent | SecondFactorRecord | AuthzRecord
+    | device.DevicePut
     | KeyRecord
 )
 
@@ -179,6 +180,8 @@ def encode(record: Record) -> bytes:
         return authz_records.encode(record).encode("utf-8")
     if isinstance(record, KEY_TYPES):
         return keys.encode(record).encode("utf-8")
+    if isinstance(record, device.DevicePut):
+        return device.encode(record).encode("utf-8")
     match record:
         case TokenIssued(token=t):
             text = (
@@ -274,6 +277,8 @@ def decode(payload: bytes) -> Record:
         return authz_records.decode(fields)
     if tag in keys.DECODERS:
         return keys.decode(fields)
+    if tag == device.TAG:
+        return device.decode(fields)
     if tag in _TWO_FIELDS:
         if len(fields) != 3:
             raise ValueError(f"malformed {tag} record: it has {len(fields)} fields, not 3")

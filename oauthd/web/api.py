@@ -17,8 +17,8 @@ from twisted.web.resource import IResource
 
 from oauthd.interfaces import AuditFailing
 from oauthd.protocol import (
-    clientauth, errors, grants, id_tokens, introspection, registration, revocation, sessions, signing,
-    userinfo,
+    clientauth, device, errors, grants, id_tokens, introspection, registration, revocation, sessions,
+    signing, userinfo,
 )
 from oauthd.protocol.context import Body, Context
 from oauthd.protocol.discovery import (
@@ -31,6 +31,7 @@ from oauthd.state.decision import Decision, audit
 from oauthd.state.store import NotDurable, Store
 from oauthd.web import parsing
 from oauthd.web.pages import static
+from oauthd.web.pages.device import DevicePages
 from oauthd.web.pages.flow import AuthorizePages
 from oauthd.web.pages.logout import LogoutPages
 from oauthd.web.site import Edge, OAuthSite, json_body
@@ -45,6 +46,8 @@ _EVENTS = {
     b"/api/v1/oauth/authorize": "authorize",
     b"/api/v1/oauth/logout": "logout",
     b"/api/v1/oauth/register": "register",
+    b"/api/v1/oauth/device": "device",
+    b"/api/v1/oauth/device/verify": "device",
 }
 
 
@@ -66,6 +69,7 @@ class OAuthHTTP:
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
                 "userinfo_endpoint", "authorization_endpoint", "end_session_endpoint", "jwks_uri",
                 "registration_endpoint",
+                "device_authorization_endpoint",
             }),
             grant_types=grants.SERVED,
             client_auth_methods=clientauth.METHODS,
@@ -75,6 +79,7 @@ class OAuthHTTP:
 
         self._pages = AuthorizePages(ctx, store, self._ip, self._audit_refusal)
         self._logout = LogoutPages(ctx, store, self._audit_refusal)
+        self._device = DevicePages(ctx, store, self._ip, self._audit_refusal)
 
     def resource(self) -> IResource:
         return Edge(self.app.resource())
@@ -170,6 +175,20 @@ class OAuthHTTP:
         decided = grants.token(self._ctx, params, auth, self._ip(request), presented)
         return self._answered(request, self._committed(decided))
 
+    @app.route("/api/v1/oauth/device", methods=["POST"])
+    @app.route("/api/v1/oauth/device/verify", methods=["GET", "POST"])
+    def device_authorization(self, request: IRequest) -> bytes | Deferred[bytes]:
+        """
+        The device authorization endpoint (RFC 8628), and the page where a
+        user approves a device (L{DevicePages}).
+        """
+        if request.path == b"/api/v1/oauth/device/verify":
+            return self._device.post(request) if request.method == b"POST" else self._device.get(request)
+        params = self._params(request)
+        auth, _ = parsing.client_auth(request, params)
+        decided = device.start(self._ctx, params, auth, self._ip(request))
+        return self._answered(request, self._committed(decided))
+
     @app.route("/api/v1/oauth/revoke", methods=["POST"])
     def revoke(self, request: IRequest) -> Deferred[bytes]:
         params = self._params(request)
@@ -243,12 +262,14 @@ class OAuthHTTP:
         return json_body(request, {"status": "ok"})
 
     @app.route("/.well-known/oauth-authorization-server", methods=["GET"])
-    def oauth_metadata(self, request: IRequest) -> bytes:
-        return _public(request, authorization_server_metadata(self._ctx.config, self.capabilities))
-
     @app.route("/.well-known/openid-configuration", methods=["GET"])
-    def openid_metadata(self, request: IRequest) -> bytes:
-        return _public(request, openid_configuration(self._ctx.config, self.capabilities))
+    def metadata(self, request: IRequest) -> bytes:
+        """
+        RFC 8414's document, or OpenID Connect Discovery's: one route each.
+        """
+        openid = (request.path or b"").endswith(b"/openid-configuration")
+        document = openid_configuration if openid else authorization_server_metadata
+        return _public(request, document(self._ctx.config, self.capabilities))
 
     @app.route("/.well-known/jwks.json", methods=["GET"])
     def jwks(self, request: IRequest) -> bytes:

@@ -11,11 +11,21 @@ from oauthd.protocol import errors
 from oauthd.protocol.clientauth import ClientAuth, required_client
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny, safe_text
-from oauthd.protocol.grants import app_password, authorization_code, client_credentials, password, refresh
+from oauthd.protocol.grants import (
+    app_password,
+    authorization_code,
+    client_credentials,
+    device_code,
+    password,
+    refresh,
+)
 from oauthd.protocol.rules import GRANT_TYPES
 from oauthd.state.decision import Decision
 
-SERVED = frozenset({"authorization_code", "client_credentials", "password", "refresh_token"})
+SERVED = frozenset({
+    "authorization_code", "client_credentials", "password", "refresh_token",
+    "urn:ietf:params:oauth:grant-type:device_code",
+})
 """
 The grant types the token endpoint serves (the others in
 L{oauthd.protocol.rules.GRANT_TYPES} get C{unsupported_grant_type} until
@@ -66,4 +76,6 @@ def token(
         return Deferred.fromCoroutine(password.decide(ctx, client, params, ip))
     if grant_type == "authorization_code":
         return authorization_code.decide(ctx, client, params, ip)
+    if grant_type == device_code.GRANT_TYPE:
+        return device_code.decide(ctx, client, params, ip)
     return refresh.decide(ctx, client, params, ip)

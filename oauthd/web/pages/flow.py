@@ -189,7 +189,7 @@ class AuthorizePages:
         def refused(failure: Failure) -> Page:
             error = refusal(failure)
             self._audit(request, error)
-            return self._login_page(request, auth, _login_problem(error, WRONG_PASSWORD),
+            return self._login_page(request, auth, login_problem(error, WRONG_PASSWORD),
                                     username, status=error.status, headers=error.headers)
 
         return self._committing(decided).addCallbacks(logged_in, refused)
@@ -209,7 +209,7 @@ class AuthorizePages:
         except OAuthError as error:
             self._audit(request, error)
             return self._second_factor_page(request, auth, held.user, token,
-                                            _login_problem(error, WRONG_CODE), error.status,
+                                            login_problem(error, WRONG_CODE), error.status,
                                             error.headers)
         return self._committed(request, auth, decided,
                                lambda login: self._logged_in(request, auth, login))
@@ -342,7 +342,7 @@ def refusal(failure: Failure) -> OAuthError:
     return error
 
 
-def _login_problem(error: OAuthError, wrong: str) -> str:
+def login_problem(error: OAuthError, wrong: str) -> str:
     """
     What the login pages say about a refused password or code: nothing that
     tells whether a user exists.

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 
 from twisted.web.template import Tag, flattenString, tags
 
+from oauthd.protocol.device import VERIFICATION_PATH
 from oauthd.web.pages.words import describe
 
 AUTHORIZE_PATH = "/api/v1/oauth/authorize"
 LOGOUT_PATH = "/api/v1/oauth/logout"
+DEVICE_PATH = VERIFICATION_PATH
 STATIC_PATH = "/api/v1/oauth/static/"
 STYLESHEET = STATIC_PATH + "oauthd.css"
 FORM_POST_SCRIPT = STATIC_PATH + "form-post.js"
@@ -76,7 +78,7 @@ def _field(label: str, **attributes: str) -> Tag:
 
 
 def login_page(*, site: str, client_name: str, fields: Fields, error: str = "",
-               username: str = "") -> bytes:
+               username: str = "", action: str = AUTHORIZE_PATH) -> bytes:
     """
     The login page: user name and password.
     """
@@ -93,12 +95,13 @@ def login_page(*, site: str, client_name: str, fields: Fields, error: str = "",
             _field("Password", name="password", type="password", autocomplete="current-password",
                    **({"autofocus": ""} if username else {})),
             tags.button("Sign in", type="submit", class_="primary"),
+            action=action,
         ),
     )
 
 
 def second_factor_page(*, site: str, client_name: str, user: str, fields: Fields,
-                       error: str = "") -> bytes:
+                       error: str = "", action: str = AUTHORIZE_PATH) -> bytes:
     """
     The second step of a login: a code from the user's authenticator app,
     or one of their recovery codes.
@@ -117,6 +120,7 @@ def second_factor_page(*, site: str, client_name: str, user: str, fields: Fields
             tags.p("Lost your phone? Enter one of your recovery codes instead.",
                    class_="help", id="otp-help"),
             tags.button("Verify", type="submit", class_="primary"),
+            action=action,
         ),
     )
 
@@ -202,4 +206,60 @@ def logged_out_page(*, site: str) -> bytes:
         site, "Logged out",
         tags.h1("You are logged out"),
         tags.p("You can close this page.", class_="lead"),
+    )
+
+
+def device_code_page(*, site: str, user: str, fields: Fields, user_code: str = "",
+                     error: str = "") -> bytes:
+    """
+    The device verification page's first step: the code the device shows.
+    A code that came in the link is filled in, still to be confirmed.
+    """
+    return _layout(
+        site, "Connect a device",
+        tags.h1("Connect a device"),
+        tags.p("Signed in as ", tags.strong(user), ". Enter the code your device shows.",
+               class_="lead"),
+        *_error(error),
+        _form(
+            fields,
+            _field("Code", name="user_code", type="text", value=user_code, autocomplete="off",
+                   autocapitalize="characters", spellcheck="false", maxlength="20", autofocus=""),
+            tags.button("Continue", type="submit", class_="primary"),
+            action=DEVICE_PATH,
+        ),
+    )
+
+
+def device_confirm_page(*, site: str, client_name: str, user: str, user_code: str,
+                        scopes: Sequence[str], fields: Fields) -> bytes:
+    """
+    Which client asks, for what, on the device showing C{user_code}: only
+    approve if the device in front of you shows this code.
+    """
+    return _layout(
+        site, f"Allow {client_name}?",
+        tags.h1(tags.strong(client_name), " wants to access your account"),
+        tags.p("Signed in as ", tags.strong(user), ".", class_="lead"),
+        tags.p("Only allow this if your device shows the code ", tags.strong(user_code), "."),
+        tags.p("It will be able to:"),
+        tags.ul(class_="scopes")(*[tags.li(line) for line in describe(scopes)]),
+        _form(
+            fields,
+            tags.div(class_="actions")(
+                tags.button("Allow", type="submit", name="consent", value="approve", class_="primary"),
+                tags.button("Deny", type="submit", name="consent", value="deny", class_="secondary"),
+            ),
+            action=DEVICE_PATH,
+        ),
+    )
+
+
+def device_done_page(*, site: str, client_name: str, approved: bool) -> bytes:
+    title = "Device connected" if approved else "Device not connected"
+    said = " can now access your account." if approved else " was denied access."
+    return _layout(
+        site, title,
+        tags.h1(title),
+        tags.p(tags.strong(client_name), said, " You can close this page.", class_="lead"),
     )
