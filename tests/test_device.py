@@ -76,6 +76,21 @@ class StartTests(DeviceCase):
         self.assert_error(self.post(DEVICE, {"client_id": self.tv.id, "scope": "openid"}), 400,
                           "invalid_scope")
 
+    def test_starting_codes_is_limited_per_source(self) -> None:
+        """
+        A public client's id is no secret: one address may start 20 codes at
+        once, then one every 30 s, so nobody fills memory and the journal
+        with pending codes.
+        """
+        for _ in range(20):
+            self.start()
+        before = self.journal_size()
+        reply = self.post(DEVICE, {"client_id": self.tv.id, "scope": "photos"})
+        self.assert_error(reply, 429, "too_many_requests")
+        assert reply.header("retry-after") and self.journal_size() == before
+        self.clock.advance(30)
+        self.start()
+
     def test_user_codes_compare_without_case_or_dashes(self) -> None:
         assert device.normalize("bcdf-ghjk") == device.normalize(" BCDFGHJK ") == "BCDFGHJK"
         assert device.normalize("BCDF-GHJA") is None  # a vowel

@@ -51,6 +51,13 @@ Wrong user codes from one address (an IPv6 /64): 20 at once, then one
 every 2 minutes, whichever accounts it uses.
 """
 
+DEVICE_START_IP = Rule("device-start-ip", 20, 30.0)
+"""
+Device codes started per source address: 20 at once, then one every 30 s.
+A public client's id is no secret (a TV shows it), so without this anyone
+could fill memory and the journal with pending codes.
+"""
+
 
 def normalize(user_code: str) -> str | None:
     """
@@ -83,6 +90,8 @@ def start(ctx: Context, params: Params, auth: ClientAuth, ip: str) -> Decision[B
     Decide a device authorization request: the client, allowed the device
     code grant, asks for a scope within its own.
     """
+    started = [(DEVICE_START_IP, ip_key(ip))]
+    guard(ctx.limiter, started, ip)
     client = required_client(ctx, auth, ip)
     if GRANT_TYPE not in client.grant_types:
         raise deny(errors.unauthorized_client("this client may not use the device code grant"),
@@ -106,6 +115,7 @@ def start(ctx: Context, params: Params, auth: ClientAuth, ip: str) -> Decision[B
         "expires_in": code.lifetime,
         "interval": code.interval,
     }
+    ctx.limiter.charge(DEVICE_START_IP, ip_key(ip))
     event = audit("device.start", "ok", ip=ip, client=client.id, scope=scope, grant=code.grant)
     return Decision(body, [DevicePut(code)], (event,), context={"client": client.id})
 

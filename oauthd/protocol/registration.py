@@ -174,9 +174,11 @@ def _checked(ctx: Context, candidate: Client) -> Client:
         raise invalid_metadata("metadata", str(e)) from None
 
 
-def described(ctx: Context, registered: Client) -> Body:
+def described(ctx: Context, registered: Client, access_token: str) -> Body:
     """
-    A registered client's metadata as accepted, with its management URI.
+    A registered client's metadata as accepted, with its management URI and
+    its registration access token (RFC 7592 section 3 requires it in every
+    answer: the one the request presented, or a new one's).
     """
     kept: dict[str, object] = json.loads(registered.registration_metadata or "{}")
     body: Body = {
@@ -189,6 +191,7 @@ def described(ctx: Context, registered: Client) -> Body:
         "scope": registered.scope,
         **kept,
         "registration_client_uri": f"{ctx.config.issuer}{PATH}/{registered.id}",
+        "registration_access_token": access_token,
     }
     if registered.post_logout_redirect_uris:
         body["post_logout_redirect_uris"] = list(registered.post_logout_redirect_uris)
@@ -231,12 +234,11 @@ def register(ctx: Context, body: Mapping[str, object], presented: str | None, ip
         id=tokens.new_client_id(now, ctx.random_bytes), created_at=now,
         registration_digest=tokens.secret_digest(access_token), **fields,
     ))
-    answer = described(ctx, new)
+    answer = described(ctx, new, access_token)
     if not new.public:
         secret = tokens.new_client_secret(ctx.random_bytes)
         new = attrs.evolve(new, secret_digest=tokens.secret_digest(secret))
         answer.update(client_secret=secret, client_secret_expires_at=0)
-    answer["registration_access_token"] = access_token
     if ctx.config.registration == "open":
         ctx.limiter.charge(REGISTER_IP, ip_key(ip))
     return Decision(answer, [ClientPut(new)],
@@ -281,7 +283,8 @@ def update(ctx: Context, client_id: str, body: Mapping[str, object], presented: 
     if fields["type"] != current.type:
         raise invalid_metadata("token_endpoint_auth_method", "cannot turn a public client confidential or back")
     changed = _checked(ctx, attrs.evolve(current, **fields))
-    return Decision(described(ctx, changed), [ClientPut(changed)],
+    assert presented is not None  # registered_client refused a request without one
+    return Decision(described(ctx, changed, presented), [ClientPut(changed)],
                     [audit("register.update", "ok", client=changed.id, ip=ip)])
 
 

@@ -242,7 +242,8 @@ class OAuthHTTP:
             return self._answered(request, self._committed(decided), 201)
         if request.method == b"GET":
             found = registration.registered_client(self._ctx, client_id, presented, ip)
-            return json_body(request, registration.described(self._ctx, found))
+            assert presented is not None  # registered_client refused a request without one
+            return json_body(request, registration.described(self._ctx, found, presented))
         if request.method == b"PUT":
             body = parsing.json_object(request, self._ctx.config.max_body)
             decided = registration.update(self._ctx, client_id, body, presented, ip)
