@@ -289,10 +289,13 @@ class ManagementTests(RegistrationCase):
 
     def test_update_is_validated_and_may_not_change_the_id_or_secret(self) -> None:
         before = self.journal_size()
-        for body, named in [({"redirect_uris": ["http://rp.example/"]}, "redirect_uris"),
+        own = {"client_id": self.registered["client_id"]}
+        for body, named in [({**own, "redirect_uris": ["http://rp.example/"]}, "redirect_uris"),
                             ({"redirect_uris": [CB], "client_id": "c000000000000000"}, "client_id"),
-                            ({"redirect_uris": [CB], "client_secret": "guess"}, "client_secret"),
-                            ({"redirect_uris": [CB], "token_endpoint_auth_method": "none"},
+                            # RFC 7592 section 2.2: the id must be sent.
+                            ({"redirect_uris": [CB]}, "client_id"),
+                            ({**own, "redirect_uris": [CB], "client_secret": "guess"}, "client_secret"),
+                            ({**own, "redirect_uris": [CB], "token_endpoint_auth_method": "none"},
                              "token_endpoint_auth_method")]:
             reply = self.request("PUT", self.uri, headers=self.auth, json_body=body)
             assert reply.code == 400 and named in reply.body["error_description"], reply

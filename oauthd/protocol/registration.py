@@ -273,8 +273,9 @@ def update(ctx: Context, client_id: str, body: Mapping[str, object], presented: 
     secret stay.
     """
     current = registered_client(ctx, client_id, presented, ip)
-    if "client_id" in body and body["client_id"] != current.id:
-        raise invalid_metadata("client_id", "cannot be changed")
+    # RFC 7592 section 2.2: the request MUST carry the client's id.
+    if body.get("client_id") != current.id:
+        raise invalid_metadata("client_id", "is required and cannot be changed")
     secret = body.get("client_secret")
     if secret is not None and (not isinstance(secret, str) or not hmac.compare_digest(
             tokens.secret_digest(secret), current.secret_digest)):

@@ -155,7 +155,7 @@ class DevicePages:
         except OAuthError as error:
             self._audit(request, error)
             return self._entry(request, browser, user_code, login_problem(error, WRONG_USER_CODE),
-                               error.status)
+                               error.status, error.headers)
 
         def done(code: DeviceCode) -> bytes:
             body = views.device_done_page(site=self._site, client_name=self._client_name(code),
