@@ -284,7 +284,7 @@ class TokenResponders(Responders):
         async def work() -> tuple[str, Token]:
             decision = admin_tokens.issue_by_hand(
                 self.ctx, label=label, scope=scope, lifetime=lifetime, user_name=user or "",
-                client_id=client_id or "", uses=uses or 0,
+                client_id=client_id or "", uses=uses,
             )
             new = decision.answer.token
             minted = await self._commit_audited(

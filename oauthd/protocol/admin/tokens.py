@@ -47,7 +47,7 @@ The most registrations one limited initial access token may allow.
 
 def issue_by_hand(
     ctx: Context, *, label: str, scope: str, lifetime: int, user_name: str = "", client_id: str = "",
-    uses: int = 0,
+    uses: int | None = None,
 ) -> Decision[Minted]:
     """
     Issue a token as an admin: an app password when C{user_name} is given,
@@ -57,7 +57,7 @@ def issue_by_hand(
     @param lifetime: seconds, or 0 for a token that never expires.
     @param uses: for an initial access token (scope C{register}, owned by
         no user or client), how many registrations it allows before it is
-        revoked; 0 for no limit.
+        revoked; C{None} for no limit.
     @raise AdminError: on a bad value or an unknown or disabled user or
         client.
     """
@@ -73,7 +73,7 @@ def issue_by_hand(
         raise InvalidValue("the scope must not be empty")
     if user_name and client_id:
         raise InvalidValue("a token is for a user or for a client, not both")
-    if uses:
+    if uses is not None:
         if not 1 <= uses <= MAX_USES:
             raise InvalidValue(f"the number of uses must be 1 to {MAX_USES}")
         if user_name or client_id or "register" not in scopes.names(scope):
