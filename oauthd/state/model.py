@@ -174,7 +174,7 @@ class State:
         How many records a snapshot holds, for the compaction policy.
         """
         return (len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows)
-                + self.families.records() + len(self.authz) + len(self.keys))
+                + self.families.records() + len(self.authz) + len(self.keys) + len(self.uses))
 
     # -- changing -----------------------------------------------------------
 

@@ -23,6 +23,9 @@ class Uses:
     def __init__(self) -> None:
         self._left: dict[int, int] = {}
 
+    def __len__(self) -> int:
+        return len(self._left)
+
     def left(self, key: int) -> int | None:
         return self._left.get(key)
 
