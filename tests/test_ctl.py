@@ -387,6 +387,31 @@ async def test_clients_rm_revokes_and_asks_first(tmp_path: Path) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_auth_add_uses(tmp_path: Path) -> None:
+    """
+    auth add --uses N issues an initial access token allowing N
+    registrations; --uses is refused for any other token, and out of range.
+    """
+    live = Live(tmp_path)
+    try:
+        issued = (await live.ok("auth", "add", "--name", "frames", "--scope", "register", "--uses", "2",
+                                "--json")).json()
+        token = live.server.authenticate_token(issued["secret"])
+        assert token is not None and not token.client_id and not token.user
+        assert live.server.ctx.state.uses.left(token.key) == 2
+        for argv in (["--scope", "photos"], ["--scope", "register", "--user", "alice"],
+                     ["--scope", "register", "--uses", "0"], ["--scope", "register", "--uses", "1001"]):
+            if "--uses" not in argv:
+                argv += ["--uses", "2"]
+            before = live.server.ctx.state.token_count()
+            result = await live.ctl("auth", "add", "--name", "x", *argv)
+            assert result.code == 1 and result.err.startswith("oauthctl: "), result
+            assert live.server.ctx.state.token_count() == before
+    finally:
+        await live.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_errors_are_one_line(tmp_path: Path) -> None:
     live = Live(tmp_path)
     try:

@@ -36,6 +36,7 @@ from oauthd.state.records import (
     SecondFactorEnabled,
     TokenIssued,
     TokenRevoked,
+    TokenUses,
     TotpStepUsed,
     UserPut,
     UserRemoved,
@@ -166,6 +167,32 @@ GOLDEN_2FA = [
     b"2fa-code\talice\t" + b"ab" * 32,
     b"2fa-\talice",
 ]
+
+
+GOLDEN_USES = [
+    # Limited initial access tokens (issue 16): registrations left.
+    b"uses\t00000000000000000000000000000001\t3",
+    b"uses\t00000000000000000000000000000001\t0",
+]
+
+
+def test_uses_records_keep_their_format() -> None:
+    """
+    A C{uses} record reads from and writes back to exactly these bytes; after
+    the older records it limits their token, never raises the count it
+    holds, and 0 drops the entry.
+    """
+    records = [TokenUses(1, 3), TokenUses(1, 0)]
+    assert [encode(record) for record in records] == GOLDEN_USES
+    assert [decode(payload) for payload in GOLDEN_USES] == records
+    state = State()
+    model.replay(state, [*GOLDEN[:6], GOLDEN_USES[0], encode(TokenUses(1, 7))], START)
+    assert state.uses.left(1) == 3
+    state.apply([TokenUses(1, 0)], START)
+    assert state.uses.left(1) is None
+    for bad in (b"uses\t1", b"uses\tx\t1", b"uses\t01\t-1", b"uses\t01\tmany"):
+        with pytest.raises(ValueError):
+            decode(bad)
 
 
 def test_second_factor_records_keep_their_format() -> None:

@@ -14,7 +14,11 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oauthd.protocol import authorize
+from oauthd.protocol import authorize, registration
+from oauthd.protocol.admin import tokens as admin_tokens
+from oauthd.protocol.errors import InvalidValue, OAuthError
+from oauthd.state.entities import Token
+from oauthd.state.model import State, replay
 from tests.authz_helpers import VERIFIER, AuthzCase
 from tests.oauth_helpers import TOKEN, Reply, bearer
 from tests.test_signing import Events
@@ -131,6 +135,58 @@ class ClosedPolicyTests(RegistrationCase):
             reply = self.register(headers=bearer(secret))
             self.assert_unchanged(before, reply, 403, "insufficient_scope")
             assert 'scope="register"' in (reply.header("www-authenticate") or ""), reply
+
+
+class LimitedUsesTests(RegistrationCase):
+    """
+    An initial access token issued with C{--uses N} allows N registrations,
+    then is revoked.
+    """
+
+    config_values = {"registration_scopes": ["photos"]}
+
+    def limited(self, uses: int) -> tuple[str, Token]:
+        minted = self.successResultOf(self.server.store.commit(admin_tokens.issue_by_hand(
+            self.server.ctx, label="frames", scope="register", lifetime=3600, uses=uses)))
+        return minted.secret, minted.token
+
+    def test_a_token_with_two_uses_registers_two_clients_then_is_gone(self) -> None:
+        secret, token = self.limited(2)
+        assert self.register(headers=bearer(secret)).code == 201
+        assert self.server.ctx.state.uses.left(token.key) == 1
+        assert self.register(headers=bearer(secret)).code == 201
+        self.assert_unchanged(self.journal_size(), self.register(headers=bearer(secret)), 401, "invalid_token")
+        assert self.server.ctx.state.token(token.key, self.clock.seconds()) is None
+        assert self.server.ctx.state.uses.left(token.key) is None
+        self.restart()
+        self.assert_unchanged(self.journal_size(), self.register(headers=bearer(secret)), 401, "invalid_token")
+
+    def test_two_registrations_decided_on_the_last_use_register_one_client(self) -> None:
+        secret, token = self.limited(1)
+        ctx, store = self.server.ctx, self.server.store
+        first, second = (registration.register(ctx, {"redirect_uris": [CB]}, secret, IP) for _ in "ab")
+        assert "client_id" in self.successResultOf(store.commit(first))
+        before = (self.journal_size(), dict(ctx.state.clients))
+        self.failureResultOf(store.commit(second), OAuthError)
+        assert (self.journal_size(), ctx.state.clients) == before
+        assert ctx.state.token(token.key, self.clock.seconds()) is None
+
+    def test_the_uses_left_survive_a_restart_and_compaction(self) -> None:
+        secret, token = self.limited(3)
+        assert self.register(headers=bearer(secret)).code == 201
+        self.restart()
+        assert self.server.ctx.state.uses.left(token.key) == 2
+        rebuilt = State()
+        replay(rebuilt, self.server.ctx.state.snapshot(self.clock.seconds()), self.clock.seconds())
+        assert rebuilt.uses.left(token.key) == 2
+
+    def test_only_an_initial_access_token_has_uses(self) -> None:
+        ctx = self.server.ctx
+        for wrong in ({"scope": "photos"}, {"scope": "register", "client_id": self.client.id},
+                      {"scope": "register", "uses": 0 - 1}, {"scope": "register", "uses": 1001}):
+            fields: dict[str, Any] = {"label": "x", "lifetime": 60, "uses": 2, **wrong}
+            with self.assertRaises(InvalidValue):
+                admin_tokens.issue_by_hand(ctx, **fields)
 
 
 ERRORS: list[tuple[object, str, str]] = [

@@ -279,16 +279,17 @@ class TokenResponders(Responders):
     @AddToken.responder
     async def add_token(
         self, label: str, scope: str, lifetime: int, user: str | None, client_id: str | None,
+        uses: int | None = None,
     ) -> dict[str, object]:
         async def work() -> tuple[str, Token]:
             decision = admin_tokens.issue_by_hand(
                 self.ctx, label=label, scope=scope, lifetime=lifetime, user_name=user or "",
-                client_id=client_id or "",
+                client_id=client_id or "", uses=uses,
             )
             new = decision.answer.token
             minted = await self._commit_audited(
                 decision, "token.issue", token=new.handle, kind=new.kind, user=new.user,
-                client=new.client_id, scope=new.scope, via="control",
+                client=new.client_id, scope=new.scope, uses=uses, via="control",
             )
             return minted.secret, minted.token
 

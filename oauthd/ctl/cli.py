@@ -315,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--expires", type=lifetime, default=DEFAULT_TOKEN_LIFETIME, metavar="SECONDS",
         help="lifetime; -1 or 0 for never [default: one year]",
     )
+    sub.add_argument("--uses", type=int, metavar="N",
+                     help="with --scope register: allow N (1 to 1000) registrations, then revoke it")
     sub = command(auth, "ls", cmd_auth_ls, "list tokens (by handle; never their values)", ["list"])
     sub.add_argument("search", nargs="?", help="a prefix of the handle, client, user or name; or a token")
     sub.add_argument("--expired", action="store_true", help="include expired tokens not yet swept")

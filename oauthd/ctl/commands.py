@@ -297,7 +297,7 @@ def cmd_users_rm(args: argparse.Namespace, term: Terminal, connect: Connect) -> 
 def cmd_auth_add(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
     row = connect().call(
         wire.AddToken, label=args.name, scope=args.scope, lifetime=args.expires,
-        user=args.user, client_id=args.client,
+        user=args.user, client_id=args.client, uses=args.uses,
     )
     if args.json:
         emit(args, term, row, str)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -22,12 +22,13 @@ from oauthd.protocol.bearer import bearer
 from oauthd.protocol.clientauth import METHODS
 from oauthd.protocol.context import Body, Context
 from oauthd.protocol.errors import AdminError, NotFound, OAuthError, deny
+from oauthd.protocol.issuing import revocation_records
 from oauthd.protocol.limits import TOKEN_IP, Rule, guard, ip_key, refuse
 from oauthd.protocol.rules import GRANT_TYPES, MAX_REDIRECT_URIS, check_label, check_redirect_uris
 from oauthd.protocol.signing import ALGORITHMS
 from oauthd.state.decision import Decision, audit
-from oauthd.state.entities import CONFIDENTIAL, PUBLIC, Client
-from oauthd.state.records import ClientPut, ClientRemoved
+from oauthd.state.entities import CONFIDENTIAL, PUBLIC, Client, Token
+from oauthd.state.records import ClientPut, ClientRemoved, Record, TokenUses
 
 PATH = "/api/v1/oauth/register"
 
@@ -200,12 +201,15 @@ def described(ctx: Context, registered: Client, access_token: str) -> Body:
     return body
 
 
-def _admitted(ctx: Context, presented: str | None, ip: str) -> None:
+def _admitted(ctx: Context, presented: str | None, ip: str) -> Token | None:
     """
     Refuse a registration the policy does not admit: without an initial
     access token under C{closed}, too often from C{ip} under C{open}, or
     beyond the cap on registered clients.
+
+    @return: the initial access token, under C{closed}.
     """
+    token = None
     if ctx.config.registration == "closed":
         token = bearer(ctx, presented, ip)
         if token.client_id or token.user or "register" not in scopes.names(token.scope):
@@ -220,13 +224,34 @@ def _admitted(ctx: Context, presented: str | None, ip: str) -> None:
     if registered >= ctx.config.registration_max_clients:
         raise deny(OAuthError("access_denied", "no more clients may register; ask the operator", 403),
                    ip=ip, limit="registration_max_clients")
+    return token
+
+
+def _use(ctx: Context, token: Token | None) -> tuple[list[Record], Callable[[], None] | None]:
+    """
+    The records that spend one use of a limited initial access token (the
+    last revokes it), and the check that no other registration spent it
+    since.
+    """
+    left = ctx.state.uses.left(token.key) if token is not None else None
+    if token is None or left is None:
+        return [], None
+    records: list[Record] = [TokenUses(token.key, left - 1)]
+    if left == 1:
+        records += revocation_records(ctx, token)
+
+    def still() -> None:
+        if ctx.state.uses.left(token.key) != left:
+            raise errors.invalid_token("the access token is invalid, expired or revoked")
+
+    return records, still
 
 
 def register(ctx: Context, body: Mapping[str, object], presented: str | None, ip: str) -> Decision[Body]:
     """
     Register the client C{body} describes: 201 with its credentials, once.
     """
-    _admitted(ctx, presented, ip)
+    token = _admitted(ctx, presented, ip)
     fields = client_fields(ctx, body)
     now = ctx.now()
     access_token = tokens.new_client_secret(ctx.random_bytes)
@@ -241,8 +266,9 @@ def register(ctx: Context, body: Mapping[str, object], presented: str | None, ip
         answer.update(client_secret=secret, client_secret_expires_at=0)
     if ctx.config.registration == "open":
         ctx.limiter.charge(REGISTER_IP, ip_key(ip))
-    return Decision(answer, [ClientPut(new)],
-                    [audit("register.add", "ok", client=new.id, ip=ip, name=new.name)])
+    used, still = _use(ctx, token)
+    return Decision(answer, [ClientPut(new), *used],
+                    [audit("register.add", "ok", client=new.id, ip=ip, name=new.name)], still=still)
 
 
 def registered_client(ctx: Context, client_id: str, presented: str | None, ip: str) -> Client:

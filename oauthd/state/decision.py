@@ -6,7 +6,7 @@ refusal to raise then), and the audit events that record it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from attrs import field, frozen
@@ -66,6 +66,10 @@ class Decision(Generic[T]):
         token revoking its grant).
     @ivar context: who and what the change is for, audited with a refusal
         if the records cannot be made durable.
+    @ivar still: called by the committer just before it applies the
+        records, to raise the refusal if the state changed since the
+        decision in a way that voids it (two registrations deciding on the
+        last use of one initial access token).
     """
 
     answer: T
@@ -73,3 +77,4 @@ class Decision(Generic[T]):
     audit: Sequence[AuditEvent] = ()
     refusal: Exception | None = None
     context: dict[str, object] = field(factory=dict)
+    still: Callable[[], None] | None = None

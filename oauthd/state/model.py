@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from oauthd.state import authz, keys, second_factor
+from oauthd.state import authz, keys, second_factor, uses
 from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
 from oauthd.state.families import EXPIRY_BUCKET, Families, Family
 from oauthd.state.order import TakenOrder
@@ -78,6 +78,7 @@ class State:
         self.second_factors: second_factor.SecondFactors = {}
         self.authz = authz.AuthzTables()  # codes, browser sessions, consents
         self.keys = keys.Keys()  # signing keys
+        self.uses = uses.Uses()  # registrations initial access tokens have left
         # Each token's tok record, by key; self.tokens is the read-only view.
         self._rows: dict[int, Row] = {}
         self.tokens = TokenTable(self._rows)
@@ -173,7 +174,7 @@ class State:
         How many records a snapshot holds, for the compaction policy.
         """
         return (len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows)
-                + self.families.records() + len(self.authz) + len(self.keys))
+                + self.families.records() + len(self.authz) + len(self.keys) + len(self.uses))
 
     # -- changing -----------------------------------------------------------
 
@@ -240,6 +241,7 @@ class State:
     def _apply(self, record: Record, now: float) -> None:
         self.authz.apply(record, self.users, self.clients, now)
         self.keys.apply(record)
+        self.uses.apply(record, self._rows)
         match record:
             case TokenIssued(token=token):
                 key = token.key

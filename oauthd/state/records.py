@@ -21,6 +21,7 @@ carry one field, a JSON object of the entity's attributes::
     2fa-    name                SecondFactorDisabled  turn it off
     2fa-step name step          TotpStepUsed    a TOTP code of that time step was used
     2fa-code name digest        RecoveryCodeUsed  a recovery code (by digest) was used
+    uses    key remaining       TokenUses       registrations an initial access token has left
     family  grant client_id user started expires_at
                                 FamilyHeld      a refresh family, as snapshots hold it
     spent   key grant           RefreshSpent    a family's used refresh token, as
@@ -150,13 +151,24 @@ class RecoveryCodeUsed:
     digest: str
 
 
+@frozen
+class TokenUses:
+    """
+    How many more registrations the initial access token with C{key} allows
+    (0: none, and its table entry goes).
+    """
+
+    key: int
+    remaining: int
+
+
 SecondFactorRecord = SecondFactorEnabled | SecondFactorDisabled | TotpStepUsed | RecoveryCodeUsed
 
 Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
     | GrantRevoked | RefreshUsed | FamilyHeld | RefreshSpent | SecondFactorRecord | AuthzRecord
     | device.DevicePut
-    | KeyRecord
+    | KeyRecord | TokenUses
 )
 
 TOKEN_TAG = b"tok\t"
@@ -217,6 +229,8 @@ def encode(record: Record) -> bytes:
             text = _one_field("family", grant, client_id, user, str(record.started), str(record.expires_at))
         case RefreshSpent(key=key, grant=grant):
             text = _one_field("spent", key_hex(key), grant)
+        case TokenUses(key=key, remaining=remaining):
+            text = _one_field("uses", key_hex(key), str(remaining))
     return text.encode("utf-8")
 
 
@@ -342,6 +356,7 @@ _ENTITY: dict[str, Callable[[dict[str, Any]], Record]] = {
 _TWO_FIELDS: dict[str, Callable[[str, str], Record]] = {
     "2fa-step": lambda user, step: TotpStepUsed(user, int(step)),
     "2fa-code": RecoveryCodeUsed,
+    "uses": lambda key, remaining: TokenUses(int(key, 16), _whole(remaining)),
 }
 
 _ONE_FIELD: dict[str, Callable[[str], Record]] = {

@@ -39,5 +39,6 @@ def snapshot_payloads(state: State, rows: Mapping[int, Row], now: float) -> Iter
         row = rows.get(key)
         if row is not None and live_row(row, now):
             yield row if type(row) is bytes else encode(TokenIssued(parse_token(row)))
+    yield from state.uses.snapshot(rows)
     for record in state.families.snapshot():
         yield encode(record)

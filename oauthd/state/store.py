@@ -143,7 +143,9 @@ class Store(Service):
             events are durable; fails with L{NotDurable} if the log cannot
             write them or the audit sink cannot record the events (at once,
             with nothing changed, if the sink is failing already; marked
-            C{made} if the records are durable and only the events failed).
+            C{made} if the records are durable and only the events failed);
+            fails at once, with nothing changed, with what C{decision.still}
+            raised.
         @raise ValueError: at once, with nothing applied, if a record cannot
             be encoded or appended, or issues a token whose client or user
             is absent or disabled (memory would ignore it while the log kept
@@ -151,6 +153,11 @@ class Store(Service):
         """
         records = decision.records
         audited: Deferred[None] = succeed(None)
+        if decision.still is not None:
+            try:
+                decision.still()
+            except Exception:
+                return fail()
         if records:
             payloads = [encode(r) for r in records]
             for record in records:

@@ -455,6 +455,7 @@ class AddToken(ControlCommand):
         (b"lifetime", amp.Integer()),
         (b"user", amp.Unicode(optional=True)),
         (b"client_id", amp.Unicode(optional=True)),
+        (b"uses", amp.Integer(optional=True)),
     ]
     response = [*TOKEN_FIELDS, (b"secret", amp.Unicode())]
 

@@ -19,7 +19,7 @@ from oauthd.protocol.issuing import (
 from oauthd.protocol.rules import check_label, check_lifetime
 from oauthd.state.decision import Decision
 from oauthd.state.entities import ACCESS, APP_PASSWORD, Client, Token
-from oauthd.state.records import Record
+from oauthd.state.records import Record, TokenUses
 
 
 def issue(
@@ -39,8 +39,15 @@ def issue(
     return Decision(minted, records)
 
 
+MAX_USES = 1000
+"""
+The most registrations one limited initial access token may allow.
+"""
+
+
 def issue_by_hand(
     ctx: Context, *, label: str, scope: str, lifetime: int, user_name: str = "", client_id: str = "",
+    uses: int | None = None,
 ) -> Decision[Minted]:
     """
     Issue a token as an admin: an app password when C{user_name} is given,
@@ -48,6 +55,9 @@ def issue_by_hand(
     that client's scope and token limit).
 
     @param lifetime: seconds, or 0 for a token that never expires.
+    @param uses: for an initial access token (scope C{register}, owned by
+        no user or client), how many registrations it allows before it is
+        revoked; C{None} for no limit.
     @raise AdminError: on a bad value or an unknown or disabled user or
         client.
     """
@@ -63,6 +73,13 @@ def issue_by_hand(
         raise InvalidValue("the scope must not be empty")
     if user_name and client_id:
         raise InvalidValue("a token is for a user or for a client, not both")
+    if uses is not None:
+        if not 1 <= uses <= MAX_USES:
+            raise InvalidValue(f"the number of uses must be 1 to {MAX_USES}")
+        if user_name or client_id or "register" not in scopes.names(scope):
+            raise InvalidValue("only an initial access token (--scope register, no --user or --client) has uses")
+        issued = issue(ctx, scope=scope, lifetime=lifetime, label=label)
+        return Decision(issued.answer, [*issued.records, TokenUses(issued.answer.token.key, uses)])
     if user_name:
         if user(ctx, user_name).disabled:
             raise InvalidValue(f"user {user_name} is disabled")
