@@ -15,8 +15,6 @@ in, and wrong codes are limited per user and per address
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -31,6 +29,7 @@ from oauthd.state.device import DeviceCode
 from oauthd.state.store import Store
 from oauthd.web import parsing
 from oauthd.web.pages import security, views
+from oauthd.web.pages.base import Page, PageController, refusal
 from oauthd.web.pages.flow import (
     CODE,
     CONSENT,
@@ -40,10 +39,7 @@ from oauthd.web.pages.flow import (
     USERNAME,
     WRONG_CODE,
     WRONG_PASSWORD,
-    Page,
     login_problem,
-    refusal,
-    sentence,
 )
 
 USER_CODE = "user_code"
@@ -51,7 +47,7 @@ WRONG_USER_CODE = "That code is not right, expired or was used already. Check th
 CLIENT_NAME = "your device"
 
 
-class DevicePages:
+class DevicePages(PageController):
     """
     The verification page over C{ctx}, committing through C{store}; C{ip}
     names a request's client address, C{audit} records a refusal.
@@ -59,11 +55,8 @@ class DevicePages:
 
     def __init__(self, ctx: Context, store: Store, ip: Callable[[IRequest], str],
                  audit: Callable[[IRequest, OAuthError], None]) -> None:
-        self._ctx = ctx
-        self._store = store
+        super().__init__(ctx, store, audit)
         self._ip = ip
-        self._audit = audit
-        self._site = urlsplit(ctx.config.issuer).hostname or "oauthd"
 
     def get(self, request: IRequest) -> Page:
         try:
@@ -93,12 +86,6 @@ class DevicePages:
         return self._confirm(request, browser, user_code)
 
     # -- steps ----------------------------------------------------------------------
-
-    def _browser(self, request: IRequest) -> BrowserSession | None:
-        return browsers.browser_session(self._ctx, self._session_cookie(request))
-
-    def _session_cookie(self, request: IRequest) -> str:
-        return security.get_cookie(request, self._ctx.config, security.SESSION_COOKIE) or ""
 
     def _password(self, request: IRequest, user_code: str, username: str, password: str) -> Page:
         if not username or not password:
@@ -164,14 +151,6 @@ class DevicePages:
 
         return self._committed(request, decided, done)
 
-    def _committed(self, request: IRequest, decided: Any, then: Callable[[Any], Page]) -> Deferred[bytes]:
-        def failed(failure: Failure) -> Page:
-            error = refusal(failure)
-            self._audit(request, error)
-            return self._error(request, "Please try again", sentence(error.description), error.status)
-
-        return self._store.commit(decided).addCallbacks(then, failed)
-
     # -- rendering ----------------------------------------------------------------------
 
     def _client_name(self, code: DeviceCode) -> str:
@@ -179,17 +158,7 @@ class DevicePages:
         return client.name if client is not None else CLIENT_NAME
 
     def _fields(self, request: IRequest, *extra: tuple[str, str]) -> list[tuple[str, str]]:
-        cookie = security.csrf_cookie(request, self._ctx.config, self._ctx.random_bytes)
-        return [*extra, (security.CSRF_FIELD, security.csrf_token(cookie))]
-
-    def _show(self, request: IRequest, body: bytes, status: int = 200,
-              headers: dict[str, str] | None = None) -> bytes:
-        request.setResponseCode(status)
-        security.page_headers(request, security.content_security_policy())
-        retry_after = (headers or {}).get("Retry-After")
-        if retry_after is not None:
-            request.setHeader(b"Retry-After", retry_after.encode("ascii"))
-        return body
+        return [*extra, self._csrf_field(request)]
 
     def _code_page(self, request: IRequest, user_code: str) -> bytes:
         browser = self._browser(request)
@@ -201,7 +170,7 @@ class DevicePages:
                status: int = 200, headers: dict[str, str] | None = None) -> bytes:
         body = views.device_code_page(site=self._site, user=browser.user, fields=self._fields(request),
                                       user_code=user_code[:20], error=error)
-        return self._show(request, body, status, headers)
+        return self._show(request, body, status, headers=headers)
 
     def _login_page(self, request: IRequest, user_code: str, error: str = "", status: int = 200) -> bytes:
         fields = self._fields(request, (USER_CODE, user_code[:20])) if user_code else self._fields(request)
@@ -224,11 +193,3 @@ class DevicePages:
             site=self._site, client_name=self._client_name(code), user=browser.user, user_code=shown,
             scopes=tuple(code.scope.split()), fields=self._fields(request, (USER_CODE, shown)))
         return self._show(request, body)
-
-    def _refused(self, request: IRequest, error: OAuthError) -> bytes:
-        self._audit(request, error)
-        return self._error(request, "Invalid request", sentence(error.description), error.status)
-
-    def _error(self, request: IRequest, title: str, description: str, status: int = 400) -> bytes:
-        return self._show(request, views.error_page(site=self._site, title=title,
-                                                    description=description), status)

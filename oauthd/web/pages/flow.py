@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -38,11 +37,10 @@ from oauthd.protocol.context import Context
 from oauthd.protocol.errors import OAuthError, deny
 from oauthd.state.authz_records import BrowserSession
 from oauthd.state.decision import Decision
-from oauthd.state.store import NotDurable, Store
+from oauthd.state.store import Store
 from oauthd.web import parsing
 from oauthd.web.pages import security, views
-
-Page = bytes | Deferred[bytes]
+from oauthd.web.pages.base import Page, PageController, refusal, sentence
 
 USERNAME, PASSWORD, CODE, HALF_LOGIN, CONSENT = "username", "password", "otp", "login", "consent"
 BOUND, LOGGED_IN = "bound", "logged_in"
@@ -64,7 +62,7 @@ FORGED = ("This form expired or was not sent by this site, so nothing was done. 
           "Go back to the application and start again.")
 
 
-class AuthorizePages:
+class AuthorizePages(PageController):
     """
     The authorization endpoint's pages over C{ctx}, committing through
     C{store}; C{ip} names a request's client address, C{audit} records a
@@ -73,11 +71,8 @@ class AuthorizePages:
 
     def __init__(self, ctx: Context, store: Store, ip: Callable[[IRequest], str],
                  audit: Callable[[IRequest, OAuthError], None]) -> None:
-        self._ctx = ctx
-        self._store = store
+        super().__init__(ctx, store, audit)
         self._ip = ip
-        self._audit = audit
-        self._site = urlsplit(ctx.config.issuer).hostname or "oauthd"
         self._binding_key = ctx.random_bytes(32)
 
     # -- entry points -----------------------------------------------------------
@@ -154,12 +149,6 @@ class AuthorizePages:
 
     # -- steps --------------------------------------------------------------------
 
-    def _session_cookie(self, request: IRequest) -> str:
-        return security.get_cookie(request, self._ctx.config, security.SESSION_COOKIE) or ""
-
-    def _browser(self, request: IRequest) -> BrowserSession | None:
-        return browsers.browser_session(self._ctx, self._session_cookie(request))
-
     def _next(self, request: IRequest, auth: AuthorizationRequest, browser: BrowserSession | None,
               logged_in: bool = False) -> Page:
         try:
@@ -170,7 +159,7 @@ class AuthorizePages:
             return self._login_page(request, auth, username=step.login_hint)
         if isinstance(step, NeedsConsent):
             return self._consent_page(request, auth, step.browser, step.scopes, logged_in)
-        return self._committed(request, auth, step, lambda answer: self._answer(request, auth, answer))
+        return self._committed(request, step, lambda answer: self._answer(request, auth, answer))
 
     def _password(self, request: IRequest, auth: AuthorizationRequest, username: str,
                   password: str) -> Page:
@@ -211,7 +200,7 @@ class AuthorizePages:
             return self._second_factor_page(request, auth, held.user, token,
                                             login_problem(error, WRONG_CODE), error.status,
                                             error.headers)
-        return self._committed(request, auth, decided,
+        return self._committed(request, decided,
                                lambda login: self._logged_in(request, auth, login))
 
     def _logged_in(self, request: IRequest, auth: AuthorizationRequest,
@@ -238,25 +227,12 @@ class AuthorizePages:
         if isinstance(decided, NeedsLogin):
             return self._login_page(request, auth, "Sign in again to continue.",
                                     username=decided.login_hint)
-        return self._committed(request, auth, decided, lambda reply: self._answer(request, auth, reply))
+        return self._committed(request, decided, lambda reply: self._answer(request, auth, reply))
 
     # -- committing -----------------------------------------------------------------
 
     def _committing(self, decided: Deferred[Decision[Any]]) -> Deferred[Any]:
         return decided.addCallback(self._store.commit)
-
-    def _committed(self, request: IRequest, auth: AuthorizationRequest, decided: Decision[Any],
-                   then: Callable[[Any], Page]) -> Deferred[bytes]:
-        """
-        C{then} the decision's answer, once it is durable; an error page if
-        it cannot be made so.
-        """
-        def failed(failure: Failure) -> Page:
-            error = refusal(failure)
-            self._audit(request, error)
-            return self._error(request, "Please try again", sentence(error.description), error.status)
-
-        return self._store.commit(decided).addCallbacks(then, failed)
 
     # -- rendering --------------------------------------------------------------------
 
@@ -265,17 +241,7 @@ class AuthorizePages:
         cookie = security.csrf_cookie(request, self._ctx.config, self._ctx.random_bytes)
         own = [(name, value) for name, value in auth.params if name not in PAGE_FIELDS]
         bound = security.binding(self._binding_key, cookie, auth.params)
-        return [*own, *extra, (BOUND, bound), (security.CSRF_FIELD, security.csrf_token(cookie))]
-
-    def _show(self, request: IRequest, body: bytes, status: int = 200,
-              targets: tuple[str, ...] = (), script: bool = False,
-              headers: dict[str, str] | None = None) -> bytes:
-        request.setResponseCode(status)
-        security.page_headers(request, security.content_security_policy(targets, script))
-        for name, value in (headers or {}).items():
-            if name.lower() == "retry-after":
-                request.setHeader(b"Retry-After", value.encode("ascii"))
-        return body
+        return [*own, *extra, (BOUND, bound), self._csrf_field(request, cookie)]
 
     def _targets(self, auth: AuthorizationRequest) -> tuple[str, ...]:
         source = security.redirect_source(auth.redirect_uri)
@@ -307,14 +273,6 @@ class AuthorizePages:
                                   scopes=scopes, fields=fields)
         return self._show(request, body, 200, self._targets(auth))
 
-    def _refused(self, request: IRequest, error: OAuthError) -> bytes:
-        self._audit(request, error)
-        return self._error(request, "Invalid request", sentence(error.description), error.status)
-
-    def _error(self, request: IRequest, title: str, description: str, status: int = 400) -> bytes:
-        body = views.error_page(site=self._site, title=title, description=description)
-        return self._show(request, body, status)
-
     def _answer(self, request: IRequest, auth: AuthorizationRequest, answer: Answer) -> bytes:
         """
         Send C{answer} to the client: a redirect, or a form the browser posts.
@@ -329,19 +287,6 @@ class AuthorizePages:
         return b""
 
 
-def refusal(failure: Failure) -> OAuthError:
-    """
-    The refusal a failure stands for; anything else is passed on.
-    """
-    if failure.check(NotDurable):
-        return OAuthError("temporarily_unavailable",
-                          "the change could not be recorded; try again in a moment", 503)
-    failure.trap(OAuthError)
-    error = failure.value
-    assert isinstance(error, OAuthError)
-    return error
-
-
 def login_problem(error: OAuthError, wrong: str) -> str:
     """
     What the login pages say about a refused password or code: nothing that
@@ -354,13 +299,3 @@ def login_problem(error: OAuthError, wrong: str) -> str:
     if error.error == "invalid_request":
         return sentence(error.description)
     return wrong
-
-
-def sentence(text: str) -> str:
-    """
-    A protocol description as a sentence on a page.
-    """
-    text = text.strip()
-    if not text:
-        return "Something went wrong."
-    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")

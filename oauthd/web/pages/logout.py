@@ -12,12 +12,9 @@ the request's own parameters back and keeps nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
-from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from oauthd.protocol import browser as browsers
 from oauthd.protocol import logout
 from oauthd.protocol.authorize import Answer, ShownError
 from oauthd.protocol.context import Context
@@ -26,22 +23,20 @@ from oauthd.state.authz_records import BrowserSession
 from oauthd.state.store import Store
 from oauthd.web import parsing
 from oauthd.web.pages import security, views
-from oauthd.web.pages.flow import FORGED, Page, refusal, sentence
+from oauthd.web.pages.base import Page, PageController, sentence
+from oauthd.web.pages.flow import FORGED
 
 CONFIRM = "logout"
 
 
-class LogoutPages:
+class LogoutPages(PageController):
     """
     The logout endpoint's pages over C{ctx}, committing through C{store};
     C{audit} records a refusal.
     """
 
     def __init__(self, ctx: Context, store: Store, audit: Callable[[IRequest, OAuthError], None]) -> None:
-        self._ctx = ctx
-        self._store = store
-        self._audit = audit
-        self._site = urlsplit(ctx.config.issuer).hostname or "oauthd"
+        super().__init__(ctx, store, audit)
 
     def get(self, request: IRequest) -> Page:
         try:
@@ -69,7 +64,7 @@ class LogoutPages:
         except ShownError as error:
             self._audit(request, deny(OAuthError("invalid_request", error.description), **error.context))
             return self._error(request, "This logout cannot be completed", sentence(error.description))
-        session = self._session(request)
+        session = self._browser(request)
         if session is None:
             # A cross-site POST comes without the cookie (SameSite=Lax): the
             # verified hint's sid still names the session to end.
@@ -78,17 +73,11 @@ class LogoutPages:
             assert session is not None
             return self._confirmation(request, wanted, session)
         decided = logout.logout(self._ctx, wanted, session, confirmed)
-        return self._store.commit(decided).addCallbacks(
-            lambda answer: self._logged_out(request, answer), lambda failure: self._failed(request, failure))
-
-    def _session(self, request: IRequest) -> BrowserSession | None:
-        cookie = security.get_cookie(request, self._ctx.config, security.SESSION_COOKIE)
-        return None if cookie is None else browsers.browser_session(self._ctx, cookie)
+        return self._committed(request, decided, lambda answer: self._logged_out(request, answer))
 
     def _confirmation(self, request: IRequest, wanted: logout.LogoutRequest,
                       session: BrowserSession) -> bytes:
-        cookie = security.csrf_cookie(request, self._ctx.config, self._ctx.random_bytes)
-        fields = [*wanted.params, (security.CSRF_FIELD, security.csrf_token(cookie))]
+        fields = [*wanted.params, self._csrf_field(request)]
         client_name = wanted.client.name if wanted.client is not None else ""
         body = views.logout_page(site=self._site, client_name=client_name, user=session.user,
                                  fields=fields)
@@ -103,21 +92,3 @@ class LogoutPages:
         security.page_headers(request, security.content_security_policy())
         request.setHeader(b"Location", answer.location.encode("utf-8"))
         return b""
-
-    def _failed(self, request: IRequest, failure: Failure) -> bytes:
-        error = refusal(failure)
-        self._audit(request, error)
-        return self._error(request, "Please try again", sentence(error.description), error.status)
-
-    def _refused(self, request: IRequest, error: OAuthError) -> bytes:
-        self._audit(request, error)
-        return self._error(request, "Invalid request", sentence(error.description), error.status)
-
-    def _error(self, request: IRequest, title: str, description: str, status: int = 400) -> bytes:
-        return self._show(request, views.error_page(site=self._site, title=title, description=description),
-                          status)
-
-    def _show(self, request: IRequest, body: bytes, status: int = 200, targets: tuple[str, ...] = ()) -> bytes:
-        request.setResponseCode(status)
-        security.page_headers(request, security.content_security_policy(targets))
-        return body
