@@ -34,4 +34,3 @@ class ReadBackup(ControlCommand):
 
 class EndBackup(ControlCommand):
     arguments = [(b"backup", amp.Integer())]
-    response: list[tuple[bytes, amp.Argument]] = []
