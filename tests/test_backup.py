@@ -7,6 +7,7 @@ get one line and exit status 1, with nothing left behind.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import json
@@ -20,6 +21,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,3 +181,37 @@ def test_backup_into_a_directory_it_cannot_write(tmp_path: Path) -> None:
             1, f"oauthctl: cannot create {hidden}: cannot reach {hidden.parent} (Permission denied)\n")
     finally:
         shutil.rmtree(parent)
+
+
+class Answers:
+    """
+    A daemon's answers, as a connection gives them: one per command name.
+    """
+
+    def __init__(self, **answers: dict[str, Any]) -> None:
+        self.answers = answers
+
+    def call(self, command: type, **arguments: Any) -> dict[str, Any]:
+        return self.answers[command.__name__]
+
+
+@pytest.mark.parametrize("files", [
+    '[["../escaped", 1]]', '[["/etc/passwd", 1]]', '[["a", -1]]', '[["a", 1], ["a", 1]]', '[]',
+    '[["..", 1]]', '{"a": 1}', 'not json',
+])
+def test_backup_refuses_a_file_list_it_cannot_use(tmp_path: Path, files: str) -> None:
+    """
+    Names that would leave the new directory, sizes that are not sizes and
+    lists that are not lists are refused before anything is written; the
+    directory begun is removed.
+    """
+    from oauthd.ctl.backup import cmd_backup
+    from oauthd.ctl.connection import CtlError
+
+    answers = Answers(StartBackup={"backup": 1, "files": files})
+    args = argparse.Namespace(dest=str(tmp_path / "copy"), json=False)
+    term = Terminal(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(), environ={})
+    with pytest.raises(CtlError, match="^the daemon sent a list of files oauthctl cannot use$"):
+        cmd_backup(args, term, lambda: answers)  # type: ignore[arg-type,return-value]
+    assert os.listdir(tmp_path) == []
+    assert not (tmp_path.parent / "escaped").exists()

@@ -100,11 +100,12 @@ def _listing(text: str) -> list[tuple[str, int]]:
     """
     try:
         listed: Any = json.loads(text)
-        files = [(str(name), int(length)) for name, length in listed]
+        files = [(name, length) for name, length in listed]
     except (ValueError, TypeError):
         files = []
     if not files or any(
-        name in ("", ".", "..") or "/" in name or "\0" in name or type(length) is not int or length < 0
+        not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name
+        or type(length) is not int or length < 0
         for name, length in files
     ) or len({name for name, _ in files}) != len(files):
         raise CtlError("the daemon sent a list of files oauthctl cannot use")
