@@ -51,6 +51,8 @@ class AdminSession:
         self.started = started
         self.listings = Listings()
         self._cancellable: set[Deferred[Any]] = set()
+        # What the responders hold for the connection (a backup's files).
+        self.on_close: list[Callable[[], None]] = []
 
     def audit(self, event: str, outcome: str, **fields: object) -> None:
         self.store.record_audit(audit(event, outcome, peer_uid=self.peer_uid, **fields))
@@ -121,6 +123,8 @@ class AdminSession:
         self.listings.clear()
         for pending in list(self._cancellable):
             pending.cancel()
+        for release in self.on_close:
+            release()
 
 
 class Responders(amp.CommandLocator):

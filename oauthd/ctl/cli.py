@@ -45,6 +45,7 @@ from oauthd.ctl.commands import (
     cmd_users_show,
     UsageError,
 )
+from oauthd.ctl.backup import cmd_backup
 from oauthd.ctl.connection import Connection, CtlError, connect, socket_path
 from oauthd.ctl.consents import cmd_users_consents
 from oauthd.ctl.keys import cmd_keys_ls, cmd_keys_rotate
@@ -146,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         "offline, with oauthd stopped: rewrite a damaged journal with every verifiable record",
     )
     repair.add_argument("--data", metavar="DIR", required=True, help="the data directory")
+    backup = command(
+        commands, "backup", cmd_backup,
+        "while oauthd runs: copy its data (compacted journal, audit trail) into a new data directory",
+    )
+    backup.add_argument("dest", metavar="DEST", help="the directory to create (it must not exist)")
 
     def client_options(sub: argparse.ArgumentParser, adding: bool) -> None:
         sub.add_argument("--name", required=adding, help="the client's name")

@@ -12,6 +12,7 @@ use its building blocks (L{files}, L{writer_pool}) for files of their own.
     - L{journal}: L{FileJournal}, the log as one file, with group commit;
     - L{journal_file}: its blocking side, the jobs of its writer thread;
     - L{memory}: L{MemoryJournal}, the fake for tests of the layers above;
+    - L{image}: a journal's durable contents as a file's bytes, for backups;
     - L{repair}: offline repair of a damaged journal, and (as
       C{python -m oauthd.eventlog.repair DIR}) oauthctl's helper for it.
 """
@@ -35,6 +36,7 @@ from oauthd.eventlog.format import (
     TEMP_NAME,
     check_payload,
 )
+from oauthd.eventlog.image import FileImage, JournalImage, data_files, journal_image
 from oauthd.eventlog.journal import FileJournal
 from oauthd.eventlog.memory import MemoryJournal
 from oauthd.eventlog.repair import RepairReport, repair
@@ -42,6 +44,7 @@ from oauthd.eventlog.repair import RepairReport, repair
 __all__ = [
     "CompactionInProgress",
     "FORMAT_VERSION",
+    "FileImage",
     "FileJournal",
     "HEADER_SIZE",
     "JOURNAL_NAME",
@@ -49,6 +52,7 @@ __all__ = [
     "JournalCorrupt",
     "JournalError",
     "JournalFailed",
+    "JournalImage",
     "JournalLocked",
     "LOCK_NAME",
     "MAGIC",
@@ -58,5 +62,7 @@ __all__ = [
     "RepairReport",
     "TEMP_NAME",
     "check_payload",
+    "data_files",
+    "journal_image",
     "repair",
 ]

@@ -24,7 +24,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from oauthd.eventlog import CompactionInProgress, JournalFailed
+from oauthd.eventlog import CompactionInProgress, JournalFailed, JournalImage, journal_image
 from oauthd.interfaces import AuditFailing, IAuditSink, IEventLog
 from oauthd.state.decision import AuditEvent, Decision
 from oauthd.state.model import State, replay
@@ -119,6 +119,7 @@ class Store(Service):
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = clock
         self._compacting = False
+        self._compaction_waiters: list[Deferred[None]] = []
         self.journal_failure: str | None = None
 
     @classmethod
@@ -276,18 +277,43 @@ class Store(Service):
 
         def finished(result: object) -> object:
             self._compacting = False
+            waiters, self._compaction_waiters = self._compaction_waiters, []
             if isinstance(result, Failure):
                 assert result.value is not None
                 self._note_failure(result.value)
                 log.failure("compaction failed", result)
+                for waiter in waiters:
+                    waiter.errback(result)
                 return result
             log.info(
                 "compacted the journal from {before} to {after} records",
                 before=before, after=self.log.record_count,
             )
+            for waiter in waiters:
+                waiter.callback(None)
             return None
 
         return self.log.compact(self.state.snapshot(self._clock.seconds())).addBoth(finished)
+
+    def compacted_image(self) -> Deferred[JournalImage]:
+        """
+        The log's contents just after a compaction (this one, or the one
+        running): the live state at that one point, compacted, holding every
+        change acknowledged before the call. The compaction runs as usual:
+        the snapshot is taken a slice per reactor turn, the writing is the
+        journal's thread's.
+
+        @return: fires with the image (its reader must close it); fails as
+            the compaction does.
+        """
+        waiter: Deferred[None] = Deferred()
+        self._compaction_waiters.append(waiter)
+        if not self._compacting:
+            # Its failure reaches the waiter (and the log) from finished().
+            self.compact().addErrback(lambda _: None)
+        # Taken in the compaction's own callback, before anything else can
+        # run: no other compaction can have begun.
+        return waiter.addCallback(lambda _: journal_image(self.log))
 
     def sweep(self) -> int:
         """

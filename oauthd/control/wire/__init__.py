@@ -477,6 +477,10 @@ class RemoveToken(ControlCommand):
 
 # After ControlCommand, which they subclass.
 from oauthd.control.wire.keys import ListKeys as ListKeys, RotateKeys as RotateKeys  # noqa: E402
+from oauthd.control.wire.backup import (  # noqa: E402
+    BACKUP_PAGE as BACKUP_PAGE, EndBackup as EndBackup, ReadBackup as ReadBackup,
+    StartBackup as StartBackup,
+)
 
 COMMANDS: tuple[type[ControlCommand], ...] = (
     Status, Compact,
@@ -484,6 +488,7 @@ COMMANDS: tuple[type[ControlCommand], ...] = (
     AddUser, ListUsers, ShowUser, SetPassword, ModifyUser, RemoveUser,
     EnableSecondFactor, DisableSecondFactor, SecondFactorStatus, ListConsents, RevokeConsent,
     AddToken, ListTokens, ShowToken, RemoveToken, ListKeys, RotateKeys,
+    StartBackup, ReadBackup, EndBackup,
 )
 BY_NAME: dict[bytes, type[ControlCommand]] = {command.commandName: command for command in COMMANDS}
 """
