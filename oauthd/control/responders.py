@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from oauthd import __version__
 from oauthd.control.consents import ConsentResponders
 from oauthd.control.keys import KeyResponders
+from oauthd.control.reload import ReloadResponders
 from oauthd.control.paging import Copied, Keys, Listing, Taken, each
 from oauthd.control.rows import client_row, token_row, user_row
 from oauthd.control.second_factor import SecondFactorResponders
@@ -358,6 +359,7 @@ class TokenResponders(Responders):
 RESPONDERS: tuple[type[Responders], ...] = (
     StatusResponders, ClientResponders, UserResponders, TokenResponders, SecondFactorResponders,
     ConsentResponders, KeyResponders,
+    ReloadResponders,
 )
 """
 The groups of responders each admitted connection gets.
