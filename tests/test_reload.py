@@ -23,7 +23,7 @@ from oauthd.reload import Reloader, Running, reconcile
 from oauthd.services.audit import AuditTrail, TrailLimits
 from oauthd.services.logfiles import reopen_log_files
 from oauthd.testing import InlinePool, config_for_tests
-from oauthd.web.site import OAuthSite
+from oauthd.web.api import OAuthHTTP
 from tests.helpers import InlineMemoryReactor
 from tests.oauth_helpers import OAuthCase, bearer
 
@@ -144,7 +144,7 @@ def test_running_applies_to_the_site_the_trail_and_the_hasher(tmp_path: Path) ->
     from tests.helpers import make_server
 
     server = make_server()
-    site = OAuthSite(None, 1024)  # type: ignore[arg-type]
+    site = OAuthHTTP(server.ctx, server.store).site()
     reactor = InlineMemoryReactor()
     trail = AuditTrail(str(tmp_path), reactor, reactor, pool=InlinePool(), limits=TrailLimits())
     hasher = server.ctx.hasher
