@@ -241,7 +241,8 @@ def _each_endpoint(key: str, value: list[str]) -> tuple[str, ...]:
 
 
 def _rate(key: str, value: list[int]) -> tuple[int, int]:
-    if len(value) != 2 or any(isinstance(v, bool) for v in value) or not 1 <= value[0] <= 1_000_000 or not 1 <= value[1] <= 86400:
+    if (len(value) != 2 or any(isinstance(v, bool) for v in value)
+            or not 1 <= value[0] <= 1_000_000 or not 1 <= value[1] <= 86400):
         raise ConfigError(f"{key}: expected [burst, seconds], burst 1-1000000 and seconds 1-86400")
     return (value[0], value[1])
 
