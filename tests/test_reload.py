@@ -175,3 +175,36 @@ def test_reopen_log_files_writes_to_a_new_file_after_a_rotation(tmp_path: Path) 
     logfile.close()
     assert (tmp_path / "twistd.log.1").read_text() == "before\n"
     assert path.read_text() == "after\n"
+
+
+def test_the_reload_command_in_memory() -> None:
+    """
+    C{Reload} over the control socket: the outcome, the refusal of a
+    configuration that does not load, and a daemon that cannot reload.
+    """
+    from oauthd.control.wire import ControlError, InvalidValue, Reload
+    from tests.test_control import Harness
+
+    wanted: list[Any] = [config_for_tests(session_ttl=600, max_connections=10)]
+
+    def read() -> Any:
+        if isinstance(wanted[0], ConfigError):
+            raise wanted[0]
+        return wanted[0]
+
+    harness = Harness()
+    reloader = Reloader(read, Running(harness.server.ctx), harness.server.store, notify=[].append,
+                        reopen=list)
+    harness.factory.reload = reloader.reload
+    link = harness.connect()
+    assert link.call(Reload) == {"changed": '[["session_ttl", "86400", "600"]]',
+                                 "restart": '["max_connections"]'}
+    wanted[0] = ConfigError("oauthd.toml: unknown key 'sesion_ttl'")
+    refused = link.fails(Reload)
+    assert isinstance(refused, InvalidValue)
+    assert str(refused) == ("configuration not reloaded, the running one is kept: "
+                            "oauthd.toml: unknown key 'sesion_ttl'")
+    assert harness.server.ctx.config.session_ttl == 600
+    cannot = Harness().connect().fails(Reload)
+    assert type(cannot) is ControlError
+    assert str(cannot) == "this daemon cannot reload its configuration"
