@@ -88,6 +88,14 @@ class Config:
     @ivar device_poll_interval: seconds a device waits between polls.
     @ivar id_token_alg: how ID tokens (and JWT access tokens) are signed for
         a client that does not say.
+    @ivar limit_login_ip: each C{limit_*} pair is a rate limit's burst and
+        the seconds one failure takes to be forgiven (L{RULE_KEYS} names
+        the bucket of each; L{oauthd.protocol.limits} says what they count).
+    @ivar limit_pace_wait: the longest a password check waits for its
+        username's pace before it is refused.
+    @ivar limit_known_days: days an address a user logged in from is known
+        as theirs (not paced).
+    @ivar limit_entries: the most rate-limit buckets held at once.
     """
 
     listen: tuple[str, ...]
@@ -124,6 +132,21 @@ class Config:
     registration_max_clients: int = field(default=1000)
     device_code_ttl: int = field(default=600)
     device_poll_interval: int = field(default=5)
+    limit_login_ip: tuple[int, int] = field(default=(10, 60))
+    limit_token_ip: tuple[int, int] = field(default=(60, 10))
+    limit_client: tuple[int, int] = field(default=(10, 60))
+    limit_username_ip: tuple[int, int] = field(default=(10, 60))
+    limit_username: tuple[int, int] = field(default=(10, 60))
+    limit_username_new: tuple[int, int] = field(default=(10, 4))
+    limit_2fa_user: tuple[int, int] = field(default=(5, 600))
+    limit_2fa_ip: tuple[int, int] = field(default=(10, 300))
+    limit_register_ip: tuple[int, int] = field(default=(5, 720))
+    limit_device_user: tuple[int, int] = field(default=(10, 360))
+    limit_device_ip: tuple[int, int] = field(default=(20, 120))
+    limit_device_start_ip: tuple[int, int] = field(default=(20, 30))
+    limit_pace_wait: int = field(default=4)
+    limit_known_days: int = field(default=30)
+    limit_entries: int = field(default=100_000)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -217,6 +240,26 @@ def _each_endpoint(key: str, value: list[str]) -> tuple[str, ...]:
     return tuple(_check_endpoint(key, v) for v in value)
 
 
+def _rate(key: str, value: list[int]) -> tuple[int, int]:
+    if (len(value) != 2 or any(isinstance(v, bool) for v in value)
+            or not 1 <= value[0] <= 1_000_000 or not 1 <= value[1] <= 86400):
+        raise ConfigError(f"{key}: expected [burst, seconds], burst 1-1000000 and seconds 1-86400")
+    return (value[0], value[1])
+
+
+RULE_KEYS = {
+    "login-ip": "limit_login_ip", "token-ip": "limit_token_ip", "client": "limit_client",
+    "username-ip": "limit_username_ip", "username": "limit_username",
+    "username-new": "limit_username_new", "2fa-user": "limit_2fa_user", "2fa-ip": "limit_2fa_ip",
+    "register-ip": "limit_register_ip", "device-user": "limit_device_user",
+    "device-ip": "limit_device_ip", "device-start-ip": "limit_device_start_ip",
+}
+"""
+The rate-limit buckets (L{oauthd.protocol.limits.Rule} names) and the keys
+that set them.
+"""
+
+
 def _one_of(*allowed: str) -> Callable[[str, str], str]:
     def check(key: str, value: str) -> str:
         if value not in allowed:
@@ -269,7 +312,26 @@ SETTINGS: dict[str, Setting] = {
     ),
     "device_code_ttl": Setting(int, _in_range(60, 3600), "device code lifetime in seconds"),
     "device_poll_interval": Setting(int, _in_range(1, 60), "seconds between a device's polls"),
+    **{key: Setting(list, _rate, f"rate limit {name}: [burst, seconds to forgive one]", int)
+       for name, key in RULE_KEYS.items()},
+    "limit_pace_wait": Setting(int, _in_range(1, 60), "longest wait for a username's pace"),
+    "limit_known_days": Setting(int, _in_range(0, 366), "days a user's address is known"),
+    "limit_entries": Setting(int, _in_range(1000, 10_000_000), "most rate-limit buckets"),
 }
+
+
+@frozen
+class Reloaded:
+    """
+    What a reload did.
+
+    @ivar changed: each key now running with a new value: key, old, new
+        (shown as in the file).
+    @ivar restart: the keys whose new value waits for a restart.
+    """
+
+    changed: tuple[tuple[str, str, str], ...] = ()
+    restart: tuple[str, ...] = ()
 
 
 def _typed(key: str, value: object) -> object:

@@ -11,7 +11,7 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -102,9 +102,11 @@ class Daemon(MultiService):
     @ivar last: a service that starts before the others and stops after all
         of them have (the audit trail, which records what they do until the
         end), or C{None}.
+    @ivar reloader: reloads the configuration (L{oauthd.reload.Reloader}).
     """
 
     last: Service | None = None
+    reloader: Any = None
 
     def privilegedStartService(self) -> None:
         with _listen_or_exit():
@@ -213,7 +215,7 @@ def give_subject_ids(store: Any, ctx: Any) -> None:
 
 def build_service(
     config: Config, reactor: Any, journal_pool: Any = None, journal: IEventLog | None = None,
-    euid: int | None = None,
+    euid: int | None = None, reread: Callable[[], Config] | None = None,
 ) -> Daemon:
     """
     Compose the daemon's services under one root. Loading the journal blocks,
@@ -226,6 +228,8 @@ def build_service(
         in-memory one).
     @param euid: the user whose directories these must be, instead of the
         effective uid (tests).
+    @param reread: reads the configuration again, for a reload (by default
+        it is C{config} again).
     @raise ConfigError: if the data directory or its journal cannot be used.
     """
     from twisted.internet.threads import deferToThreadPool
@@ -237,6 +241,7 @@ def build_service(
     from oauthd.control.server import ControlFactory
     from oauthd.eventlog import FileJournal, JournalError
     from oauthd.protocol.context import Context
+    from oauthd.reload import Reloader, Running
     from oauthd.services.audit import AuditTrail, TrailLimits
     from oauthd.services.fdlimit import make_room
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService, usual_cost
@@ -315,8 +320,11 @@ def build_service(
         admin_gid = resolve_group(config.admin_group)
     except KeyError:
         raise ConfigError(f"admin_group: no such group {config.admin_group!r}") from None
+    running = Running(ctx, site, trail, hasher)
+    root.reloader = Reloader(reread or (lambda: config), running, store)
     control = ControlFactory(
         reactor, store, ctx, allowed_uids=config.admin_uids, admin_gid=admin_gid,
+        reload=root.reloader.reload,
     )
     control_service(config.control, control, reactor, admin_gid).setServiceParent(root)
     return root
@@ -342,9 +350,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     _stop_cleanly_on_sigterm(reactor)
     reactor.addSystemEventTrigger("after", "shutdown", _forget_sigterm, reactor)
     try:
-        service = build_service(config, reactor)
+        service = build_service(config, reactor, reread=options.config)
     except ConfigError as e:
         _exit(str(e))
+    from oauthd.reload import reload_on_sighup
+
+    reload_on_sighup(reactor, service.reloader)
     return service
 
 

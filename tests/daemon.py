@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,16 +37,24 @@ class Daemon:
     A running daemon on a free loopback port with its own data directory.
     """
 
-    def __init__(self, data: Path, *args: str) -> None:
+    def __init__(
+        self, data: Path, *args: str, twistd_args: Sequence[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """
+        @param twistd_args: twistd's own options (C{--logfile}).
+        @param environ: variables set for the daemon (C{NOTIFY_SOCKET}).
+        """
         self.port = free_port()
         self.data = data
         self.url = f"http://127.0.0.1:{self.port}"
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         env = dict(os.environ, PYTHONPATH=str(REPO))
         env.pop("NOTIFY_SOCKET", None)
+        env.update(environ or {})
         self.log = open(data.parent / f"twistd-{self.port}.log", "w+")
         self.process = subprocess.Popen(
-            [twistd, "--nodaemon", "--pidfile=", "oauthd",
+            [twistd, "--nodaemon", "--pidfile=", *twistd_args, "oauthd",
              "--listen", f"tcp:{self.port}:interface=127.0.0.1",
              "--data", str(data), *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=data.parent,

@@ -15,6 +15,7 @@ from oauthd import __version__
 from oauthd.control.backup import BackupResponders
 from oauthd.control.consents import ConsentResponders
 from oauthd.control.keys import KeyResponders
+from oauthd.control.reload import ReloadResponders
 from oauthd.control.paging import Copied, Keys, Listing, Taken, each
 from oauthd.control.rows import client_row, token_row, user_row
 from oauthd.control.second_factor import SecondFactorResponders
@@ -359,6 +360,7 @@ class TokenResponders(Responders):
 RESPONDERS: tuple[type[Responders], ...] = (
     StatusResponders, ClientResponders, UserResponders, TokenResponders, SecondFactorResponders,
     ConsentResponders, KeyResponders, BackupResponders,
+    ReloadResponders,
 )
 """
 The groups of responders each admitted connection gets.

@@ -24,6 +24,7 @@ from twisted.protocols import amp
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from oauthd.config import Reloaded
 from oauthd.control.errors import answerable
 from oauthd.control.peer import PeerCredentials, socket_peer_credentials
 from oauthd.control.responders import RESPONDERS
@@ -73,6 +74,7 @@ class ControlFactory(Factory):
     @ivar allowed_uids: uids admitted: root, the daemon's own and any
         configured.
     @ivar admin_gid: a group whose members are admitted, if any.
+    @ivar reload: reloads the daemon's configuration, if it can.
     """
 
     def __init__(
@@ -83,7 +85,9 @@ class ControlFactory(Factory):
         allowed_uids: Collection[int] = (),
         admin_gid: int | None = None,
         peer_credentials: Callable[[ITransport], PeerCredentials | None] = socket_peer_credentials,
+        reload: Callable[..., Reloaded] | None = None,
     ) -> None:
+        self.reload = reload
         self.clock = clock
         self.store = store
         self.ctx = ctx
@@ -154,7 +158,8 @@ class ControlProtocol(amp.AMP, TimeoutMixin):
             return
         self.peer = creds
         factory = self.factory
-        self.session = AdminSession(factory.store, factory.ctx, creds.uid, factory.clock, factory.started)
+        self.session = AdminSession(factory.store, factory.ctx, creds.uid, factory.clock, factory.started,
+                                    factory.reload)
         self._responders = tuple(group(self.session) for group in RESPONDERS)
         super().connectionMade()
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]

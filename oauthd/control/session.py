@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
 
+from oauthd.config import Reloaded
 from oauthd.control import wire
 from oauthd.control.errors import one_line, wire_error
 from oauthd.control.paging import Listing, Listings
@@ -39,11 +40,15 @@ class AdminSession:
 
     @ivar peer_uid: the uid of who connected, for the audit trail.
     @ivar clock: the daemon's clock, and C{started} when it started by it.
+    @ivar reload: reloads the daemon's configuration (L{oauthd.reload}), if
+        it can.
     """
 
     def __init__(
         self, store: Store, ctx: Context, peer_uid: int, clock: IReactorTime, started: float,
+        reload: Callable[..., Reloaded] | None = None,
     ) -> None:
+        self.reload = reload
         self.store = store
         self.ctx = ctx
         self.peer_uid = peer_uid

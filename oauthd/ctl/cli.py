@@ -49,6 +49,7 @@ from oauthd.ctl.backup import cmd_backup
 from oauthd.ctl.connection import Connection, CtlError, connect, socket_path
 from oauthd.ctl.consents import cmd_users_consents
 from oauthd.ctl.keys import cmd_keys_ls, cmd_keys_rotate
+from oauthd.ctl.reload import cmd_reload
 from oauthd.ctl.second_factor import cmd_users_2fa_disable, cmd_users_2fa_enable, cmd_users_2fa_status
 from oauthd.ctl.output import Terminal
 
@@ -142,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(commands, "status", cmd_status, "show the daemon's version, uptime and counts")
     command(commands, "compact", cmd_compact, "rewrite the journal as the live state, now")
+    command(commands, "reload", cmd_reload,
+            "read the configuration again (as SIGHUP does) and show what changed")
     repair = command(
         commands, "repair", cmd_repair,
         "offline, with oauthd stopped: rewrite a damaged journal with every verifiable record",

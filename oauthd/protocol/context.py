@@ -76,11 +76,22 @@ class Context:
 
     @limiter.default
     def _limiter(self) -> RateLimiter:
-        return RateLimiter(self.now)
+        limiter = RateLimiter(self.now)
+        limiter.configure(self.config)
+        return limiter
 
     @second_factor.default
     def _second_factor(self) -> Callable[[User], bool]:
         return lambda user: has_second_factor(self.state, user)
+
+    def reconfigure(self, config: Config) -> None:
+        """
+        Run with C{config} from now on (a reload): every decision reads the
+        configuration here when it is made, and the limiter counts by its
+        limits.
+        """
+        self.config = config
+        self.limiter.configure(config)
 
     def now(self) -> int:
         """

@@ -29,6 +29,12 @@ forgotten bucket counted are forgiven, never held against someone else.
 
 IPv6 clients are keyed by their /64 network, since one host usually owns a
 whole /64 and could otherwise step through addresses.
+
+The rules below are the defaults; each one's burst and interval is a
+configuration key (L{oauthd.config.RULE_KEYS}), as are L{MAX_PACE_WAIT},
+L{KNOWN_FOR} and the limiter's size. The limiter holds the values in force
+(L{RateLimiter.configure}, again at each reload): callers name a rule, and
+the limiter counts it by the configured burst and interval.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from collections.abc import Callable, Collection
 
 from attrs import frozen
 
+from oauthd.config import RULE_KEYS, Config
 from oauthd.protocol import errors
 from oauthd.protocol.errors import OAuthError, deny
 
@@ -143,11 +150,19 @@ class RateLimiter:
 
     @ivar max_entries: the most buckets (and, apart, the most remembered
         addresses) held at once.
+    @ivar max_pace_wait: the longest a password check waits for its
+        username's pace (L{reserve}'s C{max_wait} at logins).
+    @ivar known_for: seconds an address stays known (L{remember}).
     """
 
     def __init__(self, now: Callable[[], float], max_entries: int = 100_000) -> None:
         self._now = now
         self.max_entries = max_entries
+        self.max_pace_wait = MAX_PACE_WAIT
+        self.known_for = KNOWN_FOR
+        # Rule name -> the rule in force, where configured apart from the
+        # default callers pass.
+        self._rules: dict[str, Rule] = {}
         # (rule name, key) -> when the bucket is full again.
         self._full_at: dict[tuple[str, str], float] = {}
         # (full at, name) for every bucket, and stale pairs of earlier charges.
@@ -157,6 +172,23 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._full_at)
+
+    def configure(self, config: Config) -> None:
+        """
+        Count by C{config}'s limits from now on. A bucket keeps the time it
+        is full again, so what it holds carries over into the new rule.
+        """
+        self._rules = {name: Rule(name, *getattr(config, key)) for name, key in RULE_KEYS.items()}
+        self.max_entries = config.limit_entries
+        self.max_pace_wait = float(config.limit_pace_wait)
+        self.known_for = config.limit_known_days * 86400.0
+        self.prune()
+
+    def rule(self, rule: Rule) -> Rule:
+        """
+        C{rule} as configured.
+        """
+        return self._rules.get(rule.name, rule)
 
     def _debt(self, rule: Rule, key: str, now: float) -> float:
         """
@@ -168,6 +200,7 @@ class RateLimiter:
         """
         Seconds until C{key} may fail again under C{rule}; 0 if it may now.
         """
+        rule = self.rule(rule)
         wait = self._debt(rule, key, self._now()) - (rule.burst - 1) * rule.interval
         return max(1, math.ceil(wait)) if wait > 0 else 0
 
@@ -181,6 +214,7 @@ class RateLimiter:
         """
         Count one failure against C{key}.
         """
+        rule = self.rule(rule)
         now = self._now()
         self._set(rule, key, now + self._debt(rule, key, now) + rule.interval)
 
@@ -192,6 +226,7 @@ class RateLimiter:
         @return: the seconds to wait for it, or C{None} (and nothing taken)
             if it is further off.
         """
+        rule = self.rule(rule)
         now = self._now()
         debt = self._debt(rule, key, now)
         wait = max(0.0, debt - (rule.burst - 1) * rule.interval)
@@ -204,6 +239,7 @@ class RateLimiter:
         """
         Give back a slot L{reserve} took, for an attempt that succeeded.
         """
+        rule = self.rule(rule)
         now = self._now()
         self._set(rule, key, now + max(0.0, self._debt(rule, key, now) - rule.interval))
 
@@ -235,10 +271,10 @@ class RateLimiter:
 
     def remember(self, key: str) -> None:
         """
-        Note C{key} (a username and address) as known, for L{KNOWN_FOR}.
+        Note C{key} (a username and address) as known, for L{known_for}.
         """
         self._known.pop(key, None)
-        self._known[key] = self._now() + KNOWN_FOR
+        self._known[key] = self._now() + self.known_for
         if len(self._known) > self.max_entries:
             self._known.popitem(last=False)
 
@@ -250,7 +286,7 @@ class RateLimiter:
 
     def knows(self, key: str) -> bool:
         """
-        Whether C{key} was remembered within L{KNOWN_FOR}.
+        Whether C{key} was remembered within L{known_for}.
         """
         return self._known.get(key, 0.0) > self._now()
 

@@ -20,7 +20,6 @@ from oauthd.protocol.context import Context
 from oauthd.protocol.errors import deny
 from oauthd.protocol.limits import (
     LOGIN_IP,
-    MAX_PACE_WAIT,
     USERNAME,
     USERNAME_IP,
     USERNAME_NEW,
@@ -122,7 +121,7 @@ async def login(
     An address that has failed too often is refused before any check (for
     all usernames, and for this one); otherwise the check keeps the
     username's pace (L{standing}): it may wait for its turn, up to
-    L{MAX_PACE_WAIT}, or be refused if that is further off.
+    the limiter's C{max_pace_wait}, or be refused if that is further off.
 
     The audit names the user only if one by that name exists: a name that
     matches no one may be a password typed into the wrong field.
@@ -151,7 +150,7 @@ async def login(
                      reason="malformed username", **context)
     rank, pace = standing(ctx.limiter, source, pair)
     if pace is not None:
-        wait = ctx.limiter.reserve(pace, pace_key, MAX_PACE_WAIT)
+        wait = ctx.limiter.reserve(pace, pace_key, ctx.limiter.max_pace_wait)
         if wait is None:
             # Counted against this address for this username, so that its
             # next try waits with the addresses that failed, not with the

@@ -235,6 +235,15 @@ class AuditTrail(Service):
                       path=source, error=str(e))
             return 0, chain_of(GENESIS, last)
 
+    @property
+    def limits(self) -> TrailLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: TrailLimits) -> None:
+        # A reload: rotation, retention and the backlog read them at each use.
+        self._limits = limits
+
     # -- recording ----------------------------------------------------------
 
     def __call__(self, event: str, outcome: str, fields: Mapping[str, str]) -> None:

@@ -481,6 +481,7 @@ from oauthd.control.wire.backup import (  # noqa: E402
     BACKUP_PAGE as BACKUP_PAGE, EndBackup as EndBackup, ReadBackup as ReadBackup,
     StartBackup as StartBackup,
 )
+from oauthd.control.wire.reload import Reload as Reload  # noqa: E402
 
 COMMANDS: tuple[type[ControlCommand], ...] = (
     Status, Compact,
@@ -489,6 +490,7 @@ COMMANDS: tuple[type[ControlCommand], ...] = (
     EnableSecondFactor, DisableSecondFactor, SecondFactorStatus, ListConsents, RevokeConsent,
     AddToken, ListTokens, ShowToken, RemoveToken, ListKeys, RotateKeys,
     StartBackup, ReadBackup, EndBackup,
+    Reload,
 )
 BY_NAME: dict[bytes, type[ControlCommand]] = {command.commandName: command for command in COMMANDS}
 """
