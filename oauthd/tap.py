@@ -211,6 +211,35 @@ def give_subject_ids(store: Any, ctx: Any) -> None:
         lambda failure: log.failure("the subject ids could not be written", failure))
 
 
+def anchor_trail(trail: Any, store: Any, reactor: Any) -> Any:
+    """
+    Keep where the audit trail begins in the journal (retention records it
+    before removing files, see L{oauthd.state.audit_anchor}), and return the
+    trail's reader for the control socket. A trail whose head an older
+    oauthd removed is anchored where it begins now, once, with a warning.
+    """
+    from twisted.internet.threads import deferToThreadPool
+
+    from oauthd.control.wire import PAGE_BYTES
+    from oauthd.services.audit_files import trail_begins
+    from oauthd.services.audit_reader import TrailReader
+    from oauthd.state.audit_anchor import AuditAnchored
+    from oauthd.state.decision import Decision
+
+    def anchor(seq: int, previous: str) -> Deferred[Any]:
+        committed: Deferred[Any] = store.commit(Decision(None, records=[AuditAnchored(seq, previous)]))
+        return committed
+
+    trail.retention.anchor = anchor
+    begins = trail_begins(trail.directory) if store.state.audit_anchor.seq == 1 else None
+    if begins is not None:
+        log.warn("audit trail {path}: it begins at seq {seq} and the journal did not say so (an older"
+                 " oauthd removed its first files): anchored there", path=trail.path, seq=begins[0])
+        anchor(*begins).addErrback(lambda failure: log.failure("anchoring the audit trail", failure))
+    return TrailReader(trail, lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work),
+                       reactor, PAGE_BYTES)
+
+
 def build_service(
     config: Config, reactor: Any, journal_pool: Any = None, journal: IEventLog | None = None,
     euid: int | None = None,
@@ -267,6 +296,7 @@ def build_service(
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)
+    reader = anchor_trail(trail, store, reactor)
     root = Daemon()
     # The trail stops after everything else (see Daemon).
     root.last = trail
@@ -316,7 +346,7 @@ def build_service(
     except KeyError:
         raise ConfigError(f"admin_group: no such group {config.admin_group!r}") from None
     control = ControlFactory(
-        reactor, store, ctx, allowed_uids=config.admin_uids, admin_gid=admin_gid,
+        reactor, store, ctx, allowed_uids=config.admin_uids, admin_gid=admin_gid, audit_reader=reader,
     )
     control_service(config.control, control, reactor, admin_gid).setServiceParent(root)
     return root

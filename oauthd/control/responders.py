@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from oauthd import __version__
+from oauthd.control.audit import AuditResponders
 from oauthd.control.consents import ConsentResponders
 from oauthd.control.keys import KeyResponders
 from oauthd.control.paging import Copied, Keys, Listing, Taken, each
@@ -357,7 +358,7 @@ class TokenResponders(Responders):
 
 RESPONDERS: tuple[type[Responders], ...] = (
     StatusResponders, ClientResponders, UserResponders, TokenResponders, SecondFactorResponders,
-    ConsentResponders, KeyResponders,
+    ConsentResponders, KeyResponders, AuditResponders,
 )
 """
 The groups of responders each admitted connection gets.

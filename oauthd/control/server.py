@@ -29,6 +29,7 @@ from oauthd.control.peer import PeerCredentials, socket_peer_credentials
 from oauthd.control.responders import RESPONDERS
 from oauthd.control.session import AdminSession
 from oauthd.control.wire import BY_NAME
+from oauthd.interfaces import IAuditReader
 from oauthd.protocol.context import Context
 from oauthd.state.decision import audit
 from oauthd.state.store import Store
@@ -73,6 +74,8 @@ class ControlFactory(Factory):
     @ivar allowed_uids: uids admitted: root, the daemon's own and any
         configured.
     @ivar admin_gid: a group whose members are admitted, if any.
+    @ivar audit_reader: reads the audit trail (C{oauthctl audit}), if the
+        daemon keeps one.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class ControlFactory(Factory):
         allowed_uids: Collection[int] = (),
         admin_gid: int | None = None,
         peer_credentials: Callable[[ITransport], PeerCredentials | None] = socket_peer_credentials,
+        audit_reader: IAuditReader | None = None,
     ) -> None:
         self.clock = clock
         self.store = store
@@ -91,6 +95,7 @@ class ControlFactory(Factory):
         self.allowed_uids = frozenset({0, os.getuid(), *allowed_uids})
         self.admin_gid = admin_gid
         self.peer_credentials = peer_credentials
+        self.audit_reader = audit_reader
 
     def buildProtocol(self, addr: object) -> ControlProtocol:  # type: ignore[override]
         protocol = ControlProtocol()
@@ -154,7 +159,8 @@ class ControlProtocol(amp.AMP, TimeoutMixin):
             return
         self.peer = creds
         factory = self.factory
-        self.session = AdminSession(factory.store, factory.ctx, creds.uid, factory.clock, factory.started)
+        self.session = AdminSession(factory.store, factory.ctx, creds.uid, factory.clock, factory.started,
+                                    factory.audit_reader)
         self._responders = tuple(group(self.session) for group in RESPONDERS)
         super().connectionMade()
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ from twisted.protocols import amp
 from oauthd.control import wire
 from oauthd.control.errors import one_line, wire_error
 from oauthd.control.paging import Listing, Listings
+from oauthd.interfaces import IAuditReader
 from oauthd.protocol.context import Context
 from oauthd.state.decision import Decision, audit
 from oauthd.state.model import State
@@ -39,10 +40,13 @@ class AdminSession:
 
     @ivar peer_uid: the uid of who connected, for the audit trail.
     @ivar clock: the daemon's clock, and C{started} when it started by it.
+    @ivar audit_reader: reads the audit trail, if the daemon keeps one;
+        C{reading_audit}: whether this connection's reading runs now.
     """
 
     def __init__(
         self, store: Store, ctx: Context, peer_uid: int, clock: IReactorTime, started: float,
+        audit_reader: IAuditReader | None = None,
     ) -> None:
         self.store = store
         self.ctx = ctx
@@ -50,6 +54,8 @@ class AdminSession:
         self.clock = clock
         self.started = started
         self.listings = Listings()
+        self.audit_reader = audit_reader
+        self.reading_audit = False
         self._cancellable: set[Deferred[Any]] = set()
 
     def audit(self, event: str, outcome: str, **fields: object) -> None:

@@ -285,3 +285,23 @@ def seq_of(line: bytes) -> int:
     if type(seq) is not int:
         raise ValueError("seq is not an integer")
     return seq
+
+
+def trail_begins(directory: str) -> tuple[int, str] | None:
+    """
+    Where the trail in C{directory} begins if its head was removed: the
+    sequence number of its oldest line and the chain value that line (an
+    C{audit.continue}) continues; C{None} if it begins at seq 1 or cannot be
+    read.
+    """
+    paths = trail_files(directory)
+    if not paths:
+        return None
+    with os.fdopen(open_to_read(paths[0]), "rb") as f:
+        line = f.readline(65536)
+    previous = _continued_from(line.rstrip(b"\n"))
+    try:
+        seq = seq_of(line.rstrip(b"\n"))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    return (seq, previous) if seq > 1 and previous is not None else None

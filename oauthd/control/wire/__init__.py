@@ -477,6 +477,7 @@ class RemoveToken(ControlCommand):
 
 # After ControlCommand, which they subclass.
 from oauthd.control.wire.keys import ListKeys as ListKeys, RotateKeys as RotateKeys  # noqa: E402
+from oauthd.control.wire.audit import ReadAudit as ReadAudit, VerifyAudit as VerifyAudit  # noqa: E402
 
 COMMANDS: tuple[type[ControlCommand], ...] = (
     Status, Compact,
@@ -484,6 +485,7 @@ COMMANDS: tuple[type[ControlCommand], ...] = (
     AddUser, ListUsers, ShowUser, SetPassword, ModifyUser, RemoveUser,
     EnableSecondFactor, DisableSecondFactor, SecondFactorStatus, ListConsents, RevokeConsent,
     AddToken, ListTokens, ShowToken, RemoveToken, ListKeys, RotateKeys,
+    ReadAudit, VerifyAudit,
 )
 BY_NAME: dict[bytes, type[ControlCommand]] = {command.commandName: command for command in COMMANDS}
 """
