@@ -211,12 +211,15 @@ def give_subject_ids(store: Any, ctx: Any) -> None:
         lambda failure: log.failure("the subject ids could not be written", failure))
 
 
-def anchor_trail(trail: Any, store: Any, reactor: Any) -> Any:
+def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
     """
     Keep where the audit trail begins in the journal (retention records it
     before removing files, see L{oauthd.state.audit_anchor}), and return the
     trail's reader for the control socket. A trail whose head an older
     oauthd removed is anchored where it begins now, once, with a warning.
+
+    @param run: runs the reader's work off the reactor; by default in the
+        reactor's thread pool (tests pass one that runs inline).
     """
     from twisted.internet.threads import deferToThreadPool
 
@@ -236,8 +239,9 @@ def anchor_trail(trail: Any, store: Any, reactor: Any) -> Any:
         log.warn("audit trail {path}: it begins at seq {seq} and the journal did not say so (an older"
                  " oauthd removed its first files): anchored there", path=trail.path, seq=begins[0])
         anchor(*begins).addErrback(lambda failure: log.failure("anchoring the audit trail", failure))
-    return TrailReader(trail, lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work),
-                       reactor, PAGE_BYTES)
+    if run is None:
+        run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
+    return TrailReader(trail, run, reactor, PAGE_BYTES)
 
 
 def build_service(

@@ -34,6 +34,7 @@ class Terminal:
     stderr: IO[str] = field(factory=lambda: sys.stderr)
     environ: Mapping[str, str] = field(factory=lambda: os.environ)
     getpass: Callable[[str], str] = getpass_module.getpass
+    clock: Callable[[], float] = time.time
 
     def print(self, text: str = "") -> None:
         self.stdout.write(text + "\n")

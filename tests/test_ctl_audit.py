@@ -1,0 +1,375 @@
+"""
+oauthctl audit: the trail read through the control socket (filters, pages,
+following it), its chain verified from where the journal says it begins
+(edited, removed and reordered lines found at their line, a removed head
+found by the journal's anchor), retention keeping the rest verifiable, and
+bad input answered with what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from twisted.internet.defer import maybeDeferred
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from treq.testing import StubTreq
+
+from twisted.internet.threads import deferToThread
+
+from oauthd.control import wire
+from oauthd.control.wire import Busy, InvalidValue
+from oauthd.ctl.cli import main
+from oauthd.services.audit import FLUSH_SECONDS, TRAIL_NAME, AuditTrail, TrailLimits
+from oauthd.services.audit_files import rotated_files
+from oauthd.services.audit_reader import FOLLOW_WAIT
+from oauthd.state.model import State, replay
+from oauthd.tap import anchor_trail
+from oauthd.testing import InlinePool, InlineReactor
+from oauthd.web.api import OAuthHTTP
+from tests.helpers import START
+from tests.test_control import Harness, Link
+from tests.test_ctl import Live, Result, terminal
+
+DAY = 86400
+
+
+def inline(work: Any) -> Any:
+    return maybeDeferred(work)
+
+
+class Audited:
+    """
+    A control socket and the HTTP API over one server whose audit sink is a
+    real trail in C{directory}, written and read inline, wired as the daemon
+    wires it (L{anchor_trail}).
+    """
+
+    def __init__(self, directory: Path, limits: TrailLimits = TrailLimits(), max_bytes: int = wire.PAGE_BYTES):
+        self.directory = directory
+        self.harness = Harness()
+        self.clock = self.harness.clock
+        self.server = self.harness.server
+        self.trail = AuditTrail(str(directory), self.clock, InlineReactor(), pool=InlinePool(), limits=limits)
+        self.trail.startService()
+        self.server.store.audit_sink = self.trail
+        self.reader = anchor_trail(self.trail, self.server.store, self.clock, run=inline)
+        self.reader._max_bytes = max_bytes
+        self.harness.factory.audit_reader = self.reader
+        self.link = self.harness.connect()
+        self.http = StubTreq(OAuthHTTP(self.server.ctx, self.server.store).resource())
+
+    def post(self, path: str, form: dict[str, str], auth: tuple[str, str]) -> int:
+        responses: list[Any] = []
+        self.http.post("http://127.0.0.1:9478" + path, data=form, auth=auth).addBoth(responses.append)
+        self.http.flush()
+        (response,) = responses
+        return int(response.code)
+
+    def add_users(self, count: int, start: int = 0) -> None:
+        """
+        Add C{count} users, letting the trail write (a rotation takes a
+        turn of the clock).
+        """
+        for n in range(start, start + count):
+            asked = self.link.ask(wire.AddUser, name=f"user{n}")
+            for _ in range(10):
+                if asked:
+                    break
+                self.clock.advance(0)
+                self.link.pump.flush()
+            assert isinstance(asked[0], dict), asked
+
+    def flush(self) -> None:
+        """
+        Write the events that wait for a batch.
+        """
+        self.clock.advance(FLUSH_SECONDS)
+
+    def events(self, **arguments: Any) -> list[dict[str, Any]]:
+        self.flush()
+        return self.link.rows(wire.ReadAudit, **arguments)
+
+    def verify(self) -> dict[str, Any]:
+        self.flush()
+        return self.link.call(wire.VerifyAudit)
+
+    def files(self) -> list[Path]:
+        return [self.directory / name for name in rotated_files(str(self.directory))] + [
+            self.directory / TRAIL_NAME]
+
+
+@pytest.fixture
+def audited(tmp_path: Path) -> Audited:
+    return Audited(tmp_path)
+
+
+def actions(audited: Audited) -> dict[str, str]:
+    """
+    One of each kind of action, over the control socket and HTTP.
+    """
+    link = audited.link
+    link.call(wire.AddUser, name="alice", password="correct horse")
+    client = link.call(wire.AddClient, name="web", user="alice", grant_types=["client_credentials", "password"])
+    link.call(wire.SetPassword, name="alice", password="battery staple")
+    token = link.call(wire.AddToken, label="backup", scope="*", lifetime=600, user="alice")
+    link.call(wire.RemoveToken, reference=token["handle"])
+    link.call(wire.RotateKeys, alg="ES256", now=True)
+    assert audited.post("/api/v1/oauth/token", {"grant_type": "client_credentials"},
+                        (client["id"], client["secret"])) == 200
+    assert audited.post("/api/v1/oauth/token", {"grant_type": "password", "username": "alice",
+                        "password": "wrong"}, (client["id"], client["secret"])) == 400
+    return {"client": client["id"], "handle": token["handle"]}
+
+
+def test_every_kind_of_action_is_read_back_and_the_filters_select(audited: Audited) -> None:
+    """
+    Adding a user and a client, changing a password, issuing and revoking a
+    token by hand, rotating a key, a token issued over HTTP and a failed
+    password login all appear, oldest first; each filter selects its events.
+    """
+    made = actions(audited)
+    events = audited.events()
+    kinds = [(e["event"], e["outcome"]) for e in events]
+    for wanted in [("user.add", "ok"), ("client.add", "ok"), ("user.password", "ok"), ("token.issue", "ok"),
+                   ("token.revoke", "ok"), ("keys.rotate", "ok"), ("token.refuse", "denied")]:
+        assert wanted in kinds
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    assert all("chain" not in e for e in events)
+    issued = audited.events(event="token.issue")
+    assert {e["event"] for e in issued} == {"token.issue"} and len(issued) == 2
+    assert {e["event"] for e in audited.events(event="token")} == {"token.issue", "token.revoke", "token.refuse"}
+    assert audited.events(event="token.*") == audited.events(event="token")
+    by_client = audited.events(client=made["client"])
+    assert by_client and all(made["client"] in (e.get("client"), e.get("client_id")) for e in by_client)
+    assert {e["event"] for e in audited.events(user="alice")} >= {"user.add", "user.password"}
+    assert audited.events(user="nobody") == []
+    assert audited.events(since=START + 1.0) == [] and len(audited.events(until=float(START))) == len(events)
+    refused = audited.events(event="token.refuse", user="alice")
+    assert [e["outcome"] for e in refused] == ["denied"]
+
+
+def test_pages_follow_the_cursor_across_a_rotation(tmp_path: Path) -> None:
+    """
+    Read two events a page while the trail rotates between pages: every
+    event written when the reading began, once, in order (it ends there); a
+    page never holds more than its bytes.
+    """
+    audited = Audited(tmp_path, TrailLimits(rotate_bytes=600), max_bytes=400)
+    audited.add_users(6)
+    written = audited.trail.written_seq
+    seen: list[int] = []
+    cursor = None
+    rotated = len(rotated_files(str(tmp_path)))
+    while True:
+        page = audited.link.call(wire.ReadAudit, cursor=cursor, limit=2)
+        assert len(page["rows"]) <= 400
+        seen += [e["seq"] for e in json.loads(page["rows"])]
+        cursor = page["cursor"] or None
+        if len(seen) == 2:
+            audited.add_users(6, start=6)
+        if cursor is None:
+            break
+    assert len(rotated_files(str(tmp_path))) > rotated
+    assert seen == list(range(1, written + 1))
+
+
+def test_following_waits_for_new_events_and_holds_one_page(audited: Audited) -> None:
+    """
+    A following reading with no --since begins at the end: it answers when
+    the next events are written (or with none after FOLLOW_WAIT); a second
+    reading on the same connection meanwhile is refused; a lost connection
+    ends the wait.
+    """
+    audited.link.call(wire.AddUser, name="before")
+    waiting = audited.link.ask(wire.ReadAudit, follow=True)
+    assert waiting == []
+    error = audited.link.fails(wire.ReadAudit)
+    assert isinstance(error, Busy)
+    other = audited.harness.connect()
+    other.call(wire.AddUser, name="after")
+    audited.link.pump.flush()
+    (answer,) = waiting
+    assert [e["user"] for e in json.loads(answer["rows"])] == ["after"]
+    quiet = audited.link.ask(wire.ReadAudit, follow=True, cursor=answer["cursor"])
+    audited.clock.advance(FOLLOW_WAIT)
+    audited.link.pump.flush()
+    assert quiet == [{"rows": "[]", "cursor": answer["cursor"]}]
+    audited.link.ask(wire.ReadAudit, follow=True, cursor=answer["cursor"])
+    assert len(audited.trail._watchers) == 1
+    audited.link.client.transport.loseConnection()
+    audited.link.pump.flush()
+    assert audited.trail._watchers == []
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"since": -1.0}, "since must be a time"),
+    ({"until": float("inf")}, "until must be a time"),
+    ({"since": START + 10.0, "until": START + 0.0}, "since is after until"),
+    ({"event": "bogus.thing"}, "unknown event bogus.thing"),
+    ({"event": "Token Issue"}, "event must be an event name"),
+    ({"limit": 0}, "limit must be between 1 and"),
+    ({"limit": -5}, "limit must be between 1 and"),
+    ({"cursor": "garbage"}, "unknown cursor"),
+    ({"cursor": "1.3.0"}, "unknown cursor"),
+])
+def test_bad_arguments_are_answered_precisely(audited: Audited, arguments: dict[str, Any], message: str) -> None:
+    audited.link.call(wire.AddUser, name="alice")
+    error = audited.link.fails(wire.ReadAudit, **arguments)
+    assert isinstance(error, InvalidValue) and message in str(error)
+
+
+# ---------------------------------------------------------------------------
+# Verifying
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("damage,at", [
+    ("edit", 3), ("delete", 3), ("reorder", 3),
+])
+def test_a_damaged_line_is_reported_at_that_line(audited: Audited, damage: str, at: int) -> None:
+    """
+    Editing, deleting or moving line 3 makes verify fail at line 3 of that
+    file; before, it verifies.
+    """
+    audited.add_users(5)
+    assert audited.verify()["file"] == ""
+    path = audited.directory / TRAIL_NAME
+    text = lines(path)
+    if damage == "edit":
+        text[at - 1] = text[at - 1].replace("user2", "userX")
+    elif damage == "delete":
+        del text[at - 1]
+    else:
+        text[at - 1], text[at] = text[at], text[at - 1]
+    path.write_text("".join(text))
+    found = audited.verify()
+    assert (found["file"], found["line"]) == (str(path), at)
+    assert "changed, removed or moved" in found["reason"]
+    assert found["lines"] == at - 1
+
+
+def test_cutting_the_tail_is_found(audited: Audited) -> None:
+    audited.add_users(3)
+    path = audited.directory / TRAIL_NAME
+    path.write_text("".join(lines(path)[:-1]))
+    found = audited.verify()
+    assert found["line"] == 3 and "its last lines were removed" in found["reason"]
+
+
+def test_retention_anchors_the_trail_and_a_removed_head_is_found(tmp_path: Path) -> None:
+    """
+    Retention removes the oldest rotated files once the journal holds where
+    the trail then begins: the rest verifies, from there, and so it does
+    after a compaction and a restart; deleting the oldest kept file by hand
+    is then found, at the first line of the file that is now the oldest.
+    """
+    limits = TrailLimits(rotate_bytes=500, keep_bytes=1500)
+    audited = Audited(tmp_path, limits)
+    audited.add_users(30)
+    audited.flush()
+    expired = [e for e in audited.events(event="audit") if e["event"] == "audit.expire"]
+    assert expired
+    anchor = audited.server.state.audit_anchor
+    oldest = audited.files()[0]
+    first = json.loads(lines(oldest)[0])
+    assert (anchor.seq, anchor.previous) == (first["seq"], first["previous"])
+    found = audited.verify()
+    assert found["file"] == "" and found["anchor_seq"] == anchor.seq
+    compacted: list[object] = []
+    audited.server.store.compact().addBoth(compacted.append)
+    assert compacted == [None]
+    state = State()
+    replay(state, audited.harness.journal.payloads, START)
+    assert (state.audit_anchor.seq, state.audit_anchor.previous) == (anchor.seq, anchor.previous)
+    oldest.unlink()
+    found = audited.verify()
+    now_oldest = audited.files()[0]
+    assert (found["file"], found["line"]) == (str(now_oldest), 1)
+    assert f"the journal says it begins at seq {anchor.seq}" in found["reason"]
+
+
+def test_deleting_the_first_rotated_file_is_found_without_retention(tmp_path: Path) -> None:
+    """
+    With nothing removed by retention the trail must begin at seq 1: a
+    deleted first file is found although the rest chains on.
+    """
+    audited = Audited(tmp_path, TrailLimits(rotate_bytes=500))
+    audited.add_users(10)
+    assert audited.verify()["file"] == ""
+    audited.files()[0].unlink()
+    found = audited.verify()
+    assert found["line"] == 1 and "its oldest lines were removed" in found["reason"]
+
+
+# ---------------------------------------------------------------------------
+# oauthctl over a real socket
+
+
+@pytest_twisted.ensureDeferred
+async def test_oauthctl_audit(tmp_path: Path) -> None:
+    """
+    oauthctl audit prints a table or JSON lines, takes ISO 8601 and relative
+    times (against the daemon's clock here), and verify exits 1 once a line
+    is edited; bad options are usage errors, never tracebacks.
+    """
+    (tmp_path / "data").mkdir()
+    audited = Audited(tmp_path / "data")
+    live = Live(tmp_path, audited.harness, audit_reader=audited.reader)
+    try:
+        audited.link.call(wire.AddUser, name="alice")
+        audited.clock.advance(2 * 3600)
+        # (The first connection was idle for longer than its timeout.)
+        audited.link = audited.harness.connect()
+        audited.link.call(wire.AddClient, name="web")
+        audited.flush()
+
+        async def ctl(*argv: str) -> Result:
+            term = terminal({"OAUTHD_SOCKET": str(live.path)})
+            term.clock = audited.clock.seconds
+            code = await deferToThread(main, list(argv), term)
+            return Result(code, term.stdout.getvalue(), term.stderr.getvalue())  # type: ignore[attr-defined]
+
+        table = await ctl("audit")
+        assert table.code == 0 and "user.add" in table.out and "client.add" in table.out
+        assert table.out.splitlines()[0].split() == ["Seq", "Time", "(UTC)", "Event", "Outcome", "Details"]
+        recent = await ctl("audit", "--since", "1h", "--json")
+        assert [json.loads(line)["event"] for line in recent.out.splitlines()] == ["client.add"]
+        # START + 1 h, between the two changes: with an offset, and as UTC.
+        for since in ("2027-01-15T10:00:00+01:00", "2027-01-15 09:00:00"):
+            after = await ctl("audit", "--json", "--since", since)
+            assert [json.loads(line)["event"] for line in after.out.splitlines()] == ["client.add"]
+        before = await ctl("audit", "--json", "--until", "2027-01-15T09:00:00Z")
+        assert [json.loads(line)["event"] for line in before.out.splitlines()] == ["user.add"]
+        limited = await ctl("audit", "--json", "-n", "1")
+        assert len(limited.out.splitlines()) == 1
+        verified = await ctl("audit", "verify")
+        assert verified.code == 0 and "verifies" in verified.out
+        for argv, message in [
+            (("audit", "--since", "yesterday"), "is not a time"),
+            (("audit", "--until", "2026-13-45"), "is not a time"),
+            (("audit", "--limit", "-1"), "is not 1 or more"),
+            (("audit", "verify", "--since", "1h"), "--since does not apply"),
+            (("audit", "--follow", "--until", "1h"), "takes no --until"),
+        ]:
+            result = await ctl(*argv)
+            assert result.code == 2 and message in result.err and "Traceback" not in result.err
+        unknown = await ctl("audit", "--event", "nonsense")
+        assert unknown.code == 1 and "unknown event nonsense" in unknown.err
+        path = audited.directory / TRAIL_NAME
+        path.write_text(path.read_text().replace("alice", "mallory"))
+        broken = await ctl("audit", "verify")
+        assert broken.code == 1 and f"{path} line 1" in broken.out and f"{path} line 1" in broken.err
+        as_json = await ctl("audit", "verify", "--json")
+        assert as_json.code == 1 and json.loads(as_json.out)["intact"] is False
+    finally:
+        await live.stop()
