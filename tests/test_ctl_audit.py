@@ -373,3 +373,41 @@ async def test_oauthctl_audit(tmp_path: Path) -> None:
         assert as_json.code == 1 and json.loads(as_json.out)["intact"] is False
     finally:
         await live.stop()
+
+
+def test_files_stay_while_the_journal_cannot_anchor_the_trail(tmp_path: Path) -> None:
+    """
+    Retention removes nothing whose removal the journal cannot record: with
+    the journal failed, the rotated files stay and the trail still verifies.
+    """
+    audited = Audited(tmp_path, TrailLimits(rotate_bytes=500, keep_bytes=1500))
+    audited.add_users(3)
+    audited.harness.journal.fail(OSError(28, "No space left on device"))
+    for n in range(40):
+        audited.trail("control.connect", "denied", {"peer_uid": str(n)})
+        audited.clock.advance(FLUSH_SECONDS)
+    assert sum(path.stat().st_size for path in audited.files()) > 1500
+    assert audited.server.state.audit_anchor.seq == 1
+    assert [e for e in audited.events(event="audit.expire")] == []
+    assert audited.verify()["file"] == ""
+
+
+def test_a_trail_pruned_before_anchors_is_anchored_once_at_start(tmp_path: Path) -> None:
+    """
+    A trail whose first files an older oauthd removed (so the journal holds
+    no anchor) is anchored where it begins when the daemon starts: it then
+    verifies, and removing its new first file is found.
+    """
+    old = Audited(tmp_path, TrailLimits(rotate_bytes=500))
+    old.add_users(12)
+    old.flush()
+    for path in old.files()[:2]:
+        path.unlink()
+    old.trail.stopService()
+    restarted = Audited(tmp_path, TrailLimits(rotate_bytes=500))
+    first = json.loads(lines(restarted.files()[0])[0])
+    anchor = restarted.server.state.audit_anchor
+    assert (anchor.seq, anchor.previous) == (first["seq"], first["previous"])
+    assert restarted.verify()["file"] == ""
+    restarted.files()[0].unlink()
+    assert restarted.verify()["line"] == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import IO, Any, Protocol, TypeVar
 
 from attrs import frozen
@@ -173,17 +174,28 @@ def start_of(directory: str) -> tuple[int, int]:
     return (min(firsts) if firsts else active or 1), 0
 
 
-def end_of(directory: str) -> tuple[int, int]:
+def end_of(directory: str, written: int) -> tuple[int, int]:
     """
-    Where the next line will be: the end of the active file's complete
-    lines, or the start of the file that follows the last rotated one.
+    Where the line after C{written} is (or will be): after the active file's
+    last line made durable, or at the start of the file that follows the
+    last rotated one.
     """
     f = _open(os.path.join(directory, TRAIL_NAME))
     if f is not None:
         with f:
             first = _first_seq(f)
             if first is not None:
-                return first, last_line(f.fileno())[1]
+                end = last_line(f.fileno())[1]
+                # Lines being written now (after written) are still to come.
+                f.seek(max(0, end - 65536))
+                for line in reversed(f.read(end - f.tell()).splitlines(keepends=True)[1:]):
+                    try:
+                        if seq_of(line.rstrip(b"\n")) <= written:
+                            break
+                    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                        break
+                    end -= len(line)
+                return first, end
     names = rotated_files(directory)
     after = anchor_after(os.path.join(directory, names[-1])) if names else None
     return (after[0] if after else 1), 0
@@ -310,32 +322,35 @@ class TrailReader:
         self._scan_bytes = scan_bytes
         self._turns = DeferredSemaphore(READERS)
 
-    def _off_reactor(self, work: Callable[[], T]) -> Deferred[T]:
-        return self._turns.run(self._run, work)
+    def _off_reactor(self, work: Callable[[int], T]) -> Deferred[T]:
+        """
+        Run C{work} off the reactor when its turn comes, with the sequence
+        number of the last line made durable by then.
+        """
+        return self._turns.run(lambda: self._run(partial(work, self._trail.written_seq)))
 
     def read(self, query: AuditQuery, cursor: str, rows: int, follow: bool) -> Deferred[tuple[list[str], str]]:
         directory = self._trail.directory
         stop = 0 if follow else self._trail.written_seq
         given = parse_cursor(cursor) if cursor else None
 
-        def page(position: Position | None) -> Page:
+        def page(position: Position | None, written: int) -> Page:
             if position is None:
-                begin = end_of if follow and query.since is None else start_of
-                position = (*begin(directory), stop)
-            return read_page(directory, query, position, rows, self._trail.written_seq,
-                             self._max_bytes, self._scan_bytes)
+                begin = end_of(directory, written) if follow and query.since is None else start_of(directory)
+                position = (*begin, stop)
+            return read_page(directory, query, position, rows, written, self._max_bytes, self._scan_bytes)
 
         def answer(found: Page) -> Any:
             if follow and found.at_end and not found.rows:
                 return self._wait().addCallback(
-                    lambda _: self._off_reactor(lambda: page(found.position))).addCallback(reply)
+                    lambda _: self._off_reactor(partial(page, found.position))).addCallback(reply)
             return reply(found)
 
         def reply(found: Page) -> tuple[list[str], str]:
             ended = found.at_end and not follow
             return found.rows, "" if ended else format_cursor(found.position)
 
-        return self._off_reactor(lambda: page(given)).addCallback(answer)
+        return self._off_reactor(partial(page, given)).addCallback(answer)
 
     def _wait(self) -> Deferred[None]:
         """
@@ -353,5 +368,4 @@ class TrailReader:
         return written.addBoth(done)
 
     def verify(self, anchor: tuple[int, str]) -> Deferred[dict[str, object]]:
-        written = self._trail.written_seq
-        return self._off_reactor(lambda: verify(self._trail.directory, anchor, written))
+        return self._off_reactor(partial(verify, self._trail.directory, anchor))
