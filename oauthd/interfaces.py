@@ -229,8 +229,7 @@ class IAuditReader(Interface):
         (C{anchor}: a sequence number and the chain value it continues) to
         the last line written.
 
-        @return: fires with C{lines} verified, C{first_seq}, C{last_seq},
-            C{head}, and for the first line that does not verify its
-            C{file}, C{line} (from 1) and C{reason} (C{""}, 0, C{""} when
-            the chain holds).
+        @return: fires with C{lines} verified, C{last_seq}, C{head}, and
+            for the first line that does not verify its C{file}, C{line}
+            (from 1) and C{reason} (C{""}, 0, C{""} when the chain holds).
         """

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,11 @@ from oauthd.state.model import State, replay
 from oauthd.tap import anchor_trail
 from oauthd.testing import InlinePool, InlineReactor
 from oauthd.web.api import OAuthHTTP
+from tests.daemon import REPO, Daemon
 from tests.helpers import START
 from tests.test_control import Harness, Link
 from tests.test_ctl import Live, Result, terminal
+from tests.test_ctl_e2e import oauthctl
 
 DAY = 86400
 
@@ -411,3 +415,51 @@ def test_a_trail_pruned_before_anchors_is_anchored_once_at_start(tmp_path: Path)
     assert restarted.verify()["file"] == ""
     restarted.files()[0].unlink()
     assert restarted.verify()["line"] == 1
+
+
+# ---------------------------------------------------------------------------
+# The real daemon
+
+
+def test_oauthctl_audit_against_the_real_daemon(tmp_path: Path) -> None:
+    """
+    C{twistd -n oauthd} and oauthctl as separate processes: the events of
+    the changes made are read back, a follower sees an event written after
+    it started, verify exits 0, and 1 naming the line once a line is edited.
+    """
+    data = tmp_path / "data"
+    daemon = Daemon(data)
+    sock = data / "control.sock"
+    try:
+        assert oauthctl(sock, "users", "add", "alice", "--password-stdin", stdin="correct horse\n").returncode == 0
+        handles = [json.loads(oauthctl(sock, "--json", "auth", "add", "--user", "alice", "--name", name,
+                                       "--scope", "*").stdout)["handle"] for name in ("phone", "laptop")]
+        assert oauthctl(sock, "auth", "rm", handles[0]).returncode == 0
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "oauthd.ctl", "--socket", str(sock), "audit", "--follow", "--json",
+             "--since", "1h", "--event", "token.revoke", "-n", "2"],
+            env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            assert follower.stdout is not None
+            first = follower.stdout.readline()
+            # The follower has read what was written before it started; the
+            # next event comes after.
+            assert oauthctl(sock, "auth", "rm", handles[1]).returncode == 0
+            rest, err = follower.communicate(timeout=30)
+        finally:
+            follower.kill()
+        assert follower.returncode == 0, err
+        assert [json.loads(line)["token"] for line in [first, *rest.splitlines()]] == handles
+        listed = oauthctl(sock, "audit", "--json", "--user", "alice")
+        assert {json.loads(line)["event"] for line in listed.stdout.splitlines()} >= {"user.add", "token.issue"}
+        assert oauthctl(sock, "audit", "verify").returncode == 0
+        trail = data / TRAIL_NAME
+        text = trail.read_text().splitlines(keepends=True)
+        line = next(n for n, t in enumerate(text, 1) if '"user.add"' in t)
+        text[line - 1] = text[line - 1].replace("alice", "eve")
+        trail.write_text("".join(text))
+        broken = oauthctl(sock, "audit", "verify")
+        assert broken.returncode == 1 and f"{trail} line {line}" in broken.stdout, broken
+    finally:
+        daemon.stop()
