@@ -29,8 +29,9 @@ from oauthd.control import wire
 from oauthd.control.wire import Busy, InvalidValue
 from oauthd.ctl.cli import main
 from oauthd.services.audit import FLUSH_SECONDS, TRAIL_NAME, AuditTrail, TrailLimits
-from oauthd.services.audit_files import rotated_files
-from oauthd.services.audit_reader import FOLLOW_WAIT
+from oauthd.interfaces import AuditQuery
+from oauthd.services.audit_files import GENESIS, chain_of, rotated_files
+from oauthd.services.audit_reader import FOLLOW_WAIT, end_of, read_page
 from oauthd.state.model import State, replay
 from oauthd.tap import anchor_trail
 from oauthd.testing import InlinePool, InlineReactor
@@ -463,3 +464,73 @@ def test_oauthctl_audit_against_the_real_daemon(tmp_path: Path) -> None:
         assert broken.returncode == 1 and f"{trail} line {line}" in broken.stdout, broken
     finally:
         daemon.stop()
+
+
+# ---------------------------------------------------------------------------
+# The reader on files made by hand
+
+
+def trail_lines(*records: dict[str, Any]) -> bytes:
+    head = GENESIS
+    out = b""
+    for record in records:
+        body = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        head = chain_of(head, body)
+        out += body[:-1] + b',"chain":"' + head.encode("ascii") + b'"}\n'
+    return out
+
+
+def test_the_end_is_after_the_last_durable_line(tmp_path: Path) -> None:
+    """
+    A following reading begins after the last line made durable: a line in
+    the file but still being written is yet to come.
+    """
+    text = trail_lines(*({"seq": n, "time": START, "event": "user.add", "outcome": "ok"} for n in (1, 2, 3)))
+    (tmp_path / TRAIL_NAME).write_bytes(text)
+    third = text.index(b'{"seq":3')
+    assert end_of(str(tmp_path), 2) == (1, third)
+    assert end_of(str(tmp_path), 3) == (1, len(text))
+    page = read_page(str(tmp_path), AuditQuery(), (1, third, 0), 10, 3, wire.PAGE_BYTES)
+    assert [json.loads(row)["seq"] for row in page.rows] == [3]
+
+
+def test_hand_edited_lines_keep_pages_within_their_bytes(tmp_path: Path) -> None:
+    """
+    A line with non-ASCII text is sent as ASCII JSON (its size on the wire
+    is its length); a line longer than any page is left out rather than
+    stall the reading.
+    """
+    text = trail_lines(
+        {"seq": 1, "time": START, "event": "user.add", "outcome": "ok", "user": "zoë" * 100},
+        {"seq": 2, "time": START, "event": "user.add", "outcome": "ok", "user": "x" * 5000},
+        {"seq": 3, "time": START, "event": "user.add", "outcome": "ok", "user": "y"},
+    )
+    (tmp_path / TRAIL_NAME).write_bytes(text)
+    rows: list[str] = []
+    position = (1, 0, 3)
+    for _ in range(3):
+        page = read_page(str(tmp_path), AuditQuery(), position, 10, 3, 4000)
+        assert len("[" + ",".join(page.rows) + "]") <= 4000
+        rows += page.rows
+        position = page.position
+        if page.at_end:
+            break
+    assert page.at_end and all(row.isascii() for row in rows)
+    assert [json.loads(row)["user"] for row in rows] == ["zoë" * 100, "y"]
+
+
+def test_since_skips_older_rotated_files(tmp_path: Path) -> None:
+    """
+    Events from --since on, across rotated files, whose older files the
+    reading passes over by their last line.
+    """
+    audited = Audited(tmp_path, TrailLimits(rotate_bytes=500))
+    for n in range(12):
+        audited.add_users(1, start=n)
+        audited.clock.advance(60)
+    assert len(rotated_files(str(tmp_path))) >= 3
+    since = START + 6 * 60.0
+    every = audited.events()
+    assert audited.events(since=since) == [e for e in every if e["time"] >= since]
+    assert [e["user"] for e in audited.events(since=since, event="user.add")] == [
+        f"user{n}" for n in range(6, 12)]

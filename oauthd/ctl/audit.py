@@ -20,7 +20,7 @@ from typing import Any
 from oauthd.control import wire
 from oauthd.ctl.commands import Connect, UsageError
 from oauthd.ctl.connection import Connection, CtlError
-from oauthd.ctl.output import Terminal, _cell, utc
+from oauthd.ctl.output import Terminal, cell, utc
 
 _AGO = re.compile(r"([0-9]{1,9})([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -130,10 +130,10 @@ def events(connection: Connection, limit: int, arguments: dict[str, Any]) -> Ite
 
 def line(row: dict[str, Any]) -> str:
     fixed = ("seq", "time", "event", "outcome")
-    details = " ".join(f"{name}={_cell(value)}" for name, value in row.items() if name not in fixed)
+    details = " ".join(f"{name}={cell(value)}" for name, value in row.items() if name not in fixed)
     when = row.get("time")
     return ROW.format(seq=row.get("seq", ""), time=utc(when) if isinstance(when, int) else "",
-                      event=_cell(row.get("event", "")), outcome=_cell(row.get("outcome", "")),
+                      event=cell(row.get("event", "")), outcome=cell(row.get("outcome", "")),
                       details=details).rstrip()
 
 

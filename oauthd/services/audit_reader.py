@@ -71,6 +71,9 @@ class Page:
     at_end: bool
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def format_cursor(position: Position) -> str:
     return ".".join(str(n) for n in position)
 
@@ -257,11 +260,16 @@ def read_page(
                 if seq > last:
                     return Page(rows, (first, offset, stop), True)
                 if record is not None and matches(record, query):
-                    text = body.decode("ascii", "replace")
-                    if size + len(text) + 1 > max_bytes:
+                    # ASCII, so its length is its size on the wire (the
+                    # daemon writes ASCII; a line edited by hand may not be).
+                    text = body.decode("ascii") if body.isascii() else _encode(record)
+                    if size + len(text) + 1 > max_bytes and rows:
                         return Page(rows, (first, offset, stop), False)
-                    rows.append(text)
-                    size += len(text) + 1
+                    if size + len(text) + 1 <= max_bytes:
+                        # (A line too long for any page, edited in by hand,
+                        # is left out.)
+                        rows.append(text)
+                        size += len(text) + 1
                 offset += len(line)
                 scanned += len(line)
                 if len(rows) >= wanted or scanned >= scan_bytes:
