@@ -215,8 +215,9 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
     """
     Keep where the audit trail begins in the journal (retention records it
     before removing files, see L{oauthd.state.audit_anchor}), and return the
-    trail's reader for the control socket. A trail whose head an older
-    oauthd removed is anchored where it begins now, once, with a warning.
+    trail's reader for the control socket. A journal without an anchor (a
+    new one, or an older oauthd's) gets one now, once: where the trail
+    begins, with a warning if an older oauthd removed its first files.
 
     @param run: runs the reader's work off the reactor; by default in the
         reactor's thread pool (tests pass one that runs inline).
@@ -224,7 +225,7 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
     from twisted.internet.threads import deferToThreadPool
 
     from oauthd.control.wire import PAGE_BYTES
-    from oauthd.services.audit_files import trail_begins
+    from oauthd.services.audit_files import GENESIS, trail_begins
     from oauthd.services.audit_reader import TrailReader
     from oauthd.state.audit_anchor import AuditAnchored
     from oauthd.state.decision import Decision
@@ -234,11 +235,14 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
         return committed
 
     trail.retention.anchor = anchor
-    begins = trail_begins(trail.directory) if store.state.audit_anchor.seq == 1 else None
-    if begins is not None:
-        log.warn("audit trail {path}: it begins at seq {seq} and the journal did not say so (an older"
-                 " oauthd removed its first files): anchored there", path=trail.path, seq=begins[0])
-        anchor(*begins).addErrback(lambda failure: log.failure("anchoring the audit trail", failure))
+    if not store.state.audit_anchor.recorded:
+        begins = trail_begins(trail.directory)
+        if begins is not None:
+            log.warn("audit trail {path}: it begins at seq {seq} and the journal did not say so (an"
+                     " older oauthd removed its first files): anchored there", path=trail.path, seq=begins[0])
+        # Once the reactor runs (the journal writes from a thread).
+        reactor.callLater(0, lambda: anchor(*(begins or (1, GENESIS))).addErrback(
+            lambda failure: log.failure("anchoring the audit trail", failure)))
     if run is None:
         run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
     return TrailReader(trail, run, reactor, PAGE_BYTES)

@@ -29,6 +29,7 @@ from oauthd.control import wire
 from oauthd.control.wire import Busy, InvalidValue
 from oauthd.ctl.cli import main
 from oauthd.services.audit import FLUSH_SECONDS, TRAIL_NAME, AuditTrail, TrailLimits
+from oauthd.eventlog import MemoryJournal
 from oauthd.interfaces import AuditQuery
 from oauthd.services.audit_files import GENESIS, chain_of, rotated_files
 from oauthd.services.audit_reader import FOLLOW_WAIT, end_of, read_page
@@ -56,15 +57,19 @@ class Audited:
     wires it (L{anchor_trail}).
     """
 
-    def __init__(self, directory: Path, limits: TrailLimits = TrailLimits(), max_bytes: int = wire.PAGE_BYTES):
+    def __init__(
+        self, directory: Path, limits: TrailLimits = TrailLimits(), max_bytes: int = wire.PAGE_BYTES,
+        journal: MemoryJournal | None = None,
+    ) -> None:
         self.directory = directory
-        self.harness = Harness()
+        self.harness = Harness(journal=journal)
         self.clock = self.harness.clock
         self.server = self.harness.server
         self.trail = AuditTrail(str(directory), self.clock, InlineReactor(), pool=InlinePool(), limits=limits)
         self.trail.startService()
         self.server.store.audit_sink = self.trail
         self.reader = anchor_trail(self.trail, self.server.store, self.clock, run=inline)
+        self.clock.advance(0)
         self.reader._max_bytes = max_bytes
         self.harness.factory.audit_reader = self.reader
         self.link = self.harness.connect()
@@ -534,3 +539,22 @@ def test_since_skips_older_rotated_files(tmp_path: Path) -> None:
     assert audited.events(since=since) == [e for e in every if e["time"] >= since]
     assert [e["user"] for e in audited.events(since=since, event="user.add")] == [
         f"user{n}" for n in range(6, 12)]
+
+
+def test_a_trail_whose_head_goes_between_two_starts_is_not_anchored_again(tmp_path: Path) -> None:
+    """
+    The first start records the genesis anchor: a first file deleted while
+    the daemon is down is found after the next start, not taken for one an
+    older oauthd pruned.
+    """
+    old = Audited(tmp_path, TrailLimits(rotate_bytes=500))
+    assert old.server.state.audit_anchor.recorded
+    old.add_users(12)
+    old.flush()
+    old.trail.stopService()
+    old.files()[0].unlink()
+    restarted = Audited(tmp_path, TrailLimits(rotate_bytes=500),
+                        journal=MemoryJournal(old.harness.journal.payloads))
+    assert restarted.server.state.audit_anchor.seq == 1
+    found = restarted.verify()
+    assert found["line"] == 1 and "its oldest lines were removed" in found["reason"]

@@ -205,14 +205,18 @@ GOLDEN_AUDIT_ANCHOR = [
 def test_audit_anchor_records_keep_their_format() -> None:
     """
     An C{audit-anchor} record reads from and writes back to exactly these
-    bytes; the anchor only moves forward, and a snapshot carries it (an
-    anchor at seq 1, the default, is no record at all).
+    bytes; the anchor only moves forward, and a snapshot carries it once
+    one was recorded (the genesis one, at seq 1, included).
     """
     record = AuditAnchored(1201, "9f" * 32)
     assert [encode(record)] == GOLDEN_AUDIT_ANCHOR
     assert decode(GOLDEN_AUDIT_ANCHOR[0]) == record
     state = State()
     assert [p for p in state.snapshot(START) if p.startswith(b"audit")] == []
+    genesis = AuditAnchored(1, "0" * 64)
+    state.apply([genesis], START)
+    assert state.audit_anchor.recorded and [p for p in state.snapshot(START) if p.startswith(b"audit")] == [
+        encode(genesis)]
     model.replay(state, [*GOLDEN[:6], GOLDEN_AUDIT_ANCHOR[0], encode(AuditAnchored(7, "ab" * 32))], START)
     assert (state.audit_anchor.seq, state.audit_anchor.previous) == (1201, "9f" * 32)
     assert [p for p in state.snapshot(START) if p.startswith(b"audit")] == GOLDEN_AUDIT_ANCHOR

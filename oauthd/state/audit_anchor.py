@@ -10,8 +10,9 @@ commits the sequence number of the first line it keeps and the chain value
 that line continues (the last of the removed lines). The journal is
 compacted, never pruned, so the anchor outlives the files, and
 C{oauthctl audit verify} can tell a trail cut short by retention from one
-whose head was deleted by hand. Without a record the trail begins at seq 1,
-after the genesis chain value.
+whose head was deleted by hand. A daemon records the genesis anchor (seq 1,
+64 zeros) when it first starts; the trail of a journal without any record
+(from before anchors) is anchored once where it then begins.
 
 The anchor only moves forward: a record naming an earlier line than the one
 held (replayed after a snapshot that holds a later one) changes nothing.
@@ -60,19 +61,25 @@ class AuditAnchor:
     """
     The anchor in memory: C{seq} 1 and the genesis value until a record
     moves it.
+
+    @ivar recorded: whether the journal holds an anchor (the daemon records
+        the genesis one when it first starts, so that a trail whose head is
+        missing at a later start is not taken for one an older oauthd
+        pruned).
     """
 
     def __init__(self) -> None:
         self.seq = 1
         self.previous = GENESIS
+        self.recorded = False
 
     def __len__(self) -> int:
-        return 0 if self.seq == 1 else 1
+        return int(self.recorded)
 
     def apply(self, record: object) -> None:
-        if isinstance(record, AuditAnchored) and record.seq > self.seq:
-            self.seq, self.previous = record.seq, record.previous
+        if isinstance(record, AuditAnchored) and (record.seq > self.seq or not self.recorded):
+            self.seq, self.previous, self.recorded = record.seq, record.previous, True
 
     def snapshot(self) -> Iterator[str]:
-        if self.seq > 1:
+        if self.recorded:
             yield encode(AuditAnchored(self.seq, self.previous))
