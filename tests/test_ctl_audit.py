@@ -558,3 +558,33 @@ def test_a_trail_whose_head_goes_between_two_starts_is_not_anchored_again(tmp_pa
     assert restarted.server.state.audit_anchor.seq == 1
     found = restarted.verify()
     assert found["line"] == 1 and "its oldest lines were removed" in found["reason"]
+
+
+def test_every_event_the_daemon_writes_is_of_a_known_kind() -> None:
+    """
+    --event accepts the kinds of event the daemon writes (an event name's
+    part before its first dot), and those are all in EVENT_KINDS: every
+    event name given to an audit call in the package, and every kind the
+    HTTP edge's refusals take.
+    """
+    import ast
+    import re
+
+    from oauthd.control.wire.audit import EVENT_KINDS
+    from oauthd.web.api import _EVENTS
+
+    calls = {"audit", "audited", "_audited", "commit_audited", "_commit_audited", "change", "_change",
+             "record_change", "_append", "_bounded_append", "trail"}
+    name = re.compile(r"[a-z0-9]+(\.[a-z0-9_]+)+")
+    package = Path(__file__).resolve().parent.parent / "oauthd"
+    kinds = set(_EVENTS.values()) | {"session", "http"}
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if called in calls:
+                    kinds |= {arg.value.split(".")[0] for arg in node.args[:2]
+                              if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                              and name.fullmatch(arg.value)}
+    assert {"token", "client", "user", "keys", "audit", "control"} <= kinds
+    assert kinds <= set(EVENT_KINDS), kinds - set(EVENT_KINDS)
