@@ -156,6 +156,8 @@ def test_every_kind_of_action_is_read_back_and_the_filters_select(audited: Audit
     assert {e["event"] for e in issued} == {"token.issue"} and len(issued) == 2
     assert {e["event"] for e in audited.events(event="token")} == {"token.issue", "token.revoke", "token.refuse"}
     assert audited.events(event="token.*") == audited.events(event="token")
+    assert audited.events(event="token.iss") == [] and audited.events(event="token.issue.*") == []
+    assert {e["event"] for e in audited.events(event="user.*")} == {"user.add", "user.password"}
     by_client = audited.events(client=made["client"])
     assert by_client and all(made["client"] in (e.get("client"), e.get("client_id")) for e in by_client)
     assert {e["event"] for e in audited.events(user="alice")} >= {"user.add", "user.password"}

@@ -117,9 +117,10 @@ class Verified:
     last_seq: int = 0
 
 
-def _seq(body: bytes) -> int:
+def leading_seq(body: bytes) -> int:
     """
-    The sequence number at the start of a line's body, 0 if there is none.
+    The sequence number at the start of a line (or its body), 0 if there is
+    none; cheaper than parsing it.
     """
     if body.startswith(b'{"seq":'):
         digits = body[7:body.find(b",", 7)]
@@ -169,7 +170,7 @@ def verify_files(
                 if chain_of(head, body) != chain:
                     return broken(path, number, "its chain value does not follow from the line before it:"
                                   " this line or the one before was changed, removed or moved")
-                seq = _seq(body)
+                seq = leading_seq(body)
                 if anchor is not None and count == 0 and seq > anchor[0]:
                     return broken(path, number, f"the trail begins at seq {seq}, but the journal says it"
                                   f" begins at seq {anchor[0]}: its oldest lines were removed")

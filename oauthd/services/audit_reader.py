@@ -35,6 +35,7 @@ from oauthd.services.audit_files import (
     TRAIL_NAME,
     anchor_after,
     last_line,
+    leading_seq,
     rotated_files,
     rotated_name,
     seq_of,
@@ -97,13 +98,22 @@ def matches(record: dict[str, Any], query: AuditQuery) -> bool:
         return False
     if query.event:
         event = str(record.get("event", ""))
-        kind = query.event.removesuffix(".*")
-        if event != query.event and not ("." not in query.event.rstrip(".*")
-                                         and event.startswith(kind + ".")):
+        if _by_kind(query.event):
+            if not event.startswith(query.event.removesuffix(".*") + "."):
+                return False
+        elif event != query.event:
             return False
     if query.client and query.client not in (record.get("client"), record.get("client_id")):
         return False
     return not query.user or record.get("user") == query.user
+
+
+def _by_kind(event: str) -> bool:
+    """
+    Whether C{--event} names a kind of event (C{token}, C{user.2fa.*}) rather
+    than one event (C{token.issue}).
+    """
+    return event.endswith(".*") or "." not in event
 
 
 def _first_seq(f: IO[bytes]) -> int | None:
@@ -213,6 +223,41 @@ def _last_time(f: IO[bytes]) -> int | None:
     return time if isinstance(time, int) else None
 
 
+def _needles(query: AuditQuery) -> list[list[bytes]]:
+    """
+    Text a line the query wants must hold: one of each list (as the trail
+    writes its JSON), so most lines it does not want are passed over
+    without being parsed.
+    """
+    needles = []
+    if query.event:
+        kind = query.event.removesuffix(".*")
+        event = _encode(kind + ".")[:-1] if _by_kind(query.event) else _encode(kind)
+        needles.append([b'"event":' + event.encode()])
+    if query.client:
+        value = _encode(query.client).encode()
+        needles.append([b'"client":' + value, b'"client_id":' + value])
+    if query.user:
+        needles.append([b'"user":' + _encode(query.user).encode()])
+    return needles
+
+
+def _record(line: bytes, needles: list[list[bytes]]) -> tuple[dict[str, Any], bytes] | None:
+    """
+    The event on C{line} and its text without the chain value, if it may be
+    one the query wants; C{None} for a damaged line (C{oauthctl audit
+    verify} reports it).
+    """
+    if not all(any(n in line for n in alternatives) for alternatives in needles):
+        return None
+    try:
+        body = split_line(line[:-1])[0]
+        record = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (record, body) if isinstance(record, dict) else None
+
+
 def read_page(
     directory: str, query: AuditQuery, position: Position, wanted: int, written: int,
     max_bytes: int, scan_bytes: int = SCAN_BYTES,
@@ -227,6 +272,7 @@ def read_page(
     """
     first, offset, stop = position
     last = min(stop, written) if stop else written
+    needles = _needles(query)
     rows: list[str] = []
     size = 2
     scanned = 0
@@ -250,16 +296,11 @@ def read_page(
             for line in ([] if skip else f):
                 if not line.endswith(b"\n"):
                     return Page(rows, (first, offset, stop), True)
-                try:
-                    body = split_line(line[:-1])[0]
-                    record = json.loads(body)
-                    seq = record["seq"]
-                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                    # A damaged line: oauthctl audit verify reports it.
-                    record, seq = None, 0
-                if seq > last:
+                if leading_seq(line) > last:
                     return Page(rows, (first, offset, stop), True)
-                if record is not None and matches(record, query):
+                found = _record(line, needles)
+                if found is not None and matches(found[0], query):
+                    record, body = found
                     # ASCII, so its length is its size on the wire (the
                     # daemon writes ASCII; a line edited by hand may not be).
                     text = body.decode("ascii") if body.isascii() else _encode(record)
