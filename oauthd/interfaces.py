@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from attrs import frozen
 from zope.interface import Attribute, Interface
 
 from twisted.internet.defer import Deferred
@@ -180,4 +181,55 @@ class IAuditSink(Interface):
         @param outcome: C{ok}, C{denied}, C{failed} or C{abandoned}.
         @param fields: who and what, cleaned (printable, short); never a
             secret.
+        """
+
+
+@frozen
+class AuditQuery:
+    """
+    Which audit events a reader wants (each unset one matches all).
+
+    @ivar since: from this POSIX time on.
+    @ivar until: up to this POSIX time.
+    @ivar event: an event name (C{token.issue}), or a kind of event
+        (C{token} or C{token.*}).
+    @ivar client: a client id.
+    @ivar user: a user name.
+    """
+
+    since: float | None = None
+    until: float | None = None
+    event: str = ""
+    client: str = ""
+    user: str = ""
+
+
+class IAuditReader(Interface):
+    """
+    Reads and verifies the audit trail, off the reactor thread.
+    """
+
+    def read(query: AuditQuery, cursor: str, rows: int, follow: bool) -> Deferred[tuple[list[str], str]]:
+        """
+        One page of the events C{query} wants, oldest first: from C{cursor},
+        else from the start (with C{follow} and no C{since}: from now on).
+
+        @param rows: the most events the page holds.
+        @param follow: at the end of the trail, wait a while for new events
+            rather than end the reading.
+        @return: fires with the events (each a JSON object's text, without
+            its chain value) and the cursor of the next page (C{""} once a
+            reading that does not follow has reached the end); fails with
+            L{ValueError} for a cursor it did not give.
+        """
+
+    def verify(anchor: tuple[int, str]) -> Deferred[dict[str, object]]:
+        """
+        Check the whole trail's chain, from where the journal says it begins
+        (C{anchor}: a sequence number and the chain value it continues) to
+        the last line written.
+
+        @return: fires with C{lines} verified, C{last_seq}, C{head}, and
+            for the first line that does not verify its C{file}, C{line}
+            (from 1) and C{reason} (C{""}, 0, C{""} when the chain holds).
         """

@@ -213,6 +213,43 @@ def give_subject_ids(store: Any, ctx: Any) -> None:
         lambda failure: log.failure("the subject ids could not be written", failure))
 
 
+def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
+    """
+    Keep where the audit trail begins in the journal (retention records it
+    before removing files, see L{oauthd.state.audit_anchor}), and return the
+    trail's reader for the control socket. A journal without an anchor (a
+    new one, or an older oauthd's) gets one now, once: where the trail
+    begins, with a warning if an older oauthd removed its first files.
+
+    @param run: runs the reader's work off the reactor; by default in the
+        reactor's thread pool (tests pass one that runs inline).
+    """
+    from twisted.internet.threads import deferToThreadPool
+
+    from oauthd.control.wire import PAGE_BYTES
+    from oauthd.services.audit_files import GENESIS, trail_begins
+    from oauthd.services.audit_reader import TrailReader
+    from oauthd.state.audit_anchor import AuditAnchored
+    from oauthd.state.decision import Decision
+
+    def anchor(seq: int, previous: str) -> Deferred[Any]:
+        committed: Deferred[Any] = store.commit(Decision(None, records=[AuditAnchored(seq, previous)]))
+        return committed
+
+    trail.retention.anchor = anchor
+    if not store.state.audit_anchor.recorded:
+        begins = trail_begins(trail.directory)
+        if begins is not None:
+            log.warn("audit trail {path}: it begins at seq {seq} and the journal did not say so (an"
+                     " older oauthd removed its first files): anchored there", path=trail.path, seq=begins[0])
+        # Once the reactor runs (the journal writes from a thread).
+        reactor.callLater(0, lambda: anchor(*(begins or (1, GENESIS))).addErrback(
+            lambda failure: log.failure("anchoring the audit trail", failure)))
+    if run is None:
+        run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
+    return TrailReader(trail, run, reactor, PAGE_BYTES)
+
+
 def build_service(
     config: Config, reactor: Any, journal_pool: Any = None, journal: IEventLog | None = None,
     euid: int | None = None, reread: Callable[[], Config] | None = None,
@@ -272,6 +309,7 @@ def build_service(
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)
+    reader = anchor_trail(trail, store, reactor)
     root = Daemon()
     # The trail stops after everything else (see Daemon).
     root.last = trail
@@ -324,7 +362,7 @@ def build_service(
     root.reloader = Reloader(reread or (lambda: config), running, store)
     control = ControlFactory(
         reactor, store, ctx, allowed_uids=config.admin_uids, admin_gid=admin_gid,
-        reload=root.reloader.reload,
+        reload=root.reloader.reload, audit_reader=reader,
     )
     control_service(config.control, control, reactor, admin_gid).setServiceParent(root)
     return root

@@ -24,6 +24,7 @@ from oauthd.state.entities import (
     ACCESS, APP_PASSWORD, REFRESH, USED_REFRESH, Client, SecondFactor, Token, User,
 )
 from oauthd.state.model import State
+from oauthd.state.audit_anchor import AuditAnchored
 from oauthd.state.records import (
     ClientPut,
     ClientRemoved,
@@ -191,6 +192,36 @@ def test_uses_records_keep_their_format() -> None:
     state.apply([TokenUses(1, 0)], START)
     assert state.uses.left(1) is None
     for bad in (b"uses\t1", b"uses\tx\t1", b"uses\t01\t-1", b"uses\t01\tmany"):
+        with pytest.raises(ValueError):
+            decode(bad)
+
+
+GOLDEN_AUDIT_ANCHOR = [
+    # Where the audit trail begins once retention removed its head (issue 17).
+    b"audit-anchor\t1201\t" + b"9f" * 32,
+]
+
+
+def test_audit_anchor_records_keep_their_format() -> None:
+    """
+    An C{audit-anchor} record reads from and writes back to exactly these
+    bytes; the anchor only moves forward, and a snapshot carries it once
+    one was recorded (the genesis one, at seq 1, included).
+    """
+    record = AuditAnchored(1201, "9f" * 32)
+    assert [encode(record)] == GOLDEN_AUDIT_ANCHOR
+    assert decode(GOLDEN_AUDIT_ANCHOR[0]) == record
+    state = State()
+    assert [p for p in state.snapshot(START) if p.startswith(b"audit")] == []
+    genesis = AuditAnchored(1, "0" * 64)
+    state.apply([genesis], START)
+    assert state.audit_anchor.recorded and [p for p in state.snapshot(START) if p.startswith(b"audit")] == [
+        encode(genesis)]
+    model.replay(state, [*GOLDEN[:6], GOLDEN_AUDIT_ANCHOR[0], encode(AuditAnchored(7, "ab" * 32))], START)
+    assert (state.audit_anchor.seq, state.audit_anchor.previous) == (1201, "9f" * 32)
+    assert [p for p in state.snapshot(START) if p.startswith(b"audit")] == GOLDEN_AUDIT_ANCHOR
+    for bad in (b"audit-anchor\t5", b"audit-anchor\t0\t" + b"0" * 64, b"audit-anchor\t-1\t" + b"0" * 64,
+                b"audit-anchor\t5\t" + b"X" * 64, b"audit-anchor\t5\tabc"):
         with pytest.raises(ValueError):
             decode(bad)
 

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 
 from oauthd import __version__
 from oauthd.control.backup import BackupResponders
+from oauthd.control.audit import AuditResponders
 from oauthd.control.consents import ConsentResponders
 from oauthd.control.keys import KeyResponders
 from oauthd.control.reload import ReloadResponders
@@ -360,7 +361,7 @@ class TokenResponders(Responders):
 RESPONDERS: tuple[type[Responders], ...] = (
     StatusResponders, ClientResponders, UserResponders, TokenResponders, SecondFactorResponders,
     ConsentResponders, KeyResponders, BackupResponders,
-    ReloadResponders,
+    ReloadResponders, AuditResponders,
 )
 """
 The groups of responders each admitted connection gets.

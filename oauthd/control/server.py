@@ -30,6 +30,7 @@ from oauthd.control.peer import PeerCredentials, socket_peer_credentials
 from oauthd.control.responders import RESPONDERS
 from oauthd.control.session import AdminSession
 from oauthd.control.wire import BY_NAME
+from oauthd.interfaces import IAuditReader
 from oauthd.protocol.context import Context
 from oauthd.state.decision import audit
 from oauthd.state.store import Store
@@ -75,6 +76,8 @@ class ControlFactory(Factory):
         configured.
     @ivar admin_gid: a group whose members are admitted, if any.
     @ivar reload: reloads the daemon's configuration, if it can.
+    @ivar audit_reader: reads the audit trail (C{oauthctl audit}), if the
+        daemon keeps one.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class ControlFactory(Factory):
         admin_gid: int | None = None,
         peer_credentials: Callable[[ITransport], PeerCredentials | None] = socket_peer_credentials,
         reload: Callable[..., Reloaded] | None = None,
+        audit_reader: IAuditReader | None = None,
     ) -> None:
         self.reload = reload
         self.clock = clock
@@ -95,6 +99,7 @@ class ControlFactory(Factory):
         self.allowed_uids = frozenset({0, os.getuid(), *allowed_uids})
         self.admin_gid = admin_gid
         self.peer_credentials = peer_credentials
+        self.audit_reader = audit_reader
 
     def buildProtocol(self, addr: object) -> ControlProtocol:  # type: ignore[override]
         protocol = ControlProtocol()
@@ -159,7 +164,7 @@ class ControlProtocol(amp.AMP, TimeoutMixin):
         self.peer = creds
         factory = self.factory
         self.session = AdminSession(factory.store, factory.ctx, creds.uid, factory.clock, factory.started,
-                                    factory.reload)
+                                    factory.reload, factory.audit_reader)
         self._responders = tuple(group(self.session) for group in RESPONDERS)
         super().connectionMade()
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]

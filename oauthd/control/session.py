@@ -26,6 +26,7 @@ from oauthd.config import Reloaded
 from oauthd.control import wire
 from oauthd.control.errors import one_line, wire_error
 from oauthd.control.paging import Listing, Listings
+from oauthd.interfaces import IAuditReader
 from oauthd.protocol.context import Context
 from oauthd.state.decision import Decision, audit
 from oauthd.state.model import State
@@ -42,11 +43,14 @@ class AdminSession:
     @ivar clock: the daemon's clock, and C{started} when it started by it.
     @ivar reload: reloads the daemon's configuration (L{oauthd.reload}), if
         it can.
+    @ivar audit_reader: reads the audit trail, if the daemon keeps one;
+        C{reading_audit}: whether this connection's reading runs now.
     """
 
     def __init__(
         self, store: Store, ctx: Context, peer_uid: int, clock: IReactorTime, started: float,
         reload: Callable[..., Reloaded] | None = None,
+        audit_reader: IAuditReader | None = None,
     ) -> None:
         self.reload = reload
         self.store = store
@@ -55,6 +59,8 @@ class AdminSession:
         self.clock = clock
         self.started = started
         self.listings = Listings()
+        self.audit_reader = audit_reader
+        self.reading_audit = False
         self._cancellable: set[Deferred[Any]] = set()
         # What the responders hold for the connection (a backup's files).
         self.on_close: list[Callable[[], None]] = []

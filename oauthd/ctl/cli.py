@@ -46,6 +46,7 @@ from oauthd.ctl.commands import (
     UsageError,
 )
 from oauthd.ctl.backup import cmd_backup
+from oauthd.ctl.audit import add_parser as add_audit_parser
 from oauthd.ctl.connection import Connection, CtlError, connect, socket_path
 from oauthd.ctl.consents import cmd_users_consents
 from oauthd.ctl.keys import cmd_keys_ls, cmd_keys_rotate
@@ -343,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--alg", choices=["RS256", "ES256", "EdDSA"], help="only this algorithm [default: all]")
     sub.add_argument("--now", action="store_true", help="sign with it at once (no publish delay)")
+    add_audit_parser(command, commands)
     return parser
 
 

@@ -34,6 +34,7 @@ class Terminal:
     stderr: IO[str] = field(factory=lambda: sys.stderr)
     environ: Mapping[str, str] = field(factory=lambda: os.environ)
     getpass: Callable[[str], str] = getpass_module.getpass
+    clock: Callable[[], float] = time.time
 
     def print(self, text: str = "") -> None:
         self.stdout.write(text + "\n")
@@ -92,13 +93,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """
     Columns aligned on the widest cell, two spaces apart.
     """
-    cells = [[str(c) for c in headers]] + [[_cell(c) for c in row] for row in rows]
+    cells = [[str(c) for c in headers]] + [[cell(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)
 
 
-def _cell(value: object) -> str:
+def cell(value: object) -> str:
     """
     A value as table text: anything unprintable (a terminal escape in a
     name) shown as C{?}.

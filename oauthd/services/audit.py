@@ -68,7 +68,6 @@ from oauthd.services.audit_files import (
     TRAIL_NAME,
     Verified,
     chain_of,
-    expired,
     last_line,
     rotated_files,
     rotated_name,
@@ -77,6 +76,7 @@ from oauthd.services.audit_files import (
     verify,
     verify_trail,
 )
+from oauthd.services.audit_retention import Retention
 from oauthd.services.audit_summary import WINDOW, RefusalSummary
 
 __all__ = [
@@ -151,6 +151,8 @@ class AuditTrail(Service):
     that writes what is recorded and, when stopped, the rest.
 
     @ivar failure: why the trail cannot write now, or C{None}.
+    @ivar written_seq: the sequence number of the last line made durable.
+    @ivar retention: removes the old rotated files (give it its C{anchor}).
     """
 
     failure: str | None = None
@@ -191,6 +193,9 @@ class AuditTrail(Service):
         self._housekeeping = LoopingCall(self._close_window)
         self._housekeeping.clock = clock
         self._seq, self._head = self._resume()
+        self.written_seq = self._seq
+        self._watchers: list[Deferred[None]] = []
+        self.retention = Retention(directory, limits, self._writer, clock)
         self._file_bytes = os.fstat(self._fd).st_size
         self._first_seq = self._seq + 1
         if self._file_bytes:
@@ -313,9 +318,7 @@ class AuditTrail(Service):
         for fields in summary.close():
             self._bounded_append("audit.summary", "denied", fields)
         self._schedule(FLUSH_SECONDS)
-        if self.running:
-            # One job at a time on the writer's thread, after any write.
-            self._writer.run(self._expire, self._clock.seconds()).addBoth(self._expired)
+        self._retain()
 
     # -- writing ------------------------------------------------------------
 
@@ -337,7 +340,7 @@ class AuditTrail(Service):
         self._flush_call = None
         if self._rotations and self._rotations[0][0] == self._pending[0][0]:
             name = self._rotations[0][1]
-            written: Deferred[Any] = self._writer.run(self._rotate, name, self._clock.seconds())
+            written: Deferred[Any] = self._writer.run(self._rotate, name)
             batch: list[tuple[int, bytes]] = []
         else:
             limit = self._rotations[0][0] if self._rotations else self._seq + 1
@@ -350,14 +353,15 @@ class AuditTrail(Service):
 
     def _written(self, result: object, batch: list[tuple[int, bytes]]) -> None:
         if batch:
-            last = batch[-1][0]
+            last = self.written_seq = batch[-1][0]
             ready = [d for seq, d in self._waiters if seq <= last]
             self._waiters = [(seq, d) for seq, d in self._waiters if seq > last]
-            for waiter in ready:
+            watchers, self._watchers = self._watchers, []
+            for waiter in ready + watchers:
                 waiter.callback(None)
         else:
             self._rotations.popleft()
-            self._expired(result)  # type: ignore[arg-type]
+            self._retain()
         if self.failure is not None:
             log.info("audit trail {path}: writing again ({dropped} events were dropped meanwhile)",
                      path=self.path, dropped=self._dropped)
@@ -395,10 +399,10 @@ class AuditTrail(Service):
             os.ftruncate(self._fd, size)
             raise
 
-    def _rotate(self, name: str, now: float) -> list[tuple[str, str]]:
+    def _rotate(self, name: str) -> None:
         """
         Rename the active file C{name} and open a new one (safe to retry
-        after a failure part way), then apply retention.
+        after a failure part way).
         """
         rotated = os.path.join(self.directory, name)
         if not os.path.exists(rotated):
@@ -411,18 +415,21 @@ class AuditTrail(Service):
             raise
         os.close(self._fd)
         self._fd = fd
-        return self._expire(now)
 
-    def _expire(self, now: float) -> list[tuple[str, str]]:
-        limits = self._limits
-        removed = []
-        try:
-            for name, why in expired(self.directory, now, limits.keep_bytes, limits.keep_days * 86400.0):
-                os.unlink(os.path.join(self.directory, name))
-                removed.append((name, why))
-        except OSError as e:
-            log.error("audit trail {path}: retention failed: {error}", path=self.path, error=str(e))
-        return removed
+    def next_write(self) -> Deferred[None]:
+        """
+        Fires when the next batch of lines is durable (for readers that
+        follow the trail).
+        """
+        d: Deferred[None] = Deferred(lambda d: self._watchers.remove(d) if d in self._watchers else None)
+        self._watchers.append(d)
+        return d
+
+    def _retain(self) -> None:
+        if self.running:
+            retained = self.retention.run()
+            if retained is not None:
+                retained.addBoth(self._expired)
 
     def _expired(self, result: list[tuple[str, str]] | Failure) -> None:
         if isinstance(result, Failure):

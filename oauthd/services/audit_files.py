@@ -104,6 +104,8 @@ class Verified:
     @ivar starts_after: the chain value the oldest kept line continues
         (L{GENESIS} if nothing was removed).
     @ivar head: the chain value of the last line verified.
+    @ivar reason: why C{broken} does not verify, in words.
+    @ivar last_seq: the sequence number of the last line verified.
     """
 
     lines: int
@@ -111,19 +113,49 @@ class Verified:
     torn: str | None
     starts_after: str
     head: str
+    reason: str = ""
+    last_seq: int = 0
 
 
-def verify_files(paths: Iterable[str], previous: str | None = None) -> Verified:
+def leading_seq(body: bytes) -> int:
+    """
+    The sequence number at the start of a line (or its body), 0 if there is
+    none; cheaper than parsing it.
+    """
+    if body.startswith(b'{"seq":'):
+        digits = body[7:body.find(b",", 7)]
+        if digits.isdigit():
+            return int(digits)
+    return 0
+
+
+def verify_files(
+    paths: Iterable[str], previous: str | None = None, anchor: tuple[int, str] | None = None,
+    written: int = 0,
+) -> Verified:
     """
     Check the chain through the files at C{paths}, in order.
 
     @param previous: the chain value the first line continues; by default
         L{GENESIS}, or the C{previous} member of the first file's
         C{audit.continue} line.
+    @param anchor: C{(seq, chain value)}: where the journal says the trail
+        begins (L{oauthd.state.audit_anchor}). The trail must hold line
+        C{seq}, continuing that chain value: a trail that begins after it
+        lost its head.
+    @param written: the trail must reach at least this sequence number (the
+        daemon knows what it wrote): one that ends before it lost its tail.
     """
-    head, starts_after, count, torn = previous, previous, 0, None
+    head, starts_after, count, torn, last_seq = previous, previous, 0, None, 0
+    end: tuple[str, int] | None = None
+
+    def broken(path: str, number: int, reason: str) -> Verified:
+        return Verified(count, (path, number), None, starts_after or GENESIS, head or GENESIS,
+                        reason, last_seq)
+
     for path in paths:
         with os.fdopen(open_to_read(path), "rb") as f:
+            number = 0
             for number, line in enumerate(f, 1):
                 if not line.endswith(b"\n"):
                     torn = path
@@ -134,21 +166,61 @@ def verify_files(paths: Iterable[str], previous: str | None = None) -> Verified:
                 try:
                     body, chain = split_line(line)
                 except (ValueError, UnicodeDecodeError):
-                    chain = ""
-                if not chain or chain_of(head, body) != chain:
-                    return Verified(count, (path, number), None, starts_after or GENESIS, head)
-                head = chain
+                    return broken(path, number, "not a trail line (it does not end with a chain value)")
+                if chain_of(head, body) != chain:
+                    return broken(path, number, "its chain value does not follow from the line before it:"
+                                  " this line or the one before was changed, removed or moved")
+                seq = leading_seq(body)
+                if anchor is not None and count == 0 and seq > anchor[0]:
+                    return broken(path, number, f"the trail begins at seq {seq}, but the journal says it"
+                                  f" begins at seq {anchor[0]}: its oldest lines were removed")
+                if anchor is not None and seq == anchor[0] and head != anchor[1]:
+                    return broken(path, number, f"seq {seq} does not continue the chain value the"
+                                  " journal recorded for the start of the trail")
+                head, last_seq = chain, seq
                 count += 1
-    return Verified(count, None, torn, starts_after or GENESIS, head or GENESIS)
+            end = (path, number + 1)
+    if end is not None and anchor is not None and anchor[0] > max(last_seq, 1):
+        return broken(*end, f"the trail ends at seq {last_seq}, before seq {anchor[0]}, where"
+                      " the journal says it begins")
+    if end is not None and last_seq < written:
+        return broken(*end, f"the trail ends at seq {last_seq}, but the daemon wrote up to seq"
+                      f" {written}: its last lines were removed")
+    if end is None and (written or (anchor is not None and anchor[0] > 1)):
+        return Verified(0, ("(no trail files)", 0), None, GENESIS, GENESIS,
+                        "the trail's files are missing", 0)
+    return Verified(count, None, torn, starts_after or GENESIS, head or GENESIS, "", last_seq)
 
 
-def verify_trail(directory: str) -> Verified:
+def anchor_after(path: str) -> tuple[int, str] | None:
+    """
+    Where the trail begins once the file at C{path} and those before it are
+    removed: the sequence number after its last line, and that line's chain
+    value; C{None} if its last line cannot be read.
+    """
+    fd = open_to_read(path)
+    try:
+        last, _ = last_line(fd)
+    finally:
+        os.close(fd)
+    if last is None:
+        return None
+    try:
+        return seq_of(last) + 1, split_line(last)[1]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+
+
+def verify_trail(
+    directory: str, anchor: tuple[int, str] | None = None, written: int = 0,
+) -> Verified:
     """
     Check the chain of the whole trail in C{directory}: the rotated files
-    retention kept, oldest first, then C{audit.log}. This is what
-    C{oauthctl audit verify} reports.
+    retention kept, oldest first, then C{audit.log} (see L{verify_files}).
+    With the journal's C{anchor}, this is what C{oauthctl audit verify}
+    reports.
     """
-    return verify_files(trail_files(directory))
+    return verify_files(trail_files(directory), anchor=anchor, written=written)
 
 
 def expired(
@@ -214,3 +286,23 @@ def seq_of(line: bytes) -> int:
     if type(seq) is not int:
         raise ValueError("seq is not an integer")
     return seq
+
+
+def trail_begins(directory: str) -> tuple[int, str] | None:
+    """
+    Where the trail in C{directory} begins if its head was removed: the
+    sequence number of its oldest line and the chain value that line (an
+    C{audit.continue}) continues; C{None} if it begins at seq 1 or cannot be
+    read.
+    """
+    paths = trail_files(directory)
+    if not paths:
+        return None
+    with os.fdopen(open_to_read(paths[0]), "rb") as f:
+        line = f.readline(65536)
+    previous = _continued_from(line.rstrip(b"\n"))
+    try:
+        seq = seq_of(line.rstrip(b"\n"))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    return (seq, previous) if seq > 1 and previous is not None else None

@@ -1,9 +1,8 @@
 """
-The in-memory state: clients, users and tokens, with an index for every
-lookup on a hot path, built by applying records (L{oauthd.state.records})
-in order: at start-up the event log's payloads (L{State.load}), at run time
-the records the committer was given (L{State.apply}), so the log and memory
-cannot disagree.
+The in-memory state: clients, users and tokens, with an index for every lookup
+on a hot path, built by applying records (L{oauthd.state.records}) in order: at
+start-up the event log's payloads (L{State.load}), at run time the records the
+committer was given (L{State.apply}), so the log and memory cannot disagree.
 
 Applying a record is idempotent, and a record naming something absent does
 nothing: compaction may snapshot state that already reflects a record it will
@@ -30,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from oauthd.state import authz, keys, second_factor, uses
+from oauthd.state import audit_anchor, authz, keys, second_factor, uses
 from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
 from oauthd.state.families import EXPIRY_BUCKET, Families, Family
 from oauthd.state.order import TakenOrder
@@ -79,6 +78,7 @@ class State:
         self.authz = authz.AuthzTables()  # codes, browser sessions, consents
         self.keys = keys.Keys()  # signing keys
         self.uses = uses.Uses()  # registrations initial access tokens have left
+        self.audit_anchor = audit_anchor.AuditAnchor()  # where the audit trail begins
         # Each token's tok record, by key; self.tokens is the read-only view.
         self._rows: dict[int, Row] = {}
         self.tokens = TokenTable(self._rows)
@@ -173,8 +173,8 @@ class State:
         """
         How many records a snapshot holds, for the compaction policy.
         """
-        return (len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows)
-                + self.families.records() + len(self.authz) + len(self.keys) + len(self.uses))
+        return (len(self.clients) + len(self.users) + len(self.second_factors) + len(self._rows) + len(self.uses)
+                + self.families.records() + len(self.authz) + len(self.keys) + len(self.audit_anchor))
 
     # -- changing -----------------------------------------------------------
 
@@ -242,6 +242,7 @@ class State:
         self.authz.apply(record, self.users, self.clients, now)
         self.keys.apply(record)
         self.uses.apply(record, self._rows)
+        self.audit_anchor.apply(record)
         match record:
             case TokenIssued(token=token):
                 key = token.key

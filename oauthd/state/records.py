@@ -35,6 +35,7 @@ family's start from the first of its tokens it sees.
     code, browser, half, consent (and more): the authorization endpoint's
                                 (L{oauthd.state.authz_records})
     key, key~                   signing keys (L{oauthd.state.keys})
+    audit-anchor                where the audit trail begins (L{oauthd.state.audit_anchor})
 
 Applying a record is idempotent, and a record naming something absent does
 nothing (see L{oauthd.state.model}). Times are whole seconds on the injected
@@ -49,7 +50,7 @@ from typing import Any
 
 from attrs import asdict, frozen
 
-from oauthd.state import authz_records, device, keys
+from oauthd.state import audit_anchor, authz_records, device, keys
 from oauthd.state.authz_records import AUTHZ_TYPES, AuthzRecord
 from oauthd.state.keys import KEY_TYPES, KeyRecord
 from oauthd.state.entities import KINDS, Client, SecondFactor, Token, User, key_hex
@@ -168,7 +169,7 @@ Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
     | GrantRevoked | RefreshUsed | FamilyHeld | RefreshSpent | SecondFactorRecord | AuthzRecord
     | device.DevicePut
-    | KeyRecord | TokenUses
+    | KeyRecord | TokenUses | audit_anchor.AuditAnchored
 )
 
 TOKEN_TAG = b"tok\t"
@@ -194,6 +195,8 @@ def encode(record: Record) -> bytes:
         return keys.encode(record).encode("utf-8")
     if isinstance(record, device.DevicePut):
         return device.encode(record).encode("utf-8")
+    if isinstance(record, audit_anchor.AuditAnchored):
+        return audit_anchor.encode(record).encode("utf-8")
     match record:
         case TokenIssued(token=t):
             text = (
@@ -293,6 +296,8 @@ def decode(payload: bytes) -> Record:
         return keys.decode(fields)
     if tag == device.TAG:
         return device.decode(fields)
+    if tag == audit_anchor.TAG:
+        return audit_anchor.decode(fields)
     if tag in _TWO_FIELDS:
         if len(fields) != 3:
             raise ValueError(f"malformed {tag} record: it has {len(fields)} fields, not 3")

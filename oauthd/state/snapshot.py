@@ -35,6 +35,7 @@ def snapshot_payloads(state: State, rows: Mapping[int, Row], now: float) -> Iter
     yield from second_factor.snapshot(state.second_factors, now)
     yield from state.authz.snapshot(now)
     yield from (payload.encode("utf-8") for payload in state.keys.snapshot(now))
+    yield from (payload.encode("utf-8") for payload in state.audit_anchor.snapshot())
     for key in list(rows):
         row = rows.get(key)
         if row is not None and live_row(row, now):

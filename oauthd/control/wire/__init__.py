@@ -482,6 +482,7 @@ from oauthd.control.wire.backup import (  # noqa: E402
     StartBackup as StartBackup,
 )
 from oauthd.control.wire.reload import Reload as Reload  # noqa: E402
+from oauthd.control.wire.audit import ReadAudit as ReadAudit, VerifyAudit as VerifyAudit  # noqa: E402
 
 COMMANDS: tuple[type[ControlCommand], ...] = (
     Status, Compact,
@@ -491,6 +492,7 @@ COMMANDS: tuple[type[ControlCommand], ...] = (
     AddToken, ListTokens, ShowToken, RemoveToken, ListKeys, RotateKeys,
     StartBackup, ReadBackup, EndBackup,
     Reload,
+    ReadAudit, VerifyAudit,
 )
 BY_NAME: dict[bytes, type[ControlCommand]] = {command.commandName: command for command in COMMANDS}
 """
