@@ -23,7 +23,8 @@ from twisted.protocols import amp
 from oauthd.control.wire import ControlCommand
 
 EVENT_KINDS = (
-    "2fa", "audit", "authorize", "browser", "client", "control", "device", "http", "introspect",
+    "2fa", "audit", "authorize", "browser", "client", "config", "control", "data", "device", "http",
+    "introspect",
     "journal", "key", "keys", "logout", "register", "revoke", "session", "token", "user", "userinfo",
 )
 """
