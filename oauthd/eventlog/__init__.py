@@ -12,17 +12,26 @@ use its building blocks (L{files}, L{writer_pool}) for files of their own.
     - L{journal}: L{FileJournal}, the log as one file, with group commit;
     - L{journal_file}: its blocking side, the jobs of its writer thread;
     - L{memory}: L{MemoryJournal}, the fake for tests of the layers above;
+    - L{local}: claims and the follower of a log kept by one process;
+    - L{chain}: the hash chain over a shared log's records;
+    - L{shared}: L{MemorySharedLog}, one log shared by simulated nodes;
+    - L{postgresql}: the log shared by several daemons, in PostgreSQL
+      (imported on demand: it needs the optional psycopg);
     - L{repair}: offline repair of a damaged journal, and (as
       C{python -m oauthd.eventlog.repair DIR}) oauthctl's helper for it.
 """
 
 from oauthd.eventlog.errors import (
     CompactionInProgress,
+    DriverMissing,
     JournalClosed,
     JournalCorrupt,
     JournalError,
     JournalFailed,
     JournalLocked,
+    LogDiverged,
+    LogUnavailable,
+    SchemaTooNew,
 )
 from oauthd.eventlog.format import (
     FORMAT_VERSION,
@@ -41,6 +50,7 @@ from oauthd.eventlog.repair import RepairReport, repair
 
 __all__ = [
     "CompactionInProgress",
+    "DriverMissing",
     "FORMAT_VERSION",
     "FileJournal",
     "HEADER_SIZE",
@@ -51,11 +61,14 @@ __all__ = [
     "JournalFailed",
     "JournalLocked",
     "LOCK_NAME",
+    "LogDiverged",
+    "LogUnavailable",
     "MAGIC",
     "MAX_PAYLOAD",
     "MemoryJournal",
     "RECORD_OVERHEAD",
     "RepairReport",
+    "SchemaTooNew",
     "TEMP_NAME",
     "check_payload",
     "repair",
