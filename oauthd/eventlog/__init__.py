@@ -47,6 +47,7 @@ from oauthd.eventlog.format import (
 from oauthd.eventlog.journal import FileJournal
 from oauthd.eventlog.memory import MemoryJournal
 from oauthd.eventlog.repair import RepairReport, repair
+from oauthd.eventlog.shared import MemorySharedLog, SharedLogNode
 
 __all__ = [
     "CompactionInProgress",
@@ -66,9 +67,11 @@ __all__ = [
     "MAGIC",
     "MAX_PAYLOAD",
     "MemoryJournal",
+    "MemorySharedLog",
     "RECORD_OVERHEAD",
     "RepairReport",
     "SchemaTooNew",
+    "SharedLogNode",
     "TEMP_NAME",
     "check_payload",
     "repair",

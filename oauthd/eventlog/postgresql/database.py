@@ -266,6 +266,12 @@ class Reader:
         self._cursor = (cursor, cursor_hash)
         try:
             return self._fetch(self._link.get(), cursor, cursor_hash, want_head)
+        except psycopg.OperationalError as e:
+            # The connection broke (the server restarted, say): one more
+            # try, on a new one, checked at the cursor first.
+            self._link.broken(e)
+        try:
+            return self._fetch(self._link.get(), cursor, cursor_hash, want_head)
         except psycopg.Error as e:
             raise self._link.broken(e) from None
 
