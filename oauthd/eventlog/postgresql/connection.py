@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import psycopg
@@ -15,7 +14,8 @@ if TYPE_CHECKING:
 __all__ = ["connect", "is_postgres_uri", "redact"]
 
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_PASSWORD_QUERY = re.compile(r"(password=)[^&]*", re.IGNORECASE)
+_PASSWORD_QUERY = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+_PASSWORD_USERINFO = re.compile(r"^(postgres(?:ql)?://[^:/@?]*):[^@/?]*@")
 
 
 def is_postgres_uri(location: str) -> bool:
@@ -33,14 +33,8 @@ def redact(uri: str) -> str:
     """
     if not is_postgres_uri(uri):
         return _PASSWORD_KV.sub(r"\1***", uri)
-    parts = urlsplit(uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        who, at, where = netloc.rpartition("@")
-        if ":" in who:
-            who = who.split(":", 1)[0] + ":***"
-        netloc = who + at + where
-    return urlunsplit(parts._replace(netloc=netloc, query=_PASSWORD_QUERY.sub(r"\1***", parts.query)))
+    uri = _PASSWORD_USERINFO.sub(r"\1:***@", uri)
+    return _PASSWORD_QUERY.sub(r"\1***", uri)
 
 
 def connect(uri: str, name: str) -> psycopg.Connection[tuple[Any, ...]]:

@@ -246,12 +246,14 @@ class Reader:
     _link: _Link
     node: str
     page: int
+    # Seconds between updates of the node's row (its applied position).
+    touch_every: float = 1.0
     _cursor: tuple[int, bytes] = (0, GENESIS)
     _touched: float = field(default=0.0)
 
     @classmethod
-    def to(cls, uri: str, name: str, node: str, page: int) -> Reader:
-        reader = cls(_Link(uri, name), node, page)
+    def to(cls, uri: str, name: str, node: str, page: int, touch_every: float = 1.0) -> Reader:
+        reader = cls(_Link(uri, name), node, page, touch_every)
         reader._link._on_connect = lambda connection: check_cursor(connection, *reader._cursor)
         return reader
 
@@ -297,7 +299,7 @@ class Reader:
             if previous != bytes(stored):
                 raise _diverged(cursor, f"the record at position {pos} does not follow on")
             records.append((pos, payload))
-        if records and time.monotonic() - self._touched > 1.0:
+        if records and time.monotonic() - self._touched >= self.touch_every:
             self._touch(connection, records[-1][0])
         return Fetched(records, previous, head, len(rows) == self.page)
 

@@ -125,6 +125,7 @@ class PostgresLog:
         poll: float = 1.0,
         page: int = PAGE,
         partition_size: int | None = None,
+        touch_every: float = 1.0,
     ) -> PostgresLog:
         """
         Open the shared log at C{uri}: create or upgrade its schema, read
@@ -139,6 +140,8 @@ class PostgresLog:
         @param poll: the listener's wait, in seconds, before it wakes the
             reader anyway.
         @param partition_size: positions per partition of a new log.
+        @param touch_every: seconds between updates of this node's row (its
+            applied position) in the nodes table.
         @raise LogUnavailable: the database cannot be reached.
         @raise SchemaTooNew: its schema is newer than this oauthd knows.
         @raise LogDiverged: the log's hash chain is broken.
@@ -146,7 +149,7 @@ class PostgresLog:
         node = node or uuid.uuid4().hex
         writer = Writer.to(uri, f"oauthd {node} writer")
         ensure_schema(writer.connection(), partition_size)
-        reader = Reader.to(uri, f"oauthd {node} reader", node, page)
+        reader = Reader.to(uri, f"oauthd {node} reader", node, page, touch_every)
         loaded = reader.load()
         size = HEADER_SIZE + sum(RECORD_OVERHEAD + len(p) for p in loaded.payloads)
         pools = {role: WriterPool(reactor, f"oauthd-pg-{role}", pool) for role in ("writer", "reader", "snapshot")}
