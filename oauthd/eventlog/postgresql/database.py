@@ -34,6 +34,8 @@ The SQLSTATE C{oauthd_append} raises when a claim does not hold.
 
 NOTIFY_CHANNEL = "oauthd_log"
 
+_STOP_CHECK = 0.2
+
 _FRAME = struct.Struct(">I")
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -462,10 +464,14 @@ class Listener:
             try:
                 connection = self._link.get()
                 connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                self._wake()
+                woken = time.monotonic()
                 while not self._stopping.is_set():
-                    self._wake()
-                    for _ in connection.notifies(timeout=self._poll, stop_after=1):
-                        pass
+                    # Short waits, so a stop is seen soon.
+                    notified = list(connection.notifies(timeout=_STOP_CHECK, stop_after=1))
+                    if notified or time.monotonic() - woken >= self._poll:
+                        self._wake()
+                        woken = time.monotonic()
             except (psycopg.Error, LogUnavailable):
                 self._link.close()
                 self._stopping.wait(self._poll)
