@@ -88,6 +88,9 @@ class Config:
     @ivar device_poll_interval: seconds a device waits between polls.
     @ivar id_token_alg: how ID tokens (and JWT access tokens) are signed for
         a client that does not say.
+    @ivar eventlog: where the event log is: C{""} for the journal in the
+        data directory, or a C{postgresql://} URI of a log shared with other
+        nodes.
     """
 
     listen: tuple[str, ...]
@@ -124,6 +127,7 @@ class Config:
     registration_max_clients: int = field(default=1000)
     device_code_ttl: int = field(default=600)
     device_poll_interval: int = field(default=5)
+    eventlog: str = field(default="")
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -226,6 +230,13 @@ def _one_of(*allowed: str) -> Callable[[str, str], str]:
     return check
 
 
+def _check_eventlog(key: str, value: str) -> str:
+    # Never echo the value: the URI may carry a password.
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{key}: expected a postgresql:// URI, or \"\" for the data directory's journal")
+    return value
+
+
 SETTINGS: dict[str, Setting] = {
     "listen": Setting(
         list, _each_endpoint, "HTTP endpoint(s), Twisted endpoint strings", str
@@ -269,6 +280,7 @@ SETTINGS: dict[str, Setting] = {
     ),
     "device_code_ttl": Setting(int, _in_range(60, 3600), "device code lifetime in seconds"),
     "device_poll_interval": Setting(int, _in_range(1, 60), "seconds between a device's polls"),
+    "eventlog": Setting(str, _check_eventlog, "a postgresql:// URI of a shared event log [default: the data directory's journal]"),
 }
 
 

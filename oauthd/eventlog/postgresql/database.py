@@ -41,6 +41,11 @@ _FRAME = struct.Struct(">I")
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
+def _one_line(error: Exception) -> str:
+    # libpq's messages run over several lines; ours are one.
+    return " ".join(str(error).split())
+
+
 @define
 class _Link:
     """
@@ -59,7 +64,7 @@ class _Link:
             try:
                 connection = connect(self.uri, self.name)
             except psycopg.Error as e:
-                raise LogUnavailable(f"cannot reach the event log at {redact(self.uri)}: {e}") from None
+                raise LogUnavailable(f"cannot reach the event log at {redact(self.uri)}: {_one_line(e)}") from None
             if self._on_connect is not None:
                 self._on_connect(connection)
             self._connection = connection
@@ -72,7 +77,7 @@ class _Link:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-        return LogUnavailable(f"the event log at {redact(self.uri)} failed: {error}")
+        return LogUnavailable(f"the event log at {redact(self.uri)} failed: {_one_line(error)}")
 
     def close(self) -> None:
         if self._connection is not None:
