@@ -397,3 +397,79 @@ class DriverMissingTests(SynchronousTestCase):
         out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
         self.assertEqual(out.stdout, "DriverMissing the PostgreSQL event log needs psycopg:"
                                      " pip install 'oauthd[postgresql]'\n")
+
+
+class PostgresGroupCommitTests(SynchronousTestCase):
+    """
+    The PostgreSQL writer gathers the appends made while one is in flight
+    into one statement; each stays atomic.
+    """
+
+    def test_a_conflict_refuses_only_its_append(self) -> None:
+        """
+        Of appends gathered into one statement, the one whose claim does not
+        hold is refused alone: the others take consecutive positions.
+        """
+        from oauthd.eventlog.postgresql import open_postgres_log
+        from oauthd.testing import SteppingPool
+
+        pool = SteppingPool()
+        log = open_postgres_log(fresh_database(), InlineReactor(), pool=pool, listen=False)
+        first = log.append([b"x"])
+        gathered = [log.append([b"y"], [Claim("code:1", "used")]),
+                    log.append([b"z"], [Claim("code:1", "used")]),
+                    log.append([b"w1", b"w2"]),
+                    log.append([], [Claim("user:ann", "1"), Claim("code:1", "x")])]
+        self.assertEqual(len(pool.jobs), 1)
+        pool.run_one()
+        self.successResultOf(first)
+        self.assertEqual(len(pool.jobs), 1)
+        pool.run_one()
+        self.successResultOf(gathered[0])
+        self.assertEqual(self.failureResultOf(gathered[1], ClaimConflict).value.key, "code:1")
+        self.successResultOf(gathered[2])
+        self.failureResultOf(gathered[3], ClaimConflict)
+        self.assertEqual(log.position, 4)
+        closed = log.close()
+        while pool.jobs:
+            pool.run_one()
+        self.successResultOf(closed)
+        again = open_postgres_log(log.uri, InlineReactor(), pool=InlinePool(), listen=False)
+        self.addCleanup(again.close)
+        self.assertEqual(list(again.replay()), [b"x", b"y", b"w1", b"w2"])
+        self.successResultOf(again.append([], [Claim("user:ann", "1")]))
+
+    def test_raced_rotations_never_both_win(self) -> None:
+        """
+        The same refresh rotation (a compare-and-set on its grant) raced
+        from two connections, 100 times: exactly one wins each time.
+        """
+        from oauthd.eventlog.postgresql.database import Appending, Writer
+
+        uri = fresh_database()
+        from oauthd.eventlog.postgresql import open_postgres_log
+
+        self.successResultOf(open_postgres_log(uri, InlineReactor(), pool=InlinePool(), listen=False).close())
+        rounds = 100
+        setup = Writer.to(uri, "setup")
+        assert all(isinstance(o, int) for o in setup.append(
+            [Appending((b"issued %d" % i,), (Claim(f"grant:{i}", "r1"),)) for i in range(rounds)]))
+        setup.close()
+        barrier = threading.Barrier(2)
+        wins: list[list[bool]] = [[], []]
+
+        def rotate(side: int) -> None:
+            writer = Writer.to(uri, f"side {side}")
+            for i in range(rounds):
+                barrier.wait()
+                [outcome] = writer.append([Appending((b"rotated %d on %d" % (i, side),),
+                                                     (Claim(f"grant:{i}", f"r2 {side}", expect="r1"),))])
+                wins[side].append(isinstance(outcome, int))
+            writer.close()
+
+        threads = [threading.Thread(target=rotate, args=(side,)) for side in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual([a + b for a, b in zip(*wins)], [1] * rounds)

@@ -27,11 +27,6 @@ from oauthd.interfaces import Claim, ClaimConflict, Expect
 
 __all__ = ["Appending", "Fetched", "Listener", "Loaded", "Reader", "Snapshotter", "Writer"]
 
-CLAIM_CONFLICT = "OA001"
-"""
-The SQLSTATE C{oauthd_append} raises when a claim does not hold.
-"""
-
 NOTIFY_CHANNEL = "oauthd_log"
 
 _STOP_CHECK = 0.2
@@ -95,29 +90,22 @@ class Appending:
     claims: tuple[Claim, ...] = ()
 
 
-def _claim_arrays(claims: Sequence[Claim]) -> tuple[list[str], list[str], list[str], list[str | None], list[float | None]]:
+def _arguments(batch: Sequence[Appending]) -> tuple[object, ...]:
+    """
+    The arguments of C{oauthd_append} for C{batch}: each array flattened
+    over the appends, with each append's count beside it.
+    """
+    claims = [c for a in batch for c in a.claims]
     modes = [
         "absent" if c.expect is Expect.ABSENT else "any" if c.expect is Expect.ANY else "equal"
         for c in claims
     ]
-    expects = [c.expect if isinstance(c.expect, str) else None for c in claims]
-    return ([c.key for c in claims], [c.value for c in claims], modes, expects,
-            [c.expires for c in claims])
-
-
-def _groups(batch: Sequence[Appending]) -> list[list[Appending]]:
-    """
-    C{batch} cut into the appends that go in one statement: runs of appends
-    without claims together, each one with claims alone (its conflict must
-    fail it alone).
-    """
-    groups: list[list[Appending]] = []
-    for appending in batch:
-        if appending.claims or not groups or groups[-1][-1].claims:
-            groups.append([appending])
-        else:
-            groups[-1].append(appending)
-    return groups
+    return (
+        [p for a in batch for p in a.payloads], [len(a.payloads) for a in batch],
+        [c.key for c in claims], [c.value for c in claims], modes,
+        [c.expect if isinstance(c.expect, str) else None for c in claims],
+        [c.expires for c in claims], [len(a.claims) for a in batch],
+    )
 
 
 @define
@@ -137,43 +125,31 @@ class Writer:
 
     def append(self, batch: Sequence[Appending]) -> list[int | Exception]:
         """
-        Append every one of C{batch}, in order.
+        Append every one of C{batch}, in order, in one statement; each is
+        atomic, refused alone if a claim of it does not hold.
 
         @return: for each, the position of its last record (of the record
-            before it, if it has none; 0 if the log is empty), or why it
-            failed: L{ClaimConflict}, or L{LogUnavailable} (for it and every
-            later one, once the connection broke: the one in flight may or
-            may not have been committed).
+            before it, if it has none), or why it failed: L{ClaimConflict};
+            or, for all of them, L{LogUnavailable} if the connection broke
+            (they may or may not have been committed).
         """
-        outcomes: list[int | Exception] = []
-        committed = False
-        for group in _groups(batch):
-            if outcomes and isinstance(outcomes[-1], LogUnavailable):
-                outcomes += [outcomes[-1]] * len(group)
-                continue
-            payloads = [p for a in group for p in a.payloads]
-            try:
-                row = self._link.get().execute(
-                    "SELECT oauthd_append(%s::bytea[], %s::text[], %s::text[], %s::text[],"
-                    " %s::text[], %s::float8[]), (SELECT pos FROM oauthd_head)",
-                    (payloads, *_claim_arrays(group[0].claims)),
-                ).fetchone()
-            except LogUnavailable as e:
-                outcomes += [e] * len(group)
-                continue
-            except psycopg.Error as e:
-                if e.sqlstate == CLAIM_CONFLICT:
-                    outcomes.append(ClaimConflict(e.diag.message_primary or ""))
-                else:
-                    outcomes += [self._link.broken(e)] * len(group)
-                continue
-            assert row is not None
-            committed = committed or bool(payloads)
-            last = row[0] - 1 if row[0] is not None else row[1]
-            for appending in group:
-                last += len(appending.payloads)
-                outcomes.append(last)
-        if committed:
+        try:
+            row = self._link.get().execute(
+                "SELECT * FROM oauthd_append(%s::bytea[], %s::int[], %s::text[], %s::text[],"
+                " %s::text[], %s::text[], %s::float8[], %s::int[])",
+                _arguments(batch),
+            ).fetchone()
+        except LogUnavailable as e:
+            return [e] * len(batch)
+        except psycopg.Error as e:
+            return [self._link.broken(e)] * len(batch)
+        assert row is not None
+        lasts, conflicts = row
+        outcomes: list[int | Exception] = [
+            ClaimConflict(conflict) if last is None else int(last)
+            for last, conflict in zip(lasts, conflicts)
+        ]
+        if any(appending.payloads for appending, last in zip(batch, lasts) if last is not None):
             self._notify()
         return outcomes
 

@@ -57,59 +57,99 @@ CREATE TABLE oauthd_nodes (
     seen timestamptz NOT NULL DEFAULT now()
 );
 
--- One append, atomically: every claim must hold (else SQLSTATE OA001 with
--- the claim's key as the message, and nothing is changed), then the
--- payloads take the next positions, each hashed over the previous record's
--- hash, its position and its payload (oauthd.eventlog.chain).  Called in
--- autocommit, the head row stays locked until the commit.  Returns the
--- first position (NULL if there are no payloads).
+-- The appends a writer has gathered, in one statement (group commit).  Each
+-- append is atomic: every claim of it must hold, else it takes nothing (its
+-- conflicts entry names the claim's key, and its claims are undone); the
+-- payloads of the others take the next positions, in order, each hashed over
+-- the previous record's hash, its position and its payload
+-- (oauthd.eventlog.chain).  Called in autocommit, the head row stays locked
+-- until the commit, so records commit in position order.  Claims' keys are
+-- locked first, in one order, so two nodes' batches cannot deadlock.
+-- lasts: per append, the position of its last record (of the one before
+-- it if it has none; NULL if refused).
 CREATE FUNCTION oauthd_append(
-    payloads bytea[], keys text[], vals text[], modes text[], expects text[],
-    expiries double precision[]
-) RETURNS bigint LANGUAGE plpgsql AS $$
+    payloads bytea[], counts integer[],
+    keys text[], vals text[], modes text[], expects text[], expiries double precision[],
+    claim_counts integer[],
+    OUT lasts bigint[], OUT conflicts text[]
+) LANGUAGE plpgsql AS $$
 DECLARE
-    n integer := coalesce(cardinality(payloads), 0);
+    appends integer := coalesce(cardinality(counts), 0);
+    taken boolean[];
+    accepted bytea[] := '{}';
+    before_claims integer := 0;
+    before_payloads integer := 0;
+    n integer;
     base bigint;
     h bytea;
     size bigint;
     hashes bytea[] := '{}';
 BEGIN
-    FOR i IN 1 .. coalesce(cardinality(keys), 0) LOOP
-        IF modes[i] = 'absent' THEN
-            INSERT INTO oauthd_claims VALUES (keys[i], vals[i], expiries[i])
-                ON CONFLICT DO NOTHING;
-        ELSIF modes[i] = 'equal' THEN
-            UPDATE oauthd_claims SET value = vals[i], expires = expiries[i]
-                WHERE key = keys[i] AND value = expects[i];
-        ELSE
-            INSERT INTO oauthd_claims VALUES (keys[i], vals[i], expiries[i])
-                ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires;
+    IF appends = 0 THEN
+        RETURN;
+    END IF;
+    lasts := array_fill(NULL::bigint, ARRAY[appends]);
+    conflicts := array_fill(NULL::text, ARRAY[appends]);
+    taken := array_fill(true, ARRAY[appends]);
+    PERFORM pg_advisory_xact_lock(28513, hashtext(k))
+        FROM (SELECT DISTINCT k FROM unnest(keys) AS u(k) ORDER BY 1) AS sorted(k);
+    FOR a IN 1 .. appends LOOP
+        IF claim_counts[a] > 0 THEN
+            BEGIN
+                FOR i IN before_claims + 1 .. before_claims + claim_counts[a] LOOP
+                    IF modes[i] = 'absent' THEN
+                        INSERT INTO oauthd_claims VALUES (keys[i], vals[i], expiries[i])
+                            ON CONFLICT DO NOTHING;
+                    ELSIF modes[i] = 'equal' THEN
+                        UPDATE oauthd_claims SET value = vals[i], expires = expiries[i]
+                            WHERE key = keys[i] AND value = expects[i];
+                    ELSE
+                        INSERT INTO oauthd_claims VALUES (keys[i], vals[i], expiries[i])
+                            ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires;
+                    END IF;
+                    IF NOT FOUND THEN
+                        RAISE EXCEPTION USING ERRCODE = 'OA001', MESSAGE = keys[i];
+                    END IF;
+                END LOOP;
+            EXCEPTION WHEN SQLSTATE 'OA001' THEN
+                taken[a] := false;
+                conflicts[a] := SQLERRM;
+            END;
         END IF;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'OA001', MESSAGE = keys[i];
+        IF taken[a] THEN
+            accepted := accepted || payloads[before_payloads + 1 : before_payloads + counts[a]];
         END IF;
+        before_claims := before_claims + claim_counts[a];
+        before_payloads := before_payloads + counts[a];
     END LOOP;
+    n := coalesce(cardinality(accepted), 0);
     IF n = 0 THEN
-        RETURN NULL;
-    END IF;
-    SELECT pos, hash, partition_size INTO base, h, size FROM oauthd_head FOR UPDATE;
-    IF base = 0 OR (base + n) / size > base / size THEN
-        -- Every partition the new records need, and the next one.
-        FOR k IN (base + 1) / size .. (base + n) / size + 1 LOOP
-            IF to_regclass(format('%I', 'oauthd_log_p' || k)) IS NULL THEN
-                EXECUTE format('CREATE TABLE %I PARTITION OF oauthd_log FOR VALUES FROM (%s) TO (%s)',
-                               'oauthd_log_p' || k, k * size, (k + 1) * size);
-            END IF;
+        SELECT pos INTO base FROM oauthd_head;
+    ELSE
+        SELECT pos, hash, partition_size INTO base, h, size FROM oauthd_head FOR UPDATE;
+        IF base = 0 OR (base + n) / size > base / size THEN
+            -- Every partition the new records need, and the next one.
+            FOR k IN (base + 1) / size .. (base + n) / size + 1 LOOP
+                IF to_regclass(format('%I', 'oauthd_log_p' || k)) IS NULL THEN
+                    EXECUTE format('CREATE TABLE %I PARTITION OF oauthd_log FOR VALUES FROM (%s) TO (%s)',
+                                   'oauthd_log_p' || k, k * size, (k + 1) * size);
+                END IF;
+            END LOOP;
+        END IF;
+        FOR i IN 1 .. n LOOP
+            h := sha256(h || int8send(base + i) || accepted[i]);
+            hashes[i] := h;
         END LOOP;
+        INSERT INTO oauthd_log (pos, payload, hash)
+            SELECT base + t.i, t.payload, hashes[t.i]
+            FROM unnest(accepted) WITH ORDINALITY AS t(payload, i);
+        UPDATE oauthd_head SET pos = base + n, hash = h;
     END IF;
-    FOR i IN 1 .. n LOOP
-        h := sha256(h || int8send(base + i) || payloads[i]);
-        hashes[i] := h;
+    FOR a IN 1 .. appends LOOP
+        IF taken[a] THEN
+            base := base + counts[a];
+            lasts[a] := base;
+        END IF;
     END LOOP;
-    INSERT INTO oauthd_log (pos, payload, hash)
-        SELECT base + t.i, t.payload, hashes[t.i]
-        FROM unnest(payloads) WITH ORDINALITY AS t(payload, i);
-    UPDATE oauthd_head SET pos = base + n, hash = h;
-    RETURN base + 1;
 END
 $$;
