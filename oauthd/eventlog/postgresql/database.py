@@ -360,7 +360,7 @@ def unframe(data: bytes) -> list[bytes]:
 class Snapshotter:
     """
     The snapshot thread's jobs: a snapshot written chunk by chunk, and made
-    the latest complete one at the end.
+    the latest complete one at the end; and the claims' sweep.
     """
 
     _link: _Link
@@ -409,6 +409,14 @@ class Snapshotter:
             " RETURNING id) SELECT count(*) FROM old",
             (),
         )
+
+    def sweep_claims(self, before: float) -> int:
+        """
+        Forget the claims that expired before C{before}; how many.
+        """
+        row = self._run("WITH gone AS (DELETE FROM oauthd_claims WHERE expires < %s RETURNING 1)"
+                        " SELECT count(*) FROM gone", (before,))
+        return int(row[0])
 
     def abort(self, snapshot: int) -> None:
         self._run("WITH gone AS (DELETE FROM oauthd_snapshots WHERE id = %s RETURNING id) SELECT 1", (snapshot,))

@@ -240,13 +240,7 @@ class PostgresLog:
         """
         See L{IEventLog.sweep_claims}.
         """
-        def sweep() -> int:
-            row = self._snapshotter._run(
-                "WITH gone AS (DELETE FROM oauthd_claims WHERE expires < %s RETURNING 1)"
-                " SELECT count(*) FROM gone", (before,))
-            return int(row[0])
-
-        return self._pools["snapshot"].run(sweep)
+        return self._pools["snapshot"].run(self._snapshotter.sweep_claims, before)
 
     def replay(self) -> Iterator[bytes]:
         """
