@@ -109,9 +109,16 @@ def cluster() -> Cluster:
                 except (OSError, subprocess.CalledProcessError) as e:
                     detail = getattr(e, "stderr", b"") or b""
                     _cluster.append(f"PostgreSQL could not start: {e} {detail.decode(errors='replace')}")
-    found = _cluster[0]
+    return usable(_cluster[0], REQUIRE)
+
+
+def usable(found: Cluster | str, require: bool) -> Cluster:
+    """
+    C{found}, a cluster; or, if it is the reason there is none, skip the
+    test, or fail it if C{require}.
+    """
     if isinstance(found, str):
-        if REQUIRE:
+        if require:
             pytest.fail(f"OAUTHD_REQUIRE_POSTGRES=1, but {found}")
         pytest.skip(found)
     return found

@@ -473,3 +473,18 @@ class PostgresGroupCommitTests(SynchronousTestCase):
         for thread in threads:
             thread.join()
         self.assertEqual([a + b for a, b in zip(*wins)], [1] * rounds)
+
+
+def test_without_postgresql_tests_skip_unless_required() -> None:
+    """
+    With no cluster to start, a test that needs one is skipped, or failed
+    under C{OAUTHD_REQUIRE_POSTGRES=1}.
+    """
+    import pytest
+
+    from tests.postgres import usable
+
+    with pytest.raises(pytest.skip.Exception, match="no pg_ctl"):
+        usable("PostgreSQL is not installed (no pg_ctl)", require=False)
+    with pytest.raises(pytest.fail.Exception, match="OAUTHD_REQUIRE_POSTGRES=1, but .*no pg_ctl"):
+        usable("PostgreSQL is not installed (no pg_ctl)", require=True)
