@@ -292,6 +292,8 @@ class PostgresSharedLogTests(SharedLogContract):
         sql(self.uri, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                       " WHERE application_name LIKE 'oauthd a %%'")
         self.failureResultOf(a.append([b"lost"]), LogUnavailable)
+        # Refused at once while a probe reconnects.
+        self.failureResultOf(a.append([b"refused"]), LogUnavailable)
         self.successResultOf(a.append([b"2"]))
         self.assertEqual(seen.records, [(1, b"1"), (2, b"2")])
 
@@ -488,3 +490,38 @@ def test_without_postgresql_tests_skip_unless_required() -> None:
         usable("PostgreSQL is not installed (no pg_ctl)", require=False)
     with pytest.raises(pytest.fail.Exception, match="OAUTHD_REQUIRE_POSTGRES=1, but .*no pg_ctl"):
         usable("PostgreSQL is not installed (no pg_ctl)", require=True)
+
+
+class PostgresUnavailableTests(SynchronousTestCase):
+    def test_appends_fail_at_once_until_reconnected(self) -> None:
+        """
+        Once the writer's connection broke, appends fail at once with
+        L{LogUnavailable} (so the committer changes nothing in memory) while
+        a probe reconnects; after it, appends go through again.
+        """
+        from oauthd.eventlog import LogUnavailable
+        from oauthd.eventlog.postgresql import open_postgres_log
+        from oauthd.testing import SteppingPool
+
+        pool = SteppingPool()
+        uri = fresh_database()
+        log = open_postgres_log(uri, InlineReactor(), pool=pool, listen=False, node="u")
+        first = log.append([b"1"])
+        pool.run_one()
+        self.successResultOf(first)
+        sql(uri, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'oauthd u writer'")
+        broken = log.append([b"2"])
+        pool.run_one()
+        self.failureResultOf(broken, LogUnavailable)
+        self.failureResultOf(log.append([b"3"]), LogUnavailable)
+        self.failureResultOf(log.append([b"4"]), LogUnavailable)
+        self.assertEqual(len(pool.jobs), 1)
+        pool.run_one()
+        again = log.append([b"5"])
+        pool.run_one()
+        self.successResultOf(again)
+        self.assertEqual(sql(uri, "SELECT pos, payload FROM oauthd_log ORDER BY pos"), [(1, b"1"), (2, b"5")])
+        closed = log.close()
+        while pool.jobs:
+            pool.run_one()
+        self.successResultOf(closed)

@@ -153,6 +153,17 @@ class Writer:
             self._notify()
         return outcomes
 
+    def probe(self) -> None:
+        """
+        Reconnect if need be, and check the connection works.
+
+        @raise LogUnavailable: it does not.
+        """
+        try:
+            self._link.get().execute("SELECT 1")
+        except psycopg.Error as e:
+            raise self._link.broken(e) from None
+
     def _notify(self) -> None:
         # After the commit, outside it: a NOTIFY inside the appending
         # transaction would serialise every commit on the notify queue.

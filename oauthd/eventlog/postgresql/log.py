@@ -29,12 +29,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from oauthd.eventlog.errors import (
-    CompactionInProgress,
-    JournalClosed,
-    JournalError,
-    LogDiverged,
-    LogUnavailable,
-)
+    CompactionInProgress, JournalClosed, JournalError, LogDiverged, LogUnavailable)
 from oauthd.eventlog.format import HEADER_SIZE, RECORD_OVERHEAD, check_payload
 from oauthd.eventlog.postgresql.connection import redact
 from oauthd.eventlog.postgresql.database import Appending, Fetched, Listener, Reader, Snapshotter, Writer
@@ -46,10 +41,7 @@ __all__ = ["PostgresLog"]
 
 _log = Logger()
 
-PAGE = 10_000
-"""
-Records one read of the log fetches at most.
-"""
+PAGE = 10_000  # records one read of the log fetches at most
 
 _SLICE_RECORDS = 4096
 _SLICE_BYTES = 1 << 20
@@ -109,6 +101,9 @@ class PostgresLog:
     _sequence: Iterator[int] = field(factory=itertools.count)
     _compaction: _Compaction | None = None
     _failure: JournalError | None = None
+    # Set when the writer's connection broke; appends fail at once (memory
+    # stays unchanged) until a probe reconnects.
+    _unavailable: LogUnavailable | None = None
     _closing: bool = False
     _closed: bool = False
     _close_waiters: list[Deferred[None]] = field(factory=list)
@@ -206,6 +201,10 @@ class PostgresLog:
         refusal = self._refusal()
         if refusal is not None:
             return refusal
+        unavailable = self._unavailable
+        if unavailable is not None:
+            self._probe()
+            return fail(unavailable)
         done: Deferred[None] = Deferred()
         self._pending.append(_Entry(Appending(batch, tuple(claims)), done))
         self._write()
@@ -304,12 +303,26 @@ class PostgresLog:
         self._pools["writer"].run(self._writer.append, [e.appending for e in entries]).addBoth(
             self._written, entries)
 
+    def _probe(self) -> None:
+        if not self._writing:
+            self._writing = True
+            self._pools["writer"].run(self._writer.probe).addBoth(self._probed)
+
+    def _probed(self, result: object) -> None:
+        self._writing = False
+        if not isinstance(result, Failure):
+            self._unavailable = None
+        self._write()
+        self._maybe_closed()
+
     def _written(self, outcomes: object, entries: list[_Entry]) -> None:
         self._writing = False
         if isinstance(outcomes, Failure):
             error = LogUnavailable(f"the event log's writer failed: {outcomes.getErrorMessage()}")
             outcomes = [error] * len(entries)
         assert isinstance(outcomes, list)
+        if outcomes and isinstance(outcomes[0], LogUnavailable):
+            self._unavailable = outcomes[0]
         appended = False
         for entry, outcome in zip(entries, outcomes):
             if isinstance(outcome, Exception):
