@@ -127,7 +127,8 @@ class Config:
     registration_max_clients: int = field(default=1000)
     device_code_ttl: int = field(default=600)
     device_poll_interval: int = field(default=5)
-    eventlog: str = field(default="")
+    # Kept out of repr: the URI may carry a password.
+    eventlog: str = field(default="", repr=False)
 
     @property
     def issuer_is_plain_http(self) -> bool:

@@ -64,3 +64,25 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     [line] = result.stderr.splitlines()
     assert line.startswith("oauthd: cannot reach the event log at postgresql://postgres:***@/nowhere")
     assert "sekrit" not in result.stdout + result.stderr
+
+
+def test_eventlog_setting() -> None:
+    """
+    C{eventlog} (and C{--eventlog}) takes a postgresql:// URI, or "" for
+    the journal; anything else is refused without echoing it; the URI is
+    not in the config's repr.
+    """
+    import pytest
+
+    from oauthd.config import ConfigError, build_config
+    from oauthd.tap import Options
+
+    assert build_config({}).eventlog == ""
+    options = Options()
+    options.parseOptions(["--eventlog", "postgresql://u:pw@db/oauthd"])
+    config = options.config({})
+    assert config.eventlog == "postgresql://u:pw@db/oauthd"
+    assert "pw" not in repr(config)
+    with pytest.raises(ConfigError) as caught:
+        build_config({"eventlog": "mysql://u:pw@db/oauthd"})
+    assert "pw" not in str(caught.value) and str(caught.value).startswith("eventlog: expected")
