@@ -12,13 +12,17 @@ figures measure oauthd's path and PostgreSQL's CPU, not a disk.
     without a follower (acknowledged at commit) and with one (acknowledged
     once read back from the log), with the ack latency p50/p99;
  2. the same appends with a claim each (a compare-and-set per append);
- 3. reading back the log from the start (records/s), as a start does.
+ 3. follow latency: node a's 64 writers append, node b (another log, its
+    own connections, woken by NOTIFY) follows; from a's append call to b's
+    delivery, p50/p99;
+ 4. reading back the log from the start (records/s), as a start does.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import struct
 import os
 import sys
 import time
@@ -56,6 +60,31 @@ async def run_writers(log: Any, reactor: Any, writers: int, seconds: float, clai
     return len(latencies) / (time.perf_counter() - began), latencies
 
 
+async def follow_latency(reactor: Any, uri: str, seconds: float) -> None:
+    a = open_postgres_log(uri, reactor, node="bench-a")
+    b = open_postgres_log(uri, reactor, node="bench-b")
+    list(a.replay())
+    list(b.replay())
+    latencies: list[float] = []
+
+    def delivered(position: int, payload: bytes) -> None:
+        if payload.startswith(b"t"):
+            latencies.append(time.perf_counter() - struct.unpack(">d", payload[1:9])[0])
+
+    b.follow(delivered)
+    stop = time.perf_counter() + seconds
+
+    async def writer() -> None:
+        while time.perf_counter() < stop:
+            await a.append([b"t" + struct.pack(">d", time.perf_counter()) + PAYLOAD])
+
+    await gatherResults([Deferred.fromCoroutine(writer()) for _ in range(64)])
+    await b.sync()
+    await gatherResults([a.close(), b.close()])
+    print(f"follow latency, another node, 64 writers: {len(latencies)} records,"
+          f" p50 {percentile(latencies, 0.5) * 1000:.2f} ms, p99 {percentile(latencies, 0.99) * 1000:.2f} ms")
+
+
 async def main(reactor: Any, uri: str, seconds: float) -> None:
     print(f"{'writers':>8} {'follower':>9} {'claims':>7} {'appends/s':>10} {'p50 ms':>7} {'p99 ms':>7}")
     for follower in (False, True):
@@ -69,6 +98,7 @@ async def main(reactor: Any, uri: str, seconds: float) -> None:
                 await log.close()
                 print(f"{writers:>8} {str(follower):>9} {str(claims):>7} {rate:>10.0f}"
                       f" {percentile(latencies, 0.5) * 1000:>7.2f} {percentile(latencies, 0.99) * 1000:>7.2f}")
+    await follow_latency(reactor, uri, seconds)
     began = time.perf_counter()
     log = open_postgres_log(uri, reactor, node="bench-replay", listen=False)
     count = sum(1 for _ in log.replay())
