@@ -96,6 +96,9 @@ class Config:
     @ivar limit_known_days: days an address a user logged in from is known
         as theirs (not paced).
     @ivar limit_entries: the most rate-limit buckets held at once.
+    @ivar eventlog: where the event log is: C{""} for the journal in the
+        data directory, or a C{postgresql://} URI of a log shared with other
+        nodes.
     """
 
     listen: tuple[str, ...]
@@ -147,6 +150,8 @@ class Config:
     limit_pace_wait: int = field(default=4)
     limit_known_days: int = field(default=30)
     limit_entries: int = field(default=100_000)
+    # Kept out of repr: the URI may carry a password.
+    eventlog: str = field(default="", repr=False)
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -269,6 +274,13 @@ def _one_of(*allowed: str) -> Callable[[str, str], str]:
     return check
 
 
+def _check_eventlog(key: str, value: str) -> str:
+    # Never echo the value: the URI may carry a password.
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{key}: expected a postgresql:// URI, or \"\" for the data directory's journal")
+    return value
+
+
 SETTINGS: dict[str, Setting] = {
     "listen": Setting(
         list, _each_endpoint, "HTTP endpoint(s), Twisted endpoint strings", str
@@ -317,6 +329,7 @@ SETTINGS: dict[str, Setting] = {
     "limit_pace_wait": Setting(int, _in_range(1, 60), "longest wait for a username's pace"),
     "limit_known_days": Setting(int, _in_range(0, 366), "days a user's address is known"),
     "limit_entries": Setting(int, _in_range(1000, 10_000_000), "most rate-limit buckets"),
+    "eventlog": Setting(str, _check_eventlog, "a postgresql:// URI of a shared event log [default: the data directory's journal]"),
 }
 
 

@@ -8,7 +8,8 @@ another oauthd module.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import enum
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from attrs import frozen
 from zope.interface import Attribute, Interface
@@ -40,6 +41,63 @@ class HasherBusy(Exception):
     """
 
 
+class Expect(enum.Enum):
+    """
+    What a L{Claim} requires of its key's current value, besides a value.
+    """
+
+    ABSENT = "absent"
+    """
+    The key must not be held yet (a code's single use, a new user name).
+    """
+    ANY = "any"
+    """
+    Whatever the key holds, it is set (a refresh family's revocation).
+    """
+
+
+@frozen
+class Claim:
+    """
+    A compare-and-set that goes with an append: the append happens only if
+    every one of its claims holds, and then sets them all, atomically, for
+    every node sharing the log (see L{IEventLog.append}).
+
+    @ivar key: what is claimed, e.g. C{"code:<digest>"}, C{"grant:<id>"}.
+    @ivar value: what the key holds afterwards (e.g. the digest of a
+        grant's current refresh token, or C{"revoked"}).
+    @ivar expect: the value the key must hold now, or L{Expect.ABSENT} (it
+        must not be held), or L{Expect.ANY}.
+    @ivar expires: when the claim may be swept (seconds since the epoch),
+        or C{None} for never; it is held until swept.
+    """
+
+    key: str
+    value: str
+    expect: str | Expect = Expect.ABSENT
+    expires: float | None = None
+
+
+class ClaimConflict(Exception):
+    """
+    An append's claim did not hold (its key was held already, or held
+    another value); nothing of the append was made.
+
+    @ivar key: the first claim that did not hold.
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"claim {key!r} does not hold")
+        self.key = key
+
+
+Deliver = Callable[[int, bytes], None]
+"""
+What L{IEventLog.follow} calls with each committed record: its position and
+its payload.
+"""
+
+
 class IEventLog(Interface):
     """
     An ordered, durable log of opaque payloads.
@@ -59,9 +117,20 @@ class IEventLog(Interface):
         " L{RECORD_OVERHEAD} + len(payload) per record)."
     )
 
-    def append(payloads: Sequence[bytes]) -> Deferred[None]:
+    position = Attribute(
+        "C{int}: the log position of the last record replayed or delivered"
+        " to the follower (positions are dense and increase by one per"
+        " record; a single-process log numbers the records it holds at open"
+        " from 1, and counts on from there for its lifetime)."
+    )
+
+    def append(payloads: Sequence[bytes], claims: Sequence[Claim] = ()) -> Deferred[None]:
         """
         Append C{payloads}, in order, after everything appended before.
+
+        If C{claims} are given, the payloads are appended only if every
+        claim holds, and the claims are set in the same atomic step;
+        otherwise nothing is appended and nothing claimed.
 
         @raise ValueError: if a payload is longer than the log's payload cap (the file journal's C{MAX_PAYLOAD}, 1 MiB) (nothing
             is appended then).
@@ -69,7 +138,33 @@ class IEventLog(Interface):
         @return: fires with C{None} once the payloads are durable (written
             and fsync'd).  Appends are durable, and fire, in call order.  It
             errbacks with L{JournalFailed} if this or any earlier write
-            failed, and with L{JournalClosed} after L{close}.
+            failed, and with L{JournalClosed} after L{close}; with
+            L{ClaimConflict} if a claim did not hold.
+        """
+
+    def follow(deliver: Deliver) -> None:
+        """
+        From now on, call C{deliver(position, payload)} on the reactor thread
+        for every record committed to the log after those L{replay} gives,
+        every writer's own included, once each, in log order.  A record
+        appended here is delivered before its L{append} fires.  One follower
+        per log.
+        """
+
+    def sync() -> Deferred[None]:
+        """
+        Fires once every record committed before the call has been delivered
+        to the follower (at once when there is nothing else to wait for).
+        Fails with the log's failure (L{LogDiverged}, say) if it cannot get
+        there.
+        """
+
+    def sweep_claims(before: float) -> Deferred[int]:
+        """
+        Forget the claims that expired before C{before} (seconds since the
+        epoch).
+
+        @return: fires with how many were forgotten.
         """
 
     def replay() -> Iterator[bytes]:

@@ -50,6 +50,7 @@ class Options(usage.Options):
         ["config", "c", None, "TOML configuration file [default: none, embedded defaults]"],
         ["control", None, None, "control socket endpoint [default: unix:DATA/control.sock:mode=600]"],
         ["data", "d", None, "data directory [default: $STATE_DIRECTORY or ./oauthd-data]"],
+        ["eventlog", None, None, "a postgresql:// URI of a shared event log [default: the data directory's journal]"],
         ["issuer", None, None, "issuer URL [default: http://127.0.0.1:PORT]"],
     ]
 
@@ -77,7 +78,7 @@ class Options(usage.Options):
             values.update(read_config_file(self["config"]))
         if self["listen"]:
             values["listen"] = list(self["listen"])
-        for key in ("control", "data", "issuer"):
+        for key in ("control", "data", "issuer", "eventlog"):
             if self[key] is not None:
                 values[key] = self[key]
         return build_config(values, environ)
@@ -248,6 +249,22 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
     if run is None:
         run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
     return TrailReader(trail, run, reactor, PAGE_BYTES)
+def open_event_log(config: Config, reactor: Any, pool: Any = None) -> IEventLog:
+    """
+    The event log C{config} names: the data directory's journal, or a
+    shared log in PostgreSQL (blocking: before the reactor runs).
+    """
+    from oauthd.eventlog import LOCK_NAME, FileJournal
+    from oauthd.eventlog.files import lock_directory
+
+    if not config.eventlog:
+        return FileJournal.open(config.data, reactor, pool=pool)
+    from oauthd.eventlog.postgresql import open_postgres_log
+
+    # The data directory (audit trail, control socket) stays one process's:
+    # its lock is held until the process exits.
+    lock_directory(config.data, LOCK_NAME)
+    return open_postgres_log(config.eventlog, reactor, pool=pool)
 
 
 def build_service(
@@ -276,7 +293,7 @@ def build_service(
     from oauthd.control.listen import control_service
     from oauthd.control.peer import resolve_group
     from oauthd.control.server import ControlFactory
-    from oauthd.eventlog import FileJournal, JournalError
+    from oauthd.eventlog import JournalError
     from oauthd.protocol.context import Context
     from oauthd.reload import Reloader, Running
     from oauthd.services.audit import AuditTrail, TrailLimits
@@ -290,7 +307,7 @@ def build_service(
     check_control_directory(config, euid)
     if journal is None:
         try:
-            journal = FileJournal.open(config.data, reactor, pool=journal_pool)
+            journal = open_event_log(config, reactor, journal_pool)
         except (JournalError, OSError) as e:
             raise ConfigError(str(e)) from None
     try:

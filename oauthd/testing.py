@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from oauthd.config import Config, build_config
 from oauthd.eventlog import MemoryJournal
-from oauthd.interfaces import HasherBusy, IAuditSink, IEventLog, IPasswordHasher
+from oauthd.interfaces import Claim, HasherBusy, IAuditSink, IEventLog, IPasswordHasher
 from oauthd.protocol import clientauth, lookup, signing
 from oauthd.protocol.admin import clients, tokens, users
 from oauthd.protocol.context import Context
@@ -129,8 +129,8 @@ class HeldJournal(MemoryJournal):
         self.held.append(held)
         return held
 
-    def append(self, payloads: Sequence[bytes]) -> Deferred[None]:
-        return self._hold(super().append(payloads))
+    def append(self, payloads: Sequence[bytes], claims: Sequence[Claim] = ()) -> Deferred[None]:
+        return self._hold(super().append(payloads, claims))
 
     def compact(self, snapshot: Iterable[bytes]) -> Deferred[None]:
         return self._hold(super().compact(snapshot))

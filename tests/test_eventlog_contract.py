@@ -1,7 +1,8 @@
 """
 The contract every event log (L{oauthd.interfaces.IEventLog}) honours, run
-against each implementation: L{FileJournal} with its writer run inline, and
-L{MemoryJournal}.  Another implementation joins with one more subclass of
+against each implementation: L{FileJournal} with its writer run inline,
+L{MemoryJournal}, a node of a L{MemorySharedLog}, and L{PostgresLog} (its
+jobs run inline, on a fresh database of the tests' own cluster).  Another implementation joins with one more subclass of
 L{EventLogContract} that says how to open a log and how to reopen what a
 closed one left behind.
 """
@@ -23,9 +24,13 @@ from oauthd.eventlog import (
     JournalClosed,
     JournalFailed,
     MemoryJournal,
+    MemorySharedLog,
+    SharedLogNode,
 )
-from oauthd.interfaces import IEventLog
+from oauthd.interfaces import Claim, ClaimConflict, Expect, IEventLog
+from oauthd.testing import InlinePool, InlineReactor
 from tests.journal_doubles import make_directory, open_inline
+from tests.postgres import fresh_database
 
 
 def file_size(directory: str) -> int:
@@ -192,6 +197,77 @@ class EventLogContract(SynchronousTestCase):
         self.failureResultOf(log.compact([]), JournalClosed)
         self.successResultOf(log.close())
 
+    def test_claim_conflict_appends_nothing(self) -> None:
+        """
+        An append whose claim does not hold fails with L{ClaimConflict}
+        naming it, and appends nothing and claims nothing, even when its
+        other claims held.
+        """
+        log = self.open_log()
+        self.successResultOf(log.append([b"a"], [Claim("code:1", "used")]))
+        failure = self.failureResultOf(log.append([b"b"], [Claim("code:1", "used")]), ClaimConflict)
+        self.assertEqual(failure.value.key, "code:1")
+        self.failureResultOf(
+            log.append([b"c"], [Claim("user:ann", "1"), Claim("code:1", "again")]), ClaimConflict)
+        self.successResultOf(log.append([b"d"], [Claim("user:ann", "2")]))
+        self.assertEqual(log.record_count, 2)
+        log = self.reopen(log)
+        self.assertEqual(list(log.replay()), [b"a", b"d"])
+
+    def test_claim_compare_and_set(self) -> None:
+        """
+        A claim that expects a value succeeds only while the key holds it
+        (a refresh family's rotation); one that expects anything always
+        does (its revocation), and a stale rotation after it fails.
+        """
+        log = self.open_log()
+        self.successResultOf(log.append([b"issued"], [Claim("grant:g", "r1")]))
+        self.successResultOf(log.append([b"rotated"], [Claim("grant:g", "r2", expect="r1")]))
+        self.failureResultOf(log.append([b"stale"], [Claim("grant:g", "r3", expect="r1")]), ClaimConflict)
+        self.successResultOf(log.append([b"revoked"], [Claim("grant:g", "revoked", expect=Expect.ANY)]))
+        self.failureResultOf(log.append([b"late"], [Claim("grant:g", "r4", expect="r2")]), ClaimConflict)
+        self.successResultOf(log.append([], [Claim("grant:h", "x", expect=Expect.ANY)]))
+        log = self.reopen(log)
+        self.assertEqual(list(log.replay()), [b"issued", b"rotated", b"revoked"])
+
+    def test_sweep_claims(self) -> None:
+        """
+        Claims that expired before the sweep's time are forgotten (their key
+        can be claimed again); the others stay.
+        """
+        log = self.open_log()
+        self.successResultOf(log.append([b"a"], [Claim("code:x", "used", expires=100.0),
+                                                  Claim("user:bob", "1")]))
+        self.assertEqual(self.successResultOf(log.sweep_claims(100.0)), 0)
+        self.assertEqual(self.successResultOf(log.sweep_claims(100.5)), 1)
+        self.successResultOf(log.append([b"b"], [Claim("code:x", "used")]))
+        self.failureResultOf(log.append([b"c"], [Claim("user:bob", "2")]), ClaimConflict)
+
+    def test_follow_delivers_appends_with_positions(self) -> None:
+        """
+        The follower gets every record committed after those replayed, with
+        its position (counting on from the replayed ones), before its
+        append fires; a refused append delivers nothing; sync() fires once
+        everything is delivered.
+        """
+        log = self.open_log()
+        self.successResultOf(log.append([b"a", b"b"]))
+        log = self.reopen(log)
+        self.assertEqual(list(log.replay()), [b"a", b"b"])
+        self.assertEqual(log.position, 2)
+        delivered: list[tuple[int, bytes]] = []
+        log.follow(lambda position, payload: delivered.append((position, payload)))
+        seen_at_ack: list[list[tuple[int, bytes]]] = []
+        log.append([b"c", b"d"]).addCallback(lambda _: seen_at_ack.append(list(delivered)))
+        self.successResultOf(log.append([b"e"], [Claim("k", "1")]))
+        self.failureResultOf(log.append([b"f"], [Claim("k", "1")]), ClaimConflict)
+        self.successResultOf(log.sync())
+        self.assertEqual(seen_at_ack, [[(3, b"c"), (4, b"d")]])
+        self.assertEqual(delivered, [(3, b"c"), (4, b"d"), (5, b"e")])
+        self.assertEqual(log.position, 5)
+        with self.assertRaises(RuntimeError):
+            log.follow(lambda position, payload: None)
+
 
 class FileJournalContractTests(EventLogContract):
     """
@@ -241,3 +317,61 @@ class MemoryJournalContractTests(EventLogContract):
         self.failureResultOf(log.append([b"b"]), JournalFailed)
         self.failureResultOf(log.compact([]), JournalFailed)
         self.assertEqual(log.payloads, [b"a"])
+
+
+class SharedLogNodeContractTests(EventLogContract):
+    """
+    The contract, for a node of a L{MemorySharedLog} (its follower's
+    records delivered by hand).
+    """
+
+    __test__ = True
+
+    def open_log(self) -> IEventLog:
+        return MemorySharedLog().node()
+
+    def reopen(self, log: IEventLog) -> IEventLog:
+        assert isinstance(log, SharedLogNode)
+        self.successResultOf(log.close())
+        return log.shared.node()
+
+    def test_follow_delivers_appends_with_positions(self) -> None:
+        """
+        (Delivered by L{SharedLogNode.step}.)
+        """
+        log = self.open_log()
+        assert isinstance(log, SharedLogNode)
+        delivered: list[tuple[int, bytes]] = []
+        log.follow(lambda position, payload: delivered.append((position, payload)))
+        acked = log.append([b"a"])
+        synced = log.sync()
+        self.assertNoResult(acked)
+        self.assertNoResult(synced)
+        self.assertEqual(log.step(), 1)
+        self.successResultOf(acked)
+        self.successResultOf(synced)
+        self.assertEqual(delivered, [(1, b"a")])
+
+
+class PostgresLogContractTests(EventLogContract):
+    """
+    The contract, for L{PostgresLog} with its jobs run inline.
+    """
+
+    __test__ = True
+
+    def open_log(self) -> IEventLog:
+        self.uri = fresh_database()
+        return self._open()
+
+    def _open(self) -> IEventLog:
+        from oauthd.eventlog.postgresql import open_postgres_log
+
+        log = open_postgres_log(self.uri, InlineReactor(), pool=InlinePool(), listen=False,
+                                partition_size=1000)
+        self.addCleanup(log.close)
+        return log
+
+    def reopen(self, log: IEventLog) -> IEventLog:
+        self.successResultOf(log.close())
+        return self._open()

@@ -13,17 +13,26 @@ use its building blocks (L{files}, L{writer_pool}) for files of their own.
     - L{journal_file}: its blocking side, the jobs of its writer thread;
     - L{memory}: L{MemoryJournal}, the fake for tests of the layers above;
     - L{image}: a journal's durable contents as a file's bytes, for backups;
+    - L{local}: claims and the follower of a log kept by one process;
+    - L{chain}: the hash chain over a shared log's records;
+    - L{shared}: L{MemorySharedLog}, one log shared by simulated nodes;
+    - L{postgresql}: the log shared by several daemons, in PostgreSQL
+      (imported on demand: it needs the optional psycopg);
     - L{repair}: offline repair of a damaged journal, and (as
       C{python -m oauthd.eventlog.repair DIR}) oauthctl's helper for it.
 """
 
 from oauthd.eventlog.errors import (
     CompactionInProgress,
+    DriverMissing,
     JournalClosed,
     JournalCorrupt,
     JournalError,
     JournalFailed,
     JournalLocked,
+    LogDiverged,
+    LogUnavailable,
+    SchemaTooNew,
 )
 from oauthd.eventlog.format import (
     FORMAT_VERSION,
@@ -40,9 +49,11 @@ from oauthd.eventlog.image import FileImage, JournalImage, data_files, journal_i
 from oauthd.eventlog.journal import FileJournal
 from oauthd.eventlog.memory import MemoryJournal
 from oauthd.eventlog.repair import RepairReport, repair
+from oauthd.eventlog.shared import MemorySharedLog, SharedLogNode
 
 __all__ = [
     "CompactionInProgress",
+    "DriverMissing",
     "FORMAT_VERSION",
     "FileImage",
     "FileJournal",
@@ -55,11 +66,16 @@ __all__ = [
     "JournalImage",
     "JournalLocked",
     "LOCK_NAME",
+    "LogDiverged",
+    "LogUnavailable",
     "MAGIC",
     "MAX_PAYLOAD",
     "MemoryJournal",
+    "MemorySharedLog",
     "RECORD_OVERHEAD",
     "RepairReport",
+    "SchemaTooNew",
+    "SharedLogNode",
     "TEMP_NAME",
     "check_payload",
     "data_files",

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 __all__ = [
     "CompactionInProgress",
+    "DriverMissing",
     "JournalClosed",
     "JournalCorrupt",
     "JournalError",
     "JournalFailed",
     "JournalLocked",
+    "LogDiverged",
+    "LogUnavailable",
+    "SchemaTooNew",
 ]
 
 
@@ -58,4 +62,34 @@ class JournalClosed(JournalError):
 class CompactionInProgress(JournalError):
     """
     L{IEventLog.compact} was called while a compaction was still running.
+    """
+
+
+class LogUnavailable(JournalError):
+    """
+    The shared log's database cannot be reached now, or the connection
+    broke before the outcome of a write was known (the write may or may
+    not have been committed; following the log will tell).  Unlike
+    L{JournalFailed}, this passes: the log reconnects for the next write.
+    """
+
+
+class LogDiverged(JournalError):
+    """
+    The shared log no longer holds what this node applied: its positions
+    were rewound, or the record at a position has another hash (a database
+    restored from a backup, or failed over to a replica that lost writes).
+    The node must not go on following it.
+    """
+
+
+class SchemaTooNew(JournalError):
+    """
+    The shared log's database has a schema newer than this oauthd knows.
+    """
+
+
+class DriverMissing(JournalError):
+    """
+    The PostgreSQL driver (psycopg) is not installed.
     """

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from attrs import define, field
+from attrs import Factory, define, field
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -46,8 +46,9 @@ from twisted.python.threadpool import ThreadPool
 from oauthd.eventlog.errors import CompactionInProgress, JournalClosed, JournalFailed
 from oauthd.eventlog.format import HEADER_SIZE, RECORD_OVERHEAD, check_payload, record_bytes
 from oauthd.eventlog.journal_file import CompactionAborted, JournalFile
+from oauthd.eventlog.local import LocalLog, SingleWriter
 from oauthd.eventlog.writer_pool import WriterPool
-from oauthd.interfaces import IEventLog
+from oauthd.interfaces import Claim, IEventLog
 
 __all__ = ["FileJournal"]
 
@@ -98,7 +99,7 @@ class _Compaction:
 
 @implementer(IEventLog)
 @define(eq=False)
-class FileJournal:
+class FileJournal(SingleWriter):
     """
     The journal as one append-only file in a data directory.
 
@@ -128,6 +129,7 @@ class FileJournal:
     _closing: bool = False
     _closed: bool = False
     _close_waiters: list[Deferred[None]] = field(factory=list)
+    _local: LocalLog = field(default=Factory(lambda self: LocalLog(self._records), takes_self=True))
 
     @classmethod
     def open(
@@ -207,18 +209,21 @@ class FileJournal:
 
     # -- IEventLog -----------------------------------------------------------
 
-    def append(self, payloads: Sequence[bytes]) -> Deferred[None]:
+    def append(self, payloads: Sequence[bytes], claims: Sequence[Claim] = ()) -> Deferred[None]:
         """
-        See L{IEventLog.append}.
+        See L{IEventLog.append}; claims: L{oauthd.eventlog.local}.
         """
         batch = tuple(check_payload(p) for p in payloads)
         if self._closing:
             return fail(JournalClosed(f"journal {self.path} is closed"))
         if self._failure is not None:
             return fail(self._failure)
+        if (conflict := self._claim(claims)) is not None:
+            return fail(conflict)
         if not batch and not self._busy and not self._pending:
             return succeed(None)
         done: Deferred[None] = Deferred()
+        done.addCallback(self._local.committed, batch)
         self._pending.append(_Entry(batch, done))
         compaction = self._compaction
         if compaction is not None and not compaction.sealed:

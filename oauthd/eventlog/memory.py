@@ -17,7 +17,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from oauthd.eventlog.errors import JournalClosed, JournalFailed
 from oauthd.eventlog.format import HEADER_SIZE, check_payload, record_bytes
-from oauthd.interfaces import IEventLog
+from oauthd.eventlog.local import LocalLog, SingleWriter
+from oauthd.interfaces import Claim, IEventLog
 
 __all__ = ["MemoryJournal"]
 
@@ -28,7 +29,7 @@ def _checked_list(payloads: Iterable[bytes]) -> list[bytes]:
 
 @implementer(IEventLog)
 @define(eq=False)
-class MemoryJournal:
+class MemoryJournal(SingleWriter):
     """
     An L{IEventLog} held in memory, for tests of the layers above.
 
@@ -41,9 +42,11 @@ class MemoryJournal:
     _payloads: list[bytes] = field(init=False)
     _failure: JournalFailed | None = None
     _closed: bool = False
+    _local: LocalLog = field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._payloads = list(self._at_open)
+        self._local = LocalLog(len(self._at_open))
 
     @property
     def payloads(self) -> list[bytes]:
@@ -82,7 +85,7 @@ class MemoryJournal:
             return fail(self._failure)
         return None
 
-    def append(self, payloads: Sequence[bytes]) -> Deferred[None]:
+    def append(self, payloads: Sequence[bytes], claims: Sequence[Claim] = ()) -> Deferred[None]:
         """
         See L{IEventLog.append}.
         """
@@ -90,7 +93,10 @@ class MemoryJournal:
         refusal = self._refusal()
         if refusal is not None:
             return refusal
+        if (conflict := self._claim(claims)) is not None:
+            return fail(conflict)
         self._payloads += batch
+        self._local.committed(None, batch)
         return succeed(None)
 
     def replay(self) -> Iterator[bytes]:
