@@ -248,6 +248,7 @@ class AuditTrail(Service):
     def limits(self, limits: TrailLimits) -> None:
         # A reload: rotation, retention and the backlog read them at each use.
         self._limits = limits
+        self.retention.limits = limits
 
     # -- recording ----------------------------------------------------------
 
