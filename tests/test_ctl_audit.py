@@ -295,6 +295,22 @@ def test_an_edit_whose_chain_was_recomputed_is_found(audited: Audited) -> None:
     assert "not the one the daemon wrote" in found["reason"]
 
 
+def test_a_rotated_file_cut_short_is_reported_at_its_cut_line(tmp_path: Path) -> None:
+    """
+    A line cut short in a rotated file is where the trail breaks: verify
+    names that file and line, not the first line of the next file.
+    """
+    audited = Audited(tmp_path, TrailLimits(rotate_bytes=600))
+    audited.add_users(6)
+    path = audited.files()[0]
+    assert path.name != TRAIL_NAME
+    text = lines(path)
+    path.write_text("".join(text[:-1]) + text[-1][:20])
+    found = audited.verify()
+    assert (found["file"], found["line"]) == (str(path), len(text))
+    assert "cut short" in found["reason"]
+
+
 def test_cutting_the_tail_is_found(audited: Audited) -> None:
     audited.add_users(3)
     path = audited.directory / TRAIL_NAME

@@ -157,11 +157,15 @@ def verify_files(
                         reason, last_seq)
 
     for path in paths:
+        if end is not None and torn is not None:
+            # Only the last file's last line is left half-written by a crash.
+            return broken(*end, "the line is cut short, in a file the trail went on from")
         with os.fdopen(open_to_read(path), "rb") as f:
             number = 0
             for number, line in enumerate(f, 1):
                 if not line.endswith(b"\n"):
                     torn = path
+                    number -= 1
                     break
                 line = line[:-1]
                 if head is None:
