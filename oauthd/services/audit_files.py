@@ -184,7 +184,7 @@ def verify_files(
                 if anchor is not None and seq == anchor[0] and head != anchor[1]:
                     return broken(path, number, f"seq {seq} does not continue the chain value the"
                                   " journal recorded for the start of the trail")
-                if written_chain and seq == written and chain != written_chain:
+                if written and written_chain and seq == written and chain != written_chain:
                     return broken(path, number, f"the chain value of seq {seq} is not the one the daemon"
                                   " wrote: lines up to it were changed and their chain values computed again")
                 head, last_seq = chain, seq
