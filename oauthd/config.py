@@ -175,7 +175,9 @@ def _check_endpoint(key: str, value: str) -> str:
         # An endpoint keeps the reactor it is given and uses it only to
         # listen; parsing must not install the global one.
         serverFromString(_NO_REACTOR, value)
-    except (ValueError, TypeError, KeyError) as e:
+    except Exception as e:
+        # Parsing reads what the endpoint names (an ssl: key file, systemd's
+        # descriptors): whatever fails there is the configuration's mistake.
         raise ConfigError(f"{key}: bad endpoint {value!r}: {e}") from None
     return value
 

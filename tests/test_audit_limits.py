@@ -233,6 +233,22 @@ class RotationTests(SynchronousTestCase):
         (expiry,) = [e for e in all_lines(self.directory) if e["event"] == "audit.expire"]
         assert (expiry["file"], expiry["reason"]) == (oldest, "age")
 
+    def test_a_reloaded_age_limit_is_the_one_retention_keeps_to(self) -> None:
+        """
+        A reload sets the trail's limits (L{oauthd.reload.Running.apply});
+        retention removes by them from then on, not by those of the start.
+        """
+        trail = self.open(rotate_bytes=1000, keep_days=90)
+        self.record(trail, 20)
+        oldest = rotated_files(self.directory)[0]
+        when = START - 10 * DAY
+        os.utime(os.path.join(self.directory, oldest), (when, when))
+        trail.limits = TrailLimits(rotate_bytes=1000, keep_days=5)
+        self.clock.advance(WINDOW)
+        self.clock.advance(FLUSH_SECONDS)
+        assert oldest not in rotated_files(self.directory)
+        self.successResultOf(trail.stopService())
+
     def test_a_restart_after_a_rotation_left_the_active_file_empty_continues_the_chain(self) -> None:
         trail = self.open()
         self.record(trail, 3)

@@ -270,6 +270,47 @@ def test_a_damaged_line_is_reported_at_that_line(audited: Audited, damage: str, 
     assert found["lines"] == at - 1
 
 
+def test_an_edit_whose_chain_was_recomputed_is_found(audited: Audited) -> None:
+    """
+    The chain is a plain hash: whoever edits a line can compute the chain
+    values of it and every later line again. The daemon knows the chain
+    value of the last line it wrote, so verify still fails, at that line.
+    """
+    audited.add_users(5)
+    path = audited.directory / TRAIL_NAME
+    text = lines(path)
+    head = GENESIS
+    rechained = []
+    for number, line in enumerate(text, 1):
+        record = json.loads(line)
+        if number == 3:
+            record["user"] = "mallory"
+        del record["chain"]
+        body = json.dumps(record, separators=(",", ":")).encode()
+        head = chain_of(head, body)
+        rechained.append(body[:-1].decode() + f',"chain":"{head}"}}\n')
+    path.write_text("".join(rechained))
+    found = audited.verify()
+    assert (found["file"], found["line"]) == (str(path), len(text))
+    assert "not the one the daemon wrote" in found["reason"]
+
+
+def test_a_rotated_file_cut_short_is_reported_at_its_cut_line(tmp_path: Path) -> None:
+    """
+    A line cut short in a rotated file is where the trail breaks: verify
+    names that file and line, not the first line of the next file.
+    """
+    audited = Audited(tmp_path, TrailLimits(rotate_bytes=600))
+    audited.add_users(6)
+    path = audited.files()[0]
+    assert path.name != TRAIL_NAME
+    text = lines(path)
+    path.write_text("".join(text[:-1]) + text[-1][:20])
+    found = audited.verify()
+    assert (found["file"], found["line"]) == (str(path), len(text))
+    assert "cut short" in found["reason"]
+
+
 def test_cutting_the_tail_is_found(audited: Audited) -> None:
     audited.add_users(3)
     path = audited.directory / TRAIL_NAME

@@ -208,3 +208,32 @@ def test_the_reload_command_in_memory() -> None:
     cannot = Harness().connect().fails(Reload)
     assert type(cannot) is ControlError
     assert str(cannot) == "this daemon cannot reload its configuration"
+
+
+@pytest.mark.parametrize("endpoint", [
+    "ssl:8443:privateKey=/nonexistent/key.pem", "ssl:8443:privateKey=/etc/hostname",
+    "systemd:domain=INET:index=0",
+])
+def test_an_endpoint_that_cannot_be_parsed_is_a_configuration_that_does_not_load(
+    tmp_path: Path, endpoint: str,
+) -> None:
+    """
+    Parsing an endpoint may read a key file or the inherited descriptors: a
+    failure there is the file's mistake (INVALID_VALUE naming the key, the
+    running configuration kept), not an internal error of the reload.
+    """
+    from oauthd.config import build_config, read_config_file
+    from oauthd.control.wire import InvalidValue, Reload
+    from tests.test_control import Harness
+
+    path = tmp_path / "oauthd.toml"
+    path.write_text(f'session_ttl = 600\nlisten = ["{endpoint}"]\n')
+    harness = Harness()
+    running = harness.server.ctx.config
+    reloader = Reloader(lambda: build_config(read_config_file(str(path))), Running(harness.server.ctx),
+                        harness.server.store, notify=[].append, reopen=list)
+    harness.factory.reload = reloader.reload
+    refused = harness.connect().fails(Reload)
+    assert isinstance(refused, InvalidValue)
+    assert "configuration not reloaded, the running one is kept: listen: bad endpoint" in str(refused)
+    assert harness.server.ctx.config is running

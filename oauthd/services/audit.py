@@ -152,6 +152,7 @@ class AuditTrail(Service):
 
     @ivar failure: why the trail cannot write now, or C{None}.
     @ivar written_seq: the sequence number of the last line made durable.
+    @ivar written_chain: that line's chain value.
     @ivar retention: removes the old rotated files (give it its C{anchor}).
     """
 
@@ -194,6 +195,7 @@ class AuditTrail(Service):
         self._housekeeping.clock = clock
         self._seq, self._head = self._resume()
         self.written_seq = self._seq
+        self.written_chain = self._head
         self._watchers: list[Deferred[None]] = []
         self.retention = Retention(directory, limits, self._writer, clock)
         self._file_bytes = os.fstat(self._fd).st_size
@@ -248,6 +250,7 @@ class AuditTrail(Service):
     def limits(self, limits: TrailLimits) -> None:
         # A reload: rotation, retention and the backlog read them at each use.
         self._limits = limits
+        self.retention.limits = limits
 
     # -- recording ----------------------------------------------------------
 
@@ -354,6 +357,7 @@ class AuditTrail(Service):
     def _written(self, result: object, batch: list[tuple[int, bytes]]) -> None:
         if batch:
             last = self.written_seq = batch[-1][0]
+            self.written_chain = split_line(batch[-1][1][:-1])[1]
             ready = [d for seq, d in self._waiters if seq <= last]
             self._waiters = [(seq, d) for seq, d in self._waiters if seq > last]
             watchers, self._watchers = self._watchers, []

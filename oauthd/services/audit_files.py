@@ -131,7 +131,7 @@ def leading_seq(body: bytes) -> int:
 
 def verify_files(
     paths: Iterable[str], previous: str | None = None, anchor: tuple[int, str] | None = None,
-    written: int = 0,
+    written: int = 0, written_chain: str = "",
 ) -> Verified:
     """
     Check the chain through the files at C{paths}, in order.
@@ -145,6 +145,9 @@ def verify_files(
         lost its head.
     @param written: the trail must reach at least this sequence number (the
         daemon knows what it wrote): one that ends before it lost its tail.
+    @param written_chain: the chain value the daemon gave line C{written}:
+        lines changed before it with their chain values computed again
+        (the chain is a plain hash) do not end in it.
     """
     head, starts_after, count, torn, last_seq = previous, previous, 0, None, 0
     end: tuple[str, int] | None = None
@@ -154,11 +157,15 @@ def verify_files(
                         reason, last_seq)
 
     for path in paths:
+        if end is not None and torn is not None:
+            # Only the last file's last line is left half-written by a crash.
+            return broken(*end, "the line is cut short, in a file the trail went on from")
         with os.fdopen(open_to_read(path), "rb") as f:
             number = 0
             for number, line in enumerate(f, 1):
                 if not line.endswith(b"\n"):
                     torn = path
+                    number -= 1
                     break
                 line = line[:-1]
                 if head is None:
@@ -177,6 +184,9 @@ def verify_files(
                 if anchor is not None and seq == anchor[0] and head != anchor[1]:
                     return broken(path, number, f"seq {seq} does not continue the chain value the"
                                   " journal recorded for the start of the trail")
+                if written and written_chain and seq == written and chain != written_chain:
+                    return broken(path, number, f"the chain value of seq {seq} is not the one the daemon"
+                                  " wrote: lines up to it were changed and their chain values computed again")
                 head, last_seq = chain, seq
                 count += 1
             end = (path, number + 1)
@@ -212,7 +222,7 @@ def anchor_after(path: str) -> tuple[int, str] | None:
 
 
 def verify_trail(
-    directory: str, anchor: tuple[int, str] | None = None, written: int = 0,
+    directory: str, anchor: tuple[int, str] | None = None, written: int = 0, written_chain: str = "",
 ) -> Verified:
     """
     Check the chain of the whole trail in C{directory}: the rotated files
@@ -220,7 +230,7 @@ def verify_trail(
     With the journal's C{anchor}, this is what C{oauthctl audit verify}
     reports.
     """
-    return verify_files(trail_files(directory), anchor=anchor, written=written)
+    return verify_files(trail_files(directory), anchor=anchor, written=written, written_chain=written_chain)
 
 
 def expired(

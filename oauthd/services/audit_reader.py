@@ -323,7 +323,7 @@ def read_page(
         first, offset = following, 0
 
 
-def verify(directory: str, anchor: tuple[int, str], written: int) -> dict[str, object]:
+def verify(directory: str, anchor: tuple[int, str], written: int, written_chain: str = "") -> dict[str, object]:
     """
     L{verify_trail} with the journal's anchor, as C{oauthctl audit verify}
     reports it; checked again if the files changed meanwhile (a rotation
@@ -331,7 +331,7 @@ def verify(directory: str, anchor: tuple[int, str], written: int) -> dict[str, o
     """
     for _ in range(3):
         files = trail_files(directory)
-        found = verify_trail(directory, anchor, written)
+        found = verify_trail(directory, anchor, written, written_chain)
         if found.broken is None or trail_files(directory) == files:
             break
     path, line = found.broken or ("", 0)
@@ -348,6 +348,7 @@ class _Trail(Protocol):
 
     directory: str
     written_seq: int
+    written_chain: str
 
     def next_write(self) -> Deferred[None]: ...
 
@@ -417,4 +418,7 @@ class TrailReader:
         return written.addBoth(done)
 
     def verify(self, anchor: tuple[int, str]) -> Deferred[dict[str, object]]:
-        return self._off_reactor(partial(verify, self._trail.directory, anchor))
+        trail = self._trail
+        # The seq and its chain value as they are when the turn comes.
+        return self._turns.run(lambda: self._run(partial(
+            verify, trail.directory, anchor, trail.written_seq, trail.written_chain)))

@@ -41,7 +41,7 @@ class Retention:
 
     def __init__(self, directory: str, limits: TrailLimits, writer: WriterPool, clock: IReactorTime) -> None:
         self._directory = directory
-        self._limits = limits
+        self.limits = limits
         self._writer = writer
         self._clock = clock
         self._running = False
@@ -78,7 +78,7 @@ class Retention:
         return due.addCallback(remove).addBoth(done)
 
     def _due(self, now: float) -> Due:
-        limits = self._limits
+        limits = self.limits
         names = expired(self._directory, now, limits.keep_bytes, limits.keep_days * 86400.0)
         return names, anchor_after(os.path.join(self._directory, names[-1][0])) if names else None
 
