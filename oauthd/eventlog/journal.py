@@ -128,6 +128,8 @@ class FileJournal:
     _closing: bool = False
     _closed: bool = False
     _close_waiters: list[Deferred[None]] = field(factory=list)
+    # Told the records of each group commit once durable (metrics).
+    on_batch: Callable[[int], None] | None = None
 
     @classmethod
     def open(
@@ -363,6 +365,8 @@ class FileJournal:
             else:
                 self._records += records
                 self._size += size
+                if self.on_batch is not None:
+                    self.on_batch(records)
                 for entry in entries:
                     entry.done.callback(None)
         finally:

@@ -1,0 +1,110 @@
+"""
+C{GET /api/v1/metrics}: the daemon's metrics for Prometheus, to a bearer
+token with the scope C{metrics} (or C{*}); and the count of every HTTP
+request by the route that answered it.
+
+The text exposition format, or OpenMetrics when the scraper asks for it in
+C{Accept} (Prometheus does); prometheus-client writes both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.http import Request
+from twisted.web.iweb import IRequest
+
+from oauthd.protocol.bearer import bearer_with_scope
+from oauthd.protocol.context import Context
+from oauthd.web import parsing
+
+SCOPE = "metrics"
+
+OTHER = "other"
+"""
+The C{endpoint} of a request no route answers (a 404), so that scanning
+for paths cannot make up label values.
+"""
+
+
+class Tally(Protocol):
+    def done(self, status: int, seconds: float) -> None: ...
+
+
+class Recorder(Protocol):
+    """
+    What the HTTP edge needs of the daemon's metrics
+    (L{oauthd.services.metrics.Metrics}).
+    """
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    def route(self, endpoint: str) -> Tally: ...
+
+
+class Exposition:
+    """
+    The metrics endpoint's answer.
+    """
+
+    def __init__(self, ctx: Context, registry: CollectorRegistry) -> None:
+        self._ctx = ctx
+        self._registry = registry
+
+    def render(self, request: IRequest, ip: str) -> bytes:
+        """
+        The metrics, in the format C{Accept} asks for.
+
+        @raise OAuthError: RFC 6750's refusals: 401 without a token or with
+            a bad one, 403 C{insufficient_scope} for a token without the
+            C{metrics} scope.
+        """
+        bearer_with_scope(self._ctx, parsing.bearer_of(request), ip, SCOPE)
+        accept = request.getHeader(b"accept") or b""
+        encode, content_type = choose_encoder(accept.decode("latin-1"))
+        body = encode(self._registry)
+        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        return body
+
+
+class RequestMetrics:
+    """
+    Counts each answered request, and times it, under its route's template
+    (C{/api/v1/oauth/register/<string:client_id>}), never its raw path.
+    Called by the site as each request finishes.
+    """
+
+    def __init__(self, rules: Iterable[str], recorder: Recorder, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._exact: dict[bytes, Tally] = {}
+        # (the template's fixed start, its tally) for templates that end in
+        # one variable path segment, the only kind oauthd's routes have.
+        self._prefixes: list[tuple[bytes, Tally]] = []
+        self._other = recorder.route(OTHER)
+        for rule in rules:
+            head, variable, _ = rule.partition("<")
+            if variable:
+                self._prefixes.append((head.encode("utf-8"), recorder.route(rule)))
+            else:
+                self._exact[rule.encode("utf-8")] = recorder.route(rule)
+
+    def __call__(self, request: Request) -> None:
+        path = request.path or b""
+        tally = self._exact.get(path)
+        if tally is None:
+            tally = self._templated(path)
+        tally.done(request.code, self._clock.seconds() - getattr(request, "arrived", 0.0))
+
+    def _templated(self, path: bytes) -> Tally:
+        for head, tally in self._prefixes:
+            if path.startswith(head) and len(path) > len(head) and b"/" not in path[len(head):]:
+                return tally
+        return self._other
