@@ -202,11 +202,11 @@ class Metrics:
             _count(self.auth_failures, "control_peer")
 
     def _refused(self, fields: Mapping[str, object]) -> None:
-        if fields.get("status") == 429:
+        error = fields.get("error")
+        if error == "too_many_requests":
             for limit in str(fields.get("limit") or "other").split(","):
                 _count(self.rate_limited, limit)
             return
-        error = fields.get("error")
         if error in AUTH_FAILURES:
             assert isinstance(error, str)
             _count(self.auth_failures, error)
