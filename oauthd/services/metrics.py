@@ -159,8 +159,9 @@ class Metrics:
         self.timer = timer
         self.client_label: Callable[[str], str] = lambda client_id: client_id
         self.issued: dict[str, dict[str, int]] = {}
-        self.auth_failures: dict[str, int] = {}
-        self.revocations: dict[str, int] = {}
+        # Known from the start, so that their series exist before the first.
+        self.auth_failures = dict.fromkeys(sorted(AUTH_FAILURES), 0)
+        self.revocations = dict.fromkeys(("admin", "request", "reuse"), 0)
         self.rate_limited: dict[str, int] = {}
         self.routes: dict[str, Route] = {}
         self.fsync = Histogram(FSYNC_BUCKETS)
