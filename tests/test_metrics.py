@@ -6,12 +6,19 @@ request, and that no user name, token or address ever shows in it.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import os
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
@@ -22,6 +29,7 @@ from oauthd.services.metrics import Metrics
 from oauthd.tap import watch
 from oauthd.testing import InlinePool, InlineReactor
 from oauthd.web.api import OAuthHTTP
+from tests.daemon import REPO, Daemon
 from tests.oauth_helpers import REVOKE, TOKEN, OAuthCase, Reply, bearer
 
 METRICS = "/api/v1/metrics"
@@ -53,12 +61,10 @@ class MetricsCase(OAuthCase):
     def setUp(self) -> None:
         super().setUp()
         self.metrics = Metrics()
-        hasher = self.hasher.inner if hasattr(self.hasher, "inner") else None
-        watch(self.metrics, self.server.store, self.server.ctx,
-              hasher=hasher if isinstance(hasher, PasswordHasher) else None)
+        hasher = self.hasher.inner
+        assert isinstance(hasher, PasswordHasher)
+        watch(self.metrics, self.server.store, self.server.ctx, hasher=hasher)
         self.http = OAuthHTTP(self.server.ctx, self.server.store, self.metrics)
-        from treq.testing import StubTreq
-
         self.treq = StubTreq(self.http.resource())
         self.scraper, self.scraper_secret = self.add_client("Prometheus", scope="metrics")
 
@@ -136,8 +142,6 @@ class AccessTests(MetricsCase):
 
     def test_without_metrics_the_route_is_not_there(self) -> None:
         self.http = OAuthHTTP(self.server.ctx, self.server.store)
-        from treq.testing import StubTreq
-
         self.treq = StubTreq(self.http.resource())
         self.assert_error(self.scrape(self.scrape_token()), 404, "not_found")
 
@@ -299,8 +303,6 @@ class HttpTests(MetricsCase):
     def test_latency_runs_from_arrival_to_answer(self) -> None:
         self.journal.holding = True
         body = b"grant_type=client_credentials"
-        import base64
-
         basic = base64.b64encode(f"{self.client.id}:{self.secret}".encode())
         site = self.http.site()
         protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", next(_PORTS)))
@@ -365,3 +367,39 @@ class ServiceTests(MetricsCase):
         self.flushLoggedErrors(RuntimeError)
 
 
+
+
+def test_the_daemon_keeps_metrics(tmp_path: Path) -> None:
+    """
+    The real daemon wires its metrics: a client made with oauthctl gets a
+    token and reads them, and they count the journal's fsyncs and group
+    commits, the password pool and the audit trail.
+    """
+    daemon = Daemon(tmp_path / "data")
+    try:
+        sock = daemon.data / "control.sock"
+        done = subprocess.run(
+            [sys.executable, "-m", "oauthd.ctl", "--socket", str(sock), "--json", "clients", "add",
+             "--name", "Prometheus", "--scope", "metrics"],
+            env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        client = json.loads(done.stdout)
+        form = urllib.parse.urlencode({"grant_type": "client_credentials"}).encode()
+        request = urllib.request.Request(daemon.url + TOKEN, data=form, headers={
+            "Authorization": "Basic " + base64.b64encode(
+                f"{client['id']}:{client['secret']}".encode()).decode()})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            token = json.load(response)["access_token"]
+        scrape = urllib.request.Request(daemon.url + METRICS, headers=bearer(token))
+        with urllib.request.urlopen(scrape, timeout=10) as response:
+            text = response.read().decode("utf-8")
+    finally:
+        assert daemon.stop() == 0, daemon.output()
+    assert value(text, "oauthd_tokens_issued_total", grant="client_credentials",
+                 client=client["id"]) == 1
+    assert value(text, "oauthd_journal_fsync_duration_seconds_count") >= 2
+    assert value(text, "oauthd_journal_group_commit_records_count") >= 2
+    assert value(text, "oauthd_clients") == 1
+    assert "oauthd_audit_backlog_events" in text and "oauthd_hash_queue_jobs" in text
+    assert value(text, "process_open_fds") > 0
