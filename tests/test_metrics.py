@@ -25,7 +25,7 @@ from twisted.internet.testing import StringTransport
 from oauthd.eventlog import FileJournal
 from oauthd.services.audit import AuditTrail
 from oauthd.services.hashing import PasswordHasher
-from oauthd.services.metrics import Metrics
+from oauthd.services.metrics import Histogram, Metrics
 from oauthd.tap import watch
 from oauthd.testing import InlinePool, InlineReactor
 from oauthd.web.api import OAuthHTTP
@@ -345,6 +345,13 @@ class ServiceTests(MetricsCase):
         self.assertAlmostEqual(fsync.total, 0.001 * len(synced))
         self.assertEqual(metrics.batches.buckets()[2], ("4.0", 1.0))
         self.assertEqual(metrics.batches.buckets()[1], ("2.0", 0.0))
+
+    def test_a_bucket_holds_what_equals_its_bound(self) -> None:
+        histogram = Histogram((1, 2))
+        for observed in (1, 1.5, 3):
+            histogram.observe(observed)
+        self.assertEqual(histogram.buckets(), [("1.0", 1.0), ("2.0", 2.0), ("+Inf", 3.0)])
+        self.assertEqual(histogram.total, 5.5)
 
     def test_audit_backlog(self) -> None:
         directory = self.mktemp()
