@@ -189,8 +189,7 @@ def _oauthd_site(work: str, metrics: bool = True) -> tuple[Any, bytes]:
     """
     from oauthd.services.audit import AuditTrail
     from oauthd.services.metrics import Metrics
-    from oauthd.tap import watch
-    from oauthd.testing import InlinePool, InlineReactor, MemoryServer
+        from oauthd.testing import InlinePool, InlineReactor, MemoryServer
     from oauthd.web.api import OAuthHTTP
 
     server = MemoryServer.build()

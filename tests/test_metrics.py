@@ -25,8 +25,7 @@ from twisted.internet.testing import StringTransport
 from oauthd.eventlog import FileJournal
 from oauthd.services.audit import AuditTrail
 from oauthd.services.hashing import PasswordHasher
-from oauthd.services.metrics import Histogram, Metrics
-from oauthd.tap import watch
+from oauthd.services.metrics import Histogram, Metrics, watch
 from oauthd.testing import InlinePool, InlineReactor
 from oauthd.web.api import OAuthHTTP
 from tests.daemon import REPO, Daemon

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
@@ -38,6 +38,9 @@ from prometheus_client.core import (
 )
 
 from twisted.logger import Logger
+
+from oauthd.services.audit import AuditTrail
+from oauthd.services.hashing import PasswordHasher
 
 log = Logger()
 
@@ -361,3 +364,63 @@ class Metrics:
                 log.failure("reading the metric {name} failed", name=name)
                 continue
             yield family
+
+
+def watch(
+    metrics: Metrics, store: Any, ctx: Any, trail: AuditTrail | None = None,
+    hasher: PasswordHasher | None = None,
+) -> None:
+    """
+    Feed the daemon's metrics: the audit events the store records, and the
+    readings taken at each scrape (the state's counts, the journal's size,
+    the audit trail's backlog, the hashing pool's queue, the keys' ages).
+    The daemon's parts are taken as they come (services may not import the
+    state layer): what is read of each is named here.
+
+    @param store: the L{oauthd.state.store.Store}; C{ctx} its context.
+    @param trail: the audit trail, if there is one.
+    @param hasher: the password hashing pool, if there is one.
+    """
+    state = store.state
+
+    def client_label(client_id: str) -> str:
+        client = state.clients.get(client_id)
+        return REGISTERED if client is not None and client.registration_digest else client_id
+
+    def live_fraction() -> float:
+        fraction: float = state.live_records / max(1, store.log.record_count)
+        return min(1.0, fraction)
+
+    def key_ages() -> Any:
+        now = ctx.now()
+        for key in state.keys.published(now):
+            yield (key.kid, key.alg, state.keys.state(key, now)), now - key.created
+
+    metrics.client_label = client_label
+    store.observe = metrics.event
+    for name, documentation, read, unit in (
+        ("oauthd_tokens", "Live tokens (expired ones until swept, at most a minute).",
+         state.token_count, ""),
+        ("oauthd_clients", "Clients.", lambda: len(state.clients), ""),
+        ("oauthd_users", "Users.", lambda: len(state.users), ""),
+        ("oauthd_browser_sessions", "Browser sessions at the authorization endpoint"
+         " (expired ones until pruned).", lambda: len(state.authz.browsers), ""),
+        ("oauthd_journal_bytes", "Size of the journal.", lambda: store.log.byte_count, "bytes"),
+        ("oauthd_journal_records", "Records in the journal.", lambda: store.log.record_count, ""),
+        ("oauthd_journal_live_ratio", "Records a compaction would keep, over those in the"
+         " journal.", live_fraction, ""),
+        ("oauthd_journal_last_compaction_timestamp_seconds", "When the last compaction"
+         " finished (0: none since the start).", lambda: store.compacted_at or 0, "seconds"),
+        ("oauthd_journal_last_compaction_duration_seconds", "How long the last compaction"
+         " took.", lambda: store.compaction_seconds, "seconds"),
+    ):
+        metrics.gauge(name, documentation, read, unit)
+    metrics.gauges("oauthd_signing_key_age_seconds", "Age of each published signing key, by"
+                   " state (next, signing, retired).", ["kid", "alg", "state"], key_ages, "seconds")
+    if trail is not None:
+        metrics.gauge("oauthd_audit_backlog_events", "Audit events waiting to be written.",
+                      lambda: trail.backlog)
+    if hasher is not None:
+        hasher.on_wait = metrics.hash_waited
+        metrics.gauge("oauthd_hash_queue_jobs", "Password checks and hashes waiting for a thread.",
+                      lambda: hasher.queued)
