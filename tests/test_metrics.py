@@ -139,6 +139,20 @@ class AccessTests(MetricsCase):
         self.assertTrue(reply.body.endswith(b"# EOF\n"))
         self.assertIn(b"# UNIT oauthd_journal_bytes bytes", reply.body)
 
+    def test_any_accept_header_gets_an_answer(self) -> None:
+        token = self.scrape_token()
+        for accept, openmetrics in (
+            ("application/openmetrics-text; version=a", True),
+            ("application/openmetrics-text; version=\xff", True),
+            ("application/openmetrics-text;q=0, text/plain", False),
+            ("application/openmetrics-text;;;", True),
+            ("text/html, */*", False),
+            (";;,,", False),
+        ):
+            reply = self.scrape(token, {"Accept": accept})
+            self.assertEqual(reply.code, 200, accept)
+            self.assertEqual(reply.body.endswith(b"# EOF\n"), openmetrics, accept)
+
     def test_without_metrics_the_route_is_not_there(self) -> None:
         self.http = OAuthHTTP(self.server.ctx, self.server.store)
         self.treq = StubTreq(self.http.resource())

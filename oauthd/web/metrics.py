@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import exposition as text
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.http import Request
@@ -24,6 +25,9 @@ from oauthd.protocol.context import Context
 from oauthd.web import parsing
 
 SCOPE = "metrics"
+
+TEXT = b"text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS = b"application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 OTHER = "other"
 """
@@ -66,13 +70,30 @@ class Exposition:
             C{metrics} scope.
         """
         bearer_with_scope(self._ctx, parsing.bearer_of(request), ip, SCOPE)
-        accept = request.getHeader(b"accept") or b""
-        encode, content_type = choose_encoder(accept.decode("latin-1"))
-        body = encode(self._registry)
-        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        body: bytes
+        if wants_openmetrics(request.getHeader(b"accept") or b""):
+            body, content_type = openmetrics.generate_latest(self._registry), OPENMETRICS
+        else:
+            body, content_type = text.generate_latest(self._registry), TEXT
+        request.setHeader(b"Content-Type", content_type)
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(b"Content-Length", b"%d" % len(body))
         return body
+
+
+def wants_openmetrics(accept: bytes) -> bool:
+    """
+    Whether C{accept} takes OpenMetrics (at any version but with C{q=0}).
+    prometheus-client's own negotiation is not used: some headers make it
+    raise.
+    """
+    for offer in accept.split(b","):
+        media, *parameters = (part.strip().lower() for part in offer.split(b";"))
+        if media == b"application/openmetrics-text" and not any(
+            p.replace(b" ", b"") in (b"q=0", b"q=0.0", b"q=0.00", b"q=0.000") for p in parameters
+        ):
+            return True
+    return False
 
 
 class RequestMetrics:
