@@ -188,8 +188,8 @@ def _oauthd_site(work: str, metrics: bool = True) -> tuple[Any, bytes]:
     metrics as the daemon does, unless not C{metrics}.
     """
     from oauthd.services.audit import AuditTrail
-    from oauthd.services.metrics import Metrics
-        from oauthd.testing import InlinePool, InlineReactor, MemoryServer
+    from oauthd.services.metrics import Metrics, watch
+    from oauthd.testing import InlinePool, InlineReactor, MemoryServer
     from oauthd.web.api import OAuthHTTP
 
     server = MemoryServer.build()
