@@ -104,7 +104,7 @@ class RequestMetrics:
     """
 
     def __init__(self, rules: Iterable[str], recorder: Recorder, clock: IReactorTime) -> None:
-        self._clock = clock
+        self._seconds = clock.seconds
         self._exact: dict[bytes, Tally] = {}
         # (the template's fixed start, its tally) for templates that end in
         # one variable path segment, the only kind oauthd's routes have.
@@ -118,11 +118,9 @@ class RequestMetrics:
                 self._exact[rule.encode("utf-8")] = recorder.route(rule)
 
     def __call__(self, request: Request) -> None:
-        path = request.path or b""
-        tally = self._exact.get(path)
-        if tally is None:
-            tally = self._templated(path)
-        tally.done(request.code, self._clock.seconds() - getattr(request, "arrived", 0.0))
+        path = request.path
+        tally = self._exact.get(path) or self._templated(path or b"")
+        tally.done(request.code, self._seconds() - getattr(request, "arrived", 0.0))
 
     def _templated(self, path: bytes) -> Tally:
         for head, tally in self._prefixes:
