@@ -19,8 +19,8 @@ process, with an in-memory journal. Asserts nothing; prints:
 
 3. With C{--instructions}: CPU instructions per request through the same
    whole HTTP stack, counted by valgrind's callgrind (Debian: apt-get
-   install valgrind), for oauthd and the bare Klein route without form
-   parsing. Instruction counts repeat exactly where timings swing with the
+   install valgrind), for oauthd (with its metrics, as the daemon keeps
+   them, and without) and the bare Klein route without form parsing. Instruction counts repeat exactly where timings swing with the
    machine's load: each figure is the difference between two runs of N and
    2N requests, divided by N, so start-up and warm-up cancel out.
 
@@ -140,6 +140,8 @@ def http_stack(requests: int, work: str) -> None:
     from token_endpoint import klein_site
 
     oauthd_site, request = _oauthd_site(work)
+    os.mkdir(os.path.join(work, "no-metrics"))
+    bare_site, bare_request = _oauthd_site(os.path.join(work, "no-metrics"), metrics=False)
     sites = {
         "bare Klein": klein_site(),
         # twisted.web's own form parsing, which oauthd's site turns off, is
@@ -147,7 +149,11 @@ def http_stack(requests: int, work: str) -> None:
         # over is the HTTP stack alone, and what oauthd adds to it shows.
         "bare Klein, no form parsing": klein_site(parse_forms=False),
         "oauthd (audit trail)": oauthd_site,
+        "oauthd, metrics off": bare_site,
     }
+    # Each oauthd site has its own client; the bare routes take any request.
+    sent = dict.fromkeys(sites, request)
+    sent["oauthd, metrics off"] = bare_request
     for site in sites.values():
         # Each request leaves an idle timeout behind it; without a reactor
         # running, a clock is what expires them.
@@ -160,43 +166,50 @@ def http_stack(requests: int, work: str) -> None:
         for name, (protocol, transport) in channels.items():
             started = time.perf_counter()
             for _ in range(slice_size):
-                protocol.dataReceived(request)
+                protocol.dataReceived(sent[name])
             spent[name] += time.perf_counter() - started
             assert transport.value().count(b"HTTP/1.1 200 ") == slice_size
             transport.clear()
     print(f"\nWhole HTTP stack in process, {slices} alternating slices of {slice_size} requests:")
     per = {name: took / (slices * slice_size) * 1e6 for name, took in spent.items()}
     for name, us in per.items():
-        garbage = _cyclic_garbage(sites[name], request)
+        garbage = _cyclic_garbage(sites[name], sent[name])
         print(f"  {name:28} {us:7.1f} us per request   {garbage:5.1f} objects per request left to the cyclic GC")
     ours = per["oauthd (audit trail)"]
     for name in ("bare Klein", "bare Klein, no form parsing"):
         print(f"  oauthd costs {ours - per[name]:+.1f} us per request over {name}: {per[name] / ours:.2f}x its rate")
+    print(f"  keeping metrics costs {ours - per['oauthd, metrics off']:+.2f} us per request")
 
 
-def _oauthd_site(work: str) -> tuple[Any, bytes]:
+def _oauthd_site(work: str, metrics: bool = True) -> tuple[Any, bytes]:
     """
     oauthd's HTTP site over an in-memory journal and an inline audit trail,
-    with one client, and a client_credentials request for it.
+    with one client, and a client_credentials request for it; keeping its
+    metrics as the daemon does, unless not C{metrics}.
     """
     from oauthd.services.audit import AuditTrail
+    from oauthd.services.metrics import Metrics, watch
     from oauthd.testing import InlinePool, InlineReactor, MemoryServer
     from oauthd.web.api import OAuthHTTP
 
     server = MemoryServer.build()
-    server.store.audit_sink = AuditTrail(work, server.ctx.clock, InlineReactor(), pool=InlinePool(),
-                                         sync=_no_sync)
+    trail = AuditTrail(work, server.ctx.clock, InlineReactor(), pool=InlinePool(), sync=_no_sync)
+    server.store.audit_sink = trail
     added: list[object] = []
     server.add_client("bench", scope="metrics", max_tokens=10).addCallback(added.append)
     client, secret = added[0]  # type: ignore[misc]
-    return OAuthHTTP(server.ctx, server.store).site(), _raw_request(client.id, secret)
+    kept = None
+    if metrics:
+        kept = Metrics()
+        watch(kept, server.store, server.ctx, trail, server.ctx.hasher)
+    return OAuthHTTP(server.ctx, server.store, kept).site(), _raw_request(client.id, secret)
 
 
 def drive(target: str, requests: int) -> None:
     """
     Send C{requests} token requests (after 300 to warm up) through the
-    whole HTTP stack of C{target}: C{oauthd} or C{klein} (the bare route
-    without form parsing).
+    whole HTTP stack of C{target}: C{oauthd}, C{oauthd-no-metrics} or
+    C{klein} (the bare route without form parsing).
     """
     from twisted.internet.task import Clock
 
@@ -204,8 +217,8 @@ def drive(target: str, requests: int) -> None:
 
     work = tempfile.mkdtemp(prefix="oauthd-token-path-")
     try:
-        if target == "oauthd":
-            site, request = _oauthd_site(work)
+        if target in ("oauthd", "oauthd-no-metrics"):
+            site, request = _oauthd_site(work, metrics=target == "oauthd")
         else:
             site, request = klein_site(parse_forms=False), _raw_request("client", "secret")
         site.reactor = Clock()
@@ -245,7 +258,8 @@ def _instructions_of(target: str, requests: int) -> int:
 def instructions(requests: int) -> None:
     print(f"Instructions per token request, whole HTTP stack in process (callgrind, "
           f"runs of {requests} and {2 * requests} requests):")
-    for target, name in (("klein", "bare Klein, no form parsing"), ("oauthd", "oauthd (audit trail)")):
+    for target, name in (("klein", "bare Klein, no form parsing"), ("oauthd", "oauthd (audit trail)"),
+                         ("oauthd-no-metrics", "oauthd, metrics off")):
         few = _instructions_of(target, requests)
         many = _instructions_of(target, 2 * requests)
         print(f"  {name:28} {(many - few) / requests:12,.0f} instructions per request")

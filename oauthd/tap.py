@@ -249,16 +249,23 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
     if run is None:
         run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
     return TrailReader(trail, run, reactor, PAGE_BYTES)
-def open_event_log(config: Config, reactor: Any, pool: Any = None) -> IEventLog:
+def open_event_log(config: Config, reactor: Any, pool: Any = None, metrics: Any = None) -> IEventLog:
     """
     The event log C{config} names: the data directory's journal, or a
     shared log in PostgreSQL (blocking: before the reactor runs).
+
+    @param metrics: the daemon's L{oauthd.services.metrics.Metrics}, told
+        the journal's fsync times and group commits.
     """
     from oauthd.eventlog import LOCK_NAME, FileJournal
     from oauthd.eventlog.files import lock_directory
 
     if not config.eventlog:
-        return FileJournal.open(config.data, reactor, pool=pool)
+        if metrics is None:
+            return FileJournal.open(config.data, reactor, pool=pool)
+        journal = FileJournal.open(config.data, reactor, pool=pool, fsync_function=metrics.timed_fsync(os.fsync))
+        journal.on_batch = metrics.batch
+        return journal
     from oauthd.eventlog.postgresql import open_postgres_log
 
     # The data directory (audit trail, control socket) stays one process's:
@@ -299,15 +306,17 @@ def build_service(
     from oauthd.services.audit import AuditTrail, TrailLimits
     from oauthd.services.fdlimit import make_room
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService, usual_cost
+    from oauthd.services.metrics import Metrics, watch
     from oauthd.state.model import State, replay
     from oauthd.state.store import Store
     from oauthd.web.api import OAuthHTTP
 
     make_data_dir(config.data, euid)
     check_control_directory(config, euid)
+    metrics = Metrics()
     if journal is None:
         try:
-            journal = open_event_log(config, reactor, journal_pool)
+            journal = open_event_log(config, reactor, journal_pool, metrics)
         except (JournalError, OSError) as e:
             raise ConfigError(str(e)) from None
     try:
@@ -346,7 +355,8 @@ def build_service(
     # Before the listeners: the first keys are made before anything can
     # ask for a signature.
     KeyKeeper(ctx, store).setServiceParent(root)
-    http = OAuthHTTP(ctx, store)
+    watch(metrics, store, ctx, trail, hasher)
+    http = OAuthHTTP(ctx, store, metrics)
     site = http.site()
     site.max_connections = make_room(config.max_connections)
     if site.max_connections < config.max_connections:

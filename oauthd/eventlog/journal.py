@@ -21,10 +21,8 @@ alone decides the order of work.  Group commit: while a write+fsync runs,
 newly arriving appends queue; when it completes, everything queued goes
 into the next single write+fsync.  The reactor thread never calls fsync.
 Opening, replaying and L{oauthd.eventlog.repair} do blocking I/O; they run
-before the reactor starts (or offline).
-
-The file format, and how damage is told from a torn tail, are described in
-L{oauthd.eventlog.format}.
+before the reactor starts (or offline).  The file format, and how damage is
+told from a torn tail: L{oauthd.eventlog.format}.
 """
 
 from __future__ import annotations
@@ -130,6 +128,8 @@ class FileJournal(SingleWriter):
     _closed: bool = False
     _close_waiters: list[Deferred[None]] = field(factory=list)
     _local: LocalLog = field(default=Factory(lambda self: LocalLog(self._records), takes_self=True))
+    # Told the records of each group commit once durable (metrics).
+    on_batch: Callable[[int], None] | None = None
 
     @classmethod
     def open(
@@ -359,15 +359,15 @@ class FileJournal(SingleWriter):
         if self._closing and not self._pending and self._compaction is None:
             self._submit(self._file.close).addBoth(self._files_closed)
 
-    def _batch_written(
-        self, result: object, entries: list[_Entry], records: int, size: int
-    ) -> None:
+    def _batch_written(self, result: object, entries: list[_Entry], records: int, size: int) -> None:
         try:
             if isinstance(result, Failure):
                 self._enter_failed(result, entries)
             else:
                 self._records += records
                 self._size += size
+                if self.on_batch is not None:
+                    self.on_batch(records)
                 for entry in entries:
                     entry.done.callback(None)
         finally:

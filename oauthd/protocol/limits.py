@@ -358,14 +358,15 @@ def refuse(
     Count a failed attempt against each bucket and return the error to
     raise: C{error}, or a 429 if a bucket was already empty.
     """
-    retry = max((limiter.retry_after(rule, key) for rule, key in charges), default=0)
+    waits = [(limiter.retry_after(rule, key), rule) for rule, key in charges]
+    retry = max((wait for wait, _ in waits), default=0)
     if retry:
         # A caller already answered 429 is not charged: it must not be able
         # to fill the limiter with new buckets (and so push out everyone
         # else's).
         limited = errors.too_many_requests(retry)
         context = {"reason": error.description, **context}
-        return deny(limited, ip=ip, limit=",".join(r.name for r, _ in charges), **context)
+        return deny(limited, ip=ip, limit=_empty(waits), **context)
     for rule, key in charges:
         limiter.charge(rule, key)
     return deny(error, ip=ip, **context)
@@ -376,7 +377,14 @@ def guard(limiter: RateLimiter, charges: list[tuple[Rule, str]], ip: str, **cont
     Refuse at once, before any check, while a bucket is empty: for secrets
     a person chooses, whose check must not run then.
     """
-    retry = max(limiter.retry_after(rule, key) for rule, key in charges)
+    waits = [(limiter.retry_after(rule, key), rule) for rule, key in charges]
+    retry = max(wait for wait, _ in waits)
     if retry:
-        raise deny(errors.too_many_requests(retry), ip=ip,
-                   limit=",".join(r.name for r, _ in charges), **context)
+        raise deny(errors.too_many_requests(retry), ip=ip, limit=_empty(waits), **context)
+
+
+def _empty(waits: list[tuple[int, Rule]]) -> str:
+    """
+    The names of the limits whose buckets are empty: those that refused.
+    """
+    return ",".join(rule.name for wait, rule in waits if wait)

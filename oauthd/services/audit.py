@@ -445,6 +445,13 @@ class AuditTrail(Service):
                 self._bounded_append("audit.expire", "ok", {"file": name, "reason": why})
         self._schedule(FLUSH_SECONDS)
 
+    @property
+    def backlog(self) -> int:
+        """
+        Events recorded and not yet handed to a write (metrics).
+        """
+        return len(self._pending)
+
     # -- the service --------------------------------------------------------
 
     def startService(self) -> None:

@@ -6,6 +6,7 @@ never on the reactor thread (one check at cost 12 takes about 0.3 s of CPU).
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable
@@ -40,6 +41,7 @@ class _Job:
         self.keys = keys
         self.rank = rank
         self.done: Deferred[Any] = Deferred()
+        self.queued = 0.0
 
 
 @implementer(IPasswordHasher)
@@ -64,7 +66,12 @@ class PasswordHasher:
         checked against instead (the cost most stored hashes have), so an
         unknown user takes as long as a known one.
     @ivar dummy: that hash, made on the first check that needs it.
+    @ivar on_wait: told how long each job waited for a thread (metrics),
+        timed by C{timer}.
     """
+
+    on_wait: Callable[[float], None] | None = None
+    timer: Callable[[], float] = staticmethod(time.perf_counter)
 
     def __init__(
         self, reactor: IReactorFromThreads, pool: ThreadPool, cost: int = 12,
@@ -90,6 +97,13 @@ class PasswordHasher:
         """
         return self._running + sum(len(waiting) for waiting in self._waiting)
 
+    @property
+    def queued(self) -> int:
+        """
+        Jobs waiting for a thread.
+        """
+        return sum(len(waiting) for waiting in self._waiting)
+
     def _run(self, f: Callable[..., Any], *args: Any, keys: Sequence[str] = (), rank: int = 0) -> Deferred[Any]:
         rank = min(max(rank, 0), WORST_RANK)
         keys = keys if rank else ()
@@ -101,6 +115,8 @@ class PasswordHasher:
             if not self._push_out(rank, None):
                 return fail(HasherBusy())
         job = _Job(f, args, keys, rank)
+        if self.on_wait is not None:
+            job.queued = self.timer()
         self._waiting[rank].append(job)
         self._held.update(keys)
         self._dispatch()
@@ -141,6 +157,8 @@ class PasswordHasher:
                     break
                 self._release(job.keys)
                 self._running += 1
+                if self.on_wait is not None:
+                    self.on_wait(self.timer() - job.queued)
                 d = deferToThreadPool(self._reactor, self._pool, job.f, *job.args)
                 d.addBoth(self._finished, job)
         finally:

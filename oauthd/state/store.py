@@ -15,6 +15,7 @@ unchanged: no change is made that the audit trail cannot record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from twisted.application.service import Service
@@ -105,7 +106,14 @@ class Store(Service):
     @ivar state: the in-memory state; read it freely, change it only through
         L{commit}.
     @ivar log: the event log.
+    @ivar observe: shown every audit event as it is recorded (metrics).
+    @ivar compacted_at: when the last compaction finished, if one has.
+    @ivar compaction_seconds: how long it took.
     """
+
+    observe: Callable[[AuditEvent], None] | None = None
+    compacted_at: float | None = None
+    compaction_seconds = 0.0
 
     def __init__(
         self, state: State, log: IEventLog, clock: IReactorTime, audit: IAuditSink,
@@ -177,6 +185,9 @@ class Store(Service):
                 audited = _all_of([
                     self.audit_sink.record_change(e.event, e.outcome, e.fields) for e in decision.audit
                 ])
+                if self.observe is not None:
+                    for e in decision.audit:
+                        self.observe(e)
         else:
             appended = succeed(None)
 
@@ -240,6 +251,8 @@ class Store(Service):
         listing), or with a change once it is durable.
         """
         self.audit_sink(event.event, event.outcome, event.fields)
+        if self.observe is not None:
+            self.observe(event)
 
     def record_change_audit(self, event: AuditEvent) -> Deferred[None]:
         """
@@ -250,6 +263,8 @@ class Store(Service):
             if the audit sink cannot record it (the change is made).
         """
         recorded = self.audit_sink.record_change(event.event, event.outcome, event.fields)
+        if self.observe is not None:
+            self.observe(event)
 
         def failed(failure: Failure) -> Failure:
             assert failure.value is not None
@@ -274,6 +289,7 @@ class Store(Service):
             return fail(CompactionInProgress())
         self._compacting = True
         before = self.log.record_count
+        started = self._clock.seconds()
 
         def finished(result: object) -> object:
             self._compacting = False
@@ -285,6 +301,8 @@ class Store(Service):
                 for waiter in waiters:
                     waiter.errback(result)
                 return result
+            self.compacted_at = self._clock.seconds()
+            self.compaction_seconds = self.compacted_at - started
             log.info(
                 "compacted the journal from {before} to {after} records",
                 before=before, after=self.log.record_count,

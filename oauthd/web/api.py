@@ -30,6 +30,7 @@ from oauthd.protocol.errors import OAuthError, deny
 from oauthd.state.decision import Decision, audit
 from oauthd.state.store import NotDurable, Store
 from oauthd.web import parsing
+from oauthd.web.metrics import Exposition, Recorder, RequestMetrics
 from oauthd.web.pages import static
 from oauthd.web.pages.device import DevicePages
 from oauthd.web.pages.flow import AuthorizePages
@@ -48,6 +49,7 @@ _EVENTS = {
     b"/api/v1/oauth/register": "register",
     b"/api/v1/oauth/device": "device",
     b"/api/v1/oauth/device/verify": "device",
+    b"/api/v1/metrics": "metrics",
 }
 
 
@@ -60,9 +62,11 @@ class OAuthHTTP:
 
     app = Klein()
 
-    def __init__(self, ctx: Context, store: Store) -> None:
+    def __init__(self, ctx: Context, store: Store, metrics: Recorder | None = None) -> None:
         self._ctx = ctx
         self._store = store
+        self._metrics = metrics
+        self._exposition = Exposition(ctx, metrics.registry) if metrics is not None else None
         self.limiter = ctx.limiter
         self.capabilities = Capabilities(
             endpoints=frozenset({
@@ -89,11 +93,15 @@ class OAuthHTTP:
         The L{Site} to listen with.
         """
         config = self._ctx.config
-        return OAuthSite(
+        site = OAuthSite(
             self.resource(), config.max_body, config.access_log, reactor=self._ctx.clock,
             header_timeout=config.header_timeout, body_timeout=config.body_timeout,
             idle_timeout=config.idle_timeout, max_connections=config.max_connections,
         )
+        if self._metrics is not None:
+            rules = {rule.rule for rule in self.app.url_map.iter_rules()}
+            site.metrics = RequestMetrics(sorted(rules), self._metrics, self._ctx.clock)
+        return site
 
     # -- parsing ------------------------------------------------------------
 
@@ -261,6 +269,15 @@ class OAuthHTTP:
         if trouble is not None:
             return json_body(request, {"status": "failing", "reason": trouble}, 503)
         return json_body(request, {"status": "ok"})
+
+    @app.route("/api/v1/metrics", methods=["GET"])
+    def _metrics_page(self, request: IRequest) -> bytes:
+        """
+        Prometheus's scrape (L{Exposition}), if the daemon keeps metrics.
+        """
+        if self._exposition is None:
+            raise NotFound()
+        return self._exposition.render(request, self._ip(request))
 
     @app.route("/.well-known/oauth-authorization-server", methods=["GET"])
     @app.route("/.well-known/openid-configuration", methods=["GET"])

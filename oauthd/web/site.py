@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -94,6 +95,18 @@ class _Request(Request):
         "prepath", "postpath", "received_cookies", "cookies", "_adapterCache",
     )
 
+    arrived = 0.0
+    """
+    When the request was whole and handed over to be answered, on the
+    site's clock (for the metrics' latency).
+    """
+
+    def process(self) -> None:
+        # twisted.web gives every channel its site (not in its types).
+        site: OAuthSite = self.channel.site  # type: ignore[attr-defined]
+        self.arrived = site.reactor.seconds()
+        super().process()
+
     def finish(self) -> None:
         super().finish()
         for name in self._HELD:
@@ -119,7 +132,10 @@ class OAuthSite(Site):
     @ivar connections: the connections open now.
     @ivar awaiting_headers: the connections waiting for a request's headers,
         oldest first, with the time each began to wait.
+    @ivar metrics: shown each request as it finishes, if set.
     """
+
+    metrics: Callable[[web_http.Request], None] | None = None
 
     displayTracebacks = False
     requestFactory = _Request
@@ -175,6 +191,8 @@ class OAuthSite(Site):
         return True
 
     def log(self, request: web_http.Request) -> None:
+        if self.metrics is not None:
+            self.metrics(request)
         if self.access_log:
             super().log(request)
 
