@@ -24,8 +24,8 @@ from oauthd.control.wire import ControlCommand
 
 EVENT_KINDS = (
     "2fa", "audit", "authorize", "browser", "client", "config", "control", "data", "device", "http",
-    "introspect", "journal", "key", "keys", "logout", "register", "revoke", "session", "token",
-    "user", "userinfo",
+    "introspect", "journal", "key", "keys", "logout", "metrics", "register", "revoke", "session",
+    "token", "user", "userinfo",
 )
 """
 What audit event names begin with (the part before the first dot).
