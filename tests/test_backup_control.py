@@ -104,10 +104,14 @@ class Backups:
     and one connection to it.
     """
 
-    def __init__(self, data: Path) -> None:
-        self.journal = FileJournal.open(str(data), InlineReactor(), pool=InlinePool())  # type: ignore[arg-type]
+    def __init__(self, data: Path, pool: InlinePool | SteppingPool | None = None) -> None:
+        self.pool = pool or InlinePool()
+        self.journal = FileJournal.open(str(data), InlineReactor(), pool=self.pool)  # type: ignore[arg-type]
         self.server = MemoryServer.build(config_for_tests(data=str(data)), log=self.journal)
-        fired(self.server.add_client("app", scope="metrics", max_tokens=-1))
+        added = self.server.add_client("app", scope="metrics", max_tokens=-1)
+        if isinstance(self.pool, SteppingPool):
+            self.pool.run_all()
+        fired(added)
         factory = ControlFactory(self.server.ctx.clock, self.server.store, self.server.ctx, allowed_uids=[ADMIN.uid],
                                  peer_credentials=lambda transport: ADMIN)
         self.client, self.protocol, self.pump = iosim.connectedServerAndClient(
@@ -117,6 +121,9 @@ class Backups:
         results: list[Any] = []
         self.client.callRemote(command, **arguments).addBoth(results.append)
         self.pump.flush()
+        while not results and isinstance(self.pool, SteppingPool) and self.pool.jobs:
+            self.pool.run_one()
+            self.pump.flush()
         (result,) = results
         if isinstance(result, Failure):
             result.raiseException()
@@ -180,3 +187,30 @@ def test_a_hang_up_releases_the_backup(tmp_path: Path) -> None:
     backups.client.transport.loseConnection()
     backups.pump.flush()
     assert [image.fd for image in images] == [-1]  # type: ignore[attr-defined]
+
+
+def test_the_trail_is_taken_before_the_journal_so_retention_cannot_split_them(tmp_path: Path) -> None:
+    """
+    The audit files are opened before the journal is compacted: retention
+    that anchors the trail and removes its oldest file while the compaction
+    runs leaves the backup with that file (its descriptor is held), so the
+    copy's trail begins no later than the copy's journal says it does.
+    """
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "audit.log.0000000000000001").write_bytes(b"oldest\n")
+    (data / "audit.log").write_bytes(b"newest\n")
+    pool = SteppingPool()
+    backups = Backups(data, pool)
+    results: list[Any] = []
+    backups.client.callRemote(StartBackup).addBoth(results.append)
+    backups.pump.flush()
+    assert not results, "the compaction ran inline"
+    (data / "audit.log.0000000000000001").unlink()
+    while not results:
+        pool.run_one()
+        backups.pump.flush()
+    files = dict(json.loads(results[0]["files"]))
+    assert files.keys() == {"journal.oauthd", "audit.log", "audit.log.0000000000000001"}
+    number = results[0]["backup"]
+    assert backups.read(number, "audit.log.0000000000000001", files["audit.log.0000000000000001"]) == b"oldest\n"

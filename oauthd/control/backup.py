@@ -71,14 +71,18 @@ class BackupResponders(Responders):
         self._release()
 
         async def work() -> dict[str, JournalImage]:
-            journal = await self.session.store.compacted_image()
+            # The trail's files first, their descriptors held: retention may
+            # anchor the trail later and remove them, and the journal taken
+            # next then says the trail begins no earlier than the copy does.
             try:
                 others = await self.ctx.off_reactor(lambda: data_files(self.ctx.config.data))
             except OSError as e:
-                journal.close()
                 raise wire.StorageError(f"cannot read the data directory: {e}") from None
+            try:
+                journal = await self.session.store.compacted_image()
             except BaseException:
-                journal.close()
+                for image in others.values():
+                    image.close()
                 raise
             return {JOURNAL_NAME: journal, **others}
 
