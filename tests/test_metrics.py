@@ -21,8 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from oauthd.eventlog import FileJournal
+from oauthd.eventlog.errors import JournalFailed
 from oauthd.services.audit import AuditTrail
 from oauthd.services.hashing import PasswordHasher
 from oauthd.services.metrics import Histogram, Metrics, watch
@@ -177,6 +179,25 @@ class ContentTests(MetricsCase):
         self.assertEqual(value(text, "oauthd_tokens_issued_total",
                                grant="client_credentials", client="registered"), 1)
         self.assertNotIn(registered.id, text)
+
+    def test_a_token_counts_once_durable_and_not_when_the_journal_fails(self) -> None:
+        scraper = self.scrape_token()
+
+        def issued() -> float:
+            reply = self.scrape(scraper)
+            return value(reply.body.decode("utf-8"), "oauthd_tokens_issued_total",
+                         grant="client_credentials", client=self.client.id)
+
+        self.journal.holding = True
+        answered = self.send("POST", TOKEN, form={"grant_type": "client_credentials"},
+                             auth=(self.client.id, self.secret))
+        self.treq.flush()
+        held, self.journal.held = self.journal.held, []
+        self.journal.holding = False
+        self.assertEqual(issued(), 0)
+        held[0].errback(Failure(JournalFailed("the disk went away")))
+        self.assertEqual(self.read(answered).code, 503)
+        self.assertEqual(issued(), 0)
 
     def test_failed_authentications_by_reason(self) -> None:
         self.assert_error(self.token({"grant_type": "client_credentials"},
