@@ -119,6 +119,17 @@ class AccessTests(MetricsCase):
         secret, _ = self.app_password(scope="*")
         self.assertEqual(self.scrape(secret).code, 200)
 
+    def test_a_malformed_request_gets_the_challenge_with_invalid_request(self) -> None:
+        token = self.scrape_token()
+        for headers in ({"Authorization": ["Bearer " + token, "Bearer " + token]},
+                        {"X-Auth-Token": [token, token]}):
+            reply = self.scrape(headers=headers)
+            self.assert_error(reply, 400, "invalid_request")
+            challenge = reply.header("WWW-Authenticate") or ""
+            self.assertTrue(challenge.startswith('Bearer realm="oauthd"'), challenge)
+            self.assertIn('error="invalid_request"', challenge)
+            self.assertNotIn(token, challenge)
+
     def test_a_revoked_token_is_refused(self) -> None:
         token = self.scrape_token()
         self.assertEqual(self.scrape(token).code, 200)
