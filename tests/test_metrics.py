@@ -10,6 +10,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -407,6 +408,25 @@ class ServiceTests(MetricsCase):
         trail("token.refuse", "denied", {"error": "invalid_grant"})
         self.assertEqual(value(self.text(), "oauthd_audit_backlog_events"), trail.backlog)
         self.assertGreater(trail.backlog, 0)
+
+    def test_the_readme_names_real_series(self) -> None:
+        """
+        Every series the README's Monitoring table names is one a scrape
+        has (the process's own and Prometheus's C{up} aside).
+        """
+        directory = self.mktemp()
+        os.mkdir(directory)
+        watch(self.metrics, self.server.store, self.server.ctx,
+              trail=AuditTrail(directory, self.clock, InlineReactor(), pool=InlinePool()))
+        families = list(text_string_to_metric_families(self.text()))
+        exposed = {f.name + ("_total" if f.type == "counter" else "") for f in families}
+        readme = (REPO / "README.md").read_text()
+        monitoring = readme[readme.index("### Monitoring"):]
+        table = monitoring[monitoring.index("| series |"):monitoring.index("\n\n", monitoring.index("| series |"))]
+        named = [re.sub(r"{.*", "", name) for row in table.splitlines()[2:]
+                 for name in re.findall(r"`([^`]+)`", row.split("|")[1])]
+        self.assertIn("oauthd_tokens_issued_total", named)
+        self.assertEqual([n for n in named if n != "up" and n not in exposed], [])
 
     def test_a_failing_reading_leaves_the_rest(self) -> None:
         def broken() -> float:
