@@ -346,6 +346,27 @@ class HttpTests(MetricsCase):
         self.assertEqual(value(text, "oauthd_http_request_duration_seconds_count",
                                endpoint=registration), 2)
 
+    def test_answers_outside_any_request_count_as_other(self) -> None:
+        """
+        The 408 to a request too slow to arrive and the 503 to a connection
+        over the cap are counted too (under C{other}): an operator watching
+        5xx must see the cap reached.
+        """
+        site = self.http.site()
+        slow = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", next(_PORTS)))
+        timed_out = StringTransport()
+        slow.makeConnection(timed_out)
+        slow.dataReceived(b"GET /api/v1/metrics HTTP/1.1\r\n")
+        self.clock.advance(self.config.header_timeout)
+        self.assertIn(b"408 ", timed_out.value())
+        site.max_connections = site.connections
+        busy = StringTransport()
+        site.buildProtocol(IPv4Address("TCP", "127.0.0.1", next(_PORTS))).makeConnection(busy)
+        self.assertIn(b"503 ", busy.value())
+        text = self.text()
+        self.assertEqual(value(text, "oauthd_http_requests_total", endpoint="other", status="408"), 1)
+        self.assertEqual(value(text, "oauthd_http_requests_total", endpoint="other", status="503"), 1)
+
     def test_latency_runs_from_arrival_to_answer(self) -> None:
         self.journal.holding = True
         body = b"grant_type=client_credentials"

@@ -137,6 +137,12 @@ class Route(Histogram):
         self.counts[bisect_left(self.bounds, seconds)] += 1
         self.total += seconds
 
+    def count(self, status: int) -> None:
+        """
+        Count an answer that was not timed.
+        """
+        self.requests[status] = self.requests.get(status, 0) + 1
+
 
 def _count(table: dict[str, int], key: str) -> None:
     if key in table:
