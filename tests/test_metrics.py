@@ -275,6 +275,15 @@ class ContentTests(MetricsCase):
                          self.clock.seconds())
         self.assertEqual(value(text, "oauthd_journal_last_compaction_duration_seconds"), 2.5)
 
+    def test_a_compaction_under_a_clock_stepped_back_took_no_negative_time(self) -> None:
+        self.journal.holding = True
+        compacted = self.server.store.compact()
+        self.clock.rightNow -= 3600
+        self.journal.holding = False
+        self.journal.release()
+        self.successResultOf(compacted)
+        self.assertEqual(value(self.text(), "oauthd_journal_last_compaction_duration_seconds"), 0)
+
     def test_signing_key_ages(self) -> None:
         keys = self.server.state.keys.published(self.server.ctx.now())
         self.assertTrue(keys)
@@ -366,6 +375,29 @@ class HttpTests(MetricsCase):
         text = self.text()
         self.assertEqual(value(text, "oauthd_http_requests_total", endpoint="other", status="408"), 1)
         self.assertEqual(value(text, "oauthd_http_requests_total", endpoint="other", status="503"), 1)
+
+    def test_a_clock_stepped_back_times_no_negative_latency(self) -> None:
+        """
+        The site's clock is the wall clock: stepped back during a request,
+        it times it 0, not minus an hour (a histogram's sum only grows).
+        """
+        self.journal.holding = True
+        body = b"grant_type=client_credentials"
+        basic = base64.b64encode(f"{self.client.id}:{self.secret}".encode())
+        transport = StringTransport()
+        protocol = self.http.site().buildProtocol(IPv4Address("TCP", "127.0.0.1", next(_PORTS)))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"POST /api/v1/oauth/token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + basic
+            + b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n"
+            % len(body) + body)
+        self.clock.rightNow -= 3600
+        self.journal.release()
+        self.journal.holding = False
+        self.assertIn(b"HTTP/1.1 200 ", transport.value())
+        text = self.text()
+        self.assertEqual(value(text, "oauthd_http_request_duration_seconds_count", endpoint=TOKEN), 1)
+        self.assertEqual(value(text, "oauthd_http_request_duration_seconds_sum", endpoint=TOKEN), 0)
 
     def test_latency_runs_from_arrival_to_answer(self) -> None:
         self.journal.holding = True

@@ -305,7 +305,8 @@ class Store(Service):
                     waiter.errback(result)
                 return result
             self.compacted_at = self._clock.seconds()
-            self.compaction_seconds = self.compacted_at - started
+            # (The wall clock may have been stepped back meanwhile.)
+            self.compaction_seconds = max(0.0, self.compacted_at - started)
             log.info(
                 "compacted the journal from {before} to {after} records",
                 before=before, after=self.log.record_count,

@@ -123,7 +123,8 @@ class RequestMetrics:
     def __call__(self, request: Request) -> None:
         path = request.path
         tally = self._exact.get(path) or self._templated(path or b"")
-        tally.done(request.code, self._seconds() - getattr(request, "arrived", 0.0))
+        # The site's clock is the wall clock, which may be stepped back.
+        tally.done(request.code, max(0.0, self._seconds() - getattr(request, "arrived", 0.0)))
 
     def outside(self, status: int) -> None:
         """
