@@ -16,6 +16,7 @@ import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from typing import Any
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,6 +33,7 @@ from oauthd.services.metrics import Histogram, Metrics, watch
 from oauthd.testing import InlinePool, InlineReactor
 from oauthd.web.api import OAuthHTTP
 from tests.daemon import REPO, Daemon
+from tests.postgres import fresh_database
 from tests.oauth_helpers import REVOKE, TOKEN, OAuthCase, Reply, bearer
 
 METRICS = "/api/v1/metrics"
@@ -471,6 +473,7 @@ class ServiceTests(MetricsCase):
         os.mkdir(directory)
         watch(self.metrics, self.server.store, self.server.ctx,
               trail=AuditTrail(directory, self.clock, InlineReactor(), pool=InlinePool()))
+        self.metrics.timed_fsync(os.fsync)  # as the daemon's file journal is
         families = list(text_string_to_metric_families(self.text()))
         exposed = {f.name + ("_total" if f.type == "counter" else "") for f in families}
         readme = (REPO / "README.md").read_text()
@@ -494,6 +497,30 @@ class ServiceTests(MetricsCase):
 
 
 
+def scraped(daemon: Daemon) -> tuple[dict[str, Any], str]:
+    """
+    A client made with oauthctl on C{daemon}, and the metrics it read with
+    a token it got.
+    """
+    sock = daemon.data / "control.sock"
+    done = subprocess.run(
+        [sys.executable, "-m", "oauthd.ctl", "--socket", str(sock), "--json", "clients", "add",
+         "--name", "Prometheus", "--scope", "metrics"],
+        env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    client: dict[str, Any] = json.loads(done.stdout)
+    form = urllib.parse.urlencode({"grant_type": "client_credentials"}).encode()
+    request = urllib.request.Request(daemon.url + TOKEN, data=form, headers={
+        "Authorization": "Basic " + base64.b64encode(
+            f"{client['id']}:{client['secret']}".encode()).decode()})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        token = json.load(response)["access_token"]
+    scrape = urllib.request.Request(daemon.url + METRICS, headers=bearer(token))
+    with urllib.request.urlopen(scrape, timeout=10) as response:
+        return client, response.read().decode("utf-8")
+
+
 def test_the_daemon_keeps_metrics(tmp_path: Path) -> None:
     """
     The real daemon wires its metrics: a client made with oauthctl gets a
@@ -502,23 +529,7 @@ def test_the_daemon_keeps_metrics(tmp_path: Path) -> None:
     """
     daemon = Daemon(tmp_path / "data")
     try:
-        sock = daemon.data / "control.sock"
-        done = subprocess.run(
-            [sys.executable, "-m", "oauthd.ctl", "--socket", str(sock), "--json", "clients", "add",
-             "--name", "Prometheus", "--scope", "metrics"],
-            env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        client = json.loads(done.stdout)
-        form = urllib.parse.urlencode({"grant_type": "client_credentials"}).encode()
-        request = urllib.request.Request(daemon.url + TOKEN, data=form, headers={
-            "Authorization": "Basic " + base64.b64encode(
-                f"{client['id']}:{client['secret']}".encode()).decode()})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            token = json.load(response)["access_token"]
-        scrape = urllib.request.Request(daemon.url + METRICS, headers=bearer(token))
-        with urllib.request.urlopen(scrape, timeout=10) as response:
-            text = response.read().decode("utf-8")
+        client, text = scraped(daemon)
     finally:
         assert daemon.stop() == 0, daemon.output()
     assert value(text, "oauthd_tokens_issued_total", grant="client_credentials",
@@ -528,3 +539,22 @@ def test_the_daemon_keeps_metrics(tmp_path: Path) -> None:
     assert value(text, "oauthd_clients") == 1
     assert "oauthd_audit_backlog_events" in text and "oauthd_hash_queue_jobs" in text
     assert value(text, "process_open_fds") > 0
+
+
+def test_on_postgresql_no_journal_histograms_stay_empty(tmp_path: Path) -> None:
+    """
+    On a PostgreSQL event log the daemon keeps its metrics, but has no
+    journal file to fsync: its fsync and group commit histograms are
+    absent, not series at zero forever that an alert would take for calm.
+    """
+    daemon = Daemon(tmp_path / "data", "--eventlog", fresh_database())
+    try:
+        client, text = scraped(daemon)
+    finally:
+        assert daemon.stop() == 0, daemon.output()
+    assert value(text, "oauthd_tokens_issued_total", grant="client_credentials",
+                 client=client["id"]) == 1
+    assert value(text, "oauthd_journal_records") > 0
+    assert "oauthd_journal_fsync_duration_seconds" not in text
+    assert "oauthd_journal_group_commit_records" not in text
+    assert "reading the metric" not in daemon.output()

@@ -164,7 +164,12 @@ class Metrics:
         L{REGISTERED} for a client that registered itself.
     @ivar timer: a monotonic clock for durations measured off the reactor
         thread (fsyncs, which the injected reactor cannot time).
+    @ivar journal_timed: whether a journal file's fsyncs are timed
+        (L{timed_fsync}); only then are its fsync and group commit
+        histograms exposed (an event log in PostgreSQL has neither).
     """
+
+    journal_timed = False
 
     def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
         self.timer = timer
@@ -251,6 +256,7 @@ class Metrics:
         C{fsync}, timed into the fsync histogram (it runs on the journal's
         writer thread).
         """
+        self.journal_timed = True
         timer, observe = self.timer, self.fsync.observe
 
         def timed(fd: int) -> None:
@@ -341,11 +347,14 @@ class Metrics:
         yield latency
 
     def _histograms(self) -> Iterator[Metric]:
-        for name, documentation, unit, histogram in (
+        journal = (
             ("oauthd_journal_fsync_duration_seconds", "Time each fsync of the journal took.",
              "seconds", self.fsync),
             ("oauthd_journal_group_commit_records", "Records written by each group commit"
              " (one write and fsync).", "", self.batches),
+        ) if self.journal_timed else ()
+        for name, documentation, unit, histogram in (
+            *journal,
             ("oauthd_hash_wait_seconds", "Time password checks and hashes waited for a thread"
              " of the hashing pool.", "seconds", self.hash_wait),
         ):
