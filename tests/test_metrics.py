@@ -28,6 +28,8 @@ from twisted.python.failure import Failure
 from oauthd.eventlog import FileJournal
 from oauthd.eventlog.errors import JournalFailed
 from oauthd.services.audit import AuditTrail
+from oauthd.state.decision import Decision
+from oauthd.state.records import ClientRemoved
 from oauthd.services.hashing import PasswordHasher
 from oauthd.services.metrics import Histogram, Metrics, watch
 from oauthd.testing import InlinePool, InlineReactor
@@ -213,7 +215,28 @@ class ContentTests(MetricsCase):
         self.assertEqual(self.read(answered).code, 503)
         self.assertEqual(issued(), 0)
 
-    def test_failed_authentications_by_reason(self) -> None:
+    def test_a_registered_client_gone_before_its_token_is_durable_stays_unnamed(self) -> None:
+        """
+        A self-registered client that deletes its registration while its
+        token waits for the journal is still counted as C{registered}: its
+        id never becomes a label value.
+        """
+        registered, secret = self.add_client("Self-registered", scope="*",
+                                             registration_digest="0" * 64)
+        self.journal.holding = True
+        answered = self.send("POST", TOKEN, form={"grant_type": "client_credentials"},
+                             auth=(registered.id, secret))
+        self.treq.flush()
+        self.server.store.commit(Decision(None, [ClientRemoved(registered.id)]))
+        self.journal.holding = False
+        self.journal.release()
+        self.assertEqual(self.read(answered).code, 200)
+        text = self.text()
+        self.assertNotIn(registered.id, text)
+        self.assertEqual(value(text, "oauthd_tokens_issued_total",
+                               grant="client_credentials", client="registered"), 1)
+
+
         self.assert_error(self.token({"grant_type": "client_credentials"},
                                      auth=(self.client.id, "wrong")), 401, "invalid_client")
         self.assert_error(self.request("GET", "/api/v1/oauth/userinfo", headers=bearer("nope")),

@@ -399,8 +399,11 @@ def watch(
     state = store.state
 
     def client_label(client_id: str) -> str:
+        # A token is counted once durable; by then its client may be gone
+        # (a registration deleted meanwhile, which anyone may make): its id
+        # must not become a label value.
         client = state.clients.get(client_id)
-        return REGISTERED if client is not None and client.registration_digest else client_id
+        return client_id if client is not None and not client.registration_digest else REGISTERED
 
     def live_fraction() -> float:
         fraction: float = state.live_records / max(1, store.log.record_count)
