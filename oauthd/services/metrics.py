@@ -161,7 +161,7 @@ class Metrics:
 
     @ivar registry: what L{oauthd.web.metrics} exposes.
     @ivar client_label: the C{client} label of a client id: the id, or
-        L{REGISTERED} for a client that registered itself.
+        L{REGISTERED} for a client that registered itself (or is gone).
     @ivar timer: a monotonic clock for durations measured off the reactor
         thread (fsyncs, which the injected reactor cannot time).
     @ivar journal_timed: whether a journal file's fsyncs are timed
