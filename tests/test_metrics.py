@@ -10,25 +10,32 @@ import base64
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from typing import Any
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from oauthd.eventlog import FileJournal
+from oauthd.eventlog.errors import JournalFailed
 from oauthd.services.audit import AuditTrail
+from oauthd.state.decision import Decision
+from oauthd.state.records import ClientRemoved
 from oauthd.services.hashing import PasswordHasher
 from oauthd.services.metrics import Histogram, Metrics, watch
 from oauthd.testing import InlinePool, InlineReactor
 from oauthd.web.api import OAuthHTTP
 from tests.daemon import REPO, Daemon
+from tests.postgres import fresh_database
 from tests.oauth_helpers import REVOKE, TOKEN, OAuthCase, Reply, bearer
 
 METRICS = "/api/v1/metrics"
@@ -117,6 +124,17 @@ class AccessTests(MetricsCase):
         secret, _ = self.app_password(scope="*")
         self.assertEqual(self.scrape(secret).code, 200)
 
+    def test_a_malformed_request_gets_the_challenge_with_invalid_request(self) -> None:
+        token = self.scrape_token()
+        for headers in ({"Authorization": ["Bearer " + token, "Bearer " + token]},
+                        {"X-Auth-Token": [token, token]}):
+            reply = self.scrape(headers=headers)
+            self.assert_error(reply, 400, "invalid_request")
+            challenge = reply.header("WWW-Authenticate") or ""
+            self.assertTrue(challenge.startswith('Bearer realm="oauthd"'), challenge)
+            self.assertIn('error="invalid_request"', challenge)
+            self.assertNotIn(token, challenge)
+
     def test_a_revoked_token_is_refused(self) -> None:
         token = self.scrape_token()
         self.assertEqual(self.scrape(token).code, 200)
@@ -178,7 +196,47 @@ class ContentTests(MetricsCase):
                                grant="client_credentials", client="registered"), 1)
         self.assertNotIn(registered.id, text)
 
-    def test_failed_authentications_by_reason(self) -> None:
+    def test_a_token_counts_once_durable_and_not_when_the_journal_fails(self) -> None:
+        scraper = self.scrape_token()
+
+        def issued() -> float:
+            reply = self.scrape(scraper)
+            return value(reply.body.decode("utf-8"), "oauthd_tokens_issued_total",
+                         grant="client_credentials", client=self.client.id)
+
+        self.journal.holding = True
+        answered = self.send("POST", TOKEN, form={"grant_type": "client_credentials"},
+                             auth=(self.client.id, self.secret))
+        self.treq.flush()
+        held, self.journal.held = self.journal.held, []
+        self.journal.holding = False
+        self.assertEqual(issued(), 0)
+        held[0].errback(Failure(JournalFailed("the disk went away")))
+        self.assertEqual(self.read(answered).code, 503)
+        self.assertEqual(issued(), 0)
+
+    def test_a_registered_client_gone_before_its_token_is_durable_stays_unnamed(self) -> None:
+        """
+        A self-registered client that deletes its registration while its
+        token waits for the journal is still counted as C{registered}: its
+        id never becomes a label value.
+        """
+        registered, secret = self.add_client("Self-registered", scope="*",
+                                             registration_digest="0" * 64)
+        self.journal.holding = True
+        answered = self.send("POST", TOKEN, form={"grant_type": "client_credentials"},
+                             auth=(registered.id, secret))
+        self.treq.flush()
+        self.server.store.commit(Decision(None, [ClientRemoved(registered.id)]))
+        self.journal.holding = False
+        self.journal.release()
+        self.assertEqual(self.read(answered).code, 200)
+        text = self.text()
+        self.assertNotIn(registered.id, text)
+        self.assertEqual(value(text, "oauthd_tokens_issued_total",
+                               grant="client_credentials", client="registered"), 1)
+
+
         self.assert_error(self.token({"grant_type": "client_credentials"},
                                      auth=(self.client.id, "wrong")), 401, "invalid_client")
         self.assert_error(self.request("GET", "/api/v1/oauth/userinfo", headers=bearer("nope")),
@@ -241,6 +299,15 @@ class ContentTests(MetricsCase):
         self.assertEqual(value(text, "oauthd_journal_last_compaction_timestamp_seconds"),
                          self.clock.seconds())
         self.assertEqual(value(text, "oauthd_journal_last_compaction_duration_seconds"), 2.5)
+
+    def test_a_compaction_under_a_clock_stepped_back_took_no_negative_time(self) -> None:
+        self.journal.holding = True
+        compacted = self.server.store.compact()
+        self.clock.rightNow -= 3600
+        self.journal.holding = False
+        self.journal.release()
+        self.successResultOf(compacted)
+        self.assertEqual(value(self.text(), "oauthd_journal_last_compaction_duration_seconds"), 0)
 
     def test_signing_key_ages(self) -> None:
         keys = self.server.state.keys.published(self.server.ctx.now())
@@ -313,6 +380,50 @@ class HttpTests(MetricsCase):
         self.assertEqual(value(text, "oauthd_http_request_duration_seconds_count",
                                endpoint=registration), 2)
 
+    def test_answers_outside_any_request_count_as_other(self) -> None:
+        """
+        The 408 to a request too slow to arrive and the 503 to a connection
+        over the cap are counted too (under C{other}): an operator watching
+        5xx must see the cap reached.
+        """
+        site = self.http.site()
+        slow = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", next(_PORTS)))
+        timed_out = StringTransport()
+        slow.makeConnection(timed_out)
+        slow.dataReceived(b"GET /api/v1/metrics HTTP/1.1\r\n")
+        self.clock.advance(self.config.header_timeout)
+        self.assertIn(b"408 ", timed_out.value())
+        site.max_connections = site.connections
+        busy = StringTransport()
+        site.buildProtocol(IPv4Address("TCP", "127.0.0.1", next(_PORTS))).makeConnection(busy)
+        self.assertIn(b"503 ", busy.value())
+        text = self.text()
+        self.assertEqual(value(text, "oauthd_http_requests_total", endpoint="other", status="408"), 1)
+        self.assertEqual(value(text, "oauthd_http_requests_total", endpoint="other", status="503"), 1)
+
+    def test_a_clock_stepped_back_times_no_negative_latency(self) -> None:
+        """
+        The site's clock is the wall clock: stepped back during a request,
+        it times it 0, not minus an hour (a histogram's sum only grows).
+        """
+        self.journal.holding = True
+        body = b"grant_type=client_credentials"
+        basic = base64.b64encode(f"{self.client.id}:{self.secret}".encode())
+        transport = StringTransport()
+        protocol = self.http.site().buildProtocol(IPv4Address("TCP", "127.0.0.1", next(_PORTS)))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"POST /api/v1/oauth/token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + basic
+            + b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n"
+            % len(body) + body)
+        self.clock.rightNow -= 3600
+        self.journal.release()
+        self.journal.holding = False
+        self.assertIn(b"HTTP/1.1 200 ", transport.value())
+        text = self.text()
+        self.assertEqual(value(text, "oauthd_http_request_duration_seconds_count", endpoint=TOKEN), 1)
+        self.assertEqual(value(text, "oauthd_http_request_duration_seconds_sum", endpoint=TOKEN), 0)
+
     def test_latency_runs_from_arrival_to_answer(self) -> None:
         self.journal.holding = True
         body = b"grant_type=client_credentials"
@@ -376,6 +487,26 @@ class ServiceTests(MetricsCase):
         self.assertEqual(value(self.text(), "oauthd_audit_backlog_events"), trail.backlog)
         self.assertGreater(trail.backlog, 0)
 
+    def test_the_readme_names_real_series(self) -> None:
+        """
+        Every series the README's Monitoring table names is one a scrape
+        has (the process's own and Prometheus's C{up} aside).
+        """
+        directory = self.mktemp()
+        os.mkdir(directory)
+        watch(self.metrics, self.server.store, self.server.ctx,
+              trail=AuditTrail(directory, self.clock, InlineReactor(), pool=InlinePool()))
+        self.metrics.timed_fsync(os.fsync)  # as the daemon's file journal is
+        families = list(text_string_to_metric_families(self.text()))
+        exposed = {f.name + ("_total" if f.type == "counter" else "") for f in families}
+        readme = (REPO / "README.md").read_text()
+        monitoring = readme[readme.index("### Monitoring"):]
+        table = monitoring[monitoring.index("| series |"):monitoring.index("\n\n", monitoring.index("| series |"))]
+        named = [re.sub(r"{.*", "", name) for row in table.splitlines()[2:]
+                 for name in re.findall(r"`([^`]+)`", row.split("|")[1])]
+        self.assertIn("oauthd_tokens_issued_total", named)
+        self.assertEqual([n for n in named if n != "up" and n not in exposed], [])
+
     def test_a_failing_reading_leaves_the_rest(self) -> None:
         def broken() -> float:
             raise RuntimeError("gone")
@@ -389,6 +520,30 @@ class ServiceTests(MetricsCase):
 
 
 
+def scraped(daemon: Daemon) -> tuple[dict[str, Any], str]:
+    """
+    A client made with oauthctl on C{daemon}, and the metrics it read with
+    a token it got.
+    """
+    sock = daemon.data / "control.sock"
+    done = subprocess.run(
+        [sys.executable, "-m", "oauthd.ctl", "--socket", str(sock), "--json", "clients", "add",
+         "--name", "Prometheus", "--scope", "metrics"],
+        env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    client: dict[str, Any] = json.loads(done.stdout)
+    form = urllib.parse.urlencode({"grant_type": "client_credentials"}).encode()
+    request = urllib.request.Request(daemon.url + TOKEN, data=form, headers={
+        "Authorization": "Basic " + base64.b64encode(
+            f"{client['id']}:{client['secret']}".encode()).decode()})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        token = json.load(response)["access_token"]
+    scrape = urllib.request.Request(daemon.url + METRICS, headers=bearer(token))
+    with urllib.request.urlopen(scrape, timeout=10) as response:
+        return client, response.read().decode("utf-8")
+
+
 def test_the_daemon_keeps_metrics(tmp_path: Path) -> None:
     """
     The real daemon wires its metrics: a client made with oauthctl gets a
@@ -397,23 +552,7 @@ def test_the_daemon_keeps_metrics(tmp_path: Path) -> None:
     """
     daemon = Daemon(tmp_path / "data")
     try:
-        sock = daemon.data / "control.sock"
-        done = subprocess.run(
-            [sys.executable, "-m", "oauthd.ctl", "--socket", str(sock), "--json", "clients", "add",
-             "--name", "Prometheus", "--scope", "metrics"],
-            env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        client = json.loads(done.stdout)
-        form = urllib.parse.urlencode({"grant_type": "client_credentials"}).encode()
-        request = urllib.request.Request(daemon.url + TOKEN, data=form, headers={
-            "Authorization": "Basic " + base64.b64encode(
-                f"{client['id']}:{client['secret']}".encode()).decode()})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            token = json.load(response)["access_token"]
-        scrape = urllib.request.Request(daemon.url + METRICS, headers=bearer(token))
-        with urllib.request.urlopen(scrape, timeout=10) as response:
-            text = response.read().decode("utf-8")
+        client, text = scraped(daemon)
     finally:
         assert daemon.stop() == 0, daemon.output()
     assert value(text, "oauthd_tokens_issued_total", grant="client_credentials",
@@ -423,3 +562,22 @@ def test_the_daemon_keeps_metrics(tmp_path: Path) -> None:
     assert value(text, "oauthd_clients") == 1
     assert "oauthd_audit_backlog_events" in text and "oauthd_hash_queue_jobs" in text
     assert value(text, "process_open_fds") > 0
+
+
+def test_on_postgresql_no_journal_histograms_stay_empty(tmp_path: Path) -> None:
+    """
+    On a PostgreSQL event log the daemon keeps its metrics, but has no
+    journal file to fsync: its fsync and group commit histograms are
+    absent, not series at zero forever that an alert would take for calm.
+    """
+    daemon = Daemon(tmp_path / "data", "--eventlog", fresh_database())
+    try:
+        client, text = scraped(daemon)
+    finally:
+        assert daemon.stop() == 0, daemon.output()
+    assert value(text, "oauthd_tokens_issued_total", grant="client_credentials",
+                 client=client["id"]) == 1
+    assert value(text, "oauthd_journal_records") > 0
+    assert "oauthd_journal_fsync_duration_seconds" not in text
+    assert "oauthd_journal_group_commit_records" not in text
+    assert "reading the metric" not in daemon.output()

@@ -137,6 +137,12 @@ class Route(Histogram):
         self.counts[bisect_left(self.bounds, seconds)] += 1
         self.total += seconds
 
+    def count(self, status: int) -> None:
+        """
+        Count an answer that was not timed.
+        """
+        self.requests[status] = self.requests.get(status, 0) + 1
+
 
 def _count(table: dict[str, int], key: str) -> None:
     if key in table:
@@ -155,10 +161,15 @@ class Metrics:
 
     @ivar registry: what L{oauthd.web.metrics} exposes.
     @ivar client_label: the C{client} label of a client id: the id, or
-        L{REGISTERED} for a client that registered itself.
+        L{REGISTERED} for a client that registered itself (or is gone).
     @ivar timer: a monotonic clock for durations measured off the reactor
         thread (fsyncs, which the injected reactor cannot time).
+    @ivar journal_timed: whether a journal file's fsyncs are timed
+        (L{timed_fsync}); only then are its fsync and group commit
+        histograms exposed (an event log in PostgreSQL has neither).
     """
+
+    journal_timed = False
 
     def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
         self.timer = timer
@@ -245,6 +256,7 @@ class Metrics:
         C{fsync}, timed into the fsync histogram (it runs on the journal's
         writer thread).
         """
+        self.journal_timed = True
         timer, observe = self.timer, self.fsync.observe
 
         def timed(fd: int) -> None:
@@ -335,11 +347,14 @@ class Metrics:
         yield latency
 
     def _histograms(self) -> Iterator[Metric]:
-        for name, documentation, unit, histogram in (
+        journal = (
             ("oauthd_journal_fsync_duration_seconds", "Time each fsync of the journal took.",
              "seconds", self.fsync),
             ("oauthd_journal_group_commit_records", "Records written by each group commit"
              " (one write and fsync).", "", self.batches),
+        ) if self.journal_timed else ()
+        for name, documentation, unit, histogram in (
+            *journal,
             ("oauthd_hash_wait_seconds", "Time password checks and hashes waited for a thread"
              " of the hashing pool.", "seconds", self.hash_wait),
         ):
@@ -384,8 +399,11 @@ def watch(
     state = store.state
 
     def client_label(client_id: str) -> str:
+        # A token is counted once durable; by then its client may be gone
+        # (a registration deleted meanwhile, which anyone may make): its id
+        # must not become a label value.
         client = state.clients.get(client_id)
-        return REGISTERED if client is not None and client.registration_digest else client_id
+        return client_id if client is not None and not client.registration_digest else REGISTERED
 
     def live_fraction() -> float:
         fraction: float = state.live_records / max(1, store.log.record_count)

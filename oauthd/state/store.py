@@ -106,7 +106,8 @@ class Store(Service):
     @ivar state: the in-memory state; read it freely, change it only through
         L{commit}.
     @ivar log: the event log.
-    @ivar observe: shown every audit event as it is recorded (metrics).
+    @ivar observe: shown every audit event as it is recorded, a change's once
+        its records are durable (metrics).
     @ivar compacted_at: when the last compaction finished, if one has.
     @ivar compaction_seconds: how long it took.
     """
@@ -185,9 +186,6 @@ class Store(Service):
                 audited = _all_of([
                     self.audit_sink.record_change(e.event, e.outcome, e.fields) for e in decision.audit
                 ])
-                if self.observe is not None:
-                    for e in decision.audit:
-                        self.observe(e)
         else:
             appended = succeed(None)
 
@@ -195,6 +193,11 @@ class Store(Service):
             if not records:
                 for event in decision.audit:
                     self.record_audit(event)
+            elif self.observe is not None:
+                # Shown only now: a change the log never made durable was
+                # answered 503, so it did not happen.
+                for event in decision.audit:
+                    self.observe(event)
             return audited
 
         def answer(_: object) -> T:
@@ -302,7 +305,8 @@ class Store(Service):
                     waiter.errback(result)
                 return result
             self.compacted_at = self._clock.seconds()
-            self.compaction_seconds = self.compacted_at - started
+            # (The wall clock may have been stepped back meanwhile.)
+            self.compaction_seconds = max(0.0, self.compacted_at - started)
             log.info(
                 "compacted the journal from {before} to {after} records",
                 before=before, after=self.log.record_count,

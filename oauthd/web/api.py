@@ -100,7 +100,8 @@ class OAuthHTTP:
         )
         if self._metrics is not None:
             rules = {rule.rule for rule in self.app.url_map.iter_rules()}
-            site.metrics = RequestMetrics(sorted(rules), self._metrics, self._ctx.clock)
+            requests = RequestMetrics(sorted(rules), self._metrics, self._ctx.clock)
+            site.metrics, site.outside = requests, requests.outside
         return site
 
     # -- parsing ------------------------------------------------------------

@@ -146,6 +146,7 @@ class Channel(HTTPChannel):
         self._stop_deadline()
         assert self.transport is not None
         self.transport.write(TOO_SLOW)
+        self.site.answered_outside(408)
         # As Twisted's idle timeout does: a client that does not read its
         # answer is cut off a little later.
         self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)

@@ -32,12 +32,15 @@ OPENMETRICS = b"application/openmetrics-text; version=1.0.0; charset=utf-8"
 OTHER = "other"
 """
 The C{endpoint} of a request no route answers (a 404), so that scanning
-for paths cannot make up label values.
+for paths cannot make up label values; and of an answer given outside any
+request (a 408, a 503 at the connection cap).
 """
 
 
 class Tally(Protocol):
     def done(self, status: int, seconds: float) -> None: ...
+
+    def count(self, status: int) -> None: ...
 
 
 class Recorder(Protocol):
@@ -120,7 +123,15 @@ class RequestMetrics:
     def __call__(self, request: Request) -> None:
         path = request.path
         tally = self._exact.get(path) or self._templated(path or b"")
-        tally.done(request.code, self._seconds() - getattr(request, "arrived", 0.0))
+        # The site's clock is the wall clock, which may be stepped back.
+        tally.done(request.code, max(0.0, self._seconds() - getattr(request, "arrived", 0.0)))
+
+    def outside(self, status: int) -> None:
+        """
+        Count an answer given outside any request (a 408, a 503 at the
+        cap) under L{OTHER}, untimed: no request arrived.
+        """
+        self._other.count(status)
 
     def _templated(self, path: bytes) -> Tally:
         for head, tally in self._prefixes:

@@ -264,9 +264,16 @@ def bearer_of(request: IRequest) -> str | None:
     """
     The bearer token of a resource request; another C{Authorization}
     scheme presents none.
+
+    @raise OAuthError: C{invalid_request} with RFC 6750's challenge (section
+        3: a resource refusing a request names the scheme it wants).
     """
-    _, bearer, _ = authorization(request, basic=False)
-    return presented(request, bearer)
+    try:
+        _, bearer, _ = authorization(request, basic=False)
+        return presented(request, bearer)
+    except errors.OAuthError as e:
+        e.headers["WWW-Authenticate"] = errors.bearer_challenge(errors.REALM, e.error, e.description)
+        raise
 
 
 def _basic(credentials: bytes) -> tuple[str, str]:

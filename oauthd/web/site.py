@@ -133,9 +133,12 @@ class OAuthSite(Site):
     @ivar awaiting_headers: the connections waiting for a request's headers,
         oldest first, with the time each began to wait.
     @ivar metrics: shown each request as it finishes, if set.
+    @ivar outside: shown the status of each answer given outside any
+        request (a 408, a 503 at the cap), if set.
     """
 
     metrics: Callable[[web_http.Request], None] | None = None
+    outside: Callable[[int], None] | None = None
 
     displayTracebacks = False
     requestFactory = _Request
@@ -168,6 +171,7 @@ class OAuthSite(Site):
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
         if self.connections >= self.max_connections and not self._made_room():
+            self.answered_outside(503)
             return Refused()
         return super().buildProtocol(addr)
 
@@ -189,6 +193,13 @@ class OAuthSite(Site):
             return False
         oldest[0].too_slow()
         return True
+
+    def answered_outside(self, status: int) -> None:
+        """
+        Count an answer given outside any request (L{outside}).
+        """
+        if self.outside is not None:
+            self.outside(status)
 
     def log(self, request: web_http.Request) -> None:
         if self.metrics is not None:
