@@ -255,3 +255,21 @@ def _fields(config: Any) -> dict[str, Any]:
     import attrs
 
     return attrs.asdict(config, recurse=False)
+
+
+def test_a_refusal_that_names_its_limit_meets_an_empty_bucket() -> None:
+    """
+    A caller that names the limit it refuses for (a username's pace) and
+    finds another bucket it charges already empty gets one 429 naming both,
+    not a TypeError for the doubled field.
+    """
+    from oauthd.protocol import errors
+    from oauthd.protocol.limits import refuse
+
+    limiter, _ = make_limiter()
+    for _ in range(LOGIN_IP.burst):
+        limiter.charge(LOGIN_IP, "192.0.2.1")
+    limited = refuse(limiter, errors.too_many_requests(30), "192.0.2.1", [(LOGIN_IP, "192.0.2.1")],
+                     limit="username-new")
+    assert limited.status == 429
+    assert limited.context["limit"] == f"{LOGIN_IP.name},username-new"

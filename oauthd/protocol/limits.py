@@ -365,8 +365,9 @@ def refuse(
         # to fill the limiter with new buckets (and so push out everyone
         # else's).
         limited = errors.too_many_requests(retry)
+        named = ",".join(filter(None, (_empty(waits), str(context.pop("limit", "")))))
         context = {"reason": error.description, **context}
-        return deny(limited, ip=ip, limit=_empty(waits), **context)
+        return deny(limited, ip=ip, limit=named, **context)
     for rule, key in charges:
         limiter.charge(rule, key)
     return deny(error, ip=ip, **context)
