@@ -201,8 +201,12 @@ class Store(Service):
                 done.errback(NotDurable(result.value, decision.context))
                 return
             if not records:
-                for event in decision.audit:
-                    self.record_audit(event)
+                try:
+                    for event in decision.audit:
+                        self.record_audit(event)
+                except Exception:
+                    answer(Failure())
+                    return
             audited.addBoth(answer)
 
         appended.addBoth(durable)
