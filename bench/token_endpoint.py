@@ -428,7 +428,7 @@ def main() -> None:
         }
         ports = dict(zip(["web", *klein_modes, "oauthd", "memory"], _free_ports(len(klein_modes) + 3)))
         shutil.copytree(data, work / "data-memory")
-        (work / "data-klein").mkdir()
+        (work / "data-klein").mkdir(mode=0o700)
         servers = [
             _run_server(args, [python, __file__, "--serve", "web", str(ports["web"]), str(work / "web.log")],
                         ports["web"], work / "web.out"),
