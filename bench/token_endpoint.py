@@ -76,8 +76,14 @@ def _start_logging(path: str) -> None:
     gc.freeze()
 
 
-def serve_web(port: int, log: str) -> None:
-    from twisted.internet import reactor
+def web_site(parse_forms: bool = True) -> Any:
+    """
+    The bare twisted.web baseline: one leaf resource answering every POST
+    with a fixed JSON body.
+
+    @param parse_forms: whether twisted.web parses form bodies, as it does
+        by default.
+    """
     from twisted.web.resource import Resource
     from twisted.web.server import Site
 
@@ -89,11 +95,17 @@ def serve_web(port: int, log: str) -> None:
             request.setHeader(b"Cache-Control", b"no-store")
             return BODY
 
-    _start_logging(log)
-    site = Site(Fixed())
+    site = Site(Fixed(), parsePOSTFormSubmission=parse_forms)
     site.displayTracebacks = False
     site.log = lambda request: None  # type: ignore[method-assign]
-    reactor.listenTCP(port, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    return site
+
+
+def serve_web(port: int, log: str) -> None:
+    from twisted.internet import reactor
+
+    _start_logging(log)
+    reactor.listenTCP(port, web_site(), interface="127.0.0.1")  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
 
 
@@ -255,7 +267,7 @@ def _seed(data: Path) -> dict[str, str]:
 
     async def build(server: Any) -> dict[str, str]:
         client, secret = await server.add_client("bench", scope="metrics")
-        rs, rs_secret = await server.add_client("resource server", scope="metrics")
+        rs, rs_secret = await server.add_client("resource server", scope="metrics", introspect=True)
         token, _ = await server.issue_token(scope="metrics", lifetime=86400, client=client)
         return {"client": client.id, "secret": secret, "rs": rs.id, "rs_secret": rs_secret,
                 "token": token}
@@ -416,7 +428,7 @@ def main() -> None:
         }
         ports = dict(zip(["web", *klein_modes, "oauthd", "memory"], _free_ports(len(klein_modes) + 3)))
         shutil.copytree(data, work / "data-memory")
-        (work / "data-klein").mkdir()
+        (work / "data-klein").mkdir(mode=0o700)
         servers = [
             _run_server(args, [python, __file__, "--serve", "web", str(ports["web"]), str(work / "web.log")],
                         ports["web"], work / "web.out"),

@@ -25,12 +25,11 @@ process, with an in-memory journal. Asserts nothing; prints:
    2N requests, divided by N, so start-up and warm-up cancel out.
 
     python bench/token_path.py [REQUESTS]      (default 20000)
-    python bench/token_path.py --instructions [N]   (default 500)
+    python bench/token_path.py --instructions [N]   (default 200)
 """
 
 from __future__ import annotations
 
-import base64
 import gc
 import os
 import shutil
@@ -42,6 +41,8 @@ from typing import Any
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
+
+from inprocess import bench_client, channel, no_sync, oauthd_server, token_request  # noqa: E402
 
 
 def protocol_layer(requests: int, work: str) -> None:
@@ -56,7 +57,7 @@ def protocol_layer(requests: int, work: str) -> None:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(log)], redirectStandardIO=False,
                                      discardBuffer=True)
     server = MemoryServer.build()
-    trail = AuditTrail(work, server.ctx.clock, InlineReactor(), pool=InlinePool(), sync=_no_sync)
+    trail = AuditTrail(work, server.ctx.clock, InlineReactor(), pool=InlinePool(), sync=no_sync)
     added: list[object] = []
     server.add_client("bench", scope="metrics", max_tokens=10).addCallback(added.append)
     client, secret = added[0]  # type: ignore[misc]
@@ -81,10 +82,6 @@ def protocol_layer(requests: int, work: str) -> None:
             print(f"  {name:28} {took / requests * 1e6:7.1f} us per token request")
 
 
-def _no_sync(fd: int) -> None:
-    pass
-
-
 class _NoAudit:
     """
     An audit sink that records nothing.
@@ -101,25 +98,8 @@ class _NoAudit:
         return succeed(None)
 
 
-def _raw_request(client_id: str, secret: str) -> bytes:
-    basic = base64.b64encode(f"{client_id}:{secret}".encode())
-    body = b"grant_type=client_credentials"
-    return (b"POST /api/v1/oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic " + basic
-            + b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n"
-            % len(body) + body)
-
-
-def _channel(site: Any) -> tuple[Any, Any]:
-    from twisted.internet.testing import StringTransport
-
-    protocol = site.buildProtocol(None)
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    return protocol, transport
-
-
 def _cyclic_garbage(site: Any, request: bytes, count: int = 200) -> float:
-    protocol, transport = _channel(site)
+    protocol, transport = channel(site)
     gc.collect()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
@@ -158,7 +138,7 @@ def http_stack(requests: int, work: str) -> None:
         # Each request leaves an idle timeout behind it; without a reactor
         # running, a clock is what expires them.
         site.reactor = Clock()
-    channels = {name: _channel(site) for name, site in sites.items()}
+    channels = {name: channel(site) for name, site in sites.items()}
     spent = dict.fromkeys(sites, 0.0)
     slice_size = 200
     slices = max(1, requests // slice_size)
@@ -187,82 +167,17 @@ def _oauthd_site(work: str, metrics: bool = True) -> tuple[Any, bytes]:
     with one client, and a client_credentials request for it; keeping its
     metrics as the daemon does, unless not C{metrics}.
     """
-    from oauthd.services.audit import AuditTrail
-    from oauthd.services.metrics import Metrics, watch
-    from oauthd.testing import InlinePool, InlineReactor, MemoryServer
-    from oauthd.web.api import OAuthHTTP
-
-    server = MemoryServer.build()
-    trail = AuditTrail(work, server.ctx.clock, InlineReactor(), pool=InlinePool(), sync=_no_sync)
-    server.store.audit_sink = trail
-    added: list[object] = []
-    server.add_client("bench", scope="metrics", max_tokens=10).addCallback(added.append)
-    client, secret = added[0]  # type: ignore[misc]
-    kept = None
-    if metrics:
-        kept = Metrics()
-        watch(kept, server.store, server.ctx, trail, server.ctx.hasher)
-    return OAuthHTTP(server.ctx, server.store, kept).site(), _raw_request(client.id, secret)
-
-
-def drive(target: str, requests: int) -> None:
-    """
-    Send C{requests} token requests (after 300 to warm up) through the
-    whole HTTP stack of C{target}: C{oauthd}, C{oauthd-no-metrics} or
-    C{klein} (the bare route without form parsing).
-    """
-    from twisted.internet.task import Clock
-
-    from token_endpoint import klein_site
-
-    work = tempfile.mkdtemp(prefix="oauthd-token-path-")
-    try:
-        if target in ("oauthd", "oauthd-no-metrics"):
-            site, request = _oauthd_site(work, metrics=target == "oauthd")
-        else:
-            site, request = klein_site(parse_forms=False), _raw_request("client", "secret")
-        site.reactor = Clock()
-        protocol, transport = _channel(site)
-        for _ in range(300):
-            protocol.dataReceived(request)
-        transport.clear()
-        # As the daemon does once it has replayed its journal: what was
-        # built to start is out of the collector's reach, so each request's
-        # count does not depend on how many modules happen to be loaded.
-        gc.collect()
-        gc.freeze()
-        for _ in range(requests):
-            protocol.dataReceived(request)
-        assert transport.value().count(b"HTTP/1.1 200 ") == requests
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _instructions_of(target: str, requests: int) -> int:
-    import subprocess
-
-    with tempfile.TemporaryDirectory(prefix="oauthd-callgrind-") as out:
-        path = os.path.join(out, "callgrind.out")
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={path}",
-             sys.executable, os.path.abspath(__file__), "--drive", target, str(requests)],
-            check=True, capture_output=True, env=dict(os.environ, PYTHONHASHSEED="0"),
-        )
-        with open(path) as f:
-            for line in f:
-                if line.startswith(("summary:", "totals:")):
-                    return int(line.split()[1])
-    raise RuntimeError("callgrind wrote no totals")
+    server, site = oauthd_server(work, metrics=metrics)
+    return site, token_request(*bench_client(server, max_tokens=10))
 
 
 def instructions(requests: int) -> None:
+    from instructions import TARGETS, per_request
+
     print(f"Instructions per token request, whole HTTP stack in process (callgrind, "
-          f"runs of {requests} and {2 * requests} requests):")
-    for target, name in (("klein", "bare Klein, no form parsing"), ("oauthd", "oauthd (audit trail)"),
-                         ("oauthd-no-metrics", "oauthd, metrics off")):
-        few = _instructions_of(target, requests)
-        many = _instructions_of(target, 2 * requests)
-        print(f"  {name:28} {(many - few) / requests:12,.0f} instructions per request")
+          f"runs of {requests} and {2 * requests} requests; bench/instructions.py has more targets):")
+    for target in ("klein", "cc"):
+        print(f"  {TARGETS[target]:44} {per_request(target, requests):12,.0f} instructions per request")
 
 
 def main(requests: int) -> None:
@@ -276,9 +191,7 @@ def main(requests: int) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--drive"]:
-        drive(sys.argv[2], int(sys.argv[3]))
-    elif sys.argv[1:2] == ["--instructions"]:
-        instructions(int(sys.argv[2]) if len(sys.argv) > 2 else 500)
+    if sys.argv[1:2] == ["--instructions"]:
+        instructions(int(sys.argv[2]) if len(sys.argv) > 2 else 200)
     else:
         main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000)

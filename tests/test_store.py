@@ -32,6 +32,7 @@ from oauthd.state.records import (
     encode,
 )
 from oauthd.services.audit import log_audit
+from oauthd.state.decision import Decision, audit
 from oauthd.state.store import COMPACT_SLACK, SWEEP_INTERVAL, NotDurable, Store
 from tests.daemon import REPO, Daemon
 from tests.helpers import START, change
@@ -87,6 +88,24 @@ class CommitTests(SynchronousTestCase):
         refused = store.commit(change([TokenRevoked(1), TokenIssued(token(2))]))
         self.failureResultOf(refused, NotDurable)
         assert set(store.state.tokens) == {1}
+
+    def test_an_audit_sink_that_raises_fails_the_commit(self) -> None:
+        """
+        A decision that changes nothing whose events the audit sink cannot
+        take (it raises) fails with L{NotDurable} rather than leave its
+        caller waiting.
+        """
+
+        class Raising:
+            failure = None
+
+            def __call__(self, *args: object) -> None:
+                raise OSError("the trail is gone")
+
+        store = Store(State(), MemoryJournal(), self.clock, Raising())  # type: ignore[arg-type]
+        decision = Decision("answer", (), (audit("thing.look", "ok"),))
+        failure = self.failureResultOf(store.commit(decision), NotDurable)
+        self.assertIsInstance(failure.value.reason, OSError)
 
     def test_a_token_memory_would_ignore_is_refused(self) -> None:
         """

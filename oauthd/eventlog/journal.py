@@ -58,6 +58,7 @@ _SLICE_BYTES = 1 << 20
 _SLICE_SECONDS = 0.002
 
 _log = Logger()
+_END = object()
 
 
 @define(eq=False)
@@ -246,7 +247,10 @@ class FileJournal(SingleWriter):
                 " available again, nor after a compaction or close()"
             )
         self._loaded = None
-        return iter(loaded)
+        # Each payload is let go of once given (popped off the list reversed):
+        # those the state does not keep are freed during replay, not after.
+        handed: list[object] = [_END, *reversed(loaded)]
+        return iter(handed.pop, _END)  # type: ignore[arg-type]
 
     def compact(self, snapshot: Iterable[bytes]) -> Deferred[None]:
         """

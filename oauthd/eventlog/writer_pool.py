@@ -15,27 +15,64 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from queue import SimpleQueue
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 __all__ = ["WriterPool"]
 
 
-def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
-    return threading.Thread(*args, daemon=True, **kwargs)
+OnResult = Callable[[bool, Any], object]
 
 
-class _DaemonThreadPool(ThreadPool):
-    threadFactory = staticmethod(_daemon_thread)  # type: ignore[assignment]
+class _WriterThread:
+    """
+    One daemon thread running jobs in order: what L{ThreadPool} does for
+    one thread, with less work per job (each write and fsync is one).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: SimpleQueue[tuple[OnResult, Callable[..., object], Any, Any] | None] = SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._work, name=f"PoolThread-{self._name}-0", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """
+        Stop once the jobs given so far have run.
+        """
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def callInThreadWithCallback(
+        self, onResult: OnResult, f: Callable[..., object], *a: object, **kw: object
+    ) -> None:
+        self._jobs.put((onResult, f, a, kw))
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            onResult, f, a, kw = job
+            try:
+                result = f(*a, **kw)
+            except BaseException:
+                onResult(False, Failure())
+            else:
+                onResult(True, result)
 
 
 class WriterPool:
     """
-    A one-thread pool of daemon threads, started and stopped by its owner.
+    A one-thread pool of a daemon thread, started and stopped by its owner.
 
     The owner calls L{start} when it is made or started, L{run} for each
     job, and L{stop} once its last job has finished (when it closes).  A
@@ -53,9 +90,7 @@ class WriterPool:
         """
         self._reactor = reactor
         self._owned = pool is None
-        self._pool = (
-            _DaemonThreadPool(minthreads=0, maxthreads=1, name=name) if pool is None else pool
-        )
+        self._pool: Any = _WriterThread(name) if pool is None else pool
         self._running = False
         self._shutdown_trigger: Any = None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import string
 import zlib
 from collections.abc import Callable
@@ -43,7 +44,7 @@ _LEGACY_APP_PASSWORD_CHECK = BASE62
 The order oauthd used before it matched PhotoPrism's: journals may still hold
 app passwords minted with it, which must keep working.
 """
-HEX = frozenset(string.hexdigits.lower())
+_HEX_DIGITS = re.compile("[0-9a-f]*")
 
 
 def random_string(alphabet: str, length: int, random_bytes: RandomBytes = os.urandom) -> str:
@@ -70,7 +71,7 @@ def new_access_token(random_bytes: RandomBytes = os.urandom) -> str:
 
 
 def is_access_token(value: str) -> bool:
-    return len(value) == 48 and all(c in HEX for c in value)
+    return len(value) == 48 and _HEX_DIGITS.fullmatch(value) is not None
 
 
 def _app_password_check(first26: str, charset: str = APP_PASSWORD_CHECK) -> str:
@@ -164,7 +165,7 @@ def key_from_session_id(value: str) -> int | None:
     The lookup key named by a PhotoPrism session id (64 hex digits), or
     C{None} if C{value} is not one.
     """
-    if len(value) != 64 or not all(c in HEX for c in value):
+    if len(value) != 64 or _HEX_DIGITS.fullmatch(value) is None:
         return None
     return int(value[:32], 16)
 

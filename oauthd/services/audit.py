@@ -103,6 +103,13 @@ How long a batch whose write failed waits before the next try.
 """
 
 
+_LINE = json.JSONEncoder(separators=(",", ":"))
+"""
+Encodes an audit line (one encoder for all: C{json.dumps} with options
+builds a new one every call).
+"""
+
+
 @frozen
 class TrailLimits:
     """
@@ -305,7 +312,7 @@ class AuditTrail(Service):
         for name in sorted(fields):
             if name not in record and name != "chain":
                 record[name] = fields[name]
-        body = json.dumps(record, separators=(",", ":")).encode("utf-8")
+        body = _LINE.encode(record).encode("utf-8")
         self._head = chain_of(self._head, body)
         line = body[:-1] + b',"chain":"' + self._head.encode("ascii") + b'"}\n'
         self._pending.append((self._seq, line))
@@ -346,10 +353,14 @@ class AuditTrail(Service):
             written: Deferred[Any] = self._writer.run(self._rotate, name)
             batch: list[tuple[int, bytes]] = []
         else:
-            limit = self._rotations[0][0] if self._rotations else self._seq + 1
-            cut = next((i for i, (seq, _) in enumerate(self._pending) if seq >= limit), len(self._pending))
-            batch, self._pending = self._pending[:cut], self._pending[cut:]
-            written = self._writer.run(self._write, b"".join(line for _, line in batch))
+            if self._rotations:
+                limit = self._rotations[0][0]
+                cut = next((i for i, (seq, _) in enumerate(self._pending) if seq >= limit),
+                           len(self._pending))
+                batch, self._pending = self._pending[:cut], self._pending[cut:]
+            else:
+                batch, self._pending = self._pending, []
+            written = self._writer.run(self._write, b"".join([line for _, line in batch]))
         self._writing = written
         written.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
         return written.addCallback(self._next)

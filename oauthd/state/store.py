@@ -189,39 +189,43 @@ class Store(Service):
         else:
             appended = succeed(None)
 
-        def durable(_: object) -> Deferred[None]:
+        done: Deferred[T] = Deferred()
+
+        def answer(result: object) -> None:
+            # The events' outcome, once the records are durable.
+            if isinstance(result, Failure):
+                assert result.value is not None
+                done.errback(NotDurable(result.value, decision.context, made=True))
+            elif decision.refusal is not None:
+                done.errback(decision.refusal)
+            else:
+                done.callback(decision.answer)
+
+        def durable(result: object) -> None:
+            if isinstance(result, Failure):
+                assert result.value is not None
+                # Consumed here whatever the journal did: an audit failure
+                # after a journal failure is the same refusal.
+                audited.addErrback(lambda _: None)
+                self._note_failure(result.value)
+                done.errback(NotDurable(result.value, decision.context))
+                return
             if not records:
-                for event in decision.audit:
-                    self.record_audit(event)
+                try:
+                    for event in decision.audit:
+                        self.record_audit(event)
+                except Exception:
+                    answer(Failure())
+                    return
             elif self.observe is not None:
                 # Shown only now: a change the log never made durable was
                 # answered 503, so it did not happen.
                 for event in decision.audit:
                     self.observe(event)
-            return audited
+            audited.addBoth(answer)
 
-        def answer(_: object) -> T:
-            if decision.refusal is not None:
-                raise decision.refusal
-            return decision.answer
-
-        def failed(failure: Failure) -> Failure:
-            assert failure.value is not None
-            # Consumed here whatever the journal did: an audit failure after
-            # a journal failure is the same refusal.
-            audited.addErrback(lambda _: None)
-            self._note_failure(failure.value)
-            return Failure(NotDurable(failure.value, decision.context))
-
-        def not_durable(failure: Failure) -> Failure:
-            # The journal's failure came first; else the audit sink's, once
-            # the records were durable.
-            if failure.check(NotDurable):
-                return failure
-            assert failure.value is not None
-            return Failure(NotDurable(failure.value, decision.context, made=True))
-
-        return appended.addErrback(failed).addCallback(durable).addCallbacks(answer, not_durable)
+        appended.addBoth(durable)
+        return done
 
     def _note_failure(self, error: BaseException) -> None:
         if isinstance(error, JournalFailed) and self.journal_failure is None:
@@ -276,8 +280,14 @@ class Store(Service):
         return recorded.addErrback(failed)
 
     def _maybe_compact(self) -> None:
-        dead = self.log.record_count - self.state.live_records
-        if not self._compacting and dead > self.state.live_records + COMPACT_SLACK:
+        records = self.log.record_count
+        state = self.state
+        if records <= 2 * (len(state.clients) + len(state.users) + state.token_count()) + COMPACT_SLACK:
+            # Too few records for compaction however many of the state's
+            # other records live, which take longer to count (on every commit).
+            return
+        dead = records - state.live_records
+        if not self._compacting and dead > state.live_records + COMPACT_SLACK:
             # A failure is logged by compact(); the next commit tries again.
             self.compact().addErrback(lambda _: None)
 

@@ -80,7 +80,10 @@ class Channel(HTTPChannel):
     """
 
     site: OAuthSite
+    # One timer for all the deadlines of the connection, moved rather than
+    # made anew for each; it does nothing when it fires with none armed.
     _deadline: IDelayedCall | None = None
+    _armed = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -89,11 +92,13 @@ class Channel(HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stop_deadline()
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
         self.site.connections -= 1
         super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._deadline is None and not self._handlingRequest:
+        if not self._armed and not self._handlingRequest:
             # The first bytes of the next request on a kept-alive connection.
             self._await_headers()
         super().dataReceived(data)
@@ -130,14 +135,19 @@ class Channel(HTTPChannel):
         self.site.awaiting_headers[self] = self.site.reactor.seconds()
 
     def _start_deadline(self, seconds: float) -> None:
-        self._deadline = self.callLater(seconds, self.too_slow)
+        self._armed = True
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.reset(seconds)
+        else:
+            self._deadline = self.callLater(seconds, self._deadline_passed)
 
     def _stop_deadline(self) -> None:
         self.site.awaiting_headers.pop(self, None)
-        if self._deadline is not None:
-            if self._deadline.active():
-                self._deadline.cancel()
-            self._deadline = None
+        self._armed = False
+
+    def _deadline_passed(self) -> None:
+        if self._armed:
+            self.too_slow()
 
     def too_slow(self) -> None:
         """

@@ -12,7 +12,7 @@ import binascii
 import json
 from collections.abc import Collection
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import unquote_plus
 
 from twisted.web.iweb import IRequest
 
@@ -284,8 +284,8 @@ def _basic(credentials: bytes) -> tuple[str, str]:
     try:
         text = base64.b64decode(credentials, validate=True).decode("utf-8")
         client_id, colon, secret = text.partition(":")
-        client_id = unquote_plus(client_id, errors="strict")
-        secret = unquote_plus(secret, errors="strict")
+        client_id = _unquoted(client_id)
+        secret = _unquoted(secret)
     except (binascii.Error, ValueError):
         colon = ""
     if not colon or not client_id:
@@ -294,13 +294,27 @@ def _basic(credentials: bytes) -> tuple[str, str]:
 
 
 def _form_pairs(body: bytes, what: str = "form body") -> list[tuple[str, str]]:
+    """
+    The pairs of a form body (or query string) as C{urllib.parse.parse_qsl}
+    reads them (blank values kept, strict UTF-8), with less work per field.
+    """
     try:
-        text = body.decode("ascii")
-        return parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
+        fields = body.decode("ascii").split("&") if body else []
+        if len(fields) > MAX_FIELDS:
+            raise errors.invalid_request(f"the {what} has more than {MAX_FIELDS} parameters")
+        return [(_unquoted(name), _unquoted(value))
+                for name, _, value in (field.partition("=") for field in fields if field)]
     except UnicodeDecodeError:
         raise errors.invalid_request(f"the {what} is not valid UTF-8") from None
-    except ValueError:
-        raise errors.invalid_request(f"the {what} has more than {MAX_FIELDS} parameters") from None
+
+
+def _unquoted(text: str) -> str:
+    """
+    A form-encoded name or value, decoded (strict UTF-8).
+    """
+    if "%" not in text and "+" not in text:
+        return text
+    return unquote_plus(text, errors="strict")
 
 
 def _json_pairs(body: bytes) -> list[tuple[str, str]]:

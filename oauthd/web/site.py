@@ -28,6 +28,12 @@ from oauthd.web.connection import Channel, Refused
 
 log = Logger()
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""
+Encodes response bodies (one encoder for all: C{json.dumps} with options
+builds a new one every call).
+"""
+
 
 def json_body(
     request: IRequest,
@@ -49,7 +55,7 @@ def json_body(
         request.setHeader(b"Pragma", b"no-cache")
     for name, value in (headers or {}).items():
         request.setHeader(name.encode("ascii"), value.encode("ascii"))
-    data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    data = _COMPACT.encode(body).encode("utf-8")
     request.setHeader(b"Content-Length", b"%d" % len(data))
     return data
 
