@@ -63,9 +63,7 @@ _END = object()
 
 @define(eq=False)
 class _Entry:
-    """
-    One append() call waiting for its write+fsync.
-    """
+    """One append() call waiting for its write+fsync."""
 
     payloads: tuple[bytes, ...]
     done: Deferred[None]
@@ -74,10 +72,8 @@ class _Entry:
 @define(eq=False)
 class _Compaction:
     """
-    A compaction in progress.
-
-    Only the reactor side touches it; the new file itself is the writer's
-    (L{JournalFile}).
+    A compaction in progress.  Only the reactor side touches it; the new
+    file itself is the writer's (L{JournalFile}).
     """
 
     snapshot: Iterator[bytes]
@@ -247,8 +243,7 @@ class FileJournal(SingleWriter):
                 " available again, nor after a compaction or close()"
             )
         self._loaded = None
-        # Each payload is let go of once given (popped off the list reversed):
-        # those the state does not keep are freed during replay, not after.
+        # Each payload let go of once given: those the state drops are freed early.
         handed: list[object] = [_END, *reversed(loaded)]
         return iter(handed.pop, _END)  # type: ignore[arg-type]
 

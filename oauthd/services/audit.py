@@ -88,9 +88,7 @@ audit_log = Logger(namespace="oauthd.audit")
 log = Logger()
 
 AuditSink = Callable[[str, str, dict[str, str]], None]
-"""
-Takes an event name, its outcome and its cleaned fields.
-"""
+"""Takes an event name, its outcome and its cleaned fields."""
 
 FLUSH_SECONDS = 0.05
 """
@@ -98,16 +96,11 @@ How long an event that changes nothing may wait in memory before its batch
 is written.
 """
 RETRY_SECONDS = 5.0
-"""
-How long a batch whose write failed waits before the next try.
-"""
+"""How long a batch whose write failed waits before the next try."""
 
 
+# One encoder for every line: json.dumps with options builds one per call.
 _LINE = json.JSONEncoder(separators=(",", ":"))
-"""
-Encodes an audit line (one encoder for all: C{json.dumps} with options
-builds a new one every call).
-"""
 
 
 @frozen
@@ -353,13 +346,11 @@ class AuditTrail(Service):
             written: Deferred[Any] = self._writer.run(self._rotate, name)
             batch: list[tuple[int, bytes]] = []
         else:
+            cut = len(self._pending)
             if self._rotations:
                 limit = self._rotations[0][0]
-                cut = next((i for i, (seq, _) in enumerate(self._pending) if seq >= limit),
-                           len(self._pending))
-                batch, self._pending = self._pending[:cut], self._pending[cut:]
-            else:
-                batch, self._pending = self._pending, []
+                cut = next((i for i, (seq, _) in enumerate(self._pending) if seq >= limit), cut)
+            batch, self._pending = self._pending[:cut], self._pending[cut:]
             written = self._writer.run(self._write, b"".join([line for _, line in batch]))
         self._writing = written
         written.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
