@@ -260,11 +260,13 @@ def open_event_log(config: Config, reactor: Any, pool: Any = None) -> IEventLog:
     if not config.eventlog:
         return FileJournal.open(config.data, reactor, pool=pool)
     from oauthd.eventlog.postgresql import open_postgres_log
+    from oauthd.eventlog.postgresql.node import node_id
 
     # The data directory (audit trail, control socket) stays one process's:
     # its lock is held until the process exits.
     lock_directory(config.data, LOCK_NAME)
-    return open_postgres_log(config.eventlog, reactor, pool=pool)
+    return open_postgres_log(config.eventlog, reactor, pool=pool, node=node_id(config.data, config.node_id),
+                             retention=config.audit_keep_days * 86400.0, sweep_every=60.0)
 
 
 def build_service(
