@@ -108,6 +108,11 @@ class Daemon(MultiService):
 
     last: Service | None = None
     reloader: Any = None
+    # Fires once the state has caught up with the event log (a shared one
+    # may have moved on since it was read at start), and the clock to try
+    # again by.
+    caught_up: Callable[[], Deferred[None]] | None = None
+    clock: Any = None
 
     def privilegedStartService(self) -> None:
         with _listen_or_exit():
@@ -118,7 +123,20 @@ class Daemon(MultiService):
             self.last.startService()
         with _listen_or_exit():
             super().startService()
-        sd_notify("READY=1")
+        self._ready()
+
+    def _ready(self) -> None:
+        if self.caught_up is None:
+            sd_notify("READY=1")
+            return
+
+        def not_yet(failure: Any) -> None:
+            log.warn("not ready: catching up with the event log failed ({why}); trying again",
+                     why=failure.getErrorMessage())
+            if self.running:
+                self.clock.callLater(1, self._ready)
+
+        self.caught_up().addCallbacks(lambda _: sd_notify("READY=1"), not_yet)
 
     def stopService(self) -> Deferred[None]:
         sd_notify("STOPPING=1")
@@ -330,6 +348,7 @@ def build_service(
     store = Store(state, journal, reactor, trail)
     reader = anchor_trail(trail, store, reactor)
     root = Daemon()
+    root.caught_up, root.clock = journal.sync, reactor
     # The trail stops after everything else (see Daemon).
     root.last = trail
     # Services stop in the reverse order: listeners first, the store (which

@@ -38,7 +38,7 @@ from oauthd.eventlog.postgresql.database import Appending, Fetched, Listener, Re
 from oauthd.eventlog.postgresql.snapshots import Snapshotter
 from oauthd.eventlog.postgresql.schema import ensure_schema
 from oauthd.eventlog.writer_pool import WriterPool
-from oauthd.interfaces import Claim, Deliver, IEventLog
+from oauthd.interfaces import Claim, Deliver, IEventLog, IFollowedLog
 
 __all__ = ["PostgresLog"]
 
@@ -54,7 +54,7 @@ class _Entry:
     done: Deferred[None]
 
 
-@implementer(IEventLog)
+@implementer(IEventLog, IFollowedLog)
 @define(eq=False)
 class PostgresLog:
     """
@@ -90,11 +90,7 @@ class PostgresLog:
     _clock: IReactorTime = field(factory=Clock)
     _sweeper: LoopingCall | None = None
     _read_ok: bool = True
-    last_contact: float = 0.0
-    """
-    When (the reactor's seconds) this node last read the log up to its head
-    at the time: the state it serves is at most that old.
-    """
+    _last_contact: float = 0.0
     _failure: JournalError | None = None
     # Set when the writer's connection broke; appends fail at once (memory
     # stays unchanged) until a probe reconnects.
@@ -163,7 +159,7 @@ class PostgresLog:
         )
         log._acked = loaded.position
         log._clock = clock or (reactor if IReactorTime.providedBy(reactor) else Clock())
-        log.last_contact = log._clock.seconds()
+        log._last_contact = log._clock.seconds()
         if sweep_every is not None:
             log._sweeper = LoopingCall(log._sweep)
             log._sweeper.clock = log._clock
@@ -258,6 +254,15 @@ class PostgresLog:
         self.sweep_claims(self._clock.seconds()).addErrback(
             lambda failure: _log.warn("event log: sweeping expired claims failed: {why}",
                                       why=failure.getErrorMessage()))
+
+    @property
+    def last_contact(self) -> float | None:
+        """
+        When (the clock's seconds) this node last read the log up to its
+        head of the time: the state it serves is at most that old; C{None}
+        while nothing follows the log (the state does not track it).
+        """
+        return None if self._deliver is None else self._last_contact
 
     @property
     def failure(self) -> str | None:
@@ -418,7 +423,7 @@ class PostgresLog:
         if fetched.records:
             self._cursor_hash = fetched.last_hash
         if not fetched.full:
-            self.last_contact = self._clock.seconds()
+            self._last_contact = self._clock.seconds()
         self._read_ok = True
         if self._unavailable is not None:
             # The database is back: the writer reconnects before an append
