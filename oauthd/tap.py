@@ -283,8 +283,16 @@ def open_event_log(config: Config, reactor: Any, pool: Any = None) -> IEventLog:
     # The data directory (audit trail, control socket) stays one process's:
     # its lock is held until the process exits.
     lock_directory(config.data, LOCK_NAME)
+    from oauthd.eventlog.postgresql.sealing import read_key_file
+
+    key = None
+    if config.eventlog_secret_key_file:
+        key = read_key_file(config.eventlog_secret_key_file)
+    else:
+        log.warn("eventlog_secret_key_file is not set: the shared event log keeps signing keys and TOTP"
+                 " secrets unencrypted in PostgreSQL")
     return open_postgres_log(config.eventlog, reactor, pool=pool, node=node_id(config.data, config.node_id),
-                             retention=config.audit_keep_days * 86400.0, sweep_every=60.0)
+                             retention=config.audit_keep_days * 86400.0, sweep_every=60.0, secret_key=key)
 
 
 def build_service(

@@ -242,3 +242,88 @@ class OpsTests(SynchronousTestCase):
         a = self.node(node="a")
         self.assertEqual(list(a.replay()), [b"\x01"])
         self.assertEqual(sql(self.uri, "SELECT version FROM oauthd_schema"), [(2,)])
+
+
+KEY = bytes(range(32))
+
+
+class SealingTests(SynchronousTestCase):
+    """
+    With a secret key, what the log keeps in PostgreSQL is sealed: the
+    records and the snapshots; nodes with the key read them; a node with
+    another key, or none, is refused with one line.
+    """
+
+    def setUp(self) -> None:
+        self.uri = fresh_database()
+
+    def node(self, **options: Any) -> Any:
+        from oauthd.eventlog.postgresql import open_postgres_log
+
+        log = open_postgres_log(self.uri, InlineReactor(), pool=InlinePool(), listen=False, **options)
+        self.addCleanup(log.close)
+        return log
+
+    def test_nothing_in_the_clear(self) -> None:
+        a = self.node(secret_key=KEY)
+        seen = Follower(a)
+        self.successResultOf(a.append([b"signing-key-secret"]))
+        self.successResultOf(a.compact([b"totp-secret"]))
+        self.successResultOf(a.append([b"after"]))
+        self.assertEqual(seen.records, [(1, b"signing-key-secret"), (2, b"after")])
+        stored = b"".join(bytes(p) for (p,) in sql(self.uri, "SELECT payload FROM oauthd_log"))
+        chunks = b"".join(bytes(d) for (d,) in sql(self.uri, "SELECT data FROM oauthd_snapshot_chunks"))
+        self.assertNotIn(b"secret", stored + chunks)
+        self.assertNotIn(b"after", stored)
+        b = self.node(secret_key=KEY)
+        self.assertEqual(list(b.replay()), [b"totp-secret", b"after"])
+        self.assertNotIn(KEY.hex(), str(sql(self.uri, "SELECT * FROM oauthd_settings")))
+
+    def test_another_key_or_none_is_refused(self) -> None:
+        from oauthd.eventlog.postgresql.sealing import KeyMismatch
+
+        self.node(secret_key=KEY)
+        for other, why in ((bytes(32), "is not the key the event log was written with"),
+                           (None, "the event log is sealed with a secret key")):
+            with self.assertRaises(KeyMismatch) as caught:
+                self.node(secret_key=other)
+            self.assertIn(why, str(caught.exception))
+            self.assertEqual(len(str(caught.exception).splitlines()), 1)
+
+    def test_a_record_changed_in_the_database_does_not_open(self) -> None:
+        """
+        A sealed record altered in the database (its chain recomputed) stops
+        the node with one line, rather than delivering it.
+        """
+        from oauthd.eventlog.chain import GENESIS, link
+        from oauthd.eventlog.postgresql.sealing import KeyMismatch
+
+        a = self.node(secret_key=KEY)
+        self.successResultOf(a.append([b"x"]))
+        forged = b"\x01" + bytes(40)
+        sql(self.uri, "UPDATE oauthd_log SET payload = %s, hash = %s", forged, link(GENESIS, 1, forged))
+        with self.assertRaises(KeyMismatch) as caught:
+            self.node(secret_key=KEY)
+        self.assertIn("the record at position 1 does not open", str(caught.exception))
+
+
+def test_key_file(tmp_path: Path) -> None:
+    """
+    The key file holds 64 hex digits, is the running user's and private;
+    anything else is refused with one line.
+    """
+    from oauthd.eventlog.postgresql.sealing import read_key_file
+
+    path = tmp_path / "key"
+    path.write_text(KEY.hex() + "\n")
+    path.chmod(0o600)
+    assert read_key_file(str(path)) == KEY
+    path.write_text("abc\n")
+    with pytest.raises(JournalError, match=r"expected 64 hexadecimal digits \(make one with: openssl rand"):
+        read_key_file(str(path))
+    path.write_text(KEY.hex())
+    path.chmod(0o640)
+    with pytest.raises(JournalError, match=r"^eventlog_secret_key_file .*open to others"):
+        read_key_file(str(path))
+    with pytest.raises(JournalError, match=r"cannot read it: No such file"):
+        read_key_file(str(tmp_path / "missing"))

@@ -23,6 +23,7 @@ from oauthd.eventlog.chain import GENESIS, link
 from oauthd.eventlog.errors import LogDiverged, LogGap, LogUnavailable
 from oauthd.eventlog.postgresql.link import Connection, Link
 from oauthd.eventlog.postgresql.node import claim_node, take_node_lock
+from oauthd.eventlog.postgresql.sealing import Sealer
 from oauthd.eventlog.postgresql.snapshots import unframe
 from oauthd.interfaces import Claim, ClaimConflict, Expect
 
@@ -43,10 +44,11 @@ class Appending:
     claims: tuple[Claim, ...] = ()
 
 
-def _arguments(batch: Sequence[Appending]) -> tuple[object, ...]:
+def _arguments(batch: Sequence[Appending], sealer: Sealer) -> tuple[object, ...]:
     """
     The arguments of C{oauthd_append} for C{batch}: each array flattened
-    over the appends, with each append's count beside it.
+    over the appends, with each append's count beside it; the payloads
+    sealed.
     """
     claims = [c for a in batch for c in a.claims]
     modes = [
@@ -54,7 +56,7 @@ def _arguments(batch: Sequence[Appending]) -> tuple[object, ...]:
         for c in claims
     ]
     return (
-        [p for a in batch for p in a.payloads], [len(a.payloads) for a in batch],
+        [sealer.seal(p) for a in batch for p in a.payloads], [len(a.payloads) for a in batch],
         [c.key for c in claims], [c.value for c in claims], modes,
         [c.expect if isinstance(c.expect, str) else None for c in claims],
         [c.expires for c in claims], [len(a.claims) for a in batch],
@@ -68,10 +70,11 @@ class Writer:
     """
 
     _link: Link
+    _sealer: Sealer = field(factory=lambda: Sealer(None))
 
     @classmethod
-    def to(cls, uri: str, name: str) -> Writer:
-        return cls(Link(uri, name))
+    def to(cls, uri: str, name: str, sealer: Sealer | None = None) -> Writer:
+        return cls(Link(uri, name), sealer or Sealer(None))
 
     def connection(self) -> Connection:
         return self._link.get()
@@ -90,7 +93,7 @@ class Writer:
             row = self._link.get().execute(
                 "SELECT * FROM oauthd_append(%s::bytea[], %s::int[], %s::text[], %s::text[],"
                 " %s::text[], %s::text[], %s::float8[], %s::int[])",
-                _arguments(batch),
+                _arguments(batch, self._sealer),
             ).fetchone()
         except LogUnavailable as e:
             return [e] * len(batch)
@@ -214,10 +217,12 @@ class Reader:
     _touched: float = field(default=0.0)
     # Whether this session holds the node id's lock (L{claim_node}).
     _claimed: bool = False
+    _sealer: Sealer = field(factory=lambda: Sealer(None))
 
     @classmethod
-    def to(cls, uri: str, name: str, node: str, page: int, touch_every: float = 1.0) -> Reader:
-        reader = cls(Link(uri, name), node, page, touch_every)
+    def to(cls, uri: str, name: str, node: str, page: int, touch_every: float = 1.0,
+           sealer: Sealer | None = None) -> Reader:
+        reader = cls(Link(uri, name), node, page, touch_every, sealer=sealer or Sealer(None))
         reader._link._on_connect = reader._connected
         return reader
 
@@ -267,7 +272,7 @@ class Reader:
             previous = link(previous, pos, payload)
             if previous != bytes(stored):
                 raise _diverged(cursor, f"the record at position {pos} does not follow on")
-            records.append((pos, payload))
+            records.append((pos, self._sealer.open(payload, f"the record at position {pos}")))
         if time.monotonic() - self._touched >= self.touch_every:
             # The heartbeat: the node's row says it is live, and where.
             self._touch(connection, records[-1][0] if records else cursor)
@@ -290,6 +295,7 @@ class Reader:
         """
         connection = self._link.get()
         self._claimed = claim_node(connection, self.node)
+        self._sealer.check(connection)
         snapshot = connection.execute(
             "SELECT id, pos, hash, records FROM oauthd_snapshots WHERE complete"
             " ORDER BY pos DESC, id DESC LIMIT 1"
@@ -302,7 +308,7 @@ class Reader:
             for (data,) in connection.execute(
                 "SELECT data FROM oauthd_snapshot_chunks WHERE snapshot = %s ORDER BY seq", (snapshot_id,)
             ):
-                payloads += unframe(bytes(data))
+                payloads += unframe(self._sealer.open(bytes(data), f"the snapshot at position {cursor}"))
         while True:
             fetched = self.fetch(cursor, cursor_hash, False)
             payloads += [payload for _, payload in fetched.records]

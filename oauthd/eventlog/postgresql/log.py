@@ -35,6 +35,7 @@ from oauthd.eventlog.format import HEADER_SIZE, RECORD_OVERHEAD, check_payload
 from oauthd.eventlog.postgresql.compaction import Compacted, Compaction
 from oauthd.eventlog.postgresql.connection import redact
 from oauthd.eventlog.postgresql.database import Appending, Fetched, Listener, Reader, Writer
+from oauthd.eventlog.postgresql.sealing import KeyMismatch, Sealer
 from oauthd.eventlog.postgresql.snapshots import Snapshotter
 from oauthd.eventlog.postgresql.schema import ensure_schema
 from oauthd.eventlog.writer_pool import WriterPool
@@ -115,6 +116,7 @@ class PostgresLog:
         retention: float = 0.0,
         sweep_every: float | None = None,
         clock: IReactorTime | None = None,
+        secret_key: bytes | None = None,
     ) -> PostgresLog:
         """
         Open the shared log at C{uri}: create or upgrade its schema, read
@@ -137,15 +139,19 @@ class PostgresLog:
             node at a time), or C{None} for none but L{sweep_claims}.
         @param clock: tells L{last_contact} and the claims' expiry (by
             default C{reactor}, if it tells the time).
+        @param secret_key: seals every payload and snapshot chunk the log
+            keeps (L{oauthd.eventlog.postgresql.sealing}); C{None} for none.
         @raise LogUnavailable: the database cannot be reached.
         @raise SchemaTooNew: its schema is newer than this oauthd knows.
         @raise LogDiverged: the log's hash chain is broken.
         @raise NodeInUse: a live node has the id C{node}.
+        @raise KeyMismatch: the log was written with another key (or none).
         """
         node = node or uuid.uuid4().hex
-        writer = Writer.to(uri, f"oauthd {node} writer")
+        sealer = Sealer(secret_key)
+        writer = Writer.to(uri, f"oauthd {node} writer", sealer)
         ensure_schema(writer.connection(), partition_size)
-        reader = Reader.to(uri, f"oauthd {node} reader", node, page, touch_every)
+        reader = Reader.to(uri, f"oauthd {node} reader", node, page, touch_every, sealer)
         loaded = reader.load()
         size = HEADER_SIZE + sum(RECORD_OVERHEAD + len(p) for p in loaded.payloads)
         pools = {role: WriterPool(reactor, f"oauthd-pg-{role}", pool) for role in ("writer", "reader", "snapshot")}
@@ -153,7 +159,7 @@ class PostgresLog:
             writer_pool.start()
         log = cls(
             uri=uri, node=node, reactor=reactor, writer=writer, reader=reader,
-            snapshotter=Snapshotter.to(uri, f"oauthd {node} snapshot", node), pools=pools,
+            snapshotter=Snapshotter.to(uri, f"oauthd {node} snapshot", node, sealer), pools=pools,
             loaded=loaded.payloads, cursor=loaded.position, cursor_hash=loaded.last_hash,
             records=len(loaded.payloads), bytes=size, retention=retention,
         )
@@ -441,7 +447,7 @@ class PostgresLog:
     def _read_failed(self, failure: Failure, asking: list[Deferred[None]]) -> None:
         error = failure.value
         self._read_ok = False
-        if isinstance(error, (LogDiverged, LogGap)):
+        if isinstance(error, (LogDiverged, LogGap, KeyMismatch)):
             self._failure = error
             _log.critical("{error}", error=error)
             waiting, self._waiting = [w[2] for w in self._waiting], []

@@ -17,6 +17,7 @@ from psycopg import sql
 from oauthd.eventlog.errors import LogUnavailable
 from oauthd.eventlog.postgresql.link import Link
 from oauthd.eventlog.postgresql.node import LIVE_SECONDS
+from oauthd.eventlog.postgresql.sealing import Sealer
 
 __all__ = ["COMPACT_LOCK", "SWEEP_LOCK", "Began", "Snapshotter", "frame", "unframe"]
 
@@ -77,10 +78,11 @@ class Snapshotter:
 
     _link: Link
     node: str
+    _sealer: Sealer
 
     @classmethod
-    def to(cls, uri: str, name: str, node: str) -> Snapshotter:
-        return cls(Link(uri, name), node)
+    def to(cls, uri: str, name: str, node: str, sealer: Sealer | None = None) -> Snapshotter:
+        return cls(Link(uri, name), node, sealer or Sealer(None))
 
     def _run(self, query: Any, args: Sequence[object]) -> Any:
         try:
@@ -110,7 +112,7 @@ class Snapshotter:
     def chunk(self, snapshot: int, seq: int, payloads: Sequence[bytes]) -> None:
         self._run(
             "INSERT INTO oauthd_snapshot_chunks (snapshot, seq, data) VALUES (%s, %s, %s) RETURNING seq",
-            (snapshot, seq, frame(payloads)),
+            (snapshot, seq, self._sealer.seal(frame(payloads))),
         )
 
     def finish(self, snapshot: int, records: int, retention: float) -> int:
