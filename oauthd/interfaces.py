@@ -336,10 +336,13 @@ class IFollowedLog(Interface):
     nodes): how fresh the state it serves is.
     """
 
-    last_contact = Attribute(
-        "C{float}: when (the reactor's seconds) the node last read the log"
-        " up to its head of the time; C{None} while nothing follows it"
-    )
+    def lag() -> float | None:
+        """
+        Seconds since the node last read the log up to its head of the time
+        (the state it serves is at most that old); C{None} while nothing
+        follows the log.
+        """
+
     reachable = Attribute("C{bool}: whether the node's last reads and writes reached the log")
     failure = Attribute(
         "C{str} or C{None}: why the node stopped following the log for good"

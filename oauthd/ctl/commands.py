@@ -91,9 +91,24 @@ def cmd_status(args: argparse.Namespace, term: Terminal, connect: Connect) -> No
             ("Live Tokens", status["tokens"]),
             ("Journal", f"{size(status['journal_bytes'])}, {records} records"),
             ("Live Fraction", f"{status['live_fraction']:.0%} ({status['live_records']} live records)"),
+            *_log_rows(status),
         ])
 
     emit(args, term, status, human)
+
+
+def _log_rows(status: dict[str, Any]) -> list[tuple[str, object]]:
+    """
+    Where this node is in the event log; on a shared one, its id and lag.
+    """
+    rows: list[tuple[str, object]] = []
+    if status["node"]:
+        rows.append(("Node", status["node"]))
+    rows.append(("Position", status["position"]))
+    if status.get("lag") is not None:
+        rows.append(("Lag", f"{status['lag']:.3f} s"))
+    rows.append(("State Digest", status["state_digest"]))
+    return rows
 
 
 def cmd_compact(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:

@@ -105,7 +105,7 @@ class OAuthHTTP:
         return parsing.params(request, self._ctx.config.max_body)
 
     def _fresh(self) -> None:
-        check_fresh(self._store.log, self._ctx.clock, self._ctx.config.eventlog_max_lag)
+        check_fresh(self._store.log, self._ctx.config.eventlog_max_lag)
 
     def _committed(self, decided: Decision[Body] | Deferred[Decision[Body]]) -> Deferred[Body]:
         """
@@ -264,7 +264,7 @@ class OAuthHTTP:
         the audit trail cannot write) and what to do, or why the state is
         too stale to serve; on a shared log, its lag and reachability.
         """
-        logged, stale = log_health(self._store.log, self._ctx.clock, self._ctx.config.eventlog_max_lag)
+        logged, stale = log_health(self._store.log, self._ctx.config.eventlog_max_lag)
         trouble = "; ".join(r for r in (self._store.trouble(), stale) if r is not None)
         if trouble:
             return json_body(request, {"status": "failing", "reason": trouble, **logged}, 503)

@@ -9,40 +9,36 @@ the lag.  A local journal is never stale.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IReactorTime
-
 from oauthd.interfaces import IEventLog, IFollowedLog
 from oauthd.protocol import errors
 
 __all__ = ["check_fresh", "log_health"]
 
 
-def _lag(log: IEventLog, clock: IReactorTime) -> float | None:
-    if not IFollowedLog.providedBy(log):
-        return None
-    contact = log.last_contact
-    return None if contact is None else max(clock.seconds() - float(contact), 0.0)
+def _lag(log: IEventLog) -> float | None:
+    followed = IFollowedLog(log, None)
+    return None if followed is None else followed.lag()
 
 
-def check_fresh(log: IEventLog, clock: IReactorTime, max_lag: float) -> None:
+def check_fresh(log: IEventLog, max_lag: float) -> None:
     """
     Refuse a read that must not be answered from a state older than
     C{max_lag} seconds.
 
     @raise OAuthError: C{temporarily_unavailable}, 503, with C{Retry-After}.
     """
-    lag = _lag(log, clock)
+    lag = _lag(log)
     if lag is not None and (lag > max_lag or log.failure is not None):  # type: ignore[attr-defined]
         raise errors.deny(errors.temporarily_unavailable(
             "this server has not reached its shared event log recently; try again"), reason="eventlog: stale")
 
 
-def log_health(log: IEventLog, clock: IReactorTime, max_lag: float) -> tuple[dict[str, object], str | None]:
+def log_health(log: IEventLog, max_lag: float) -> tuple[dict[str, object], str | None]:
     """
     The event log's part of C{/healthz}: its lag and reachability (nothing
     for a local journal), and why it makes the node fail, if it does.
     """
-    lag = _lag(log, clock)
+    lag = _lag(log)
     if lag is None:
         return {}, None
     failure = log.failure  # type: ignore[attr-defined]

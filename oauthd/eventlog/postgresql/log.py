@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -27,7 +25,6 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.internet.task import Clock, LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from oauthd.eventlog.errors import (
     CompactionInProgress, JournalClosed, JournalError, LogDiverged, LogGap, LogUnavailable)
@@ -35,9 +32,8 @@ from oauthd.eventlog.format import HEADER_SIZE, RECORD_OVERHEAD, check_payload
 from oauthd.eventlog.postgresql.compaction import Compacted, Compaction
 from oauthd.eventlog.postgresql.connection import redact
 from oauthd.eventlog.postgresql.database import Appending, Fetched, Listener, Reader, Writer
-from oauthd.eventlog.postgresql.sealing import KeyMismatch, Sealer
+from oauthd.eventlog.postgresql.sealing import KeyMismatch
 from oauthd.eventlog.postgresql.snapshots import Snapshotter
-from oauthd.eventlog.postgresql.schema import ensure_schema
 from oauthd.eventlog.writer_pool import WriterPool
 from oauthd.interfaces import Claim, Deliver, IEventLog, IFollowedLog
 
@@ -60,7 +56,7 @@ class _Entry:
 class PostgresLog:
     """
     The event log shared by several nodes, in PostgreSQL.  Build it with
-    L{PostgresLog.open}.
+    L{oauthd.eventlog.postgresql.opening.open_log}.
     """
 
     uri: str
@@ -100,83 +96,21 @@ class PostgresLog:
     _closed: bool = False
     _close_waiters: list[Deferred[None]] = field(factory=list)
 
-    @classmethod
-    def open(
-        cls,
-        uri: str,
-        reactor: IReactorFromThreads,
-        *,
-        node: str | None = None,
-        pool: ThreadPool | None = None,
-        listen: bool = True,
-        poll: float = 1.0,
-        page: int = PAGE,
-        partition_size: int | None = None,
-        touch_every: float = 1.0,
-        retention: float = 0.0,
-        sweep_every: float | None = None,
-        clock: IReactorTime | None = None,
-        secret_key: bytes | None = None,
-    ) -> PostgresLog:
+    def start(self, poll: float | None, sweep_every: float | None) -> None:
         """
-        Open the shared log at C{uri}: create or upgrade its schema, read
-        the latest snapshot and the log after it (blocking: call it before
-        the reactor runs).
-
-        @param node: this node's id (by default a new one).
-        @param pool: runs every blocking job instead of the log's own
-            threads (tests pass one that runs jobs inline).
-        @param listen: whether to start the listener thread (without it,
-            the log is read after its own appends and on L{sync} only).
-        @param poll: the listener's wait, in seconds, before it wakes the
-            reader anyway.
-        @param partition_size: positions per partition of a new log.
-        @param touch_every: seconds between updates of this node's row (its
-            applied position, its heartbeat) in the nodes table.
-        @param retention: seconds of records compaction keeps whatever the
-            snapshots (the audit retention).
-        @param sweep_every: seconds between sweeps of expired claims (one
-            node at a time), or C{None} for none but L{sweep_claims}.
-        @param clock: tells L{last_contact} and the claims' expiry (by
-            default C{reactor}, if it tells the time).
-        @param secret_key: seals every payload and snapshot chunk the log
-            keeps (L{oauthd.eventlog.postgresql.sealing}); C{None} for none.
-        @raise LogUnavailable: the database cannot be reached.
-        @raise SchemaTooNew: its schema is newer than this oauthd knows.
-        @raise LogDiverged: the log's hash chain is broken.
-        @raise NodeInUse: a live node has the id C{node}.
-        @raise KeyMismatch: the log was written with another key (or none).
+        Start the listener thread, whose wake-ups make the node read the log
+        (and every C{poll} seconds without one), unless C{poll} is C{None};
+        and sweeping expired claims every C{sweep_every} seconds, if given.
         """
-        node = node or uuid.uuid4().hex
-        sealer = Sealer(secret_key)
-        writer = Writer.to(uri, f"oauthd {node} writer", sealer)
-        ensure_schema(writer.connection(), partition_size)
-        reader = Reader.to(uri, f"oauthd {node} reader", node, page, touch_every, sealer)
-        loaded = reader.load()
-        size = HEADER_SIZE + sum(RECORD_OVERHEAD + len(p) for p in loaded.payloads)
-        pools = {role: WriterPool(reactor, f"oauthd-pg-{role}", pool) for role in ("writer", "reader", "snapshot")}
-        for writer_pool in pools.values():
-            writer_pool.start()
-        log = cls(
-            uri=uri, node=node, reactor=reactor, writer=writer, reader=reader,
-            snapshotter=Snapshotter.to(uri, f"oauthd {node} snapshot", node, sealer), pools=pools,
-            loaded=loaded.payloads, cursor=loaded.position, cursor_hash=loaded.last_hash,
-            records=len(loaded.payloads), bytes=size, retention=retention,
-        )
-        log._acked = loaded.position
-        log._clock = clock or (reactor if IReactorTime.providedBy(reactor) else Clock())
-        log._last_contact = log._clock.seconds()
         if sweep_every is not None:
-            log._sweeper = LoopingCall(log._sweep)
-            log._sweeper.clock = log._clock
-            log._sweeper.start(sweep_every, now=False)
-        _log.info("event log: {uri} at position {position}, node {node}",
-                  uri=redact(uri), position=loaded.position, node=node)
-        if listen:
-            log._listener = Listener(uri, f"oauthd {node} listener",
-                                     lambda: reactor.callFromThread(log._wake), poll)
-            log._listener.start()
-        return log
+            self._sweeper = LoopingCall(self._sweep)
+            self._sweeper.clock = self._clock
+            self._sweeper.start(sweep_every, now=False)
+        if poll is not None:
+            reactor = self._reactor
+            self._listener = Listener(self.uri, f"oauthd {self.node} listener",
+                                      lambda: reactor.callFromThread(self._wake), poll)
+            self._listener.start()
 
     # -- IEventLog -------------------------------------------------------------
 
@@ -265,10 +199,16 @@ class PostgresLog:
     def last_contact(self) -> float | None:
         """
         When (the clock's seconds) this node last read the log up to its
-        head of the time: the state it serves is at most that old; C{None}
-        while nothing follows the log (the state does not track it).
+        head of the time; C{None} while nothing follows the log.
         """
         return None if self._deliver is None else self._last_contact
+
+    def lag(self) -> float | None:
+        """
+        See L{IFollowedLog.lag}.
+        """
+        contact = self.last_contact
+        return None if contact is None else max(self._clock.seconds() - contact, 0.0)
 
     @property
     def failure(self) -> str | None:
