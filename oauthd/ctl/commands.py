@@ -132,26 +132,37 @@ def cmd_repair(args: argparse.Namespace, term: Terminal, connect: Connect) -> No
     Repair the journal in another process, as its own command: oauthctl
     loads nothing of the journal.
     """
+    report = run_helper(REPAIR, ["--", args.data], "the repair")
+    description = str(report.pop("description", ""))
+    emit(args, term, report, lambda: description)
+
+
+def run_helper(module: str, arguments: list[str], what: str) -> dict[str, Any]:
+    """
+    Run C{python -m module arguments}, a helper that prints one line of
+    JSON: its report, or C{{"error": ...}}.
+
+    @raise CtlError: the helper failed, or reported an error.
+    """
     try:
         done = subprocess.run(
             # -P: never import from the directory oauthctl runs in (root
-            # could be anywhere); "--": a directory named like an option.
-            [sys.executable, "-P", "-m", REPAIR, "--", args.data], stdin=subprocess.DEVNULL,
+            # could be anywhere).
+            [sys.executable, "-P", "-m", module, *arguments], stdin=subprocess.DEVNULL,
             capture_output=True, encoding="utf-8", errors="replace",
         )
     except OSError as e:
-        raise CtlError(f"cannot run the repair: {e.strerror or e}") from None
+        raise CtlError(f"cannot run {what}: {e.strerror or e}") from None
     try:
-        report = json.loads(done.stdout)
+        report = json.loads(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "")
     except ValueError:
         report = None
     if not isinstance(report, dict) or (done.returncode != 0 and "error" not in report):
         why = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        raise CtlError(f"the repair failed: {one_line(why[0])}")
+        raise CtlError(f"{what} failed: {one_line(why[0])}")
     if "error" in report:
         raise CtlError(one_line(str(report["error"])))
-    description = str(report.pop("description", ""))
-    emit(args, term, report, lambda: description)
+    return report
 
 
 def one_line(text: str) -> str:
