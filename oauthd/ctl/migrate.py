@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from oauthd.ctl.commands import CtlError, Connect, run_helper
+from oauthd.ctl.commands import Connect, run_helper
+from oauthd.ctl.connection import CtlError
 from oauthd.ctl.output import Terminal, emit
 
 MIGRATE = "oauthd.eventlog.migrate"
