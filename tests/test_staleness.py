@@ -70,6 +70,24 @@ class StalenessTests(OAuthCase):
         self.assertEqual(reply.code, 200)
 
 
+    def test_changes_answer_503_then_recover(self) -> None:
+        """
+        A change the shared log cannot take (its connection broke) answers
+        503 with Retry-After, not a 500; reads go on; the node reconnects.
+        """
+        from tests.test_shared_log import sql
+
+        sql(self.log.uri, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE application_name LIKE 'oauthd %% writer'")
+        replies = [self.token({"grant_type": "client_credentials"}) for _ in range(3)]
+        for reply in replies[:2]:
+            self.assert_error(reply, 503, "temporarily_unavailable")
+            self.assertEqual(reply.header("retry-after"), "1")
+        self.assertEqual(replies[2].code, 200)
+        reply = self.post(INTROSPECT, {"token": self.access}, auth=(self.client.id, self.secret))
+        self.assertEqual((reply.code, reply.body["active"]), (200, True))
+
+
 def test_local_journal_is_never_stale() -> None:
     """
     With the data directory's journal, /healthz says nothing of a lag.
@@ -87,3 +105,4 @@ def test_local_journal_is_never_stale() -> None:
     probe = Probe()
     probe.setUp()
     probe.runTest()
+

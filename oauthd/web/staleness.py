@@ -15,11 +15,6 @@ from oauthd.protocol import errors
 __all__ = ["check_fresh", "log_health"]
 
 
-def _lag(log: IEventLog) -> float | None:
-    followed = IFollowedLog(log, None)
-    return None if followed is None else followed.lag()
-
-
 def check_fresh(log: IEventLog, max_lag: float) -> None:
     """
     Refuse a read that must not be answered from a state older than
@@ -27,8 +22,11 @@ def check_fresh(log: IEventLog, max_lag: float) -> None:
 
     @raise OAuthError: C{temporarily_unavailable}, 503, with C{Retry-After}.
     """
-    lag = _lag(log)
-    if lag is not None and (lag > max_lag or log.failure is not None):  # type: ignore[attr-defined]
+    followed = IFollowedLog(log, None)
+    if followed is None:
+        return
+    lag = followed.lag()
+    if followed.failure is not None or (lag is not None and lag > max_lag):
         raise errors.deny(errors.temporarily_unavailable(
             "this server has not reached its shared event log recently; try again"), reason="eventlog: stale")
 
@@ -38,14 +36,14 @@ def log_health(log: IEventLog, max_lag: float) -> tuple[dict[str, object], str |
     The event log's part of C{/healthz}: its lag and reachability (nothing
     for a local journal), and why it makes the node fail, if it does.
     """
-    lag = _lag(log)
-    if lag is None:
+    followed = IFollowedLog(log, None)
+    if followed is None:
         return {}, None
-    failure = log.failure  # type: ignore[attr-defined]
-    health: dict[str, object] = {"eventlog": {"lag": round(lag, 3), "max_lag": max_lag,
-                                              "reachable": bool(log.reachable)}}  # type: ignore[attr-defined]
-    if failure is not None:
-        return health, str(failure)
-    if lag > max_lag:
+    lag = followed.lag()
+    health: dict[str, object] = {"eventlog": {"lag": None if lag is None else round(lag, 3), "max_lag": max_lag,
+                                              "reachable": bool(followed.reachable)}}
+    if followed.failure is not None:
+        return health, str(followed.failure)
+    if lag is not None and lag > max_lag:
         return health, f"the shared event log was last reached {lag:.1f} s ago (eventlog_max_lag is {max_lag:g})"
     return health, None
