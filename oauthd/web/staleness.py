@@ -22,9 +22,9 @@ def check_fresh(log: IEventLog, max_lag: float) -> None:
 
     @raise OAuthError: C{temporarily_unavailable}, 503, with C{Retry-After}.
     """
-    followed = IFollowedLog(log, None)
-    if followed is None:
+    if not IFollowedLog.providedBy(log):
         return
+    followed = IFollowedLog(log)
     lag = followed.lag()
     if followed.failure is not None or (lag is not None and lag > max_lag):
         raise errors.deny(errors.temporarily_unavailable(
@@ -36,9 +36,9 @@ def log_health(log: IEventLog, max_lag: float) -> tuple[dict[str, object], str |
     The event log's part of C{/healthz}: its lag and reachability (nothing
     for a local journal), and why it makes the node fail, if it does.
     """
-    followed = IFollowedLog(log, None)
-    if followed is None:
+    if not IFollowedLog.providedBy(log):
         return {}, None
+    followed = IFollowedLog(log)
     lag = followed.lag()
     health: dict[str, object] = {"eventlog": {"lag": None if lag is None else round(lag, 3), "max_lag": max_lag,
                                               "reachable": bool(followed.reachable)}}
