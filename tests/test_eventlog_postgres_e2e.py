@@ -127,6 +127,9 @@ def test_node_ids_keys_and_one_line_refusals(tmp_path: Path) -> None:
         status = json.loads(ctl(first.data / "control.sock", "--json", "status").stdout)
         assert (status["node"], status["position"]) == (node, status["position"])
         assert len(status["state_digest"]) == 64
+        shown = ctl(first.data / "control.sock", "status").stdout
+        assert f"Node            {node}" in shown or f"Node" in shown and node in shown
+        assert status["state_digest"] in shown
         same = _config(tmp_path, uri, node_id=node)
         refused = _twistd(tmp_path, str(tmp_path / "two"), "--config", same)
         assert refused.returncode == 1, refused.stdout + refused.stderr

@@ -29,7 +29,7 @@ class StalenessTests(OAuthCase):
         self.clock = Clock()
         self.clock.advance(START)
         self.log: Any = open_postgres_log(fresh_database(), InlineReactor(), pool=InlinePool(), listen=False,
-                                          clock=self.clock)
+                                          clock=self.clock, partition_size=4)
         self.addCleanup(self.log.close)
         # As the store does when it follows the log.
         self.delivered: list[int] = []
@@ -87,6 +87,30 @@ class StalenessTests(OAuthCase):
         reply = self.post(INTROSPECT, {"token": self.access}, auth=(self.client.id, self.secret))
         self.assertEqual((reply.code, reply.body["active"]), (200, True))
 
+
+    def test_a_node_passed_by_compaction_refuses(self) -> None:
+        """
+        A node that compaction passed while it was cut off stops following
+        the log: bearer checks answer 503 at once, and /healthz says why.
+        """
+        from oauthd.eventlog import LogGap
+        from oauthd.eventlog.postgresql import open_postgres_log
+        from tests.test_shared_log import sql
+
+        other = open_postgres_log(self.log.uri, InlineReactor(), pool=InlinePool(), listen=False, touch_every=0)
+        self.addCleanup(other.close)
+        other.follow(lambda position, payload: None)
+        sql(self.log.uri, "UPDATE oauthd_nodes SET seen = now() - interval '1 hour' WHERE id = %s", self.log.node)
+        for i in range(20):
+            self.successResultOf(other.append([b"x"]))
+            if i in (9, 19):
+                self.successResultOf(other.compact([]))
+        self.failureResultOf(self.log.sync(), LogGap)
+        reply = self.post(INTROSPECT, {"token": self.access}, auth=(self.client.id, self.secret))
+        self.assert_error(reply, 503, "temporarily_unavailable")
+        health = self.request("GET", "/healthz")
+        self.assertEqual(health.code, 503)
+        self.assertIn("compaction dropped positions", health.body["reason"])
 
 def test_local_journal_is_never_stale() -> None:
     """
