@@ -2,9 +2,10 @@
 Several daemons on one PostgreSQL event log: prints figures, asserts nothing.
 
     python bench/multinode.py [--uri postgresql://...] [--duration 5] [--events 1000000]
-                              [--connections 16] [--tokens 300]
+                              [--connections 16] [--tokens 300] [--skip PART]
 
-Without C{--uri} it starts a throwaway cluster as the tests do
+With C{--uri}, it makes a database per part from it (CREATE DATABASE);
+without, it starts a throwaway cluster as the tests do
 (L{tests.postgres}: UNIX socket, fsync=off, synchronous_commit=on).  The
 records are sealed with a key (C{eventlog_secret_key_file}), as in
 production.
@@ -13,8 +14,9 @@ production.
     once) with 1, 2 and 3 real daemons on the one PostgreSQL log, and with
     one daemon on its file journal (fsync on), in the same run;
  2. follow latency on another node, p50/p99 (L{bench.eventlog_postgres});
- 3. a start's replay of C{--events} token records from PostgreSQL: the
-    read (and unsealing), then the replay into the state model;
+ 3. a start's replay of C{--events} token records from PostgreSQL, sealed
+    and not: the read (chain checked, unsealed), then the replay into the
+    state model;
  4. instructions per issued token (callgrind, oauthd's process only: the
     PostgreSQL server's work is not counted), on the PostgreSQL log against
     the file journal: the difference of two runs issuing C{--tokens} and
@@ -27,7 +29,7 @@ ratios, not the absolute figures.
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import os
 import re
 import subprocess
@@ -102,21 +104,23 @@ def throughput(work: Path, uri: str, args: argparse.Namespace) -> None:
               f" ({rate / base:.2f} x the file journal)")
 
 
-def replay(uri: str, events: int) -> None:
-    from twisted.internet import task
-    from twisted.internet.defer import Deferred
-
-    subprocess.run([sys.executable, __file__, "--fill-child", uri, str(events)], check=True,
-                   env=dict(os.environ, PYTHONPATH=str(REPO)))
-    child = subprocess.run([sys.executable, __file__, "--replay-child", uri], check=True, capture_output=True,
-                           text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    read, replayed, count = child.stdout.split()
-    print(f"start from PostgreSQL: {count} records read and unsealed in {float(read):.2f} s,"
-          f" replayed into the state in {float(replayed):.2f} s")
-    del task, Deferred
+def replay(fresh: Any, events: int) -> None:
+    for sealed in ("sealed", "unsealed"):
+        uri = fresh()
+        subprocess.run([sys.executable, __file__, "--fill-child", uri, str(events), sealed], check=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+        child = subprocess.run([sys.executable, __file__, "--replay-child", uri, sealed], check=True,
+                               capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        read, replayed, count = child.stdout.split()
+        print(f"start from PostgreSQL, {sealed}: {count} records read (chain checked) in {float(read):.2f} s,"
+              f" replayed into the state in {float(replayed):.2f} s")
 
 
-def fill_child(uri: str, events: int) -> None:
+def _key(sealed: str) -> bytes | None:
+    return bytes.fromhex(KEY) if sealed == "sealed" else None
+
+
+def fill_child(uri: str, events: int, sealed: str) -> None:
     from twisted.internet import task
     from twisted.internet.defer import Deferred
 
@@ -126,7 +130,7 @@ def fill_child(uri: str, events: int) -> None:
     from oauthd.state.records import ClientPut, TokenIssued, encode
 
     async def fill(reactor: Any) -> None:
-        log = open_postgres_log(uri, reactor, node="bench-fill", listen=False, secret_key=bytes.fromhex(KEY))
+        log = open_postgres_log(uri, reactor, node="bench-fill", listen=False, secret_key=_key(sealed))
         list(log.replay())
         await log.append([encode(ClientPut(Client(id="c0", name="bench", max_tokens=-1)))])
         now = int(time.time())
@@ -139,14 +143,14 @@ def fill_child(uri: str, events: int) -> None:
     task.react(lambda reactor: Deferred.fromCoroutine(fill(reactor)))
 
 
-def replay_child(uri: str) -> None:
+def replay_child(uri: str, sealed: str) -> None:
     from twisted.internet import reactor
 
     from oauthd.eventlog.postgresql import open_postgres_log
     from oauthd.state.model import State, replay as replay_state
 
     began = time.perf_counter()
-    log = open_postgres_log(uri, reactor, node="bench-replay", listen=False, secret_key=bytes.fromhex(KEY))
+    log = open_postgres_log(uri, reactor, node="bench-replay", listen=False, secret_key=_key(sealed))
     payloads = list(log.replay())
     read = time.perf_counter() - began
     began = time.perf_counter()
@@ -206,7 +210,8 @@ def instructions(work: Path, fresh: Any, count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--uri", help="an empty database (default: fresh ones in a throwaway cluster)")
+    parser.add_argument("--uri", help="postgresql://.../DATABASE of a role that may create databases: the"
+                        " bench makes one per part beside it (default: a throwaway cluster)")
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -215,10 +220,17 @@ def main() -> None:
                         choices=["throughput", "follow", "replay", "instructions"])
     args = parser.parse_args()
     if args.uri:
-        uris = iter([args.uri])
+        made = itertools.count(1)
 
         def fresh() -> str:
-            return next(uris)
+            # A new database for each part, made from the one given.
+            import psycopg
+
+            name = f"oauthd_bench_{os.getpid()}_{next(made)}"
+            with psycopg.connect(args.uri, autocommit=True) as connection:
+                connection.execute(f"CREATE DATABASE {name}")
+            base, mark, query = args.uri.partition("?")
+            return f"{base.rsplit('/', 1)[0]}/{name}{mark}{query}"
     else:
         from tests.postgres import fresh_database as fresh
     with tempfile.TemporaryDirectory(prefix="oauthd-multinode-") as directory:
@@ -241,16 +253,16 @@ def main() -> None:
                             str(REPO), str(REPO / "bench"), uri], check=True)
             del task, Deferred, follow_latency
         if "replay" not in args.skip:
-            replay(fresh(), args.events)
+            replay(fresh, args.events)
         if "instructions" not in args.skip:
             instructions(work, fresh, args.tokens)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--fill-child"]:
-        fill_child(sys.argv[2], int(sys.argv[3]))
+        fill_child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif sys.argv[1:2] == ["--replay-child"]:
-        replay_child(sys.argv[2])
+        replay_child(sys.argv[2], sys.argv[3])
     elif sys.argv[1:2] == ["--issue-child"]:
         issue_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
