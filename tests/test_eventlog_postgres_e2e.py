@@ -143,6 +143,12 @@ def test_node_ids_keys_and_one_line_refusals(tmp_path: Path) -> None:
         assert refused.returncode == 1
         [line] = refused.stderr.splitlines()
         assert "is not the key the event log was written with" in line
+        second = Daemon(tmp_path / "four", "--config", config)
+        try:
+            other = json.loads(ctl(second.data / "control.sock", "--json", "status").stdout)["node"]
+            assert other == (second.data / "node-id").read_text().strip() != node
+        finally:
+            assert second.stop() == 0, second.output()
     finally:
         assert first.stop() == 0, first.output()
     again = Daemon(tmp_path / "one", "--config", config)
