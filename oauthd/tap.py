@@ -291,8 +291,21 @@ def open_event_log(config: Config, reactor: Any, pool: Any = None) -> IEventLog:
     else:
         log.warn("eventlog_secret_key_file is not set: the shared event log keeps signing keys and TOTP"
                  " secrets unencrypted in PostgreSQL")
-    return open_postgres_log(config.eventlog, reactor, pool=pool, node=node_id(config.data, config.node_id),
-                             retention=config.audit_keep_days * 86400.0, sweep_every=60.0, secret_key=key)
+    shared = open_postgres_log(config.eventlog, reactor, pool=pool, node=node_id(config.data, config.node_id),
+                               retention=config.audit_keep_days * 86400.0, sweep_every=60.0, secret_key=key)
+    shared.on_gap = lambda error: exit_to_restart(reactor, str(error))
+    return shared
+
+
+def exit_to_restart(reactor: Any, why: str) -> None:
+    """
+    Stop cleanly, then exit with status 1, so that the service manager
+    (C{Restart=on-failure}) starts the daemon again: a node that shared-log
+    compaction passed starts from the latest snapshot.
+    """
+    log.critical("{why}: stopping, to start again from the latest snapshot", why=why)
+    reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+    reactor.stop()
 
 
 def build_service(

@@ -105,7 +105,10 @@ class StalenessTests(OAuthCase):
             self.successResultOf(other.append([b"x"]))
             if i in (9, 19):
                 self.successResultOf(other.compact([]))
+        gaps: list[LogGap] = []
+        self.log.on_gap = gaps.append
         self.failureResultOf(self.log.sync(), LogGap)
+        self.assertEqual(len(gaps), 1)
         reply = self.post(INTROSPECT, {"token": self.access}, auth=(self.client.id, self.secret))
         self.assert_error(reply, 503, "temporarily_unavailable")
         health = self.request("GET", "/healthz")

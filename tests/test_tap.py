@@ -346,3 +346,16 @@ def test_ready_only_once_caught_up(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         syncs[1].callback(None)
         assert manager.recv(100) == b"READY=1"
         service.stopService()
+
+
+def test_exit_to_restart() -> None:
+    """
+    A node that compaction passed stops cleanly and exits with status 1,
+    for systemd (Restart=on-failure) to start it again from the snapshot.
+    """
+    reactor = MemoryReactorClock()
+    reactor.running = True
+    tap.exit_to_restart(reactor, "compaction passed this node")
+    assert reactor.hasStopped
+    [(function, args, _)] = reactor.triggers["after"]["shutdown"]
+    assert (function, args) == (os._exit, (1,))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from attrs import define, field
@@ -87,6 +87,9 @@ class PostgresLog:
     _clock: IReactorTime = field(factory=Clock)
     _sweeper: LoopingCall | None = None
     _read_ok: bool = True
+    # Called when compaction passed this node (the daemon exits for its
+    # service manager to start it again, from the latest snapshot).
+    on_gap: Callable[[LogGap], object] | None = None
     _last_contact: float = 0.0
     _failure: JournalError | None = None
     # Set when the writer's connection broke; appends fail at once (memory
@@ -393,6 +396,8 @@ class PostgresLog:
             waiting, self._waiting = [w[2] for w in self._waiting], []
             asking = asking + waiting + self._asking
             self._asking = []
+            if isinstance(error, LogGap) and self.on_gap is not None:
+                self.on_gap(error)
         elif not isinstance(error, LogUnavailable):
             _log.failure("event log: reading failed", failure)
             error = LogUnavailable(f"reading the event log failed: {failure.getErrorMessage()}")
