@@ -99,6 +99,12 @@ class Config:
     @ivar eventlog: where the event log is: C{""} for the journal in the
         data directory, or a C{postgresql://} URI of a log shared with other
         nodes.
+    @ivar node_id: this node's id in a shared event log; C{""}: the one
+        made at its first start and kept in the data directory.
+    @ivar eventlog_max_lag: seconds a node serves bearer checks and
+        introspection from memory without reaching the shared log.
+    @ivar eventlog_secret_key_file: the node-local file holding the key
+        that encrypts what the shared log keeps.
     """
 
     listen: tuple[str, ...]
@@ -152,6 +158,9 @@ class Config:
     limit_entries: int = field(default=100_000)
     # Kept out of repr: the URI may carry a password.
     eventlog: str = field(default="", repr=False)
+    node_id: str = field(default="")
+    eventlog_max_lag: int = field(default=5)
+    eventlog_secret_key_file: str = field(default="")
 
     @property
     def issuer_is_plain_http(self) -> bool:
@@ -283,6 +292,12 @@ def _check_eventlog(key: str, value: str) -> str:
     return value
 
 
+def _check_node_id(key: str, value: str) -> str:
+    if value and not (len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "._-") for c in value)):
+        raise ConfigError(f"{key}: expected at most 64 letters, digits, '.', '_' or '-', got {value[:70]!r}")
+    return value
+
+
 SETTINGS: dict[str, Setting] = {
     "listen": Setting(
         list, _each_endpoint, "HTTP endpoint(s), Twisted endpoint strings", str
@@ -332,6 +347,9 @@ SETTINGS: dict[str, Setting] = {
     "limit_known_days": Setting(int, _in_range(0, 366), "days a user's address is known"),
     "limit_entries": Setting(int, _in_range(1000, 10_000_000), "most rate-limit buckets"),
     "eventlog": Setting(str, _check_eventlog, "a postgresql:// URI of a shared event log [default: the data directory's journal]"),
+    "node_id": Setting(str, _check_node_id, "this node's id in a shared event log [default: made once, kept in DATA/node-id]"),
+    "eventlog_max_lag": Setting(int, _in_range(1, 3600), "seconds bearer checks are served without reaching the shared log"),
+    "eventlog_secret_key_file": Setting(str, lambda k, v: v, "file of the key encrypting the shared log (0600; needed with eventlog)"),
 }
 
 

@@ -328,3 +328,22 @@ class IAuditReader(Interface):
             for the first line that does not verify its C{file}, C{line}
             (from 1) and C{reason} (C{""}, 0, C{""} when the chain holds).
         """
+
+
+class IFollowedLog(Interface):
+    """
+    An event log this node follows over the network (shared with other
+    nodes): how fresh the state it serves is.
+    """
+
+    def lag() -> float | None:
+        """
+        Seconds since the node last read the log up to its head of the time
+        (the state it serves is at most that old); C{None} while nothing
+        follows the log.
+        """
+
+    reachable = Attribute("C{bool}: whether the node's last reads and writes reached the log")
+    failure = Attribute(
+        "C{str} or C{None}: why the node stopped following the log for good"
+    )

@@ -43,7 +43,7 @@ log = Logger()
 
 RESTART_KEYS = frozenset({
     "listen", "control", "data", "issuer", "hash_threads", "admin_uids", "admin_group",
-    "max_connections",
+    "max_connections", "eventlog", "node_id", "eventlog_secret_key_file",
 })
 """
 What a reload cannot change: the listeners and the control socket (bound

@@ -108,6 +108,11 @@ class Daemon(MultiService):
 
     last: Service | None = None
     reloader: Any = None
+    # Fires once the state has caught up with the event log (a shared one
+    # may have moved on since it was read at start), and the clock to try
+    # again by.
+    caught_up: Callable[[], Deferred[None]] | None = None
+    clock: Any = None
 
     def privilegedStartService(self) -> None:
         with _listen_or_exit():
@@ -118,7 +123,20 @@ class Daemon(MultiService):
             self.last.startService()
         with _listen_or_exit():
             super().startService()
-        sd_notify("READY=1")
+        self._ready()
+
+    def _ready(self) -> None:
+        if self.caught_up is None:
+            sd_notify("READY=1")
+            return
+
+        def not_yet(failure: Any) -> None:
+            log.warn("not ready: catching up with the event log failed ({why}); trying again",
+                     why=failure.getErrorMessage())
+            if self.running:
+                self.clock.callLater(1, self._ready)
+
+        self.caught_up().addCallbacks(lambda _: sd_notify("READY=1"), not_yet)
 
     def stopService(self) -> Deferred[None]:
         sd_notify("STOPPING=1")
@@ -267,11 +285,34 @@ def open_event_log(config: Config, reactor: Any, pool: Any = None, metrics: Any 
         journal.on_batch = metrics.batch
         return journal
     from oauthd.eventlog.postgresql import open_postgres_log
+    from oauthd.eventlog.postgresql.node import node_id
 
     # The data directory (audit trail, control socket) stays one process's:
     # its lock is held until the process exits.
     lock_directory(config.data, LOCK_NAME)
-    return open_postgres_log(config.eventlog, reactor, pool=pool)
+    from oauthd.eventlog.postgresql.sealing import read_key_file
+
+    key = None
+    if config.eventlog_secret_key_file:
+        key = read_key_file(config.eventlog_secret_key_file)
+    else:
+        log.warn("eventlog_secret_key_file is not set: the shared event log keeps signing keys and TOTP"
+                 " secrets unencrypted in PostgreSQL")
+    shared = open_postgres_log(config.eventlog, reactor, pool=pool, node=node_id(config.data, config.node_id),
+                               retention=config.audit_keep_days * 86400.0, sweep_every=60.0, secret_key=key)
+    shared.on_gap = lambda error: exit_to_restart(reactor, str(error))
+    return shared
+
+
+def exit_to_restart(reactor: Any, why: str) -> None:
+    """
+    Stop cleanly, then exit with status 1, so that the service manager
+    (C{Restart=on-failure}) starts the daemon again: a node that shared-log
+    compaction passed starts from the latest snapshot.
+    """
+    log.critical("{why}: stopping, to start again from the latest snapshot", why=why)
+    reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+    reactor.stop()
 
 
 def build_service(
@@ -337,6 +378,7 @@ def build_service(
     store = Store(state, journal, reactor, trail)
     reader = anchor_trail(trail, store, reactor)
     root = Daemon()
+    root.caught_up, root.clock = journal.sync, reactor
     # The trail stops after everything else (see Daemon).
     root.last = trail
     # Services stop in the reverse order: listeners first, the store (which

@@ -57,10 +57,20 @@ class Cluster:
         options = (f"-c listen_addresses='' -c unix_socket_directories='{self.sockets}'"
                    " -c fsync=off -c synchronous_commit=on -c full_page_writes=off"
                    " -c max_connections=200")
-        self._run([self._pg_ctl, "-D", self.data, "-l", os.path.join(self._root, "log"),
-                   "-o", options, "-w", "start"])
+        self._options = options
+        self.start_server()
         self._databases = itertools.count(1)
         atexit.register(self.stop)
+
+    def start_server(self) -> None:
+        self._run([self._pg_ctl, "-D", self.data, "-l", os.path.join(self._root, "log"),
+                   "-o", self._options, "-w", "start"])
+
+    def stop_server(self) -> None:
+        """
+        Stop the server (a test that restarts it starts it again).
+        """
+        self._run([self._pg_ctl, "-D", self.data, "-m", "fast", "-w", "stop"])
 
     def _run(self, command: list[str]) -> None:
         subprocess.run(self._as + command, check=True, capture_output=True)

@@ -86,3 +86,107 @@ def test_eventlog_setting() -> None:
     with pytest.raises(ConfigError) as caught:
         build_config({"eventlog": "mysql://u:pw@db/oauthd"})
     assert "pw" not in str(caught.value) and str(caught.value).startswith("eventlog: expected")
+
+
+def _config(tmp_path: Path, uri: str, **values: object) -> str:
+    """
+    A config file naming the shared log, a key file made for it (the same
+    one for every node of a test), and C{values}.
+    """
+    key = tmp_path / "eventlog.key"
+    if not key.exists():
+        key.write_text(os.urandom(32).hex() + "\n")
+        key.chmod(0o600)
+    path = tmp_path / f"oauthd-{len(list(tmp_path.glob('oauthd-*.toml')))}.toml"
+    values = {"eventlog": uri, "eventlog_secret_key_file": str(key), **values}
+    lines = [f"{name} = {json.dumps(value)}" for name, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def _twistd(tmp_path: Path, data: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "twistd"), "--nodaemon", "--pidfile=",
+         "oauthd", "--listen", f"tcp:{free_port()}:interface=127.0.0.1", "--data", data, *args],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path,
+        timeout=60,
+    )
+
+
+def test_node_ids_keys_and_one_line_refusals(tmp_path: Path) -> None:
+    """
+    A node keeps the id it made in DATA/node-id and shows it in status; a
+    second live node with that id, or a node with another key, exits with
+    one line.
+    """
+    uri = fresh_database()
+    config = _config(tmp_path, uri)
+    first = Daemon(tmp_path / "one", "--config", config)
+    try:
+        node = (first.data / "node-id").read_text().strip()
+        status = json.loads(ctl(first.data / "control.sock", "--json", "status").stdout)
+        assert (status["node"], status["position"]) == (node, status["position"])
+        assert len(status["state_digest"]) == 64
+        shown = ctl(first.data / "control.sock", "status").stdout
+        assert f"Node            {node}" in shown or f"Node" in shown and node in shown
+        assert status["state_digest"] in shown
+        same = _config(tmp_path, uri, node_id=node)
+        refused = _twistd(tmp_path, str(tmp_path / "two"), "--config", same)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        [line] = refused.stderr.splitlines()
+        assert line.startswith(f"oauthd: node id '{node}' is in use by a live node")
+        other_key = tmp_path / "other.key"
+        other_key.write_text("00" * 32)
+        other_key.chmod(0o600)
+        wrong = _config(tmp_path, uri, eventlog_secret_key_file=str(other_key))
+        refused = _twistd(tmp_path, str(tmp_path / "three"), "--config", wrong)
+        assert refused.returncode == 1
+        [line] = refused.stderr.splitlines()
+        assert "is not the key the event log was written with" in line
+        second = Daemon(tmp_path / "four", "--config", config)
+        try:
+            other = json.loads(ctl(second.data / "control.sock", "--json", "status").stdout)["node"]
+            assert other == (second.data / "node-id").read_text().strip() != node
+        finally:
+            assert second.stop() == 0, second.output()
+    finally:
+        assert first.stop() == 0, first.output()
+    again = Daemon(tmp_path / "one", "--config", config)
+    try:
+        assert json.loads(ctl(again.data / "control.sock", "--json", "status").stdout)["node"] == node
+    finally:
+        assert again.stop() == 0, again.output()
+
+
+def test_postgresql_restarted_mid_run(tmp_path: Path) -> None:
+    """
+    While PostgreSQL is down, bearer checks still answer from memory,
+    changes answer 503 with Retry-After and /healthz says the log is out of
+    reach; once it is back, changes are made again.
+    """
+    import time
+
+    from tests.postgres import cluster
+
+    uri = fresh_database()
+    daemon = Daemon(tmp_path / "one", "--config", _config(tmp_path, uri))
+    sock = daemon.data / "control.sock"
+    try:
+        token = json.loads(ctl(sock, "--json", "auth", "add", "--name", "ci", "--scope", "metrics").stdout)
+        cluster().stop_server()
+        try:
+            shown = ctl(sock, "--json", "auth", "show", token["secret"])
+            assert shown.returncode == 0 and json.loads(shown.stdout)["label"] == "ci"
+            refused = ctl(sock, "auth", "add", "--name", "down", "--scope", "metrics")
+            assert refused.returncode == 1 and "the event log at postgresql:///" in refused.stderr, refused
+            code, body = daemon.get_json("/healthz")
+            assert body["eventlog"]["reachable"] is False, (code, body)
+        finally:
+            cluster().start_server()
+        deadline = time.monotonic() + 15
+        while ctl(sock, "auth", "add", "--name", "back", "--scope", "metrics").returncode != 0:
+            assert time.monotonic() < deadline, daemon.output()
+            time.sleep(0.2)
+        assert daemon.get_json("/healthz")[1]["eventlog"]["reachable"] is True
+    finally:
+        assert daemon.stop() == 0, daemon.output()

@@ -311,3 +311,51 @@ def test_access_log_is_optional(enabled: bool) -> None:
     from twisted.logger import formatEvent
 
     assert len([e for e in observer if '"GET ' in formatEvent(e)]) == int(enabled)
+
+
+def test_ready_only_once_caught_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    READY=1 waits until the state has caught up with the event log; a
+    failure to catch up is tried again a second later.
+    """
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    from oauthd.eventlog import LogUnavailable
+
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(address)
+        manager.setblocking(False)
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        service = built(parsed("--data", str(tmp_path / "d")))
+        syncs: list[Deferred[None]] = []
+
+        def sync() -> Deferred[None]:
+            syncs.append(Deferred())
+            return syncs[-1]
+
+        service.caught_up = sync
+        clock = service.clock = Clock()
+        service.privilegedStartService()
+        service.startService()
+        syncs[0].errback(LogUnavailable("down"))
+        with pytest.raises(BlockingIOError):
+            manager.recv(100)
+        clock.advance(1)
+        syncs[1].callback(None)
+        assert manager.recv(100) == b"READY=1"
+        service.stopService()
+
+
+def test_exit_to_restart() -> None:
+    """
+    A node that compaction passed stops cleanly and exits with status 1,
+    for systemd (Restart=on-failure) to start it again from the snapshot.
+    """
+    reactor = MemoryReactorClock()
+    reactor.running = True
+    tap.exit_to_restart(reactor, "compaction passed this node")
+    assert reactor.hasStopped
+    [(function, args, _)] = reactor.triggers["after"]["shutdown"]
+    assert (function, args) == (os._exit, (1,))

@@ -7,6 +7,8 @@ has the connection's L{AdminSession} commit it.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -40,11 +42,24 @@ from oauthd.control.wire import (
     ShowUser,
     Status,
 )
+from oauthd.interfaces import IFollowedLog
 from oauthd.protocol import lookup, tokens
 from oauthd.protocol.admin import clients, tokens as admin_tokens, users
 from oauthd.protocol.errors import NotFound
 from oauthd.protocol.issuing import revocation_count, revoked_count
 from oauthd.state.entities import Client, Token, User
+
+
+def state_digest(snapshot: Iterable[bytes]) -> str:
+    """
+    A digest of the state's snapshot records, in order: nodes that applied
+    a shared log to the same position hold the same state if theirs agree.
+    """
+    digest = hashlib.sha256()
+    for payload in snapshot:
+        digest.update(len(payload).to_bytes(4, "big"))
+        digest.update(payload)
+    return digest.hexdigest()
 
 
 class StatusResponders(Responders):
@@ -55,7 +70,13 @@ class StatusResponders(Responders):
     @Status.responder
     def status(self) -> dict[str, object]:
         state = self.state
+        log = self.session.store.log
+        followed = IFollowedLog(log, None)
         return {
+            "node": getattr(log, "node", ""),
+            "position": log.position,
+            "lag": None if followed is None else followed.lag(),
+            "state_digest": state_digest(state.snapshot(self.session.clock.seconds())),
             "version": __version__,
             "uptime": self.session.clock.seconds() - self.session.started,
             "clients": len(state.clients),

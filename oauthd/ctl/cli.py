@@ -51,6 +51,7 @@ from oauthd.ctl.connection import Connection, CtlError, connect, socket_path
 from oauthd.ctl.consents import cmd_users_consents
 from oauthd.ctl.keys import cmd_keys_ls, cmd_keys_rotate
 from oauthd.ctl.reload import cmd_reload
+from oauthd.ctl.migrate import cmd_migrate
 from oauthd.ctl.second_factor import cmd_users_2fa_disable, cmd_users_2fa_enable, cmd_users_2fa_status
 from oauthd.ctl.output import Terminal
 
@@ -151,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
         "offline, with oauthd stopped: rewrite a damaged journal with every verifiable record",
     )
     repair.add_argument("--data", metavar="DIR", required=True, help="the data directory")
+    migrate = command(
+        commands, "migrate", cmd_migrate,
+        "offline, with oauthd stopped: copy a journal into an empty shared event log, or back",
+    )
+    migrate.add_argument("--data", metavar="DIR", required=True, help="the data directory")
+    way = migrate.add_mutually_exclusive_group(required=True)
+    way.add_argument("--to", metavar="URI", help="the postgresql:// URI of an empty shared log to fill")
+    way.add_argument("--from", dest="source", metavar="URI",
+                     help="the postgresql:// URI of a shared log to copy into an empty data directory")
+    migrate.add_argument("--secret-key-file", metavar="PATH",
+                         help="the shared log's key file (as eventlog_secret_key_file)")
     backup = command(
         commands, "backup", cmd_backup,
         "while oauthd runs: copy its data (compacted journal, audit trail) into a new data directory",

@@ -91,9 +91,24 @@ def cmd_status(args: argparse.Namespace, term: Terminal, connect: Connect) -> No
             ("Live Tokens", status["tokens"]),
             ("Journal", f"{size(status['journal_bytes'])}, {records} records"),
             ("Live Fraction", f"{status['live_fraction']:.0%} ({status['live_records']} live records)"),
+            *_log_rows(status),
         ])
 
     emit(args, term, status, human)
+
+
+def _log_rows(status: dict[str, Any]) -> list[tuple[str, object]]:
+    """
+    Where this node is in the event log; on a shared one, its id and lag.
+    """
+    rows: list[tuple[str, object]] = []
+    if status["node"]:
+        rows.append(("Node", status["node"]))
+    rows.append(("Position", status["position"]))
+    if status.get("lag") is not None:
+        rows.append(("Lag", f"{status['lag']:.3f} s"))
+    rows.append(("State Digest", status["state_digest"]))
+    return rows
 
 
 def cmd_compact(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
@@ -117,26 +132,37 @@ def cmd_repair(args: argparse.Namespace, term: Terminal, connect: Connect) -> No
     Repair the journal in another process, as its own command: oauthctl
     loads nothing of the journal.
     """
+    report = run_helper(REPAIR, ["--", args.data], "the repair")
+    description = str(report.pop("description", ""))
+    emit(args, term, report, lambda: description)
+
+
+def run_helper(module: str, arguments: list[str], what: str) -> dict[str, Any]:
+    """
+    Run C{python -m module arguments}, a helper that prints one line of
+    JSON: its report, or C{{"error": ...}}.
+
+    @raise CtlError: the helper failed, or reported an error.
+    """
     try:
         done = subprocess.run(
             # -P: never import from the directory oauthctl runs in (root
-            # could be anywhere); "--": a directory named like an option.
-            [sys.executable, "-P", "-m", REPAIR, "--", args.data], stdin=subprocess.DEVNULL,
+            # could be anywhere).
+            [sys.executable, "-P", "-m", module, *arguments], stdin=subprocess.DEVNULL,
             capture_output=True, encoding="utf-8", errors="replace",
         )
     except OSError as e:
-        raise CtlError(f"cannot run the repair: {e.strerror or e}") from None
+        raise CtlError(f"cannot run {what}: {e.strerror or e}") from None
     try:
-        report = json.loads(done.stdout)
+        report = json.loads(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "")
     except ValueError:
         report = None
     if not isinstance(report, dict) or (done.returncode != 0 and "error" not in report):
         why = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        raise CtlError(f"the repair failed: {one_line(why[0])}")
+        raise CtlError(f"{what} failed: {one_line(why[0])}")
     if "error" in report:
         raise CtlError(one_line(str(report["error"])))
-    description = str(report.pop("description", ""))
-    emit(args, term, report, lambda: description)
+    return report
 
 
 def one_line(text: str) -> str:

@@ -31,7 +31,9 @@ from oauthd.eventlog.errors import (
     JournalFailed,
     JournalLocked,
     LogDiverged,
+    LogGap,
     LogUnavailable,
+    NodeInUse,
     SchemaTooNew,
 )
 from oauthd.eventlog.format import (
@@ -67,11 +69,13 @@ __all__ = [
     "JournalLocked",
     "LOCK_NAME",
     "LogDiverged",
+    "LogGap",
     "LogUnavailable",
     "MAGIC",
     "MAX_PAYLOAD",
     "MemoryJournal",
     "MemorySharedLog",
+    "NodeInUse",
     "RECORD_OVERHEAD",
     "RepairReport",
     "SchemaTooNew",

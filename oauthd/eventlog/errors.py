@@ -14,7 +14,9 @@ __all__ = [
     "JournalFailed",
     "JournalLocked",
     "LogDiverged",
+    "LogGap",
     "LogUnavailable",
+    "NodeInUse",
     "SchemaTooNew",
 ]
 
@@ -92,4 +94,18 @@ class SchemaTooNew(JournalError):
 class DriverMissing(JournalError):
     """
     The PostgreSQL driver (psycopg) is not installed.
+    """
+
+
+class NodeInUse(JournalError):
+    """
+    Another live node of the shared log has this node's id.
+    """
+
+
+class LogGap(JournalError):
+    """
+    The shared log no longer holds the records after this node's cursor:
+    compaction dropped them while the node was behind (a snapshot after
+    them holds their effect).
     """

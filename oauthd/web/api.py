@@ -36,6 +36,7 @@ from oauthd.web.pages.device import DevicePages
 from oauthd.web.pages.flow import AuthorizePages
 from oauthd.web.pages.logout import LogoutPages
 from oauthd.web.site import Edge, OAuthSite, json_body
+from oauthd.web.staleness import check_fresh, log_health
 
 log = Logger()
 
@@ -111,6 +112,9 @@ class OAuthHTTP:
 
     def _params(self, request: IRequest) -> dict[str, str]:
         return parsing.params(request, self._ctx.config.max_body)
+
+    def _fresh(self) -> None:
+        check_fresh(self._store.log, self._ctx.config.eventlog_max_lag)
 
     def _committed(self, decided: Decision[Body] | Deferred[Decision[Body]]) -> Deferred[Body]:
         """
@@ -207,6 +211,7 @@ class OAuthHTTP:
 
     @app.route("/api/v1/oauth/introspect", methods=["POST"])
     def introspect(self, request: IRequest) -> bytes:
+        self._fresh()
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
         answer = introspection.introspect(self._ctx, params, auth, presented, self._ip(request))
@@ -214,6 +219,7 @@ class OAuthHTTP:
 
     @app.route("/api/v1/oauth/userinfo", methods=["GET", "POST"])
     def userinfo(self, request: IRequest) -> bytes:
+        self._fresh()
         presented = parsing.bearer_of(request)
         if request.method == b"POST":
             in_body = self._params(request).get("access_token")
@@ -264,12 +270,14 @@ class OAuthHTTP:
     def healthz(self, request: IRequest) -> bytes:
         """
         C{ok}, or 503 with why changes cannot be made (the journal failed,
-        the audit trail cannot write) and what to do.
+        the audit trail cannot write) and what to do, or why the state is
+        too stale to serve; on a shared log, its lag and reachability.
         """
-        trouble = self._store.trouble()
-        if trouble is not None:
-            return json_body(request, {"status": "failing", "reason": trouble}, 503)
-        return json_body(request, {"status": "ok"})
+        logged, stale = log_health(self._store.log, self._ctx.config.eventlog_max_lag)
+        trouble = "; ".join(r for r in (self._store.trouble(), stale) if r is not None)
+        if trouble:
+            return json_body(request, {"status": "failing", "reason": trouble, **logged}, 503)
+        return json_body(request, {"status": "ok", **logged})
 
     @app.route("/api/v1/metrics", methods=["GET"])
     def _metrics_page(self, request: IRequest) -> bytes:

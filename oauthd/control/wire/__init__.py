@@ -312,28 +312,6 @@ class ControlCommand(amp.Command):
     errors = ERRORS
 
 
-class Status(ControlCommand):
-    response = [
-        (b"version", amp.Unicode()),
-        (b"uptime", amp.Float()),
-        (b"clients", amp.Integer()),
-        (b"users", amp.Integer()),
-        (b"tokens", amp.Integer()),
-        (b"journal_records", amp.Integer()),
-        (b"journal_bytes", amp.Integer()),
-        (b"live_records", amp.Integer()),
-    ]
-
-
-class Compact(ControlCommand):
-    response = [
-        (b"records_before", amp.Integer()),
-        (b"records_after", amp.Integer()),
-        (b"bytes_before", amp.Integer()),
-        (b"bytes_after", amp.Integer()),
-    ]
-
-
 class AddClient(ControlCommand):
     arguments = [(b"name", amp.Unicode()), *CLIENT_SETTINGS]
     response = [*CLIENT_FIELDS, (b"secret", amp.Unicode())]
@@ -482,6 +460,7 @@ from oauthd.control.wire.backup import (  # noqa: E402
     StartBackup as StartBackup,
 )
 from oauthd.control.wire.reload import Reload as Reload  # noqa: E402
+from oauthd.control.wire.status import Compact as Compact, Status as Status  # noqa: E402
 from oauthd.control.wire.audit import ReadAudit as ReadAudit, VerifyAudit as VerifyAudit  # noqa: E402
 
 COMMANDS: tuple[type[ControlCommand], ...] = (

@@ -35,7 +35,7 @@ EXTRA_HINT = "the PostgreSQL event log needs psycopg: pip install 'oauthd[postgr
 
 def open_postgres_log(uri: str, reactor: Any, **options: Any) -> PostgresLog:
     """
-    Open the shared log at C{uri} (see L{PostgresLog.open}; blocking).
+    Open the shared log at C{uri} (see L{oauthd.eventlog.postgresql.opening.open_log}; blocking).
 
     @raise DriverMissing: psycopg is not installed (its message names the
         extra to install).
@@ -44,6 +44,6 @@ def open_postgres_log(uri: str, reactor: Any, **options: Any) -> PostgresLog:
         import psycopg  # noqa: F401
     except ImportError:
         raise DriverMissing(EXTRA_HINT) from None
-    from oauthd.eventlog.postgresql.log import PostgresLog
+    from oauthd.eventlog.postgresql.opening import open_log
 
-    return PostgresLog.open(uri, reactor, **options)
+    return open_log(uri, reactor, **options)

@@ -11,73 +11,26 @@ after every record before it: "everything after my cursor" never skips one.
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import psycopg
 from attrs import define, field, frozen
 
 from oauthd.eventlog.chain import GENESIS, link
-from oauthd.eventlog.errors import LogDiverged, LogUnavailable
-from oauthd.eventlog.postgresql.connection import connect, redact
+from oauthd.eventlog.errors import LogDiverged, LogGap, LogUnavailable
+from oauthd.eventlog.postgresql.link import Connection, Link
+from oauthd.eventlog.postgresql.node import claim_node, take_node_lock
+from oauthd.eventlog.postgresql.sealing import Sealer
+from oauthd.eventlog.postgresql.snapshots import unframe
 from oauthd.interfaces import Claim, ClaimConflict, Expect
 
-__all__ = ["Appending", "Fetched", "Listener", "Loaded", "Reader", "Snapshotter", "Writer"]
+__all__ = ["Appending", "Fetched", "Listener", "Loaded", "Reader", "Writer"]
 
 NOTIFY_CHANNEL = "oauthd_log"
 
 _STOP_CHECK = 0.2
-
-_FRAME = struct.Struct(">I")
-
-Connection = psycopg.Connection[tuple[Any, ...]]
-
-
-def _one_line(error: Exception) -> str:
-    # libpq's messages run over several lines; ours are one.
-    return " ".join(str(error).split())
-
-
-@define
-class _Link:
-    """
-    One connection, made when first needed and again after it broke.
-    """
-
-    uri: str
-    name: str
-    _connection: Connection | None = None
-    _on_connect: Callable[[Connection], None] | None = None
-
-    def get(self) -> Connection:
-        connection = self._connection
-        if connection is None or connection.closed:
-            self._connection = None
-            try:
-                connection = connect(self.uri, self.name)
-            except psycopg.Error as e:
-                raise LogUnavailable(f"cannot reach the event log at {redact(self.uri)}: {_one_line(e)}") from None
-            if self._on_connect is not None:
-                self._on_connect(connection)
-            self._connection = connection
-        return connection
-
-    def broken(self, error: psycopg.Error) -> LogUnavailable:
-        """
-        Drop the connection after C{error}; what to fail with.
-        """
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-        return LogUnavailable(f"the event log at {redact(self.uri)} failed: {_one_line(error)}")
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
 
 @frozen
@@ -90,10 +43,11 @@ class Appending:
     claims: tuple[Claim, ...] = ()
 
 
-def _arguments(batch: Sequence[Appending]) -> tuple[object, ...]:
+def _arguments(batch: Sequence[Appending], sealer: Sealer) -> tuple[object, ...]:
     """
     The arguments of C{oauthd_append} for C{batch}: each array flattened
-    over the appends, with each append's count beside it.
+    over the appends, with each append's count beside it; the payloads
+    sealed.
     """
     claims = [c for a in batch for c in a.claims]
     modes = [
@@ -101,7 +55,7 @@ def _arguments(batch: Sequence[Appending]) -> tuple[object, ...]:
         for c in claims
     ]
     return (
-        [p for a in batch for p in a.payloads], [len(a.payloads) for a in batch],
+        [sealer.seal(p) for a in batch for p in a.payloads], [len(a.payloads) for a in batch],
         [c.key for c in claims], [c.value for c in claims], modes,
         [c.expect if isinstance(c.expect, str) else None for c in claims],
         [c.expires for c in claims], [len(a.claims) for a in batch],
@@ -114,11 +68,12 @@ class Writer:
     The writer thread's jobs: appends (grouped), and the wake-up after them.
     """
 
-    _link: _Link
+    _link: Link
+    _sealer: Sealer = field(factory=lambda: Sealer(None))
 
     @classmethod
-    def to(cls, uri: str, name: str) -> Writer:
-        return cls(_Link(uri, name))
+    def to(cls, uri: str, name: str, sealer: Sealer | None = None) -> Writer:
+        return cls(Link(uri, name), sealer or Sealer(None))
 
     def connection(self) -> Connection:
         return self._link.get()
@@ -137,7 +92,7 @@ class Writer:
             row = self._link.get().execute(
                 "SELECT * FROM oauthd_append(%s::bytea[], %s::int[], %s::text[], %s::text[],"
                 " %s::text[], %s::text[], %s::float8[], %s::int[])",
-                _arguments(batch),
+                _arguments(batch, self._sealer),
             ).fetchone()
         except LogUnavailable as e:
             return [e] * len(batch)
@@ -213,6 +168,21 @@ def _diverged(cursor: int, why: str) -> LogDiverged:
     )
 
 
+def check_gap(connection: Connection, cursor: int) -> None:
+    """
+    Raise L{LogGap} if the log's oldest record comes after C{cursor}'s
+    next one: compaction dropped records this node has not applied.
+    """
+    row = connection.execute("SELECT min(pos) FROM oauthd_log").fetchone()
+    low = row[0] if row is not None else None
+    if low is not None and low > cursor + 1:
+        raise LogGap(
+            f"the event log now begins at position {low}: compaction dropped positions {cursor + 1}"
+            f" to {low - 1} while this node was behind (at position {cursor}); restart it: it starts"
+            " from the latest snapshot"
+        )
+
+
 def check_cursor(connection: Connection, cursor: int, cursor_hash: bytes) -> None:
     """
     Raise L{LogDiverged} unless the log still holds, at C{cursor}, the
@@ -237,19 +207,27 @@ class Reader:
     holds what the node applied (L{check_cursor}).
     """
 
-    _link: _Link
+    _link: Link
     node: str
     page: int
     # Seconds between updates of the node's row (its applied position).
     touch_every: float = 1.0
     _cursor: tuple[int, bytes] = (0, GENESIS)
     _touched: float = field(default=0.0)
+    # Whether this session holds the node id's lock (L{claim_node}).
+    _claimed: bool = False
+    _sealer: Sealer = field(factory=lambda: Sealer(None))
 
     @classmethod
-    def to(cls, uri: str, name: str, node: str, page: int, touch_every: float = 1.0) -> Reader:
-        reader = cls(_Link(uri, name), node, page, touch_every)
-        reader._link._on_connect = lambda connection: check_cursor(connection, *reader._cursor)
+    def to(cls, uri: str, name: str, node: str, page: int, touch_every: float = 1.0,
+           sealer: Sealer | None = None) -> Reader:
+        reader = cls(Link(uri, name), node, page, touch_every, sealer=sealer or Sealer(None))
+        reader._link._on_connect = reader._connected
         return reader
+
+    def _connected(self, connection: Connection) -> None:
+        check_cursor(connection, *self._cursor)
+        self._claimed = False
 
     def fetch(self, cursor: int, cursor_hash: bytes, want_head: bool) -> Fetched:
         """
@@ -288,17 +266,21 @@ class Reader:
         for pos, payload, stored in rows:
             payload = bytes(payload)
             if pos != cursor + len(records) + 1:
+                check_gap(connection, cursor + len(records))
                 raise _diverged(cursor, f"position {cursor + len(records) + 1} is missing")
             previous = link(previous, pos, payload)
             if previous != bytes(stored):
                 raise _diverged(cursor, f"the record at position {pos} does not follow on")
-            records.append((pos, payload))
-        if records and time.monotonic() - self._touched >= self.touch_every:
-            self._touch(connection, records[-1][0])
+            records.append((pos, self._sealer.open(payload, f"the record at position {pos}")))
+        if time.monotonic() - self._touched >= self.touch_every:
+            # The heartbeat: the node's row says it is live, and where.
+            self._touch(connection, records[-1][0] if records else cursor)
         return Fetched(records, previous, head, len(rows) == self.page)
 
     def _touch(self, connection: Connection, applied: int) -> None:
         self._touched = time.monotonic()
+        if not self._claimed:
+            self._claimed = take_node_lock(connection, self.node)
         connection.execute(
             "INSERT INTO oauthd_nodes (id, applied) VALUES (%s, %s) ON CONFLICT (id)"
             " DO UPDATE SET applied = excluded.applied, seen = now()",
@@ -311,6 +293,8 @@ class Reader:
         at start).
         """
         connection = self._link.get()
+        self._claimed = claim_node(connection, self.node)
+        self._sealer.check(connection)
         snapshot = connection.execute(
             "SELECT id, pos, hash, records FROM oauthd_snapshots WHERE complete"
             " ORDER BY pos DESC, id DESC LIMIT 1"
@@ -323,7 +307,7 @@ class Reader:
             for (data,) in connection.execute(
                 "SELECT data FROM oauthd_snapshot_chunks WHERE snapshot = %s ORDER BY seq", (snapshot_id,)
             ):
-                payloads += unframe(bytes(data))
+                payloads += unframe(self._sealer.open(bytes(data), f"the snapshot at position {cursor}"))
         while True:
             fetched = self.fetch(cursor, cursor_hash, False)
             payloads += [payload for _, payload in fetched.records]
@@ -346,96 +330,6 @@ class Reader:
         self._link.close()
 
 
-def frame(payloads: Sequence[bytes]) -> bytes:
-    """
-    C{payloads} as one snapshot chunk: each one's length, then itself.
-    """
-    return b"".join(_FRAME.pack(len(p)) + p for p in payloads)
-
-
-def unframe(data: bytes) -> list[bytes]:
-    """
-    The payloads of a snapshot chunk (L{frame}).
-    """
-    payloads = []
-    offset = 0
-    while offset < len(data):
-        (size,) = _FRAME.unpack_from(data, offset)
-        offset += _FRAME.size
-        payloads.append(data[offset:offset + size])
-        offset += size
-    return payloads
-
-
-@define
-class Snapshotter:
-    """
-    The snapshot thread's jobs: a snapshot written chunk by chunk, and made
-    the latest complete one at the end; and the claims' sweep.
-    """
-
-    _link: _Link
-    node: str
-
-    @classmethod
-    def to(cls, uri: str, name: str, node: str) -> Snapshotter:
-        return cls(_Link(uri, name), node)
-
-    def _run(self, query: Any, args: Sequence[object]) -> Any:
-        try:
-            return self._link.get().execute(query, args).fetchone()
-        except psycopg.Error as e:
-            raise self._link.broken(e) from None
-
-    def begin(self, position: int) -> int:
-        """
-        Start a snapshot of the state at C{position}; its id.
-        """
-        row = self._run(
-            "INSERT INTO oauthd_snapshots (pos, hash, node) VALUES (%s, coalesce("
-            " (SELECT hash FROM oauthd_log WHERE pos = %s), decode(repeat('00', 32), 'hex')), %s)"
-            " RETURNING id",
-            (position, position, self.node),
-        )
-        return int(row[0])
-
-    def chunk(self, snapshot: int, seq: int, payloads: Sequence[bytes]) -> None:
-        self._run(
-            "INSERT INTO oauthd_snapshot_chunks (snapshot, seq, data) VALUES (%s, %s, %s) RETURNING seq",
-            (snapshot, seq, frame(payloads)),
-        )
-
-    def finish(self, snapshot: int, records: int) -> None:
-        """
-        Make C{snapshot} complete; keep only it and the one before.
-        """
-        self._run(
-            "WITH done AS (UPDATE oauthd_snapshots SET complete = true, records = %s WHERE id = %s"
-            " RETURNING id) SELECT id FROM done",
-            (records, snapshot),
-        )
-        self._run(
-            "WITH old AS (DELETE FROM oauthd_snapshots WHERE complete AND id NOT IN"
-            " (SELECT id FROM oauthd_snapshots WHERE complete ORDER BY pos DESC, id DESC LIMIT 2)"
-            " RETURNING id) SELECT count(*) FROM old",
-            (),
-        )
-
-    def sweep_claims(self, before: float) -> int:
-        """
-        Forget the claims that expired before C{before}; how many.
-        """
-        row = self._run("WITH gone AS (DELETE FROM oauthd_claims WHERE expires < %s RETURNING 1)"
-                        " SELECT count(*) FROM gone", (before,))
-        return int(row[0])
-
-    def abort(self, snapshot: int) -> None:
-        self._run("WITH gone AS (DELETE FROM oauthd_snapshots WHERE id = %s RETURNING id) SELECT 1", (snapshot,))
-
-    def close(self) -> None:
-        self._link.close()
-
-
 class Listener:
     """
     The listener thread: waits for the writers' wake-ups (C{LISTEN}), and
@@ -444,7 +338,7 @@ class Listener:
     """
 
     def __init__(self, uri: str, name: str, wake: Callable[[], None], poll: float) -> None:
-        self._link = _Link(uri, name)
+        self._link = Link(uri, name)
         self._wake = wake
         self._poll = poll
         self._stopping = threading.Event()
@@ -475,4 +369,7 @@ class Listener:
             except (psycopg.Error, LogUnavailable):
                 self._link.close()
                 self._stopping.wait(self._poll)
+                # A read now fails too: the node learns the log is out of
+                # reach, and reads again as soon as it is back.
+                self._wake()
         self._link.close()

@@ -14,28 +14,28 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from attrs import define, field
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.internet.task import Clock, LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from oauthd.eventlog.errors import (
-    CompactionInProgress, JournalClosed, JournalError, LogDiverged, LogUnavailable)
+    CompactionInProgress, JournalClosed, JournalError, LogDiverged, LogGap, LogUnavailable)
 from oauthd.eventlog.format import HEADER_SIZE, RECORD_OVERHEAD, check_payload
+from oauthd.eventlog.postgresql.compaction import Compacted, Compaction
 from oauthd.eventlog.postgresql.connection import redact
-from oauthd.eventlog.postgresql.database import Appending, Fetched, Listener, Reader, Snapshotter, Writer
-from oauthd.eventlog.postgresql.schema import ensure_schema
+from oauthd.eventlog.postgresql.database import Appending, Fetched, Listener, Reader, Writer
+from oauthd.eventlog.postgresql.sealing import KeyMismatch
+from oauthd.eventlog.postgresql.snapshots import Snapshotter
 from oauthd.eventlog.writer_pool import WriterPool
-from oauthd.interfaces import Claim, Deliver, IEventLog
+from oauthd.interfaces import Claim, Deliver, IEventLog, IFollowedLog
 
 __all__ = ["PostgresLog"]
 
@@ -43,9 +43,6 @@ _log = Logger()
 
 PAGE = 10_000  # records one read of the log fetches at most
 
-_SLICE_RECORDS = 4096
-_SLICE_BYTES = 1 << 20
-_SLICE_SECONDS = 0.002
 
 
 @define(eq=False)
@@ -54,26 +51,12 @@ class _Entry:
     done: Deferred[None]
 
 
-@define(eq=False)
-class _Compaction:
-    snapshot: Iterator[bytes]
-    position: int
-    done: Deferred[None]
-    id: int = 0
-    seq: int = 0
-    records: int = 0
-    bytes: int = 0
-    # What was counted after the snapshot's position while it was written.
-    tail_records: int = 0
-    tail_bytes: int = 0
-
-
-@implementer(IEventLog)
+@implementer(IEventLog, IFollowedLog)
 @define(eq=False)
 class PostgresLog:
     """
     The event log shared by several nodes, in PostgreSQL.  Build it with
-    L{PostgresLog.open}.
+    L{oauthd.eventlog.postgresql.opening.open_log}.
     """
 
     uri: str
@@ -99,7 +82,15 @@ class PostgresLog:
     # (position, sequence, Deferred): fired once the cursor reaches position.
     _waiting: list[tuple[int, int, Deferred[None]]] = field(factory=list)
     _sequence: Iterator[int] = field(factory=itertools.count)
-    _compaction: _Compaction | None = None
+    _compaction: Compaction | None = None
+    _retention: float = 0.0
+    _clock: IReactorTime = field(factory=Clock)
+    _sweeper: LoopingCall | None = None
+    _read_ok: bool = True
+    # Called when compaction passed this node (the daemon exits for its
+    # service manager to start it again, from the latest snapshot).
+    on_gap: Callable[[LogGap], object] | None = None
+    _last_contact: float = 0.0
     _failure: JournalError | None = None
     # Set when the writer's connection broke; appends fail at once (memory
     # stays unchanged) until a probe reconnects.
@@ -108,62 +99,21 @@ class PostgresLog:
     _closed: bool = False
     _close_waiters: list[Deferred[None]] = field(factory=list)
 
-    @classmethod
-    def open(
-        cls,
-        uri: str,
-        reactor: IReactorFromThreads,
-        *,
-        node: str | None = None,
-        pool: ThreadPool | None = None,
-        listen: bool = True,
-        poll: float = 1.0,
-        page: int = PAGE,
-        partition_size: int | None = None,
-        touch_every: float = 1.0,
-    ) -> PostgresLog:
+    def start(self, poll: float | None, sweep_every: float | None) -> None:
         """
-        Open the shared log at C{uri}: create or upgrade its schema, read
-        the latest snapshot and the log after it (blocking: call it before
-        the reactor runs).
-
-        @param node: this node's id (by default a new one).
-        @param pool: runs every blocking job instead of the log's own
-            threads (tests pass one that runs jobs inline).
-        @param listen: whether to start the listener thread (without it,
-            the log is read after its own appends and on L{sync} only).
-        @param poll: the listener's wait, in seconds, before it wakes the
-            reader anyway.
-        @param partition_size: positions per partition of a new log.
-        @param touch_every: seconds between updates of this node's row (its
-            applied position) in the nodes table.
-        @raise LogUnavailable: the database cannot be reached.
-        @raise SchemaTooNew: its schema is newer than this oauthd knows.
-        @raise LogDiverged: the log's hash chain is broken.
+        Start the listener thread, whose wake-ups make the node read the log
+        (and every C{poll} seconds without one), unless C{poll} is C{None};
+        and sweeping expired claims every C{sweep_every} seconds, if given.
         """
-        node = node or uuid.uuid4().hex
-        writer = Writer.to(uri, f"oauthd {node} writer")
-        ensure_schema(writer.connection(), partition_size)
-        reader = Reader.to(uri, f"oauthd {node} reader", node, page, touch_every)
-        loaded = reader.load()
-        size = HEADER_SIZE + sum(RECORD_OVERHEAD + len(p) for p in loaded.payloads)
-        pools = {role: WriterPool(reactor, f"oauthd-pg-{role}", pool) for role in ("writer", "reader", "snapshot")}
-        for writer_pool in pools.values():
-            writer_pool.start()
-        log = cls(
-            uri=uri, node=node, reactor=reactor, writer=writer, reader=reader,
-            snapshotter=Snapshotter.to(uri, f"oauthd {node} snapshot", node), pools=pools,
-            loaded=loaded.payloads, cursor=loaded.position, cursor_hash=loaded.last_hash,
-            records=len(loaded.payloads), bytes=size,
-        )
-        log._acked = loaded.position
-        _log.info("event log: {uri} at position {position}, node {node}",
-                  uri=redact(uri), position=loaded.position, node=node)
-        if listen:
-            log._listener = Listener(uri, f"oauthd {node} listener",
-                                     lambda: reactor.callFromThread(log._wake), poll)
-            log._listener.start()
-        return log
+        if sweep_every is not None:
+            self._sweeper = LoopingCall(self._sweep)
+            self._sweeper.clock = self._clock
+            self._sweeper.start(sweep_every, now=False)
+        if poll is not None:
+            reactor = self._reactor
+            self._listener = Listener(self.uri, f"oauthd {self.node} listener",
+                                      lambda: reactor.callFromThread(self._wake), poll)
+            self._listener.start()
 
     # -- IEventLog -------------------------------------------------------------
 
@@ -241,6 +191,43 @@ class PostgresLog:
         """
         return self._pools["snapshot"].run(self._snapshotter.sweep_claims, before)
 
+    def _sweep(self) -> None:
+        if self._closing:
+            return
+        self.sweep_claims(self._clock.seconds()).addErrback(
+            lambda failure: _log.warn("event log: sweeping expired claims failed: {why}",
+                                      why=failure.getErrorMessage()))
+
+    @property
+    def last_contact(self) -> float | None:
+        """
+        When (the clock's seconds) this node last read the log up to its
+        head of the time; C{None} while nothing follows the log.
+        """
+        return None if self._deliver is None else self._last_contact
+
+    def lag(self) -> float | None:
+        """
+        See L{IFollowedLog.lag}.
+        """
+        contact = self.last_contact
+        return None if contact is None else max(self._clock.seconds() - contact, 0.0)
+
+    @property
+    def failure(self) -> str | None:
+        """
+        Why this node stopped following the log for good (it diverged, or
+        compaction passed it), or C{None}.
+        """
+        return None if self._failure is None else str(self._failure)
+
+    @property
+    def reachable(self) -> bool:
+        """
+        Whether the last attempt to write to the log reached it.
+        """
+        return self._unavailable is None and self._read_ok
+
     def replay(self) -> Iterator[bytes]:
         """
         See L{IEventLog.replay}: the latest snapshot's payloads, then the
@@ -263,13 +250,11 @@ class PostgresLog:
             return refusal
         if self._compaction is not None:
             return fail(CompactionInProgress("the event log is already compacting"))
-        compaction = _Compaction(iter(snapshot), self.position, Deferred())
+        compaction = Compaction(iter(snapshot), self.position, self._pools["snapshot"], self._snapshotter,
+                                self._retention)
         self._compaction = compaction
         self._loaded = None
-        began = self._pools["snapshot"].run(self._snapshotter.begin, compaction.position)
-        began.addCallbacks(self._snapshot_began, self._snapshot_failed,
-                           callbackArgs=(compaction,), errbackArgs=(compaction,))
-        return compaction.done
+        return compaction.run().addBoth(self._compacted, compaction)
 
     def close(self) -> Deferred[None]:
         """
@@ -283,6 +268,8 @@ class PostgresLog:
             self._closing = True
             if self._listener is not None:
                 self._listener.stop()
+            if self._sweeper is not None and self._sweeper.running:
+                self._sweeper.stop()
             self._maybe_closed()
         return done
 
@@ -346,10 +333,8 @@ class PostgresLog:
         size = RECORD_OVERHEAD + len(payload)
         self._records += 1
         self._bytes += size
-        compaction = self._compaction
-        if compaction is not None and position > compaction.position:
-            compaction.tail_records += 1
-            compaction.tail_bytes += size
+        if self._compaction is not None:
+            self._compaction.count(position, size)
 
     # -- following ---------------------------------------------------------------
 
@@ -386,6 +371,13 @@ class PostgresLog:
                 _log.failure("event log: the follower failed on the record at {position}", position=position)
         if fetched.records:
             self._cursor_hash = fetched.last_hash
+        if not fetched.full:
+            self._last_contact = self._clock.seconds()
+        self._read_ok = True
+        if self._unavailable is not None:
+            # The database is back: the writer reconnects before an append
+            # has to fail to find out.
+            self._probe()
         for done in asking:
             self._wait_for(fetched.head or 0, done)
         while self._waiting and self._waiting[0][0] <= self._cursor:
@@ -397,12 +389,15 @@ class PostgresLog:
 
     def _read_failed(self, failure: Failure, asking: list[Deferred[None]]) -> None:
         error = failure.value
-        if isinstance(error, LogDiverged):
+        self._read_ok = False
+        if isinstance(error, (LogDiverged, LogGap, KeyMismatch)):
             self._failure = error
             _log.critical("{error}", error=error)
             waiting, self._waiting = [w[2] for w in self._waiting], []
             asking = asking + waiting + self._asking
             self._asking = []
+            if isinstance(error, LogGap) and self.on_gap is not None:
+                self.on_gap(error)
         elif not isinstance(error, LogUnavailable):
             _log.failure("event log: reading failed", failure)
             error = LogUnavailable(f"reading the event log failed: {failure.getErrorMessage()}")
@@ -412,57 +407,17 @@ class PostgresLog:
 
     # -- compaction ------------------------------------------------------------
 
-    def _snapshot_began(self, snapshot_id: int, compaction: _Compaction) -> None:
-        compaction.id = snapshot_id
-        self._next_chunk(None, compaction)
-
-    def _next_chunk(self, _: object, compaction: _Compaction) -> None:
-        chunk: list[bytes] = []
-        size = 0
-        deadline = time.perf_counter() + _SLICE_SECONDS
-        try:
-            for payload in compaction.snapshot:
-                chunk.append(check_payload(payload))
-                size += RECORD_OVERHEAD + len(payload)
-                if len(chunk) >= _SLICE_RECORDS or size >= _SLICE_BYTES or time.perf_counter() >= deadline:
-                    break
-        except Exception:
-            self._snapshot_failed(Failure(), compaction)
-            return
-        pool = self._pools["snapshot"]
-        if chunk:
-            compaction.seq += 1
-            compaction.records += len(chunk)
-            compaction.bytes += size
-            written = pool.run(self._snapshotter.chunk, compaction.id, compaction.seq, chunk)
-            written.addCallbacks(self._next_chunk, self._snapshot_failed,
-                                 callbackArgs=(compaction,), errbackArgs=(compaction,))
-        else:
-            finished = pool.run(self._snapshotter.finish, compaction.id, compaction.records)
-            finished.addCallbacks(self._snapshot_finished, self._snapshot_failed,
-                                  callbackArgs=(compaction,), errbackArgs=(compaction,))
-
-    def _snapshot_finished(self, _: object, compaction: _Compaction) -> None:
+    def _compacted(self, result: Compacted | Failure, compaction: Compaction) -> None:
         self._compaction = None
-        self._records = compaction.records + compaction.tail_records
-        self._bytes = HEADER_SIZE + compaction.bytes + compaction.tail_bytes
-        _log.info("event log: snapshot of {records} records at position {position}",
-                  records=compaction.records, position=compaction.position)
-        compaction.done.callback(None)
         self._maybe_closed()
-
-    def _snapshot_failed(self, failure: Failure, compaction: _Compaction) -> None:
-        _log.failure("event log: the snapshot failed; the log is unchanged", failure)
-
-        def abandoned(_: object) -> None:
-            self._compaction = None
-            compaction.done.errback(failure)
-            self._maybe_closed()
-
-        if compaction.id:
-            self._pools["snapshot"].run(self._snapshotter.abort, compaction.id).addBoth(abandoned)
-        else:
-            abandoned(None)
+        if isinstance(result, Failure):
+            result.raiseException()
+        if result.written:
+            self._records, self._bytes = result.records, HEADER_SIZE + result.size
+        elif self._records:
+            # Another node's snapshot: sizes scaled by what it left.
+            self._bytes = HEADER_SIZE + (self._bytes - HEADER_SIZE) * result.records // self._records
+            self._records = result.records
 
     # -- closing -----------------------------------------------------------------
 

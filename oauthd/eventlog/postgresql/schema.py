@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema", "schema_version"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """
 The schema version this oauthd creates and knows.
 """
@@ -66,7 +66,7 @@ def ensure_schema(connection: psycopg.Connection[tuple[Any, ...]], partition_siz
             connection.execute(_sql(f"v{SCHEMA_VERSION}.sql"))
             if partition_size is not None:
                 connection.execute("UPDATE oauthd_head SET partition_size = %s", (partition_size,))
-        for version in range(max(found, 1), SCHEMA_VERSION):
+        for version in range(found or SCHEMA_VERSION, SCHEMA_VERSION):
             connection.execute(_sql(f"upgrade-{version}-to-{version + 1}.sql"))
             connection.execute("UPDATE oauthd_schema SET version = %s", (version + 1,))
     return found

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from oauthd.protocol import browser as browsers
+from oauthd.protocol import browser as browsers, errors
 from oauthd.protocol.context import Context
 from oauthd.protocol.errors import OAuthError
 from oauthd.state.authz_records import BrowserSession
@@ -73,9 +73,10 @@ class PageController:
         self._audit(request, error)
         return self._error(request, "Invalid request", sentence(error.description), error.status)
 
-    def _error(self, request: IRequest, title: str, description: str, status: int = 400) -> bytes:
+    def _error(self, request: IRequest, title: str, description: str, status: int = 400,
+               headers: dict[str, str] | None = None) -> bytes:
         body = views.error_page(site=self._site, title=title, description=description)
-        return self._show(request, body, status)
+        return self._show(request, body, status, headers=headers)
 
     def _committed(self, request: IRequest, decided: Decision[Any],
                    then: Callable[[Any], Page]) -> Deferred[bytes]:
@@ -86,7 +87,8 @@ class PageController:
         def failed(failure: Failure) -> Page:
             error = refusal(failure)
             self._audit(request, error)
-            return self._error(request, "Please try again", sentence(error.description), error.status)
+            return self._error(request, "Please try again", sentence(error.description), error.status,
+                               error.headers)
 
         return self._store.commit(decided).addCallbacks(then, failed)
 
@@ -96,8 +98,7 @@ def refusal(failure: Failure) -> OAuthError:
     The refusal a failure stands for; anything else is passed on.
     """
     if failure.check(NotDurable):
-        return OAuthError("temporarily_unavailable",
-                          "the change could not be recorded; try again in a moment", 503)
+        return errors.temporarily_unavailable("the change could not be recorded; try again in a moment")
     failure.trap(OAuthError)
     error = failure.value
     assert isinstance(error, OAuthError)
