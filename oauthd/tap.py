@@ -35,6 +35,7 @@ from oauthd.config import (
 )
 
 from oauthd.interfaces import IEventLog
+from oauthd.opening import exit_to_restart as exit_to_restart, open_event_log
 
 log = Logger()
 
@@ -267,54 +268,6 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
     if run is None:
         run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
     return TrailReader(trail, run, reactor, PAGE_BYTES)
-def open_event_log(config: Config, reactor: Any, pool: Any = None, metrics: Any = None) -> IEventLog:
-    """
-    The event log C{config} names: the data directory's journal, or a
-    shared log in PostgreSQL (blocking: before the reactor runs).
-
-    @param metrics: the daemon's L{oauthd.services.metrics.Metrics}, told
-        the journal's fsync times and group commits.
-    """
-    from oauthd.eventlog import LOCK_NAME, FileJournal
-    from oauthd.eventlog.files import lock_directory
-
-    if not config.eventlog:
-        if metrics is None:
-            return FileJournal.open(config.data, reactor, pool=pool)
-        journal = FileJournal.open(config.data, reactor, pool=pool, fsync_function=metrics.timed_fsync(os.fsync))
-        journal.on_batch = metrics.batch
-        return journal
-    from oauthd.eventlog.postgresql import open_postgres_log
-    from oauthd.eventlog.postgresql.node import node_id
-
-    # The data directory (audit trail, control socket) stays one process's:
-    # its lock is held until the process exits.
-    lock_directory(config.data, LOCK_NAME)
-    from oauthd.eventlog.postgresql.sealing import read_key_file
-
-    key = None
-    if config.eventlog_secret_key_file:
-        key = read_key_file(config.eventlog_secret_key_file)
-    else:
-        log.warn("eventlog_secret_key_file is not set: the shared event log keeps signing keys and TOTP"
-                 " secrets unencrypted in PostgreSQL")
-    shared = open_postgres_log(config.eventlog, reactor, pool=pool, node=node_id(config.data, config.node_id),
-                               retention=config.audit_keep_days * 86400.0, sweep_every=60.0, secret_key=key)
-    shared.on_gap = lambda error: exit_to_restart(reactor, str(error))
-    return shared
-
-
-def exit_to_restart(reactor: Any, why: str) -> None:
-    """
-    Stop cleanly, then exit with status 1, so that the service manager
-    (C{Restart=on-failure}) starts the daemon again: a node that shared-log
-    compaction passed starts from the latest snapshot.
-    """
-    log.critical("{why}: stopping, to start again from the latest snapshot", why=why)
-    reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-    reactor.stop()
-
-
 def build_service(
     config: Config, reactor: Any, journal_pool: Any = None, journal: IEventLog | None = None,
     euid: int | None = None, reread: Callable[[], Config] | None = None,

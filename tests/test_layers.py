@@ -31,7 +31,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "config": frozenset({"locations"}),
     "testing": frozenset({"testing", "protocol", "state", "eventlog", "services", "interfaces", "config"}),
     "tap": frozenset({"tap", "web", "control", "wire", "protocol", "state", "eventlog", "services",
-                      "interfaces", "config", "locations", "version", "reload"}),
+                      "interfaces", "config", "locations", "version", "reload", "opening"}),
+    "opening": frozenset({"opening", "eventlog", "interfaces", "config"}),
     # Puts a reloaded configuration into the objects that hold it.
     "reload": frozenset({"reload", "web", "protocol", "state", "services", "interfaces", "config"}),
     "version": frozenset(),
