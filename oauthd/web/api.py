@@ -17,8 +17,8 @@ from twisted.web.resource import IResource
 
 from oauthd.interfaces import AuditFailing
 from oauthd.protocol import (
-    clientauth, device, errors, grants, id_tokens, introspection, registration, revocation, sessions,
-    signing, userinfo,
+    clientauth, device, errors, grants, id_tokens, introspection, misses, registration, revocation,
+    sessions, signing, userinfo,
 )
 from oauthd.protocol.context import Body, Context
 from oauthd.protocol.discovery import (
@@ -28,6 +28,7 @@ from oauthd.protocol.discovery import (
 )
 from oauthd.protocol.errors import OAuthError, deny
 from oauthd.state.decision import Decision, audit
+from oauthd.state.follower import MissGate, caught_up
 from oauthd.state.store import NotDurable, Store
 from oauthd.web import parsing
 from oauthd.web.pages import static
@@ -64,6 +65,7 @@ class OAuthHTTP:
         self._ctx = ctx
         self._store = store
         self.limiter = ctx.limiter
+        self._introspection_misses = MissGate(ctx.clock)
         self.capabilities = Capabilities(
             endpoints=frozenset({
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
@@ -172,7 +174,13 @@ class OAuthHTTP:
     def token(self, request: IRequest) -> Deferred[bytes]:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
-        decided = grants.token(self._ctx, params, auth, self._ip(request), presented)
+        ip = self._ip(request)
+        if self._store.follower is not None and misses.token_request(self._ctx, params, auth):
+            # Another node sharing the log may have just made it.
+            later = caught_up(self._store).addCallback(
+                lambda _: grants.token(self._ctx, params, auth, ip, presented))
+            return self._answered(request, self._committed(later))
+        decided = grants.token(self._ctx, params, auth, ip, presented)
         return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/device", methods=["POST"])
@@ -197,10 +205,19 @@ class OAuthHTTP:
         return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/introspect", methods=["POST"])
-    def introspect(self, request: IRequest) -> bytes:
+    def introspect(self, request: IRequest) -> bytes | Deferred[bytes]:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
-        answer = introspection.introspect(self._ctx, params, auth, presented, self._ip(request))
+        ip = self._ip(request)
+        answer = introspection.introspect(self._ctx, params, auth, presented, ip)
+        caller = (auth.basic[0] if auth.basic is not None else auth.client_id) or ip
+        if (answer == {"active": False} and self._store.follower is not None
+                and misses.token(self._ctx, params.get("token", ""))
+                and self._introspection_misses.admit(caller)):
+            # Issued on another node just now, perhaps: asked again once this
+            # one caught up (a caller's misses wait at most once a second).
+            return caught_up(self._store).addCallback(lambda _: json_body(
+                request, introspection.introspect(self._ctx, params, auth, presented, ip)))
         return json_body(request, answer)
 
     @app.route("/api/v1/oauth/userinfo", methods=["GET", "POST"])
