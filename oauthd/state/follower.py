@@ -55,10 +55,10 @@ Seconds a lookup that missed waits for the log to catch up before it is
 answered from memory as it is.
 """
 
-MISS_INTERVAL = 1.0
+MISSES_PER_SECOND = 20
 """
-Seconds between two waits of one caller's introspection misses (the others
-are answered from memory at once).
+How many introspection misses of one caller may wait for the log each
+second, in bursts of as many (the others are answered from memory at once).
 """
 
 _MISS_CALLERS = 10_000
@@ -351,23 +351,26 @@ class CatchUp:
 @define(eq=False)
 class MissGate:
     """
-    Which introspection misses may wait for the log: one per caller per
-    L{MISS_INTERVAL}, so a caller sending random tokens costs the log one
-    round trip a second, not one per token.
+    Which introspection misses may wait for the log: a budget per caller of
+    C{rate} a second (a token bucket), so a caller sending random tokens
+    keeps few requests waiting; the waits share the log's round trips
+    (L{CatchUp}) whoever asks.
     """
 
     clock: IReactorTime
-    interval: float = MISS_INTERVAL
-    _last: dict[str, float] = field(factory=dict)
+    rate: float = MISSES_PER_SECOND
+    _budget: dict[str, tuple[float, float]] = field(factory=dict)
 
     def admit(self, caller: str) -> bool:
         now = self.clock.seconds()
-        last = self._last.get(caller)
-        if last is not None and now - last < self.interval:
+        left, then = self._budget.get(caller, (self.rate, now))
+        left = min(self.rate, left + (now - then) * self.rate)
+        if left < 1:
+            self._budget[caller] = (left, now)
             return False
-        if len(self._last) >= _MISS_CALLERS:
-            self._last.clear()
-        self._last[caller] = now
+        if len(self._budget) >= _MISS_CALLERS:
+            self._budget.clear()
+        self._budget[caller] = (left - 1, now)
         return True
 
 
