@@ -24,7 +24,8 @@ from oauthd.state.follower import CatchUp, follow
 from oauthd.state.store import NotDurable
 from oauthd.testing import MemoryServer
 from oauthd.web.api import OAuthHTTP
-from tests.helpers import START, make_config, make_server
+from oauthd.state.authz_records import BrowserSession, BrowserStarted
+from tests.helpers import START, change, make_config, make_server
 from tests.oauth_helpers import INTROSPECT, PASSWORD, REVOKE, TOKEN
 
 
@@ -36,7 +37,8 @@ class Node:
 
     def __init__(self, shared: MemorySharedLog, clock: Clock, random_bytes: Any = os.urandom) -> None:
         self.log = shared.node()
-        self.server: MemoryServer = make_server(make_config(), clock=clock, journal=self.log,
+        config = make_config(registration="open", registration_scopes=["openid"])
+        self.server: MemoryServer = make_server(config, clock=clock, journal=self.log,
                                                 random_bytes=random_bytes)
         follow(self.server.store)
         self.treq = StubTreq(OAuthHTTP(self.server.ctx, self.server.store).resource())
@@ -319,6 +321,22 @@ class RacesAtApplyTests(MultiNodeCase):
             self.assertEqual(node.server.state.token_count(client_id=limited.id), 1)
 
 
+    def test_user_disabled_on_a_while_b_opens_a_session(self) -> None:
+        """
+        A user disabled on A while B opens a browser session for them: the
+        session is dropped on both nodes, and B refuses.
+        """
+        now = int(self.clock.seconds())
+        session = BrowserSession("s" * 64, "alice", now, ("pwd",), now, 3600, 86400)
+        disabling = self.a.server.update_user("alice", disabled=True)
+        opening = self.b.server.store.commit(change([BrowserStarted(session)]))
+        self.shared.deliver()
+        self.successResultOf(disabling)
+        self.failureResultOf(opening, NotDurable)
+        for node in (self.a, self.b):
+            self.assertEqual(node.server.state.authz.browsers, {})
+
+
 class TokenEndpointMissTests(MultiNodeCase):
     """
     The token endpoint waits for the log when it does not know what it is
@@ -342,6 +360,44 @@ class TokenEndpointMissTests(MultiNodeCase):
         self.b.treq.flush()
         self.shared.deliver()  # B's rotation
         self.assertEqual(self.read(self.b, asked)[0], 200)
+
+
+    def test_password_login_on_b_of_a_user_just_made_on_a(self) -> None:
+        """
+        A user A just created logs in on B before B delivered it: B waits
+        for the log, then logs the user in.
+        """
+        made = self.a.server.add_user("carol", PASSWORD)
+        self.a.log.step()
+        self.successResultOf(made)
+        asked = self.b.send(TOKEN, {"grant_type": "password", "username": "carol", "password": PASSWORD},
+                            (self.client.id, self.secret))
+        self.b.treq.flush()
+        self.assertNoResult(asked)
+        self.shared.deliver()
+        self.b.treq.flush()
+        self.shared.deliver()
+        self.assertEqual(self.read(self.b, asked)[0], 200)
+
+    def test_registration_read_on_b_just_after_a(self) -> None:
+        """
+        A client registered on A is read through its management URI on B
+        before B delivered it: B waits for the log.
+        """
+        sent = self.a.treq.request("POST", "http://oauthd.test/api/v1/oauth/register",
+                                   data=json.dumps({"redirect_uris": ["https://rp.example/cb"]}).encode(),
+                                   headers={"Content-Type": "application/json"})
+        self.a.log.step()
+        code, registered = self.read(self.a, sent)
+        self.assertEqual(code, 201, registered)
+        asked = self.b.treq.request(
+            "GET", "http://oauthd.test/api/v1/oauth/register/" + registered["client_id"],
+            headers={"Authorization": "Bearer " + registered["registration_access_token"]})
+        self.b.treq.flush()
+        self.assertNoResult(asked)
+        self.b.log.step()
+        code, read = self.read(self.b, asked)
+        self.assertEqual((code, read["client_id"]), (200, registered["client_id"]))
 
 
 class CountingLog:

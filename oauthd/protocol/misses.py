@@ -19,8 +19,8 @@ _MAX_CODE = 100
 
 def token_request(ctx: Context, params: Params, auth: ClientAuth) -> bool:
     """
-    Whether a token request names a client, a refresh token, a code or a
-    device code unknown here.
+    Whether a token request names a client, a refresh token, a code, a
+    device code or a user unknown here.
     """
     client_id = auth.basic[0] if auth.basic is not None else auth.client_id
     if client_id and client_id not in ctx.state.clients:
@@ -36,7 +36,16 @@ def token_request(ctx: Context, params: Params, auth: ClientAuth) -> bool:
         return digest(params.get("code", "")[:_MAX_CODE]) not in ctx.state.authz.codes
     if grant_type == "urn:ietf:params:oauth:grant-type:device_code":
         return digest(params.get("device_code", "")[:_MAX_CODE]) not in ctx.state.authz.devices.codes
+    if grant_type == "password":
+        return params.get("username", "") not in ctx.state.users
     return False
+
+
+def client(ctx: Context, client_id: str) -> bool:
+    """
+    Whether C{client_id} (a registration's management URI) is unknown here.
+    """
+    return client_id not in ctx.state.clients
 
 
 def token(ctx: Context, presented: str) -> bool:

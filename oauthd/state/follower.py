@@ -57,8 +57,9 @@ answered from memory as it is.
 
 MISSES_PER_SECOND = 20
 """
-How many introspection misses of one caller may wait for the log each
-second, in bursts of as many (the others are answered from memory at once).
+How many lookup misses of one caller (a client, else an address) may wait
+for the log each second, in bursts of as many (the others are answered from
+memory at once).
 """
 
 _MISS_CALLERS = 10_000
@@ -351,7 +352,7 @@ class CatchUp:
 @define(eq=False)
 class MissGate:
     """
-    Which introspection misses may wait for the log: a budget per caller of
+    Which lookup misses may wait for the log: a budget per caller of
     C{rate} a second (a token bucket), so a caller sending random tokens
     keeps few requests waiting; the waits share the log's round trips
     (L{CatchUp}) whoever asks.

@@ -65,7 +65,7 @@ class OAuthHTTP:
         self._ctx = ctx
         self._store = store
         self.limiter = ctx.limiter
-        self._introspection_misses = MissGate(ctx.clock)
+        self._miss_budget = MissGate(ctx.clock)
         self.capabilities = Capabilities(
             endpoints=frozenset({
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
@@ -175,7 +175,8 @@ class OAuthHTTP:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
         ip = self._ip(request)
-        if self._store.follower is not None and misses.token_request(self._ctx, params, auth):
+        if (self._store.follower is not None and misses.token_request(self._ctx, params, auth)
+                and self._miss_budget.admit((auth.basic[0] if auth.basic is not None else auth.client_id) or ip)):
             # Another node sharing the log may have just made it.
             later = caught_up(self._store).addCallback(
                 lambda _: grants.token(self._ctx, params, auth, ip, presented))
@@ -213,7 +214,7 @@ class OAuthHTTP:
         caller = (auth.basic[0] if auth.basic is not None else auth.client_id) or ip
         if (answer == {"active": False} and self._store.follower is not None
                 and misses.token(self._ctx, params.get("token", ""))
-                and self._introspection_misses.admit(caller)):
+                and self._miss_budget.admit(caller)):
             # Issued on another node just now, perhaps: asked again once this
             # one caught up (a caller's misses wait at most once a second).
             return caught_up(self._store).addCallback(lambda _: json_body(
@@ -252,6 +253,13 @@ class OAuthHTTP:
         Dynamic client registration (RFC 7591), and a registration's
         management URI (RFC 7592).
         """
+        if (client_id is not None and self._store.follower is not None and misses.client(self._ctx, client_id)
+                and self._miss_budget.admit(self._ip(request))):
+            # Registered on another node just now, perhaps.
+            return caught_up(self._store).addCallback(lambda _: self._registration(request, client_id))
+        return self._registration(request, client_id)
+
+    def _registration(self, request: IRequest, client_id: str | None) -> bytes | Deferred[bytes]:
         presented, ip = parsing.bearer_of(request), self._ip(request)
         if client_id is None:
             body = parsing.json_object(request, self._ctx.config.max_body)
