@@ -162,6 +162,24 @@ class SeenEverywhereTests(MultiNodeCase):
         self.clock.advance(0.1)
         self.assertEqual(self.read(self.b, asked), (200, {"active": False}))
 
+    def test_issued_on_a_opens_userinfo_on_b(self) -> None:
+        """
+        A token A just issued is a bearer on B before B delivered it: B's
+        userinfo waits for the log, then answers.
+        """
+        sent = self.a.send(TOKEN, {"grant_type": "password", "username": "alice", "password": PASSWORD,
+                                   "scope": "openid"}, (self.client.id, self.secret))
+        self.a.log.step()
+        code, body = self.read(self.a, sent)
+        self.assertEqual(code, 200, body)
+        asked = self.b.treq.request("GET", "http://oauthd.test/api/v1/oauth/userinfo",
+                                    headers={"Authorization": "Bearer " + body["access_token"]})
+        self.b.treq.flush()
+        self.assertNoResult(asked)
+        self.b.log.step()
+        code, info = self.read(self.b, asked)
+        self.assertEqual(code, 200, info)
+
     def test_revoked_on_b_seen_on_a(self) -> None:
         """
         A token revoked on B is inactive on A once the log delivered it.

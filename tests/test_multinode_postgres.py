@@ -142,3 +142,20 @@ def test_refresh_raced_on_a_and_b(cluster: Cluster) -> None:
         assert loser["error"] == "invalid_grant"
         for daemon in (cluster.a, cluster.b):
             cluster.inactive_soon(daemon, winner["refresh_token"])
+
+
+def test_refresh_rotated_on_a_replayed_on_b(cluster: Cluster) -> None:
+    """
+    A refresh token rotated on A and presented again on B is a reuse: B
+    refuses it and the family is revoked on both.
+    """
+    issued = cluster.login(cluster.a)
+    code, rotated = post(cluster.a, "/api/v1/oauth/token",
+                         {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}, cluster.client)
+    assert code == 200, rotated
+    code, body = post(cluster.b, "/api/v1/oauth/token",
+                      {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}, cluster.client)
+    assert (code, body["error"]) == (400, "invalid_grant")
+    for daemon in (cluster.a, cluster.b):
+        cluster.inactive_soon(daemon, rotated["access_token"])
+        cluster.inactive_soon(daemon, rotated["refresh_token"])

@@ -222,7 +222,7 @@ class OAuthHTTP:
         return json_body(request, answer)
 
     @app.route("/api/v1/oauth/userinfo", methods=["GET", "POST"])
-    def userinfo(self, request: IRequest) -> bytes:
+    def userinfo(self, request: IRequest) -> bytes | Deferred[bytes]:
         presented = parsing.bearer_of(request)
         if request.method == b"POST":
             in_body = self._params(request).get("access_token")
@@ -230,7 +230,13 @@ class OAuthHTTP:
                 if presented is not None:
                     raise errors.invalid_request("present the access token one way only")
                 presented = in_body
-        return json_body(request, userinfo.userinfo(self._ctx, presented, self._ip(request)))
+        ip = self._ip(request)
+        if (presented is not None and self._store.follower is not None and misses.token(self._ctx, presented)
+                and self._miss_budget.admit(ip)):
+            # Issued on another node just now, perhaps.
+            return caught_up(self._store).addCallback(
+                lambda _: json_body(request, userinfo.userinfo(self._ctx, presented, ip)))
+        return json_body(request, userinfo.userinfo(self._ctx, presented, ip))
 
     @app.route("/api/v1/session", methods=["POST"])
     @app.route("/api/v1/sessions", methods=["POST"])
