@@ -455,3 +455,23 @@ class CatchUpTests(SynchronousTestCase):
         for waiting in later:
             self.assertIsNone(self.successResultOf(waiting))
         self.assertEqual(len(log.syncs), 2)
+
+
+class OwnRecordsTests(MultiNodeCase):
+    """
+    What the follower keeps of this node's appends while they are pending.
+    """
+
+    def test_refused_at_once_leaves_nothing_pending(self) -> None:
+        """
+        An append the log refuses at once (a payload over its cap) raises,
+        and leaves nothing waiting to be matched with a later delivery.
+        """
+        from oauthd.state.records import ClientPut
+
+        huge = Client(id="c" + "0" * 15, name="x" * 2_000_000)
+        follower = self.a.server.store.follower
+        assert follower is not None
+        with self.assertRaises(ValueError):
+            self.a.server.store.commit(change([ClientPut(huge)]))
+        self.assertEqual(follower._mine, {})

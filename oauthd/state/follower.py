@@ -247,7 +247,12 @@ class Follower:
         payloads = [encode(r) for r in decision.records]
         pending = self._expect(payloads)
         claims = [*decision.claims, *implied_claims(self.state, decision.records)]
-        appended = store.log.append(payloads, claims)
+        try:
+            appended = store.log.append(payloads, claims)
+        except Exception:
+            # Refused at once (a payload over the log's cap): nothing sent.
+            self._forget(pending)
+            raise
 
         def answer(_: object) -> T:
             if decision.refusal is not None:
