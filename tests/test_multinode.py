@@ -475,3 +475,60 @@ class OwnRecordsTests(MultiNodeCase):
         with self.assertRaises(ValueError):
             self.a.server.store.commit(change([ClientPut(huge)]))
         self.assertEqual(follower._mine, {})
+
+
+class AckLostNode:
+    """
+    A node of the shared log whose next append is committed but reported
+    as L{LogUnavailable} (the connection broke before the acknowledgement),
+    or, with C{commit=False}, refused before it was sent.
+    """
+
+    def __init__(self, node: Any, commit: bool = True) -> None:
+        self._node = node
+        self._commit = commit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._node, name)
+
+    def append(self, payloads: Any, claims: Any = ()) -> Deferred[None]:
+        from twisted.internet.defer import fail
+
+        from oauthd.eventlog import LogUnavailable
+
+        if self._commit:
+            self._node.append(payloads, claims)
+        return fail(LogUnavailable("the connection broke"))
+
+
+class UnknownOutcomeTests(MultiNodeCase):
+    """
+    An append whose outcome was unknown when the connection broke is
+    resolved by following the log.
+    """
+
+    def test_committed_before_the_break(self) -> None:
+        """
+        The records were committed: once the log delivers them here, the
+        change is answered as made (a refresh token rotated so is not then
+        mistaken for a reuse by the client's retry of a 503).
+        """
+        store = self.a.server.store
+        store.log = AckLostNode(self.a.log)
+        issuing = self.a.server.issue_token(scope="*", lifetime=3600, client=self.client)
+        self.assertNoResult(issuing)
+        self.shared.deliver()
+        secret, token = self.successResultOf(issuing)
+        self.assertIsNotNone(self.b.server.state.token(token.key, self.clock.seconds()))
+
+    def test_not_committed(self) -> None:
+        """
+        The records were not committed: once the log has caught up without
+        them, the change is refused as not made.
+        """
+        store = self.a.server.store
+        store.log = AckLostNode(self.a.log, commit=False)
+        issuing = self.a.server.issue_token(scope="*", lifetime=3600, client=self.client)
+        self.shared.deliver()
+        failure = self.failureResultOf(issuing, NotDurable)
+        self.assertFalse(failure.value.made)

@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from oauthd.eventlog import LogUnavailable
 from oauthd.interfaces import Claim, ClaimConflict, Expect, IEventLog
 from oauthd.state.authz_records import BrowserStarted, CodeIssued, CodeRedeemed, HalfLoginStarted
 from oauthd.state.decision import Decision
@@ -264,6 +265,14 @@ class Follower:
             return Failure(NotDurable(failure.value, decision.context, made=True))
 
         def settled(result: object) -> object:
+            if isinstance(result, Failure) and result.check(LogUnavailable) and self.catch_up is not None:
+                # The connection broke: the append may have been committed
+                # all the same, and the log tells by delivering it here.
+                return self.catch_up().addCallback(
+                    lambda _: outcome(result if pending.left else None))
+            return outcome(result)
+
+        def outcome(result: object) -> object:
             self._forget(pending)
             reason: BaseException
             if isinstance(result, Failure):
