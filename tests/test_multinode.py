@@ -24,7 +24,10 @@ from oauthd.state.follower import CatchUp, follow
 from oauthd.state.store import NotDurable
 from oauthd.testing import MemoryServer
 from oauthd.web.api import OAuthHTTP
-from oauthd.state.authz_records import BrowserSession, BrowserStarted
+from oauthd.protocol.browser import digest
+from oauthd.state.authz_records import (
+    AuthCode, BrowserSession, BrowserStarted, CodeIssued, Consent, ConsentGranted,
+)
 from tests.helpers import START, change, make_config, make_server
 from tests.oauth_helpers import INTROSPECT, PASSWORD, REVOKE, TOKEN
 
@@ -261,6 +264,50 @@ class RefreshAcrossNodesTests(MultiNodeCase):
         self.assertEqual(code, 400, body)
         for node in (self.a, self.b):
             self.assertEqual(node.server.state.user_tokens("alice", self.clock.seconds()), [])
+
+
+class CodeAcrossNodesTests(MultiNodeCase):
+    """
+    An authorization code is redeemed once, whichever node it is sent to.
+    """
+
+    def issue_code(self, secret: str) -> None:
+        """
+        A code for alice at the test's client, as the authorization
+        endpoint of A would have issued it, seen by both nodes.
+        """
+        now = int(self.clock.seconds())
+        browser = BrowserSession("b" * 64, "alice", now, ("pwd",), now, 3600, 86400)
+        code = AuthCode(digest(secret), self.client.id, "alice", "*", "https://rp.example/cb", "", "", "",
+                        now, browser.key, secret[-16:], now, 60)
+        self.settled(self.a.server.store.commit(change([
+            BrowserStarted(browser), ConsentGranted(Consent("alice", self.client.id, "*", now)),
+            CodeIssued(code)])))
+
+    def test_raced_on_a_and_b_one_wins(self) -> None:
+        """
+        The same code sent to A and B at once: exactly one gets tokens, the
+        other is refused, and the tokens issued from it are revoked on both
+        (RFC 6749 section 4.1.2); every time.
+        """
+        self.settled(self.a.server.update_client(
+            self.client.id, grant_types=("authorization_code", "refresh_token", "password"),
+            redirect_uris=("https://rp.example/cb",)))
+        for n in range(10):
+            secret = f"{n:064x}"
+            self.issue_code(secret)
+            form = {"grant_type": "authorization_code", "code": secret}
+            on_a = self.a.send(TOKEN, form, (self.client.id, self.secret))
+            on_b = self.b.send(TOKEN, form, (self.client.id, self.secret))
+            self.a.treq.flush()
+            self.b.treq.flush()
+            self.shared.deliver()
+            answers = [self.read(self.a, on_a), self.read(self.b, on_b)]
+            self.assertEqual(sorted(code for code, _ in answers), [200, 400], answers)
+            self.assertEqual(next(body for code, body in answers if code == 400)["error"], "invalid_grant")
+            winner = next(body for code, body in answers if code == 200)
+            for node in (self.a, self.b):
+                self.assertFalse(self.active(node, winner["access_token"]))
 
 
 class CreatedOnceTests(MultiNodeCase):
