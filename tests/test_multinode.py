@@ -310,6 +310,42 @@ class CodeAcrossNodesTests(MultiNodeCase):
                 self.assertFalse(self.active(node, winner["access_token"]))
 
 
+class DeviceAcrossNodesTests(MultiNodeCase):
+    """
+    A device code's approval on one node is not undone by a poll recorded
+    on another that had not seen it.
+    """
+
+    def test_poll_on_b_while_approved_on_a(self) -> None:
+        """
+        The user approves on A while the device polls B: B answers
+        authorization_pending (it decided before it saw the approval), its
+        poll record is dropped on both nodes, and the next poll gets tokens.
+        """
+        from attrs import evolve
+
+        from oauthd.state.device import APPROVED, DeviceCode, DevicePut
+
+        self.settled(self.a.server.update_client(
+            self.client.id, grant_types=("urn:ietf:params:oauth:grant-type:device_code", "password")))
+        now = int(self.clock.seconds())
+        code = DeviceCode(digest("d" * 40), "u" * 64, self.client.id, "*", "g" * 16, now, 600, 5)
+        self.settled(self.a.server.store.commit(change([DevicePut(code)])))
+        approving = self.a.server.store.commit(change([DevicePut(evolve(
+            code, status=APPROVED, user="alice", auth_time=now))]))
+        form = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": "d" * 40}
+        polling = self.b.send(TOKEN, form, (self.client.id, self.secret))
+        self.b.treq.flush()
+        self.shared.deliver()
+        self.successResultOf(approving)
+        code_, body = self.read(self.b, polling)
+        self.assertEqual((code_, body["error"]), (400, "authorization_pending"))
+        for node in (self.a, self.b):
+            self.assertEqual(node.server.state.authz.devices.codes[code.key].status, APPROVED)
+        self.clock.advance(10)
+        self.assertEqual(self.call(self.b, TOKEN, form)[0], 200)
+
+
 class CreatedOnceTests(MultiNodeCase):
     """
     A user name or a client id created on two nodes at once exists once.

@@ -36,7 +36,7 @@ from oauthd.eventlog import LogUnavailable
 from oauthd.interfaces import Claim, ClaimConflict, Expect, IEventLog
 from oauthd.state.authz_records import BrowserStarted, CodeIssued, CodeRedeemed, HalfLoginStarted
 from oauthd.state.decision import Decision
-from oauthd.state.device import REDEEMED, DevicePut
+from oauthd.state.device import APPROVED, DENIED, PENDING, REDEEMED, DevicePut
 from oauthd.state.entities import REFRESH, key_hex
 from oauthd.state.model import State
 from oauthd.state.records import (
@@ -66,6 +66,7 @@ memory at once).
 _MISS_CALLERS = 10_000
 
 TOTP_STEP = 30
+_STAGE = {PENDING: 0, APPROVED: 1, DENIED: 1, REDEEMED: 2}
 REVOKED = "revoked"
 """
 What a revoked grant's claim holds: no refresh token of it rotates again.
@@ -116,6 +117,11 @@ def admitted(state: State, record: Record, now: float) -> bool:
             return _enabled(state, session.user)
         case HalfLoginStarted(half=half):
             return _enabled(state, half.user)
+        case DevicePut(code=code):
+            # Written whole, the latest wins: a poll decided on a node that
+            # had not seen the user's approval must not undo it.
+            device = state.authz.devices.codes.get(code.key)
+            return device is None or _STAGE[code.status] >= _STAGE[device.status]
         case UserPut(user=user):
             # A name another node created first (another subject id) is
             # taken; an update keeps the subject id.
