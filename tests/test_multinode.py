@@ -346,6 +346,62 @@ class DeviceAcrossNodesTests(MultiNodeCase):
         self.assertEqual(self.call(self.b, TOKEN, form)[0], 200)
 
 
+class SecondFactorAcrossNodesTests(MultiNodeCase):
+    """
+    A TOTP code is accepted once, and only for a step later than the last
+    one accepted, whichever node checks it.
+    """
+
+    SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+    def setUp(self) -> None:
+        super().setUp()
+        from oauthd.state.entities import SecondFactor
+        from oauthd.state.records import SecondFactorEnabled
+
+        factor = SecondFactor("alice", self.SECRET, frozenset(), int(self.clock.seconds()))
+        self.settled(self.a.server.store.commit(change([SecondFactorEnabled(factor)])))
+
+    def verifying(self, node: Node, code: str) -> Deferred[Any]:
+        from oauthd.protocol import second_factor
+
+        return node.server.store.commit(second_factor.verify(node.server.ctx, "alice", code, "192.0.2.1"))
+
+    def code(self, offset: int = 0) -> str:
+        import pyotp
+
+        return str(pyotp.TOTP(self.SECRET).at(int(self.clock.seconds()) + offset))
+
+    def test_same_code_on_both(self) -> None:
+        """
+        The same code checked on A and B at once: one login completes, the
+        other is refused as a wrong code.
+        """
+        from oauthd.protocol.errors import OAuthError
+
+        on_a = self.verifying(self.a, self.code())
+        on_b = self.verifying(self.b, self.code())
+        self.shared.deliver()
+        self.successResultOf(on_a)
+        self.assertEqual(self.failureResultOf(on_b, OAuthError).value.error, "invalid_grant")
+
+    def test_earlier_step_after_a_later_one(self) -> None:
+        """
+        A code of the next step accepted on A while B checks one of this
+        step: B's is earlier than the last accepted at its position, so it
+        is refused on both.
+        """
+        from oauthd.protocol.errors import OAuthError
+
+        on_a = self.verifying(self.a, self.code(30))
+        on_b = self.verifying(self.b, self.code())
+        self.shared.deliver()
+        self.successResultOf(on_a)
+        self.failureResultOf(on_b, OAuthError)
+        steps = {node.server.state.second_factors["alice"].last_step for node in (self.a, self.b)}
+        self.assertEqual(steps, {int(self.clock.seconds()) // 30 + 1})
+
+
 class CreatedOnceTests(MultiNodeCase):
     """
     A user name or a client id created on two nodes at once exists once.

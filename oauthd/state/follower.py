@@ -122,6 +122,13 @@ def admitted(state: State, record: Record, now: float) -> bool:
             # had not seen the user's approval must not undo it.
             device = state.authz.devices.codes.get(code.key)
             return device is None or _STAGE[code.status] >= _STAGE[device.status]
+        case TotpStepUsed(user=name, step=step):
+            # Each step once, and only later than the last one accepted.
+            factor = state.second_factors.get(name)
+            return factor is not None and step > factor.last_step
+        case RecoveryCodeUsed(user=name, digest=digest):
+            factor = state.second_factors.get(name)
+            return factor is not None and digest in factor.recovery
         case UserPut(user=user):
             # A name another node created first (another subject id) is
             # taken; an update keeps the subject id.
