@@ -536,6 +536,29 @@ class TokenEndpointMissTests(MultiNodeCase):
         self.shared.deliver()
         self.assertEqual(self.read(self.b, asked)[0], 200)
 
+    def test_browser_session_made_on_a_used_on_b(self) -> None:
+        """
+        A browser whose login A just recorded opens the authorization
+        endpoint on B before B delivered it: B waits for the log (the page
+        it then shows knows the session).
+        """
+        from oauthd.web.pages import security
+
+        now = int(self.clock.seconds())
+        cookie = "c" * 43
+        session = BrowserSession(digest(cookie), "alice", now, ("pwd",), now, 3600, 86400)
+        self.a.server.store.commit(change([BrowserStarted(session)]))
+        self.a.log.step()
+        name = security.cookie_name(self.b.server.ctx.config, security.SESSION_COOKIE)
+        asked = self.b.treq.request("GET", "http://oauthd.test/api/v1/oauth/authorize?client_id="
+                                    + self.client.id, cookies={name: cookie})
+        self.b.treq.flush()
+        self.assertNoResult(asked)
+        self.b.log.step()
+        self.b.treq.flush()
+        self.successResultOf(asked)
+        self.assertIn(digest(cookie), self.b.server.state.authz.browsers)
+
     def test_registration_read_on_b_just_after_a(self) -> None:
         """
         A client registered on A is read through its management URI on B

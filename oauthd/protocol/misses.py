@@ -15,6 +15,7 @@ from oauthd.protocol.context import Context, Params
 from oauthd.protocol.lookup import authenticate_token
 
 _MAX_CODE = 100
+_MAX_SECRET = 100
 
 
 def token_request(ctx: Context, params: Params, auth: ClientAuth) -> bool:
@@ -53,3 +54,10 @@ def token(ctx: Context, presented: str) -> bool:
     Whether C{presented} is no live token here.
     """
     return bool(presented) and authenticate_token(ctx, presented) is None
+
+
+def browser(ctx: Context, cookie: str) -> bool:
+    """
+    Whether a browser's session cookie names a session unknown here.
+    """
+    return 0 < len(cookie) <= _MAX_SECRET and digest(cookie) not in ctx.state.authz.browsers
