@@ -72,9 +72,11 @@ class Decision(Generic[T]):
         decision in a way that voids it (two registrations deciding on the
         last use of one initial access token).
     @ivar claims: what the records use up once, decided by a shared event
-        log in the same append (L{oauthd.interfaces.Claim}): a code, a new
-        user name, a grant's current refresh token.  A log kept by one
-        process has no use for them (its memory decides at once).
+        log in the same append (L{oauthd.interfaces.Claim}): a new client
+        id; the committer adds those the records imply (a grant's current
+        refresh token, a code: L{oauthd.state.follower.implied_claims}).  A
+        log kept by one process has no use for them (its memory decides at
+        once).
     @ivar lost: what to commit instead if a shared log refuses the claims,
         or drops a record because the state changed at its position (a
         reused refresh token revokes its grant); by default the change is
