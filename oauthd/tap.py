@@ -329,6 +329,11 @@ def build_service(
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)
+    if config.eventlog:
+        from oauthd.state.follower import follow
+
+        # Shared with other daemons: memory changes as the log delivers.
+        follow(store)
     reader = anchor_trail(trail, store, reactor)
     root = Daemon()
     root.caught_up, root.clock = journal.sync, reactor

@@ -27,6 +27,7 @@ from oauthd.protocol.limits import TOKEN_IP, Rule, guard, ip_key, refuse
 from oauthd.protocol.rules import GRANT_TYPES, MAX_REDIRECT_URIS, check_label, check_redirect_uris
 from oauthd.protocol.signing import ALGORITHMS
 from oauthd.state.decision import Decision, audit
+from oauthd.state.follower import new_client_claim
 from oauthd.state.entities import CONFIDENTIAL, PUBLIC, Client, Token
 from oauthd.state.records import ClientPut, ClientRemoved, Record, TokenUses
 
@@ -268,7 +269,8 @@ def register(ctx: Context, body: Mapping[str, object], presented: str | None, ip
         ctx.limiter.charge(REGISTER_IP, ip_key(ip))
     used, still = _use(ctx, token)
     return Decision(answer, [ClientPut(new), *used],
-                    [audit("register.add", "ok", client=new.id, ip=ip, name=new.name)], still=still)
+                    [audit("register.add", "ok", client=new.id, ip=ip, name=new.name)], still=still,
+                    claims=[new_client_claim(new.id)])
 
 
 def registered_client(ctx: Context, client_id: str, presented: str | None, ip: str) -> Client:

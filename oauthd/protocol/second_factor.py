@@ -188,6 +188,9 @@ def verify(ctx: Context, user_name: str, code: str, ip: str, **context: object) 
         [audit("2fa.verify", "ok", user=user_name, method=method, ip=ip,
                recovery_codes_left=left if method == "recovery" else "", **context)],
         context={"user": user_name, "ip": ip, **context},
+        # Used first on another node sharing the log.
+        lost=Decision(Verified(user_name, method, left), refusal=errors.deny(
+            errors.invalid_grant(WRONG_CODE), ip=ip, user=known, reason="code used elsewhere", **context)),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 
 from attrs import field, frozen
 
+from oauthd.interfaces import Claim
 from oauthd.state.records import Record
 
 T = TypeVar("T")
@@ -70,6 +71,16 @@ class Decision(Generic[T]):
         records, to raise the refusal if the state changed since the
         decision in a way that voids it (two registrations deciding on the
         last use of one initial access token).
+    @ivar claims: what the records use up once, decided by a shared event
+        log in the same append (L{oauthd.interfaces.Claim}): a new client
+        id; the committer adds those the records imply (a grant's current
+        refresh token, a code: L{oauthd.state.follower.implied_claims}).  A
+        log kept by one process has no use for them (its memory decides at
+        once).
+    @ivar lost: what to commit instead if a shared log refuses the claims,
+        or drops a record because the state changed at its position (a
+        reused refresh token revokes its grant); by default the change is
+        refused as not made (L{oauthd.state.follower.Superseded}).
     """
 
     answer: T
@@ -78,3 +89,5 @@ class Decision(Generic[T]):
     refusal: Exception | None = None
     context: dict[str, object] = field(factory=dict)
     still: Callable[[], None] | None = None
+    claims: Sequence[Claim] = ()
+    lost: Decision[T] | None = None

@@ -16,7 +16,7 @@ unchanged: no change is made that the audit trail cannot record.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
@@ -30,6 +30,9 @@ from oauthd.interfaces import AuditFailing, IAuditSink, IEventLog
 from oauthd.state.decision import AuditEvent, Decision
 from oauthd.state.model import State, replay
 from oauthd.state.records import TokenIssued, encode
+
+if TYPE_CHECKING:
+    from oauthd.state.follower import Follower
 
 T = TypeVar("T")
 
@@ -130,6 +133,9 @@ class Store(Service):
         self._compacting = False
         self._compaction_waiters: list[Deferred[None]] = []
         self.journal_failure: str | None = None
+        # Set when the log is shared (oauthd.state.follower.follow): memory
+        # then changes as the log delivers records, not at commit.
+        self.follower: Follower | None = None
 
     @classmethod
     def load(cls, log: IEventLog, clock: IReactorTime, audit: IAuditSink, sweep_slice: int = SWEEP_SLICE) -> Store:
@@ -168,6 +174,8 @@ class Store(Service):
                 decision.still()
             except Exception:
                 return fail()
+        if self.follower is not None and (records or decision.claims):
+            return self.follower.commit(self, decision)
         if records:
             payloads = [encode(r) for r in records]
             for record in records:

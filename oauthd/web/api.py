@@ -17,8 +17,8 @@ from twisted.web.resource import IResource
 
 from oauthd.interfaces import AuditFailing
 from oauthd.protocol import (
-    clientauth, device, errors, grants, id_tokens, introspection, registration, revocation, sessions,
-    signing, userinfo,
+    clientauth, device, errors, grants, id_tokens, introspection, misses, registration, revocation,
+    sessions, signing, userinfo,
 )
 from oauthd.protocol.context import Body, Context
 from oauthd.protocol.discovery import (
@@ -28,6 +28,7 @@ from oauthd.protocol.discovery import (
 )
 from oauthd.protocol.errors import OAuthError, deny
 from oauthd.state.decision import Decision, audit
+from oauthd.state.follower import MissGate, caught_up
 from oauthd.state.store import NotDurable, Store
 from oauthd.web import parsing
 from oauthd.web.metrics import Exposition, Recorder, RequestMetrics
@@ -69,6 +70,7 @@ class OAuthHTTP:
         self._metrics = metrics
         self._exposition = Exposition(ctx, metrics.registry) if metrics is not None else None
         self.limiter = ctx.limiter
+        self._miss_budget = MissGate(ctx.clock)
         self.capabilities = Capabilities(
             endpoints=frozenset({
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
@@ -185,7 +187,14 @@ class OAuthHTTP:
     def token(self, request: IRequest) -> Deferred[bytes]:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
-        decided = grants.token(self._ctx, params, auth, self._ip(request), presented)
+        ip = self._ip(request)
+        if (self._store.follower is not None and misses.token_request(self._ctx, params, auth)
+                and self._miss_budget.admit((auth.basic[0] if auth.basic is not None else auth.client_id) or ip)):
+            # Another node sharing the log may have just made it.
+            later = caught_up(self._store).addCallback(
+                lambda _: grants.token(self._ctx, params, auth, ip, presented))
+            return self._answered(request, self._committed(later))
+        decided = grants.token(self._ctx, params, auth, ip, presented)
         return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/device", methods=["POST"])
@@ -210,15 +219,24 @@ class OAuthHTTP:
         return self._answered(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/introspect", methods=["POST"])
-    def introspect(self, request: IRequest) -> bytes:
+    def introspect(self, request: IRequest) -> bytes | Deferred[bytes]:
         self._fresh()
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
-        answer = introspection.introspect(self._ctx, params, auth, presented, self._ip(request))
+        ip = self._ip(request)
+        answer = introspection.introspect(self._ctx, params, auth, presented, ip)
+        caller = (auth.basic[0] if auth.basic is not None else auth.client_id) or ip
+        if (answer == {"active": False} and self._store.follower is not None
+                and misses.token(self._ctx, params.get("token", ""))
+                and self._miss_budget.admit(caller)):
+            # Issued on another node just now, perhaps: asked again once this
+            # one caught up (a caller's misses wait at most once a second).
+            return caught_up(self._store).addCallback(lambda _: json_body(
+                request, introspection.introspect(self._ctx, params, auth, presented, ip)))
         return json_body(request, answer)
 
     @app.route("/api/v1/oauth/userinfo", methods=["GET", "POST"])
-    def userinfo(self, request: IRequest) -> bytes:
+    def userinfo(self, request: IRequest) -> bytes | Deferred[bytes]:
         self._fresh()
         presented = parsing.bearer_of(request)
         if request.method == b"POST":
@@ -227,7 +245,13 @@ class OAuthHTTP:
                 if presented is not None:
                     raise errors.invalid_request("present the access token one way only")
                 presented = in_body
-        return json_body(request, userinfo.userinfo(self._ctx, presented, self._ip(request)))
+        ip = self._ip(request)
+        if (presented is not None and self._store.follower is not None and misses.token(self._ctx, presented)
+                and self._miss_budget.admit(ip)):
+            # Issued on another node just now, perhaps.
+            return caught_up(self._store).addCallback(
+                lambda _: json_body(request, userinfo.userinfo(self._ctx, presented, ip)))
+        return json_body(request, userinfo.userinfo(self._ctx, presented, ip))
 
     @app.route("/api/v1/session", methods=["POST"])
     @app.route("/api/v1/sessions", methods=["POST"])
@@ -250,6 +274,13 @@ class OAuthHTTP:
         Dynamic client registration (RFC 7591), and a registration's
         management URI (RFC 7592).
         """
+        if (client_id is not None and self._store.follower is not None and misses.client(self._ctx, client_id)
+                and self._miss_budget.admit(self._ip(request))):
+            # Registered on another node just now, perhaps.
+            return caught_up(self._store).addCallback(lambda _: self._registration(request, client_id))
+        return self._registration(request, client_id)
+
+    def _registration(self, request: IRequest, client_id: str | None) -> bytes | Deferred[bytes]:
         presented, ip = parsing.bearer_of(request), self._ip(request)
         if client_id is None:
             body = parsing.json_object(request, self._ctx.config.max_body)

@@ -11,7 +11,7 @@ import attrs
 
 from oauthd.protocol import scopes, tokens
 from oauthd.protocol.context import Context
-from oauthd.protocol.errors import InvalidValue, NotFound
+from oauthd.protocol.errors import Conflict, InvalidValue, NotFound
 from oauthd.protocol.rules import (
     CLIENT_ROLES,
     GRANT_TYPES,
@@ -23,6 +23,7 @@ from oauthd.protocol.rules import (
 from oauthd.protocol.signing import ALGORITHMS
 from oauthd.state.decision import Decision
 from oauthd.state.entities import CONFIDENTIAL, PUBLIC, Client
+from oauthd.state.follower import new_client_claim
 from oauthd.state.records import ClientPut, ClientRemoved
 
 
@@ -105,7 +106,8 @@ def add_client(ctx: Context, name: str, **fields: Any) -> Decision[tuple[Client,
     secret = ""
     if not new.public:
         new, secret = _with_new_secret(ctx, new)
-    return Decision((new, secret), [ClientPut(new)])
+    return Decision((new, secret), [ClientPut(new)], claims=[new_client_claim(new.id)],
+                    lost=Decision((new, secret), refusal=Conflict(f"client {new.id} already exists")))
 
 
 def update_client(

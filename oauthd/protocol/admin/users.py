@@ -62,7 +62,8 @@ async def add_user(ctx: Context, name: str, password: str | None, **fields: Any)
         if name in ctx.state.users:
             # Created by someone else while the password was being hashed.
             raise Conflict(f"user {name} already exists")
-    return Decision(new, [UserPut(new)])
+    # Created first on another node sharing the log: the record is dropped.
+    return Decision(new, [UserPut(new)], lost=Decision(new, refusal=Conflict(f"user {name} already exists")))
 
 
 async def set_password(

@@ -71,8 +71,11 @@ def _refused(code: DeviceCode, error: OAuthError, ip: str,
              context: dict[str, object]) -> Decision[Body]:
     # The poll's time is recorded before the refusal is sent, so the next
     # poll is measured from it.
-    return Decision({}, [DevicePut(code)], (), refusal=deny(error, ip=ip, **context),
-                    context=context)
+    refusal = deny(error, ip=ip, **context)
+    # The poll's record is dropped if another node recorded the user's
+    # decision first: the device is told to poll again all the same.
+    return Decision({}, [DevicePut(code)], (), refusal=refusal, context=context,
+                    lost=Decision({}, refusal=refusal, context=context))
 
 
 def _tokens(ctx: Context, client: Client, code: DeviceCode, ip: str,
@@ -93,7 +96,10 @@ def _tokens(ctx: Context, client: Client, code: DeviceCode, ip: str,
         refresh = mint(ctx, REFRESH, scope=code.scope, lifetime=client.refresh_ttl,
                        client_id=client.id, user=code.user, grant=code.grant)
         records.append(refresh.record)
-    return issued(records, client, "device_code", ip, access, refresh)
+    # Redeemed first on another node (the shared log's claim on the code).
+    used = Decision[Body]({}, refusal=deny(errors.invalid_grant("the device code was already used"),
+                                           ip=ip, **context), context=context)
+    return evolve(issued(records, client, "device_code", ip, access, refresh), lost=used)
 
 
 def device_error(error: str, description: str) -> OAuthError:

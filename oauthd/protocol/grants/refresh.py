@@ -8,6 +8,8 @@ and no refresh token it issues outlives it.
 
 from __future__ import annotations
 
+import attrs
+
 from oauthd.protocol import errors, id_tokens, scopes, signing, tokens
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny
@@ -16,7 +18,6 @@ from oauthd.protocol.issuing import app_password_of, capped, mint, oldest_beyond
 from oauthd.protocol.limits import TOKEN_IP, ip_key, refuse
 from oauthd.state.decision import Decision, audit
 from oauthd.state.entities import ACCESS, REFRESH, Client, handle
-from oauthd.state.families import Family
 from oauthd.state.records import GrantRevoked, Record, RefreshUsed
 
 
@@ -30,7 +31,7 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
         used = ctx.state.used_family(key)
         if used is not None:
             _check_owner(ctx, client, ip, used.client_id, handle(key))
-            return _reused(used, handle(key), client, ip)
+            return _reused(used.grant, used.user, handle(key), client, ip)
     if token is None or token.kind != REFRESH:
         raise refuse(ctx.limiter, errors.invalid_grant("the refresh token is invalid, expired or revoked"),
                      ip, [(TOKEN_IP, ip_key(ip))], client=client.id)
@@ -69,7 +70,10 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
         # OpenID Connect Core section 12.2: the original login's auth_time.
         id_token = id_tokens.id_token(ctx, client, user, login, scope, access.secret)
     records += signing.pending(ctx)
-    return issued(records, client, "refresh_token", ip, access, refresh, id_token)
+    # Another node rotated it first (the shared log's claim on the grant no
+    # longer holds this token): a reuse, as if it had come here second.
+    reused = _reused(token.grant, token.user, token.handle, client, ip)
+    return attrs.evolve(issued(records, client, "refresh_token", ip, access, refresh, id_token), lost=reused)
 
 
 def _check_owner(ctx: Context, client: Client, ip: str, owner: str, name: str) -> None:
@@ -82,18 +86,18 @@ def _check_owner(ctx: Context, client: Client, ip: str, owner: str, name: str) -
                      ip, [(TOKEN_IP, ip_key(ip))], client=client.id, token=name)
 
 
-def _reused(family: Family, name: str, client: Client, ip: str) -> Decision[Body]:
+def _reused(grant: str, user: str, name: str, client: Client, ip: str) -> Decision[Body]:
     """
-    A used refresh token (its handle: C{name}) came back: whoever holds it,
-    the grant is compromised, so every token of the family is revoked before
-    the refusal is sent.
+    A used refresh token (its handle: C{name}) of C{grant} came back:
+    whoever holds it, the grant is compromised, so every token of the family
+    is revoked before the refusal is sent.
     """
-    context: dict[str, object] = {"client": client.id, "user": family.user, "token": name}
+    context: dict[str, object] = {"client": client.id, "user": user, "token": name}
     error = deny(
         errors.invalid_grant("the refresh token was already used; the grant is revoked"),
         ip=ip, reason="refresh token reuse", **context,
     )
-    revoked = audit("token.revoke", "ok", ip=ip, grant=family.grant, reason="refresh token reuse",
+    revoked = audit("token.revoke", "ok", ip=ip, grant=grant, reason="refresh token reuse",
                     **context)
-    return Decision({}, [GrantRevoked(family.grant)], (revoked,), refusal=error,
-                    context={"grant": family.grant, **context})
+    return Decision({}, [GrantRevoked(grant)], (revoked,), refusal=error,
+                    context={"grant": grant, **context})

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from oauthd.protocol import browser as browsers
+from oauthd.protocol import misses
 from oauthd.protocol.authorize import (
     Answer,
     AuthorizationRequest,
@@ -37,6 +38,7 @@ from oauthd.protocol.context import Context
 from oauthd.protocol.errors import OAuthError, deny
 from oauthd.state.authz_records import BrowserSession
 from oauthd.state.decision import Decision
+from oauthd.state.follower import MissGate, caught_up
 from oauthd.state.store import Store
 from oauthd.web import parsing
 from oauthd.web.pages import security, views
@@ -74,17 +76,34 @@ class AuthorizePages(PageController):
         super().__init__(ctx, store, audit)
         self._ip = ip
         self._binding_key = ctx.random_bytes(32)
+        self._misses = MissGate(ctx.clock)
 
     # -- entry points -----------------------------------------------------------
 
     def get(self, request: IRequest) -> Page:
+        if self._session_unknown(request):
+            # A login made on another node just now, perhaps.
+            return caught_up(self._store).addCallback(lambda _: self._get(request))
+        return self._get(request)
+
+    def post(self, request: IRequest) -> Page:
+        if self._session_unknown(request):
+            return caught_up(self._store).addCallback(lambda _: self._post(request))
+        return self._post(request)
+
+    def _session_unknown(self, request: IRequest) -> bool:
+        return (self._store.follower is not None
+                and misses.browser(self._ctx, self._session_cookie(request))
+                and self._misses.admit(self._ip(request)))
+
+    def _get(self, request: IRequest) -> Page:
         try:
             params = parsing.query(request)
         except OAuthError as error:
             return self._refused(request, error)
         return self._start(request, params)
 
-    def post(self, request: IRequest) -> Page:
+    def _post(self, request: IRequest) -> Page:
         try:
             params = parsing.params(request, self._ctx.config.max_body)
         except OAuthError as error:

@@ -1,0 +1,413 @@
+"""
+The store over a shared event log (several daemons, one PostgreSQL log):
+memory changes only as the log delivers records, at their log position,
+this node's own included, so every node applies the same records in the
+same order and converges on the same state.
+
+A record is checked when it is applied, against the state at its position
+(L{admitted}): one whose preconditions no longer hold there (its client
+removed, its user disabled, a client's token limit reached by another
+node's token) is dropped, on every node alike. The node that wrote it
+learns that as everyone does, by applying it: its committer then commits
+the decision's C{lost} alternative, or refuses the change as not made.
+
+A decision's claims go with its append: the log decides single use for
+every node at once (L{oauthd.interfaces.Claim}); a conflict appends nothing.
+
+A log kept by one process (the file journal) does not use this module: its
+store applies a decision at once, on the reactor thread, which is exact for
+one writer.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from attrs import define, field
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from oauthd.eventlog import LogUnavailable
+from oauthd.interfaces import Claim, ClaimConflict, Expect, IEventLog
+from oauthd.state.authz_records import BrowserStarted, CodeIssued, CodeRedeemed, HalfLoginStarted
+from oauthd.state.decision import Decision
+from oauthd.state.device import APPROVED, DENIED, PENDING, REDEEMED, DevicePut
+from oauthd.state.entities import REFRESH, key_hex
+from oauthd.state.model import State
+from oauthd.state.records import (
+    GrantRevoked, RecoveryCodeUsed, RefreshUsed, Record, TokenIssued, TotpStepUsed, UserPut, decode, encode,
+)
+
+if TYPE_CHECKING:
+    from oauthd.state.store import Store
+
+T = TypeVar("T")
+
+log = Logger()
+
+SYNC_BOUND = 2.0
+"""
+Seconds a lookup that missed waits for the log to catch up before it is
+answered from memory as it is.
+"""
+
+MISSES_PER_SECOND = 20
+"""
+How many lookup misses of one caller (a client, else an address) may wait
+for the log each second, in bursts of as many (the others are answered from
+memory at once).
+"""
+
+_MISS_CALLERS = 10_000
+
+TOTP_STEP = 30
+_STAGE = {PENDING: 0, APPROVED: 1, DENIED: 1, REDEEMED: 2}
+REVOKED = "revoked"
+"""
+What a revoked grant's claim holds: no refresh token of it rotates again.
+"""
+
+
+class Superseded(Exception):
+    """
+    The change was not made: the shared log refused its claims, or the
+    state at its position in the log voided one of its records.
+    """
+
+
+def _enabled(state: State, user: str) -> bool:
+    held = state.users.get(user)
+    return held is not None and not held.disabled
+
+
+def admitted(state: State, record: Record, now: float) -> bool:
+    """
+    Whether C{record} may be applied to C{state}, the state at its log
+    position: what it creates still has its client and user, what it uses
+    up is still there.  The same answer on every node, which all hold the
+    same state there.  Records that end or revoke something are always
+    admitted (applied to what is already gone, they do nothing).
+    """
+    match record:
+        case TokenIssued(token=token):
+            if token.key in state.tokens or token.key in state.families.spent:
+                return False
+            if not state.may_issue(token.client_id, token.user):
+                return False
+            client = state.clients.get(token.client_id)
+            if token.own and client is not None and client.max_tokens > 0:
+                # Two nodes each made room for one more: the later is over.
+                return len(state.own_tokens(client.id, token.issued_at)) < client.max_tokens
+            return True
+        case RefreshUsed(key=key):
+            used = state.token(key, now)
+            return used is not None and used.kind == REFRESH
+        case CodeIssued(code=code):
+            client = state.clients.get(code.client_id)
+            return _enabled(state, code.user) and client is not None and client.enabled
+        case CodeRedeemed(key=key):
+            issued = state.authz.codes.get(key)
+            return issued is not None and not issued.redeemed
+        case BrowserStarted(session=session):
+            return _enabled(state, session.user)
+        case HalfLoginStarted(half=half):
+            return _enabled(state, half.user)
+        case DevicePut(code=code):
+            # Written whole, the latest wins: a poll decided on a node that
+            # had not seen the user's approval must not undo it.
+            device = state.authz.devices.codes.get(code.key)
+            return device is None or _STAGE[code.status] >= _STAGE[device.status]
+        case TotpStepUsed(user=name, step=step):
+            # Each step once, and only later than the last one accepted.
+            factor = state.second_factors.get(name)
+            return factor is not None and step > factor.last_step
+        case RecoveryCodeUsed(user=name, digest=digest):
+            factor = state.second_factors.get(name)
+            return factor is not None and digest in factor.recovery
+        case UserPut(user=user):
+            # A name another node created first (another subject id) is
+            # taken; an update keeps the subject id.
+            held = state.users.get(user.name)
+            return held is None or not (held.uid and user.uid) or held.uid == user.uid
+    return True
+
+
+def new_client_claim(client_id: str) -> Claim:
+    """
+    The claim of a new client's id: two nodes cannot both create it.
+    """
+    return Claim("client:" + client_id, "created")
+
+
+def implied_claims(state: State, records: Sequence[Record]) -> list[Claim]:
+    """
+    The claims C{records} make on a shared log, whoever decided them: a
+    grant's refresh token rotates only from the one it holds now (a
+    compare-and-set on the digests), a revoked grant holds L{REVOKED}
+    whatever it held, and a code, a device code, a TOTP step or a recovery
+    code is used once.
+    """
+    used = {r.key for r in records if isinstance(r, RefreshUsed)}
+    claims: list[Claim] = []
+    for record in records:
+        match record:
+            case TokenIssued(token=token) if token.kind == REFRESH and token.grant:
+                before = next((key for key in used
+                               if (spent := state.tokens.get(key)) is not None
+                               and spent.grant == token.grant), None)
+                expect: str | Expect = Expect.ABSENT if before is None else key_hex(before)
+                claims.append(Claim("grant:" + token.grant, key_hex(token.key), expect,
+                                    token.expires_at or None))
+            case GrantRevoked(grant=grant):
+                family = state.families.get(grant)
+                claims.append(Claim("grant:" + grant, REVOKED, Expect.ANY,
+                                    (family.expires_at or None) if family is not None else None))
+            case CodeRedeemed(key=key):
+                code = state.authz.codes.get(key)
+                claims.append(Claim("code:" + key, "used", Expect.ABSENT,
+                                    code.issued_at + code.lifetime if code is not None else None))
+            case DevicePut(code=code) if code.status == REDEEMED:
+                claims.append(Claim("device:" + code.key, REDEEMED, Expect.ABSENT,
+                                    code.issued_at + code.lifetime))
+            case TotpStepUsed(user=user, step=step):
+                claims.append(Claim(f"totp:{user}:{step}", "used", Expect.ABSENT,
+                                    (step + 4) * TOTP_STEP))
+            case RecoveryCodeUsed(user=user, digest=digest):
+                claims.append(Claim(f"recovery:{user}:{digest}", "used"))
+    return claims
+
+
+@define(eq=False)
+class _Pending:
+    """
+    One append of this node's, waiting to be delivered: how many of its
+    records are still to come, and how many were dropped.
+    """
+
+    payloads: list[bytes]
+    left: int
+    dropped: int = 0
+
+
+@define(eq=False)
+class Follower:
+    """
+    Applies what the log delivers to the state, and commits decisions over
+    a shared log (L{commit}).
+    """
+
+    state: State
+    clock: IReactorTime
+    catch_up: CatchUp | None = None
+    _mine: dict[bytes, deque[_Pending]] = field(factory=dict)
+
+    def deliver(self, position: int, payload: bytes) -> None:
+        """
+        Apply the record at C{position} if it is admitted there (the log's
+        follower: see L{oauthd.interfaces.IEventLog.follow}).
+        """
+        try:
+            record = decode(payload)
+        except ValueError as e:
+            # Every node skips it alike.
+            log.error("log position {position}: skipped a malformed record: {error}",
+                      position=position, error=e)
+            return
+        now = self.clock.seconds()
+        taken = admitted(self.state, record, now)
+        if taken:
+            self.state.apply([record], now)
+        waiting = self._mine.get(payload)
+        if waiting:
+            pending = waiting.popleft()
+            if not waiting:
+                del self._mine[payload]
+            pending.left -= 1
+            if not taken:
+                pending.dropped += 1
+
+    def _expect(self, payloads: list[bytes]) -> _Pending:
+        pending = _Pending(payloads, len(payloads))
+        for payload in payloads:
+            self._mine.setdefault(payload, deque()).append(pending)
+        return pending
+
+    def _forget(self, pending: _Pending) -> None:
+        for payload in pending.payloads:
+            waiting = self._mine.get(payload)
+            if waiting is not None and pending in waiting:
+                waiting.remove(pending)
+                if not waiting:
+                    del self._mine[payload]
+
+    def commit(self, store: Store, decision: Decision[T]) -> Deferred[T]:
+        """
+        L{Store.commit} over a shared log: append the decision's records
+        with its claims; once the log has delivered them back here, each
+        applied or dropped at its position, record its audit events and
+        give its answer, or commit its C{lost} alternative (or refuse with
+        L{Superseded}) if the claims did not hold or a record was dropped.
+        """
+        from oauthd.state.store import NotDurable, _all_of
+
+        if store.audit_sink.failure is not None:
+            from oauthd.interfaces import AuditFailing
+            return fail(NotDurable(AuditFailing(store.audit_sink.failure), decision.context))
+        payloads = [encode(r) for r in decision.records]
+        pending = self._expect(payloads)
+        claims = [*decision.claims, *implied_claims(self.state, decision.records)]
+        try:
+            appended = store.log.append(payloads, claims)
+        except Exception:
+            # Refused at once (a payload over the log's cap): nothing sent.
+            self._forget(pending)
+            raise
+
+        def answer(_: object) -> T:
+            if decision.refusal is not None:
+                raise decision.refusal
+            return decision.answer
+
+        def unrecorded(failure: Failure) -> Failure:
+            assert failure.value is not None
+            return Failure(NotDurable(failure.value, decision.context, made=True))
+
+        def settled(result: object) -> object:
+            if isinstance(result, Failure) and result.check(LogUnavailable) and self.catch_up is not None:
+                # The connection broke: the append may have been committed
+                # all the same, and the log tells by delivering it here.
+                return self.catch_up().addCallback(
+                    lambda _: outcome(result if pending.left else None))
+            return outcome(result)
+
+        def outcome(result: object) -> object:
+            self._forget(pending)
+            reason: BaseException
+            if isinstance(result, Failure):
+                assert result.value is not None
+                if not result.check(ClaimConflict):
+                    store._note_failure(result.value)
+                    return Failure(NotDurable(result.value, decision.context))
+                reason = result.value
+            elif pending.left or pending.dropped:
+                # Delivered short: a record voided at its position (or the
+                # log acknowledged without delivering, which a shared log
+                # with a follower does not do).
+                reason = Superseded(f"{pending.dropped} of {len(payloads)} records were voided"
+                                    " by changes before them in the log")
+            else:
+                audited = _all_of([store.audit_sink.record_change(e.event, e.outcome, e.fields)
+                                   for e in decision.audit])
+                return audited.addCallbacks(answer, unrecorded)
+            if decision.lost is not None:
+                return store.commit(decision.lost)
+            return Failure(NotDurable(Superseded(str(reason)), decision.context))
+
+        return cast(Deferred[T], appended.addBoth(settled))
+
+
+def follow(store: Store) -> Follower:
+    """
+    Make C{store} a node of a shared log: from now on its state changes as
+    its log delivers records, and its commits go through the follower.
+    Call it once the state is replayed, before the reactor runs.
+    """
+    follower = Follower(store.state, store._clock, CatchUp(store.log, store._clock))
+    store.follower = follower
+    store.log.follow(follower.deliver)
+    return follower
+
+
+@define(eq=False)
+class CatchUp:
+    """
+    A lookup that missed waits here, for the log to deliver what other
+    nodes committed before it asked, at most C{bound} seconds.  Waits are
+    coalesced: one C{sync()} runs at a time, and everyone who arrives while
+    it runs shares the next one.
+    """
+
+    log: IEventLog
+    clock: IReactorTime
+    bound: float = SYNC_BOUND
+    _running: list[Deferred[None]] | None = None
+    _next: list[Deferred[None]] = field(factory=list)
+
+    def __call__(self) -> Deferred[None]:
+        """
+        Fires once the log has delivered what was committed before the
+        call, or after C{bound} seconds, or when the log fails: never fails.
+        """
+        waiter: Deferred[None] = Deferred()
+        timeout: IDelayedCall = self.clock.callLater(self.bound, self._fire, waiter)
+
+        def fired(result: None) -> None:
+            if timeout.active():
+                timeout.cancel()
+            return result
+
+        waiter.addCallback(fired)
+        if self._running is None:
+            self._start([waiter])
+        else:
+            self._next.append(waiter)
+        return waiter
+
+    def _start(self, waiters: list[Deferred[None]]) -> None:
+        self._running = waiters
+        self.log.sync().addErrback(lambda _: None).addCallback(self._done)
+
+    def _done(self, _: object) -> None:
+        waiters, self._running = self._running or [], None
+        for waiter in waiters:
+            self._fire(waiter)
+        if self._next:
+            waiters, self._next = self._next, []
+            self._start(waiters)
+
+    @staticmethod
+    def _fire(waiter: Deferred[None]) -> None:
+        if not waiter.called:
+            waiter.callback(None)
+
+
+@define(eq=False)
+class MissGate:
+    """
+    Which lookup misses may wait for the log: a budget per caller of
+    C{rate} a second (a token bucket), so a caller sending random tokens
+    keeps few requests waiting; the waits share the log's round trips
+    (L{CatchUp}) whoever asks.
+    """
+
+    clock: IReactorTime
+    rate: float = MISSES_PER_SECOND
+    _budget: dict[str, tuple[float, float]] = field(factory=dict)
+
+    def admit(self, caller: str) -> bool:
+        now = self.clock.seconds()
+        left, then = self._budget.get(caller, (self.rate, now))
+        left = min(self.rate, left + (now - then) * self.rate)
+        if left < 1:
+            self._budget[caller] = (left, now)
+            return False
+        if len(self._budget) >= _MISS_CALLERS:
+            self._budget.clear()
+        self._budget[caller] = (left - 1, now)
+        return True
+
+
+def caught_up(store: Store) -> Deferred[None]:
+    """
+    Fires once a lookup that missed may be answered from memory: at once
+    for a store that is not following a shared log.
+    """
+    follower = store.follower
+    if follower is None or follower.catch_up is None:
+        return succeed(None)
+    return follower.catch_up()
