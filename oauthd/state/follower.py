@@ -301,6 +301,9 @@ class Follower:
                 reason = Superseded(f"{pending.dropped} of {len(payloads)} records were voided"
                                     " by changes before them in the log")
             else:
+                if store.observe is not None:
+                    for event in decision.audit:
+                        store.observe(event)
                 audited = _all_of([store.audit_sink.record_change(e.event, e.outcome, e.fields)
                                    for e in decision.audit])
                 return audited.addCallbacks(answer, unrecorded)
