@@ -1,7 +1,7 @@
 """
 The shared log's schema: versioned SQL files shipped in the package
-(C{schema/v1.sql} creates it; C{schema/upgrade-<n>-to-<n+1>.sql} would
-upgrade it), applied by the daemon at start under an advisory lock, so
+(C{schema/v1.sql} creates version 1; each C{schema/upgrade-<n>-to-<n+1>.sql}
+takes it one version further, in a new database as in an old one), applied by the daemon at start under an advisory lock, so
 nodes starting together do it once.  A database whose schema is newer than
 this oauthd knows is refused: an older daemon must not write records or
 rows it does not understand.
@@ -63,10 +63,10 @@ def ensure_schema(connection: psycopg.Connection[tuple[Any, ...]], partition_siz
                 f" version {SCHEMA_VERSION} at most: upgrade oauthd"
             )
         if found == 0:
-            connection.execute(_sql(f"v{SCHEMA_VERSION}.sql"))
+            connection.execute(_sql("v1.sql"))
             if partition_size is not None:
                 connection.execute("UPDATE oauthd_head SET partition_size = %s", (partition_size,))
-        for version in range(found or SCHEMA_VERSION, SCHEMA_VERSION):
+        for version in range(found or 1, SCHEMA_VERSION):
             connection.execute(_sql(f"upgrade-{version}-to-{version + 1}.sql"))
             connection.execute("UPDATE oauthd_schema SET version = %s", (version + 1,))
     return found
