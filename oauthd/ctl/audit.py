@@ -105,27 +105,10 @@ def cmd_audit(args: argparse.Namespace, term: Terminal, connect: Connect) -> Non
     if not args.json:
         term.print(ROW.format(seq="Seq", time="Time (UTC)", event="Event", outcome="Outcome",
                               details="Details"))
-    for row in events(connect(), args.limit or 0, arguments):
+    # A page that follows the trail may be empty: pages() goes on to the next.
+    for row in connect().pages(wire.ReadAudit, args.limit or 0, **arguments):
         term.print(json.dumps(row, ensure_ascii=False) if args.json else line(row))
         term.stdout.flush()
-
-
-def events(connection: Connection, limit: int, arguments: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """
-    The events, page after page (a page that follows the trail may be
-    empty), until the last page or C{limit} events.
-    """
-    cursor = ""
-    count = 0
-    while True:
-        wanted = wire.PAGE_ROWS if not limit else min(wire.PAGE_ROWS, limit - count)
-        page = connection.call(wire.ReadAudit, cursor=cursor or None, limit=wanted, **arguments)
-        for row in json.loads(page["rows"]):
-            yield row
-            count += 1
-        cursor = page["cursor"]
-        if not cursor or (limit and count >= limit):
-            return
 
 
 def line(row: dict[str, Any]) -> str:
