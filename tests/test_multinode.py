@@ -247,6 +247,9 @@ class RefreshAcrossNodesTests(MultiNodeCase):
             winner = next(body for code, body in answers if code == 200)
             for node in (self.a, self.b):
                 self.assertFalse(self.active(node, winner["refresh_token"]))
+        # Each loser was refused by the log's claim (what the metrics count).
+        conflicts = [node.server.store.follower.conflicts for node in (self.a, self.b)]
+        self.assertEqual(sum(conflicts), 20, conflicts)
 
     def test_revoked_on_a_while_rotating_on_b(self) -> None:
         """
