@@ -77,7 +77,7 @@ def _wrk_all(ports: list[int], script: Path, duration: float, connections: int) 
 def throughput(work: Path, uri: str, args: argparse.Namespace) -> None:
     seeded = _seed(work / "seed")
     script = _lua(work / "cc.lua", seeded["client"], seeded["secret"], "grant_type=client_credentials")
-    subprocess.run([sys.executable, "-m", "oauthd.eventlog.migrate", "--data", str(work / "seed"), "--to", uri,
+    subprocess.run([sys.executable, "-m", "oauthd.state.migration", "--data", str(work / "seed"), "--to", uri,
                     f"--secret-key-file={work / 'key'}"], check=True, capture_output=True,
                    env=dict(os.environ, PYTHONPATH=str(REPO)))
     (work / "node.toml").write_text(f'eventlog = "{uri}"\neventlog_secret_key_file = "{work / "key"}"\n')

@@ -40,18 +40,41 @@ def open_event_log(config: Config, reactor: Any, pool: Any = None, metrics: Any 
     # The data directory (audit trail, control socket) stays one process's:
     # its lock is held until the process exits.
     lock_directory(config.data, LOCK_NAME)
+    from oauthd.eventlog.errors import JournalError
     from oauthd.eventlog.postgresql.sealing import read_key_file
 
-    key = None
-    if config.eventlog_secret_key_file:
-        key = read_key_file(config.eventlog_secret_key_file)
-    else:
-        log.warn("eventlog_secret_key_file is not set: the shared event log keeps signing keys and TOTP"
-                 " secrets unencrypted in PostgreSQL")
+    if not config.eventlog_secret_key_file:
+        # Signing keys and TOTP secrets travel in the log: never in the clear.
+        raise JournalError("eventlog_secret_key_file is not set: a shared event log needs the key its"
+                           " records are encrypted with (see the README's multi-node setup)")
+    key = read_key_file(config.eventlog_secret_key_file)
     shared = open_postgres_log(config.eventlog, reactor, pool=pool, node=node_id(config.data, config.node_id),
                                retention=config.audit_keep_days * 86400.0, sweep_every=60.0, secret_key=key)
     shared.on_gap = lambda error: exit_to_restart(reactor, str(error))
     return shared
+
+
+def share_rate_limits(config: Config, log: IEventLog, limiter: Any) -> None:
+    """
+    Charge this node's rate-limit failures on the other nodes of a shared
+    log, and theirs here (L{oauthd.eventlog.postgresql.failures}): the
+    limiter then keeps its buckets by a digest keyed with the nodes' secret
+    key, the only form of a key that travels.
+    """
+    from oauthd.eventlog.postgresql.failures import key_digest
+    from oauthd.eventlog.postgresql.log import PostgresLog
+    from oauthd.eventlog.postgresql.sealing import read_key_file
+
+    if not isinstance(log, PostgresLog):
+        return
+    limiter.digest = key_digest(read_key_file(config.eventlog_secret_key_file))
+    limiter.on_charge = log.share_failure
+
+    def charge(rule: str, digest: str, count: int) -> None:
+        for _ in range(count):
+            limiter.charge_shared(rule, digest)
+
+    log.on_failures = charge
 
 
 def exit_to_restart(reactor: Any, why: str) -> None:

@@ -35,7 +35,7 @@ from oauthd.config import (
 )
 
 from oauthd.interfaces import IEventLog
-from oauthd.opening import exit_to_restart as exit_to_restart, open_event_log
+from oauthd.opening import exit_to_restart as exit_to_restart, open_event_log, share_rate_limits
 
 log = Logger()
 
@@ -356,6 +356,8 @@ def build_service(
     # ask for a signature.
     KeyKeeper(ctx, store).setServiceParent(root)
     watch(metrics, store, ctx, trail, hasher)
+    if config.eventlog:
+        share_rate_limits(config, journal, ctx.limiter)
     http = OAuthHTTP(ctx, store, metrics)
     site = http.site()
     site.max_connections = make_room(config.max_connections)

@@ -17,7 +17,9 @@ import itertools
 import os
 import shutil
 import subprocess
+import json
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +141,27 @@ def fresh_database() -> str:
     The URI of a new, empty database in the session's cluster.
     """
     return cluster().fresh_database()
+
+
+def shared_log_config(directory: Path, uri: str, **values: object) -> str:
+    """
+    A config file in C{directory} naming the shared log at C{uri}, a key
+    file made for it (the same one for every node of a test that shares
+    C{directory}), and C{values}: a daemon over a shared log needs both.
+    """
+    key = directory / "eventlog.key"
+    if not key.exists():
+        key.write_text(os.urandom(32).hex() + "\n")
+        key.chmod(0o600)
+    path = directory / f"oauthd-{len(list(directory.glob('oauthd-*.toml')))}.toml"
+    values = {"eventlog": uri, "eventlog_secret_key_file": str(key), **values}
+    lines = [f"{name} = {json.dumps(value)}" for name, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def shared_log_options(directory: Path, uri: str, **values: object) -> list[str]:
+    """
+    The daemon's options for L{shared_log_config}.
+    """
+    return ["--config", shared_log_config(directory, uri, **values)]

@@ -10,10 +10,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.daemon import REPO, Daemon, free_port
-from tests.postgres import fresh_database
+from tests.postgres import fresh_database, shared_log_config, shared_log_options
 from tests.test_ctl_e2e import ctl
 
 
@@ -25,7 +26,7 @@ def test_daemon_keeps_its_state_in_postgresql(tmp_path: Path) -> None:
     the log.
     """
     uri = fresh_database().replace("postgresql:///", "postgresql://postgres:sekrit@/")
-    first = Daemon(tmp_path / "one", "--eventlog", uri)
+    first = Daemon(tmp_path / "one", *shared_log_options(tmp_path, uri))
     try:
         sock = first.data / "control.sock"
         kept = json.loads(ctl(sock, "--json", "auth", "add", "--name", "ci", "--scope", "metrics").stdout)
@@ -37,7 +38,7 @@ def test_daemon_keeps_its_state_in_postgresql(tmp_path: Path) -> None:
     assert "sekrit" not in first.output()
     assert "postgres:***@" in first.output()
 
-    second = Daemon(tmp_path / "two", "--eventlog", uri)
+    second = Daemon(tmp_path / "two", *shared_log_options(tmp_path, uri))
     try:
         sock = second.data / "control.sock"
         shown = json.loads(ctl(sock, "--json", "auth", "show", kept["secret"]).stdout)
@@ -56,7 +57,7 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "twistd"), "--nodaemon", "--pidfile=",
          "oauthd", "--listen", f"tcp:{free_port()}:interface=127.0.0.1", "--data", str(tmp_path / "data"),
-         "--eventlog", uri],
+         *shared_log_options(tmp_path, uri)],
         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path,
         timeout=60,
     )
@@ -88,22 +89,6 @@ def test_eventlog_setting() -> None:
     assert "pw" not in str(caught.value) and str(caught.value).startswith("eventlog: expected")
 
 
-def _config(tmp_path: Path, uri: str, **values: object) -> str:
-    """
-    A config file naming the shared log, a key file made for it (the same
-    one for every node of a test), and C{values}.
-    """
-    key = tmp_path / "eventlog.key"
-    if not key.exists():
-        key.write_text(os.urandom(32).hex() + "\n")
-        key.chmod(0o600)
-    path = tmp_path / f"oauthd-{len(list(tmp_path.glob('oauthd-*.toml')))}.toml"
-    values = {"eventlog": uri, "eventlog_secret_key_file": str(key), **values}
-    lines = [f"{name} = {json.dumps(value)}" for name, value in values.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
-
-
 def _twistd(tmp_path: Path, data: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "twistd"), "--nodaemon", "--pidfile=",
@@ -120,17 +105,23 @@ def test_node_ids_keys_and_one_line_refusals(tmp_path: Path) -> None:
     one line.
     """
     uri = fresh_database()
-    config = _config(tmp_path, uri)
+    config = shared_log_config(tmp_path, uri)
     first = Daemon(tmp_path / "one", "--config", config)
     try:
         node = (first.data / "node-id").read_text().strip()
-        status = json.loads(ctl(first.data / "control.sock", "--json", "status").stdout)
-        assert (status["node"], status["position"]) == (node, status["position"])
+        # The first keys are committed just after start: look again if the
+        # state moved between the two views.
+        for _ in range(20):
+            status = json.loads(ctl(first.data / "control.sock", "--json", "status").stdout)
+            shown = ctl(first.data / "control.sock", "status").stdout
+            if status["state_digest"] in shown:
+                break
+            time.sleep(0.1)
+        assert status["node"] == node
         assert len(status["state_digest"]) == 64
-        shown = ctl(first.data / "control.sock", "status").stdout
         assert f"Node            {node}" in shown or f"Node" in shown and node in shown
         assert status["state_digest"] in shown
-        same = _config(tmp_path, uri, node_id=node)
+        same = shared_log_config(tmp_path, uri, node_id=node)
         refused = _twistd(tmp_path, str(tmp_path / "two"), "--config", same)
         assert refused.returncode == 1, refused.stdout + refused.stderr
         [line] = refused.stderr.splitlines()
@@ -138,7 +129,7 @@ def test_node_ids_keys_and_one_line_refusals(tmp_path: Path) -> None:
         other_key = tmp_path / "other.key"
         other_key.write_text("00" * 32)
         other_key.chmod(0o600)
-        wrong = _config(tmp_path, uri, eventlog_secret_key_file=str(other_key))
+        wrong = shared_log_config(tmp_path, uri, eventlog_secret_key_file=str(other_key))
         refused = _twistd(tmp_path, str(tmp_path / "three"), "--config", wrong)
         assert refused.returncode == 1
         [line] = refused.stderr.splitlines()
@@ -164,12 +155,11 @@ def test_postgresql_restarted_mid_run(tmp_path: Path) -> None:
     changes answer 503 with Retry-After and /healthz says the log is out of
     reach; once it is back, changes are made again.
     """
-    import time
 
     from tests.postgres import cluster
 
     uri = fresh_database()
-    daemon = Daemon(tmp_path / "one", "--config", _config(tmp_path, uri))
+    daemon = Daemon(tmp_path / "one", "--config", shared_log_config(tmp_path, uri))
     sock = daemon.data / "control.sock"
     try:
         token = json.loads(ctl(sock, "--json", "auth", "add", "--name", "ci", "--scope", "metrics").stdout)
@@ -190,3 +180,15 @@ def test_postgresql_restarted_mid_run(tmp_path: Path) -> None:
         assert daemon.get_json("/healthz")[1]["eventlog"]["reachable"] is True
     finally:
         assert daemon.stop() == 0, daemon.output()
+
+
+def test_shared_log_without_a_key_file_is_one_line(tmp_path: Path) -> None:
+    """
+    A daemon over a shared log without C{eventlog_secret_key_file} exits
+    with status 1 and one line naming the setting: the log would otherwise
+    hold signing keys and TOTP secrets in the clear.
+    """
+    refused = _twistd(tmp_path, str(tmp_path / "one"), "--eventlog", fresh_database())
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("oauthd: eventlog_secret_key_file is not set"), line

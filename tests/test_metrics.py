@@ -35,7 +35,7 @@ from oauthd.services.metrics import Histogram, Metrics, watch
 from oauthd.testing import InlinePool, InlineReactor
 from oauthd.web.api import OAuthHTTP
 from tests.daemon import REPO, Daemon
-from tests.postgres import fresh_database
+from tests.postgres import fresh_database, shared_log_options
 from tests.oauth_helpers import REVOKE, TOKEN, OAuthCase, Reply, bearer
 
 METRICS = "/api/v1/metrics"
@@ -505,7 +505,10 @@ class ServiceTests(MetricsCase):
         named = [re.sub(r"{.*", "", name) for row in table.splitlines()[2:]
                  for name in re.findall(r"`([^`]+)`", row.split("|")[1])]
         self.assertIn("oauthd_tokens_issued_total", named)
-        self.assertEqual([n for n in named if n != "up" and n not in exposed], [])
+        # A shared log's series are checked on a daemon over PostgreSQL
+        # (test_on_postgresql_no_journal_histograms_stay_empty).
+        self.assertEqual([n for n in named if n != "up" and n not in exposed
+                          and not n.startswith("oauthd_eventlog_")], [])
 
     def test_a_failing_reading_leaves_the_rest(self) -> None:
         def broken() -> float:
@@ -570,7 +573,7 @@ def test_on_postgresql_no_journal_histograms_stay_empty(tmp_path: Path) -> None:
     journal file to fsync: its fsync and group commit histograms are
     absent, not series at zero forever that an alert would take for calm.
     """
-    daemon = Daemon(tmp_path / "data", "--eventlog", fresh_database())
+    daemon = Daemon(tmp_path / "data", *shared_log_options(tmp_path, fresh_database()))
     try:
         client, text = scraped(daemon)
     finally:
@@ -581,3 +584,8 @@ def test_on_postgresql_no_journal_histograms_stay_empty(tmp_path: Path) -> None:
     assert "oauthd_journal_fsync_duration_seconds" not in text
     assert "oauthd_journal_group_commit_records" not in text
     assert "reading the metric" not in daemon.output()
+    # The shared log's readings: lag, follow latency, claim conflicts.
+    assert ("oauthd_eventlog_lag_seconds", frozenset()) in samples(text)
+    assert 0 <= value(text, "oauthd_eventlog_lag_seconds") < 5
+    assert value(text, "oauthd_eventlog_follow_seconds_count") >= 1
+    assert ("oauthd_eventlog_claim_conflicts_total", frozenset()) in samples(text)

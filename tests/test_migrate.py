@@ -46,24 +46,29 @@ def seeded(directory: Path) -> list[bytes]:
     return payloads(directory)
 
 
+def key_file(directory: Path) -> str:
+    key = directory / "key"
+    key.write_text("ab" * 32)
+    key.chmod(0o600)
+    return str(key)
+
+
 def test_to_and_back(tmp_path: Path) -> None:
     """
     Every record of the journal goes to the shared log, sealed with the
     key given, and comes back the same into a new data directory.
     """
     uri = fresh_database()
-    key = tmp_path / "key"
-    key.write_text("ab" * 32)
-    key.chmod(0o600)
+    key = key_file(tmp_path)
     records = seeded(tmp_path / "one")
     code, out, err = oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri,
-                              "--secret-key-file", str(key))
+                              "--secret-key-file", key)
     assert code == 0, err
     assert out.startswith(f"copied {len(records)} records from {tmp_path / 'one'} to postgresql://")
     assert sql(uri, "SELECT count(*) FROM oauthd_log") == [(len(records),)]
     assert b"alice" not in b"".join(bytes(p) for (p,) in sql(uri, "SELECT payload FROM oauthd_log"))
     code, out, err = oauthctl("--json", "migrate", "--data", str(tmp_path / "two"), "--from", uri,
-                              "--secret-key-file", str(key))
+                              "--secret-key-file", key)
     assert code == 0, err
     assert json.loads(out)["records"] == len(records)
     assert payloads(tmp_path / "two") == records
@@ -75,13 +80,14 @@ def test_non_empty_targets_are_refused(tmp_path: Path) -> None:
     written to.
     """
     uri = fresh_database()
+    key = key_file(tmp_path)
     seeded(tmp_path / "one")
-    assert oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri)[0] == 0
-    code, out, err = oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri)
+    assert oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri, "--secret-key-file", key)[0] == 0
+    code, out, err = oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri, "--secret-key-file", key)
     assert (code, out) == (1, "")
     assert err.startswith("oauthctl: postgresql:///") and "is not empty" in err and err.count("\n") == 1
     before = sql(uri, "SELECT count(*) FROM oauthd_log")
-    code, _, err = oauthctl("migrate", "--data", str(tmp_path / "one"), "--from", uri)
+    code, _, err = oauthctl("migrate", "--data", str(tmp_path / "one"), "--from", uri, "--secret-key-file", key)
     assert code == 1 and f"the journal in {tmp_path / 'one'} is not empty" in err
     assert sql(uri, "SELECT count(*) FROM oauthd_log") == before
 
@@ -92,8 +98,11 @@ def test_bad_input(tmp_path: Path) -> None:
     a bad key file: each answered in one line.
     """
     uri = fresh_database()
+    key = key_file(tmp_path)
     cases = [
-        (["--data", str(tmp_path / "none"), "--to", uri], 1, "holds no journal (journal.oauthd) to copy"),
+        (["--data", str(tmp_path / "none"), "--to", uri, "--secret-key-file", key], 1,
+         "holds no journal (journal.oauthd) to copy"),
+        (["--data", str(tmp_path), "--to", uri], 1, "--secret-key-file is needed with --to"),
         (["--data", str(tmp_path), "--to", "mysql://x"], 1, "expected a postgresql:// URI"),
         (["--data", str(tmp_path), "--to", uri, "--from", uri], 2, "not allowed with argument"),
         (["--data", str(tmp_path)], 2, "one of the arguments --to --from is required"),
@@ -105,3 +114,44 @@ def test_bad_input(tmp_path: Path) -> None:
         assert code == status and message in err, (argv, err)
         assert err.count("\n") == 1 or status == 2, err
     assert not (tmp_path / "new").exists()
+
+
+def test_migrated_grant_rotates_once(tmp_path: Path) -> None:
+    """
+    A refresh grant made on the journal, migrated, rotates on a daemon
+    over the shared log (its current token's claim came with the copy, so
+    the rotation is not taken for a reuse), and its old token replayed
+    there revokes the family.
+    """
+    from tests.daemon import Daemon
+    from tests.postgres import shared_log_options
+    from tests.test_multinode_postgres import PASSWORD as ALICE, ctl, post
+
+    uri = fresh_database()
+    journal = Daemon(tmp_path / "one")
+    try:
+        ctl(journal, "users", "add", "alice", "--password-stdin", stdin=ALICE + "\n")
+        added = ctl(journal, "clients", "add", "--name", "app", "--grant", "password",
+                    "--grant", "refresh_token", "--json")
+        client = (added["id"], added["secret"])
+        code, issued = post(journal, "/api/v1/oauth/token",
+                            {"grant_type": "password", "username": "alice", "password": ALICE}, client)
+        assert code == 200, issued
+    finally:
+        assert journal.stop() == 0, journal.output()
+    options = shared_log_options(tmp_path, uri)
+    key = str(tmp_path / "eventlog.key")
+    code, _, err = oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri, "--secret-key-file", key)
+    assert code == 0, err
+    shared = Daemon(tmp_path / "two", *options)
+    try:
+        old = {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}
+        code, rotated = post(shared, "/api/v1/oauth/token", old, client)
+        assert code == 200, rotated
+        code, replayed = post(shared, "/api/v1/oauth/token", old, client)
+        assert (code, replayed["error"]) == (400, "invalid_grant"), replayed
+        new = {"grant_type": "refresh_token", "refresh_token": rotated["refresh_token"]}
+        code, refused = post(shared, "/api/v1/oauth/token", new, client)
+        assert (code, refused["error"]) == (400, "invalid_grant"), refused
+    finally:
+        assert shared.stop() == 0, shared.output()

@@ -23,7 +23,7 @@ import pytest
 from oauthd.ctl.cli import main
 from oauthd.ctl.output import Terminal
 from tests.daemon import Daemon
-from tests.postgres import fresh_database
+from tests.postgres import fresh_database, shared_log_options
 
 PASSWORD = "correct horse battery staple"
 RACES = 10
@@ -80,9 +80,9 @@ class Cluster:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     uri = fresh_database()
-    a = Daemon(tmp_path / "a", "--eventlog", uri)
+    a = Daemon(tmp_path / "a", *shared_log_options(tmp_path, uri))
     try:
-        b = Daemon(tmp_path / "b", "--eventlog", uri)
+        b = Daemon(tmp_path / "b", *shared_log_options(tmp_path, uri))
     except BaseException:
         a.stop()
         raise

@@ -2,7 +2,7 @@
 C{oauthctl migrate}: with oauthd stopped, copy a data directory's journal
 into an empty shared event log in PostgreSQL (C{--to}), or a shared log
 into an empty data directory (C{--from}).  The work runs in another
-process (L{oauthd.eventlog.migrate}): oauthctl loads nothing of the log.
+process (L{oauthd.state.migration}): oauthctl loads nothing of the log.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from oauthd.ctl.commands import Connect, run_helper
 from oauthd.ctl.connection import CtlError
 from oauthd.ctl.output import Terminal, emit
 
-MIGRATE = "oauthd.eventlog.migrate"
+MIGRATE = "oauthd.state.migration"
 
 
 def cmd_migrate(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:

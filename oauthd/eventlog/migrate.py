@@ -1,7 +1,7 @@
 """
 oauthctl's helper, not a command for people (they run C{oauthctl migrate}).
 
-C{python -m oauthd.eventlog.migrate --data DIR (--to URI | --from URI)
+C{python -m oauthd.state.migration --data DIR (--to URI | --from URI)
 [--secret-key-file PATH]} copies the data directory's journal into an empty
 shared log in PostgreSQL (C{--to}), or a shared log into the empty journal
 of a data directory (C{--from}), with oauthd stopped (the data directory's
@@ -18,14 +18,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 from oauthd.eventlog.errors import JournalError
 from oauthd.eventlog.format import JOURNAL_NAME
 from oauthd.eventlog.journal import FileJournal
 from oauthd.eventlog.postgresql import is_postgres_uri, redact
-from oauthd.interfaces import IEventLog
+from oauthd.interfaces import Claim, IEventLog
 
 __all__ = ["BATCH", "main", "migrate"]
 
@@ -52,17 +52,40 @@ def _batches(payloads: Iterator[bytes]) -> Iterator[list[bytes]]:
         yield batch
 
 
-async def _copy(source: IEventLog, target: IEventLog) -> int:
+class Seeding(Protocol):
+    """
+    What a copy into a shared log claims besides its records: the claims
+    the nodes would have made had the records been appended there (a
+    grant's current refresh token), read from the records as they pass.
+    """
+
+    def take(self, batch: Sequence[bytes]) -> None: ...
+
+    def claims(self) -> Sequence[Claim]: ...
+
+
+async def _copy(source: IEventLog, target: IEventLog, seeding: Seeding | None) -> int:
     copied = 0
+    held: list[bytes] | None = None
     for batch in _batches(source.replay()):
-        await target.append(batch)
-        copied += len(batch)
+        if seeding is not None:
+            seeding.take(batch)
+        if held is not None:
+            await target.append(held)
+            copied += len(held)
+        held = batch
+    if held is not None:
+        # The claims go with the last records: they are made with them or not at all.
+        await target.append(held, seeding.claims() if seeding is not None else ())
+        copied += len(held)
     return copied
 
 
-async def migrate(reactor: Any, data: str, uri: str, to_shared: bool, key: bytes | None) -> dict[str, object]:
+async def migrate(reactor: Any, data: str, uri: str, to_shared: bool, key: bytes | None,
+                  seeding: Seeding | None = None) -> dict[str, object]:
     """
-    Copy the journal in C{data} to the shared log at C{uri}, or back.
+    Copy the journal in C{data} to the shared log at C{uri}, or back; into
+    the shared log, with C{seeding}'s claims.
 
     @raise NotEmpty: the target holds records; nothing was written.
     @raise JournalError: either cannot be opened.
@@ -83,7 +106,7 @@ async def migrate(reactor: Any, data: str, uri: str, to_shared: bool, key: bytes
             where = redact(uri) if to_shared else f"the journal in {data}"
             raise NotEmpty(f"{where} is not empty ({target.record_count} records): a migration only"
                            " fills an empty one")
-        copied = await _copy(source, target)
+        copied = await _copy(source, target, seeding if to_shared else None)
     finally:
         await shared.close()
         await journal.close()
@@ -100,9 +123,10 @@ def _key(path: str | None) -> bytes | None:
     return read_key_file(path)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], seeding: Callable[[], Seeding] | None = None) -> int:
     """
-    Migrate as C{argv} says and print the JSON line.
+    Migrate as C{argv} says and print the JSON line; C{seeding} makes what
+    a copy into a shared log claims.
 
     @return: the exit status.
     """
@@ -121,12 +145,17 @@ def main(argv: Sequence[str]) -> int:
     if not is_postgres_uri(uri):
         print(json.dumps({"error": "expected a postgresql:// URI"}))
         return 1
+    if options.to and not options.secret_key_file:
+        print(json.dumps({"error": "--secret-key-file is needed with --to: the shared log's records are"
+                                   " encrypted with the nodes' eventlog_secret_key_file"}))
+        return 1
     outcome: dict[str, object] = {}
 
     async def run(reactor: Any) -> None:
         try:
             key = _key(options.secret_key_file)
-            outcome.update(await migrate(reactor, options.data, uri, options.to is not None, key))
+            seeds = seeding() if seeding is not None else None
+            outcome.update(await migrate(reactor, options.data, uri, options.to is not None, key, seeds))
         except (JournalError, OSError) as e:
             outcome["error"] = " ".join(str(e).split())
 

@@ -30,6 +30,12 @@ forgotten bucket counted are forgiven, never held against someone else.
 IPv6 clients are keyed by their /64 network, since one host usually owns a
 whole /64 and could otherwise step through addresses.
 
+Over a shared event log, each node's failures are charged on the other
+nodes too (L{RateLimiter.on_charge}, L{RateLimiter.charge_shared}), so a
+guesser spreading over N nodes is not allowed N times the limits. Only a
+keyed digest of each key travels (L{RateLimiter.digest}); the buckets are
+then kept by that digest.
+
 The rules below are the defaults; each one's burst and interval is a
 configuration key (L{oauthd.config.RULE_KEYS}), as are L{MAX_PACE_WAIT},
 L{KNOWN_FOR} and the limiter's size. The limiter holds the values in force
@@ -153,6 +159,10 @@ class RateLimiter:
     @ivar max_pace_wait: the longest a password check waits for its
         username's pace (L{reserve}'s C{max_wait} at logins).
     @ivar known_for: seconds an address stays known (L{remember}).
+    @ivar digest: what a bucket is kept by, of a key: the key itself on one
+        node; on a shared log, a keyed digest every node computes alike.
+    @ivar on_charge: told the rule's name and the key's digest of every
+        failure charged here, for the other nodes to charge too.
     """
 
     def __init__(self, now: Callable[[], float], max_entries: int = 100_000) -> None:
@@ -160,6 +170,8 @@ class RateLimiter:
         self.max_entries = max_entries
         self.max_pace_wait = MAX_PACE_WAIT
         self.known_for = KNOWN_FOR
+        self.digest: Callable[[str], str] = str
+        self.on_charge: Callable[[str, str], object] | None = None
         # Rule name -> the rule in force, where configured apart from the
         # default callers pass.
         self._rules: dict[str, Rule] = {}
@@ -194,7 +206,7 @@ class RateLimiter:
         """
         Seconds until the bucket is full: 0 for a full one.
         """
-        return max(0.0, self._full_at.get((rule.name, key), now) - now)
+        return max(0.0, self._full_at.get((rule.name, self.digest(key)), now) - now)
 
     def retry_after(self, rule: Rule, key: str) -> int:
         """
@@ -217,6 +229,20 @@ class RateLimiter:
         rule = self.rule(rule)
         now = self._now()
         self._set(rule, key, now + self._debt(rule, key, now) + rule.interval)
+        if self.on_charge is not None:
+            self.on_charge(rule.name, self.digest(key))
+
+    def charge_shared(self, name: str, digest: str) -> None:
+        """
+        Count one failure another node charged to the key of C{digest}
+        under the rule named C{name} (unknown names are ignored).
+        """
+        rule = self._rules.get(name)
+        if rule is None:
+            return
+        now = self._now()
+        debt = max(0.0, self._full_at.get((name, digest), now) - now)
+        self._set_digest(name, digest, now + debt + rule.interval)
 
     def reserve(self, rule: Rule, key: str, max_wait: float) -> float | None:
         """
@@ -244,7 +270,10 @@ class RateLimiter:
         self._set(rule, key, now + max(0.0, self._debt(rule, key, now) - rule.interval))
 
     def _set(self, rule: Rule, key: str, full_at: float) -> None:
-        name = (rule.name, key)
+        self._set_digest(rule.name, self.digest(key), full_at)
+
+    def _set_digest(self, rule: str, digest: str, full_at: float) -> None:
+        name = (rule, digest)
         self._full_at[name] = full_at
         heapq.heappush(self._heap, (full_at, name))
         self.prune()

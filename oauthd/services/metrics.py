@@ -39,6 +39,7 @@ from prometheus_client.core import (
 
 from twisted.logger import Logger
 
+from oauthd.interfaces import IFollowedLog
 from oauthd.services.audit import AuditTrail
 from oauthd.services.hashing import PasswordHasher
 
@@ -66,6 +67,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FOLLOW_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Event(Protocol):
@@ -167,9 +169,12 @@ class Metrics:
     @ivar journal_timed: whether a journal file's fsyncs are timed
         (L{timed_fsync}); only then are its fsync and group commit
         histograms exposed (an event log in PostgreSQL has neither).
+    @ivar log_followed: whether the event log is a shared one this node
+        follows; only then is its follow latency histogram exposed.
     """
 
     journal_timed = False
+    log_followed = False
 
     def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
         self.timer = timer
@@ -183,6 +188,8 @@ class Metrics:
         self.fsync = Histogram(FSYNC_BUCKETS)
         self.batches = Histogram(BATCH_BUCKETS)
         self.hash_wait = Histogram(WAIT_BUCKETS)
+        self.follow = Histogram(FOLLOW_BUCKETS)
+        self._counted: list[tuple[str, str, Callable[[], float]]] = []
         self._gauges: list[tuple[str, str, str, Callable[[], float]]] = []
         self._labelled: list[tuple[str, str, str, Sequence[str],
                                    Callable[[], Iterable[tuple[Sequence[str], float]]]]] = []
@@ -288,6 +295,13 @@ class Metrics:
         """
         self._gauges.append((name, documentation, unit, read))
 
+    def counter(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """
+        Expose what C{read} returns at each scrape as the counter C{name}
+        (kept by the part that counts, read only here).
+        """
+        self._counted.append((name, documentation, read))
+
     def gauges(
         self, name: str, documentation: str, labels: Sequence[str],
         read: Callable[[], Iterable[tuple[Sequence[str], float]]], unit: str = "",
@@ -315,6 +329,8 @@ class Metrics:
             for client, count in sorted(by_client.items()):
                 issued.add_metric([grant, client], count)
         yield issued
+        for name, documentation, read in self._counted:
+            yield CounterMetricFamily(name, documentation, value=read())
         for name, documentation, label, table in (
             ("oauthd_authentication_failures", "Failed authentications, by reason (the OAuth"
              " error code; control_peer: a refused control socket connection).", "reason",
@@ -353,8 +369,14 @@ class Metrics:
             ("oauthd_journal_group_commit_records", "Records written by each group commit"
              " (one write and fsync).", "", self.batches),
         ) if self.journal_timed else ()
+        follow = (
+            ("oauthd_eventlog_follow_seconds", "Time from a wake-up of the shared log's follower"
+             " (PostgreSQL's notification of an append, or its poll) to the delivery here of the"
+             " records it announced.", "seconds", self.follow),
+        ) if self.log_followed else ()
         for name, documentation, unit, histogram in (
             *journal,
+            *follow,
             ("oauthd_hash_wait_seconds", "Time password checks and hashes waited for a thread"
              " of the hashing pool.", "seconds", self.hash_wait),
         ):
@@ -435,6 +457,8 @@ def watch(
         metrics.gauge(name, documentation, read, unit)
     metrics.gauges("oauthd_signing_key_age_seconds", "Age of each published signing key, by"
                    " state (next, signing, retired).", ["kid", "alg", "state"], key_ages, "seconds")
+    if IFollowedLog.providedBy(store.log):
+        _watch_shared_log(metrics, store)
     if trail is not None:
         metrics.gauge("oauthd_audit_backlog_events", "Audit events waiting to be written.",
                       lambda: trail.backlog)
@@ -442,3 +466,25 @@ def watch(
         hasher.on_wait = metrics.hash_waited
         metrics.gauge("oauthd_hash_queue_jobs", "Password checks and hashes waiting for a thread.",
                       lambda: hasher.queued)
+
+
+def _watch_shared_log(metrics: Metrics, store: Any) -> None:
+    """
+    The readings of a shared event log: the node's lag, the follow latency,
+    and the appends the log refused for a claim.
+    """
+    log = store.log
+    metrics.log_followed = True
+    log.on_follow = metrics.follow.observe
+
+    def lag() -> float:
+        seconds = log.lag()
+        return float("nan") if seconds is None else float(seconds)
+
+    metrics.gauge("oauthd_eventlog_lag_seconds", "Seconds since this node last read the shared"
+                  " event log up to its head (NaN while it does not follow it yet).", lag, "seconds")
+    follower = store.follower
+    if follower is not None:
+        metrics.counter("oauthd_eventlog_claim_conflicts", "Changes of this node's the shared"
+                        " log refused because another node used the same code, refresh token, name"
+                        " or id first.", lambda: follower.conflicts)

@@ -144,6 +144,22 @@ def new_client_claim(client_id: str) -> Claim:
     return Claim("client:" + client_id, "created")
 
 
+def held_grant_claims(state: State) -> list[Claim]:
+    """
+    The claims C{state}'s live grants hold: each its current refresh
+    token's digest, as L{implied_claims} would have set it on a shared log
+    (what a journal copied into one must claim, or a grant's first rotation
+    there would be taken for a reuse).
+    """
+    current: dict[str, Claim] = {}
+    for key in state.tokens:
+        token = state.tokens[key]
+        if token.kind == REFRESH and token.grant and state.families.get(token.grant) is not None:
+            current[token.grant] = Claim("grant:" + token.grant, key_hex(token.key), Expect.ABSENT,
+                                         token.expires_at or None)
+    return list(current.values())
+
+
 def implied_claims(state: State, records: Sequence[Record]) -> list[Claim]:
     """
     The claims C{records} make on a shared log, whoever decided them: a
@@ -204,6 +220,8 @@ class Follower:
     state: State
     clock: IReactorTime
     catch_up: CatchUp | None = None
+    # Appends of this node's that the log refused for a claim (read by the metrics).
+    conflicts: int = 0
     _mine: dict[bytes, deque[_Pending]] = field(factory=dict)
 
     def deliver(self, position: int, payload: bytes) -> None:
@@ -293,6 +311,7 @@ class Follower:
                 if not result.check(ClaimConflict):
                     store._note_failure(result.value)
                     return Failure(NotDurable(result.value, decision.context))
+                self.conflicts += 1
                 reason = result.value
             elif pending.left or pending.dropped:
                 # Delivered short: a record voided at its position (or the

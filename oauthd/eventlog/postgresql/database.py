@@ -29,6 +29,7 @@ from oauthd.interfaces import Claim, ClaimConflict, Expect
 __all__ = ["Appending", "Fetched", "Listener", "Loaded", "Reader", "Writer"]
 
 NOTIFY_CHANNEL = "oauthd_log"
+FAILURES_CHANNEL = "oauthd_failures"
 
 _STOP_CHECK = 0.2
 
@@ -125,6 +126,16 @@ class Writer:
         # Followers also poll, so a lost wake-up only delays them.
         try:
             self._link.get().execute(f"NOTIFY {NOTIFY_CHANNEL}")
+        except (psycopg.Error, LogUnavailable):
+            pass
+
+    def notify_failures(self, payload: str) -> None:
+        """
+        Tell the other nodes of the rate-limit failures in C{payload}
+        (L{oauthd.eventlog.postgresql.failures}); a lost one is forgiven.
+        """
+        try:
+            self._link.get().execute("SELECT pg_notify(%s, %s)", (FAILURES_CHANNEL, payload))
         except (psycopg.Error, LogUnavailable):
             pass
 
@@ -337,9 +348,15 @@ class Listener:
     without one, so a lost wake-up only delays a follower.
     """
 
-    def __init__(self, uri: str, name: str, wake: Callable[[], None], poll: float) -> None:
+    def __init__(self, uri: str, name: str, wake: Callable[[], None], poll: float,
+                 failures: Callable[[str], None] | None = None) -> None:
+        """
+        @param failures: called (thread-safe) with each payload of the
+            other nodes' rate-limit failures.
+        """
         self._link = Link(uri, name)
         self._wake = wake
+        self._failures = failures
         self._poll = poll
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -358,12 +375,20 @@ class Listener:
             try:
                 connection = self._link.get()
                 connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                if self._failures is not None:
+                    connection.execute(f"LISTEN {FAILURES_CHANNEL}")
                 self._wake()
                 woken = time.monotonic()
                 while not self._stopping.is_set():
                     # Short waits, so a stop is seen soon.
                     notified = list(connection.notifies(timeout=_STOP_CHECK, stop_after=1))
-                    if notified or time.monotonic() - woken >= self._poll:
+                    appended = False
+                    for notice in notified:
+                        if notice.channel == FAILURES_CHANNEL and self._failures is not None:
+                            self._failures(notice.payload)
+                        else:
+                            appended = True
+                    if appended or time.monotonic() - woken >= self._poll:
                         self._wake()
                         woken = time.monotonic()
             except (psycopg.Error, LogUnavailable):

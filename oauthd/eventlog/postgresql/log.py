@@ -32,6 +32,7 @@ from oauthd.eventlog.format import HEADER_SIZE, RECORD_OVERHEAD, check_payload
 from oauthd.eventlog.postgresql.compaction import Compacted, Compaction
 from oauthd.eventlog.postgresql.connection import redact
 from oauthd.eventlog.postgresql.database import Appending, Fetched, Listener, Reader, Writer
+from oauthd.eventlog.postgresql.failures import FailureShare
 from oauthd.eventlog.postgresql.sealing import KeyMismatch
 from oauthd.eventlog.postgresql.snapshots import Snapshotter
 from oauthd.eventlog.writer_pool import WriterPool
@@ -90,6 +91,13 @@ class PostgresLog:
     # Called when compaction passed this node (the daemon exits for its
     # service manager to start it again, from the latest snapshot).
     on_gap: Callable[[LogGap], object] | None = None
+    # Told, in seconds, how long after a notification its records were
+    # delivered here (the follow latency the metrics show).
+    on_follow: Callable[[float], object] | None = None
+    # Told (rule, key digest, count) of the rate-limit failures other nodes charged.
+    on_failures: Callable[[str, str, int], object] | None = None
+    _failures: FailureShare | None = None
+    _notified_at: float | None = None
     _last_contact: float = 0.0
     _failure: JournalError | None = None
     # Set when the writer's connection broke; appends fail at once (memory
@@ -112,7 +120,8 @@ class PostgresLog:
         if poll is not None:
             reactor = self._reactor
             self._listener = Listener(self.uri, f"oauthd {self.node} listener",
-                                      lambda: reactor.callFromThread(self._wake), poll)
+                                      lambda: reactor.callFromThread(self._notified), poll,
+                                      lambda payload: reactor.callFromThread(self._failed_elsewhere, payload))
             self._listener.start()
 
     # -- IEventLog -------------------------------------------------------------
@@ -270,6 +279,8 @@ class PostgresLog:
                 self._listener.stop()
             if self._sweeper is not None and self._sweeper.running:
                 self._sweeper.stop()
+            if self._failures is not None:
+                self._failures.stop()
             self._maybe_closed()
         return done
 
@@ -344,6 +355,32 @@ class PostgresLog:
         else:
             bisect.insort(self._waiting, (position, next(self._sequence), done))
 
+    def share_failure(self, rule: str, digest: str) -> None:
+        """
+        Have the other nodes charge a rate-limit failure charged here
+        (gathered, L{oauthd.eventlog.postgresql.failures}).
+        """
+        if not self._closing:
+            self._share().add(rule, digest)
+
+    def _share(self) -> FailureShare:
+        if self._failures is None:
+            def send(payload: str) -> None:
+                if not self._closing:
+                    self._pools["writer"].run(self._writer.notify_failures, payload)
+            self._failures = FailureShare(self.node, self._clock, send)
+        return self._failures
+
+    def _failed_elsewhere(self, payload: str) -> None:
+        if self.on_failures is not None:
+            for rule, digest, count in self._share().read(payload):
+                self.on_failures(rule, digest, count)
+
+    def _notified(self) -> None:
+        if self._notified_at is None:
+            self._notified_at = self._clock.seconds()
+        self._wake()
+
     def _wake(self) -> None:
         if self._deliver is None or self._closing or self._failure is not None:
             return
@@ -371,6 +408,10 @@ class PostgresLog:
                 _log.failure("event log: the follower failed on the record at {position}", position=position)
         if fetched.records:
             self._cursor_hash = fetched.last_hash
+            if self._notified_at is not None and self.on_follow is not None:
+                self.on_follow(self._clock.seconds() - self._notified_at)
+        if not fetched.full:
+            self._notified_at = None
         if not fetched.full:
             self._last_contact = self._clock.seconds()
         self._read_ok = True

@@ -75,7 +75,7 @@ class AuthorizePages(PageController):
                  audit: Callable[[IRequest, OAuthError], None]) -> None:
         super().__init__(ctx, store, audit)
         self._ip = ip
-        self._binding_key = ctx.random_bytes(32)
+        self._binding_keys = security.FormKeys(ctx.state.keys, ctx.random_bytes(32))
         self._misses = MissGate(ctx.clock)
 
     # -- entry points -----------------------------------------------------------
@@ -145,8 +145,9 @@ class AuthorizePages(PageController):
         that session's login, L{security.binding}).
         """
         cookie = security.get_cookie(request, self._ctx.config, security.CSRF_COOKIE)
-        return cookie is not None and security.binding_valid(
-            self._binding_key, cookie, auth.params, posted, session)
+        return cookie is not None and any(
+            security.binding_valid(key, cookie, auth.params, posted, session)
+            for key in self._binding_keys.all(self._ctx.now()))
 
     def _parse(self, request: IRequest, params: dict[str, str]) -> AuthorizationRequest | bytes:
         """
@@ -259,7 +260,7 @@ class AuthorizePages(PageController):
                 *extra: tuple[str, str]) -> list[tuple[str, str]]:
         cookie = security.csrf_cookie(request, self._ctx.config, self._ctx.random_bytes)
         own = [(name, value) for name, value in auth.params if name not in PAGE_FIELDS]
-        bound = security.binding(self._binding_key, cookie, auth.params)
+        bound = security.binding(self._binding_keys.current(self._ctx.now()), cookie, auth.params)
         return [*own, *extra, (BOUND, bound), self._csrf_field(request, cookie)]
 
     def _targets(self, auth: AuthorizationRequest) -> tuple[str, ...]:
@@ -286,8 +287,8 @@ class AuthorizePages(PageController):
         fields = self._fields(request, auth)
         if logged_in:
             cookie = security.csrf_cookie(request, self._ctx.config, self._ctx.random_bytes)
-            fields.insert(-1, (LOGGED_IN, security.binding(self._binding_key, cookie, auth.params,
-                                                           browser.key)))
+            key = self._binding_keys.current(self._ctx.now())
+            fields.insert(-1, (LOGGED_IN, security.binding(key, cookie, auth.params, browser.key)))
         body = views.consent_page(site=self._site, client_name=auth.client.name, user=browser.user,
                                   scopes=scopes, fields=fields)
         return self._show(request, body, 200, self._targets(auth))

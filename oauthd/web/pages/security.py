@@ -12,11 +12,12 @@ the token needs no server-side secret, so it survives restarts and works
 before anyone has logged in.
 
 The request's own parameters travel in hidden fields too, so every form
-also carries their L{binding}: an HMAC, under a key the daemon draws when
-it starts, of the parameters and the browser's CSRF cookie. A form whose
-parameters were edited (C{prompt=login} dropped, C{max_age} raised) is
-refused; so is one shown before a restart: the user starts again from the
-application. The consent page that follows a login carries a second
+also carries their L{binding}: an HMAC of the parameters and the browser's
+CSRF cookie, under a key derived from a signing key (L{FormKeys}), which
+every node over a shared log holds and a restart keeps, so a form shown by
+one node or before a restart is taken by any. A form whose parameters were
+edited (C{prompt=login} dropped, C{max_age} raised) is refused. The consent
+page that follows a login carries a second
 binding, to the new session, which tells the consent post that the login
 was made for this request.
 """
@@ -34,6 +35,7 @@ from twisted.web.iweb import IRequest
 
 from oauthd.config import Config
 from oauthd.protocol.tokens import RandomBytes
+from oauthd.state.keys import Keys
 
 CSRF_COOKIE = "oauthd_csrf"
 SESSION_COOKIE = "oauthd_session"
@@ -122,6 +124,41 @@ def binding(key: bytes, cookie: str, params: Iterable[tuple[str, str]], session:
     """
     message = json.dumps(["oauthd request binding v1", cookie, session, [list(p) for p in params]])
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+class FormKeys:
+    """
+    The keys a form's binding is made and checked under, derived from the
+    signing keys (L{oauthd.state.keys}): their private parts are a secret
+    that the log already shares with every node and keeps across restarts.
+    A form is bound under the newest published key, which stays longest,
+    and checked under every published one, so it stays good until the key
+    it was bound under leaves the JWKS. C{fallback} serves while there is
+    no key at all (before the first keys are committed at start).
+    """
+
+    def __init__(self, keys: Keys, fallback: bytes) -> None:
+        self._keys = keys
+        self._fallback = fallback
+        self._derived: dict[str, bytes] = {}  # by kid: deriving serialises the JWK
+
+    def _derive(self, kid: str, jwk: dict[str, object]) -> bytes:
+        key = self._derived.get(kid)
+        if key is None:
+            secret = json.dumps(jwk, sort_keys=True, separators=(",", ":")).encode("utf-8")
+            key = hmac.new(secret, b"oauthd form binding key v1", hashlib.sha256).digest()
+            self._derived[kid] = key
+        return key
+
+    def all(self, now: float) -> list[bytes]:
+        """
+        Every key a posted binding may be under, the one to bind under first.
+        """
+        published = self._keys.published(now)
+        return [self._derive(key.kid, key.jwk) for key in reversed(published)] or [self._fallback]
+
+    def current(self, now: float) -> bytes:
+        return self.all(now)[0]
 
 
 def binding_valid(key: bytes, cookie: str, params: Iterable[tuple[str, str]], posted: str,
