@@ -117,6 +117,14 @@ class IEventLog(Interface):
         " L{RECORD_OVERHEAD} + len(payload) per record)."
     )
 
+    snapshot_records = Attribute(
+        "C{int | None}: for a log several nodes share, how many of the"
+        " payloads L{replay} gives are a snapshot's (a node's state as it"
+        " was; the rest are the log after it, which a starting node checks"
+        " record by record as the running nodes did); C{None} for a log one"
+        " process writes, whose every record was applied as it stands."
+    )
+
     position = Attribute(
         "C{int}: the log position of the last record replayed or delivered"
         " to the follower (positions are dense and increase by one per"

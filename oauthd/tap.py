@@ -301,7 +301,7 @@ def build_service(
     from oauthd.services.fdlimit import make_room
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService, usual_cost
     from oauthd.services.metrics import Metrics, watch
-    from oauthd.state.model import State, replay
+    from oauthd.state.follower import replayed
     from oauthd.state.store import Store
     from oauthd.web.api import OAuthHTTP
 
@@ -315,8 +315,7 @@ def build_service(
             raise ConfigError(str(e)) from None
     try:
         with collector_paused():
-            state = State()
-            replay(state, journal.replay(), reactor.seconds())
+            state = replayed(journal, reactor.seconds())
     except ValueError as e:
         raise ConfigError(f"{getattr(journal, 'path', 'journal')}: {e}") from None
     # What replay built lives as long as the process: out of the collector's

@@ -11,7 +11,6 @@ import json
 import os
 from typing import Any
 
-import pytest
 from treq.testing import StubTreq
 
 from twisted.internet.defer import Deferred
@@ -481,9 +480,6 @@ class RacesAtApplyTests(MultiNodeCase):
         for node in (self.a, self.b):
             self.assertEqual(node.server.state.token_count(client_id=limited.id), 1)
 
-    @pytest.mark.xfail(strict=True, reason="a node that starts replays the log without the checks"
-                       " followers make at each position (follower.admitted), so it takes in"
-                       " records the others dropped: left for the lead")
     def test_token_limit_raced_then_a_node_starts(self) -> None:
         """
         A node started after the race of L{test_token_limit_raced} holds

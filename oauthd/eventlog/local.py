@@ -10,6 +10,8 @@ on single use then.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from collections.abc import Sequence
 
 from attrs import define, field
@@ -113,6 +115,8 @@ class SingleWriter:
     """
 
     _local: LocalLog
+    # One process wrote every record, applied as it stands.
+    snapshot_records: ClassVar[int | None] = None
 
     def _claim(self, claims: Sequence[Claim]) -> ClaimConflict | None:
         conflict = self._local.claims.conflict(claims)

@@ -59,7 +59,7 @@ class MemorySharedLog:
         position, _, payloads = self.snapshot
         tail = [payload for payload, _ in self.records[position:]]
         node = SharedLogNode(self, loaded=payloads + tail, cursor=self.head,
-                             cursor_hash=self.hash_at(self.head))
+                             cursor_hash=self.hash_at(self.head), snapshot_records=len(payloads))
         self.nodes.append(node)
         return node
 
@@ -98,6 +98,7 @@ class SharedLogNode:
     _loaded: list[bytes] | None
     _cursor: int
     _cursor_hash: bytes
+    snapshot_records: int = 0
     _deliver: Deliver | None = None
     _waiting: list[tuple[int, Deferred[None]]] = field(factory=list)
     _failure: JournalError | None = None

@@ -22,7 +22,8 @@ one writer.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from attrs import define, field
@@ -38,7 +39,7 @@ from oauthd.state.authz_records import BrowserStarted, CodeIssued, CodeRedeemed,
 from oauthd.state.decision import Decision
 from oauthd.state.device import APPROVED, DENIED, PENDING, REDEEMED, DevicePut
 from oauthd.state.entities import REFRESH, key_hex
-from oauthd.state.model import State
+from oauthd.state.model import State, replay
 from oauthd.state.records import (
     GrantRevoked, RecoveryCodeUsed, RefreshUsed, Record, TokenIssued, TotpStepUsed, UserPut, decode, encode,
 )
@@ -137,6 +138,54 @@ def admitted(state: State, record: Record, now: float) -> bool:
     return True
 
 
+def apply_at(state: State, payload: bytes, now: float) -> bool | None:
+    """
+    Apply the record C{payload}, at its log position, to C{state} (the state
+    there) if it is admitted there, as every node does.
+
+    @return: whether it was applied; C{None} if it is malformed.
+    """
+    try:
+        record = decode(payload)
+    except ValueError:
+        return None
+    taken = admitted(state, record, now)
+    if taken:
+        state.apply([record], now)
+    return taken
+
+
+def replay_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, now: float) -> None:
+    """
+    Build a starting node's state as the running nodes built theirs: the
+    snapshot's records as they are (a node's state at its position), then
+    each later record only where it is admitted at its position, so that
+    what the followers dropped (a raced token limit, a second redemption)
+    is dropped here too.
+    """
+    records = iter(payloads)
+    replay(state, islice(records, snapshot_records), now)
+    for number, payload in enumerate(records, start=1):
+        if apply_at(state, payload, now) is None:
+            log.error("start: skipped a malformed record ({number} after the snapshot)", number=number)
+
+
+def replayed(log: IEventLog, now: float) -> State:
+    """
+    The state C{log} holds, replayed at start (blocking): as written, or,
+    for a shared log, as the running nodes hold it (L{replay_shared}).
+
+    @raise ValueError: naming the record, if one is malformed (a log one
+        process writes).
+    """
+    state = State()
+    if log.snapshot_records is None:
+        replay(state, log.replay(), now)
+    else:
+        replay_shared(state, log.replay(), log.snapshot_records, now)
+    return state
+
+
 def new_client_claim(client_id: str) -> Claim:
     """
     The claim of a new client's id: two nodes cannot both create it.
@@ -229,17 +278,11 @@ class Follower:
         Apply the record at C{position} if it is admitted there (the log's
         follower: see L{oauthd.interfaces.IEventLog.follow}).
         """
-        try:
-            record = decode(payload)
-        except ValueError as e:
+        taken = apply_at(self.state, payload, self.clock.seconds())
+        if taken is None:
             # Every node skips it alike.
-            log.error("log position {position}: skipped a malformed record: {error}",
-                      position=position, error=e)
+            log.error("log position {position}: skipped a malformed record", position=position)
             return
-        now = self.clock.seconds()
-        taken = admitted(self.state, record, now)
-        if taken:
-            self.state.apply([record], now)
         waiting = self._mine.get(payload)
         if waiting:
             pending = waiting.popleft()

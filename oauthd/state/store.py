@@ -28,7 +28,8 @@ from twisted.python.failure import Failure
 from oauthd.eventlog import CompactionInProgress, JournalFailed, JournalImage, journal_image
 from oauthd.interfaces import AuditFailing, IAuditSink, IEventLog
 from oauthd.state.decision import AuditEvent, Decision
-from oauthd.state.model import State, replay
+from oauthd.state.follower import replayed
+from oauthd.state.model import State
 from oauthd.state.records import TokenIssued, encode
 
 if TYPE_CHECKING:
@@ -143,9 +144,7 @@ class Store(Service):
         Build the state by replaying C{log} (blocking: call it before the
         reactor runs).
         """
-        state = State()
-        replay(state, log.replay(), clock.seconds())
-        return cls(state, log, clock, audit, sweep_slice)
+        return cls(replayed(log, clock.seconds()), log, clock, audit, sweep_slice)
 
     def commit(self, decision: Decision[T]) -> Deferred[T]:
         """

@@ -72,6 +72,7 @@ class PostgresLog:
     _cursor_hash: bytes
     _records: int
     _bytes: int
+    snapshot_records: int = 0
     _listener: Listener | None = None
     _acked: int = 0
     _deliver: Deliver | None = None

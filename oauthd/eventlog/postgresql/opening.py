@@ -86,7 +86,8 @@ def open_log(
     log = PostgresLog(
         uri=uri, node=node, reactor=reactor, writer=writer, reader=reader,
         snapshotter=Snapshotter.to(uri, f"oauthd {node} snapshot", node, sealer), pools=pools,
-        loaded=loaded.payloads, cursor=loaded.position, cursor_hash=loaded.last_hash,
+        loaded=loaded.payloads, snapshot_records=loaded.snapshot_records, cursor=loaded.position,
+        cursor_hash=loaded.last_hash,
         records=len(loaded.payloads), bytes=size, retention=retention, acked=loaded.position,
         clock=clock, last_contact=clock.seconds(),
     )
