@@ -36,6 +36,7 @@ from oauthd.web.pages import static
 from oauthd.web.pages.device import DevicePages
 from oauthd.web.pages.flow import AuthorizePages
 from oauthd.web.pages.logout import LogoutPages
+from oauthd.web.routing import Router
 from oauthd.web.site import Edge, OAuthSite, json_body
 from oauthd.web.staleness import check_fresh, log_health
 
@@ -89,7 +90,7 @@ class OAuthHTTP:
         self._device = DevicePages(ctx, store, self._ip, self._audit_refusal)
 
     def resource(self) -> IResource:
-        return Edge(self.app.resource())
+        return Edge(Router(self.app))
 
     def site(self) -> OAuthSite:
         """
