@@ -35,7 +35,11 @@ def cleaned(fields: dict[str, object]) -> dict[str, str]:
     """
     The fields of an audit event, cleaned, without empty ones.
     """
-    return {name: clean(value) for name, value in fields.items() if value not in (None, "")}
+    # Most values are short printable text already: kept without a call.
+    return {
+        name: value if type(value) is str and len(value) <= _MAX_FIELD and value.isprintable() else clean(value)
+        for name, value in fields.items() if value not in (None, "")
+    }
 
 
 @frozen

@@ -136,7 +136,7 @@ class State:
 
     def _live(self, index: dict[str, list[int]], name: str, now: float) -> list[Token]:
         rows = self._rows
-        held = [parse_token(rows[key]) for key in index.get(name, ()) if key in rows]
+        held = [r if type(r) is Token else parse_token(r) for r in map(rows.get, index.get(name, ())) if r is not None]
         return [token for token in held if token.live(now)]
 
     def token_count(self, client_id: str = "", user: str = "") -> int:

@@ -16,7 +16,7 @@ unchanged: no change is made that the audit trail cannot record.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
@@ -62,6 +62,13 @@ def _all_of(waiting: list[Deferred[None]]) -> Deferred[None]:
     for d in waiting:
         d.addBoth(one)
     return done
+
+def succeeded(d: Deferred[Any]) -> bool:
+    """
+    Whether C{d} has fired with a result (not a failure) that is there now.
+    """
+    return d.called and not d.paused and not isinstance(d.result, (Failure, Deferred))
+
 
 log = Logger()
 
@@ -195,6 +202,13 @@ class Store(Service):
                 ])
         else:
             appended = succeed(None)
+        if records and decision.refusal is None and succeeded(appended) and succeeded(audited):
+            # Durable and audited already (an in-memory log, an inline
+            # trail): answered without the waiting below.
+            if self.observe is not None:
+                for event in decision.audit:
+                    self.observe(event)
+            return succeed(decision.answer)
 
         done: Deferred[T] = Deferred()
 

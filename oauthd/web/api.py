@@ -29,13 +29,14 @@ from oauthd.protocol.discovery import (
 from oauthd.protocol.errors import OAuthError, deny
 from oauthd.state.decision import Decision, audit
 from oauthd.state.follower import MissGate, caught_up
-from oauthd.state.store import NotDurable, Store
+from oauthd.state.store import NotDurable, Store, succeeded
 from oauthd.web import parsing
 from oauthd.web.metrics import Exposition, Recorder, RequestMetrics
 from oauthd.web.pages import static
 from oauthd.web.pages.device import DevicePages
 from oauthd.web.pages.flow import AuthorizePages
 from oauthd.web.pages.logout import LogoutPages
+from oauthd.web.routing import Router
 from oauthd.web.site import Edge, OAuthSite, json_body
 from oauthd.web.staleness import check_fresh, log_health
 
@@ -89,7 +90,7 @@ class OAuthHTTP:
         self._device = DevicePages(ctx, store, self._ip, self._audit_refusal)
 
     def resource(self) -> IResource:
-        return Edge(self.app.resource())
+        return Edge(Router(self.app))
 
     def site(self) -> OAuthSite:
         """
@@ -138,7 +139,18 @@ class OAuthHTTP:
             return Failure(deny(refusal, reason=source + type(error.reason).__name__,
                                 **error.context))
 
+        if succeeded(committed):
+            return committed
         return committed.addErrback(not_durable)
+
+    def _respond(self, request: IRequest, work: Deferred[Body], status: int = 200) -> bytes | Deferred[bytes]:
+        """
+        The response to C{request}: at once if C{work} is done already (there
+        is then no hang-up to shield it from), else as L{_answered} gives it.
+        """
+        if succeeded(work):
+            return json_body(request, work.result, status)
+        return self._answered(request, work, status)
 
     def _answered(self, request: IRequest, work: Deferred[Body], status: int = 200) -> Deferred[bytes]:
         """
@@ -184,7 +196,7 @@ class OAuthHTTP:
     # -- endpoints ------------------------------------------------------------
 
     @app.route("/api/v1/oauth/token", methods=["POST"])
-    def token(self, request: IRequest) -> Deferred[bytes]:
+    def token(self, request: IRequest) -> bytes | Deferred[bytes]:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
         ip = self._ip(request)
@@ -193,9 +205,9 @@ class OAuthHTTP:
             # Another node sharing the log may have just made it.
             later = caught_up(self._store).addCallback(
                 lambda _: grants.token(self._ctx, params, auth, ip, presented))
-            return self._answered(request, self._committed(later))
+            return self._respond(request, self._committed(later))
         decided = grants.token(self._ctx, params, auth, ip, presented)
-        return self._answered(request, self._committed(decided))
+        return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/device", methods=["POST"])
     @app.route("/api/v1/oauth/device/verify", methods=["GET", "POST"])
@@ -209,14 +221,14 @@ class OAuthHTTP:
         params = self._params(request)
         auth, _ = parsing.client_auth(request, params)
         decided = device.start(self._ctx, params, auth, self._ip(request))
-        return self._answered(request, self._committed(decided))
+        return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/revoke", methods=["POST"])
-    def revoke(self, request: IRequest) -> Deferred[bytes]:
+    def revoke(self, request: IRequest) -> bytes | Deferred[bytes]:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
         decided = revocation.revoke(self._ctx, params, auth, presented, self._ip(request))
-        return self._answered(request, self._committed(decided))
+        return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/introspect", methods=["POST"])
     def introspect(self, request: IRequest) -> bytes | Deferred[bytes]:
@@ -255,17 +267,17 @@ class OAuthHTTP:
 
     @app.route("/api/v1/session", methods=["POST"])
     @app.route("/api/v1/sessions", methods=["POST"])
-    def create_session(self, request: IRequest) -> Deferred[bytes]:
+    def create_session(self, request: IRequest) -> bytes | Deferred[bytes]:
         params = parsing.params(request, self._ctx.config.max_body, untyped_json=True)
         decided = Deferred.fromCoroutine(sessions.create_session(self._ctx, params, self._ip(request)))
-        return self._answered(request, self._committed(decided))
+        return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/session", methods=["DELETE"])
     @app.route("/api/v1/session/<string:reference>", methods=["DELETE"])
     @app.route("/api/v1/sessions/<string:reference>", methods=["DELETE"])
-    def delete_session(self, request: IRequest, reference: str | None = None) -> Deferred[bytes]:
+    def delete_session(self, request: IRequest, reference: str | None = None) -> bytes | Deferred[bytes]:
         decided = sessions.delete_session(self._ctx, parsing.bearer_of(request), self._ip(request), reference)
-        return self._answered(request, self._committed(decided))
+        return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/register", methods=["POST"])
     @app.route("/api/v1/oauth/register/<string:client_id>", methods=["GET", "PUT", "DELETE"])
@@ -285,7 +297,7 @@ class OAuthHTTP:
         if client_id is None:
             body = parsing.json_object(request, self._ctx.config.max_body)
             decided = registration.register(self._ctx, body, presented, ip)
-            return self._answered(request, self._committed(decided), 201)
+            return self._respond(request, self._committed(decided), 201)
         if request.method == b"GET":
             found = registration.registered_client(self._ctx, client_id, presented, ip)
             assert presented is not None  # registered_client refused a request without one
@@ -293,7 +305,7 @@ class OAuthHTTP:
         if request.method == b"PUT":
             body = parsing.json_object(request, self._ctx.config.max_body)
             decided = registration.update(self._ctx, client_id, body, presented, ip)
-            return self._answered(request, self._committed(decided))
+            return self._respond(request, self._committed(decided))
         deleted = self._committed(registration.delete(self._ctx, client_id, presented, ip))
         return self._answered(request, deleted, 204).addCallback(lambda _: _no_content(request))
 

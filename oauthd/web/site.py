@@ -49,14 +49,18 @@ def json_body(
         every response carrying or describing a credential must be.
     """
     request.setResponseCode(status)
-    request.setHeader(b"Content-Type", b"application/json")
-    if no_store:
-        request.setHeader(b"Cache-Control", b"no-store")
-        request.setHeader(b"Pragma", b"no-cache")
-    for name, value in (headers or {}).items():
-        request.setHeader(name.encode("ascii"), value.encode("ascii"))
     data = _COMPACT.encode(body).encode("utf-8")
-    request.setHeader(b"Content-Length", b"%d" % len(data))
+    # Set in one go: these names and values are constants, already in the
+    # form (canonical case, no line breaks) setHeader would bring them to.
+    raw = request.responseHeaders._rawHeaders
+    raw[b"Content-Type"] = [b"application/json"]
+    if no_store:
+        raw[b"Cache-Control"] = [b"no-store"]
+        raw[b"Pragma"] = [b"no-cache"]
+    if headers:
+        for name, value in headers.items():
+            request.setHeader(name.encode("ascii"), value.encode("ascii"))
+    raw[b"Content-Length"] = [b"%d" % len(data)]
     return data
 
 
@@ -242,7 +246,7 @@ class Edge(Resource):
         self._inner = inner
 
     def render(self, request: Request) -> Any:
-        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        request.responseHeaders._rawHeaders[b"X-Content-Type-Options"] = [b"nosniff"]
         try:
             b"/".join((request.prepath or []) + (request.postpath or [])).decode("utf-8")
             request.getRequestHostname().decode("utf-8")

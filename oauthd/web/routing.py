@@ -1,0 +1,132 @@
+"""
+Klein's resource, with a short way through for a route that gives its body.
+
+Klein routes every request (its werkzeug map, its endpoints, its error
+handlers). L{Router} only spares what Klein's own render does around a
+route that gives bytes, at once or by a Deferred (binding a werkzeug
+adapter per request, two C{notifyFinish} Deferreds, a chain of Deferreds
+that writes the body): it matches the path on an adapter bound once, calls
+the route, and writes the bytes it gives; a client that hangs up first
+has the route's Deferred cancelled, as Klein does. Anything else, a
+refusal raised or failed, a path the map does not match, another kind of
+answer, takes Klein's own way, given what the route gave rather than
+calling it twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from klein.resource import KleinResource
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.server import NOT_DONE_YET
+
+log = Logger()
+
+_RESULT = "_oauthd_route_result"
+"""
+Where a request holds what its route returned, for Klein's render to pick up.
+"""
+
+_NOTHING = object()
+
+
+class _Handed:
+    """
+    A Klein app whose C{execute_endpoint} gives what the route returned
+    already, if the request holds it (a raised refusal is raised again, for
+    Klein's error handlers); everything else is the app's own.
+    """
+
+    def __init__(self, app: Klein) -> None:
+        self._app = app
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app, name)
+
+    def execute_endpoint(self, endpoint: str, request: IRequest, *args: Any, **kwargs: Any) -> Any:
+        held = request.__dict__.pop(_RESULT, _NOTHING)
+        if held is _NOTHING:
+            return self._app.execute_endpoint(endpoint, request, *args, **kwargs)
+        if isinstance(held, Failure):
+            held.raiseException()
+        return held
+
+
+class Router(KleinResource):
+    """
+    Klein's resource for C{app}, with the short way through described above.
+    """
+
+    def __init__(self, app: Klein) -> None:
+        super().__init__(_Handed(app))  # type: ignore[arg-type]
+        self._routes = app
+        self._adapter = app.url_map.bind("localhost")
+
+    def render(self, request: IRequest) -> Any:
+        postpath: list[bytes] = request.postpath
+        try:
+            rule, kwargs = self._adapter.match(
+                "/" + b"/".join(postpath).decode("utf-8"), request.method.decode("ascii"), return_rule=True)
+        except Exception:
+            # Not matched (404, 405, a redirect): Klein's way, as it answers those.
+            return super().render(request)
+        result: object
+        try:
+            result = self._routes.execute_endpoint(rule.endpoint, request, **kwargs)
+        except Exception:
+            result = Failure()
+        if request.finished or request._disconnected:  # type: ignore[attr-defined]
+            return self._klein(request, result)
+        if type(result) is bytes:
+            request.write(result)
+            request.finish()
+            return NOT_DONE_YET
+        if isinstance(result, Deferred):
+            self._later(request, result)
+            return NOT_DONE_YET
+        return self._klein(request, result)
+
+    def _klein(self, request: IRequest, result: object) -> Any:
+        """
+        Render C{request} Klein's way, given what its route returned.
+        """
+        setattr(request, _RESULT, result)
+        return super().render(request)
+
+    def _later(self, request: IRequest, result: Deferred[Any]) -> None:
+        """
+        Write the body C{result} gives, as Klein would: cancelled if the
+        client hangs up first; a failure, or anything but bytes, rendered
+        Klein's way.
+        """
+        gone = [False]
+
+        def finished(outcome: object) -> None:
+            gone[0] = True
+            if isinstance(outcome, Failure):
+                result.cancel()
+
+        def answer(body: object) -> None:
+            if gone[0]:
+                return
+            if type(body) is not bytes:
+                self._klein(request, body)
+                return
+            request.write(body)
+            request.finish()
+
+        def failed(failure: Failure) -> None:
+            if not gone[0]:
+                self._klein(request, failure)
+            elif not failure.check(CancelledError):
+                log.failure("unhandled error after the client of {path} hung up", failure, path=request.path)
+
+        request.notifyFinish().addBoth(finished)  # type: ignore[attr-defined]
+        result.addCallbacks(answer, failed).addErrback(
+            lambda failure: log.failure("writing the response to {path} failed", failure, path=request.path))

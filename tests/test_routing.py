@@ -1,0 +1,94 @@
+"""
+L{oauthd.web.routing.Router}: Klein's resource with a short way through;
+every route is still called once and answered as Klein answers it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from treq.testing import StubTreq
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from oauthd.web.routing import Router
+
+
+class Refused(Exception):
+    pass
+
+
+class App:
+    app = Klein()
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.later: Deferred[bytes] = Deferred()
+
+    @app.route("/now", methods=["GET"])
+    def now(self, request: IRequest) -> bytes:
+        self.calls.append("now")
+        return b"at once"
+
+    @app.route("/later", methods=["GET"])
+    def later_(self, request: IRequest) -> Deferred[bytes]:
+        self.calls.append("later")
+        return self.later
+
+    @app.route("/text", methods=["GET"])
+    def text(self, request: IRequest) -> str:
+        self.calls.append("text")
+        return "as text"
+
+    @app.route("/refuse", methods=["GET"])
+    def refuse(self, request: IRequest) -> bytes:
+        self.calls.append("refuse")
+        raise Refused()
+
+    @app.handle_errors(Refused)
+    def refused(self, request: IRequest, failure: Failure) -> bytes:
+        request.setResponseCode(403)
+        return b"refused"
+
+
+def _get(app: App, path: str) -> tuple[int, bytes]:
+    treq = StubTreq(Router(app.app))
+    got: list[Any] = []
+    treq.get("http://example.com" + path).addCallback(
+        lambda response: treq.content(response).addCallback(lambda body: got.append((response.code, body))))
+    treq.flush()
+    return got[0] if got else (0, b"")
+
+
+def test_a_body_given_at_once_is_written() -> None:
+    app = App()
+    assert _get(app, "/now") == (200, b"at once")
+    assert app.calls == ["now"]
+
+
+def test_a_body_given_later_is_written_once_it_comes() -> None:
+    app = App()
+    app.later.callback(b"later")
+    assert _get(app, "/later") == (200, b"later")
+    assert app.calls == ["later"]
+
+
+def test_other_answers_are_rendered_by_klein_with_the_route_called_once() -> None:
+    app = App()
+    assert _get(app, "/text") == (200, b"as text")
+    assert app.calls == ["text"]
+
+
+def test_a_raised_refusal_reaches_the_error_handler_with_the_route_called_once() -> None:
+    app = App()
+    assert _get(app, "/refuse") == (403, b"refused")
+    assert app.calls == ["refuse"]
+
+
+def test_an_unmatched_path_is_answered_by_klein() -> None:
+    app = App()
+    assert _get(app, "/nowhere")[0] == 404
+    assert app.calls == []
