@@ -127,3 +127,19 @@ def test_a_route_sees_prepath_and_postpath_as_klein_leaves_them() -> None:
     for path in ("/one/two", "/tree/", "/tree/a/b"):
         by_klein = _paths_through(Paths().app.resource(), path)
         assert _paths_through(Router(Paths().app), path) == by_klein, path
+
+
+def test_a_later_answer_klein_refuses_to_route_is_still_written() -> None:
+    """
+    Klein refuses a host name that is not UTF-8 with a body its render
+    returns rather than writes; given a route's failure later, that body is
+    written, not dropped with the request left unanswered.
+    """
+    app = App()
+    app.later.errback(Refused())
+    treq = StubTreq(Router(app.app))
+    got: list[Any] = []
+    treq.get("http://example.com/later", headers={b"Host": [b"\xff"]}).addCallback(
+        lambda response: treq.content(response).addCallback(lambda body: got.append((response.code, body))))
+    treq.flush()
+    assert got == [(400, b"Non-UTF-8 encoding in URL.")]

@@ -109,6 +109,17 @@ class Router(KleinResource):
         setattr(request, _RESULT, result)
         return super().render(request)
 
+    def _klein_later(self, request: IRequest, result: object, matched: int) -> None:
+        """
+        L{_klein}, once the render has returned: a body Klein's render
+        returns (its refusal of a URL it cannot decode) is written here, as
+        twisted.web would have written it.
+        """
+        body = self._klein(request, result, matched)
+        if body is not NOT_DONE_YET:
+            request.write(body)
+            request.finish()
+
     def _later(self, request: IRequest, result: Deferred[Any], matched: int) -> None:
         """
         Write the body C{result} gives, as Klein would: cancelled if the
@@ -126,14 +137,14 @@ class Router(KleinResource):
             if gone[0]:
                 return
             if type(body) is not bytes:
-                self._klein(request, body, matched)
+                self._klein_later(request, body, matched)
                 return
             request.write(body)
             request.finish()
 
         def failed(failure: Failure) -> None:
             if not gone[0]:
-                self._klein(request, failure, matched)
+                self._klein_later(request, failure, matched)
             elif not failure.check(CancelledError):
                 log.failure("unhandled error after the client of {path} hung up", failure, path=request.path)
 
