@@ -10,7 +10,7 @@ from typing import Any
 from klein import Klein
 from treq.testing import StubTreq
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
@@ -92,3 +92,54 @@ def test_an_unmatched_path_is_answered_by_klein() -> None:
     app = App()
     assert _get(app, "/nowhere")[0] == 404
     assert app.calls == []
+
+
+class Paths:
+    """
+    Routes that answer with the request's C{prepath} and C{postpath}, as
+    Klein leaves them for a route (the segments it matched, then the rest).
+    """
+
+    app = Klein()
+
+    @staticmethod
+    def _paths(request: IRequest) -> bytes:
+        return b"|".join(b"/".join(path) for path in (request.prepath, request.postpath))
+
+    @app.route("/one/two", methods=["GET"])
+    def plain(self, request: IRequest) -> bytes:
+        return self._paths(request)
+
+    @app.route("/tree/", methods=["GET"], branch=True)
+    def tree(self, request: IRequest) -> Deferred[bytes]:
+        return succeed(self._paths(request))
+
+
+def _paths_through(resource: Any, path: str) -> bytes:
+    treq = StubTreq(resource)
+    got: list[bytes] = []
+    treq.get("http://example.com" + path).addCallback(treq.content).addCallback(got.append)
+    treq.flush()
+    return got[0]
+
+
+def test_a_route_sees_prepath_and_postpath_as_klein_leaves_them() -> None:
+    for path in ("/one/two", "/tree/", "/tree/a/b"):
+        by_klein = _paths_through(Paths().app.resource(), path)
+        assert _paths_through(Router(Paths().app), path) == by_klein, path
+
+
+def test_a_later_answer_klein_refuses_to_route_is_still_written() -> None:
+    """
+    Klein refuses a host name that is not UTF-8 with a body its render
+    returns rather than writes; given a route's failure later, that body is
+    written, not dropped with the request left unanswered.
+    """
+    app = App()
+    app.later.errback(Refused())
+    treq = StubTreq(Router(app.app))
+    got: list[Any] = []
+    treq.get("http://example.com/later", headers={b"Host": [b"\xff"]}).addCallback(
+        lambda response: treq.content(response).addCallback(lambda body: got.append((response.code, body))))
+    treq.flush()
+    assert got == [(400, b"Non-UTF-8 encoding in URL.")]

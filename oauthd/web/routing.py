@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
+from klein._resource import route_metadata
 from klein.resource import KleinResource
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -73,33 +74,53 @@ class Router(KleinResource):
         try:
             rule, kwargs = self._adapter.match(
                 "/" + b"/".join(postpath).decode("utf-8"), request.method.decode("ascii"), return_rule=True)
+            matched: int = route_metadata(self._routes.endpoints[rule.endpoint]).segment_count
         except Exception:
             # Not matched (404, 405, a redirect): Klein's way, as it answers those.
             return super().render(request)
+        # The route sees the segments it matched moved to prepath, as Klein moves them.
+        request.prepath.extend(postpath[:matched])
+        request.postpath = postpath[matched:]
         result: object
         try:
             result = self._routes.execute_endpoint(rule.endpoint, request, **kwargs)
         except Exception:
             result = Failure()
         if request.finished or request._disconnected:  # type: ignore[attr-defined]
-            return self._klein(request, result)
+            return self._klein(request, result, matched)
         if type(result) is bytes:
             request.write(result)
             request.finish()
             return NOT_DONE_YET
         if isinstance(result, Deferred):
-            self._later(request, result)
+            self._later(request, result, matched)
             return NOT_DONE_YET
-        return self._klein(request, result)
+        return self._klein(request, result, matched)
 
-    def _klein(self, request: IRequest, result: object) -> Any:
+    def _klein(self, request: IRequest, result: object, matched: int) -> Any:
         """
-        Render C{request} Klein's way, given what its route returned.
+        Render C{request} Klein's way, given what its route returned, with
+        the C{matched} segments its route was given back to C{postpath}
+        (Klein matches the path again, and moves them).
         """
+        if matched:
+            request.postpath = request.prepath[-matched:] + request.postpath
+            del request.prepath[-matched:]
         setattr(request, _RESULT, result)
         return super().render(request)
 
-    def _later(self, request: IRequest, result: Deferred[Any]) -> None:
+    def _klein_later(self, request: IRequest, result: object, matched: int) -> None:
+        """
+        L{_klein}, once the render has returned: a body Klein's render
+        returns (its refusal of a URL it cannot decode) is written here, as
+        twisted.web would have written it.
+        """
+        body = self._klein(request, result, matched)
+        if body is not NOT_DONE_YET:
+            request.write(body)
+            request.finish()
+
+    def _later(self, request: IRequest, result: Deferred[Any], matched: int) -> None:
         """
         Write the body C{result} gives, as Klein would: cancelled if the
         client hangs up first; a failure, or anything but bytes, rendered
@@ -116,14 +137,14 @@ class Router(KleinResource):
             if gone[0]:
                 return
             if type(body) is not bytes:
-                self._klein(request, body)
+                self._klein_later(request, body, matched)
                 return
             request.write(body)
             request.finish()
 
         def failed(failure: Failure) -> None:
             if not gone[0]:
-                self._klein(request, failure)
+                self._klein_later(request, failure, matched)
             elif not failure.check(CancelledError):
                 log.failure("unhandled error after the client of {path} hung up", failure, path=request.path)
 
