@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from oauthd.config import Config, build_config
 from oauthd.eventlog import MemoryJournal
+from oauthd.eventlog.writer_pool import OnResult, run_job
 from oauthd.interfaces import Claim, HasherBusy, IAuditSink, IEventLog, IPasswordHasher
 from oauthd.protocol import clientauth, lookup, signing
 from oauthd.protocol.admin import clients, tokens, users
@@ -41,8 +42,6 @@ START = 1_800_000_000
 A fixed time to start test clocks at (2027-01-15), so timestamps look real.
 """
 
-OnResult = Callable[[bool, Any], object]
-
 
 @implementer(IReactorFromThreads)
 class InlineReactor:
@@ -55,13 +54,6 @@ class InlineReactor:
         callable(*args, **kwargs)
 
 
-def _run(onResult: OnResult, f: Callable[..., object], a: Any, kw: Any) -> None:
-    try:
-        result = f(*a, **kw)
-    except BaseException:
-        onResult(False, Failure())
-    else:
-        onResult(True, result)
 
 
 class InlinePool:
@@ -72,7 +64,7 @@ class InlinePool:
     def callInThreadWithCallback(
         self, onResult: OnResult, f: Callable[..., object], *a: object, **kw: object
     ) -> None:
-        _run(onResult, f, a, kw)
+        run_job(onResult, f, a, kw)
 
 
 class SteppingPool:
@@ -94,7 +86,7 @@ class SteppingPool:
         """
         Run the oldest queued job and deliver its result.
         """
-        _run(*self.jobs.pop(0))
+        run_job(*self.jobs.pop(0))
 
     def run_all(self, limit: int = 100_000) -> int:
         """

@@ -30,6 +30,19 @@ __all__ = ["WriterPool"]
 OnResult = Callable[[bool, Any], object]
 
 
+def run_job(onResult: OnResult, f: Callable[..., object], a: Any, kw: Any) -> None:
+    """
+    Run one job as a thread pool does: C{f(*a, **kw)}, its result or its
+    failure handed to C{onResult}.
+    """
+    try:
+        result = f(*a, **kw)
+    except BaseException:
+        onResult(False, Failure())
+    else:
+        onResult(True, result)
+
+
 class _WriterThread:
     """
     One daemon thread running jobs in order: what L{ThreadPool} does for
@@ -61,13 +74,7 @@ class _WriterThread:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            onResult, f, a, kw = job
-            try:
-                result = f(*a, **kw)
-            except BaseException:
-                onResult(False, Failure())
-            else:
-                onResult(True, result)
+            run_job(*job)
 
 
 class WriterPool:
