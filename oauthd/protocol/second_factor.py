@@ -189,7 +189,7 @@ def verify(ctx: Context, user_name: str, code: str, ip: str, **context: object) 
                recovery_codes_left=left if method == "recovery" else "", **context)],
         context={"user": user_name, "ip": ip, **context},
         # Used first on another node sharing the log.
-        lost=Decision(Verified(user_name, method, left), refusal=errors.deny(
+        lost=lambda: Decision(Verified(user_name, method, left), refusal=errors.deny(
             errors.invalid_grant(WRONG_CODE), ip=ip, user=known, reason="code used elsewhere", **context)),
     )
 

@@ -81,10 +81,11 @@ class Decision(Generic[T]):
         refresh token, a code: L{oauthd.state.follower.implied_claims}).  A
         log kept by one process has no use for them (its memory decides at
         once).
-    @ivar lost: what to commit instead if a shared log refuses the claims,
-        or drops a record because the state changed at its position (a
-        reused refresh token revokes its grant); by default the change is
-        refused as not made (L{oauthd.state.follower.Superseded}).
+    @ivar lost: makes what to commit instead if a shared log refuses the
+        claims, or drops a record because the state changed at its position
+        (a reused refresh token revokes its grant); by default the change is
+        refused as not made (L{oauthd.state.follower.Superseded}).  Made only
+        then, so that a log kept by one process never pays for it.
     """
 
     answer: T
@@ -94,4 +95,4 @@ class Decision(Generic[T]):
     context: dict[str, object] = field(factory=dict)
     still: Callable[[], None] | None = None
     claims: Sequence[Claim] = ()
-    lost: Decision[T] | None = None
+    lost: Callable[[], Decision[T]] | None = None

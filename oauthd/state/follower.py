@@ -370,7 +370,7 @@ class Follower:
                                    for e in decision.audit])
                 return audited.addCallbacks(answer, unrecorded)
             if decision.lost is not None:
-                return store.commit(decision.lost)
+                return store.commit(decision.lost())
             return Failure(NotDurable(Superseded(str(reason)), decision.context))
 
         return cast(Deferred[T], appended.addBoth(settled))

@@ -107,7 +107,7 @@ def add_client(ctx: Context, name: str, **fields: Any) -> Decision[tuple[Client,
     if not new.public:
         new, secret = _with_new_secret(ctx, new)
     return Decision((new, secret), [ClientPut(new)], claims=[new_client_claim(new.id)],
-                    lost=Decision((new, secret), refusal=Conflict(f"client {new.id} already exists")))
+                    lost=lambda: Decision((new, secret), refusal=Conflict(f"client {new.id} already exists")))
 
 
 def update_client(

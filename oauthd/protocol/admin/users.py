@@ -63,7 +63,7 @@ async def add_user(ctx: Context, name: str, password: str | None, **fields: Any)
             # Created by someone else while the password was being hashed.
             raise Conflict(f"user {name} already exists")
     # Created first on another node sharing the log: the record is dropped.
-    return Decision(new, [UserPut(new)], lost=Decision(new, refusal=Conflict(f"user {name} already exists")))
+    return Decision(new, [UserPut(new)], lost=lambda: Decision(new, refusal=Conflict(f"user {name} already exists")))
 
 
 async def set_password(

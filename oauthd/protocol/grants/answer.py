@@ -4,6 +4,8 @@ What every grant answers with, and the scope it may grant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from oauthd.protocol import errors, scopes
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny, safe_text
@@ -15,11 +17,12 @@ from oauthd.state.records import Record
 def issued(
     records: list[Record], client: Client, grant_type: str, ip: str,
     access: Minted, refresh: Minted | None = None, id_token: str = "",
+    lost: Callable[[], Decision[Body]] | None = None,
 ) -> Decision[Body]:
     """
     The decision to issue C{access} (and C{refresh}, and an OpenID Connect
     C{id_token}) with C{records}, and the RFC 6749 section 5.1 answer, plus
-    PhotoPrism's keys.
+    PhotoPrism's keys; C{lost}: see L{Decision.lost}.
     """
     token = access.token
     body: Body = {
@@ -41,7 +44,7 @@ def issued(
     event = audit("token.issue", "ok", ip=ip, scope=token.scope,
                   refresh="yes" if refresh is not None else "", id_token="yes" if id_token else "",
                   **context)
-    return Decision(body, records, (event,), context=context)
+    return Decision(body, records, (event,), context=context, lost=lost)
 
 
 def requested_scope(ctx: Context, params: Params, allowed: str, default: str, **context: object) -> str:

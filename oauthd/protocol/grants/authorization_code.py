@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hmac
 
-import attrs
-
 from oauthd.protocol import errors, id_tokens, scopes, signing
 from oauthd.protocol.authorize import s256, valid_verifier
 from oauthd.protocol.browser import digest
@@ -73,8 +71,8 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
             records.append(login)
     records += signing.pending(ctx)
     # Redeemed first on another node (the shared log's claim on the code).
-    return attrs.evolve(issued(records, client, "authorization_code", ip, access, refresh, id_token),
-                        lost=_reused(code, ip, context))
+    return issued(records, client, "authorization_code", ip, access, refresh, id_token,
+                  lost=lambda: _reused(code, ip, context))
 
 
 def _check_binding(code: AuthCode, params: Params, context: dict[str, object]) -> None:

@@ -75,7 +75,7 @@ def _refused(code: DeviceCode, error: OAuthError, ip: str,
     # The poll's record is dropped if another node recorded the user's
     # decision first: the device is told to poll again all the same.
     return Decision({}, [DevicePut(code)], (), refusal=refusal, context=context,
-                    lost=Decision({}, refusal=refusal, context=context))
+                    lost=lambda: Decision({}, refusal=refusal, context=context))
 
 
 def _tokens(ctx: Context, client: Client, code: DeviceCode, ip: str,
@@ -97,9 +97,9 @@ def _tokens(ctx: Context, client: Client, code: DeviceCode, ip: str,
                        client_id=client.id, user=code.user, grant=code.grant)
         records.append(refresh.record)
     # Redeemed first on another node (the shared log's claim on the code).
-    used = Decision[Body]({}, refusal=deny(errors.invalid_grant("the device code was already used"),
-                                           ip=ip, **context), context=context)
-    return evolve(issued(records, client, "device_code", ip, access, refresh), lost=used)
+    return issued(records, client, "device_code", ip, access, refresh, lost=lambda: Decision[Body](
+        {}, refusal=deny(errors.invalid_grant("the device code was already used"), ip=ip, **context),
+        context=context))
 
 
 def device_error(error: str, description: str) -> OAuthError:

@@ -8,8 +8,6 @@ and no refresh token it issues outlives it.
 
 from __future__ import annotations
 
-import attrs
-
 from oauthd.protocol import errors, id_tokens, scopes, signing, tokens
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny
@@ -72,8 +70,8 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
     records += signing.pending(ctx)
     # Another node rotated it first (the shared log's claim on the grant no
     # longer holds this token): a reuse, as if it had come here second.
-    reused = _reused(token.grant, token.user, token.handle, client, ip)
-    return attrs.evolve(issued(records, client, "refresh_token", ip, access, refresh, id_token), lost=reused)
+    return issued(records, client, "refresh_token", ip, access, refresh, id_token,
+                  lost=lambda: _reused(token.grant, token.user, token.handle, client, ip))
 
 
 def _check_owner(ctx: Context, client: Client, ip: str, owner: str, name: str) -> None:
