@@ -60,6 +60,18 @@ def _daemon(work: Path, name: str, port: int, *args: str) -> subprocess.Popen[by
     return process
 
 
+# wrk counts non-2xx answers but does not say which: print the first of each.
+_FIRST_OF_EACH_STATUS = """
+seen = {}
+response = function(status, headers, body)
+  if status >= 300 and not seen[status] then
+    seen[status] = true
+    io.write("answered " .. status .. " " .. string.sub(body, 1, 200) .. "\\n")
+  end
+end
+"""
+
+
 def _wrk_all(ports: list[int], script: Path, duration: float, connections: int) -> float:
     runs = [subprocess.Popen(["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(script),
                               f"http://127.0.0.1:{port}/api/v1/oauth/token"],
@@ -69,7 +81,9 @@ def _wrk_all(ports: list[int], script: Path, duration: float, connections: int) 
         output, _ = run.communicate()
         figures = _parse(output)
         if figures["non2xx"]:
-            print(f"  (!) {figures['non2xx']:.0f} non-2xx answers")
+            print(f"  (!) {figures['non2xx']:.0f} non-2xx answers, the first of each status:")
+            for line in re.findall(r"^answered .*$", output, re.M):
+                print(f"      {line}")
         total += figures["rps"]
     return total
 
@@ -77,6 +91,8 @@ def _wrk_all(ports: list[int], script: Path, duration: float, connections: int) 
 def throughput(work: Path, uri: str, args: argparse.Namespace) -> None:
     seeded = _seed(work / "seed")
     script = _lua(work / "cc.lua", seeded["client"], seeded["secret"], "grant_type=client_credentials")
+    with script.open("a") as lua:
+        lua.write(_FIRST_OF_EACH_STATUS)
     subprocess.run([sys.executable, "-m", "oauthd.state.migration", "--data", str(work / "seed"), "--to", uri,
                     f"--secret-key-file={work / 'key'}"], check=True, capture_output=True,
                    env=dict(os.environ, PYTHONPATH=str(REPO)))

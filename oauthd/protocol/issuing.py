@@ -13,7 +13,7 @@ from attrs import frozen
 from oauthd.protocol import tokens
 from oauthd.protocol.context import Context
 from oauthd.state.entities import APP_PASSWORD, REFRESH, USED_REFRESH, Client, Token
-from oauthd.state.records import GrantRevoked, Record, TokenIssued, TokenRevoked
+from oauthd.state.records import GrantRevoked, Record, TokenIssued, TokenRevoked, oldest_beyond
 
 
 @frozen
@@ -95,17 +95,6 @@ def capped(ctx: Context, lifetime: int, app: Token | None) -> int:
     if app is None or not app.lifetime:
         return lifetime
     return max(1, min(lifetime, app.expires_at - ctx.now()))
-
-
-def oldest_beyond(live: list[Token], limit: int, adding: int = 1) -> list[Record]:
-    """
-    Revocations of the oldest of C{live} (oldest first), so that after
-    C{adding} more at most C{limit} are left; none for a limit below 0.
-    """
-    if limit < 0:
-        return []
-    excess = len(live) + adding - limit
-    return [TokenRevoked(t.key) for t in live[:max(0, excess)]]
 
 
 def token_limit_records(ctx: Context, client: Client, adding: int = 1) -> list[Record]:

@@ -12,11 +12,12 @@ from oauthd.protocol import errors, scopes, tokens
 from oauthd.protocol.bearer import bearer
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import OAuthError, deny
-from oauthd.protocol.issuing import capped, derived_label, mint, oldest_beyond
+from oauthd.protocol.issuing import capped, derived_label, mint
 from oauthd.protocol.login import credentials, login
 from oauthd.protocol.revocation import revoking
 from oauthd.state.decision import Decision, audit
 from oauthd.state.entities import SESSION
+from oauthd.state.records import oldest_beyond
 
 MAX_SESSIONS = 20
 """

@@ -6,10 +6,11 @@ same order and converges on the same state.
 
 A record is checked when it is applied, against the state at its position
 (L{admitted}): one whose preconditions no longer hold there (its client
-removed, its user disabled, a client's token limit reached by another
-node's token) is dropped, on every node alike. The node that wrote it
-learns that as everyone does, by applying it: its committer then commits
-the decision's C{lost} alternative, or refuses the change as not made.
+removed, its user disabled) is dropped, on every node alike. The node that
+wrote it learns that as everyone does, by applying it: its committer then
+commits the decision's C{lost} alternative, or refuses the change as not
+made. A client's own token that finds the client's token limit reached
+there evicts the oldest (L{_room_for}).
 
 A decision's claims go with its append: the log decides single use for
 every node at once (L{oauthd.interfaces.Claim}); a conflict appends nothing.
@@ -42,6 +43,7 @@ from oauthd.state.entities import REFRESH, key_hex
 from oauthd.state.model import State, replay
 from oauthd.state.records import (
     GrantRevoked, RecoveryCodeUsed, RefreshUsed, Record, TokenIssued, TotpStepUsed, UserPut, decode, encode,
+    oldest_beyond,
 )
 
 if TYPE_CHECKING:
@@ -98,13 +100,7 @@ def admitted(state: State, record: Record, now: float) -> bool:
         case TokenIssued(token=token):
             if token.key in state.tokens or token.key in state.families.spent:
                 return False
-            if not state.may_issue(token.client_id, token.user):
-                return False
-            client = state.clients.get(token.client_id)
-            if token.own and client is not None and client.max_tokens > 0:
-                # Two nodes each made room for one more: the later is over.
-                return len(state.own_tokens(client.id, token.issued_at)) < client.max_tokens
-            return True
+            return state.may_issue(token.client_id, token.user)
         case RefreshUsed(key=key):
             used = state.token(key, now)
             return used is not None and used.kind == REFRESH
@@ -151,8 +147,24 @@ def apply_at(state: State, payload: bytes, now: float) -> bool | None:
         return None
     taken = admitted(state, record, now)
     if taken:
-        state.apply([record], now)
+        state.apply([*_room_for(state, record), record], now)
     return taken
+
+
+def _room_for(state: State, record: Record) -> list[Record]:
+    """
+    Revocations of a client's oldest own tokens that leave room for the one
+    C{record} issues, at its log position. Decisions made at once (on two
+    nodes, or on one before the log delivered the other) each made room by
+    evicting the same oldest token; the later token still goes in, as it
+    would had they been made one after the other, and the token limit holds
+    on every node alike.
+    """
+    if type(record) is TokenIssued and record.token.own:
+        client = state.clients.get(record.token.client_id)
+        if client is not None:
+            return oldest_beyond(state.own_tokens(client.id, record.token.issued_at), client.max_tokens)
+    return []
 
 
 def replay_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, now: float) -> None:

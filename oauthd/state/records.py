@@ -172,6 +172,19 @@ Record = (
     | KeyRecord | TokenUses | audit_anchor.AuditAnchored
 )
 
+
+
+def oldest_beyond(live: list[Token], limit: int, adding: int = 1) -> list[Record]:
+    """
+    Revocations of the oldest of C{live} (oldest first), so that after
+    C{adding} more at most C{limit} are left; none for a limit below 0.
+    """
+    if limit < 0:
+        return []
+    excess = len(live) + adding - limit
+    return [TokenRevoked(t.key) for t in live[:max(0, excess)]]
+
+
 TOKEN_TAG = b"tok\t"
 """
 How a token record's payload begins (replay reads those itself).

@@ -12,11 +12,11 @@ from oauthd.protocol import errors, id_tokens, scopes, signing, tokens
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny
 from oauthd.protocol.grants.answer import issued, requested_scope
-from oauthd.protocol.issuing import app_password_of, capped, mint, oldest_beyond
+from oauthd.protocol.issuing import app_password_of, capped, mint
 from oauthd.protocol.limits import TOKEN_IP, ip_key, refuse
 from oauthd.state.decision import Decision, audit
 from oauthd.state.entities import ACCESS, REFRESH, Client, handle
-from oauthd.state.records import GrantRevoked, Record, RefreshUsed
+from oauthd.state.records import GrantRevoked, Record, RefreshUsed, oldest_beyond
 
 
 def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Body]:
