@@ -7,10 +7,22 @@ it is admitted.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from treq.testing import StubTreq
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from oauthd.eventlog import MemorySharedLog
+from oauthd.protocol.admin.tokens import issue_by_hand
+from oauthd.state.entities import Client
+from oauthd.state.follower import follow
+from oauthd.web.api import OAuthHTTP
+from tests.helpers import make_config, make_server
 from tests.oauth_helpers import PASSWORD, TOKEN
 from tests.test_multinode import MultiNodeCase, Node
-
-from oauthd.state.entities import Client
 
 
 def held(node: Node, now: float) -> list[bytes]:
@@ -77,3 +89,78 @@ class AppliedLateTests(MultiNodeCase):
         self.assertEqual(code, 200, rotated)
         now = self.clock.seconds()
         self.assertEqual(held(self.a, now), held(self.b, now))
+
+
+class ClosedNode(Node):
+    """
+    A node whose registration needs an initial access token.
+    """
+
+    def __init__(self, shared: MemorySharedLog, clock: Clock) -> None:
+        self.log = shared.node()
+        config = make_config(registration="closed")
+        self.server = make_server(config, clock=clock, journal=self.log)
+        follow(self.server.store)
+        self.treq = StubTreq(OAuthHTTP(self.server.ctx, self.server.store).resource())
+
+    def register(self, token: str) -> Deferred[Any]:
+        return self.treq.request("POST", "http://oauthd.test/api/v1/oauth/register",
+                                 data=json.dumps({"redirect_uris": ["https://rp.example/cb"]}).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": "Bearer " + token})
+
+
+class LimitsRacedTests(MultiNodeCase):
+    """
+    Limits that two nodes each decide against the state they hold, raced:
+    the log's order decides, on every node alike.
+    """
+
+    def test_grant_limit_raced(self) -> None:
+        """
+        One user logs in at a client allowed one grant per user, on A and
+        on B at once: each node revoked the same older grant, so the later
+        login is over the limit and dropped on both; each node holds one.
+        """
+        limited: Client
+        limited, secret = self.settled(self.a.server.add_client(
+            "Limited", scope="*", max_tokens=1, grant_types=("password", "refresh_token")))
+        form = {"grant_type": "password", "username": "alice", "password": PASSWORD}
+        first = self.a.send(TOKEN, form, (limited.id, secret))
+        self.a.treq.flush()
+        self.shared.deliver()
+        self.assertEqual(self.read(self.a, first)[0], 200)
+        on_a = self.a.send(TOKEN, form, (limited.id, secret))
+        on_b = self.b.send(TOKEN, form, (limited.id, secret))
+        self.a.treq.flush()
+        self.b.treq.flush()
+        self.shared.deliver()
+        codes = sorted([self.read(self.a, on_a)[0], self.read(self.b, on_b)[0]])
+        self.assertEqual(codes[0], 200)
+        self.assertNotEqual(codes[1], 200)
+        now = self.clock.seconds()
+        for node in (self.a, self.b):
+            grants = {t.grant for t in node.server.state.user_tokens("alice", now) if t.client_id == limited.id}
+            self.assertEqual(len(grants), 1)
+        self.assertEqual(held(self.a, now), held(self.b, now))
+
+    def test_initial_access_token_uses_raced(self) -> None:
+        """
+        An initial access token good for one registration, presented on A
+        and on B at once: one registration is made, on both nodes.
+        """
+        a, b = ClosedNode(self.shared, self.clock), ClosedNode(self.shared, self.clock)
+        secret, _ = self.settled(a.server.store.commit(issue_by_hand(
+            a.server.ctx, label="iat", scope="register", lifetime=3600, uses=1)).addCallback(
+                lambda minted: (minted.secret, minted.token)))
+        on_a, on_b = a.register(secret), b.register(secret)
+        a.treq.flush()
+        b.treq.flush()
+        self.shared.deliver()
+        a.treq.flush()
+        b.treq.flush()
+        self.shared.deliver()
+        codes = sorted([self.read(a, on_a)[0], self.read(b, on_b)[0]])
+        self.assertEqual(codes[0], 201)
+        self.assertNotEqual(codes[1], 201)
+        for node in (a, b):
+            self.assertEqual(sum(1 for c in node.server.state.clients.values() if c.registration_digest), 1)

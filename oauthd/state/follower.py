@@ -41,7 +41,8 @@ from oauthd.state.device import APPROVED, DENIED, PENDING, REDEEMED, DevicePut
 from oauthd.state.entities import REFRESH, key_hex
 from oauthd.state.model import State, replay
 from oauthd.state.records import (
-    GrantRevoked, RecoveryCodeUsed, RefreshUsed, Record, TokenIssued, TotpStepUsed, UserPut, decode, encode,
+    GrantRevoked, RecoveryCodeUsed, RefreshUsed, Record, TokenIssued, TokenUses, TotpStepUsed, UserPut, decode,
+    encode,
 )
 
 if TYPE_CHECKING:
@@ -101,9 +102,17 @@ def admitted(state: State, record: Record, now: float) -> bool:
             if not state.may_issue(token.client_id, token.user):
                 return False
             client = state.clients.get(token.client_id)
-            if token.own and client is not None and client.max_tokens > 0:
-                # Two nodes each made room for one more: the later is over.
-                return len(state.own_tokens(client.id, token.issued_at)) < client.max_tokens
+            if client is None or client.max_tokens <= 0:
+                return True
+            # Two nodes each made room for one more: the later is over.  What
+            # was live when it was decided (a second after issued_at at most).
+            if token.own:
+                return len(state.own_tokens(client.id, token.issued_at + 1)) < client.max_tokens
+            if token.grant and token.user and state.families.get(token.grant) is None:
+                # A new grant, against the client's grants per user.
+                grants = {t.grant for t in state.user_tokens(token.user, token.issued_at + 1)
+                          if t.client_id == client.id and t.grant}
+                return len(grants) < client.max_tokens
             return True
         case RefreshUsed(key=key):
             # Still held, whatever the clock reads where it is applied: its
@@ -219,8 +228,8 @@ def implied_claims(state: State, records: Sequence[Record]) -> list[Claim]:
     The claims C{records} make on a shared log, whoever decided them: a
     grant's refresh token rotates only from the one it holds now (a
     compare-and-set on the digests), a revoked grant holds L{REVOKED}
-    whatever it held, and a code, a device code, a TOTP step or a recovery
-    code is used once.
+    whatever it held, and a code, a device code, a TOTP step, a recovery
+    code or a use of an initial access token is used once.
     """
     used = {r.key for r in records if isinstance(r, RefreshUsed)}
     claims: list[Claim] = []
@@ -249,6 +258,11 @@ def implied_claims(state: State, records: Sequence[Record]) -> list[Claim]:
                                     (step + 4) * TOTP_STEP))
             case RecoveryCodeUsed(user=user, digest=digest):
                 claims.append(Claim(f"recovery:{user}:{digest}", "used"))
+            case TokenUses(key=key, remaining=remaining) if key in state.tokens:
+                # Each use of a limited initial access token once: the one
+                # that leaves C{remaining}.
+                claims.append(Claim(f"uses:{key_hex(key)}:{remaining}", "used", Expect.ABSENT,
+                                    state.tokens[key].expires_at or None))
     return claims
 
 
