@@ -21,7 +21,7 @@ from oauthd.state.entities import Client
 from oauthd.state.follower import follow
 from oauthd.web.api import OAuthHTTP
 from tests.helpers import make_config, make_server
-from tests.oauth_helpers import PASSWORD, TOKEN
+from tests.oauth_helpers import PASSWORD, REVOKE, TOKEN
 from tests.test_multinode import MultiNodeCase, Node
 
 
@@ -164,3 +164,31 @@ class LimitsRacedTests(MultiNodeCase):
         self.assertNotEqual(codes[1], 201)
         for node in (a, b):
             self.assertEqual(sum(1 for c in node.server.state.clients.values() if c.registration_digest), 1)
+
+
+class RevokedBeforeSeenTests(MultiNodeCase):
+    """
+    A revocation on a node that has not yet delivered the token it names.
+    """
+
+    def test_revoked_on_b_before_b_delivered_it(self) -> None:
+        """
+        A token issued on A, revoked on B before B delivered it: B waits for
+        the log rather than answer 200 for a token it does not know (which
+        would leave it live everywhere), then revokes it on both.
+        """
+        sent = self.a.send(TOKEN, {"grant_type": "password", "username": "alice", "password": PASSWORD},
+                           (self.client.id, self.secret))
+        self.a.treq.flush()
+        self.a.log.step()
+        code, body = self.read(self.a, sent)
+        self.assertEqual(code, 200, body)
+        revoking = self.b.send(REVOKE, {"token": body["access_token"]}, (self.client.id, self.secret))
+        self.b.treq.flush()
+        self.assertNoResult(revoking)
+        self.b.log.step()
+        self.b.treq.flush()
+        self.shared.deliver()
+        self.assertEqual(self.read(self.b, revoking)[0], 200)
+        for node in (self.a, self.b):
+            self.assertFalse(self.active(node, body["access_token"]))
