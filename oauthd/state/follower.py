@@ -22,7 +22,7 @@ one writer.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -166,28 +166,31 @@ def apply_at(state: State, payload: bytes, now: float) -> bool | None:
     return taken
 
 
-def replay_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, now: float) -> None:
+def kept_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, now: float) -> Iterator[bytes]:
     """
     Build a starting node's state as the running nodes built theirs: the
-    snapshot's records as they are (a node's state at its position), then
-    each later record only where it is admitted at its position, so that
-    what the followers dropped (a raced token limit, a second redemption)
-    is dropped here too.
+    snapshot's records as they are, then each later record only where it is
+    admitted at its position, so what the followers dropped (a raced token
+    limit) is dropped here too, and from a journal copied back
+    (L{oauthd.state.migration}).  Yields the payloads kept.
     """
     records = iter(payloads)
-    # Nothing taken for expired (0): the running nodes held the snapshot's
-    # tokens when they applied the records after it, whose admission counts
-    # them (a client's token limit); the sweep drops them once running.
-    replay(state, islice(records, snapshot_records), 0.0)
+    # Nothing expired (0): later records' admission counts what nodes held then.
+    snapshot = list(islice(records, snapshot_records))
+    replay(state, snapshot, 0.0)
+    yield from snapshot
     for number, payload in enumerate(records, start=1):
-        if apply_at(state, payload, now) is None:
+        taken = apply_at(state, payload, now)
+        if taken is None:
             log.error("start: skipped a malformed record ({number} after the snapshot)", number=number)
+        elif taken:
+            yield payload
 
 
 def replayed(log: IEventLog, now: float) -> State:
     """
     The state C{log} holds, replayed at start (blocking): as written, or,
-    for a shared log, as the running nodes hold it (L{replay_shared}).
+    for a shared log, as the running nodes hold it (L{kept_shared}).
 
     @raise ValueError: naming the record, if one is malformed (a log one
         process writes).
@@ -196,7 +199,7 @@ def replayed(log: IEventLog, now: float) -> State:
     if log.snapshot_records is None:
         replay(state, log.replay(), now)
     else:
-        replay_shared(state, log.replay(), log.snapshot_records, now)
+        deque(kept_shared(state, log.replay(), log.snapshot_records, now), maxlen=0)
     return state
 
 

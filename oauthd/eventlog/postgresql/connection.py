@@ -58,10 +58,10 @@ def connect(uri: str, name: str) -> psycopg.Connection[tuple[Any, ...]]:
     a crash of the database).
     """
     import psycopg
-    from psycopg.conninfo import conninfo_to_dict
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     given = conninfo_to_dict(uri)
-    timeouts = {key: value for key, value in _TIMEOUTS.items() if key not in given}
-    connection = psycopg.connect(uri, autocommit=True, application_name=name, **timeouts)
+    conninfo = make_conninfo(uri, **{key: value for key, value in _TIMEOUTS.items() if key not in given})
+    connection = psycopg.connect(conninfo, autocommit=True, application_name=name)
     connection.execute("SET synchronous_commit = on")
     return connection
