@@ -192,3 +192,31 @@ class RevokedBeforeSeenTests(MultiNodeCase):
         self.assertEqual(self.read(self.b, revoking)[0], 200)
         for node in (self.a, self.b):
             self.assertFalse(self.active(node, body["access_token"]))
+
+
+class SweptOnOneNodeTests(MultiNodeCase):
+    """
+    Each node sweeps what expired on its own timer: what a node's state
+    shows at a given time (its snapshot, the status's state digest) does
+    not depend on whether it swept yet.
+    """
+
+    def test_swept_on_one_node(self) -> None:
+        """
+        A refresh family and a limited initial access token that expired,
+        swept on A only: A and B show the same state.
+        """
+        short: Client
+        short, secret = self.settled(self.a.server.add_client(
+            "Short", scope="*", access_ttl=50, refresh_ttl=100, grant_types=("password", "refresh_token")))
+        login = self.a.send(TOKEN, {"grant_type": "password", "username": "alice", "password": PASSWORD},
+                            (short.id, secret))
+        self.a.treq.flush()
+        self.shared.deliver()
+        self.assertEqual(self.read(self.a, login)[0], 200)
+        self.settled(self.a.server.store.commit(issue_by_hand(
+            self.a.server.ctx, label="iat", scope="register", lifetime=50, uses=2)))
+        self.clock.advance(200)
+        self.a.server.store.sweep()
+        now = self.clock.seconds()
+        self.assertEqual(held(self.a, now), held(self.b, now))

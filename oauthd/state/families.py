@@ -169,12 +169,16 @@ class Families:
             self._ended.pop()
         return examined, False
 
-    def snapshot(self) -> Iterator[FamilyHeld | RefreshSpent]:
+    def snapshot(self, now: float) -> Iterator[FamilyHeld | RefreshSpent]:
         """
-        Records that rebuild the live families: each one, then its used keys.
+        Records that rebuild the families live at C{now}: each one, then its
+        used keys (not one the sweep has yet to end: a snapshot, and the
+        state digest over it, must not depend on when the sweep ran).
         Iterates over copies, so state may change between steps.
         """
         for family in list(self._live.values()):
+            if family.expires_at and family.expires_at <= now:
+                continue
             yield FamilyHeld(family.grant, family.client_id, family.user, family.started,
                              family.expires_at)
             for key in list(family.used or ()):

@@ -40,6 +40,20 @@ def snapshot_payloads(state: State, rows: Mapping[int, Row], now: float) -> Iter
         row = rows.get(key)
         if row is not None and live_row(row, now):
             yield row if type(row) is bytes else encode(TokenIssued(parse_token(row)))
-    yield from state.uses.snapshot(rows)
-    for record in state.families.snapshot():
+    yield from state.uses.snapshot(_LiveKeys(rows, now))
+    for record in state.families.snapshot(now):
         yield encode(record)
+
+
+class _LiveKeys:
+    """
+    The keys of the tokens live at C{now}: an entry of one expired but not
+    yet swept is not in a snapshot (nor in the state digest over it).
+    """
+
+    def __init__(self, rows: Mapping[int, Row], now: float) -> None:
+        self._rows, self._now = rows, now
+
+    def __contains__(self, key: object) -> bool:
+        row = self._rows.get(key) if isinstance(key, int) else None
+        return row is not None and live_row(row, self._now)
