@@ -220,3 +220,27 @@ class SweptOnOneNodeTests(MultiNodeCase):
         self.a.server.store.sweep()
         now = self.clock.seconds()
         self.assertEqual(held(self.a, now), held(self.b, now))
+
+    def test_session_ended_on_b_before_b_delivered_it(self) -> None:
+        """
+        A session opened on A, ended on B (log out) before B delivered it:
+        B waits for the log rather than refuse a token it does not know yet
+        (leaving the session open), then ends it on both.
+        """
+        opened = self.a.treq.request("POST", "http://oauthd.test/api/v1/session",
+                                     data=json.dumps({"username": "alice", "password": PASSWORD}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        self.a.treq.flush()
+        self.a.log.step()
+        code, body = self.read(self.a, opened)
+        self.assertEqual(code, 200, body)
+        ending = self.b.treq.request("DELETE", "http://oauthd.test/api/v1/session",
+                                     headers={"Authorization": "Bearer " + body["access_token"]})
+        self.b.treq.flush()
+        self.assertNoResult(ending)
+        self.b.log.step()
+        self.b.treq.flush()
+        self.shared.deliver()
+        self.assertEqual(self.read(self.b, ending)[0], 200)
+        for node in (self.a, self.b):
+            self.assertFalse(self.active(node, body["access_token"]))
