@@ -87,13 +87,14 @@ def _enabled(state: State, user: str) -> bool:
     return held is not None and not held.disabled
 
 
-def admitted(state: State, record: Record, now: float) -> bool:
+def admitted(state: State, record: Record) -> bool:
     """
     Whether C{record} may be applied to C{state}, the state at its log
     position: what it creates still has its client and user, what it uses
     up is still there.  The same answer on every node, which all hold the
-    same state there.  Records that end or revoke something are always
-    admitted (applied to what is already gone, they do nothing).
+    same state there, whenever each applies it (no clock is read).  What
+    ends or revokes something is always admitted (it does nothing to what
+    is already gone).
     """
     match record:
         case TokenIssued(token=token):
@@ -115,9 +116,8 @@ def admitted(state: State, record: Record, now: float) -> bool:
                 return len(grants) < client.max_tokens
             return True
         case RefreshUsed(key=key):
-            # Still held, whatever the clock reads where it is applied: its
-            # expiry was checked when it was decided (its grant's claim
-            # makes the use single), and a node applies it later than another.
+            # Still held, whatever the clock reads here: its expiry was checked
+            # when it was decided, and its grant's claim makes the use single.
             return key in state.tokens and state.tokens[key].kind == REFRESH
         case CodeIssued(code=code):
             client = state.clients.get(code.client_id)
@@ -160,7 +160,7 @@ def apply_at(state: State, payload: bytes, now: float) -> bool | None:
         record = decode(payload)
     except ValueError:
         return None
-    taken = admitted(state, record, now)
+    taken = admitted(state, record)
     if taken:
         state.apply([record], now)
     return taken
