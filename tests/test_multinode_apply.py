@@ -244,3 +244,25 @@ class SweptOnOneNodeTests(MultiNodeCase):
         self.assertEqual(self.read(self.b, ending)[0], 200)
         for node in (self.a, self.b):
             self.assertFalse(self.active(node, body["access_token"]))
+
+
+class SnapshotAtItsPositionTests(MultiNodeCase):
+    """
+    Compaction writes a node's snapshot a slice at a time while the node
+    goes on applying the log; a node that starts from it replays the
+    records after its position against it, admitting each by what the
+    snapshot holds.  So what admission counts is read when the snapshot is
+    taken, not as the slices are written.
+    """
+
+    def test_tokens_and_families_as_when_taken(self) -> None:
+        issued = self.login(self.a)
+        state = self.a.server.state
+        now = self.clock.seconds()
+        expected = list(state.snapshot(now))
+        taken = state.snapshot(now)
+        first = next(taken)
+        own = self.settled(self.a.server.issue_token(scope="*", lifetime=3600, client=self.client))[1]
+        self.assertEqual(self.call(self.a, REVOKE, {"token": issued["refresh_token"]})[0], 200)
+        self.settled(self.a.server.revoke(own))
+        self.assertEqual([first, *taken], expected)

@@ -173,10 +173,15 @@ class Families:
         """
         Records that rebuild the families live at C{now}: each one, then its
         used keys (not one the sweep has yet to end: a snapshot, and the
-        state digest over it, must not depend on when the sweep ran).
-        Iterates over copies, so state may change between steps.
+        state digest over it, must not depend on when the sweep ran).  The
+        families are those held at the call; their used keys are read as
+        they come.
         """
-        for family in list(self._live.values()):
+        return self._records(list(self._live.values()), now)
+
+    @staticmethod
+    def _records(held: list[Family], now: float) -> Iterator[FamilyHeld | RefreshSpent]:
+        for family in held:
             if family.expires_at and family.expires_at <= now:
                 continue
             yield FamilyHeld(family.grant, family.client_id, family.user, family.started,
