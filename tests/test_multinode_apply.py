@@ -266,3 +266,29 @@ class SnapshotAtItsPositionTests(MultiNodeCase):
         self.assertEqual(self.call(self.a, REVOKE, {"token": issued["refresh_token"]})[0], 200)
         self.settled(self.a.server.revoke(own))
         self.assertEqual([first, *taken], expected)
+
+
+class SweptBeforeAppliedTests(MultiNodeCase):
+    def test_a_node_behind_does_not_sweep_what_it_has_yet_to_count(self) -> None:
+        """
+        A node a minute and a half behind the log (PostgreSQL restarted,
+        say) has not swept, when it applies a record, a token that expired
+        only after that record was decided: the record is admitted there
+        as on the nodes that applied it at once.
+        """
+        c = Node(self.shared, self.clock)
+        self.shared.deliver()
+        limited: Client
+        limited, _ = self.settled(self.a.server.add_client("Limited", max_tokens=1))
+        on_b = self.b.server.issue_token(scope="*", lifetime=10, client=limited)
+        self.b.log.step()
+        self.a.log.step()
+        self.successResultOf(on_b)
+        on_c = c.server.issue_token(scope="*", lifetime=3600, client=limited)
+        self.b.log.step()
+        self.clock.advance(90)
+        self.a.server.store.sweep()
+        self.shared.deliver()
+        self.failureResultOf(on_c)
+        now = self.clock.seconds()
+        self.assertEqual(held(self.a, now), held(self.b, now))
