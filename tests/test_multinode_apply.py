@@ -292,3 +292,28 @@ class SweptBeforeAppliedTests(MultiNodeCase):
         self.failureResultOf(on_c)
         now = self.clock.seconds()
         self.assertEqual(held(self.a, now), held(self.b, now))
+
+    def test_a_snapshot_keeps_what_a_record_after_it_counts(self) -> None:
+        """
+        A snapshot written just after a token expired still holds it (as
+        the nodes do, SWEEP_GRACE): a node that starts from it admits the
+        record after its position that was decided while the token was
+        live, as the running nodes did.
+        """
+        c = Node(self.shared, self.clock)
+        self.shared.deliver()
+        limited: Client
+        limited, _ = self.settled(self.a.server.add_client("Limited", max_tokens=1))
+        on_b = self.b.server.issue_token(scope="*", lifetime=10, client=limited)
+        self.b.log.step()
+        self.a.log.step()
+        self.successResultOf(on_b)
+        on_c = c.server.issue_token(scope="*", lifetime=3600, client=limited)
+        self.clock.advance(20)
+        self.successResultOf(self.a.server.store.compact())
+        self.shared.deliver()
+        self.failureResultOf(on_c)
+        started = Node(self.shared, self.clock)
+        self.shared.deliver()
+        now = self.clock.seconds()
+        self.assertEqual(held(started, now), held(self.a, now))

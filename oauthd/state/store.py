@@ -353,7 +353,9 @@ class Store(Service):
                 waiter.callback(None)
             return None
 
-        return self.log.compact(self.state.snapshot(self._clock.seconds())).addBoth(finished)
+        # On a shared log, what the nodes still hold (see SWEEP_GRACE).
+        now = self._clock.seconds() - (SWEEP_GRACE if self.follower is not None else 0)
+        return self.log.compact(self.state.snapshot(now)).addBoth(finished)
 
     def compacted_image(self) -> Deferred[JournalImage]:
         """
