@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 
-from oauthd.eventlog.postgresql.failures import EVERY, MAX_PAYLOAD, FailureShare, key_digest
+from oauthd.eventlog.postgresql.failures import EVERY, MAX_COUNT, MAX_PAYLOAD, FailureShare, key_digest
 from oauthd.protocol.limits import LOGIN_IP, RateLimiter
 from tests.daemon import Daemon
 from tests.helpers import make_config
@@ -76,6 +76,18 @@ class SharedFailuresTests(SynchronousTestCase):
         self.assertTrue(all(len(payload.encode()) <= MAX_PAYLOAD for _, payload in self.sent))
         self.deliver()
         self.assertEqual(len(self.b.limiter), 500)
+
+    def test_a_flood_on_a_counts_on_b(self) -> None:
+        """
+        More failures of one key in one gathering than a line may carry
+        (a fast guesser on A) are sent as the most a line carries, not as a
+        count B ignores.
+        """
+        for _ in range(MAX_COUNT + 500):
+            self.a.limiter.charge(LOGIN_IP, "192.0.2.7")
+        self.clock.advance(EVERY)
+        self.deliver()
+        self.assertGreater(self.b.limiter.retry_after(LOGIN_IP, "192.0.2.7"), 0)
 
     def test_malformed_lines_are_ignored(self) -> None:
         self.b.receive("a\nlogin-ip abc\nlogin-ip abc x\nlogin-ip abc 0\nnot-a-rule abc 3\n")

@@ -155,3 +155,47 @@ def test_migrated_grant_rotates_once(tmp_path: Path) -> None:
         assert (code, refused["error"]) == (400, "invalid_grant"), refused
     finally:
         assert shared.stop() == 0, shared.output()
+
+
+def test_back_as_the_nodes_hold_it(tmp_path: Path) -> None:
+    """
+    A record the nodes dropped at its position in the shared log (a user
+    name another node took first) is not copied back into a journal, whose
+    replay would take it in; a token the nodes took in over its client's
+    limit (raced on two nodes) goes back with the revocation that made room
+    for it: the journal holds what the nodes held.
+    """
+    from oauthd.eventlog.postgresql import open_postgres_log
+    from oauthd.eventlog.postgresql.sealing import read_key_file
+    from oauthd.state.follower import replayed
+    from oauthd.state.entities import Token, User
+    from oauthd.state.model import State, replay
+    from oauthd.state.records import TokenIssued, UserPut, encode
+
+    async def build(server: Any) -> Any:
+        limited, _ = await server.add_client("limited", max_tokens=1)
+        _, token = await server.issue_token(scope="*", lifetime=3600, client=limited)
+        carol = await server.add_user("carol")
+        return token, carol
+
+    now = time.time()
+    held, carol = seed(str(tmp_path / "one"), now, build)
+    uri = fresh_database()
+    key = key_file(tmp_path)
+    assert oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri, "--secret-key-file", key)[0] == 0
+    raced = Token(held.key + 1, held.kind, held.client_id, "", held.scope, held.issued_at, 3600, "", "")
+    taken = User("carol", uid=carol.uid[:-1] + ("b" if carol.uid[-1] != "b" else "c"))
+    log = open_postgres_log(uri, InlineReactor(), pool=InlinePool(), listen=False, secret_key=read_key_file(key))
+    log.append([encode(TokenIssued(raced)), encode(UserPut(taken))])
+    log.close()
+    nodes = open_postgres_log(uri, InlineReactor(), pool=InlinePool(), listen=False, secret_key=read_key_file(key))
+    on_the_nodes = replayed(nodes, now)
+    nodes.close()
+    assert sorted(on_the_nodes.tokens) == [raced.key]
+    assert on_the_nodes.users["carol"].uid == carol.uid
+    code, _, err = oauthctl("migrate", "--data", str(tmp_path / "two"), "--from", uri, "--secret-key-file", key)
+    assert code == 0, err
+    back = State()
+    replay(back, payloads(tmp_path / "two"), now)
+    assert sorted(back.tokens) == [raced.key]
+    assert back.users["carol"].uid == carol.uid

@@ -27,7 +27,7 @@ from tests.postgres import fresh_database, shared_log_options
 
 PASSWORD = "correct horse battery staple"
 RACES = 10
-SOON = 5
+SOON = 1
 
 
 def ctl(daemon: Daemon, *argv: str, stdin: str = "") -> Any:
@@ -66,14 +66,18 @@ class Cluster:
 
     def inactive_soon(self, daemon: Daemon, token: str) -> None:
         """
-        C{daemon} refuses C{token} soon (another node changed it: this one
-        follows the log, woken by PostgreSQL's notification, else by its
-        poll every second).  The bound is slack for a loaded test machine;
-        bench/ measures how soon.
+        C{daemon} refuses C{token} within C{SOON} seconds (another node
+        changed it: this one follows the log, woken by PostgreSQL's
+        notification, else by its poll every second).  Only a check sent
+        once the bound has passed must be refused, so a loaded machine's
+        slow client does not count against the server.
         """
-        deadline = time.monotonic() + SOON
-        while self.active(daemon, token):
-            assert time.monotonic() < deadline, f"{daemon.url} still honours the token"
+        start = time.monotonic()
+        while True:
+            sent = time.monotonic()
+            if not self.active(daemon, token):
+                return
+            assert sent - start < SOON, f"{daemon.url} still honours the token"
             time.sleep(0.01)
 
 
@@ -106,13 +110,16 @@ def test_issued_on_a_introspects_on_b(cluster: Cluster) -> None:
 
 def test_revoked_on_b_seen_on_a(cluster: Cluster) -> None:
     """
-    A token revoked on B is inactive on A soon after B's answer.
+    A token revoked on B is inactive on A soon after B's answer (within a
+    second; it takes milliseconds), and on B at once, even when B has not
+    yet delivered it when the revocation comes.
     """
-    issued = cluster.login(cluster.a)
-    assert cluster.active(cluster.a, issued["access_token"])
-    code, _ = post(cluster.b, "/api/v1/oauth/revoke", {"token": issued["access_token"]}, cluster.client)
-    assert code == 200
-    cluster.inactive_soon(cluster.a, issued["access_token"])
+    for _ in range(5):
+        issued = cluster.login(cluster.a)
+        code, _ = post(cluster.b, "/api/v1/oauth/revoke", {"token": issued["access_token"]}, cluster.client)
+        assert code == 200
+        assert not cluster.active(cluster.b, issued["access_token"])
+        cluster.inactive_soon(cluster.a, issued["access_token"])
 
 
 def test_refresh_raced_on_a_and_b(cluster: Cluster) -> None:

@@ -64,10 +64,21 @@ class Seeding(Protocol):
     def claims(self) -> Sequence[Claim]: ...
 
 
-async def _copy(source: IEventLog, target: IEventLog, seeding: Seeding | None) -> int:
+Kept = Callable[[Iterator[bytes], int], Iterator[bytes]]
+"""
+Of a shared log's records (the latest snapshot's, then their number, then
+the log's after it), those its nodes applied: a journal's replay checks
+nothing, and would take in what they dropped at its position.
+"""
+
+
+async def _copy(source: IEventLog, target: IEventLog, seeding: Seeding | None, kept: Kept | None = None) -> int:
     copied = 0
     held: list[bytes] | None = None
-    for batch in _batches(source.replay()):
+    records = source.replay()
+    if kept is not None and source.snapshot_records is not None:
+        records = kept(records, source.snapshot_records)
+    for batch in _batches(records):
         if seeding is not None:
             seeding.take(batch)
         if held is not None:
@@ -82,10 +93,10 @@ async def _copy(source: IEventLog, target: IEventLog, seeding: Seeding | None) -
 
 
 async def migrate(reactor: Any, data: str, uri: str, to_shared: bool, key: bytes | None,
-                  seeding: Seeding | None = None) -> dict[str, object]:
+                  seeding: Seeding | None = None, kept: Kept | None = None) -> dict[str, object]:
     """
     Copy the journal in C{data} to the shared log at C{uri}, or back; into
-    the shared log, with C{seeding}'s claims.
+    the shared log, with C{seeding}'s claims; back, what C{kept} keeps.
 
     @raise NotEmpty: the target holds records; nothing was written.
     @raise JournalError: either cannot be opened.
@@ -106,7 +117,7 @@ async def migrate(reactor: Any, data: str, uri: str, to_shared: bool, key: bytes
             where = redact(uri) if to_shared else f"the journal in {data}"
             raise NotEmpty(f"{where} is not empty ({target.record_count} records): a migration only"
                            " fills an empty one")
-        copied = await _copy(source, target, seeding if to_shared else None)
+        copied = await _copy(source, target, seeding if to_shared else None, None if to_shared else kept)
     finally:
         await shared.close()
         await journal.close()
@@ -123,10 +134,10 @@ def _key(path: str | None) -> bytes | None:
     return read_key_file(path)
 
 
-def main(argv: Sequence[str], seeding: Callable[[], Seeding] | None = None) -> int:
+def main(argv: Sequence[str], seeding: Callable[[], Seeding] | None = None, kept: Kept | None = None) -> int:
     """
     Migrate as C{argv} says and print the JSON line; C{seeding} makes what
-    a copy into a shared log claims.
+    a copy into a shared log claims, C{kept} keeps what a copy back copies.
 
     @return: the exit status.
     """
@@ -155,7 +166,7 @@ def main(argv: Sequence[str], seeding: Callable[[], Seeding] | None = None) -> i
         try:
             key = _key(options.secret_key_file)
             seeds = seeding() if seeding is not None else None
-            outcome.update(await migrate(reactor, options.data, uri, options.to is not None, key, seeds))
+            outcome.update(await migrate(reactor, options.data, uri, options.to is not None, key, seeds, kept))
         except (JournalError, OSError) as e:
             outcome["error"] = " ".join(str(e).split())
 

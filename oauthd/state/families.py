@@ -169,12 +169,21 @@ class Families:
             self._ended.pop()
         return examined, False
 
-    def snapshot(self) -> Iterator[FamilyHeld | RefreshSpent]:
+    def snapshot(self, now: float) -> Iterator[FamilyHeld | RefreshSpent]:
         """
-        Records that rebuild the live families: each one, then its used keys.
-        Iterates over copies, so state may change between steps.
+        Records that rebuild the families live at C{now}: each one, then its
+        used keys (not one the sweep has yet to end: a snapshot, and the
+        state digest over it, must not depend on when the sweep ran).  The
+        families are those held at the call; their used keys are read as
+        they come.
         """
-        for family in list(self._live.values()):
+        return self._records(list(self._live.values()), now)
+
+    @staticmethod
+    def _records(held: list[Family], now: float) -> Iterator[FamilyHeld | RefreshSpent]:
+        for family in held:
+            if family.expires_at and family.expires_at <= now:
+                continue
             yield FamilyHeld(family.grant, family.client_id, family.user, family.started,
                              family.expires_at)
             for key in list(family.used or ()):

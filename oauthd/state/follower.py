@@ -23,7 +23,7 @@ one writer.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -36,14 +36,14 @@ from twisted.python.failure import Failure
 
 from oauthd.eventlog import LogUnavailable
 from oauthd.interfaces import Claim, ClaimConflict, Expect, IEventLog
-from oauthd.state.authz_records import BrowserStarted, CodeIssued, CodeRedeemed, HalfLoginStarted
+from oauthd.state.admission import apply_at
+from oauthd.state.authz_records import CodeRedeemed
 from oauthd.state.decision import Decision
-from oauthd.state.device import APPROVED, DENIED, PENDING, REDEEMED, DevicePut
+from oauthd.state.device import REDEEMED, DevicePut
 from oauthd.state.entities import REFRESH, key_hex
 from oauthd.state.model import State, replay
 from oauthd.state.records import (
-    GrantRevoked, RecoveryCodeUsed, RefreshUsed, Record, TokenIssued, TotpStepUsed, UserPut, decode, encode,
-    oldest_beyond,
+    GrantRevoked, RecoveryCodeUsed, RefreshUsed, Record, TokenIssued, TokenUses, TotpStepUsed, encode,
 )
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ memory at once).
 _MISS_CALLERS = 10_000
 
 TOTP_STEP = 30
-_STAGE = {PENDING: 0, APPROVED: 1, DENIED: 1, REDEEMED: 2}
 REVOKED = "revoked"
 """
 What a revoked grant's claim holds: no refresh token of it rotates again.
@@ -83,109 +82,33 @@ class Superseded(Exception):
     """
 
 
-def _enabled(state: State, user: str) -> bool:
-    held = state.users.get(user)
-    return held is not None and not held.disabled
-
-
-def admitted(state: State, record: Record, now: float) -> bool:
-    """
-    Whether C{record} may be applied to C{state}, the state at its log
-    position: what it creates still has its client and user, what it uses
-    up is still there.  The same answer on every node, which all hold the
-    same state there.  Records that end or revoke something are always
-    admitted (applied to what is already gone, they do nothing).
-    """
-    match record:
-        case TokenIssued(token=token):
-            if token.key in state.tokens or token.key in state.families.spent:
-                return False
-            return state.may_issue(token.client_id, token.user)
-        case RefreshUsed(key=key):
-            used = state.token(key, now)
-            return used is not None and used.kind == REFRESH
-        case CodeIssued(code=code):
-            client = state.clients.get(code.client_id)
-            return _enabled(state, code.user) and client is not None and client.enabled
-        case CodeRedeemed(key=key):
-            issued = state.authz.codes.get(key)
-            return issued is not None and not issued.redeemed
-        case BrowserStarted(session=session):
-            return _enabled(state, session.user)
-        case HalfLoginStarted(half=half):
-            return _enabled(state, half.user)
-        case DevicePut(code=code):
-            # Written whole, the latest wins: a poll decided on a node that
-            # had not seen the user's approval must not undo it.
-            device = state.authz.devices.codes.get(code.key)
-            return device is None or _STAGE[code.status] >= _STAGE[device.status]
-        case TotpStepUsed(user=name, step=step):
-            # Each step once, and only later than the last one accepted.
-            factor = state.second_factors.get(name)
-            return factor is not None and step > factor.last_step
-        case RecoveryCodeUsed(user=name, digest=digest):
-            factor = state.second_factors.get(name)
-            return factor is not None and digest in factor.recovery
-        case UserPut(user=user):
-            # A name another node created first (another subject id) is
-            # taken; an update keeps the subject id.
-            held = state.users.get(user.name)
-            return held is None or not (held.uid and user.uid) or held.uid == user.uid
-    return True
-
-
-def apply_at(state: State, payload: bytes, now: float) -> bool | None:
-    """
-    Apply the record C{payload}, at its log position, to C{state} (the state
-    there) if it is admitted there, as every node does.
-
-    @return: whether it was applied; C{None} if it is malformed.
-    """
-    try:
-        record = decode(payload)
-    except ValueError:
-        return None
-    taken = admitted(state, record, now)
-    if taken:
-        state.apply([*_room_for(state, record), record], now)
-    return taken
-
-
-def _room_for(state: State, record: Record) -> list[Record]:
-    """
-    Revocations of a client's oldest own tokens that leave room for the one
-    C{record} issues, at its log position. Decisions made at once (on two
-    nodes, or on one before the log delivered the other) each made room by
-    evicting the same oldest token; the later token still goes in, as it
-    would had they been made one after the other, and the token limit holds
-    on every node alike.
-    """
-    if type(record) is TokenIssued and record.token.own:
-        client = state.clients.get(record.token.client_id)
-        if client is not None:
-            return oldest_beyond(state.own_tokens(client.id, record.token.issued_at), client.max_tokens)
-    return []
-
-
-def replay_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, now: float) -> None:
+def kept_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, now: float) -> Iterator[bytes]:
     """
     Build a starting node's state as the running nodes built theirs: the
-    snapshot's records as they are (a node's state at its position), then
-    each later record only where it is admitted at its position, so that
-    what the followers dropped (a raced token limit, a second redemption)
-    is dropped here too.
+    snapshot's records as they are, then each later record only where it is
+    admitted at its position, so what the followers dropped (a raced token
+    limit) is dropped here too, and from a journal copied back
+    (L{oauthd.state.migration}).  Yields the payloads kept, and the
+    revocations applied with them (which the log does not hold).
     """
     records = iter(payloads)
-    replay(state, islice(records, snapshot_records), now)
+    # Nothing expired (0): later records' admission counts what nodes held then.
+    snapshot = list(islice(records, snapshot_records))
+    replay(state, snapshot, 0.0)
+    yield from snapshot
     for number, payload in enumerate(records, start=1):
-        if apply_at(state, payload, now) is None:
+        applied = apply_at(state, payload, now)
+        if applied is None:
             log.error("start: skipped a malformed record ({number} after the snapshot)", number=number)
+        elif applied:
+            yield from (encode(record) for record in applied[:-1])
+            yield payload
 
 
 def replayed(log: IEventLog, now: float) -> State:
     """
     The state C{log} holds, replayed at start (blocking): as written, or,
-    for a shared log, as the running nodes hold it (L{replay_shared}).
+    for a shared log, as the running nodes hold it (L{kept_shared}).
 
     @raise ValueError: naming the record, if one is malformed (a log one
         process writes).
@@ -194,7 +117,7 @@ def replayed(log: IEventLog, now: float) -> State:
     if log.snapshot_records is None:
         replay(state, log.replay(), now)
     else:
-        replay_shared(state, log.replay(), log.snapshot_records, now)
+        deque(kept_shared(state, log.replay(), log.snapshot_records, now), maxlen=0)
     return state
 
 
@@ -226,8 +149,8 @@ def implied_claims(state: State, records: Sequence[Record]) -> list[Claim]:
     The claims C{records} make on a shared log, whoever decided them: a
     grant's refresh token rotates only from the one it holds now (a
     compare-and-set on the digests), a revoked grant holds L{REVOKED}
-    whatever it held, and a code, a device code, a TOTP step or a recovery
-    code is used once.
+    whatever it held, and a code, a device code, a TOTP step, a recovery
+    code or a use of an initial access token is used once.
     """
     used = {r.key for r in records if isinstance(r, RefreshUsed)}
     claims: list[Claim] = []
@@ -256,6 +179,11 @@ def implied_claims(state: State, records: Sequence[Record]) -> list[Claim]:
                                     (step + 4) * TOTP_STEP))
             case RecoveryCodeUsed(user=user, digest=digest):
                 claims.append(Claim(f"recovery:{user}:{digest}", "used"))
+            case TokenUses(key=key, remaining=remaining) if key in state.tokens:
+                # Each use of a limited initial access token once: the one
+                # that leaves C{remaining}.
+                claims.append(Claim(f"uses:{key_hex(key)}:{remaining}", "used", Expect.ABSENT,
+                                    state.tokens[key].expires_at or None))
     return claims
 
 

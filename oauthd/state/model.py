@@ -246,7 +246,7 @@ class State:
         match record:
             case TokenIssued(token=token):
                 key = token.key
-                if key in self._rows or key in self.families.spent or not token.live(now):
+                if key in self._rows or key in self.families.spent:  # expired too: the sweep drops it
                     return
                 owners = self._owners(token.client_id, token.user)
                 if owners is not None:

@@ -77,6 +77,13 @@ SWEEP_INTERVAL = 60
 Seconds between sweeps of expired tokens out of memory.
 """
 
+SWEEP_GRACE = 120
+"""
+Seconds past its expiry a token stays in memory on a node of a shared log:
+a record decided before it expired but applied later (a node catching up,
+clocks apart) is admitted there counting it, as where it came at once.
+"""
+
 SWEEP_SLICE = 1_000
 """
 Tokens a sweep looks at per reactor turn (a few milliseconds of work).
@@ -346,7 +353,9 @@ class Store(Service):
                 waiter.callback(None)
             return None
 
-        return self.log.compact(self.state.snapshot(self._clock.seconds())).addBoth(finished)
+        # On a shared log, what the nodes still hold (see SWEEP_GRACE).
+        now = self._clock.seconds() - (SWEEP_GRACE if self.follower is not None else 0)
+        return self.log.compact(self.state.snapshot(now)).addBoth(finished)
 
     def compacted_image(self) -> Deferred[JournalImage]:
         """
@@ -374,7 +383,8 @@ class Store(Service):
         than one slice holds, the next slice runs on the next reactor turn,
         so a million tokens expiring in the same minute never stall it.
         """
-        dropped, more = self.state.sweep(self._clock.seconds(), self._sweep_slice)
+        now = self._clock.seconds() - (SWEEP_GRACE if self.follower is not None else 0)
+        dropped, more = self.state.sweep(now, self._sweep_slice)
         if dropped:
             log.debug("swept {count} expired tokens", count=dropped)
         if more and self.running:

@@ -227,7 +227,15 @@ class OAuthHTTP:
     def revoke(self, request: IRequest) -> bytes | Deferred[bytes]:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
-        decided = revocation.revoke(self._ctx, params, auth, presented, self._ip(request))
+        ip = self._ip(request)
+        if (self._store.follower is not None and misses.token(self._ctx, params.get("token", ""))
+                and self._miss_budget.admit((auth.basic[0] if auth.basic is not None else auth.client_id) or ip)):
+            # Issued on another node just now, perhaps: a 200 for a token
+            # unknown here would leave it live everywhere.
+            later = caught_up(self._store).addCallback(
+                lambda _: revocation.revoke(self._ctx, params, auth, presented, ip))
+            return self._respond(request, self._committed(later))
+        decided = revocation.revoke(self._ctx, params, auth, presented, ip)
         return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/introspect", methods=["POST"])
@@ -276,7 +284,14 @@ class OAuthHTTP:
     @app.route("/api/v1/session/<string:reference>", methods=["DELETE"])
     @app.route("/api/v1/sessions/<string:reference>", methods=["DELETE"])
     def delete_session(self, request: IRequest, reference: str | None = None) -> bytes | Deferred[bytes]:
-        decided = sessions.delete_session(self._ctx, parsing.bearer_of(request), self._ip(request), reference)
+        presented, ip = parsing.bearer_of(request), self._ip(request)
+        if (presented is not None and self._store.follower is not None and misses.token(self._ctx, presented)
+                and self._miss_budget.admit(ip)):
+            # Opened on another node just now, perhaps.
+            later = caught_up(self._store).addCallback(
+                lambda _: sessions.delete_session(self._ctx, presented, ip, reference))
+            return self._respond(request, self._committed(later))
+        decided = sessions.delete_session(self._ctx, presented, ip, reference)
         return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/register", methods=["POST"])

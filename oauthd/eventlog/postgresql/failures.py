@@ -78,7 +78,8 @@ class FailureShare:
         lines: list[str] = []
         size = len(head)
         for (rule, digest), count in sorted(gathered.items()):
-            line = f"{rule} {digest} {count}"
+            # Past MAX_COUNT (far past any limit) the others ignore a line.
+            line = f"{rule} {digest} {min(count, MAX_COUNT)}"
             if lines and size + len(line) + 1 > MAX_PAYLOAD:
                 self._send(head + "\n".join(lines))
                 lines, size = [], len(head)

@@ -435,14 +435,17 @@ class PostgresLog:
         if isinstance(error, (LogDiverged, LogGap, KeyMismatch)):
             self._failure = error
             _log.critical("{error}", error=error)
-            waiting, self._waiting = [w[2] for w in self._waiting], []
-            asking = asking + waiting + self._asking
+            asking = asking + self._asking
             self._asking = []
             if isinstance(error, LogGap) and self.on_gap is not None:
                 self.on_gap(error)
         elif not isinstance(error, LogUnavailable):
             _log.failure("event log: reading failed", failure)
             error = LogUnavailable(f"reading the event log failed: {failure.getErrorMessage()}")
+        # Appends committed but not read back: their outcome is unknown here
+        # until the log is back (a 503 now, not a request held meanwhile).
+        waiting, self._waiting = [w[2] for w in self._waiting], []
+        asking = asking + waiting
         for done in asking:
             done.errback(error)
         self._maybe_closed()
