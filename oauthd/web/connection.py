@@ -80,10 +80,13 @@ class Channel(HTTPChannel):
     """
 
     site: OAuthSite
-    # One timer for all the deadlines of the connection, moved rather than
-    # made anew for each; it does nothing when it fires with none armed.
+    # One timer for all the deadlines of the connection (the armed one is
+    # due at _due). It is moved only to come sooner: a timer that fires
+    # before _due sets itself again for the rest, and does nothing with no
+    # deadline armed, so a request that arrives at once moves no timer.
     _deadline: IDelayedCall | None = None
     _armed = False
+    _due = 0.0
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -126,27 +129,39 @@ class Channel(HTTPChannel):
         super().allContentReceived()
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Headers) -> None:
-        # twisted.web names itself and its version in every response.
-        headers.removeHeader(b"server")
+        # twisted.web names itself and its version in every response (by
+        # this canonical name: no need to bring the name to it first).
+        headers._rawHeaders.pop(b"Server", None)
         super().writeHeaders(version, code, reason, headers)
 
     def _await_headers(self) -> None:
-        self._start_deadline(self.site.header_timeout)
-        self.site.awaiting_headers[self] = self.site.reactor.seconds()
+        self.site.awaiting_headers[self] = self._start_deadline(self.site.header_timeout)
 
-    def _start_deadline(self, seconds: float) -> None:
+    def _start_deadline(self, seconds: float) -> float:
+        """
+        Arm the deadline C{seconds} from now; return now.
+        """
+        now = self.site.reactor.seconds()
         self._armed = True
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.reset(seconds)
-        else:
+        self._due = now + seconds
+        deadline = self._deadline
+        if deadline is None or not deadline.active():
             self._deadline = self.callLater(seconds, self._deadline_passed)
+        elif deadline.getTime() > self._due:
+            deadline.reset(seconds)
+        return now
 
     def _stop_deadline(self) -> None:
         self.site.awaiting_headers.pop(self, None)
         self._armed = False
 
     def _deadline_passed(self) -> None:
-        if self._armed:
+        if not self._armed:
+            return
+        left = self._due - self.site.reactor.seconds()
+        if left > 0:
+            self._deadline = self.callLater(left, self._deadline_passed)
+        else:
             self.too_slow()
 
     def too_slow(self) -> None:

@@ -68,22 +68,33 @@ class Router(KleinResource):
         super().__init__(_Handed(app))  # type: ignore[arg-type]
         self._routes = app
         self._adapter = app.url_map.bind("localhost")
+        # What a path without variables and a method matched: the path names
+        # one rule, so it is matched once. Only matches are kept, at most
+        # one per rule and method however many paths are asked for.
+        self._fixed: dict[tuple[bytes, bytes], tuple[str, dict[str, Any], int]] = {}
 
     def render(self, request: IRequest) -> Any:
         postpath: list[bytes] = request.postpath
-        try:
-            rule, kwargs = self._adapter.match(
-                "/" + b"/".join(postpath).decode("utf-8"), request.method.decode("ascii"), return_rule=True)
-            matched: int = route_metadata(self._routes.endpoints[rule.endpoint]).segment_count
-        except Exception:
-            # Not matched (404, 405, a redirect): Klein's way, as it answers those.
-            return super().render(request)
+        path = b"/".join(postpath)
+        found = self._fixed.get((path, request.method))
+        if found is None:
+            try:
+                rule, kwargs = self._adapter.match(
+                    "/" + path.decode("utf-8"), request.method.decode("ascii"), return_rule=True)
+                matched: int = route_metadata(self._routes.endpoints[rule.endpoint]).segment_count
+            except Exception:
+                # Not matched (404, 405, a redirect): Klein's way, as it answers those.
+                return super().render(request)
+            found = (rule.endpoint, kwargs, matched)
+            if not rule.arguments:
+                self._fixed[(path, request.method)] = found
+        endpoint, kwargs, matched = found
         # The route sees the segments it matched moved to prepath, as Klein moves them.
         request.prepath.extend(postpath[:matched])
         request.postpath = postpath[matched:]
         result: object
         try:
-            result = self._routes.execute_endpoint(rule.endpoint, request, **kwargs)
+            result = self._routes.execute_endpoint(endpoint, request, **kwargs)
         except Exception:
             result = Failure()
         if request.finished or request._disconnected:  # type: ignore[attr-defined]
