@@ -129,19 +129,9 @@ class OAuthHTTP:
             committed = decided.addCallback(self._store.commit)
         else:
             committed = self._store.commit(decided)
-
-        def not_durable(failure: Failure) -> Failure:
-            failure.trap(NotDurable)
-            error = failure.value
-            assert isinstance(error, NotDurable)
-            refusal = errors.temporarily_unavailable("the change could not be recorded; try again")
-            source = "audit: " if isinstance(error.reason, AuditFailing) else "journal: "
-            return Failure(deny(refusal, reason=source + type(error.reason).__name__,
-                                **error.context))
-
         if succeeded(committed):
             return committed
-        return committed.addErrback(not_durable)
+        return committed.addErrback(_not_durable)
 
     def _respond(self, request: IRequest, work: Deferred[Body], status: int = 200) -> bytes | Deferred[bytes]:
         """
@@ -431,6 +421,19 @@ def _refusal(request: IRequest, error: OAuthError) -> bytes:
     photoprism = _is_session_path(request) and not isinstance(error, errors.Unauthenticated)
     body = _photoprism_refusal(error) if photoprism else error.body()
     return json_body(request, body, error.status, _challenged(request, error))
+
+
+def _not_durable(failure: Failure) -> Failure:
+    """
+    A change the event log cannot take, refused C{temporarily_unavailable}
+    and audited with who and what it was for.
+    """
+    failure.trap(NotDurable)
+    error = failure.value
+    assert isinstance(error, NotDurable)
+    refusal = errors.temporarily_unavailable("the change could not be recorded; try again")
+    source = "audit: " if isinstance(error.reason, AuditFailing) else "journal: "
+    return Failure(deny(refusal, reason=source + type(error.reason).__name__, **error.context))
 
 
 def _is_session_path(request: IRequest) -> bool:

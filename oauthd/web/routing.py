@@ -15,6 +15,7 @@ calling it twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from klein import Klein
@@ -71,24 +72,25 @@ class Router(KleinResource):
         # What a path without variables and a method matched: the path names
         # one rule, so it is matched once. Only matches are kept, at most
         # one per rule and method however many paths are asked for.
-        self._fixed: dict[tuple[bytes, bytes], tuple[str, dict[str, Any], int]] = {}
+        self._fixed: dict[tuple[bytes, bytes], tuple[str, Mapping[str, Any], int]] = {}
 
     def render(self, request: IRequest) -> Any:
         postpath: list[bytes] = request.postpath
         path = b"/".join(postpath)
-        found = self._fixed.get((path, request.method))
-        if found is None:
+        known = self._fixed.get((path, request.method))
+        if known is not None:
+            endpoint, kwargs, matched = known
+        else:
             try:
                 rule, kwargs = self._adapter.match(
                     "/" + path.decode("utf-8"), request.method.decode("ascii"), return_rule=True)
-                matched: int = route_metadata(self._routes.endpoints[rule.endpoint]).segment_count
+                endpoint = rule.endpoint
+                matched = route_metadata(self._routes.endpoints[endpoint]).segment_count
             except Exception:
                 # Not matched (404, 405, a redirect): Klein's way, as it answers those.
                 return super().render(request)
-            found = (rule.endpoint, kwargs, matched)
             if not rule.arguments:
-                self._fixed[(path, request.method)] = found
-        endpoint, kwargs, matched = found
+                self._fixed[(path, request.method)] = (endpoint, kwargs, matched)
         # The route sees the segments it matched moved to prepath, as Klein moves them.
         request.prepath.extend(postpath[:matched])
         request.postpath = postpath[matched:]
