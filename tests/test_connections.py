@@ -133,6 +133,20 @@ class ConnectionTests(SiteCase):
         self.clock.advance(0.1)
         assert conn.closing
 
+    def test_an_idle_timeout_changed_since_the_connection_opened_applies_at_its_next_wait(self) -> None:
+        """
+        The idle timeout is read each time a connection waits for its next
+        request (a reload changes it for connections open already).
+        """
+        conn = self.connect()
+        self.site.timeOut = 5
+        conn.send(HEALTHZ)
+        assert conn.received().startswith(b"HTTP/1.1 200 ")
+        self.clock.advance(4.9)
+        assert not conn.closing
+        self.clock.advance(0.1)
+        assert conn.closing
+
     def test_a_silent_connection_is_closed(self) -> None:
         conn = self.connect()
         self.clock.advance(10)
