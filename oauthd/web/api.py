@@ -150,14 +150,19 @@ class OAuthHTTP:
         from that: a change already in memory still becomes durable and is
         audited, and a refusal is audited, as if the client had waited.
         """
-        answer: Deferred[Body] = Deferred()
+        answer: Deferred[bytes] = Deferred()
 
         def settle(result: Body | Failure) -> None:
             if not answer.called:
                 if isinstance(result, Failure):
                     answer.errback(result)
+                    return
+                try:
+                    rendered = json_body(request, result, status)
+                except Exception:
+                    answer.errback()
                 else:
-                    answer.callback(result)
+                    answer.callback(rendered)
             elif isinstance(result, Failure):
                 if isinstance(result.value, OAuthError):
                     self._audit_refusal(request, result.value)
@@ -168,7 +173,7 @@ class OAuthHTTP:
         work.addBoth(settle).addErrback(
             lambda failure: log.failure("auditing a refusal after a hang-up failed", failure)
         )
-        return answer.addCallback(lambda body: json_body(request, body, status))
+        return answer
 
     def _audit_refusal(self, request: IRequest, error: OAuthError) -> None:
         """
