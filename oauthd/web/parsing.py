@@ -7,7 +7,6 @@ C{invalid_client}) before any work.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Collection
@@ -284,7 +283,8 @@ def _basic(credentials: bytes) -> tuple[str, str]:
     C{id:secret}, each form-encoded first (RFC 6749 section 2.3.1).
     """
     try:
-        text = base64.b64decode(credentials, validate=True).decode("utf-8")
+        # What b64decode(credentials, validate=True) does, without its two calls.
+        text = binascii.a2b_base64(credentials, strict_mode=True).decode("utf-8")
         client_id, colon, secret = text.partition(":")
         client_id = _unquoted(client_id)
         secret = _unquoted(secret)
