@@ -155,8 +155,9 @@ class _Request(Request):
 
     def finish(self) -> None:
         super().finish()
+        held = self.__dict__
         for name in self._HELD:
-            self.__dict__.pop(name, None)
+            held.pop(name, None)
 
 
 SLOW_AFTER = 1.0
