@@ -171,7 +171,9 @@ def test_each_request_is_routed_by_its_own_path_and_method() -> None:
         request(method, path)
     for name in range(20):
         request("GET", f"/item/{name}")
+    for slashes in range(2, 6):
+        request("GET", "/" * slashes + "now")
     assert [code for code, _ in got[:7]] == [200, 200, 405, 200, 200, 404, 404]
     assert [body for _, body in got[3:5]] == [b"a", b"b"]
-    assert app.calls == ["now", "now", "a", "b", *map(str, range(20))]
+    assert app.calls[:24] == ["now", "now", "a", "b", *map(str, range(20))]
     assert len(router._fixed) == 1

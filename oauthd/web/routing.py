@@ -70,8 +70,8 @@ class Router(KleinResource):
         self._routes = app
         self._adapter = app.url_map.bind("localhost")
         # What a path without variables and a method matched: the path names
-        # one rule, so it is matched once. Only matches are kept, at most
-        # one per rule and method however many paths are asked for.
+        # one rule, so it is matched once. Only a path spelled as its rule is
+        # kept: at most one per rule and method however many are asked for.
         self._fixed: dict[tuple[bytes, bytes], tuple[str, Mapping[str, Any], int]] = {}
 
     def render(self, request: IRequest) -> Any:
@@ -82,14 +82,15 @@ class Router(KleinResource):
             endpoint, kwargs, matched = known
         else:
             try:
-                rule, kwargs = self._adapter.match(
-                    "/" + path.decode("utf-8"), request.method.decode("ascii"), return_rule=True)
+                asked = "/" + path.decode("utf-8")
+                rule, kwargs = self._adapter.match(asked, request.method.decode("ascii"), return_rule=True)
                 endpoint = rule.endpoint
                 matched = route_metadata(self._routes.endpoints[endpoint]).segment_count
             except Exception:
                 # Not matched (404, 405, a redirect): Klein's way, as it answers those.
                 return super().render(request)
-            if not rule.arguments:
+            if rule.rule == asked:
+                # The rule itself (no variables, no extra slashes werkzeug let by).
                 self._fixed[(path, request.method)] = (endpoint, kwargs, matched)
         # The route sees the segments it matched moved to prepath, as Klein moves them.
         request.prepath.extend(postpath[:matched])
