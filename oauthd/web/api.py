@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from klein import Klein
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -381,6 +382,9 @@ class OAuthHTTP:
         return _refusal(request, error)
 
     @app.handle_errors(NotFound)
+    # werkzeug redirects a path with doubled slashes to the route it
+    # resembles: oauthd serves no such path.
+    @app.handle_errors(RequestRedirect)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
         return _refusal(request, OAuthError("not_found", "no such resource", 404))
 
