@@ -22,7 +22,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 
-from oauthd.services.audit import FLUSH_SECONDS, RETRY_SECONDS, TRAIL_NAME, AuditTrail, verify
+from oauthd.services.audit import (
+    FLUSH_SECONDS, GENESIS, RETRY_SECONDS, TRAIL_NAME, AuditTrail, chain_of, verify,
+)
 from tests.helpers import START
 from oauthd.testing import InlinePool, InlineReactor, SteppingPool
 
@@ -291,6 +293,23 @@ class AuditTrailTests(SynchronousTestCase):
         (line,) = self.lines()
         assert line["seq"] == 1 and line["chain"] != "f" * 64
         assert verify(self.path) == (1, None)
+
+    def test_a_line_is_its_members_in_compact_ascii_json(self) -> None:
+        """
+        The bytes of a line: its members in their order, as compact JSON
+        with non-ASCII text escaped, then the chain member.
+        """
+        trail = self.open()
+        fields = {"z": "\u00e9t\u00e9 \u2028", "outcome": "forged", "a": 'q"uote\\', "ip": "::1"}
+        self.successResultOf(trail.record_change("user.add", "ok", fields))
+        with open(self.path, "rb") as f:
+            line = f.read()
+        members = {"seq": 1, "time": int(START), "event": "user.add", "outcome": "ok",
+                   "a": 'q"uote\\', "ip": "::1", "z": "\u00e9t\u00e9 \u2028"}
+        body = json.dumps(members, separators=(",", ":")).encode("ascii")
+        chain = chain_of(GENESIS, body)
+        assert line == body[:-1] + b',"chain":"' + chain.encode("ascii") + b'"}\n'
+        assert trail.written_chain == chain
 
     def test_a_half_written_last_line_is_cut_off(self) -> None:
         trail = self.open()

@@ -133,6 +133,20 @@ class ConnectionTests(SiteCase):
         self.clock.advance(0.1)
         assert conn.closing
 
+    def test_an_idle_timeout_changed_since_the_connection_opened_applies_at_its_next_wait(self) -> None:
+        """
+        The idle timeout is read each time a connection waits for its next
+        request (a reload changes it for connections open already).
+        """
+        conn = self.connect()
+        self.site.timeOut = 5
+        conn.send(HEALTHZ)
+        assert conn.received().startswith(b"HTTP/1.1 200 ")
+        self.clock.advance(4.9)
+        assert not conn.closing
+        self.clock.advance(0.1)
+        assert conn.closing
+
     def test_a_silent_connection_is_closed(self) -> None:
         conn = self.connect()
         self.clock.advance(10)
@@ -147,6 +161,30 @@ class ConnectionTests(SiteCase):
             conn.send(b"a")
         assert not conn.closing
         self.clock.advance(2)
+        assert conn.closing and conn.received().startswith(b"HTTP/1.1 408 "), conn.received()
+
+    def test_each_deadline_counts_from_its_own_start(self) -> None:
+        """
+        Headers in just before their deadline: the body has its whole
+        deadline from then (the headers' passes unnoticed). The next
+        request's header deadline, sooner than the body's was, holds.
+        """
+        conn = self.connect()
+        self.clock.advance(9)
+        conn.send(b"POST /api/v1/oauth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 29\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+        for _ in range(14):
+            self.clock.advance(2)
+            conn.send(b"a")
+        self.clock.advance(1.9)
+        assert not conn.closing
+        conn.send(b"a" * 15)
+        assert conn.received().startswith(b"HTTP/1.1 "), conn.received()
+        conn.transport.clear()
+        conn.send(b"G")
+        self.clock.advance(9.9)
+        assert not conn.closing
+        self.clock.advance(0.1)
         assert conn.closing and conn.received().startswith(b"HTTP/1.1 408 "), conn.received()
 
     def test_a_body_announced_too_large_is_refused_before_it_arrives(self) -> None:

@@ -43,6 +43,11 @@ class App:
         self.calls.append("text")
         return "as text"
 
+    @app.route("/item/<string:name>", methods=["GET"])
+    def item(self, request: IRequest, name: str) -> bytes:
+        self.calls.append(name)
+        return name.encode()
+
     @app.route("/refuse", methods=["GET"])
     def refuse(self, request: IRequest) -> bytes:
         self.calls.append("refuse")
@@ -143,3 +148,32 @@ def test_a_later_answer_klein_refuses_to_route_is_still_written() -> None:
         lambda response: treq.content(response).addCallback(lambda body: got.append((response.code, body))))
     treq.flush()
     assert got == [(400, b"Non-UTF-8 encoding in URL.")]
+
+
+def test_each_request_is_routed_by_its_own_path_and_method() -> None:
+    """
+    A path without variables is matched once and then known; a path with
+    one gives each request its own value; what matched nothing, or matched
+    for another method, is not taken as known.
+    """
+    app = App()
+    router = Router(app.app)
+    treq = StubTreq(router)
+    got: list[tuple[int, bytes]] = []
+
+    def request(method: str, path: str) -> None:
+        treq.request(method, "http://example.com" + path).addCallback(
+            lambda response: treq.content(response).addCallback(lambda body: got.append((response.code, body))))
+        treq.flush()
+
+    for method, path in [("GET", "/now"), ("GET", "/now"), ("POST", "/now"), ("GET", "/item/a"),
+                         ("GET", "/item/b"), ("GET", "/nowhere"), ("GET", "/now/")]:
+        request(method, path)
+    for name in range(20):
+        request("GET", f"/item/{name}")
+    for slashes in range(2, 6):
+        request("GET", "/" * slashes + "now")
+    assert [code for code, _ in got[:7]] == [200, 200, 405, 200, 200, 404, 404]
+    assert [body for _, body in got[3:5]] == [b"a", b"b"]
+    assert app.calls[:24] == ["now", "now", "a", "b", *map(str, range(20))]
+    assert len(router._fixed) == 1

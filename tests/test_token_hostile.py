@@ -180,7 +180,8 @@ class HostileParameterTests(OAuthCase):
 
     def test_wrong_methods_and_paths(self) -> None:
         for method, path in (("GET", TOKEN), ("PUT", REVOKE), ("GET", INTROSPECT), ("DELETE", USERINFO),
-                             ("GET", SESSION), ("POST", TOKEN + "/")):
+                             ("GET", SESSION), ("POST", TOKEN + "/"),
+                             ("POST", TOKEN.replace("/v1/", "//v1/")), ("POST", TOKEN.replace("/token", "//token"))):
             reply = self.request(method, path)
             assert reply.code in (404, 405), (method, path, reply)
             error = reply.body["reason"] if path == SESSION else reply.body["error"]

@@ -140,7 +140,8 @@ def record_bytes(payloads: Iterable[bytes]) -> int:
     """
     How many bytes C{payloads} take as records.
     """
-    return sum(RECORD_OVERHEAD + len(p) for p in payloads)
+    held = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+    return RECORD_OVERHEAD * len(held) + sum(map(len, held))
 
 
 # ---------------------------------------------------------------------------

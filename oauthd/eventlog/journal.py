@@ -210,7 +210,7 @@ class FileJournal(SingleWriter):
         """
         See L{IEventLog.append}; claims: L{oauthd.eventlog.local}.
         """
-        batch = tuple(check_payload(p) for p in payloads)
+        batch = tuple([check_payload(p) for p in payloads])
         if self._closing:
             return fail(JournalClosed(f"journal {self.path} is closed"))
         if self._failure is not None:

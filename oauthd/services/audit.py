@@ -43,7 +43,6 @@ the chain across them and verifies it.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -73,6 +72,7 @@ from oauthd.services.audit_files import (
     rotated_name,
     seq_of,
     split_line,
+    trail_line,
     verify,
     verify_trail,
 )
@@ -99,8 +99,6 @@ RETRY_SECONDS = 5.0
 """How long a batch whose write failed waits before the next try."""
 
 
-# One encoder for every line: json.dumps with options builds one per call.
-_LINE = json.JSONEncoder(separators=(",", ":"))
 
 
 @frozen
@@ -299,15 +297,7 @@ class AuditTrail(Service):
             self._first_seq = self._seq + 1
             self._append(CONTINUE, "ok", {"file": name, "previous": self._head})
         self._seq += 1
-        record: dict[str, Any] = {
-            "seq": self._seq, "time": int(self._clock.seconds()), "event": event, "outcome": outcome,
-        }
-        for name in sorted(fields):
-            if name not in record and name != "chain":
-                record[name] = fields[name]
-        body = _LINE.encode(record).encode("utf-8")
-        self._head = chain_of(self._head, body)
-        line = body[:-1] + b',"chain":"' + self._head.encode("ascii") + b'"}\n'
+        line, self._head = trail_line(self._head, self._seq, int(self._clock.seconds()), event, outcome, fields)
         self._pending.append((self._seq, line))
         self._file_bytes += len(line)
         return self._seq
@@ -359,11 +349,18 @@ class AuditTrail(Service):
     def _written(self, result: object, batch: list[tuple[int, bytes]]) -> None:
         if batch:
             last = self.written_seq = batch[-1][0]
-            self.written_chain = split_line(batch[-1][1][:-1])[1]
-            ready = [d for seq, d in self._waiters if seq <= last]
-            self._waiters = [(seq, d) for seq, d in self._waiters if seq > last]
+            # A line ends with its chain value: ...,"chain":"<64 hex digits>"}
+            self.written_chain = batch[-1][1][-67:-3].decode("ascii")
+            # Waiters are in seq order: those written are the first ones.
+            waiters = self._waiters
+            cut = len(waiters)
+            while cut and waiters[cut - 1][0] > last:
+                cut -= 1
+            ready, self._waiters = waiters[:cut], waiters[cut:]
             watchers, self._watchers = self._watchers, []
-            for waiter in ready + watchers:
+            for _, waiter in ready:
+                waiter.callback(None)
+            for waiter in watchers:
                 waiter.callback(None)
         else:
             self._rotations.popleft()

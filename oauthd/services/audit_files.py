@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring_ascii
 
 from attrs import frozen
 
@@ -38,6 +39,35 @@ def chain_of(previous: str, body: bytes) -> str:
     The chain value of a line whose text without its chain member is C{body}.
     """
     return hashlib.sha256(previous.encode("ascii") + b"\n" + body).hexdigest()
+
+
+_LINE = json.JSONEncoder(separators=(",", ":"))
+_text = encode_basestring_ascii
+"""A string as _LINE encodes it."""
+
+_PLACED = frozenset({"seq", "time", "event", "outcome", "chain"})
+"""
+The members every line has in their own places: fields so named are left out.
+"""
+
+
+def trail_line(
+    previous: str, seq: int, time: int, event: str, outcome: str, fields: Mapping[str, object],
+) -> tuple[bytes, str]:
+    """
+    The line of an event (with its newline) and its chain value, given the
+    chain value of the line before: the JSON object of its members in
+    their order (L{oauthd.services.audit}), compact and ASCII, written out
+    member by member rather than built as a dict and encoded.
+    """
+    text = '{"seq":%d,"time":%d,"event":%s,"outcome":%s' % (seq, time, _text(event), _text(outcome))
+    for name in sorted(fields):
+        if name not in _PLACED:
+            value = fields[name]
+            text += "," + _text(name) + ":" + (_text(value) if type(value) is str else _LINE.encode(value))
+    head = text.encode("ascii")
+    chain = chain_of(previous, head + b"}")
+    return head + b',"chain":"' + chain.encode("ascii") + b'"}\n', chain
 
 
 def split_line(line: bytes) -> tuple[bytes, str]:

@@ -137,7 +137,7 @@ class State:
     def _live(self, index: dict[str, list[int]], name: str, now: float) -> list[Token]:
         rows = self._rows
         held = [r if type(r) is Token else parse_token(r) for r in map(rows.get, index.get(name, ())) if r is not None]
-        return [token for token in held if token.live(now)]
+        return [token for token in held if not token.lifetime or now < token.issued_at + token.lifetime]  # Token.live
 
     def token_count(self, client_id: str = "", user: str = "") -> int:
         """

@@ -181,7 +181,7 @@ class Store(Service):
             it, and a later compaction could bring it to life).
         """
         records = decision.records
-        audited: Deferred[None] = succeed(None)
+        audited: Deferred[None] | None = None
         if decision.still is not None:
             try:
                 decision.still()
@@ -209,13 +209,15 @@ class Store(Service):
                 ])
         else:
             appended = succeed(None)
-        if records and decision.refusal is None and succeeded(appended) and succeeded(audited):
+        if (audited is not None and decision.refusal is None and succeeded(appended)
+                and succeeded(audited)):
             # Durable and audited already (an in-memory log, an inline
             # trail): answered without the waiting below.
             if self.observe is not None:
                 for event in decision.audit:
                     self.observe(event)
             return succeed(decision.answer)
+        recorded = succeed(None) if audited is None else audited
 
         done: Deferred[T] = Deferred()
 
@@ -234,7 +236,7 @@ class Store(Service):
                 assert result.value is not None
                 # Consumed here whatever the journal did: an audit failure
                 # after a journal failure is the same refusal.
-                audited.addErrback(lambda _: None)
+                recorded.addErrback(lambda _: None)
                 self._note_failure(result.value)
                 done.errback(NotDurable(result.value, decision.context))
                 return
@@ -250,7 +252,7 @@ class Store(Service):
                 # answered 503, so it did not happen.
                 for event in decision.audit:
                     self.observe(event)
-            audited.addBoth(answer)
+            recorded.addBoth(answer)
 
         appended.addBoth(durable)
         return done

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from klein import Klein
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -129,19 +130,9 @@ class OAuthHTTP:
             committed = decided.addCallback(self._store.commit)
         else:
             committed = self._store.commit(decided)
-
-        def not_durable(failure: Failure) -> Failure:
-            failure.trap(NotDurable)
-            error = failure.value
-            assert isinstance(error, NotDurable)
-            refusal = errors.temporarily_unavailable("the change could not be recorded; try again")
-            source = "audit: " if isinstance(error.reason, AuditFailing) else "journal: "
-            return Failure(deny(refusal, reason=source + type(error.reason).__name__,
-                                **error.context))
-
         if succeeded(committed):
             return committed
-        return committed.addErrback(not_durable)
+        return committed.addErrback(_not_durable)
 
     def _respond(self, request: IRequest, work: Deferred[Body], status: int = 200) -> bytes | Deferred[bytes]:
         """
@@ -160,14 +151,19 @@ class OAuthHTTP:
         from that: a change already in memory still becomes durable and is
         audited, and a refusal is audited, as if the client had waited.
         """
-        answer: Deferred[Body] = Deferred()
+        answer: Deferred[bytes] = Deferred()
 
         def settle(result: Body | Failure) -> None:
             if not answer.called:
                 if isinstance(result, Failure):
                     answer.errback(result)
+                    return
+                try:
+                    rendered = json_body(request, result, status)
+                except Exception:
+                    answer.errback()
                 else:
-                    answer.callback(result)
+                    answer.callback(rendered)
             elif isinstance(result, Failure):
                 if isinstance(result.value, OAuthError):
                     self._audit_refusal(request, result.value)
@@ -178,7 +174,7 @@ class OAuthHTTP:
         work.addBoth(settle).addErrback(
             lambda failure: log.failure("auditing a refusal after a hang-up failed", failure)
         )
-        return answer.addCallback(lambda body: json_body(request, body, status))
+        return answer
 
     def _audit_refusal(self, request: IRequest, error: OAuthError) -> None:
         """
@@ -401,6 +397,9 @@ class OAuthHTTP:
         return _refusal(request, error)
 
     @app.handle_errors(NotFound)
+    # werkzeug redirects a path with doubled slashes to the route it
+    # resembles: oauthd serves no such path.
+    @app.handle_errors(RequestRedirect)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
         return _refusal(request, OAuthError("not_found", "no such resource", 404))
 
@@ -446,6 +445,19 @@ def _refusal(request: IRequest, error: OAuthError) -> bytes:
     photoprism = _is_session_path(request) and not isinstance(error, errors.Unauthenticated)
     body = _photoprism_refusal(error) if photoprism else error.body()
     return json_body(request, body, error.status, _challenged(request, error))
+
+
+def _not_durable(failure: Failure) -> Failure:
+    """
+    A change the event log cannot take, refused C{temporarily_unavailable}
+    and audited with who and what it was for.
+    """
+    failure.trap(NotDurable)
+    error = failure.value
+    assert isinstance(error, NotDurable)
+    refusal = errors.temporarily_unavailable("the change could not be recorded; try again")
+    source = "audit: " if isinstance(error.reason, AuditFailing) else "journal: "
+    return Failure(deny(refusal, reason=source + type(error.reason).__name__, **error.context))
 
 
 def _is_session_path(request: IRequest) -> bool:

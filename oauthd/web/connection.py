@@ -12,7 +12,7 @@ out of descriptors and refuses everyone.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
@@ -71,8 +71,10 @@ class Channel(HTTPChannel):
     A request's line and headers must arrive within the site's
     C{header_timeout} of its first byte (or of the connection, for its first
     request), and its body within C{body_timeout} of its headers; otherwise
-    it is answered 408 and the connection closes. The idle timeout
-    (C{timeOut}) closes a kept-alive connection silent between two requests. A body announced larger than the site's
+    it is answered 408 and the connection closes. The idle timeout (the
+    site's C{timeOut}) closes a kept-alive connection silent between two
+    requests, on the same timer (not twisted.web's own, which it would
+    move twice a request). A body announced larger than the site's
     C{max_body} is answered 413 as soon as the headers are in, and the
     connection closes rather than read it. The site counts its connections,
     and knows which are waiting for a request's headers (and since when),
@@ -80,12 +82,18 @@ class Channel(HTTPChannel):
     """
 
     site: OAuthSite
-    # One timer for all the deadlines of the connection, moved rather than
-    # made anew for each; it does nothing when it fires with none armed.
+    # One timer for all the deadlines of the connection (the armed one is
+    # due at _due). It is moved only to come sooner: a timer that fires
+    # before _due sets itself again for the rest, and does nothing with no
+    # deadline armed, so a request that arrives at once moves no timer.
     _deadline: IDelayedCall | None = None
     _armed = False
+    _due = 0.0
+    # The armed deadline is the idle timeout (not a request's).
+    _idle = False
 
     def connectionMade(self) -> None:
+        self.timeOut = None
         super().connectionMade()
         self.site.connections += 1
         self._await_headers()
@@ -98,7 +106,7 @@ class Channel(HTTPChannel):
         super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._armed and not self._handlingRequest:
+        if (self._idle or not self._armed) and not self._handlingRequest:
             # The first bytes of the next request on a kept-alive connection.
             self._await_headers()
         super().dataReceived(data)
@@ -126,27 +134,50 @@ class Channel(HTTPChannel):
         super().allContentReceived()
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Headers) -> None:
-        # twisted.web names itself and its version in every response.
-        headers.removeHeader(b"server")
+        # twisted.web names itself and its version in every response (by
+        # this canonical name: no need to bring the name to it first).
+        headers._rawHeaders.pop(b"Server", None)
         super().writeHeaders(version, code, reason, headers)
 
-    def _await_headers(self) -> None:
-        self._start_deadline(self.site.header_timeout)
-        self.site.awaiting_headers[self] = self.site.reactor.seconds()
+    def requestDone(self, request: Any) -> None:
+        super().requestDone(request)
+        idle = self.site.timeOut
+        if self.persistent and idle and not self._armed and not self._handlingRequest:
+            self._start_deadline(idle)
+            self._idle = True
 
-    def _start_deadline(self, seconds: float) -> None:
+    def _await_headers(self) -> None:
+        self.site.awaiting_headers[self] = self._start_deadline(self.site.header_timeout)
+
+    def _start_deadline(self, seconds: float) -> float:
+        """
+        Arm the deadline C{seconds} from now; return now.
+        """
+        now = self.site.reactor.seconds()
         self._armed = True
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.reset(seconds)
-        else:
+        self._idle = False
+        self._due = now + seconds
+        deadline = self._deadline
+        if deadline is None or not deadline.active():
             self._deadline = self.callLater(seconds, self._deadline_passed)
+        elif deadline.getTime() > self._due:
+            deadline.reset(seconds)
+        return now
 
     def _stop_deadline(self) -> None:
         self.site.awaiting_headers.pop(self, None)
         self._armed = False
 
     def _deadline_passed(self) -> None:
-        if self._armed:
+        if not self._armed:
+            return
+        left = self._due - self.site.reactor.seconds()
+        if left > 0:
+            self._deadline = self.callLater(left, self._deadline_passed)
+        elif self._idle:
+            self._armed = False
+            self.timeoutConnection()
+        else:
             self.too_slow()
 
     def too_slow(self) -> None:

@@ -15,6 +15,7 @@ calling it twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from klein import Klein
@@ -68,22 +69,35 @@ class Router(KleinResource):
         super().__init__(_Handed(app))  # type: ignore[arg-type]
         self._routes = app
         self._adapter = app.url_map.bind("localhost")
+        # What a path without variables and a method matched: the path names
+        # one rule, so it is matched once. Only a path spelled as its rule is
+        # kept: at most one per rule and method however many are asked for.
+        self._fixed: dict[tuple[bytes, bytes], tuple[str, Mapping[str, Any], int]] = {}
 
     def render(self, request: IRequest) -> Any:
         postpath: list[bytes] = request.postpath
-        try:
-            rule, kwargs = self._adapter.match(
-                "/" + b"/".join(postpath).decode("utf-8"), request.method.decode("ascii"), return_rule=True)
-            matched: int = route_metadata(self._routes.endpoints[rule.endpoint]).segment_count
-        except Exception:
-            # Not matched (404, 405, a redirect): Klein's way, as it answers those.
-            return super().render(request)
+        path = b"/".join(postpath)
+        known = self._fixed.get((path, request.method))
+        if known is not None:
+            endpoint, kwargs, matched = known
+        else:
+            try:
+                asked = "/" + path.decode("utf-8")
+                rule, kwargs = self._adapter.match(asked, request.method.decode("ascii"), return_rule=True)
+                endpoint = rule.endpoint
+                matched = route_metadata(self._routes.endpoints[endpoint]).segment_count
+            except Exception:
+                # Not matched (404, 405, a redirect): Klein's way, as it answers those.
+                return super().render(request)
+            if rule.rule == asked:
+                # The rule itself (no variables, no extra slashes werkzeug let by).
+                self._fixed[(path, request.method)] = (endpoint, kwargs, matched)
         # The route sees the segments it matched moved to prepath, as Klein moves them.
         request.prepath.extend(postpath[:matched])
         request.postpath = postpath[matched:]
         result: object
         try:
-            result = self._routes.execute_endpoint(rule.endpoint, request, **kwargs)
+            result = self._routes.execute_endpoint(endpoint, request, **kwargs)
         except Exception:
             result = Failure()
         if request.finished or request._disconnected:  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -23,6 +24,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from oauthd.protocol.errors import OAuthError
+from oauthd.protocol.grants.answer import TokenAnswer
 from oauthd.web.accesslog import access_log_line
 from oauthd.web.connection import Channel, Refused
 
@@ -49,7 +51,8 @@ def json_body(
         every response carrying or describing a credential must be.
     """
     request.setResponseCode(status)
-    data = _COMPACT.encode(body).encode("utf-8")
+    text = _token_json(body) if type(body) is TokenAnswer else None
+    data = (text if text is not None else _COMPACT.encode(body)).encode("utf-8")
     # Set in one go: these names and values are constants, already in the
     # form (canonical case, no line breaks) setHeader would bring them to.
     raw = request.responseHeaders._rawHeaders
@@ -62,6 +65,39 @@ def json_body(
             request.setHeader(name.encode("ascii"), value.encode("ascii"))
     raw[b"Content-Length"] = [b"%d" % len(data)]
     return data
+
+
+def _token_json(body: TokenAnswer) -> str | None:
+    """
+    What C{_COMPACT} makes of a token answer that has just the keys
+    L{oauthd.protocol.grants.answer.issued} gives it, in that order, written
+    by template (a few times less work); C{None} for one of any other shape.
+    """
+    text = _text
+    try:
+        optional = ""
+        keys = 7
+        if "refresh_token" in body:
+            optional += ',"refresh_token":' + text(body["refresh_token"])
+            keys += 1
+        if "id_token" in body:
+            optional += ',"id_token":' + text(body["id_token"])
+            keys += 1
+        if len(body) != keys or type(body["expires_in"]) is not int:
+            return None
+        return _TOKEN % (
+            text(body["access_token"]), text(body["token_type"]), body["expires_in"], text(body["scope"]),
+            optional, text(body["status"]), text(body["session_id"]), text(body["client_name"]),
+        )
+    except (KeyError, TypeError):
+        return None
+
+
+_text: Callable[[Any], str] = encode_basestring_ascii
+"""A string as C{_COMPACT} encodes it (a C{TypeError} for anything else)."""
+
+_TOKEN = ('{"access_token":%s,"token_type":%s,"expires_in":%d,"scope":%s%s,"status":%s,'
+          '"session_id":%s,"client_name":%s}')
 
 
 class CappedBody(io.BytesIO):
@@ -119,8 +155,9 @@ class _Request(Request):
 
     def finish(self) -> None:
         super().finish()
+        held = self.__dict__
         for name in self._HELD:
-            self.__dict__.pop(name, None)
+            held.pop(name, None)
 
 
 SLOW_AFTER = 1.0

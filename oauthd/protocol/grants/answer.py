@@ -14,6 +14,14 @@ from oauthd.state.decision import Decision, audit
 from oauthd.state.entities import Client
 from oauthd.state.records import Record
 
+class TokenAnswer(dict[str, object]):
+    """
+    The answer of L{issued}, its keys in that order: the edge writes one
+    that still has just those by template rather than encoding a dict
+    (L{oauthd.web.site.json_body}).
+    """
+
+
 def issued(
     records: list[Record], client: Client, grant_type: str, ip: str,
     access: Minted, refresh: Minted | None = None, id_token: str = "",
@@ -25,12 +33,9 @@ def issued(
     PhotoPrism's keys; C{lost}: see L{Decision.lost}.
     """
     token = access.token
-    body: Body = {
-        "access_token": access.secret,
-        "token_type": "Bearer",
-        "expires_in": token.lifetime,
-        "scope": token.scope,
-    }
+    body: Body = TokenAnswer(
+        access_token=access.secret, token_type="Bearer", expires_in=token.lifetime, scope=token.scope,
+    )
     if refresh is not None:
         body["refresh_token"] = refresh.secret
     if id_token:
