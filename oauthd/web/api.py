@@ -6,6 +6,9 @@ the answer, or the refusal, as JSON in the RFC 6749 section 5.2 shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from klein import Klein
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
@@ -37,11 +40,14 @@ from oauthd.web.pages import static
 from oauthd.web.pages.device import DevicePages
 from oauthd.web.pages.flow import AuthorizePages
 from oauthd.web.pages.logout import LogoutPages
+from oauthd.web.refusals import is_session_path, refusal
 from oauthd.web.routing import Router
 from oauthd.web.site import Edge, OAuthSite, json_body
 from oauthd.web.staleness import check_fresh, log_health
 
 log = Logger()
+
+T = TypeVar("T")
 
 _EVENTS = {
     b"/api/v1/oauth/token": "token",
@@ -183,11 +189,23 @@ class OAuthHTTP:
         path = request.path or b""
         if path.startswith(b"/api/v1/oauth/register/"):
             path = b"/api/v1/oauth/register"
-        event = _EVENTS.get(path, "session" if _is_session_path(request) else "http")
+        event = _EVENTS.get(path, "session" if is_session_path(request) else "http")
         context = {"ip": self._ip(request), "reason": error.description}
         context.update((k, str(v)) for k, v in error.context.items() if k not in ("event", "outcome"))
         self._store.record_audit(
             audit(f"{event}.refuse", "denied", error=error.error, status=error.status, **context))
+
+    def _after_a_miss(
+        self, missed: Callable[[], bool], caller: str, answer: Callable[[], T | Deferred[T]],
+    ) -> T | Deferred[T]:
+        """
+        C{answer()}, or, over a shared log where C{missed()} (what the
+        request names is not held here: another node may have just made it),
+        C{answer()} once this node caught up, within C{caller}'s budget.
+        """
+        if self._store.follower is not None and missed() and self._miss_budget.admit(caller):
+            return caught_up(self._store).addCallback(lambda _: answer())
+        return answer()
 
     # -- endpoints ------------------------------------------------------------
 
@@ -196,13 +214,8 @@ class OAuthHTTP:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
         ip = self._ip(request)
-        if (self._store.follower is not None and misses.token_request(self._ctx, params, auth)
-                and self._miss_budget.admit((auth.basic[0] if auth.basic is not None else auth.client_id) or ip)):
-            # Another node sharing the log may have just made it.
-            later = caught_up(self._store).addCallback(
-                lambda _: grants.token(self._ctx, params, auth, ip, presented))
-            return self._respond(request, self._committed(later))
-        decided = grants.token(self._ctx, params, auth, ip, presented)
+        decided = self._after_a_miss(lambda: misses.token_request(self._ctx, params, auth), _caller(auth, ip),
+                                     lambda: grants.token(self._ctx, params, auth, ip, presented))
         return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/device", methods=["POST"])
@@ -224,14 +237,9 @@ class OAuthHTTP:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
         ip = self._ip(request)
-        if (self._store.follower is not None and misses.token(self._ctx, params.get("token", ""))
-                and self._miss_budget.admit((auth.basic[0] if auth.basic is not None else auth.client_id) or ip)):
-            # Issued on another node just now, perhaps: a 200 for a token
-            # unknown here would leave it live everywhere.
-            later = caught_up(self._store).addCallback(
-                lambda _: revocation.revoke(self._ctx, params, auth, presented, ip))
-            return self._respond(request, self._committed(later))
-        decided = revocation.revoke(self._ctx, params, auth, presented, ip)
+        # A 200 for a token another node issued just now, unknown here, would leave it live everywhere.
+        decided = self._after_a_miss(lambda: misses.token(self._ctx, params.get("token", "")), _caller(auth, ip),
+                                     lambda: revocation.revoke(self._ctx, params, auth, presented, ip))
         return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/introspect", methods=["POST"])
@@ -241,15 +249,11 @@ class OAuthHTTP:
         auth, presented = parsing.client_auth(request, params)
         ip = self._ip(request)
         answer = introspection.introspect(self._ctx, params, auth, presented, ip)
-        caller = (auth.basic[0] if auth.basic is not None else auth.client_id) or ip
-        if (answer == {"active": False} and self._store.follower is not None
-                and misses.token(self._ctx, params.get("token", ""))
-                and self._miss_budget.admit(caller)):
-            # Issued on another node just now, perhaps: asked again once this
-            # one caught up (a caller's misses wait at most once a second).
-            return caught_up(self._store).addCallback(lambda _: json_body(
-                request, introspection.introspect(self._ctx, params, auth, presented, ip)))
-        return json_body(request, answer)
+        if answer != {"active": False}:
+            return json_body(request, answer)
+        return self._after_a_miss(lambda: misses.token(self._ctx, params.get("token", "")), _caller(auth, ip),
+                                  lambda: json_body(request, introspection.introspect(
+                                      self._ctx, params, auth, presented, ip)))
 
     @app.route("/api/v1/oauth/userinfo", methods=["GET", "POST"])
     def userinfo(self, request: IRequest) -> bytes | Deferred[bytes]:
@@ -262,12 +266,8 @@ class OAuthHTTP:
                     raise errors.invalid_request("present the access token one way only")
                 presented = in_body
         ip = self._ip(request)
-        if (presented is not None and self._store.follower is not None and misses.token(self._ctx, presented)
-                and self._miss_budget.admit(ip)):
-            # Issued on another node just now, perhaps.
-            return caught_up(self._store).addCallback(
-                lambda _: json_body(request, userinfo.userinfo(self._ctx, presented, ip)))
-        return json_body(request, userinfo.userinfo(self._ctx, presented, ip))
+        return self._after_a_miss(lambda: presented is not None and misses.token(self._ctx, presented), ip,
+                                  lambda: json_body(request, userinfo.userinfo(self._ctx, presented, ip)))
 
     @app.route("/api/v1/session", methods=["POST"])
     @app.route("/api/v1/sessions", methods=["POST"])
@@ -281,13 +281,8 @@ class OAuthHTTP:
     @app.route("/api/v1/sessions/<string:reference>", methods=["DELETE"])
     def delete_session(self, request: IRequest, reference: str | None = None) -> bytes | Deferred[bytes]:
         presented, ip = parsing.bearer_of(request), self._ip(request)
-        if (presented is not None and self._store.follower is not None and misses.token(self._ctx, presented)
-                and self._miss_budget.admit(ip)):
-            # Opened on another node just now, perhaps.
-            later = caught_up(self._store).addCallback(
-                lambda _: sessions.delete_session(self._ctx, presented, ip, reference))
-            return self._respond(request, self._committed(later))
-        decided = sessions.delete_session(self._ctx, presented, ip, reference)
+        decided = self._after_a_miss(lambda: presented is not None and misses.token(self._ctx, presented), ip,
+                                     lambda: sessions.delete_session(self._ctx, presented, ip, reference))
         return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/register", methods=["POST"])
@@ -297,11 +292,8 @@ class OAuthHTTP:
         Dynamic client registration (RFC 7591), and a registration's
         management URI (RFC 7592).
         """
-        if (client_id is not None and self._store.follower is not None and misses.client(self._ctx, client_id)
-                and self._miss_budget.admit(self._ip(request))):
-            # Registered on another node just now, perhaps.
-            return caught_up(self._store).addCallback(lambda _: self._registration(request, client_id))
-        return self._registration(request, client_id)
+        return self._after_a_miss(lambda: client_id is not None and misses.client(self._ctx, client_id),
+                                  self._ip(request), lambda: self._registration(request, client_id))
 
     def _registration(self, request: IRequest, client_id: str | None) -> bytes | Deferred[bytes]:
         presented, ip = parsing.bearer_of(request), self._ip(request)
@@ -394,21 +386,21 @@ class OAuthHTTP:
         error = failure.value
         assert isinstance(error, OAuthError)
         self._audit_refusal(request, error)
-        return _refusal(request, error)
+        return refusal(request, error)
 
     @app.handle_errors(NotFound)
     # werkzeug redirects a path with doubled slashes to the route it
     # resembles: oauthd serves no such path.
     @app.handle_errors(RequestRedirect)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
-        return _refusal(request, OAuthError("not_found", "no such resource", 404))
+        return refusal(request, OAuthError("not_found", "no such resource", 404))
 
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, MethodNotAllowed)
         allowed = ", ".join(sorted(error.valid_methods or []))
-        return _refusal(request, OAuthError("method_not_allowed", f"use {allowed}", 405, {"Allow": allowed}))
+        return refusal(request, OAuthError("method_not_allowed", f"use {allowed}", 405, {"Allow": allowed}))
 
     @app.handle_errors(Exception)
     def server_error(self, request: IRequest, failure: Failure) -> bytes:
@@ -419,32 +411,6 @@ class OAuthHTTP:
             {"error": "server_error", "error_description": "internal error"},
             500,
         )
-
-
-_PHOTOPRISM_MESSAGES = {
-    401: "Invalid credentials",
-    403: "Permission denied",
-    404: "Not found",
-    405: "Method not allowed",
-    413: "Request too large",
-    429: "Rate limit exceeded",
-    503: "Service unavailable",
-}
-"""
-What PhotoPrism's session endpoints say in C{error} for each status (its web
-UI shows that string); anything else is its generic 400 message.
-"""
-
-
-def _refusal(request: IRequest, error: OAuthError) -> bytes:
-    """
-    The response refusing C{request}: RFC 6749's shape, or PhotoPrism's on
-    its session endpoints; a request with no credentials at all gets the
-    bare challenge and an empty body everywhere (RFC 6750 section 3.1).
-    """
-    photoprism = _is_session_path(request) and not isinstance(error, errors.Unauthenticated)
-    body = _photoprism_refusal(error) if photoprism else error.body()
-    return json_body(request, body, error.status, _challenged(request, error))
 
 
 def _not_durable(failure: Failure) -> Failure:
@@ -460,45 +426,6 @@ def _not_durable(failure: Failure) -> Failure:
     return Failure(deny(refusal, reason=source + type(error.reason).__name__, **error.context))
 
 
-def _is_session_path(request: IRequest) -> bool:
-    path = request.path or b""
-    return path in (b"/api/v1/session", b"/api/v1/sessions") or path.startswith(
-        (b"/api/v1/session/", b"/api/v1/sessions/"))
-
-
-def _photoprism_refusal(error: OAuthError) -> Body:
-    """
-    A refusal in the shape of PhotoPrism's session endpoints: the status as
-    C{code}, its message as C{error}, and the precise reason as C{details}
-    (RFC 6749's C{error} code kept as C{reason}).
-    """
-    return {
-        "code": error.status,
-        "error": _PHOTOPRISM_MESSAGES.get(error.status, "Unable to do that"),
-        "details": error.description,
-        "reason": error.error,
-    }
-
-
-def _challenged(request: IRequest, error: OAuthError) -> dict[str, str]:
-    """
-    The headers of a refusal, with the challenge every 401 carries (RFC 9110
-    section 15.5.2), as does a resource's 400 (RFC 6750 section 3), where
-    the refusal brings none of its own: Bearer at the resources (userinfo,
-    ending a session), Basic where clients authenticate.
-    """
-    if "WWW-Authenticate" in error.headers:
-        return error.headers
-    resource = request.path == b"/api/v1/oauth/userinfo" or request.method == b"DELETE"
-    if error.status == 401:
-        challenge = errors.bearer_challenge(errors.REALM) if resource else errors.BASIC_CHALLENGE
-    elif error.status == 400 and resource:
-        challenge = errors.bearer_challenge(errors.REALM, error.error, error.description)
-    else:
-        return error.headers
-    return {**error.headers, "WWW-Authenticate": challenge}
-
-
 def _no_content(request: IRequest) -> bytes:
     request.setHeader(b"Content-Length", b"0")
     return b""
@@ -510,3 +437,10 @@ def _public(request: IRequest, document: Body) -> bytes:
     """
     request.setHeader(b"Access-Control-Allow-Origin", b"*")
     return json_body(request, document, no_store=False)
+
+
+def _caller(auth: clientauth.ClientAuth, ip: str) -> str:
+    """
+    Whom a request's lookup misses are budgeted to: its client, else its address.
+    """
+    return (auth.basic[0] if auth.basic is not None else auth.client_id) or ip
