@@ -298,6 +298,8 @@ class AuditQuery:
         (C{token} or C{token.*}).
     @ivar client: a client id.
     @ivar user: a user name.
+    @ivar node: the id of the node that made the change, over a shared event
+        log (the reading node's own lines without one count as its own).
     """
 
     since: float | None = None
@@ -305,12 +307,17 @@ class AuditQuery:
     event: str = ""
     client: str = ""
     user: str = ""
+    node: str = ""
 
 
 class IAuditReader(Interface):
     """
     Reads and verifies the audit trail, off the reactor thread.
     """
+
+    node = Attribute(
+        "C{str}: the id of the node whose trail it reads, over a shared event log; else C{\"\"}"
+    )
 
     def read(query: AuditQuery, cursor: str, rows: int, follow: bool) -> Deferred[tuple[list[str], str]]:
         """

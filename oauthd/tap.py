@@ -233,7 +233,7 @@ def give_subject_ids(store: Any, ctx: Any) -> None:
         lambda failure: log.failure("the subject ids could not be written", failure))
 
 
-def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
+def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None, node: str = "") -> Any:
     """
     Keep where the audit trail begins in the journal (retention records it
     before removing files, see L{oauthd.state.audit_anchor}), and return the
@@ -243,6 +243,8 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
 
     @param run: runs the reader's work off the reactor; by default in the
         reactor's thread pool (tests pass one that runs inline).
+    @param node: this node's id over a shared log, whose trail has an anchor
+        of its own.
     """
     from twisted.internet.threads import deferToThreadPool
 
@@ -253,11 +255,11 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
     from oauthd.state.decision import Decision
 
     def anchor(seq: int, previous: str) -> Deferred[Any]:
-        committed: Deferred[Any] = store.commit(Decision(None, records=[AuditAnchored(seq, previous)]))
+        committed: Deferred[Any] = store.commit(Decision(None, records=[AuditAnchored(seq, previous, node)]))
         return committed
 
     trail.retention.anchor = anchor
-    if not store.state.audit_anchor.recorded:
+    if not store.state.audit_anchor.has(node):
         begins = trail_begins(trail.directory)
         if begins is not None:
             log.warn("audit trail {path}: it begins at seq {seq} and the journal did not say so (an"
@@ -267,7 +269,7 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
             lambda failure: log.failure("anchoring the audit trail", failure)))
     if run is None:
         run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
-    return TrailReader(trail, run, reactor, PAGE_BYTES)
+    return TrailReader(trail, run, reactor, PAGE_BYTES, node=node)
 def build_service(
     config: Config, reactor: Any, journal_pool: Any = None, journal: IEventLog | None = None,
     euid: int | None = None, reread: Callable[[], Config] | None = None,
@@ -298,9 +300,11 @@ def build_service(
     from oauthd.protocol.context import Context
     from oauthd.reload import Reloader, Running
     from oauthd.services.audit import AuditTrail, TrailLimits
+    from oauthd.services.cluster_audit import ClusterTrail
     from oauthd.services.fdlimit import make_room
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService, usual_cost
     from oauthd.services.metrics import Metrics, watch
+    from oauthd.state.audit_relay import AuditRelay
     from oauthd.state.follower import replayed
     from oauthd.state.store import Store
     from oauthd.web.api import OAuthHTTP
@@ -313,9 +317,11 @@ def build_service(
             journal = open_event_log(config, reactor, journal_pool, metrics)
         except (JournalError, OSError) as e:
             raise ConfigError(str(e)) from None
+    # Over a shared log, each change's audit events travel with it.
+    relay = AuditRelay(getattr(journal, "node", "")) if config.eventlog else None
     try:
         with collector_paused():
-            state = replayed(journal, reactor.seconds())
+            state = replayed(journal, reactor.seconds(), relay)
     except ValueError as e:
         raise ConfigError(f"{getattr(journal, 'path', 'journal')}: {e}") from None
     # What replay built lives as long as the process: out of the collector's
@@ -328,12 +334,16 @@ def build_service(
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)
-    if config.eventlog:
+    if relay is not None:
         from oauthd.state.follower import follow
 
-        # Shared with other daemons: memory changes as the log delivers.
-        follow(store)
-    reader = anchor_trail(trail, store, reactor)
+        # Shared with other daemons: memory changes as the log delivers, and
+        # the trail gets every node's changes (services/cluster_audit.py).
+        cluster = ClusterTrail(trail, relay.node)
+        cluster.start(relay.begins, journal.position)
+        relay.attach(cluster.write)
+        follow(store, relay)
+    reader = anchor_trail(trail, store, reactor, node=relay.node if relay is not None else "")
     root = Daemon()
     root.caught_up, root.clock = journal.sync, reactor
     # The trail stops after everything else (see Daemon).

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from oauthd.eventlog import LogUnavailable
 from oauthd.interfaces import Claim, ClaimConflict, Expect, IEventLog
+from oauthd.state.audit_relay import AuditRelay
 from oauthd.state.authz_records import BrowserStarted, CodeIssued, CodeRedeemed, HalfLoginStarted
 from oauthd.state.decision import Decision
 from oauthd.state.device import APPROVED, DENIED, PENDING, REDEEMED, DevicePut
@@ -155,25 +156,30 @@ def apply_at(state: State, payload: bytes, now: float) -> bool | None:
     return taken
 
 
-def replay_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, now: float) -> None:
+def replay_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, now: float,
+                  relay: AuditRelay | None = None) -> None:
     """
     Build a starting node's state as the running nodes built theirs: the
     snapshot's records as they are (a node's state at its position), then
     each later record only where it is admitted at its position, so that
     what the followers dropped (a raced token limit, a second redemption)
-    is dropped here too.
+    is dropped here too.  C{relay} is shown each of those, numbered from 1.
     """
     records = iter(payloads)
     replay(state, islice(records, snapshot_records), now)
     for number, payload in enumerate(records, start=1):
-        if apply_at(state, payload, now) is None:
+        taken = apply_at(state, payload, now)
+        if taken is None:
             log.error("start: skipped a malformed record ({number} after the snapshot)", number=number)
+        if relay is not None:
+            relay.applied(number, payload, taken)
 
 
-def replayed(log: IEventLog, now: float) -> State:
+def replayed(log: IEventLog, now: float, relay: AuditRelay | None = None) -> State:
     """
     The state C{log} holds, replayed at start (blocking): as written, or,
-    for a shared log, as the running nodes hold it (L{replay_shared}).
+    for a shared log, as the running nodes hold it (L{replay_shared}),
+    the audit events after the snapshot held by C{relay}.
 
     @raise ValueError: naming the record, if one is malformed (a log one
         process writes).
@@ -182,7 +188,9 @@ def replayed(log: IEventLog, now: float) -> State:
     if log.snapshot_records is None:
         replay(state, log.replay(), now)
     else:
-        replay_shared(state, log.replay(), log.snapshot_records, now)
+        replay_shared(state, log.replay(), log.snapshot_records, now, relay)
+        if relay is not None:
+            relay.replayed(log.position)
     return state
 
 
@@ -257,6 +265,7 @@ class _Pending:
     payloads: list[bytes]
     left: int
     dropped: int = 0
+    audited: Deferred[None] | None = None  # its audit events' write, once delivered
 
 
 @define(eq=False)
@@ -269,6 +278,7 @@ class Follower:
     state: State
     clock: IReactorTime
     catch_up: CatchUp | None = None
+    relay: AuditRelay | None = None  # carries the audit events in the log
     # Appends of this node's that the log refused for a claim (read by the metrics).
     conflicts: int = 0
     _mine: dict[bytes, deque[_Pending]] = field(factory=dict)
@@ -283,14 +293,19 @@ class Follower:
             # Every node skips it alike.
             log.error("log position {position}: skipped a malformed record", position=position)
             return
+        audited = None if self.relay is None else self.relay.applied(position, payload, taken)
         waiting = self._mine.get(payload)
         if waiting:
             pending = waiting.popleft()
             if not waiting:
                 del self._mine[payload]
             pending.left -= 1
+            if audited is not None:
+                pending.audited = audited
             if not taken:
                 pending.dropped += 1
+        elif audited is not None:  # another node's: the trail reports a failed write
+            audited.addErrback(lambda _: None)
 
     def _expect(self, payloads: list[bytes]) -> _Pending:
         pending = _Pending(payloads, len(payloads))
@@ -320,6 +335,8 @@ class Follower:
             from oauthd.interfaces import AuditFailing
             return fail(NotDurable(AuditFailing(store.audit_sink.failure), decision.context))
         payloads = [encode(r) for r in decision.records]
+        if self.relay is not None and decision.audit:
+            payloads.append(self.relay.payload(decision.audit, len(payloads), self.clock.seconds()))
         pending = self._expect(payloads)
         claims = [*decision.claims, *implied_claims(self.state, decision.records)]
         try:
@@ -349,6 +366,7 @@ class Follower:
         def outcome(result: object) -> object:
             self._forget(pending)
             reason: BaseException
+            audited = pending.audited
             if isinstance(result, Failure):
                 assert result.value is not None
                 if not result.check(ClaimConflict):
@@ -366,9 +384,12 @@ class Follower:
                 if store.observe is not None:
                     for event in decision.audit:
                         store.observe(event)
-                audited = _all_of([store.audit_sink.record_change(e.event, e.outcome, e.fields)
-                                   for e in decision.audit])
-                return audited.addCallbacks(answer, unrecorded)
+                if audited is None and self.relay is None:
+                    audited = _all_of([store.audit_sink.record_change(e.event, e.outcome, e.fields)
+                                       for e in decision.audit])
+                return (audited or succeed(None)).addCallbacks(answer, unrecorded)
+            if audited is not None:  # written as superseded (L{AuditRelay})
+                audited.addErrback(lambda _: None)
             if decision.lost is not None:
                 return store.commit(decision.lost())
             return Failure(NotDurable(Superseded(str(reason)), decision.context))
@@ -376,13 +397,13 @@ class Follower:
         return cast(Deferred[T], appended.addBoth(settled))
 
 
-def follow(store: Store) -> Follower:
+def follow(store: Store, relay: AuditRelay | None = None) -> Follower:
     """
     Make C{store} a node of a shared log: from now on its state changes as
-    its log delivers records, and its commits go through the follower.
-    Call it once the state is replayed, before the reactor runs.
+    its log delivers records, and its commits go through the follower (their
+    audit events through C{relay}).  Call it once the state is replayed.
     """
-    follower = Follower(store.state, store._clock, CatchUp(store.log, store._clock))
+    follower = Follower(store.state, store._clock, CatchUp(store.log, store._clock), relay)
     store.follower = follower
     store.log.follow(follower.deliver)
     return follower

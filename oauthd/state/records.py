@@ -36,6 +36,7 @@ family's start from the first of its tokens it sees.
                                 (L{oauthd.state.authz_records})
     key, key~                   signing keys (L{oauthd.state.keys})
     audit-anchor                where the audit trail begins (L{oauthd.state.audit_anchor})
+    audit                       a change's audit events, in a shared log (L{oauthd.state.audit_records})
 
 Applying a record is idempotent, and a record naming something absent does
 nothing (see L{oauthd.state.model}). Times are whole seconds on the injected
@@ -50,7 +51,7 @@ from typing import Any
 
 from attrs import asdict, frozen
 
-from oauthd.state import audit_anchor, authz_records, device, keys
+from oauthd.state import audit_anchor, audit_records, authz_records, device, keys
 from oauthd.state.authz_records import AUTHZ_TYPES, AuthzRecord
 from oauthd.state.keys import KEY_TYPES, KeyRecord
 from oauthd.state.entities import KINDS, Client, SecondFactor, Token, User, key_hex
@@ -169,7 +170,7 @@ Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
     | GrantRevoked | RefreshUsed | FamilyHeld | RefreshSpent | SecondFactorRecord | AuthzRecord
     | device.DevicePut
-    | KeyRecord | TokenUses | audit_anchor.AuditAnchored
+    | KeyRecord | TokenUses | audit_anchor.AuditAnchored | audit_records.AuditNoted
 )
 
 TOKEN_TAG = b"tok\t"
@@ -197,6 +198,8 @@ def encode(record: Record) -> bytes:
         return device.encode(record).encode("utf-8")
     if isinstance(record, audit_anchor.AuditAnchored):
         return audit_anchor.encode(record).encode("utf-8")
+    if isinstance(record, audit_records.AuditNoted):
+        return audit_records.encode(record).encode("utf-8")
     match record:
         case TokenIssued(token=t):
             text = (
@@ -298,6 +301,8 @@ def decode(payload: bytes) -> Record:
         return device.decode(fields)
     if tag == audit_anchor.TAG:
         return audit_anchor.decode(fields)
+    if tag == audit_records.TAG:
+        return audit_records.decode(fields)
     if tag in _TWO_FIELDS:
         if len(fields) != 3:
             raise ValueError(f"malformed {tag} record: it has {len(fields)} fields, not 3")

@@ -1,0 +1,166 @@
+"""
+The audit trail of a node that shares its event log with others.
+
+Each node keeps its own chained trail (L{oauthd.services.audit}); the events
+of every change travel in the log (L{oauthd.state.audit_records}), and each
+node writes each of them to its trail once, as the log delivers it, its own
+included (L{ClusterTrail.write}). Such a line names the node that made the
+change (C{node}), the change's log position (C{pos}) and when the node made
+it (C{at}, POSIX seconds), so the lines of one change agree on every node
+but for their C{seq}, C{time} and C{chain}::
+
+    {"seq":41,"time":1800000003,"event":"client.add","outcome":"ok","at":"1800000002",
+     "client_id":"c...","node":"a1","peer_uid":"0","pos":"1207","chain":"..."}
+
+The trail remembers how far it got by its lines: at start, the position of
+its last line that has one (L{last_position}). The log after the latest
+snapshot is replayed then, and only events past that position are written,
+so a restart writes each event once. Events before the snapshot are no
+longer read: if the trail stopped before the snapshot's position, one
+C{audit.gap} line says which positions this node did not see (the other
+nodes' trails have those events). A log that no longer reaches the trail's
+position (a database restored from an older backup) gets an
+C{audit.rewound} line, and the trail counts on from the log's head.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from oauthd.services.audit_files import split_line, trail_files
+
+log = Logger()
+
+NODE = "node"
+POSITION = "pos"
+AT = "at"
+SUPERSEDED = "superseded"
+
+_CHUNK = 1 << 20
+_NEEDLE = b'"' + POSITION.encode() + b'":"'
+
+
+class _Sink(Protocol):
+    directory: str
+
+    def record_change(self, event: str, outcome: str, fields: Mapping[str, str]) -> Deferred[None]: ...
+
+
+class _Noted(Protocol):
+    """
+    An C{audit} record (L{oauthd.state.audit_records.AuditNoted}).
+    """
+
+    node: str
+    at: int
+
+    @property
+    def events(self) -> tuple[_Event, ...]: ...
+
+
+class _Event(Protocol):
+    event: str
+    outcome: str
+    fields: Mapping[str, str]
+
+
+def _position(line: bytes) -> int | None:
+    if _NEEDLE not in line:
+        return None
+    try:
+        value = json.loads(split_line(line)[0]).get(POSITION)
+        return int(value) if isinstance(value, str) and value.isdigit() else None
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+
+
+def last_position(directory: str) -> int:
+    """
+    The log position of the trail's last line that has one (0 for none),
+    read from the end of the newest file back (blocking: at start).
+    """
+    for path in reversed(trail_files(directory)):
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            rest = b""
+            while end > 0:
+                start = max(0, end - _CHUNK)
+                f.seek(start)
+                lines = (f.read(end - start) + rest).split(b"\n")
+                # The first piece may be a line's end; it is read with the next chunk.
+                rest = lines[0] if start else b""
+                for line in reversed(lines[1:] if start else lines):
+                    found = _position(line)
+                    if found is not None:
+                        return found
+                end = start
+    return 0
+
+
+class ClusterTrail:
+    """
+    Writes the events the shared log delivers to this node's trail, each
+    once (see the module's docstring).
+
+    @ivar position: the log position through which the trail has the
+        events (or says it will not have them).
+    """
+
+    def __init__(self, trail: _Sink, node: str) -> None:
+        """
+        Find how far the trail got (blocking: before the reactor runs).
+        """
+        self._trail = trail
+        self.node = node
+        self.position = last_position(trail.directory)
+
+    def start(self, begins: int, head: int) -> None:
+        """
+        The log was replayed from position C{begins} (after its latest
+        snapshot) to C{head}: say what this trail cannot have.
+        """
+        if self.position > head:
+            log.warn("audit trail: it has events through log position {position}, but the log ends at"
+                     " {head} (restored from an older backup?): counting on from there",
+                     position=self.position, head=head)
+            self._note("audit.rewound", {"trail": str(self.position), "log": str(head)})
+            self.position = head
+        elif begins > self.position + 1:
+            log.warn("audit trail: the events at log positions {first} to {last} were not seen by this node"
+                     " (a snapshot passed them while it was down); the other nodes' trails hold them",
+                     first=self.position + 1, last=begins - 1)
+            self._note("audit.gap", {"from": str(self.position + 1), "to": str(begins - 1)})
+            self.position = begins - 1
+
+    def _note(self, event: str, fields: dict[str, str]) -> None:
+        fields[NODE] = self.node
+        self._trail.record_change(event, "failed", fields).addErrback(lambda _: None)
+
+    def write(self, position: int, record: _Noted, superseded: bool) -> Deferred[None] | None:
+        """
+        Write the events of the C{audit} record at C{position}, unless the
+        trail has them; as superseded if a record of their change was
+        dropped where it was applied (the change was not made).
+
+        @return: fires once they are durable (fails as the trail's
+            L{record_change} does); C{None} if there was nothing to write.
+        """
+        if position <= self.position or not record.events:
+            return None
+        self.position = position
+        where = {NODE: record.node, POSITION: str(position), AT: str(record.at)}
+        written = [
+            self._trail.record_change(e.event, SUPERSEDED if superseded else e.outcome, {**e.fields, **where})
+            for e in record.events
+        ]
+        # The trail makes its lines durable in order: the last one's
+        # outcome is theirs.
+        for earlier in written[:-1]:
+            earlier.addErrback(lambda _: None)
+        return written[-1]
