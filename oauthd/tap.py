@@ -270,6 +270,21 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None, node: st
     if run is None:
         run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
     return TrailReader(trail, run, reactor, PAGE_BYTES, node=node)
+def follow_shared(store: Any, relay: Any, trail: Any) -> None:
+    """
+    Make C{store} a node of its shared log (L{oauthd.state.follower.follow})
+    whose trail gets every node's changes as the log delivers them, once
+    each (L{oauthd.services.cluster_audit}); C{relay} held those replayed.
+    """
+    from oauthd.services.cluster_audit import ClusterTrail
+    from oauthd.state.follower import follow
+
+    cluster = ClusterTrail(trail, relay.node)
+    cluster.start(relay.begins, store.log.position)
+    relay.attach(cluster.write)
+    follow(store, relay)
+
+
 def build_service(
     config: Config, reactor: Any, journal_pool: Any = None, journal: IEventLog | None = None,
     euid: int | None = None, reread: Callable[[], Config] | None = None,
@@ -300,7 +315,6 @@ def build_service(
     from oauthd.protocol.context import Context
     from oauthd.reload import Reloader, Running
     from oauthd.services.audit import AuditTrail, TrailLimits
-    from oauthd.services.cluster_audit import ClusterTrail
     from oauthd.services.fdlimit import make_room
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService, usual_cost
     from oauthd.services.metrics import Metrics, watch
@@ -335,14 +349,8 @@ def build_service(
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)
     if relay is not None:
-        from oauthd.state.follower import follow
-
-        # Shared with other daemons: memory changes as the log delivers, and
-        # the trail gets every node's changes (services/cluster_audit.py).
-        cluster = ClusterTrail(trail, relay.node)
-        cluster.start(relay.begins, journal.position)
-        relay.attach(cluster.write)
-        follow(store, relay)
+        # Shared with other daemons: memory changes as the log delivers.
+        follow_shared(store, relay, trail)
     reader = anchor_trail(trail, store, reactor, node=relay.node if relay is not None else "")
     root = Daemon()
     root.caught_up, root.clock = journal.sync, reactor
