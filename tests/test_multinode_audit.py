@@ -311,3 +311,19 @@ def test_an_audit_record_changes_no_state_and_round_trips() -> None:
     state = State()
     state.apply([record], START)
     assert list(state.snapshot(START)) == []
+
+
+def test_the_audit_records_bytes() -> None:
+    """
+    The C{audit} record and a node's trail anchor as the log holds them; a
+    single daemon's anchor stays as it was.
+    """
+    from oauthd.state.audit_anchor import AuditAnchored
+
+    record = AuditNoted("node-a", START, 1, (NotedEvent("token.issue", "ok", {"client": "c1"}),))
+    golden = (b'audit\t{"at":1800000000,"events":[["token.issue","ok",{"client":"c1"}]],'
+              b'"node":"node-a","records":1}')
+    assert encode(record) == golden and decode(golden) == record
+    assert encode(AuditAnchored(7, "ab" * 32, "node-a")) == b"audit-anchor\t7\t" + b"ab" * 32 + b"\tnode-a"
+    assert encode(AuditAnchored(7, "ab" * 32)) == b"audit-anchor\t7\t" + b"ab" * 32
+    assert decode(b"audit-anchor\t7\t" + b"ab" * 32 + b"\tnode-a") == AuditAnchored(7, "ab" * 32, "node-a")
