@@ -25,7 +25,7 @@ from oauthd.control import wire
 from oauthd.control.server import ControlFactory
 from oauthd.eventlog import MemorySharedLog
 from oauthd.protocol.context import Context
-from oauthd.services.audit import TRAIL_NAME, AuditTrail, verify_trail
+from oauthd.services.audit import RETRY_SECONDS, TRAIL_NAME, AuditTrail, TrailLimits, verify_trail
 from oauthd.services.cluster_audit import last_position
 from oauthd.services.hashing import PasswordHasher
 from oauthd.state.audit_records import AuditNoted, NotedEvent
@@ -52,12 +52,12 @@ class AuditedNode:
     its control socket and its HTTP API.
     """
 
-    def __init__(self, shared: MemorySharedLog, directory: Path, name: str, clock: Clock) -> None:
+    def __init__(self, shared: MemorySharedLog, directory: Path, name: str, clock: Clock, **trail: Any) -> None:
         self.name, self.directory, self.clock = name, directory, clock
         self.log = shared.node()
         relay = AuditRelay(name)
         state = replayed(self.log, clock.seconds(), relay)
-        self.trail = AuditTrail(str(directory), clock, InlineReactor(), pool=InlinePool())
+        self.trail = AuditTrail(str(directory), clock, InlineReactor(), pool=InlinePool(), **trail)
         self.trail.startService()
         self.store = Store(state, self.log, clock, self.trail)
         hasher = PasswordHasher(InlineReactor(), InlinePool(), cost=4)  # type: ignore[arg-type]
@@ -89,7 +89,7 @@ class AuditedNode:
 
     def stop(self) -> None:
         self.log.close()
-        self.successResult = self.trail.stopService()
+        self.trail.stopService()
 
 
 def shown(line: dict[str, Any]) -> dict[str, Any]:
@@ -114,10 +114,10 @@ class ClusterAuditCase(SynchronousTestCase):
         self.b = self.start("B")
         self.settle()
 
-    def start(self, name: str) -> AuditedNode:
+    def start(self, name: str, **trail: Any) -> AuditedNode:
         directory = self.base / name
         directory.mkdir(parents=True, exist_ok=True)
-        return AuditedNode(self.shared, directory, name, self.clock)
+        return AuditedNode(self.shared, directory, name, self.clock, **trail)
 
     def settle(self) -> None:
         for _ in range(5):
@@ -242,6 +242,39 @@ class SupersededTests(ClusterAuditCase):
             issued = [(line["outcome"], line["node"]) for line in node.changes() if line["event"] == "token.issue"]
             self.assertEqual(issued, [("superseded", "B")])
         self.assertEqual(self.b.store.state.token_count(), 0)
+
+
+class FailingTrailTests(ClusterAuditCase):
+
+    def test_a_trail_that_cannot_write_holds_a_bounded_backlog(self) -> None:
+        """
+        While C's trail cannot write (a full disk), the other nodes' changes
+        go on: C holds no more of their events than its backlog, and once
+        it writes again one line says which positions it left out.
+        """
+        broken = [False]
+
+        def sync(fd: int) -> None:
+            if broken[0]:
+                raise OSError(28, "No space left on device")
+
+        c = self.start("C", sync=sync, limits=TrailLimits(backlog=2))
+        self.settle()
+        broken[0] = True
+        for n in range(4):
+            self.admin(self.a, wire.AddUser, name=f"user{n}")
+        self.assertIsNotNone(c.trail.failure)
+        self.assertEqual(c.trail.backlog, 2)
+        broken[0] = False
+        self.clock.advance(RETRY_SECONDS)
+        self.assertIsNone(c.trail.failure)
+        self.admin(self.a, wire.AddUser, name="last")
+        added = [line["user"] for line in c.changes() if line["event"] == "user.add"]
+        self.assertEqual(added, ["user0", "user1", "last"])
+        (gap,) = [line for line in c.lines() if line["event"] == "audit.gap"]
+        positions = [int(line["pos"]) for line in self.a.changes() if line["event"] == "user.add"]
+        self.assertEqual((gap["from"], gap["to"], gap["reason"]), (str(positions[2]), str(positions[3]), "unwritten"))
+        self.flushLoggedErrors(OSError)
 
 
 class RestartTests(ClusterAuditCase):

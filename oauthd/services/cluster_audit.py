@@ -4,7 +4,8 @@ The audit trail of a node that shares its event log with others.
 Each node keeps its own chained trail (L{oauthd.services.audit}); the events
 of every change travel in the log (L{oauthd.state.audit_records}), and each
 node writes each of them to its trail once, as the log delivers it, its own
-included (L{ClusterTrail.write}). Such a line names the node that made the
+included (L{ClusterTrail.write}); while its trail cannot write, it holds
+no more of them than its backlog, and says which it left out. Such a line names the node that made the
 change (C{node}), the change's log position (C{pos}) and when the node made
 it (C{at}, POSIX seconds), so the lines of one change agree on every node
 but for their C{seq}, C{time} and C{chain}::
@@ -46,8 +47,20 @@ _CHUNK = 1 << 20
 _NEEDLE = b'"' + POSITION.encode() + b'":"'
 
 
+class _Limits(Protocol):
+    @property
+    def backlog(self) -> int: ...
+
+
 class _Sink(Protocol):
     directory: str
+    failure: str | None
+
+    @property
+    def backlog(self) -> int: ...
+
+    @property
+    def limits(self) -> _Limits: ...
 
     def record_change(self, event: str, outcome: str, fields: Mapping[str, str]) -> Deferred[None]: ...
 
@@ -119,6 +132,9 @@ class ClusterTrail:
         self._trail = trail
         self.node = node
         self.position = last_position(trail.directory)
+        # Positions whose events were not written: the trail could not
+        # write, and held as many events as it may (see write()).
+        self._unwritten: tuple[int, int] | None = None
 
     def start(self, begins: int, head: int) -> None:
         """
@@ -135,7 +151,7 @@ class ClusterTrail:
             log.warn("audit trail: the events at log positions {first} to {last} were not seen by this node"
                      " (a snapshot passed them while it was down); the other nodes' trails hold them",
                      first=self.position + 1, last=begins - 1)
-            self._note("audit.gap", {"from": str(self.position + 1), "to": str(begins - 1)})
+            self._note("audit.gap", {"from": str(self.position + 1), "to": str(begins - 1), "reason": "snapshot"})
             self.position = begins - 1
 
     def _note(self, event: str, fields: dict[str, str]) -> None:
@@ -154,6 +170,18 @@ class ClusterTrail:
         if position <= self.position or not record.events:
             return None
         self.position = position
+        if self._trail.failure is not None and self._trail.backlog >= self._trail.limits.backlog:
+            # The other nodes' changes go on while this trail cannot write
+            # (a full disk): what it holds meanwhile is bounded.
+            first = self._unwritten[0] if self._unwritten else position
+            self._unwritten = (first, position)
+            return None
+        if self._unwritten is not None:
+            (first, last), self._unwritten = self._unwritten, None
+            log.warn("audit trail: the events at log positions {first} to {last} were not written (the"
+                     " trail could not write); the other nodes' trails hold them",
+                     first=first, last=last)
+            self._note("audit.gap", {"from": str(first), "to": str(last), "reason": "unwritten"})
         where = {NODE: record.node, POSITION: str(position), AT: str(record.at)}
         written = [
             self._trail.record_change(e.event, SUPERSEDED if superseded else e.outcome, {**e.fields, **where})
