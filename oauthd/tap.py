@@ -270,19 +270,22 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None, node: st
     if run is None:
         run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
     return TrailReader(trail, run, reactor, PAGE_BYTES, node=node)
-def follow_shared(store: Any, relay: Any, trail: Any) -> None:
+def follow_shared(store: Any, relay: Any, trail: Any) -> Service:
     """
     Make C{store} a node of its shared log (L{oauthd.state.follower.follow})
     whose trail gets every node's changes as the log delivers them, once
     each (L{oauthd.services.cluster_audit}); C{relay} held those replayed.
+
+    @return: the service that writes them, to be stopped after the log.
     """
     from oauthd.services.cluster_audit import ClusterTrail
     from oauthd.state.follower import follow
 
-    cluster = ClusterTrail(trail, relay.node)
+    cluster = ClusterTrail(trail, relay.node, lambda: int(store.log.position))
     cluster.start(relay.begins, store.log.position)
     relay.attach(cluster.write)
     follow(store, relay)
+    return cluster
 
 
 def build_service(
@@ -348,14 +351,18 @@ def build_service(
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)
+    cluster = None
     if relay is not None:
         # Shared with other daemons: memory changes as the log delivers.
-        follow_shared(store, relay, trail)
+        cluster = follow_shared(store, relay, trail)
     reader = anchor_trail(trail, store, reactor, node=relay.node if relay is not None else "")
     root = Daemon()
     root.caught_up, root.clock = journal.sync, reactor
     # The trail stops after everything else (see Daemon).
     root.last = trail
+    if cluster is not None:
+        # Stopped after the store (which closes the log).
+        cluster.setServiceParent(root)
     # Services stop in the reverse order: listeners first, the store (which
     # flushes the journal) last.
     store.setServiceParent(root)

@@ -63,7 +63,7 @@ class AuditedNode:
         hasher = PasswordHasher(InlineReactor(), InlinePool(), cost=4)  # type: ignore[arg-type]
         self.ctx = Context(state, make_config(), clock, hasher, random_bytes=os.urandom)
         self.server = MemoryServer(self.store, self.ctx)
-        follow_shared(self.store, relay, self.trail)
+        self.cluster = follow_shared(self.store, relay, self.trail)
         reader = anchor_trail(self.trail, self.store, clock, run=inline, node=name)
         self.factory = ControlFactory(clock, self.store, self.ctx, peer_credentials=lambda _: ADMIN,
                                       allowed_uids=[ADMIN.uid], audit_reader=reader)
@@ -89,6 +89,7 @@ class AuditedNode:
 
     def stop(self) -> None:
         self.log.close()
+        self.cluster.stopService()
         self.trail.stopService()
 
 
@@ -308,6 +309,25 @@ class RestartTests(ClusterAuditCase):
         self.assertEqual(self.positions(self.a), self.audit_positions())
         self.assertEqual(last_position(str(self.b.directory)), self.audit_positions()[-1])
         self.assertIsNone(verify_trail(str(self.b.directory)).broken)
+
+    def test_a_node_stopped_after_a_snapshot_sees_no_gap(self) -> None:
+        """
+        A snapshot is written past the last change that has events (a
+        record without any comes after it); the nodes stop and start again
+        from it: what they followed before they stopped is no gap.
+        """
+        self.client(self.a)
+        self.a.trail.retention.anchor(500, "ab" * 32)
+        self.settle()
+        self.successResultOf(self.a.store.compact())
+        self.assertGreater(self.shared.snapshot[0], self.audit_positions()[-1])
+        for name in ("A", "B"):
+            node = self.a if name == "A" else self.b
+            node.stop()
+            restarted = self.start(name)
+            self.settle()
+            self.assertEqual([line for line in restarted.lines() if line["event"] == "audit.gap"], [])
+            self.assertEqual(last_position(str(restarted.directory)), self.shared.snapshot[0])
 
     def test_a_snapshot_that_passed_a_stopped_node_is_a_gap_in_its_trail(self) -> None:
         """

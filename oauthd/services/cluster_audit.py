@@ -16,8 +16,9 @@ but for their C{seq}, C{time} and C{chain}::
 The trail remembers how far it got by its lines: at start, the position of
 its last line that has one (L{last_position}). The log after the latest
 snapshot is replayed then, and only events past that position are written,
-so a restart writes each event once. Events before the snapshot are no
-longer read: if the trail stopped before the snapshot's position, one
+so a restart writes each event once (a node that stops writes how far it
+followed the log: an C{audit.seen} line). Events before the snapshot are
+no longer read: if the trail stopped before the snapshot's position, one
 C{audit.gap} line says which positions this node did not see (the other
 nodes' trails have those events). A log that no longer reaches the trail's
 position (a database restored from an older backup) gets an
@@ -28,9 +29,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -116,20 +118,26 @@ def last_position(directory: str) -> int:
     return 0
 
 
-class ClusterTrail:
+class ClusterTrail(Service):
     """
     Writes the events the shared log delivers to this node's trail, each
-    once (see the module's docstring).
+    once (see the module's docstring). As a service, stopped once the log
+    is closed, it writes how far the node followed the log (an
+    C{audit.seen} line), so that a start after a snapshot written since
+    does not take what it saw for a gap.
 
     @ivar position: the log position through which the trail has the
         events (or says it will not have them).
     """
 
-    def __init__(self, trail: _Sink, node: str) -> None:
+    def __init__(self, trail: _Sink, node: str, followed: Callable[[], int] = lambda: 0) -> None:
         """
         Find how far the trail got (blocking: before the reactor runs).
+
+        @param followed: the position of the last record the log delivered.
         """
         self._trail = trail
+        self._followed = followed
         self.node = node
         self.position = last_position(trail.directory)
         # Positions whose events were not written: the trail could not
@@ -154,9 +162,17 @@ class ClusterTrail:
             self._note("audit.gap", {"from": str(self.position + 1), "to": str(begins - 1), "reason": "snapshot"})
             self.position = begins - 1
 
-    def _note(self, event: str, fields: dict[str, str]) -> None:
+    def _note(self, event: str, fields: dict[str, str], outcome: str = "failed") -> None:
         fields[NODE] = self.node
-        self._trail.record_change(event, "failed", fields).addErrback(lambda _: None)
+        self._trail.record_change(event, outcome, fields).addErrback(lambda _: None)
+
+    def stopService(self) -> None:
+        super().stopService()
+        followed = self._followed()
+        if followed > self.position:
+            # Every record through there was delivered and its events written.
+            self.position = followed
+            self._note("audit.seen", {POSITION: str(followed)}, "ok")
 
     def write(self, position: int, record: _Noted, superseded: bool) -> Deferred[None] | None:
         """
