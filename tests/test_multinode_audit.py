@@ -380,3 +380,27 @@ def test_the_audit_records_bytes() -> None:
     assert encode(AuditAnchored(7, "ab" * 32, "node-a")) == b"audit-anchor\t7\t" + b"ab" * 32 + b"\tnode-a"
     assert encode(AuditAnchored(7, "ab" * 32)) == b"audit-anchor\t7\t" + b"ab" * 32
     assert decode(b"audit-anchor\t7\t" + b"ab" * 32 + b"\tnode-a") == AuditAnchored(7, "ab" * 32, "node-a")
+
+
+def test_a_log_that_no_longer_reaches_the_trail_is_said_so(tmp_path: Path) -> None:
+    """
+    A trail that has events past the log's end (a database restored from an
+    older backup) says so in one line, and counts on from the log's end: the
+    events written there again are not taken for ones it has.
+    """
+    from oauthd.services.cluster_audit import ClusterTrail
+
+    clock = Clock()
+    clock.advance(START)
+    trail = AuditTrail(str(tmp_path), clock, InlineReactor(), pool=InlinePool())
+    trail.startService()
+    trail.record_change("client.add", "ok", {"node": "A", "pos": "40"})
+    cluster = ClusterTrail(trail, "B")
+    assert cluster.position == 40
+    cluster.start(31, 30)
+    noted = AuditNoted("A", START, 1, (NotedEvent("user.add", "ok", {"user": "carol"}),))
+    assert cluster.write(31, noted, False) is not None
+    trail.stopService()
+    lines = [json.loads(line) for line in (tmp_path / TRAIL_NAME).read_bytes().splitlines()]
+    assert [(line["event"], line.get("trail"), line.get("log"), line.get("pos")) for line in lines[1:]] == [
+        ("audit.rewound", "40", "30", None), ("user.add", None, None, "31")]
