@@ -17,7 +17,7 @@ holds one.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from attrs import frozen
 
@@ -48,13 +48,24 @@ class AuditNoted:
     events: tuple[NotedEvent, ...]
 
 
+# One encoder for every record (json.dumps with options builds one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
 def encode(record: AuditNoted) -> str:
-    body = {
-        "node": record.node, "at": record.at, "records": record.records,
-        "events": [[e.event, e.outcome, dict(e.fields)] for e in record.events],
-    }
+    return encode_events(record.node, record.at, record.records,
+                         [(e.event, e.outcome, e.fields) for e in record.events]).decode("utf-8")
+
+
+def encode_events(
+    node: str, at: int, records: int, events: Sequence[tuple[str, str, Mapping[str, str]]],
+) -> bytes:
+    """
+    The payload of an C{audit} record of C{events} (name, outcome, fields).
+    """
+    body = {"at": at, "events": events, "node": node, "records": records}
     # JSON escapes a tab in a value: the record stays one field.
-    return TAG + "\t" + json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return (TAG + "\t" + _JSON.encode(body)).encode("utf-8")
 
 
 def decode(fields: list[str]) -> AuditNoted:

@@ -19,8 +19,10 @@ from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from oauthd.state.audit_records import PREFIX, AuditNoted, NotedEvent, decode, encode
+from oauthd.state.audit_records import PREFIX as AUDIT_PREFIX, AuditNoted, decode, encode_events
 from oauthd.state.decision import AuditEvent
+
+__all__ = ["AUDIT_PREFIX", "AuditRelay", "Write"]
 
 log = Logger()
 
@@ -56,8 +58,7 @@ class AuditRelay:
         The C{audit} record of a change's C{events}, appended after its
         C{records} records.
         """
-        noted = tuple(NotedEvent(e.event, e.outcome, e.fields) for e in events)
-        return encode(AuditNoted(self.node, int(now), records, noted)).encode("utf-8")
+        return encode_events(self.node, int(now), records, [(e.event, e.outcome, e.fields) for e in events])
 
     def applied(self, position: int, payload: bytes, taken: bool | None) -> Deferred[None] | None:
         """
@@ -70,7 +71,7 @@ class AuditRelay:
         if taken is False:
             self._dropped_at = position
             return None
-        if not payload.startswith(PREFIX):
+        if not payload.startswith(AUDIT_PREFIX):
             return None
         try:
             record = decode(payload.decode("utf-8").split("\t"))

@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 
 from oauthd.eventlog import LogUnavailable
 from oauthd.interfaces import Claim, ClaimConflict, Expect, IEventLog
-from oauthd.state.audit_relay import AuditRelay
+from oauthd.state.audit_relay import AUDIT_PREFIX, AuditRelay
 from oauthd.state.authz_records import BrowserStarted, CodeIssued, CodeRedeemed, HalfLoginStarted
 from oauthd.state.decision import Decision
 from oauthd.state.device import APPROVED, DENIED, PENDING, REDEEMED, DevicePut
@@ -146,6 +146,8 @@ def apply_at(state: State, payload: bytes, now: float) -> bool | None:
 
     @return: whether it was applied; C{None} if it is malformed.
     """
+    if payload.startswith(AUDIT_PREFIX):
+        return True  # it changes nothing: L{AuditRelay} reads it
     try:
         record = decode(payload)
     except ValueError:
@@ -178,8 +180,7 @@ def replay_shared(state: State, payloads: Iterable[bytes], snapshot_records: int
 def replayed(log: IEventLog, now: float, relay: AuditRelay | None = None) -> State:
     """
     The state C{log} holds, replayed at start (blocking): as written, or,
-    for a shared log, as the running nodes hold it (L{replay_shared}),
-    the audit events after the snapshot held by C{relay}.
+    for a shared log, as the running nodes hold it (L{replay_shared}; C{relay} holds its audit events).
 
     @raise ValueError: naming the record, if one is malformed (a log one
         process writes).
