@@ -204,6 +204,7 @@ class SeenOnEveryNodeTests(ClusterAuditCase):
         self.assertNotIn("client.add", {row["event"] for row in from_b})
         self.assertTrue(any("node" not in row for row in from_b), from_b)
         self.assertEqual(link.rows(wire.ReadAudit, node="C"), [])
+        self.assertIn("node must be a node id", str(link.fails(wire.ReadAudit, node="a b")))
 
     def test_trails_verify_on_each_node(self) -> None:
         """

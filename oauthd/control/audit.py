@@ -19,6 +19,7 @@ from oauthd.interfaces import AuditQuery, IAuditReader
 from oauthd.protocol.errors import InvalidValue
 
 _EVENT = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*(\.\*)?")
+_NODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def audit_query(
@@ -38,6 +39,8 @@ def audit_query(
         raise InvalidValue("event must be an event name (token.issue) or a kind of event (token or token.*)")
     if event and event.split(".")[0] not in EVENT_KINDS:
         raise InvalidValue(f"unknown event {event}: event names begin with one of {', '.join(EVENT_KINDS)}")
+    if node and not _NODE.fullmatch(node):
+        raise InvalidValue("node must be a node id (up to 64 letters, digits, '.', '_' and '-')")
     return AuditQuery(since, until, event, client or "", user or "", node or "")
 
 
