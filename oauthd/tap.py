@@ -261,7 +261,9 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None, node: st
     trail.retention.anchor = anchor
     if not store.state.audit_anchor.has(node):
         begins = trail_begins(trail.directory)
-        if begins is not None:
+        # (A journal copied into a shared log holds where this trail begins
+        # as the single daemon's anchor.)
+        if begins is not None and begins != store.state.audit_anchor.of(""):
             log.warn("audit trail {path}: it begins at seq {seq} and the journal did not say so (an"
                      " older oauthd removed its first files): anchored there", path=trail.path, seq=begins[0])
         # Once the reactor runs (the journal writes from a thread).
@@ -270,6 +272,8 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None, node: st
     if run is None:
         run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
     return TrailReader(trail, run, reactor, PAGE_BYTES, node=node)
+
+
 def follow_shared(store: Any, relay: Any, trail: Any) -> Service:
     """
     Make C{store} a node of its shared log (L{oauthd.state.follower.follow})

@@ -221,6 +221,42 @@ class SeenOnEveryNodeTests(ClusterAuditCase):
         self.assertGreaterEqual(found["lines"], 1)
 
 
+class MigratedTrailTests(SynchronousTestCase):
+
+    def test_a_single_daemons_trail_moved_to_a_shared_log_keeps_its_anchor(self) -> None:
+        """
+        A single daemon whose retention removed its trail's first files,
+        its journal copied into a shared log: the node anchors its trail
+        where the journal said it begins, as its own, without the warning
+        about files an older oauthd removed.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        from oauthd.services.audit_files import chain_of
+        from oauthd.state.audit_anchor import AuditAnchored
+
+        clock = Clock()
+        clock.advance(START)
+        previous = "cd" * 32
+        first = json.dumps({"seq": 5, "time": START, "event": "audit.continue", "outcome": "ok",
+                            "previous": previous}, separators=(",", ":"))
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        (directory / TRAIL_NAME).write_text(
+            first[:-1] + ',"chain":"' + chain_of(previous, first.encode()) + '"}\n')
+        (directory / TRAIL_NAME).chmod(0o600)
+        shared = MemorySharedLog()
+        shared._append([encode(AuditAnchored(5, previous))])
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        node = AuditedNode(shared, directory, "A", clock)
+        for _ in range(3):
+            clock.advance(0)
+            shared.deliver()
+        self.assertEqual(node.store.state.audit_anchor.of("A"), (5, previous))
+        self.assertEqual([e for e in logged if e["log_level"] >= LogLevel.warn], [])
+
+
 class SupersededTests(ClusterAuditCase):
 
     def test_a_token_voided_at_its_position_is_not_audited_as_issued(self) -> None:
