@@ -315,6 +315,40 @@ class FailingTrailTests(ClusterAuditCase):
         self.flushLoggedErrors(OSError)
 
 
+    def test_a_nodes_own_change_is_never_left_out(self) -> None:
+        """
+        C commits a change just as its trail stops writing, behind other
+        nodes' changes that fill its backlog: its own events are kept for
+        the trail to write, and C does not answer as if they were written.
+        """
+        broken = [False]
+
+        def sync(fd: int) -> None:
+            if broken[0]:
+                raise OSError(28, "No space left on device")
+
+        c = self.start("C", sync=sync, limits=TrailLimits(backlog=1))
+        self.settle()
+        on_a = self.a.connect()
+        for n in range(3):
+            on_a.ask(wire.AddUser, name=f"user{n}")
+            self.a.log.step()
+            on_a.pump.flush()
+        broken[0] = True
+        on_c = c.connect()
+        mine = on_c.ask(wire.AddUser, name="carol")
+        c.log.step()
+        self.clock.advance(0)
+        on_c.pump.flush()
+        self.assertIsNotNone(c.trail.failure)
+        self.assertIsInstance(mine[0], Failure, mine)
+        broken[0] = False
+        self.clock.advance(RETRY_SECONDS)
+        self.assertIn(("carol", "C"), [(line["user"], line["node"]) for line in c.changes()
+                                       if line["event"] == "user.add"])
+        self.flushLoggedErrors(OSError)
+
+
 class RestartTests(ClusterAuditCase):
 
     def positions(self, node: AuditedNode) -> list[int]:

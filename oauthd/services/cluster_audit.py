@@ -186,9 +186,11 @@ class ClusterTrail(Service):
         if position <= self.position or not record.events:
             return None
         self.position = position
-        if self._trail.failure is not None and self._trail.backlog >= self._trail.limits.backlog:
+        trail = self._trail
+        if record.node != self.node and trail.failure is not None and trail.backlog >= trail.limits.backlog:
             # The other nodes' changes go on while this trail cannot write
-            # (a full disk): what it holds meanwhile is bounded.
+            # (a full disk): what it holds meanwhile is bounded. (This
+            # node's own wait for theirs: it takes no change meanwhile.)
             first = self._unwritten[0] if self._unwritten else position
             self._unwritten = (first, position)
             return None
