@@ -341,7 +341,7 @@ class FailingTrailTests(ClusterAuditCase):
         self.clock.advance(0)
         on_c.pump.flush()
         self.assertIsNotNone(c.trail.failure)
-        self.assertIsInstance(mine[0], Failure, mine)
+        self.assertIsInstance(mine[0], Failure, str(mine))
         broken[0] = False
         self.clock.advance(RETRY_SECONDS)
         self.assertIn(("carol", "C"), [(line["user"], line["node"]) for line in c.changes()
