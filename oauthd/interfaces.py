@@ -281,7 +281,9 @@ class IAuditSink(Interface):
         Record one event.
 
         @param event: what was attempted, e.g. C{token.issue}.
-        @param outcome: C{ok}, C{denied}, C{failed} or C{abandoned}.
+        @param outcome: C{ok}, C{denied}, C{failed} or C{abandoned} (and,
+            over a shared log, C{superseded}: a change voided at its log
+            position, L{oauthd.state.audit_relay}).
         @param fields: who and what, cleaned (printable, short); never a
             secret.
         """
