@@ -227,7 +227,15 @@ class OAuthHTTP:
     def revoke(self, request: IRequest) -> bytes | Deferred[bytes]:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
-        decided = revocation.revoke(self._ctx, params, auth, presented, self._ip(request))
+        ip = self._ip(request)
+        if (self._store.follower is not None and misses.token(self._ctx, params.get("token", ""))
+                and self._miss_budget.admit((auth.basic[0] if auth.basic is not None else auth.client_id) or ip)):
+            # Issued on another node just now, perhaps: revoked once this
+            # one caught up, not answered as revoked with nothing done.
+            later = caught_up(self._store).addCallback(
+                lambda _: revocation.revoke(self._ctx, params, auth, presented, ip))
+            return self._respond(request, self._committed(later))
+        decided = revocation.revoke(self._ctx, params, auth, presented, ip)
         return self._respond(request, self._committed(decided))
 
     @app.route("/api/v1/oauth/introspect", methods=["POST"])
