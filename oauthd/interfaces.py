@@ -281,7 +281,9 @@ class IAuditSink(Interface):
         Record one event.
 
         @param event: what was attempted, e.g. C{token.issue}.
-        @param outcome: C{ok}, C{denied}, C{failed} or C{abandoned}.
+        @param outcome: C{ok}, C{denied}, C{failed} or C{abandoned} (and,
+            over a shared log, C{superseded}: a change voided at its log
+            position, L{oauthd.state.audit_relay}).
         @param fields: who and what, cleaned (printable, short); never a
             secret.
         """
@@ -298,6 +300,8 @@ class AuditQuery:
         (C{token} or C{token.*}).
     @ivar client: a client id.
     @ivar user: a user name.
+    @ivar node: the id of the node that made the change, over a shared event
+        log (the reading node's own lines without one count as its own).
     """
 
     since: float | None = None
@@ -305,12 +309,17 @@ class AuditQuery:
     event: str = ""
     client: str = ""
     user: str = ""
+    node: str = ""
 
 
 class IAuditReader(Interface):
     """
     Reads and verifies the audit trail, off the reactor thread.
     """
+
+    node = Attribute(
+        "C{str}: the id of the node whose trail it reads, over a shared event log; else C{\"\"}"
+    )
 
     def read(query: AuditQuery, cursor: str, rows: int, follow: bool) -> Deferred[tuple[list[str], str]]:
         """

@@ -233,7 +233,7 @@ def give_subject_ids(store: Any, ctx: Any) -> None:
         lambda failure: log.failure("the subject ids could not be written", failure))
 
 
-def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
+def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None, node: str = "") -> Any:
     """
     Keep where the audit trail begins in the journal (retention records it
     before removing files, see L{oauthd.state.audit_anchor}), and return the
@@ -243,6 +243,8 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
 
     @param run: runs the reader's work off the reactor; by default in the
         reactor's thread pool (tests pass one that runs inline).
+    @param node: this node's id over a shared log, whose trail has an anchor
+        of its own.
     """
     from twisted.internet.threads import deferToThreadPool
 
@@ -253,13 +255,15 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
     from oauthd.state.decision import Decision
 
     def anchor(seq: int, previous: str) -> Deferred[Any]:
-        committed: Deferred[Any] = store.commit(Decision(None, records=[AuditAnchored(seq, previous)]))
+        committed: Deferred[Any] = store.commit(Decision(None, records=[AuditAnchored(seq, previous, node)]))
         return committed
 
     trail.retention.anchor = anchor
-    if not store.state.audit_anchor.recorded:
+    if not store.state.audit_anchor.has(node):
         begins = trail_begins(trail.directory)
-        if begins is not None:
+        # (A journal copied into a shared log holds where this trail begins
+        # as the single daemon's anchor.)
+        if begins is not None and begins != store.state.audit_anchor.of(""):
             log.warn("audit trail {path}: it begins at seq {seq} and the journal did not say so (an"
                      " older oauthd removed its first files): anchored there", path=trail.path, seq=begins[0])
         # Once the reactor runs (the journal writes from a thread).
@@ -267,7 +271,27 @@ def anchor_trail(trail: Any, store: Any, reactor: Any, run: Any = None) -> Any:
             lambda failure: log.failure("anchoring the audit trail", failure)))
     if run is None:
         run = lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)  # noqa: E731
-    return TrailReader(trail, run, reactor, PAGE_BYTES)
+    return TrailReader(trail, run, reactor, PAGE_BYTES, node=node)
+
+
+def follow_shared(store: Any, relay: Any, trail: Any) -> Service:
+    """
+    Make C{store} a node of its shared log (L{oauthd.state.follower.follow})
+    whose trail gets every node's changes as the log delivers them, once
+    each (L{oauthd.services.cluster_audit}); C{relay} held those replayed.
+
+    @return: the service that writes them, to be stopped after the log.
+    """
+    from oauthd.services.cluster_audit import ClusterTrail
+    from oauthd.state.follower import follow
+
+    cluster = ClusterTrail(trail, relay.node, lambda: int(store.log.position))
+    cluster.start(relay.begins, store.log.position)
+    relay.attach(cluster.write)
+    follow(store, relay)
+    return cluster
+
+
 def build_service(
     config: Config, reactor: Any, journal_pool: Any = None, journal: IEventLog | None = None,
     euid: int | None = None, reread: Callable[[], Config] | None = None,
@@ -301,6 +325,7 @@ def build_service(
     from oauthd.services.fdlimit import make_room
     from oauthd.services.hashing import PasswordHasher, ThreadPoolService, usual_cost
     from oauthd.services.metrics import Metrics, watch
+    from oauthd.state.audit_relay import AuditRelay
     from oauthd.state.follower import replayed
     from oauthd.state.store import Store
     from oauthd.web.api import OAuthHTTP
@@ -313,9 +338,11 @@ def build_service(
             journal = open_event_log(config, reactor, journal_pool, metrics)
         except (JournalError, OSError) as e:
             raise ConfigError(str(e)) from None
+    # Over a shared log, each change's audit events travel with it.
+    relay = AuditRelay(getattr(journal, "node", "")) if config.eventlog else None
     try:
         with collector_paused():
-            state = replayed(journal, reactor.seconds())
+            state = replayed(journal, reactor.seconds(), relay)
     except ValueError as e:
         raise ConfigError(f"{getattr(journal, 'path', 'journal')}: {e}") from None
     # What replay built lives as long as the process: out of the collector's
@@ -328,16 +355,18 @@ def build_service(
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)
-    if config.eventlog:
-        from oauthd.state.follower import follow
-
+    cluster = None
+    if relay is not None:
         # Shared with other daemons: memory changes as the log delivers.
-        follow(store)
-    reader = anchor_trail(trail, store, reactor)
+        cluster = follow_shared(store, relay, trail)
+    reader = anchor_trail(trail, store, reactor, node=relay.node if relay is not None else "")
     root = Daemon()
     root.caught_up, root.clock = journal.sync, reactor
     # The trail stops after everything else (see Daemon).
     root.last = trail
+    if cluster is not None:
+        # Stopped after the store (which closes the log).
+        cluster.setServiceParent(root)
     # Services stop in the reverse order: listeners first, the store (which
     # flushes the journal) last.
     store.setServiceParent(root)

@@ -19,10 +19,12 @@ from oauthd.interfaces import AuditQuery, IAuditReader
 from oauthd.protocol.errors import InvalidValue
 
 _EVENT = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*(\.\*)?")
+_NODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def audit_query(
     since: float | None, until: float | None, event: str | None, client: str | None, user: str | None,
+    node: str | None = None,
 ) -> AuditQuery:
     """
     @raise InvalidValue: naming the argument that is wrong, and why.
@@ -37,7 +39,9 @@ def audit_query(
         raise InvalidValue("event must be an event name (token.issue) or a kind of event (token or token.*)")
     if event and event.split(".")[0] not in EVENT_KINDS:
         raise InvalidValue(f"unknown event {event}: event names begin with one of {', '.join(EVENT_KINDS)}")
-    return AuditQuery(since, until, event, client or "", user or "")
+    if node and not _NODE.fullmatch(node):
+        raise InvalidValue("node must be a node id (up to 64 letters, digits, '.', '_' and '-')")
+    return AuditQuery(since, until, event, client or "", user or "", node or "")
 
 
 class AuditResponders(Responders):
@@ -55,9 +59,9 @@ class AuditResponders(Responders):
     async def read_audit(
         self, since: float | None = None, until: float | None = None, event: str | None = None,
         client: str | None = None, user: str | None = None, cursor: str | None = None,
-        limit: int | None = None, follow: bool | None = None,
+        limit: int | None = None, follow: bool | None = None, node: str | None = None,
     ) -> dict[str, object]:
-        query = audit_query(since, until, event, client, user)
+        query = audit_query(since, until, event, client, user, node)
         rows = page_limit(limit)
         reader = self._reader()
         session = self.session
@@ -76,12 +80,13 @@ class AuditResponders(Responders):
 
     @VerifyAudit.responder
     async def verify_audit(self) -> dict[str, object]:
-        anchor = self.state.audit_anchor
-        found = await self._reader().verify((anchor.seq, anchor.previous))
+        reader = self._reader()
+        seq, previous = self.state.audit_anchor.of(reader.node)
+        found = await reader.verify((seq, previous))
         outcome = "failed" if found["file"] else "ok"
         self.session.audit("audit.verify", outcome, lines=found["lines"], file=found["file"],
                            line=found["line"] or "")
         return {
             "lines": found["lines"], "last_seq": found["last_seq"], "file": found["file"],
-            "line": found["line"], "reason": found["reason"], "anchor_seq": anchor.seq,
+            "line": found["line"], "reason": found["reason"], "anchor_seq": seq,
         }

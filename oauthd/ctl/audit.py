@@ -81,13 +81,14 @@ def add_parser(command: Any, commands: Any) -> None:
     sub.add_argument("--event", metavar="E", help="an event (token.issue) or a kind of event (token)")
     sub.add_argument("--client", metavar="ID", help="events of this client")
     sub.add_argument("--user", metavar="NAME", help="events of this user")
+    sub.add_argument("--node", metavar="ID", help="changes made by this node (over a shared event log)")
     sub.add_argument("-n", "--limit", type=positive, metavar="N", help="show at most N events")
     sub.add_argument("-f", "--follow", action="store_true",
                      help="keep printing new events as they are written (from now, unless --since)")
 
 
 def cmd_audit(args: argparse.Namespace, term: Terminal, connect: Connect) -> None:
-    filters = ("since", "until", "event", "client", "user", "limit", "follow")
+    filters = ("since", "until", "event", "client", "user", "node", "limit", "follow")
     if args.action == "verify":
         given = [f"--{name}" for name in filters if getattr(args, name)]
         if given:
@@ -100,7 +101,7 @@ def cmd_audit(args: argparse.Namespace, term: Terminal, connect: Connect) -> Non
     arguments: dict[str, Any] = {
         "since": None if args.since is None else parse_time("--since", args.since, now),
         "until": None if args.until is None else parse_time("--until", args.until, now),
-        "event": args.event, "client": args.client, "user": args.user, "follow": args.follow or None,
+        "event": args.event, "client": args.client, "user": args.user, "node": args.node, "follow": args.follow or None,
     }
     if not args.json:
         term.print(ROW.format(seq="Seq", time="Time (UTC)", event="Event", outcome="Outcome",

@@ -90,7 +90,13 @@ def parse_cursor(cursor: str) -> Position:
     return first, offset, stop
 
 
-def matches(record: dict[str, Any], query: AuditQuery) -> bool:
+def matches(record: dict[str, Any], query: AuditQuery, local: str = "") -> bool:
+    """
+    Whether the trail's C{record} is one C{query} wants; a line without a
+    node is the C{local} node's.
+    """
+    if query.node and record.get("node", local) != query.node:
+        return False
     time = record.get("time")
     if query.since is not None and not (isinstance(time, int) and time >= query.since):
         return False
@@ -223,7 +229,7 @@ def _last_time(f: IO[bytes]) -> int | None:
     return time if isinstance(time, int) else None
 
 
-def _needles(query: AuditQuery) -> list[list[bytes]]:
+def _needles(query: AuditQuery, local: str = "") -> list[list[bytes]]:
     """
     Text a line the query wants must hold: one of each list (as the trail
     writes its JSON), so most lines it does not want are passed over
@@ -239,6 +245,8 @@ def _needles(query: AuditQuery) -> list[list[bytes]]:
         needles.append([b'"client":' + value, b'"client_id":' + value])
     if query.user:
         needles.append([b'"user":' + _encode(query.user).encode()])
+    if query.node and query.node != local:
+        needles.append([b'"node":' + _encode(query.node).encode()])
     return needles
 
 
@@ -260,19 +268,19 @@ def _record(line: bytes, needles: list[list[bytes]]) -> tuple[dict[str, Any], by
 
 def read_page(
     directory: str, query: AuditQuery, position: Position, wanted: int, written: int,
-    max_bytes: int, scan_bytes: int = SCAN_BYTES,
+    max_bytes: int, scan_bytes: int = SCAN_BYTES, local: str = "",
 ) -> Page:
     """
     The events C{query} wants from C{position} on: up to C{wanted} of them
     and C{max_bytes} of JSON (an array of them), reading at most
     C{scan_bytes}, and never past the line C{written} (a line being written
-    now) nor past the reading's stop.
+    now) nor past the reading's stop. Lines without a node are C{local}'s.
 
     @raise ValueError: if C{position} is not at the start of a line.
     """
     first, offset, stop = position
     last = min(stop, written) if stop else written
-    needles = _needles(query)
+    needles = _needles(query, local)
     rows: list[str] = []
     size = 2
     scanned = 0
@@ -299,7 +307,7 @@ def read_page(
                 if leading_seq(line) > last:
                     return Page(rows, (first, offset, stop), True)
                 found = _record(line, needles)
-                if found is not None and matches(found[0], query):
+                if found is not None and matches(found[0], query, local):
                     record, body = found
                     # ASCII, so its length is its size on the wire (the
                     # daemon writes ASCII; a line edited by hand may not be).
@@ -359,12 +367,14 @@ class TrailReader:
     The daemon's reader of its own trail, for the control socket.
 
     @param run: runs a function off the reactor thread (a thread pool).
+    @param node: this node's id over a shared event log, else C{""}.
     """
 
     def __init__(
         self, trail: _Trail, run: Callable[[Callable[[], Any]], Deferred[Any]], clock: IReactorTime,
-        max_bytes: int, scan_bytes: int = SCAN_BYTES,
+        max_bytes: int, scan_bytes: int = SCAN_BYTES, node: str = "",
     ) -> None:
+        self.node = node
         self._trail = trail
         self._run = run
         self._clock = clock
@@ -388,7 +398,8 @@ class TrailReader:
             if position is None:
                 begin = end_of(directory, written) if follow and query.since is None else start_of(directory)
                 position = (*begin, stop)
-            return read_page(directory, query, position, rows, written, self._max_bytes, self._scan_bytes)
+            return read_page(directory, query, position, rows, written, self._max_bytes, self._scan_bytes,
+                             local=self.node)
 
         def answer(found: Page) -> Any:
             if follow and found.at_end and not found.rows:

@@ -6,6 +6,7 @@ its client and user, what it uses up is still there.
 
 from __future__ import annotations
 
+from oauthd.state.audit_records import PREFIX as AUDIT_PREFIX
 from oauthd.state.authz_records import BrowserStarted, CodeIssued, CodeRedeemed, HalfLoginStarted
 from oauthd.state.device import APPROVED, DENIED, PENDING, REDEEMED, DevicePut
 from oauthd.state.entities import REFRESH
@@ -80,24 +81,29 @@ def admitted(state: State, record: Record) -> bool:
     return True
 
 
-def apply_at(state: State, payload: bytes, now: float) -> list[Record] | None:
+def apply_at(state: State, payload: bytes, now: float, made_room: list[Record] | None = None) -> bool | None:
     """
     Apply the record C{payload}, at its log position, to C{state} (the state
-    there) if it is admitted there, as every node does.
+    there) if it is admitted there, as every node does; an C{audit} record
+    changes nothing (L{oauthd.state.audit_relay.AuditRelay} reads it).
 
-    @return: the records applied: none if it was dropped, else it, after
-        the revocations that made room for it (L{_room_for}); C{None} if it
-        is malformed.
+    @param made_room: given, it gets the revocations applied before the
+        record to make room for it (L{_room_for}), which the log does not hold.
+    @return: whether it was applied; C{None} if it is malformed.
     """
+    if payload.startswith(AUDIT_PREFIX):
+        return True
     try:
         record = decode(payload)
     except ValueError:
         return None
     if not admitted(state, record):
-        return []
-    applied = [*_room_for(state, record), record]
-    state.apply(applied, now)
-    return applied
+        return False
+    room = _room_for(state, record)
+    state.apply([*room, record], now)
+    if made_room is not None:
+        made_room += room
+    return True
 
 
 def _room_for(state: State, record: Record) -> list[Record]:

@@ -37,6 +37,7 @@ from twisted.python.failure import Failure
 from oauthd.eventlog import LogUnavailable
 from oauthd.interfaces import Claim, ClaimConflict, Expect, IEventLog
 from oauthd.state.admission import apply_at
+from oauthd.state.audit_relay import AUDIT_PREFIX, AuditRelay
 from oauthd.state.authz_records import CodeRedeemed
 from oauthd.state.decision import Decision
 from oauthd.state.device import REDEEMED, DevicePut
@@ -82,14 +83,16 @@ class Superseded(Exception):
     """
 
 
-def kept_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, now: float) -> Iterator[bytes]:
+def kept_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, now: float,
+                relay: AuditRelay | None = None) -> Iterator[bytes]:
     """
     Build a starting node's state as the running nodes built theirs: the
     snapshot's records as they are, then each later record only where it is
     admitted at its position, so what the followers dropped (a raced token
     limit) is dropped here too, and from a journal copied back
     (L{oauthd.state.migration}).  Yields the payloads kept, and the
-    revocations applied with them (which the log does not hold).
+    revocations applied with them (which the log does not hold).  C{relay}
+    is shown each record after the snapshot, numbered from 1.
     """
     records = iter(payloads)
     # Nothing expired (0): later records' admission counts what nodes held then.
@@ -97,18 +100,22 @@ def kept_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, 
     replay(state, snapshot, 0.0)
     yield from snapshot
     for number, payload in enumerate(records, start=1):
-        applied = apply_at(state, payload, now)
-        if applied is None:
+        made_room: list[Record] = []
+        taken = apply_at(state, payload, now, made_room)
+        if taken is None:
             log.error("start: skipped a malformed record ({number} after the snapshot)", number=number)
-        elif applied:
-            yield from (encode(record) for record in applied[:-1])
+        elif taken and not payload.startswith(AUDIT_PREFIX):
+            yield from (encode(record) for record in made_room)
             yield payload
+        if relay is not None:
+            relay.applied(number, payload, taken)
 
 
-def replayed(log: IEventLog, now: float) -> State:
+def replayed(log: IEventLog, now: float, relay: AuditRelay | None = None) -> State:
     """
     The state C{log} holds, replayed at start (blocking): as written, or,
-    for a shared log, as the running nodes hold it (L{kept_shared}).
+    for a shared log, as the running nodes hold it (L{kept_shared}; C{relay}
+    holds its audit events).
 
     @raise ValueError: naming the record, if one is malformed (a log one
         process writes).
@@ -117,7 +124,9 @@ def replayed(log: IEventLog, now: float) -> State:
     if log.snapshot_records is None:
         replay(state, log.replay(), now)
     else:
-        deque(kept_shared(state, log.replay(), log.snapshot_records, now), maxlen=0)
+        deque(kept_shared(state, log.replay(), log.snapshot_records, now, relay), maxlen=0)
+        if relay is not None:
+            relay.replayed(log.position)
     return state
 
 
@@ -197,6 +206,7 @@ class _Pending:
     payloads: list[bytes]
     left: int
     dropped: int = 0
+    audited: Deferred[None] | None = None  # its audit events' write, once delivered
 
 
 @define(eq=False)
@@ -209,6 +219,7 @@ class Follower:
     state: State
     clock: IReactorTime
     catch_up: CatchUp | None = None
+    relay: AuditRelay | None = None  # carries the audit events in the log
     # Appends of this node's that the log refused for a claim (read by the metrics).
     conflicts: int = 0
     _mine: dict[bytes, deque[_Pending]] = field(factory=dict)
@@ -223,14 +234,19 @@ class Follower:
             # Every node skips it alike.
             log.error("log position {position}: skipped a malformed record", position=position)
             return
+        audited = None if self.relay is None else self.relay.applied(position, payload, taken)
         waiting = self._mine.get(payload)
         if waiting:
             pending = waiting.popleft()
             if not waiting:
                 del self._mine[payload]
             pending.left -= 1
+            if audited is not None:
+                pending.audited = audited
             if not taken:
                 pending.dropped += 1
+        elif audited is not None:  # another node's: the trail reports a failed write
+            audited.addErrback(lambda _: None)
 
     def _expect(self, payloads: list[bytes]) -> _Pending:
         pending = _Pending(payloads, len(payloads))
@@ -260,6 +276,8 @@ class Follower:
             from oauthd.interfaces import AuditFailing
             return fail(NotDurable(AuditFailing(store.audit_sink.failure), decision.context))
         payloads = [encode(r) for r in decision.records]
+        if self.relay is not None and decision.audit:
+            payloads.append(self.relay.payload(decision.audit, len(payloads), self.clock.seconds()))
         pending = self._expect(payloads)
         claims = [*decision.claims, *implied_claims(self.state, decision.records)]
         try:
@@ -289,6 +307,7 @@ class Follower:
         def outcome(result: object) -> object:
             self._forget(pending)
             reason: BaseException
+            audited = pending.audited
             if isinstance(result, Failure):
                 assert result.value is not None
                 if not result.check(ClaimConflict):
@@ -306,9 +325,12 @@ class Follower:
                 if store.observe is not None:
                     for event in decision.audit:
                         store.observe(event)
-                audited = _all_of([store.audit_sink.record_change(e.event, e.outcome, e.fields)
-                                   for e in decision.audit])
-                return audited.addCallbacks(answer, unrecorded)
+                if audited is None and self.relay is None:
+                    audited = _all_of([store.audit_sink.record_change(e.event, e.outcome, e.fields)
+                                       for e in decision.audit])
+                return (audited or succeed(None)).addCallbacks(answer, unrecorded)
+            if audited is not None:  # written as superseded (L{AuditRelay})
+                audited.addErrback(lambda _: None)
             if decision.lost is not None:
                 return store.commit(decision.lost())
             return Failure(NotDurable(Superseded(str(reason)), decision.context))
@@ -316,13 +338,13 @@ class Follower:
         return cast(Deferred[T], appended.addBoth(settled))
 
 
-def follow(store: Store) -> Follower:
+def follow(store: Store, relay: AuditRelay | None = None) -> Follower:
     """
     Make C{store} a node of a shared log: from now on its state changes as
-    its log delivers records, and its commits go through the follower.
-    Call it once the state is replayed, before the reactor runs.
+    its log delivers records, and its commits go through the follower (their
+    audit events through C{relay}).  Call it once the state is replayed.
     """
-    follower = Follower(store.state, store._clock, CatchUp(store.log, store._clock))
+    follower = Follower(store.state, store._clock, CatchUp(store.log, store._clock), relay)
     store.follower = follower
     store.log.follow(follower.deliver)
     return follower

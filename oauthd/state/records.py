@@ -36,6 +36,7 @@ family's start from the first of its tokens it sees.
                                 (L{oauthd.state.authz_records})
     key, key~                   signing keys (L{oauthd.state.keys})
     audit-anchor                where the audit trail begins (L{oauthd.state.audit_anchor})
+    audit                       a change's audit events, in a shared log (L{oauthd.state.audit_records})
 
 Applying a record is idempotent, and a record naming something absent does
 nothing (see L{oauthd.state.model}). Times are whole seconds on the injected
@@ -50,7 +51,7 @@ from typing import Any
 
 from attrs import asdict, frozen
 
-from oauthd.state import audit_anchor, authz_records, device, keys
+from oauthd.state import audit_anchor, audit_records, authz_records, device, keys
 from oauthd.state.authz_records import AUTHZ_TYPES, AuthzRecord
 from oauthd.state.keys import KEY_TYPES, KeyRecord
 from oauthd.state.entities import KINDS, Client, SecondFactor, Token, User, key_hex
@@ -169,9 +170,8 @@ Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
     | GrantRevoked | RefreshUsed | FamilyHeld | RefreshSpent | SecondFactorRecord | AuthzRecord
     | device.DevicePut
-    | KeyRecord | TokenUses | audit_anchor.AuditAnchored
+    | KeyRecord | TokenUses | audit_anchor.AuditAnchored | audit_records.AuditNoted
 )
-
 
 
 def oldest_beyond(live: list[Token], limit: int, adding: int = 1) -> list[Record]:
@@ -201,6 +201,7 @@ _ENCODED_ELSEWHERE: dict[type, Callable[[Any], str]] = {
     **dict.fromkeys(KEY_TYPES, keys.encode),
     device.DevicePut: device.encode,
     audit_anchor.AuditAnchored: audit_anchor.encode,
+    audit_records.AuditNoted: audit_records.encode,
 }
 """
 The records whose codec is in a module of their own, and its encoder.
@@ -317,6 +318,8 @@ def decode(payload: bytes) -> Record:
         return device.decode(fields)
     if tag == audit_anchor.TAG:
         return audit_anchor.decode(fields)
+    if tag == audit_records.TAG:
+        return audit_records.decode(fields)
     if tag in _TWO_FIELDS:
         if len(fields) != 3:
             raise ValueError(f"malformed {tag} record: it has {len(fields)} fields, not 3")

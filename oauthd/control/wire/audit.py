@@ -4,7 +4,8 @@ The audit trail's commands of the control protocol (C{oauthctl audit}).
 ReadAudit: one page of events, oldest first. C{since} and C{until} are POSIX
 times; C{event} an event name (C{token.issue}) or a kind of event (C{token}
 or C{token.*}, one of L{EVENT_KINDS}); C{client} a client id, C{user} a
-user name; C{limit} the most events of the page (1 to PAGE_ROWS). C{rows} is
+user name, C{node} the node that made the change (over a shared event
+log); C{limit} the most events of the page (1 to PAGE_ROWS). C{rows} is
 a JSON array of the trail's lines as objects (C{seq}, C{time}, C{event},
 C{outcome}, then the event's fields), without their chain values; C{cursor}
 names the next page, C{""} after the last. With C{follow}, a page at the end
@@ -39,6 +40,7 @@ class ReadAudit(ControlCommand):
         (b"event", amp.Unicode(optional=True)),
         (b"client", amp.Unicode(optional=True)),
         (b"user", amp.Unicode(optional=True)),
+        (b"node", amp.Unicode(optional=True)),
         (b"cursor", amp.Unicode(optional=True)),
         (b"limit", amp.Integer(optional=True)),
         (b"follow", amp.Boolean(optional=True)),

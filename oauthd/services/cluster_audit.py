@@ -1,0 +1,212 @@
+"""
+The audit trail of a node that shares its event log with others.
+
+Each node keeps its own chained trail (L{oauthd.services.audit}); the events
+of every change travel in the log (L{oauthd.state.audit_records}), and each
+node writes each of them to its trail once, as the log delivers it, its own
+included (L{ClusterTrail.write}); while its trail cannot write, it holds
+no more of them than its backlog, and says which it left out. Such a line names the node that made the
+change (C{node}), the change's log position (C{pos}) and when the node made
+it (C{at}, POSIX seconds), so the lines of one change agree on every node
+but for their C{seq}, C{time} and C{chain}::
+
+    {"seq":41,"time":1800000003,"event":"client.add","outcome":"ok","at":"1800000002",
+     "client_id":"c...","node":"a1","peer_uid":"0","pos":"1207","chain":"..."}
+
+The trail remembers how far it got by its lines: at start, the position of
+its last line that has one (L{last_position}). The log after the latest
+snapshot is replayed then, and only events past that position are written,
+so a restart writes each event once (a node that stops writes how far it
+followed the log: an C{audit.seen} line). Events before the snapshot are
+no longer read: if the trail stopped before the snapshot's position, one
+C{audit.gap} line says which positions this node did not see (the other
+nodes' trails have those events). A log that no longer reaches the trail's
+position (a database restored from an older backup) gets an
+C{audit.rewound} line, and the trail counts on from the log's head.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from oauthd.services.audit_files import split_line, trail_files
+
+log = Logger()
+
+NODE = "node"
+POSITION = "pos"
+AT = "at"
+SUPERSEDED = "superseded"
+
+_CHUNK = 1 << 20
+_NEEDLE = b'"' + POSITION.encode() + b'":"'
+
+
+class _Limits(Protocol):
+    @property
+    def backlog(self) -> int: ...
+
+
+class _Sink(Protocol):
+    directory: str
+    failure: str | None
+
+    @property
+    def backlog(self) -> int: ...
+
+    @property
+    def limits(self) -> _Limits: ...
+
+    def record_change(self, event: str, outcome: str, fields: Mapping[str, str]) -> Deferred[None]: ...
+
+
+class _Noted(Protocol):
+    """
+    An C{audit} record (L{oauthd.state.audit_records.AuditNoted}).
+    """
+
+    node: str
+    at: int
+
+    @property
+    def events(self) -> tuple[_Event, ...]: ...
+
+
+class _Event(Protocol):
+    event: str
+    outcome: str
+    fields: Mapping[str, str]
+
+
+def _position(line: bytes) -> int | None:
+    if _NEEDLE not in line:
+        return None
+    try:
+        value = json.loads(split_line(line)[0]).get(POSITION)
+        return int(value) if isinstance(value, str) and value.isdigit() else None
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+
+
+def last_position(directory: str) -> int:
+    """
+    The log position of the trail's last line that has one (0 for none),
+    read from the end of the newest file back (blocking: at start).
+    """
+    for path in reversed(trail_files(directory)):
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            rest = b""
+            while end > 0:
+                start = max(0, end - _CHUNK)
+                f.seek(start)
+                lines = (f.read(end - start) + rest).split(b"\n")
+                # The first piece may be a line's end; it is read with the next chunk.
+                rest = lines[0] if start else b""
+                for line in reversed(lines[1:] if start else lines):
+                    found = _position(line)
+                    if found is not None:
+                        return found
+                end = start
+    return 0
+
+
+class ClusterTrail(Service):
+    """
+    Writes the events the shared log delivers to this node's trail, each
+    once (see the module's docstring). As a service, stopped once the log
+    is closed, it writes how far the node followed the log (an
+    C{audit.seen} line), so that a start after a snapshot written since
+    does not take what it saw for a gap.
+
+    @ivar position: the log position through which the trail has the
+        events (or says it will not have them).
+    """
+
+    def __init__(self, trail: _Sink, node: str, followed: Callable[[], int] = lambda: 0) -> None:
+        """
+        Find how far the trail got (blocking: before the reactor runs).
+
+        @param followed: the position of the last record the log delivered.
+        """
+        self._trail = trail
+        self._followed = followed
+        self.node = node
+        self.position = last_position(trail.directory)
+        # Positions whose events were not written: the trail could not
+        # write, and held as many events as it may (see write()).
+        self._unwritten: tuple[int, int] | None = None
+
+    def start(self, begins: int, head: int) -> None:
+        """
+        The log was replayed from position C{begins} (after its latest
+        snapshot) to C{head}: say what this trail cannot have.
+        """
+        if self.position > head:
+            log.warn("audit trail: it has events through log position {position}, but the log ends at"
+                     " {head} (restored from an older backup?): counting on from there",
+                     position=self.position, head=head)
+            self._note("audit.rewound", {"trail": str(self.position), "log": str(head)})
+            self.position = head
+        elif begins > self.position + 1:
+            log.warn("audit trail: the events at log positions {first} to {last} were not seen by this node"
+                     " (a snapshot passed them while it was down); the other nodes' trails hold them",
+                     first=self.position + 1, last=begins - 1)
+            self._note("audit.gap", {"from": str(self.position + 1), "to": str(begins - 1), "reason": "snapshot"})
+            self.position = begins - 1
+
+    def _note(self, event: str, fields: dict[str, str], outcome: str = "failed") -> None:
+        fields[NODE] = self.node
+        self._trail.record_change(event, outcome, fields).addErrback(lambda _: None)
+
+    def stopService(self) -> None:
+        super().stopService()
+        followed = self._followed()
+        if followed > self.position:
+            # Every record through there was delivered and its events written.
+            self.position = followed
+            self._note("audit.seen", {POSITION: str(followed)}, "ok")
+
+    def write(self, position: int, record: _Noted, superseded: bool) -> Deferred[None] | None:
+        """
+        Write the events of the C{audit} record at C{position}, unless the
+        trail has them; as superseded if a record of their change was
+        dropped where it was applied (the change was not made).
+
+        @return: fires once they are durable (fails as the trail's
+            L{record_change} does); C{None} if there was nothing to write.
+        """
+        if position <= self.position or not record.events:
+            return None
+        self.position = position
+        trail = self._trail
+        if record.node != self.node and trail.failure is not None and trail.backlog >= trail.limits.backlog:
+            # The other nodes' changes go on while this trail cannot write
+            # (a full disk): what it holds meanwhile is bounded. (This
+            # node's own wait for theirs: it takes no change meanwhile.)
+            first = self._unwritten[0] if self._unwritten else position
+            self._unwritten = (first, position)
+            return None
+        if self._unwritten is not None:
+            (first, last), self._unwritten = self._unwritten, None
+            log.warn("audit trail: the events at log positions {first} to {last} were not written (the"
+                     " trail could not write); the other nodes' trails hold them",
+                     first=first, last=last)
+            self._note("audit.gap", {"from": str(first), "to": str(last), "reason": "unwritten"})
+        where = {NODE: record.node, POSITION: str(position), AT: str(record.at)}
+        written = [
+            self._trail.record_change(e.event, SUPERSEDED if superseded else e.outcome, {**e.fields, **where})
+            for e in record.events
+        ]
+        # The trail makes its lines durable in order: the last one's
+        # outcome is theirs.
+        for earlier in written[:-1]:
+            earlier.addErrback(lambda _: None)
+        return written[-1]
