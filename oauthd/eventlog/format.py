@@ -69,12 +69,14 @@ leaves either the old file or the new one, whole.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 
 from oauthd.eventlog.errors import JournalCorrupt
 
@@ -324,6 +326,8 @@ def walk_verified(
     # The CRC of salt || length field, by length: records of a kind have
     # few distinct lengths, so this saves a slice and a CRC call per record.
     seeds: dict[int, int] = {}
+    # How many records of the last one's length to read at once next.
+    run = 1
     offset = start
     while offset < end:
         body = offset + RECORD_OVERHEAD
@@ -341,7 +345,49 @@ def walk_verified(
             break
         keep(payload)
         offset = stop
+        count = min(run, (end - offset) // (RECORD_OVERHEAD + length))
+        if count > 1:
+            taken = _same_length_run(buf, offset, length, count, seed)
+            payloads += taken
+            offset += len(taken) * (RECORD_OVERHEAD + length)
+            run = min(run * 2, _MOST_AT_ONCE) if len(taken) == count else max(1, len(taken))
+        else:
+            run = 2
     else:
         return payloads, offset, None
     return payloads, offset, check_record(buf, offset, end, salt_crc)[1]
 
+
+_MOST_AT_ONCE = 1024
+
+
+@functools.lru_cache(maxsize=16)
+def _frames(length: int, count: int) -> struct.Struct:
+    """
+    The layout of C{count} records of C{length} bytes each, one after the
+    other.
+    """
+    return struct.Struct(">" + f"II{length}s" * count)
+
+
+def _same_length_run(
+    buf: bytes | mmap.mmap, offset: int, length: int, count: int, seed: int
+) -> list[bytes]:
+    """
+    The payloads of the records at C{offset} that verify as one of a run of
+    C{count} records of C{length} bytes each (which fit before the end):
+    read together, each checked as L{walk_verified} checks it, and cut at
+    the first that is not of that length or does not verify.
+    """
+    fields = _frames(length, count).unpack_from(buf, offset)
+    lengths = fields[0::3]
+    crcs = fields[1::3]
+    payloads = list(fields[2::3])
+    computed = list(map(zlib.crc32, payloads, repeat(seed)))
+    if lengths.count(length) == count and computed == list(crcs):
+        return payloads
+    # Up to the first record of another length or whose CRC differs.
+    for index, (size, crc, mine) in enumerate(zip(lengths, crcs, computed)):
+        if size != length or crc != mine:
+            return payloads[:index]
+    return payloads
