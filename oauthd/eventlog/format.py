@@ -69,7 +69,6 @@ leaves either the old file or the new one, whole.
 
 from __future__ import annotations
 
-import functools
 import mmap
 import os
 import re
@@ -326,8 +325,11 @@ def walk_verified(
     # The CRC of salt || length field, by length: records of a kind have
     # few distinct lengths, so this saves a slice and a CRC call per record.
     seeds: dict[int, int] = {}
-    # How many records of the last one's length to read at once next.
-    run = 1
+    # How many records to read at once next, once three in a row have had
+    # the same length (how many have, up to then).
+    run = _LEAST_AT_ONCE
+    previous = -1
+    same = 0
     offset = start
     while offset < end:
         body = offset + RECORD_OVERHEAD
@@ -345,29 +347,34 @@ def walk_verified(
             break
         keep(payload)
         offset = stop
+        if length != previous:
+            previous = length
+            same = 1
+            continue
+        if same < 3:
+            same += 1
+            continue
         count = min(run, (end - offset) // (RECORD_OVERHEAD + length))
         if count > 1:
             taken = _same_length_run(buf, offset, length, count, seed)
             payloads += taken
             offset += len(taken) * (RECORD_OVERHEAD + length)
-            run = min(run * 2, _MOST_AT_ONCE) if len(taken) == count else max(1, len(taken))
-        else:
-            run = 2
+            if len(taken) == count:
+                run = min(run * 2, _MOST_AT_ONCE)
+            else:
+                run = _LEAST_AT_ONCE
+                previous = -1
     else:
         return payloads, offset, None
     return payloads, offset, check_record(buf, offset, end, salt_crc)[1]
 
 
+_LEAST_AT_ONCE = 4
 _MOST_AT_ONCE = 1024
-
-
-@functools.lru_cache(maxsize=16)
-def _frames(length: int, count: int) -> struct.Struct:
-    """
-    The layout of C{count} records of C{length} bytes each, one after the
-    other.
-    """
-    return struct.Struct(">" + f"II{length}s" * count)
+"""
+The fewest and the most records L{walk_verified} reads at once (their
+payloads are built before they are checked).
+"""
 
 
 def _same_length_run(
@@ -379,15 +386,17 @@ def _same_length_run(
     read together, each checked as L{walk_verified} checks it, and cut at
     the first that is not of that length or does not verify.
     """
-    fields = _frames(length, count).unpack_from(buf, offset)
+    # (struct keeps the layouts it has compiled.)
+    fields = struct.unpack_from(">" + f"II{length}s" * count, buf, offset)
     lengths = fields[0::3]
-    crcs = fields[1::3]
-    payloads = list(fields[2::3])
+    if lengths.count(length) != count:
+        # Up to the first record of another length.
+        count = next(index for index, size in enumerate(lengths) if size != length)
+    crcs = list(fields[1 : 3 * count : 3])
+    payloads = list(fields[2 : 3 * count : 3])
     computed = list(map(zlib.crc32, payloads, repeat(seed)))
-    if lengths.count(length) == count and computed == list(crcs):
-        return payloads
-    # Up to the first record of another length or whose CRC differs.
-    for index, (size, crc, mine) in enumerate(zip(lengths, crcs, computed)):
-        if size != length or crc != mine:
-            return payloads[:index]
+    if computed != crcs:
+        # Up to the first that does not verify.
+        count = next(index for index, (crc, mine) in enumerate(zip(crcs, computed)) if crc != mine)
+        del payloads[count:]
     return payloads

@@ -8,9 +8,11 @@ runs this over every token a journal holds.
 It is L{State.load}'s replay, only faster: the state it builds is the same
 in every detail (rows, indexes, counts, issue order). A chunk it does not
 take whole goes through L{State.load}, which also names a malformed record:
-one with other records among its tokens, or with a token that is not
-plain: not ASCII, owned by a client or user that is absent or disabled, in
-a refresh family or a used refresh token, already held, or held twice.
+one with other records among its tokens, or with a token that is not plain
+(in a refresh family or a used refresh token; owned by a client or user
+that is absent or disabled; already held, or twice in the chunk) or not
+written as L{oauthd.state.records.encode} writes one (its key an even
+number of hex digits, its times ASCII digits, valid UTF-8).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ enough that a chunk L{State.load} must take is not a long detour.
 
 _TAB = b"\t"
 _TAG = b"tok"
+# The least payload greater than every payload that begins with the tag.
 _AFTER_TAG = TOKEN_TAG[:-1] + bytes([TOKEN_TAG[-1] + 1])
 _FIELDS = 10
 _ACCESS = ACCESS.encode()
