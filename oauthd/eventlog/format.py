@@ -394,6 +394,7 @@ def _same_length_run(
         count = next(index for index, size in enumerate(lengths) if size != length)
     crcs = list(fields[1 : 3 * count : 3])
     payloads = list(fields[2 : 3 * count : 3])
+    del fields, lengths  # before more is built: less for the allocator to keep
     computed = list(map(zlib.crc32, payloads, repeat(seed)))
     if computed != crcs:
         # Up to the first that does not verify.
