@@ -2,6 +2,7 @@
 Journal benchmark: prints figures, asserts nothing.
 
     python bench/journal.py [--data DIR] [--seconds 2.5]
+    python bench/journal.py --replay-only [--tokens 1000000] [--instructions 50000]
 
 Sections:
 
@@ -17,8 +18,15 @@ Sections:
     build a payload and how to apply one, so the state layer can plug in its
     real encoder and model later (C{--replay-records 0} skips it).
  4. the same for a million real token records replayed into the state
-    model, in a new process as at a daemon's start, with the journal's bytes
-    and the resident memory per token (C{--tokens 0} skips it).
+    model, in each of five new processes as at a daemon's start (the median
+    time), with the journal's bytes, the resident memory per token and the
+    peak resident memory over the steady state after replay
+    (C{--tokens 0} skips it).
+ 5. with C{--instructions N}: the instructions per replayed token, counted
+    by callgrind over open + replay of N and of 2N token records in a new
+    process, the difference over the difference so start-up cancels out.
+
+C{--replay-only} runs only sections 4 and 5.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -205,23 +213,20 @@ async def bench_replay(
     return opened - started, replayed - opened, size, rss_growth
 
 
-async def bench_token_replay(
+async def write_token_journal(
     reactor: Any, directory: str, count: int, clients: int = 1000
-) -> tuple[float, float, int, float]:
+) -> int:
     """
-    Write C{count} real token records (spread over C{clients} clients, as the
-    token endpoint would), then time an open and a replay into the real
-    state model in a new process, as a daemon's start does, and measure what
-    the live tokens cost in memory there.
+    Write C{count} real token records to a journal in C{directory}, spread
+    over C{clients} clients as the token endpoint would issue them, all live
+    at L{NOW}.
 
-    @return: seconds to open (verify), seconds to replay into L{State}, the
-        journal's bytes, and resident bytes per live token.
+    @return: the journal's bytes.
     """
     from oauthd.protocol import tokens
     from oauthd.state.entities import ACCESS, Client, Token
     from oauthd.state.records import ClientPut, TokenIssued, encode
 
-    now = 1_800_000_000
     client_ids = [f"c{i:015d}" for i in range(clients)]
     journal = FileJournal.open(directory, reactor, fsync=False)
     await journal.append([
@@ -233,28 +238,95 @@ async def bench_token_replay(
         await journal.append([
             encode(TokenIssued(Token(
                 tokens.token_key(os.urandom(24).hex()), ACCESS,
-                client_ids[i % clients], "", "metrics", now, 3600, "", "",
+                client_ids[i % clients], "", "metrics", NOW, 3600, "", "",
             )))
             for i in range(start, min(count, start + batch))
         ])
     size = journal.byte_count
     await journal.close()
-    # In a new process, as at a daemon's start: this one's heap is warm with
-    # the memory the records above were built in, which would flatter both
-    # figures.
+    return size
+
+
+NOW = 1_800_000_000
+
+
+@frozen
+class ReplayFigures:
+    opened: float
+    replayed: float
+    per_token: float
+    peak_ratio: float
+
+
+def run_replay_child(directory: str, prefix: Sequence[str] = ()) -> ReplayFigures:
+    """
+    Open and replay the journal in C{directory} in a new process, as at a
+    daemon's start: this one's heap is warm with the memory the records were
+    built in, which would flatter every figure.
+    """
     child = subprocess.run(
-        [sys.executable, __file__, "--replay-child", directory, str(now)],
+        [*prefix, sys.executable, __file__, "--replay-child", directory, str(NOW)],
         check=True, capture_output=True, text=True,
     )
-    opened, replayed, per_token = (float(x) for x in child.stdout.split())
-    return opened, replayed, size, per_token
+    return ReplayFigures(*(float(x) for x in child.stdout.split()))
+
+
+async def bench_token_replay(
+    reactor: Any, directory: str, count: int, runs: int
+) -> tuple[list[ReplayFigures], int]:
+    """
+    Write C{count} token records, then open and replay them into the real
+    state model in C{runs} fresh processes.
+
+    @return: each process's figures, and the journal's bytes.
+    """
+    size = await write_token_journal(reactor, directory, count)
+    return [run_replay_child(directory) for _ in range(runs)], size
+
+
+def callgrind_instructions(directory: str) -> int:
+    """
+    The instructions a fresh process runs to open and replay the journal in
+    C{directory} (its start-up included), counted by callgrind.
+    """
+    with tempfile.TemporaryDirectory() as out:
+        counts = os.path.join(out, "callgrind.out")
+        run_replay_child(directory, ("valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}"))
+        with open(counts) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    raise RuntimeError("callgrind wrote no total")
+
+
+async def bench_replay_instructions(reactor: Any, base: str, count: int) -> tuple[int, int, float]:
+    """
+    Instructions per replayed token: open + replay of C{count} and of
+    2 * C{count} token records under callgrind, the difference over the
+    difference in tokens, so the process's start-up cancels out.
+    """
+    totals = []
+    for n in (count, 2 * count):
+        directory = os.path.join(base, f"instructions{n}")
+        await write_token_journal(reactor, directory, n)
+        totals.append(callgrind_instructions(directory))
+    return totals[0], totals[1], (totals[1] - totals[0]) / count
+
+
+def status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def replay_child(directory: str, now: float) -> None:
     """
     Open the journal in C{directory} and replay it into the state model as
-    the daemon does at start; print the seconds each took and the resident
-    bytes per live token.
+    the daemon does at start; print the seconds each took, the resident
+    bytes per live token, and the peak resident memory over the process's
+    life divided by the resident memory once replay is done.
     """
     from twisted.internet import reactor
 
@@ -269,25 +341,19 @@ def replay_child(directory: str, now: float) -> None:
     with collector_paused():
         model.replay(state, journal.replay(), now)
     replayed = time.perf_counter()
-    per_token = (rss_kib() - rss_before) * 1024 / len(state.tokens)
-    print(opened - started, replayed - opened, per_token)
+    steady = rss_kib()
+    per_token = (steady - rss_before) * 1024 / len(state.tokens)
+    print(opened - started, replayed - opened, per_token, status_kib("VmHWM") / steady)
 
 
-async def main(reactor: Any, options: argparse.Namespace) -> None:
-    base = options.data or tempfile.mkdtemp(prefix="oauthd-journal-bench-")
-    run = 0
-
-    def fresh() -> str:
-        nonlocal run
-        run += 1
-        return os.path.join(base, f"run{run}")
-
+async def journal_sections(
+    reactor: Any, options: argparse.Namespace, fresh: Callable[[], str]
+) -> None:
     modes = [
         ("group commit", {}),
         ("fsync per record", {"group_commit": False}),
         ("no fsync", {"fsync": False}),
     ]
-    print(f"data directory: {base}")
     print(f"{options.seconds:.1f} s per run, {len(PAYLOAD)}-byte records\n")
     print(f"{'mode':<18} {'writers':>7} {'appends/s':>11} {'fsyncs':>8} {'worst stall':>12}")
     results: dict[tuple[str, int], Figures] = {}
@@ -330,18 +396,56 @@ async def main(reactor: Any, options: argparse.Namespace) -> None:
             " (opaque payloads, no state model)"
         )
 
+    await replay_sections(reactor, options, fresh)
+
+
+async def replay_sections(
+    reactor: Any, options: argparse.Namespace, fresh: Callable[[], str]
+) -> None:
     if options.tokens:
-        open_s, replay_s, size, per_token = await bench_token_replay(
-            reactor, fresh(), options.tokens
+        runs, size = await bench_token_replay(
+            reactor, fresh(), options.tokens, options.replay_runs
         )
+        totals = sorted(r.opened + r.replayed for r in runs)
+        median = totals[len(totals) // 2]
+        per_token = sorted(r.per_token for r in runs)
+        peak = sorted(r.peak_ratio for r in runs)
         print(
-            f"\ntoken journal, {options.tokens:,} token records: open (verify)"
-            f" {open_s:.2f} s + replay into the state model {replay_s:.2f} s"
-            f" = {open_s + replay_s:.2f} s (target <= 5 s);"
-            f" {size / options.tokens:.0f} journal bytes per token;"
-            f" {per_token:.0f} bytes of resident memory per live token (target <= 300)"
+            f"\ntoken journal, {options.tokens:,} token records"
+            f" ({size / options.tokens:.0f} journal bytes per token), open + replay"
+            f" into the state model in {len(runs)} fresh processes:"
+            f" median {median:.2f} s (each: {', '.join(f'{t:.2f}' for t in totals)});"
+            f" resident memory per live token {per_token[0]:.0f}-{per_token[-1]:.0f} B"
+            f" (target <= 250); peak / steady resident memory"
+            f" {peak[0]:.2f}-{peak[-1]:.2f}x (target <= 1.5)"
         )
 
+    if options.instructions:
+        small, large, per_token_instructions = await bench_replay_instructions(
+            reactor, fresh(), options.instructions
+        )
+        print(
+            f"\ninstructions (callgrind), open + replay in a fresh process:"
+            f" {options.instructions:,} tokens {small:,},"
+            f" {2 * options.instructions:,} tokens {large:,};"
+            f" per replayed token {per_token_instructions:,.0f}"
+        )
+
+
+async def main(reactor: Any, options: argparse.Namespace) -> None:
+    base = options.data or tempfile.mkdtemp(prefix="oauthd-journal-bench-")
+    run = 0
+
+    def fresh() -> str:
+        nonlocal run
+        run += 1
+        return os.path.join(base, f"run{run}")
+
+    print(f"data directory: {base}")
+    if options.replay_only:
+        await replay_sections(reactor, options, fresh)
+    else:
+        await journal_sections(reactor, options, fresh)
     if not options.data:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -358,6 +462,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--tokens", type=int, default=1_000_000,
         help="token records for the state-model replay and memory figures (0 skips)",
+    )
+    parser.add_argument(
+        "--replay-runs", type=int, default=5,
+        help="fresh processes that replay the token journal (the median time is shown)",
+    )
+    parser.add_argument(
+        "--instructions", type=int, default=0, metavar="N",
+        help="count open + replay of N and 2N token records under callgrind (0 skips)",
+    )
+    parser.add_argument(
+        "--replay-only", action="store_true",
+        help="only the token replay, memory and instruction figures",
     )
     return parser.parse_args(argv)
 

@@ -75,6 +75,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 
 from oauthd.eventlog.errors import JournalCorrupt
 
@@ -325,6 +326,11 @@ def walk_verified(
     # The CRC of salt || length field, by length: records of a kind have
     # few distinct lengths, so this saves a slice and a CRC call per record.
     seeds: dict[int, int] = {}
+    # How many records to read at once next, once three in a row have had
+    # the same length (how many have, up to then).
+    run = _LEAST_AT_ONCE
+    previous = -1
+    same = 0
     offset = start
     while offset < end:
         body = offset + RECORD_OVERHEAD
@@ -342,7 +348,57 @@ def walk_verified(
             break
         keep(payload)
         offset = stop
+        if length != previous:
+            previous = length
+            same = 1
+            continue
+        if same < 3:
+            same += 1
+            continue
+        count = min(run, (end - offset) // (RECORD_OVERHEAD + length))
+        if count > 1:
+            taken = _same_length_run(buf, offset, length, count, seed)
+            payloads += taken
+            offset += len(taken) * (RECORD_OVERHEAD + length)
+            if len(taken) == count:
+                run = min(run * 2, _MOST_AT_ONCE)
+            else:
+                run = _LEAST_AT_ONCE
+                previous = -1
     else:
         return payloads, offset, None
     return payloads, offset, check_record(buf, offset, end, salt_crc)[1]
 
+
+_LEAST_AT_ONCE = 4
+_MOST_AT_ONCE = 1024
+"""
+The fewest and the most records L{walk_verified} reads at once (their
+payloads are built before they are checked).
+"""
+
+
+def _same_length_run(
+    buf: bytes | mmap.mmap, offset: int, length: int, count: int, seed: int
+) -> list[bytes]:
+    """
+    The payloads of the records at C{offset} that verify as one of a run of
+    C{count} records of C{length} bytes each (which fit before the end):
+    read together, each checked as L{walk_verified} checks it, and cut at
+    the first that is not of that length or does not verify.
+    """
+    # (struct keeps the layouts it has compiled.)
+    fields = struct.unpack_from(">" + f"II{length}s" * count, buf, offset)
+    lengths = fields[0::3]
+    if lengths.count(length) != count:
+        # Up to the first record of another length.
+        count = next(index for index, size in enumerate(lengths) if size != length)
+    crcs = list(fields[1 : 3 * count : 3])
+    payloads = list(fields[2 : 3 * count : 3])
+    del fields, lengths  # before more is built: less for the allocator to keep
+    computed = list(map(zlib.crc32, payloads, repeat(seed)))
+    if computed != crcs:
+        # Up to the first that does not verify.
+        count = next(index for index, (crc, mine) in enumerate(zip(crcs, computed)) if crc != mine)
+        del payloads[count:]
+    return payloads

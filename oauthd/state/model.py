@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from oauthd.state import audit_anchor, authz, keys, second_factor, uses
+from oauthd.state import audit_anchor, authz, keys, second_factor, token_runs, uses
 from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
 from oauthd.state.families import EXPIRY_BUCKET, Families, Family
 from oauthd.state.order import TakenOrder
@@ -178,7 +178,7 @@ class State:
 
     # -- changing -----------------------------------------------------------
 
-    def load(self, payloads: Iterable[bytes], now: float, replaying: bool = False) -> int:
+    def load(self, payloads: Iterable[bytes], now: float, replaying: bool = False, first: int = 1) -> int:
         """
         Apply event-log payloads in order (replay). A C{tok} record's token
         is taken in unless it expired before C{now} or its client or user is
@@ -186,6 +186,7 @@ class State:
 
         @param replaying: hold tokens as their payloads and leave them out of
             the expiry buckets, for L{replay}.
+        @param first: the number of the first payload, for error messages.
         @return: the number of payloads.
         @raise ValueError: naming the payload's number, if one is malformed.
         """
@@ -194,8 +195,8 @@ class State:
         # once, and kept as the payload itself.
         rows = self._rows
         spent = self.families.spent
-        count = 0
-        for count, payload in enumerate(payloads, 1):
+        count = first - 1
+        for count, payload in enumerate(payloads, first):
             try:
                 if not payload.startswith(TOKEN_TAG):
                     self._apply(decode(payload), now)
@@ -228,7 +229,7 @@ class State:
                                      lifetime, grant, label))
             except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as e:
                 raise ValueError(f"record {count}: {e}") from None
-        return count
+        return count - first + 1
 
     def apply(self, records: Iterable[Record], now: float) -> None:
         """
@@ -482,19 +483,18 @@ _OWN, _BY_CLIENT, _BY_USER, _BY_GRANT = range(4)
 
 def replay(state: State, payloads: Iterable[bytes], now: float) -> int:
     """
-    Apply event-log payloads to C{state} (L{State.load}); tokens already
-    expired at C{now} are skipped rather than loaded and swept.
+    Apply event-log payloads to C{state} (L{State.load}, or L{token_runs} into an
+    empty state); tokens already expired at C{now} are skipped, not loaded and swept.
 
-    Start-up waits for this, so it does only what serving needs: the tokens
-    loaded into an empty state are left out of the expiry buckets, which
-    only the sweep reads, and the first sweeps put them there a slice at a
-    time once the daemon runs.
+    Start-up waits for this, so it does only what serving needs: tokens loaded
+    into an empty state are left out of the expiry buckets, which only the
+    sweep reads; the first sweeps put them there a slice at a time.
 
     @return: the number of records applied.
     @raise ValueError: naming the record number, if one is malformed.
     """
     empty = not state.tokens
-    count = state.load(payloads, now, replaying=empty)
+    count = token_runs.replay_chunks(state, payloads, now) if empty else state.load(payloads, now)
     if empty:
         state._unbucketed = list(state.tokens)
     return count

@@ -21,9 +21,10 @@ class TakenOrder:
 
     @ivar add: take in the next key: the list's own append, since replay
         calls it once per token.
+    @ivar add_all: take in several keys, in order (the list's extend).
     """
 
-    __slots__ = ("_rows", "_keys", "_numbers", "_tail", "_removed", "add")
+    __slots__ = ("_rows", "_keys", "_numbers", "_tail", "_removed", "add", "add_all")
 
     def __init__(self, rows: Container[int]) -> None:
         self._rows = rows
@@ -34,6 +35,7 @@ class TakenOrder:
         self._tail = 0
         self._removed = 0
         self.add = self._keys.append
+        self.add_all = self._keys.extend
 
     def __len__(self) -> int:
         """
