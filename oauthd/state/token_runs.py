@@ -17,6 +17,7 @@ number of hex digits, its times ASCII digits, valid UTF-8).
 
 from __future__ import annotations
 
+import ctypes
 from binascii import unhexlify
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -65,7 +66,22 @@ def replay_chunks(state: State, payloads: Iterable[bytes], now: float, size: int
             owners[1].clear()
             state.load(chunk, now, replaying=True, first=count + 1)
         count += len(chunk)
+    _give_back_free_memory()
     return count
+
+
+def _give_back_free_memory() -> None:
+    """
+    Return to the system the memory the chunks' temporaries left free in
+    the C heap, which a process that has just replayed a large journal
+    would otherwise keep for as long as it runs (glibc's C{malloc_trim};
+    elsewhere, nothing).
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _chunks(payloads: Iterable[bytes], size: int) -> Iterator[tuple[list[bytes], bool]]:
