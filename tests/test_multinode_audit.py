@@ -30,6 +30,7 @@ from oauthd.services.cluster_audit import last_position
 from oauthd.services.hashing import PasswordHasher
 from oauthd.state.audit_records import AuditNoted, NotedEvent
 from oauthd.state.audit_relay import AuditRelay
+from oauthd.state.decision import audit
 from oauthd.state.follower import replayed
 from oauthd.state.records import decode, encode
 from oauthd.state.store import Store
@@ -419,6 +420,29 @@ class RestartTests(ClusterAuditCase):
         self.assertEqual([(g["from"], g["to"], g["node"]) for g in gaps], [(str(seen + 1), str(snapshot), "B")])
         self.assertNotIn("carol", {line.get("user", line.get("name")) for line in self.b.changes()})
         self.assertEqual(self.positions(self.b)[-1], self.audit_positions()[-1])
+
+
+    def test_a_node_killed_between_the_lines_of_one_change_writes_the_rest_once(self) -> None:
+        """
+        B is killed after the first of a change's two lines reached its
+        trail, before the second did (they can be two writes: a rotation
+        between them); at its next start the log delivers the change again:
+        B writes the line it lacks, and not the one it has.
+        """
+        events = [audit("client.add", "ok", client_id="c1"), audit("client.secret", "ok", client_id="c1")]
+        self.a.log.append([AuditRelay("A").payload(events, 0, self.clock.seconds())])
+        self.settle()
+        (position,) = {int(line["pos"]) for line in self.b.changes()}
+        # Killed: its trail has the first line of the change only.
+        self.b.log.close()
+        self.b.trail.stopService()
+        path = self.b.directory / TRAIL_NAME
+        path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
+        self.b = self.start("B")
+        self.settle()
+        self.assertEqual([(line["event"], int(line["pos"])) for line in self.b.changes()],
+                         [("client.add", position), ("client.secret", position)])
+        self.assertIsNone(verify_trail(str(self.b.directory)).broken)
 
 
 def test_an_audit_record_changes_no_state_and_round_trips() -> None:

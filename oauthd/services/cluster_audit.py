@@ -17,7 +17,8 @@ The trail remembers how far it got by its lines: at start, the position of
 its last line that has one (L{last_position}). The log after the latest
 snapshot is replayed then, and only events past that position are written,
 so a restart writes each event once (a node that stops writes how far it
-followed the log: an C{audit.seen} line). Events before the snapshot are
+followed the log: an C{audit.seen} line; one killed between the lines of a
+change writes the ones it lacks, L{last_written}). Events before the snapshot are
 no longer read: if the trail stopped before the snapshot's position, one
 C{audit.gap} line says which positions this node did not see (the other
 nodes' trails have those events). A log that no longer reaches the trail's
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 from twisted.application.service import Service
@@ -44,6 +45,7 @@ NODE = "node"
 POSITION = "pos"
 AT = "at"
 SUPERSEDED = "superseded"
+SEEN = "audit.seen"
 
 _CHUNK = 1 << 20
 _NEEDLE = b'"' + POSITION.encode() + b'":"'
@@ -85,20 +87,25 @@ class _Event(Protocol):
     fields: Mapping[str, str]
 
 
-def _position(line: bytes) -> int | None:
+def _placed(line: bytes) -> tuple[int, str] | None:
+    """
+    The log position and event of a line that has one.
+    """
     if _NEEDLE not in line:
         return None
     try:
-        value = json.loads(split_line(line)[0]).get(POSITION)
-        return int(value) if isinstance(value, str) and value.isdigit() else None
+        record = json.loads(split_line(line)[0])
+        value = record.get(POSITION)
+        if isinstance(value, str) and value.isdigit():
+            return int(value), str(record.get("event"))
     except (ValueError, UnicodeDecodeError, AttributeError):
-        return None
+        pass
+    return None
 
 
-def last_position(directory: str) -> int:
+def _backwards(directory: str) -> Iterator[bytes]:
     """
-    The log position of the trail's last line that has one (0 for none),
-    read from the end of the newest file back (blocking: at start).
+    The trail's lines, from the end of the newest file back (blocking).
     """
     for path in reversed(trail_files(directory)):
         with open(path, "rb") as f:
@@ -110,12 +117,38 @@ def last_position(directory: str) -> int:
                 lines = (f.read(end - start) + rest).split(b"\n")
                 # The first piece may be a line's end; it is read with the next chunk.
                 rest = lines[0] if start else b""
-                for line in reversed(lines[1:] if start else lines):
-                    found = _position(line)
-                    if found is not None:
-                        return found
+                yield from reversed(lines[1:] if start else lines)
                 end = start
-    return 0
+
+
+def last_written(directory: str) -> tuple[int, int | None]:
+    """
+    The log position of the trail's last line that has one (0 for none),
+    and how many lines of that position's events end the trail: C{None} if
+    it has them all (an C{audit.seen} line says so), for a node killed
+    between the lines of one change has only the first ones (blocking: at
+    start).
+    """
+    position, lines = 0, 0
+    for line in _backwards(directory):
+        found = _placed(line)
+        if found is None:
+            continue
+        if not position:
+            if found[1] == SEEN:
+                return found[0], None
+            position = found[0]
+        elif found[0] != position:
+            break
+        lines += 1
+    return position, lines or None
+
+
+def last_position(directory: str) -> int:
+    """
+    The log position of the trail's last line that has one (0 for none).
+    """
+    return last_written(directory)[0]
 
 
 class ClusterTrail(Service):
@@ -139,7 +172,7 @@ class ClusterTrail(Service):
         self._trail = trail
         self._followed = followed
         self.node = node
-        self.position = last_position(trail.directory)
+        self.position, self._lines_at_position = last_written(trail.directory)
         # Positions whose events were not written: the trail could not
         # write, and held as many events as it may (see write()).
         self._unwritten: tuple[int, int] | None = None
@@ -154,13 +187,13 @@ class ClusterTrail(Service):
                      " {head} (restored from an older backup?): counting on from there",
                      position=self.position, head=head)
             self._note("audit.rewound", {"trail": str(self.position), "log": str(head)})
-            self.position = head
+            self.position, self._lines_at_position = head, None
         elif begins > self.position + 1:
             log.warn("audit trail: the events at log positions {first} to {last} were not seen by this node"
                      " (a snapshot passed them while it was down); the other nodes' trails hold them",
                      first=self.position + 1, last=begins - 1)
             self._note("audit.gap", {"from": str(self.position + 1), "to": str(begins - 1), "reason": "snapshot"})
-            self.position = begins - 1
+            self.position, self._lines_at_position = begins - 1, None
 
     def _note(self, event: str, fields: dict[str, str], outcome: str = "failed") -> None:
         fields[NODE] = self.node
@@ -172,7 +205,7 @@ class ClusterTrail(Service):
         if followed > self.position:
             # Every record through there was delivered and its events written.
             self.position = followed
-            self._note("audit.seen", {POSITION: str(followed)}, "ok")
+            self._note(SEEN, {POSITION: str(followed)}, "ok")
 
     def write(self, position: int, record: _Noted, superseded: bool) -> Deferred[None] | None:
         """
@@ -183,7 +216,14 @@ class ClusterTrail(Service):
         @return: fires once they are durable (fails as the trail's
             L{record_change} does); C{None} if there was nothing to write.
         """
-        if position <= self.position or not record.events:
+        events = record.events
+        if position == self.position and self._lines_at_position is not None:
+            # The trail has the first lines of these events only.
+            events = events[self._lines_at_position:]
+        elif position <= self.position:
+            return None
+        self._lines_at_position = None
+        if not events:
             return None
         self.position = position
         trail = self._trail
@@ -203,7 +243,7 @@ class ClusterTrail(Service):
         where = {NODE: record.node, POSITION: str(position), AT: str(record.at)}
         written = [
             self._trail.record_change(e.event, SUPERSEDED if superseded else e.outcome, {**e.fields, **where})
-            for e in record.events
+            for e in events
         ]
         # The trail makes its lines durable in order: the last one's
         # outcome is theirs.
