@@ -316,6 +316,37 @@ class FailingTrailTests(ClusterAuditCase):
         self.flushLoggedErrors(OSError)
 
 
+    def test_what_a_node_left_out_is_not_lost_when_it_stops(self) -> None:
+        """
+        C's trail leaves out other nodes' events while it cannot write,
+        writes again, and C stops before any other change: at its next
+        start the trail has every change of the log, each once (it does
+        not say it followed past what it left out).
+        """
+        broken = [False]
+
+        def sync(fd: int) -> None:
+            if broken[0]:
+                raise OSError(28, "No space left on device")
+
+        c = self.start("C", sync=sync, limits=TrailLimits(backlog=1))
+        self.settle()
+        broken[0] = True
+        for n in range(3):
+            self.admin(self.a, wire.AddUser, name=f"user{n}")
+        broken[0] = False
+        self.clock.advance(RETRY_SECONDS)
+        self.assertIsNone(c.trail.failure)
+        # A record without audit events comes after them (an anchor).
+        self.a.trail.retention.anchor(500, "ab" * 32)
+        self.settle()
+        c.stop()
+        c = self.start("C", sync=sync)
+        self.settle()
+        added = [line["user"] for line in c.changes() if line["event"] == "user.add"]
+        self.assertEqual(added, ["user0", "user1", "user2"])
+        self.flushLoggedErrors(OSError)
+
     def test_a_nodes_own_change_is_never_left_out(self) -> None:
         """
         C commits a change just as its trail stops writing, behind other

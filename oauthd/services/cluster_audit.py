@@ -202,6 +202,10 @@ class ClusterTrail(Service):
     def stopService(self) -> None:
         super().stopService()
         followed = self._followed()
+        if self._unwritten is not None:
+            # Not past the events left out: a start writes them from the log
+            # (or says it no longer holds them).
+            return
         if followed > self.position:
             # Every record through there was delivered and its events written.
             self.position = followed
