@@ -35,7 +35,7 @@ from oauthd.state.follower import replayed
 from oauthd.state.records import decode, encode
 from oauthd.state.store import Store
 from oauthd.tap import anchor_trail, follow_shared
-from oauthd.testing import InlinePool, InlineReactor, MemoryServer
+from oauthd.testing import InlinePool, InlineReactor, MemoryServer, SteppingPool
 from oauthd.web.api import OAuthHTTP
 from tests.helpers import START, make_config
 from tests.test_control import ADMIN, Link
@@ -58,7 +58,7 @@ class AuditedNode:
         self.log = shared.node()
         relay = AuditRelay(name)
         state = replayed(self.log, clock.seconds(), relay)
-        self.trail = AuditTrail(str(directory), clock, InlineReactor(), pool=InlinePool(), **trail)
+        self.trail = AuditTrail(str(directory), clock, InlineReactor(), **{"pool": InlinePool(), **trail})
         self.trail.startService()
         self.store = Store(state, self.log, clock, self.trail)
         hasher = PasswordHasher(InlineReactor(), InlinePool(), cost=4)  # type: ignore[arg-type]
@@ -315,6 +315,31 @@ class FailingTrailTests(ClusterAuditCase):
         self.assertEqual((gap["from"], gap["to"], gap["reason"]), (str(positions[2]), str(positions[3]), "unwritten"))
         self.flushLoggedErrors(OSError)
 
+
+    def test_a_trail_whose_write_hangs_holds_a_bounded_backlog(self) -> None:
+        """
+        C's trail write hangs (a stalled disk: no error, no end): the other
+        nodes' changes go on, and C holds no more of their events than its
+        backlog; once the write ends, one line says which it left out.
+        """
+        stalled = SteppingPool()
+        c = self.start("C", pool=stalled, limits=TrailLimits(backlog=2))
+        self.settle()
+        stalled.run_all()
+        c.trail.record_change("audit.test", "ok", {})  # a write in flight, that hangs
+        for n in range(5):
+            self.admin(self.a, wire.AddUser, name=f"user{n}")
+        self.assertIsNone(c.trail.failure)
+        self.assertEqual(c.trail.backlog, 2)
+        stalled.run_all()
+        self.admin(self.a, wire.AddUser, name="last")
+        for _ in range(3):
+            self.clock.advance(0)
+            stalled.run_all()
+        added = [line["user"] for line in c.changes() if line["event"] == "user.add"]
+        self.assertEqual(added, ["user0", "user1", "last"])
+        (gap,) = [line for line in c.lines() if line["event"] == "audit.gap"]
+        self.assertEqual(gap["reason"], "unwritten")
 
     def test_what_a_node_left_out_is_not_lost_when_it_stops(self) -> None:
         """

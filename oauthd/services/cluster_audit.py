@@ -58,7 +58,6 @@ class _Limits(Protocol):
 
 class _Sink(Protocol):
     directory: str
-    failure: str | None
 
     @property
     def backlog(self) -> int: ...
@@ -231,10 +230,12 @@ class ClusterTrail(Service):
             return None
         self.position = position
         trail = self._trail
-        if record.node != self.node and trail.failure is not None and trail.backlog >= trail.limits.backlog:
+        if record.node != self.node and trail.backlog >= trail.limits.backlog:
             # The other nodes' changes go on while this trail cannot write
-            # (a full disk): what it holds meanwhile is bounded. (This
-            # node's own wait for theirs: it takes no change meanwhile.)
+            # (a full disk, or a write that hangs on a stalled one): what it
+            # holds meanwhile is bounded. (This node's own are never left
+            # out: each waits for its answer, and none is taken while the
+            # trail fails.)
             first = self._unwritten[0] if self._unwritten else position
             self._unwritten = (first, position)
             return None
