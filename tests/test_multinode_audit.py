@@ -283,6 +283,60 @@ class SupersededTests(ClusterAuditCase):
         self.assertEqual(self.b.store.state.token_count(), 0)
 
 
+    def test_a_snapshot_in_the_middle_of_a_voided_change_is_not_taken_for_ok(self) -> None:
+        """
+        A writes a snapshot when it has applied B's voided token but not
+        the audit record after it (the log delivered part of an append):
+        a node starting from that snapshot cannot see that the token was
+        dropped, and does not write it as issued (the trails of A and B say
+        superseded): its gap line names that change's position.
+        """
+        client = self.client(self.a)
+        self.a.connect().ask(wire.RemoveClient, id=client[0])
+        answers: list[Any] = []
+        self.b.http.post("http://127.0.0.1:9478/api/v1/oauth/token", data={"grant_type": "client_credentials"},
+                         auth=client).addBoth(answers.append)
+        self.b.http.flush()
+        self.a.log.step(3)  # the removal, its audit record, the token
+        self.successResultOf(self.a.store.compact())
+        self.settle()
+        self.b.http.flush()
+        self.assertEqual(answers[0].code, 503)
+        (position,) = [int(line["pos"]) for line in self.a.changes() if line["event"] == "token.issue"]
+        self.assertEqual(self.shared.snapshot[0], position - 1)
+        c = self.start("C")
+        self.settle()
+        self.assertEqual([line["outcome"] for line in c.changes() if line["event"] == "token.issue"], [])
+        (gap,) = [line for line in c.lines() if line["event"] == "audit.gap"]
+        self.assertEqual((gap["from"], gap["to"]), ("1", str(position)))
+
+
+    def test_a_snapshot_in_the_middle_of_a_change_is_not_taken_for_superseded(self) -> None:
+        """
+        A writes a snapshot when it has applied its token but not the audit
+        record after it: a node starting from that snapshot does not write
+        the token as superseded (the trails of A and B say ok): its gap
+        line names that change's position.
+        """
+        client = self.client(self.a)
+        answers: list[Any] = []
+        self.a.http.post("http://127.0.0.1:9478/api/v1/oauth/token", data={"grant_type": "client_credentials"},
+                         auth=client).addBoth(answers.append)
+        self.a.http.flush()
+        self.a.log.step(1)  # the token
+        self.successResultOf(self.a.store.compact())
+        self.settle()
+        self.a.http.flush()
+        self.assertEqual(answers[0].code, 200)
+        (position,) = [int(line["pos"]) for line in self.b.changes()
+                       if line["event"] == "token.issue" and line["outcome"] == "ok"]
+        c = self.start("C")
+        self.settle()
+        self.assertEqual([line["outcome"] for line in c.changes() if line["event"] == "token.issue"], [])
+        (gap,) = [line for line in c.lines() if line["event"] == "audit.gap"]
+        self.assertEqual((gap["from"], gap["to"]), ("1", str(position)))
+
+
 class FailingTrailTests(ClusterAuditCase):
 
     def test_a_trail_that_cannot_write_holds_a_bounded_backlog(self) -> None:
