@@ -555,6 +555,28 @@ class RestartTests(ClusterAuditCase):
         self.assertIsNone(verify_trail(str(self.b.directory)).broken)
 
 
+    def test_a_node_killed_between_the_lines_of_a_change_a_snapshot_passed_says_so(self) -> None:
+        """
+        As above, but a snapshot passes the change while B is down: B
+        cannot write the line it lacks, and its gap line names that
+        change's position.
+        """
+        events = [audit("client.add", "ok", client_id="c1"), audit("client.secret", "ok", client_id="c1")]
+        self.a.log.append([AuditRelay("A").payload(events, 0, self.clock.seconds())])
+        self.settle()
+        (position,) = {int(line["pos"]) for line in self.b.changes()}
+        self.b.log.close()
+        self.b.trail.stopService()
+        path = self.b.directory / TRAIL_NAME
+        path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
+        self.successResultOf(self.a.store.compact())
+        self.assertEqual(self.shared.snapshot[0], position)
+        self.b = self.start("B")
+        self.settle()
+        gaps = [(line["from"], line["to"]) for line in self.b.lines() if line["event"] == "audit.gap"]
+        self.assertEqual(gaps, [(str(position), str(position))])
+
+
 def test_an_audit_record_changes_no_state_and_round_trips() -> None:
     """
     The C{audit} record carries its events through the codec unchanged (a

@@ -6,8 +6,9 @@ of every change travel in the log (L{oauthd.state.audit_records}), and each
 node writes each of them to its trail once, as the log delivers it, its own
 included (L{ClusterTrail.write}); while its trail cannot write, it holds
 no more of them than its backlog, and says which it left out. Such a line names the node that made the
-change (C{node}), the change's log position (C{pos}) and when the node made
-it (C{at}, POSIX seconds), so the lines of one change agree on every node
+change (C{node}), the change's log position (C{pos}), when the node made
+it (C{at}, POSIX seconds) and, if the change has several events, how many
+(C{events}), so the lines of one change agree on every node
 but for their C{seq}, C{time} and C{chain}::
 
     {"seq":41,"time":1800000003,"event":"client.add","outcome":"ok","at":"1800000002",
@@ -46,6 +47,7 @@ POSITION = "pos"
 AT = "at"
 SUPERSEDED = "superseded"
 SEEN = "audit.seen"
+EVENTS = "events"
 
 _CHUNK = 1 << 20
 _NEEDLE = b'"' + POSITION.encode() + b'":"'
@@ -86,17 +88,18 @@ class _Event(Protocol):
     fields: Mapping[str, str]
 
 
-def _placed(line: bytes) -> tuple[int, str] | None:
+def _placed(line: bytes) -> tuple[int, str, int] | None:
     """
-    The log position and event of a line that has one.
+    The log position, event and count of its change's events of a line
+    that has a position.
     """
     if _NEEDLE not in line:
         return None
     try:
         record = json.loads(split_line(line)[0])
-        value = record.get(POSITION)
+        value, count = record.get(POSITION), record.get(EVENTS, "1")
         if isinstance(value, str) and value.isdigit():
-            return int(value), str(record.get("event"))
+            return int(value), str(record.get("event")), int(count) if str(count).isdigit() else 1
     except (ValueError, UnicodeDecodeError, AttributeError):
         pass
     return None
@@ -123,12 +126,11 @@ def _backwards(directory: str) -> Iterator[bytes]:
 def last_written(directory: str) -> tuple[int, int | None]:
     """
     The log position of the trail's last line that has one (0 for none),
-    and how many lines of that position's events end the trail: C{None} if
-    it has them all (an C{audit.seen} line says so), for a node killed
-    between the lines of one change has only the first ones (blocking: at
-    start).
+    and how many lines of that position's events end the trail if not all
+    of them (else C{None}): a node killed between the lines of one change
+    has only the first ones (blocking: at start).
     """
-    position, lines = 0, 0
+    position, lines, wanted = 0, 0, 0
     for line in _backwards(directory):
         found = _placed(line)
         if found is None:
@@ -136,11 +138,11 @@ def last_written(directory: str) -> tuple[int, int | None]:
         if not position:
             if found[1] == SEEN:
                 return found[0], None
-            position = found[0]
+            position, _, wanted = found
         elif found[0] != position:
             break
         lines += 1
-    return position, lines or None
+    return position, lines if lines < wanted else None
 
 
 def last_position(directory: str) -> int:
@@ -187,11 +189,15 @@ class ClusterTrail(Service):
                      position=self.position, head=head)
             self._note("audit.rewound", {"trail": str(self.position), "log": str(head)})
             self.position, self._lines_at_position = head, None
-        elif begins > self.position + 1:
+            return
+        # (The position whose events the trail has only the first lines of
+        # is missing too.)
+        first = self.position + (self._lines_at_position is None)
+        if begins > first:
             log.warn("audit trail: the events at log positions {first} to {last} were not seen by this node"
                      " (a snapshot passed them while it was down); the other nodes' trails hold them",
-                     first=self.position + 1, last=begins - 1)
-            self._note("audit.gap", {"from": str(self.position + 1), "to": str(begins - 1), "reason": "snapshot"})
+                     first=first, last=begins - 1)
+            self._note("audit.gap", {"from": str(first), "to": str(begins - 1), "reason": "snapshot"})
             self.position, self._lines_at_position = begins - 1, None
 
     def _note(self, event: str, fields: dict[str, str], outcome: str = "failed") -> None:
@@ -246,6 +252,8 @@ class ClusterTrail(Service):
                      first=first, last=last)
             self._note("audit.gap", {"from": str(first), "to": str(last), "reason": "unwritten"})
         where = {NODE: record.node, POSITION: str(position), AT: str(record.at)}
+        if len(record.events) > 1:
+            where[EVENTS] = str(len(record.events))
         written = [
             self._trail.record_change(e.event, SUPERSEDED if superseded else e.outcome, {**e.fields, **where})
             for e in events
