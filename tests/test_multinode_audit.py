@@ -30,11 +30,12 @@ from oauthd.services.cluster_audit import last_position
 from oauthd.services.hashing import PasswordHasher
 from oauthd.state.audit_records import AuditNoted, NotedEvent
 from oauthd.state.audit_relay import AuditRelay
+from oauthd.state.decision import audit
 from oauthd.state.follower import replayed
 from oauthd.state.records import decode, encode
 from oauthd.state.store import Store
 from oauthd.tap import anchor_trail, follow_shared
-from oauthd.testing import InlinePool, InlineReactor, MemoryServer
+from oauthd.testing import InlinePool, InlineReactor, MemoryServer, SteppingPool
 from oauthd.web.api import OAuthHTTP
 from tests.helpers import START, make_config
 from tests.test_control import ADMIN, Link
@@ -57,7 +58,7 @@ class AuditedNode:
         self.log = shared.node()
         relay = AuditRelay(name)
         state = replayed(self.log, clock.seconds(), relay)
-        self.trail = AuditTrail(str(directory), clock, InlineReactor(), pool=InlinePool(), **trail)
+        self.trail = AuditTrail(str(directory), clock, InlineReactor(), **{"pool": InlinePool(), **trail})
         self.trail.startService()
         self.store = Store(state, self.log, clock, self.trail)
         hasher = PasswordHasher(InlineReactor(), InlinePool(), cost=4)  # type: ignore[arg-type]
@@ -282,6 +283,60 @@ class SupersededTests(ClusterAuditCase):
         self.assertEqual(self.b.store.state.token_count(), 0)
 
 
+    def test_a_snapshot_in_the_middle_of_a_voided_change_is_not_taken_for_ok(self) -> None:
+        """
+        A writes a snapshot when it has applied B's voided token but not
+        the audit record after it (the log delivered part of an append):
+        a node starting from that snapshot cannot see that the token was
+        dropped, and does not write it as issued (the trails of A and B say
+        superseded): its gap line names that change's position.
+        """
+        client = self.client(self.a)
+        self.a.connect().ask(wire.RemoveClient, id=client[0])
+        answers: list[Any] = []
+        self.b.http.post("http://127.0.0.1:9478/api/v1/oauth/token", data={"grant_type": "client_credentials"},
+                         auth=client).addBoth(answers.append)
+        self.b.http.flush()
+        self.a.log.step(3)  # the removal, its audit record, the token
+        self.successResultOf(self.a.store.compact())
+        self.settle()
+        self.b.http.flush()
+        self.assertEqual(answers[0].code, 503)
+        (position,) = [int(line["pos"]) for line in self.a.changes() if line["event"] == "token.issue"]
+        self.assertEqual(self.shared.snapshot[0], position - 1)
+        c = self.start("C")
+        self.settle()
+        self.assertEqual([line["outcome"] for line in c.changes() if line["event"] == "token.issue"], [])
+        (gap,) = [line for line in c.lines() if line["event"] == "audit.gap"]
+        self.assertEqual((gap["from"], gap["to"]), ("1", str(position)))
+
+
+    def test_a_snapshot_in_the_middle_of_a_change_is_not_taken_for_superseded(self) -> None:
+        """
+        A writes a snapshot when it has applied its token but not the audit
+        record after it: a node starting from that snapshot does not write
+        the token as superseded (the trails of A and B say ok): its gap
+        line names that change's position.
+        """
+        client = self.client(self.a)
+        answers: list[Any] = []
+        self.a.http.post("http://127.0.0.1:9478/api/v1/oauth/token", data={"grant_type": "client_credentials"},
+                         auth=client).addBoth(answers.append)
+        self.a.http.flush()
+        self.a.log.step(1)  # the token
+        self.successResultOf(self.a.store.compact())
+        self.settle()
+        self.a.http.flush()
+        self.assertEqual(answers[0].code, 200)
+        (position,) = [int(line["pos"]) for line in self.b.changes()
+                       if line["event"] == "token.issue" and line["outcome"] == "ok"]
+        c = self.start("C")
+        self.settle()
+        self.assertEqual([line["outcome"] for line in c.changes() if line["event"] == "token.issue"], [])
+        (gap,) = [line for line in c.lines() if line["event"] == "audit.gap"]
+        self.assertEqual((gap["from"], gap["to"]), ("1", str(position)))
+
+
 class FailingTrailTests(ClusterAuditCase):
 
     def test_a_trail_that_cannot_write_holds_a_bounded_backlog(self) -> None:
@@ -314,6 +369,62 @@ class FailingTrailTests(ClusterAuditCase):
         self.assertEqual((gap["from"], gap["to"], gap["reason"]), (str(positions[2]), str(positions[3]), "unwritten"))
         self.flushLoggedErrors(OSError)
 
+
+    def test_a_trail_whose_write_hangs_holds_a_bounded_backlog(self) -> None:
+        """
+        C's trail write hangs (a stalled disk: no error, no end): the other
+        nodes' changes go on, and C holds no more of their events than its
+        backlog; once the write ends, one line says which it left out.
+        """
+        stalled = SteppingPool()
+        c = self.start("C", pool=stalled, limits=TrailLimits(backlog=2))
+        self.settle()
+        stalled.run_all()
+        c.trail.record_change("audit.test", "ok", {})  # a write in flight, that hangs
+        for n in range(5):
+            self.admin(self.a, wire.AddUser, name=f"user{n}")
+        self.assertIsNone(c.trail.failure)
+        self.assertEqual(c.trail.backlog, 2)
+        stalled.run_all()
+        self.admin(self.a, wire.AddUser, name="last")
+        for _ in range(3):
+            self.clock.advance(0)
+            stalled.run_all()
+        added = [line["user"] for line in c.changes() if line["event"] == "user.add"]
+        self.assertEqual(added, ["user0", "user1", "last"])
+        (gap,) = [line for line in c.lines() if line["event"] == "audit.gap"]
+        self.assertEqual(gap["reason"], "unwritten")
+
+    def test_what_a_node_left_out_is_not_lost_when_it_stops(self) -> None:
+        """
+        C's trail leaves out other nodes' events while it cannot write,
+        writes again, and C stops before any other change: at its next
+        start the trail has every change of the log, each once (it does
+        not say it followed past what it left out).
+        """
+        broken = [False]
+
+        def sync(fd: int) -> None:
+            if broken[0]:
+                raise OSError(28, "No space left on device")
+
+        c = self.start("C", sync=sync, limits=TrailLimits(backlog=1))
+        self.settle()
+        broken[0] = True
+        for n in range(3):
+            self.admin(self.a, wire.AddUser, name=f"user{n}")
+        broken[0] = False
+        self.clock.advance(RETRY_SECONDS)
+        self.assertIsNone(c.trail.failure)
+        # A record without audit events comes after them (an anchor).
+        self.a.trail.retention.anchor(500, "ab" * 32)
+        self.settle()
+        c.stop()
+        c = self.start("C", sync=sync)
+        self.settle()
+        added = [line["user"] for line in c.changes() if line["event"] == "user.add"]
+        self.assertEqual(added, ["user0", "user1", "user2"])
+        self.flushLoggedErrors(OSError)
 
     def test_a_nodes_own_change_is_never_left_out(self) -> None:
         """
@@ -419,6 +530,51 @@ class RestartTests(ClusterAuditCase):
         self.assertEqual([(g["from"], g["to"], g["node"]) for g in gaps], [(str(seen + 1), str(snapshot), "B")])
         self.assertNotIn("carol", {line.get("user", line.get("name")) for line in self.b.changes()})
         self.assertEqual(self.positions(self.b)[-1], self.audit_positions()[-1])
+
+
+    def test_a_node_killed_between_the_lines_of_one_change_writes_the_rest_once(self) -> None:
+        """
+        B is killed after the first of a change's two lines reached its
+        trail, before the second did (they can be two writes: a rotation
+        between them); at its next start the log delivers the change again:
+        B writes the line it lacks, and not the one it has.
+        """
+        events = [audit("client.add", "ok", client_id="c1"), audit("client.secret", "ok", client_id="c1")]
+        self.a.log.append([AuditRelay("A").payload(events, 0, self.clock.seconds())])
+        self.settle()
+        (position,) = {int(line["pos"]) for line in self.b.changes()}
+        # Killed: its trail has the first line of the change only.
+        self.b.log.close()
+        self.b.trail.stopService()
+        path = self.b.directory / TRAIL_NAME
+        path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
+        self.b = self.start("B")
+        self.settle()
+        self.assertEqual([(line["event"], int(line["pos"])) for line in self.b.changes()],
+                         [("client.add", position), ("client.secret", position)])
+        self.assertIsNone(verify_trail(str(self.b.directory)).broken)
+
+
+    def test_a_node_killed_between_the_lines_of_a_change_a_snapshot_passed_says_so(self) -> None:
+        """
+        As above, but a snapshot passes the change while B is down: B
+        cannot write the line it lacks, and its gap line names that
+        change's position.
+        """
+        events = [audit("client.add", "ok", client_id="c1"), audit("client.secret", "ok", client_id="c1")]
+        self.a.log.append([AuditRelay("A").payload(events, 0, self.clock.seconds())])
+        self.settle()
+        (position,) = {int(line["pos"]) for line in self.b.changes()}
+        self.b.log.close()
+        self.b.trail.stopService()
+        path = self.b.directory / TRAIL_NAME
+        path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
+        self.successResultOf(self.a.store.compact())
+        self.assertEqual(self.shared.snapshot[0], position)
+        self.b = self.start("B")
+        self.settle()
+        gaps = [(line["from"], line["to"]) for line in self.b.lines() if line["event"] == "audit.gap"]
+        self.assertEqual(gaps, [(str(position), str(position))])
 
 
 def test_an_audit_record_changes_no_state_and_round_trips() -> None:

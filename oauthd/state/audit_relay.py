@@ -43,7 +43,10 @@ class AuditRelay:
     @ivar write: until it is set (L{attach}: the trail opens after the
         log is replayed), what replay delivers is held, by its number in
         the log after the snapshot (see L{replayed}).
-    @ivar begins: the first position replay read after the snapshot.
+    @ivar begins: the first position after the snapshot whose events
+        replay can tell: a change whose records begin in the snapshot (it
+        was written in the middle of an append) cannot be told ok from
+        superseded there, so it counts as before the snapshot.
     """
 
     node: str
@@ -51,6 +54,7 @@ class AuditRelay:
     begins: int = 1
     _dropped_at: int = 0
     _seen: int = 0
+    _straddled: int = 0
     _held: list[tuple[int, AuditNoted, bool]] = field(factory=list)
 
     def payload(self, events: Sequence[AuditEvent], records: int, now: float) -> bytes:
@@ -80,7 +84,12 @@ class AuditRelay:
             return None
         superseded = self._dropped_at >= position - record.records
         if self.write is None:
-            self._held.append((position, record, superseded))
+            if position - record.records < 1:
+                # (Numbered from 1 after the snapshot.) What was dropped
+                # before this change's audit record is in the snapshot.
+                self._straddled = position
+            else:
+                self._held.append((position, record, superseded))
             return None
         return self.write(position, record, superseded)
 
@@ -91,7 +100,7 @@ class AuditRelay:
         L{begins} is set.
         """
         shift = last - self._seen
-        self.begins = shift + 1
+        self.begins = shift + 1 + self._straddled
         if self._dropped_at:
             self._dropped_at += shift
         self._held = [(number + shift, record, superseded) for number, record, superseded in self._held]
