@@ -117,6 +117,25 @@ class ConnectionTests(SiteCase):
         self.clock.advance(0.1)
         assert conn.closing and conn.received().startswith(b"HTTP/1.1 408 ")
 
+    def test_a_request_begun_with_the_one_before_has_its_header_deadline_from_then(self) -> None:
+        """
+        The first bytes of the next request, sent with the one before it,
+        start its header deadline there (not the idle timeout, which would
+        let it trickle its headers for that long first), and it waits for
+        its headers as any other does (the slowest gives way at the cap).
+        """
+        conn = self.connect()
+        conn.send(HEALTHZ + b"GET /hea")
+        assert conn.received().startswith(b"HTTP/1.1 200 ")
+        assert conn.protocol in self.site.awaiting_headers
+        conn.transport.clear()
+        self.clock.advance(5)
+        conn.send(b"l")
+        self.clock.advance(4.9)
+        assert not conn.closing
+        self.clock.advance(0.1)
+        assert conn.closing and conn.received().startswith(b"HTTP/1.1 408 "), conn.received()
+
     def test_a_prompt_request_is_answered_and_kept_alive(self) -> None:
         conn = self.connect()
         for _ in range(3):

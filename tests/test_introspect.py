@@ -6,8 +6,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.task import Clock
+
 from tests.helpers import START
 from tests.oauth_helpers import INTROSPECT, OAuthCase, bearer
+
+
+class TickingClock(Clock):
+    """
+    A clock that moves on by a second each time it is read: time passing
+    while a request is decided.
+    """
+
+    def seconds(self) -> float:
+        now = self.rightNow
+        self.advance(1)
+        return now
 
 
 class IntrospectTests(OAuthCase):
@@ -102,6 +116,26 @@ class IntrospectTests(OAuthCase):
             self.assert_error(reply, 400, "invalid_scope")
         assert self.password_grant(scope="photos").code == 200
 
+    def test_an_inactive_token_is_introspected_once(self) -> None:
+        """
+        A token found inactive is answered so at once on a node alone: the
+        introspection is not made again (its caller's credential checked
+        again, later), so a caller whose token was live when checked is not
+        refused 401 for it expiring meanwhile.
+        """
+        service, secret = self.add_client("service", scope="metrics introspect")
+        access = self.token({"grant_type": "client_credentials", "scope": "introspect"},
+                            auth=(service.id, secret)).body["access_token"]
+        caller = self.server.authenticate_token(access)
+        assert caller is not None and caller.expires_at
+        # Read first for the caller's token (live, two seconds before its
+        # expiry), then for the token asked about (inactive).
+        ticking = TickingClock()
+        ticking.rightNow = caller.expires_at - 2
+        self.server.ctx.clock = ticking
+        reply = self.post(INTROSPECT, {"token": "0" * 48}, headers=bearer(access))
+        assert (reply.code, reply.body) == (200, {"active": False}), reply
+
     def test_bearer_without_introspect_scope(self) -> None:
         """
         Only a bearer that names the introspect scope may ask: "*", which
@@ -141,3 +175,15 @@ class IntrospectTests(OAuthCase):
             self.introspect(self.grant["access_token"])
             self.introspect("0" * 48)
         assert self.journal_size() == before
+
+
+class TickingClock(Clock):
+    """
+    A clock that moves on by a second each time it is read: time passing
+    while a request is decided.
+    """
+
+    def seconds(self) -> float:
+        now = super().seconds()
+        self.advance(1)
+        return now

@@ -203,9 +203,16 @@ class OAuthHTTP:
         request names is not held here: another node may have just made it),
         C{answer()} once this node caught up, within C{caller}'s budget.
         """
-        if self._store.follower is not None and missed() and self._miss_budget.admit(caller):
+        if self._waits_for_the_log(missed, caller):
             return caught_up(self._store).addCallback(lambda _: answer())
         return answer()
+
+    def _waits_for_the_log(self, missed: Callable[[], bool], caller: str) -> bool:
+        """
+        Whether a request waits for this node to catch up before it is
+        answered (L{_after_a_miss}).
+        """
+        return self._store.follower is not None and missed() and self._miss_budget.admit(caller)
 
     # -- endpoints ------------------------------------------------------------
 
@@ -249,11 +256,12 @@ class OAuthHTTP:
         auth, presented = parsing.client_auth(request, params)
         ip = self._ip(request)
         answer = introspection.introspect(self._ctx, params, auth, presented, ip)
-        if answer != {"active": False}:
-            return json_body(request, answer)
-        return self._after_a_miss(lambda: misses.token(self._ctx, params.get("token", "")), _caller(auth, ip),
-                                  lambda: json_body(request, introspection.introspect(
-                                      self._ctx, params, auth, presented, ip)))
+        if answer == {"active": False} and self._waits_for_the_log(
+                lambda: misses.token(self._ctx, params.get("token", "")), _caller(auth, ip)):
+            # Asked again once this node caught up; otherwise answered as decided.
+            return caught_up(self._store).addCallback(lambda _: json_body(
+                request, introspection.introspect(self._ctx, params, auth, presented, ip)))
+        return json_body(request, answer)
 
     @app.route("/api/v1/oauth/userinfo", methods=["GET", "POST"])
     def userinfo(self, request: IRequest) -> bytes | Deferred[bytes]:

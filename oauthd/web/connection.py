@@ -141,10 +141,14 @@ class Channel(HTTPChannel):
 
     def requestDone(self, request: Any) -> None:
         super().requestDone(request)
-        idle = self.site.timeOut
-        if self.persistent and idle and not self._armed and not self._handlingRequest:
-            self._start_deadline(idle)
-            self._idle = True
+        if self.persistent and not self._armed and not self._handlingRequest:
+            if self._buffer:
+                # The next request's first bytes came with this one (still
+                # in the line parser's buffer, not passed to dataReceived).
+                self._await_headers()
+            elif idle := self.site.timeOut:
+                self._start_deadline(idle)
+                self._idle = True
 
     def _await_headers(self) -> None:
         self.site.awaiting_headers[self] = self._start_deadline(self.site.header_timeout)
