@@ -90,14 +90,17 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     except BaseException:
         a.stop()
         raise
+    made = Cluster(a, b, ("", ""))
     try:
         ctl(a, "users", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
         added = ctl(a, "clients", "add", "--name", "app", "--introspect", "--grant", "password",
                     "--grant", "refresh_token", "--json")
-        yield Cluster(a, b, (added["id"], added["secret"]))
+        made.client = (added["id"], added["secret"])
+        yield made
     finally:
-        assert a.stop() == 0, a.output()
-        assert b.stop() == 0, b.output()
+        # The daemons the test left running: it may have started one anew.
+        assert made.a.stop() == 0, made.a.output()
+        assert made.b.stop() == 0, made.b.output()
 
 
 def test_issued_on_a_introspects_on_b(cluster: Cluster) -> None:
