@@ -47,6 +47,7 @@ class NullLog:
 
     record_count = 0
     byte_count = 0
+    snapshot_records = None
 
     def append(self, payloads: Sequence[bytes]) -> Any:
         from twisted.internet.defer import succeed
@@ -85,7 +86,7 @@ class Bench:
         from oauthd.protocol.clientauth import ClientAuth
         from oauthd.testing import MemoryServer
 
-        self.server = MemoryServer.build(log=NullLog(), audit=lambda *args: None)
+        self.server = MemoryServer.build(log=NullLog())
         for name in ("alice", "bob"):
             _result(self.server.add_user(name, PASSWORD))
         client, secret = _result(self.server.add_client(

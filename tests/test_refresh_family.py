@@ -192,3 +192,75 @@ class FamilyLifetimeTests(OAuthCase):
         token = self.server.authenticate_token(body["refresh_token"])
         assert token is not None and token.live(self.clock.seconds())
         self.assert_error(self.refresh(body["refresh_token"]), 400, "invalid_grant")
+
+
+class GrantTokenLimitTests(OAuthCase):
+    """
+    A refresh keeps at most the client's C{max_tokens} live access tokens in
+    its grant, revoking the oldest live ones; the grant's family counts what
+    it holds, and the count must tell the same as reading every token.
+    """
+
+    refresh = RefreshFamilyTests.refresh
+    rotate = RefreshFamilyTests.rotate
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.successResultOf(self.server.update_client(self.client.id, max_tokens=2))
+
+    def live(self, bodies: list[dict[str, Any]]) -> list[int]:
+        """
+        Which of C{bodies}' access tokens are live, by their position.
+        """
+        return [i for i, body in enumerate(bodies)
+                if self.server.authenticate_token(body["access_token"]) is not None]
+
+    def test_expired_access_tokens_do_not_count(self) -> None:
+        bodies = self.rotate(3)
+        assert self.live(bodies) == [2, 3]
+        self.clock.advance(3600)  # all four expired; none swept
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        assert self.live(bodies) == [4, 5]
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        assert self.live(bodies) == [5, 6]
+
+    def test_a_later_token_that_expires_first_does_not_count(self) -> None:
+        """
+        A grant's tokens need not expire in the order they were issued (the
+        client's access lifetime shortened between two refreshes): one that
+        expired is not counted, whatever its place.
+        """
+        bodies = self.rotate(0)
+        self.successResultOf(self.server.update_client(self.client.id, access_ttl=60))
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        self.clock.advance(120)
+        assert self.live(bodies) == [0]
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        assert self.live(bodies) == [0, 2]
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        assert self.live(bodies) == [2, 3]
+
+    def test_a_revoked_access_token_leaves_room(self) -> None:
+        bodies = self.rotate(1)
+        reply = self.post("/api/v1/oauth/revoke", {"token": bodies[1]["access_token"]},
+                          auth=(self.client.id, self.secret))
+        assert reply.code == 200
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        assert self.live(bodies) == [0, 2]
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        assert self.live(bodies) == [2, 3]
+
+    def test_the_count_is_rebuilt_by_a_restart_and_the_sweep(self) -> None:
+        bodies = self.rotate(1)
+        self.restart()
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        assert self.live(bodies) == [1, 2]
+        self.clock.advance(3600)
+        self.server.store.sweep()
+        self.restart()
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        assert self.live(bodies) == [3, 4]
+        bodies.append(self.refresh(bodies[-1]["refresh_token"]).body)
+        assert self.live(bodies) == [4, 5]

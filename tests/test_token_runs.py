@@ -66,7 +66,8 @@ def held(state: model.State) -> tuple[object, ...]:
     return (
         list(state._rows.items()), state._own, state._by_client, state._by_user, state._by_grant,
         state._client_count, state._user_count, list(state.token_order.run(0, 1 << 62, 1 << 62)[0]),
-        state._unbucketed, state.clients, state.users, state._stale,
+        state._unbucketed, state.clients, state.users,
+        [index._stale for index in (state._own, state._by_client, state._by_user, state._by_grant)],
         {g: (f.client_id, f.user, f.started, f.expires_at, f.used) for g, f in families._live.items()},
         {k: f.grant for k, f in families._used.items()},
     )

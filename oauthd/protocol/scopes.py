@@ -56,6 +56,8 @@ def within(requested: str, allowed: str) -> bool:
     C{allowed} grants every scope but those of L{BY_NAME_ONLY}, C{*} in
     C{requested} needs C{*}.
     """
+    if requested == allowed:
+        return True
     granted = names(allowed)
     wanted = names(requested)
     if ALL in granted:

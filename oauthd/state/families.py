@@ -21,6 +21,8 @@ EXPIRY_BUCKET = 60
 Seconds of expiry times that share one sweep bucket.
 """
 
+NEVER = float("inf")
+
 
 class Family:
     """
@@ -33,9 +35,14 @@ class Family:
     @ivar used: the keys of the refresh tokens it has used; C{None} until
         it uses one (replay makes a family per grant, and most never rotate
         before they end: one list fewer each for the garbage collector).
+    @ivar access: how many access tokens of the grant the state holds
+        (expired ones too, until the sweep drops them).
+    @ivar fresh_until: no access token of the grant the state holds expires
+        before this (a lower bound: while it is ahead, all of them are
+        live, and a refresh counts them without reading one).
     """
 
-    __slots__ = ("grant", "client_id", "user", "started", "expires_at", "used")
+    __slots__ = ("grant", "client_id", "user", "started", "expires_at", "used", "access", "fresh_until")
 
     def __init__(self, grant: str, client_id: str, user: str, started: int, expires_at: int) -> None:
         self.grant = grant
@@ -44,6 +51,17 @@ class Family:
         self.started = started
         self.expires_at = expires_at
         self.used: list[int] | None = None
+        self.access = 0
+        self.fresh_until = NEVER
+
+    def took_access(self, expires_at: int) -> None:
+        """
+        The state took in an access token of the grant, expiring at
+        C{expires_at} (0: never).
+        """
+        self.access += 1
+        if expires_at and expires_at < self.fresh_until:
+            self.fresh_until = expires_at
 
     def __repr__(self) -> str:
         return f"<Family {self.grant} client={self.client_id!r} user={self.user!r} used={len(self.used or ())}>"

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from oauthd.state import audit_anchor, authz, keys, second_factor, token_runs, uses
 from oauthd.state.entities import ACCESS, REFRESH, USED_REFRESH, Client, Token, User
 from oauthd.state.families import EXPIRY_BUCKET, Families, Family
+from oauthd.state.indexes import KeyLists, TokenLists, access_beyond
 from oauthd.state.order import TakenOrder
 from oauthd.state.snapshot import snapshot_payloads
 from oauthd.state.records import (
@@ -85,26 +86,20 @@ class State:
         # Every token key in issue order, for listings (read-only outside).
         self.token_order = TakenOrder(self._rows)
         self._taken = self.token_order.add
-        # Token keys in issue order (oldest first): a client's own access
-        # tokens (no grant: what its token limit counts, without scanning
-        # every user's tokens at that client), the client's other tokens,
-        # and every token per user and per grant. A removed key stays in
-        # these lists until half of a list is stale, then the list is pruned:
-        # removal from a list is O(n), and the rows are the truth.
-        self._own: dict[str, list[int]] = {}
-        self._by_client: dict[str, list[int]] = {}
-        self._by_user: dict[str, list[int]] = {}
-        self._by_grant: dict[str, list[int]] = {}
-        self._stale: dict[tuple[int, str], int] = {}
+        # Token keys in issue order (oldest first) by client, user and grant
+        # (the tables of self._lists, named here for replay's sake).
+        self._lists = lists = TokenLists()
+        self._own, self._by_client, self._by_user, self._by_grant = (
+            lists.own, lists.by_client, lists.by_user, lists.by_grant)
         # Keys by the minute their token expires, so a sweep touches only
         # what has expired rather than every token; and the keys replay left
         # for the first sweeps to put there (see replay()).
         self._expiry: dict[int, list[int]] = {}
         self._unbucketed: list[int] = []
         # How many of the tokens held each client and user holds.
-        self._client_count: dict[str, int] = {}
-        self._user_count: dict[str, int] = {}
+        self._client_count, self._user_count = lists.client_count, lists.user_count
         self.families = Families()
+        self._spent = self.families.spent
 
     # -- reading ------------------------------------------------------------
 
@@ -127,6 +122,13 @@ class State:
     def grant_tokens(self, grant: str, now: float) -> list[Token]:
         return self._live(self._by_grant, grant, now)
 
+    def access_beyond(self, grant: str, limit: int, now: float) -> list[Token]:
+        """
+        The oldest live access tokens of C{grant}, as many as must go for one
+        more to leave at most C{limit} (0 or more).
+        """
+        return access_beyond(self.families.get(grant), self._by_grant.get(grant, ()), self._rows, limit, now)
+
     def own_tokens(self, client_id: str, now: float) -> list[Token]:
         """
         The client's own live access tokens, oldest first: those issued to
@@ -134,7 +136,7 @@ class State:
         """
         return self._live(self._own, client_id, now)
 
-    def _live(self, index: dict[str, list[int]], name: str, now: float) -> list[Token]:
+    def _live(self, index: KeyLists, name: str, now: float) -> list[Token]:
         rows = self._rows
         held = [r if type(r) is Token else parse_token(r) for r in map(rows.get, index.get(name, ())) if r is not None]
         return [token for token in held if not token.lifetime or now < token.issued_at + token.lifetime]  # Token.live
@@ -240,32 +242,28 @@ class State:
             self._apply(record, now)
 
     def _apply(self, record: Record, now: float) -> None:
+        # A token request's records first, by their type alone: no other
+        # table takes them.
+        if type(record) is TokenIssued:
+            self._issue(record.token)
+            return
+        if type(record) is TokenRevoked:
+            if record.key in self._rows:
+                self._remove(record.key)
+            return
+        if type(record) is RefreshUsed:
+            row = self._rows.get(record.key)
+            if row is not None and parse_token(row).kind == REFRESH:
+                self._spend(record.key, self._remove(record.key).grant)
+            return
         self.authz.apply(record, self.users, self.clients, now)
         self.keys.apply(record)
         self.uses.apply(record, self._rows)
         self.audit_anchor.apply(record)
         match record:
-            case TokenIssued(token=token):
-                key = token.key
-                if key in self._rows or key in self.families.spent:  # expired too: the sweep drops it
-                    return
-                owners = self._owners(token.client_id, token.user)
-                if owners is not None:
-                    # Names are shared with the client and user from here on.
-                    token.client_id, token.user = owners
-                    if self._enter_family(key, token.kind, token.grant, *owners, token.issued_at,
-                                          token.expires_at):
-                        self._take(token)
-            case TokenRevoked(key=key):
-                if key in self._rows:
-                    self._remove(key)
             case GrantRevoked(grant=grant):
-                self._drop_indexed(_BY_GRANT, self._by_grant, grant)
+                self._drop_indexed(self._by_grant, grant)
                 self.families.end(grant)
-            case RefreshUsed(key=key):
-                row = self._rows.get(key)
-                if row is not None and parse_token(row).kind == REFRESH:
-                    self._spend(key, self._remove(key).grant)
             case RefreshSpent(key=key, grant=grant):
                 if key in self._rows:
                     self._remove(key)
@@ -284,13 +282,33 @@ class State:
             case UserPut(user=user):
                 self.users[user.name] = user
                 if user.disabled:
-                    self._drop_indexed(_BY_USER, self._by_user, user.name)
+                    self._drop_indexed(self._by_user, user.name)
             case UserRemoved(name=name):
                 self.users.pop(name, None)
                 self.second_factors.pop(name, None)
-                self._drop_indexed(_BY_USER, self._by_user, name)
+                self._drop_indexed(self._by_user, name)
             case SecondFactorEnabled() | SecondFactorDisabled() | TotpStepUsed() | RecoveryCodeUsed():
                 second_factor.apply(self.second_factors, self.users, record)
+
+    def _issue(self, token: Token) -> None:
+        """
+        Take in a token issued at run time, as the very L{Token} its record
+        carries (see L{_enter_family}).
+        """
+        key = token.key
+        lifetime = token.lifetime
+        if key in self._rows or key in self._spent:  # expired too: the sweep drops it
+            return
+        owners = self._owners(token.client_id, token.user)
+        if owners is None:
+            return
+        # Names are shared with the client and user from here on.
+        token.client_id, token.user = client_id, user = owners
+        expires_at = token.issued_at + lifetime if lifetime else 0
+        grant = token.grant
+        if not grant or self._enter_family(key, token.kind, grant, client_id, user, token.issued_at, expires_at):
+            self._rows[key] = token
+            self._index(key, client_id, user, grant, token.kind == ACCESS and not grant, expires_at)
 
     def _enter_family(
         self, key: int, kind: str, grant: str, client_id: str, user: str, issued_at: int,
@@ -305,6 +323,8 @@ class State:
             family = self.families.join(grant, client_id, user, issued_at, expires_at)
             if kind == USED_REFRESH:
                 self.families.spend(family, key)
+            elif kind == ACCESS:
+                family.took_access(expires_at)
         return kind != USED_REFRESH
 
     def _spend(self, key: int, grant: str) -> None:
@@ -372,52 +392,30 @@ class State:
             listed.append(key)
 
     def _drop_client_tokens(self, client_id: str) -> None:
-        self._drop_indexed(_OWN, self._own, client_id)
-        self._drop_indexed(_BY_CLIENT, self._by_client, client_id)
+        self._drop_indexed(self._own, client_id)
+        self._drop_indexed(self._by_client, client_id)
 
-    def _drop_indexed(self, number: int, index: dict[str, list[int]], name: str) -> None:
+    def _drop_indexed(self, index: KeyLists, name: str) -> None:
         """
         Remove every token listed under C{name} in one index, and the list;
         the families of the tokens a client or user loses end with them.
         """
-        self._stale.pop((number, name), None)
         rows = self._rows
-        for key in index.pop(name, []):
+        for key in index.take(name):
             if key in rows:
                 grant = self._remove(key).grant
-                if grant and number != _BY_GRANT:
+                if grant and index is not self._by_grant:
                     self.families.end(grant)
 
     def _remove(self, key: int) -> Token:
         rows = self._rows
         token = parse_token(rows.pop(key))
         self.token_order.removed()
-        client_id = token.client_id
-        for counts, name in ((self._client_count, client_id), (self._user_count, token.user)):
-            if name:
-                left = counts[name] - 1
-                if left:
-                    counts[name] = left
-                else:
-                    del counts[name]
-        own = client_id if token.own else ""
-        for number, index, name in (
-            (_OWN, self._own, own), (_BY_CLIENT, self._by_client, "" if own else client_id),
-            (_BY_USER, self._by_user, token.user), (_BY_GRANT, self._by_grant, token.grant),
-        ):
-            if not name or name not in index:
-                continue
-            stale = self._stale.get((number, name), 0) + 1
-            entries = index[name]
-            if stale * 2 >= len(entries):
-                kept = [k for k in entries if k in rows]
-                if kept:
-                    index[name] = kept
-                else:
-                    del index[name]
-                self._stale.pop((number, name), None)
-            else:
-                self._stale[(number, name)] = stale
+        self._lists.remove(token, rows)
+        if token.grant and token.kind == ACCESS:
+            family = self.families.get(token.grant)
+            if family is not None and family.access:
+                family.access -= 1
         return token
 
     # -- housekeeping -------------------------------------------------------
@@ -475,10 +473,6 @@ class State:
         Payloads that rebuild the live state (L{oauthd.state.snapshot}).
         """
         return snapshot_payloads(self, self._rows, now)
-
-
-# The token indexes, numbered for the stale-entry counts.
-_OWN, _BY_CLIENT, _BY_USER, _BY_GRANT = range(4)
 
 
 def replay(state: State, payloads: Iterable[bytes], now: float) -> int:

@@ -214,21 +214,24 @@ def encode(record: Record) -> bytes:
 
     @raise ValueError: if a text field contains a tab.
     """
+    # A token request's records first, by their type alone.
+    if type(record) is TokenIssued:
+        t = record.token
+        text = (
+            f"tok\t{t.key:032x}\t{t.kind}\t{t.client_id}\t{t.user}\t{t.scope}\t"
+            f"{t.issued_at}\t{t.lifetime}\t{t.grant}\t{t.label}"
+        )
+        if text.count("\t") != 9:
+            raise ValueError("record fields may not contain a tab")
+        return text.encode("utf-8")
+    if type(record) is TokenRevoked:
+        return ("tok-\t" + key_hex(record.key)).encode("utf-8")
+    if type(record) is RefreshUsed:
+        return ("used\t" + key_hex(record.key)).encode("utf-8")
     elsewhere = _ENCODED_ELSEWHERE.get(type(record))
     if elsewhere is not None:
         return elsewhere(record).encode("utf-8")
     match record:
-        case TokenIssued(token=t):
-            text = (
-                f"tok\t{t.key:032x}\t{t.kind}\t{t.client_id}\t{t.user}\t{t.scope}\t"
-                f"{t.issued_at}\t{t.lifetime}\t{t.grant}\t{t.label}"
-            )
-            if text.count("\t") != 9:
-                raise ValueError("record fields may not contain a tab")
-        case TokenRevoked(key=key):
-            text = "tok-\t" + key_hex(key)
-        case RefreshUsed(key=key):
-            text = "used\t" + key_hex(key)
         case GrantRevoked(grant=grant):
             text = _one_field("grant-", grant)
         case ClientPut(client=client):

@@ -15,28 +15,31 @@ from oauthd.protocol.grants.answer import issued, requested_scope
 from oauthd.protocol.issuing import app_password_of, capped, mint
 from oauthd.protocol.limits import TOKEN_IP, ip_key, refuse
 from oauthd.state.decision import Decision, audit
-from oauthd.state.entities import ACCESS, REFRESH, Client, handle
-from oauthd.state.records import GrantRevoked, Record, RefreshUsed, oldest_beyond
+from oauthd.state.entities import REFRESH, Client, handle
+from oauthd.state.records import GrantRevoked, Record, RefreshUsed, TokenRevoked
 
 
 def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Body]:
     presented = params.get("refresh_token", "")
     if not presented:
         raise errors.invalid_request("refresh_token is required")
+    now = ctx.now()
+    state = ctx.state
     key = tokens.token_key(presented) if tokens.is_access_token(presented) else None
-    token = ctx.state.token(key, ctx.now()) if key is not None else None
+    token = state.token(key, now) if key is not None else None
     if token is None and key is not None:
-        used = ctx.state.used_family(key)
+        used = state.used_family(key)
         if used is not None:
             _check_owner(ctx, client, ip, used.client_id, handle(key))
             return _reused(used.grant, used.user, handle(key), client, ip)
     if token is None or token.kind != REFRESH:
         raise refuse(ctx.limiter, errors.invalid_grant("the refresh token is invalid, expired or revoked"),
                      ip, [(TOKEN_IP, ip_key(ip))], client=client.id)
-    _check_owner(ctx, client, ip, token.client_id, token.handle)
-    family = ctx.state.families.get(token.grant)
+    if token.client_id != client.id:
+        _check_owner(ctx, client, ip, token.client_id, token.handle)
+    family = state.families.get(token.grant)
     ends = (family.started if family is not None else token.issued_at) + ctx.config.refresh_family_lifetime
-    if ctx.now() >= ends:
+    if now >= ends:
         raise deny(errors.invalid_grant("the grant has reached its maximum lifetime; log in again"),
                    ip=ip, client=client.id, user=token.user, token=token.handle)
     scope = requested_scope(ctx, params, token.scope, token.scope, client=client.id, user=token.user)
@@ -51,19 +54,18 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
                        client=client.id, user=token.user, token=token.handle)
     records: list[Record] = [RefreshUsed(token.key)]
     if client.max_tokens >= 0:
-        live = [t for t in ctx.state.grant_tokens(token.grant, ctx.now()) if t.kind == ACCESS]
-        records += oldest_beyond(live, client.max_tokens)
-    login = ctx.state.authz.logins.get(token.grant)
+        records += [TokenRevoked(t.key) for t in state.access_beyond(token.grant, client.max_tokens, now)]
+    login = state.authz.logins.get(token.grant)
     access = id_tokens.access_token(ctx, client, scope=scope, lifetime=capped(ctx, client.access_ttl, app),
                                     user=token.user, grant=token.grant, label=token.label, login=login)
     # The new refresh token keeps the grant's scope (RFC 6749 section 6): a
     # narrower access token now does not narrow later ones.
     refresh = mint(ctx, REFRESH, scope=token.scope,
-                   lifetime=min(capped(ctx, client.refresh_ttl, app), ends - ctx.now()),
+                   lifetime=min(capped(ctx, client.refresh_ttl, app), ends - now),
                    client_id=client.id, user=token.user, grant=token.grant, label=token.label)
     records += [access.record, refresh.record]
     id_token = ""
-    user = ctx.state.users.get(token.user)
+    user = state.users.get(token.user)
     if login is not None and user is not None and id_tokens.wants_id_token(scope):
         # OpenID Connect Core section 12.2: the original login's auth_time.
         id_token = id_tokens.id_token(ctx, client, user, login, scope, access.secret)
