@@ -154,6 +154,47 @@ def test_refresh_raced_on_a_and_b(cluster: Cluster) -> None:
             cluster.inactive_soon(daemon, winner["refresh_token"])
 
 
+def test_revoked_on_a_while_rotating_on_b(cluster: Cluster) -> None:
+    """
+    A refresh token revoked on A (its grant with it, RFC 7009) while B
+    rotates it: whichever the log takes first, no token of the grant is
+    left active on either node, the new ones B may have answered included.
+    """
+    for _ in range(RACES):
+        issued = cluster.login(cluster.a)
+        assert cluster.active(cluster.b, issued["refresh_token"])
+        start = threading.Barrier(2)
+        answers: dict[str, tuple[int, Any]] = {}
+
+        def revoke() -> None:
+            start.wait()
+            answers["revoke"] = post(cluster.a, "/api/v1/oauth/revoke", {"token": issued["refresh_token"]},
+                                     cluster.client)
+
+        def rotate() -> None:
+            start.wait()
+            answers["rotate"] = post(cluster.b, "/api/v1/oauth/token",
+                                     {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]},
+                                     cluster.client)
+
+        threads = [threading.Thread(target=revoke), threading.Thread(target=rotate)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers["revoke"][0] == 200, answers
+        code, rotated = answers["rotate"]
+        assert code in (200, 400), answers
+        left = [issued["access_token"], issued["refresh_token"]]
+        if code == 200:
+            left += [rotated["access_token"], rotated["refresh_token"]]
+        else:
+            assert rotated["error"] == "invalid_grant", answers
+        for daemon in (cluster.a, cluster.b):
+            for token in left:
+                cluster.inactive_soon(daemon, token)
+
+
 def test_refresh_rotated_on_a_replayed_on_b(cluster: Cluster) -> None:
     """
     A refresh token rotated on A and presented again on B is a reuse: B
