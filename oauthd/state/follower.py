@@ -99,13 +99,15 @@ def kept_shared(state: State, payloads: Iterable[bytes], snapshot_records: int, 
     snapshot = list(islice(records, snapshot_records))
     replay(state, snapshot, 0.0)
     yield from snapshot
+    made_room: list[Record] = []
     for number, payload in enumerate(records, start=1):
-        made_room: list[Record] = []
         taken = apply_at(state, payload, now, made_room)
         if taken is None:
             log.error("start: skipped a malformed record ({number} after the snapshot)", number=number)
         elif taken and not payload.startswith(AUDIT_PREFIX):
-            yield from (encode(record) for record in made_room)
+            if made_room:
+                yield from map(encode, made_room)
+                made_room.clear()
             yield payload
         if relay is not None:
             relay.applied(number, payload, taken)
