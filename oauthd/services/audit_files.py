@@ -50,6 +50,19 @@ _PLACED = frozenset({"seq", "time", "event", "outcome", "chain"})
 The members every line has in their own places: fields so named are left out.
 """
 
+_MEMBERS: dict[str, str] = dict.fromkeys(_PLACED, "")
+"""
+What begins the member of each field name seen so far: C{,"name":}, or
+nothing for a name left out. Field names come from the code, so few.
+"""
+
+
+def _member(name: str) -> str:
+    member = "" if name in _PLACED else "," + _text(name) + ":"
+    if len(_MEMBERS) < 1024:
+        _MEMBERS[name] = member
+    return member
+
 
 def trail_line(
     previous: str, seq: int, time: int, event: str, outcome: str, fields: Mapping[str, object],
@@ -58,13 +71,16 @@ def trail_line(
     The line of an event (with its newline) and its chain value, given the
     chain value of the line before: the JSON object of its members in
     their order (L{oauthd.services.audit}), compact and ASCII, written out
-    member by member rather than built as a dict and encoded.
+    member by member rather than built as a dict and encoded (which
+    costs more for a handful of short fields).
     """
     text = '{"seq":%d,"time":%d,"event":%s,"outcome":%s' % (seq, time, _text(event), _text(outcome))
-    for name in sorted(fields):
-        if name not in _PLACED:
-            value = fields[name]
-            text += "," + _text(name) + ":" + (_text(value) if type(value) is str else _LINE.encode(value))
+    for name, value in sorted(fields.items()):
+        member = _MEMBERS.get(name)
+        if member is None:
+            member = _member(name)
+        if member:
+            text += member + (_text(value) if type(value) is str else _LINE.encode(value))
     head = text.encode("ascii")
     chain = chain_of(previous, head + b"}")
     return head + b',"chain":"' + chain.encode("ascii") + b'"}\n', chain
