@@ -270,16 +270,15 @@ class AuditTrail(Service):
         Write line C{seq} and those before it now (or after the write in
         flight); C{None} if that made it durable, else what fires once it is.
         """
-        if self.failure is None:
+        # More than one write when a rotation comes first, if they run inline.
+        while self.written_seq < seq and self._pending and self._writing is None and self.failure is None:
             self._schedule(0)
-            if self.written_seq >= seq:
-                return None
+        if self.written_seq >= seq:
+            return None
         if self.failure is not None:
             return fail(AuditFailing(self.failure))
         waiter: Deferred[None] = Deferred()
         self._waiters.append((seq, waiter))
-        # A rotation written inline just now left the line to a batch.
-        self._schedule(0)
         return waiter
 
     def _bounded_append(self, event: str, outcome: str, fields: Mapping[str, str]) -> bool:
