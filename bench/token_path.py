@@ -97,6 +97,9 @@ class _NoAudit:
 
         return succeed(None)
 
+    def record_changes(self, events: object) -> None:
+        return None
+
 
 def _cyclic_garbage(site: Any, request: bytes, count: int = 200) -> float:
     protocol, transport = channel(site)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
 
 from attrs import frozen
 from zope.interface import Attribute, Interface
@@ -257,6 +258,21 @@ class AuditFailing(Exception):
     """
 
 
+class AuditedEvent(Protocol):
+    """
+    An audit event as a sink takes it (L{oauthd.state.decision.AuditEvent}).
+    """
+
+    @property
+    def event(self) -> str: ...
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def fields(self) -> Mapping[str, str]: ...
+
+
 class IAuditSink(Interface):
     """
     Where audit events go: the daemon's hash-chained trail, or the log.
@@ -274,6 +290,16 @@ class IAuditSink(Interface):
         @return: fires once the event is durable; fails with L{AuditFailing}
             if it cannot be made durable now (it is kept, and written once
             the sink recovers).
+        """
+
+    def record_changes(events: Sequence[AuditedEvent]) -> Deferred[None] | None:
+        """
+        Record the events of one change, in order, each as L{record_change}
+        does.
+
+        @return: C{None} if they are durable already (a sink that writes
+            at once); else fires once they are durable, or fails with
+            L{AuditFailing} as L{record_change} does.
         """
 
     def __call__(event: str, outcome: str, fields: Mapping[str, str]) -> None:

@@ -7,7 +7,7 @@ could not write is answered as such, not as a change refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from twisted.protocols import amp
 from zope.interface import implementer
 
 from oauthd.control import wire
-from oauthd.interfaces import IAuditSink
+from oauthd.interfaces import AuditedEvent, IAuditSink
 from oauthd.protocol.issuing import mint
 from oauthd.services.audit import RETRY_SECONDS, TRAIL_NAME, verify_trail
 from oauthd.state.authz_records import Consent, ConsentGranted
@@ -47,6 +47,10 @@ class RecordingSink:
     def record_change(self, event: str, outcome: str, fields: Mapping[str, str]) -> Deferred[None]:
         self.changes.append((event, outcome, dict(fields), len(self.journal.held)))
         return succeed(None)
+
+    def record_changes(self, events: Sequence[AuditedEvent]) -> None:
+        for e in events:
+            self.record_change(e.event, e.outcome, e.fields)
 
     def __call__(self, event: str, outcome: str, fields: Mapping[str, str]) -> None:
         self.batched.append((event, outcome, dict(fields)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from joserfc import jwt
@@ -23,7 +23,7 @@ from oauthd.control.keys import UPKEEP_INTERVAL, KeyKeeper
 from oauthd.eventlog import MemoryJournal
 from oauthd.protocol import key_rotation, signing
 from oauthd.protocol.errors import InvalidValue
-from oauthd.interfaces import IAuditSink
+from oauthd.interfaces import AuditedEvent, IAuditSink
 from oauthd.state.decision import Decision
 from oauthd.state.keys import RESERVE_STEP
 from oauthd.testing import START, MemoryServer, config_for_tests
@@ -49,6 +49,10 @@ class Events:
     def record_change(self, event: str, outcome: str, fields: Mapping[str, str]) -> Deferred[None]:
         self(event, outcome, fields)
         return succeed(None)
+
+    def record_changes(self, events: Sequence[AuditedEvent]) -> None:
+        for e in events:
+            self(e.event, e.outcome, e.fields)
 
     def __call__(self, event: str, outcome: str, fields: Mapping[str, str]) -> None:
         self.events.append((event, outcome, dict(fields)))

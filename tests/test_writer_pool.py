@@ -123,3 +123,28 @@ class WriterPoolTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(done), "ran")
         writer.stop()
         self.assertEqual((pool.calls, self.reactor.triggers), ([], []))
+
+    def test_run_then_hands_the_result_to_a_callback_on_the_reactor_thread(self) -> None:
+        """
+        L{WriterPool.run_then} runs the job on the pool's thread and calls
+        back on the reactor thread (through C{callFromThread}) with
+        C{(True, result)}, or C{(False, Failure)} if the job raised.
+        """
+        writer = WriterPool(self.reactor, "oauthd-test")
+        writer.start()
+        results: list[tuple[bool, Any, str]] = []
+
+        def note(succeeded: bool, result: Any) -> None:
+            results.append((succeeded, result, threading.current_thread().name))
+
+        writer.run_then(note, about_this_thread)
+        writer.run_then(note, lambda n: 1 // n, 0)
+        self.reactor.deliver()
+        self.reactor.deliver()
+        writer.stop()
+        (ran, (name, _), here), (failed, failure, there) = results
+        self.assertTrue(ran)
+        self.assertTrue(name.startswith("PoolThread-oauthd-test-"), name)
+        self.assertFalse(failed)
+        self.assertIsInstance(failure.value, ZeroDivisionError)
+        self.assertEqual({here, there}, {threading.current_thread().name})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from queue import SimpleQueue
 from typing import Any
 
@@ -124,6 +125,16 @@ class WriterPool:
             raised.
         """
         return deferToThreadPool(self._reactor, self._pool, job, *args)
+
+    def run_then(self, on_result: OnResult, job: Callable[..., object], *args: object) -> None:
+        """
+        Run C{job(*args)} on the pool, and then C{on_result(True, what it
+        returned)} or C{on_result(False, a Failure of what it raised)} on
+        the reactor thread: L{run} without a Deferred, for an owner that
+        runs one job after another (with a pool that runs jobs inline,
+        C{on_result} is called before this returns).
+        """
+        self._pool.callInThreadWithCallback(partial(self._reactor.callFromThread, on_result), job, *args)
 
     def stop(self) -> None:
         """

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
@@ -58,21 +58,22 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from oauthd.eventlog.files import fsync_directory, open_private, write_all
+from oauthd.eventlog.files import open_private
 from oauthd.eventlog.writer_pool import WriterPool
-from oauthd.interfaces import AuditFailing, IAuditSink
+from oauthd.interfaces import AuditedEvent, AuditFailing, IAuditSink
 from oauthd.services.audit_files import (
     CONTINUE,
     GENESIS,
     TRAIL_NAME,
     Verified,
     chain_of,
-    last_line,
+    resume,
+    rotate,
     rotated_files,
     rotated_name,
     seq_of,
-    split_line,
     trail_line,
+    write_lines,
     verify,
     verify_trail,
 )
@@ -97,8 +98,6 @@ is written.
 """
 RETRY_SECONDS = 5.0
 """How long a batch whose write failed waits before the next try."""
-
-
 
 
 @frozen
@@ -137,6 +136,10 @@ class _LogAudit:
     def record_change(self, event: str, outcome: str, fields: Mapping[str, str]) -> Deferred[None]:
         self(event, outcome, fields)
         return succeed(None)
+
+    def record_changes(self, events: Sequence[AuditedEvent]) -> None:
+        for e in events:
+            self(e.event, e.outcome, e.fields)
 
 
 log_audit = _LogAudit()
@@ -184,14 +187,16 @@ class AuditTrail(Service):
         self._rotations: deque[tuple[int, str]] = deque()
         self._waiters: list[tuple[int, Deferred[None]]] = []
         self._flush_call: Any = None
-        self._writing: Deferred[None] | None = None
+        # The batch being written (empty for a rotation), while one is.
+        self._writing: list[tuple[int, bytes]] | None = None
+        self._idle: list[Deferred[None]] = []
         self._writer = WriterPool(reactor, "oauthd-audit", pool)
         self._closed = False
         self._dropped = 0
         self._summary = RefusalSummary(clock.seconds())
         self._housekeeping = LoopingCall(self._close_window)
         self._housekeeping.clock = clock
-        self._seq, self._head = self._resume()
+        self._seq, self._head = resume(self._fd, self.path, directory)
         self.written_seq = self._seq
         self.written_chain = self._head
         self._watchers: list[Deferred[None]] = []
@@ -208,37 +213,6 @@ class AuditTrail(Service):
             older = rotated_files(directory)
             if older:
                 self._append(CONTINUE, "ok", {"file": older[-1], "previous": self._head})
-
-    def _resume(self) -> tuple[int, str]:
-        """
-        The sequence number and chain value of the last line (of the last
-        rotated file if the active one is empty), cutting off a line left
-        half-written by a crash.
-        """
-        last, end = last_line(self._fd)
-        size = os.fstat(self._fd).st_size
-        if end < size:
-            log.warn("audit trail {path}: cut off a half-written last line ({count} bytes)",
-                     path=self.path, count=size - end)
-            os.ftruncate(self._fd, end)
-        source = self.path
-        older = rotated_files(self.directory)
-        if last is None and older:
-            source = os.path.join(self.directory, older[-1])
-            fd = open_private(source, os.O_RDONLY)
-            try:
-                last, _ = last_line(fd)
-            finally:
-                os.close(fd)
-        if last is None:
-            return 0, GENESIS
-        try:
-            return seq_of(last), split_line(last)[1]
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-            # Carry on from the damaged line; verify() will point at it.
-            log.error("audit trail {path}: last line unreadable ({error}); chaining on from it",
-                      path=source, error=str(e))
-            return 0, chain_of(GENESIS, last)
 
     @property
     def limits(self) -> TrailLimits:
@@ -273,12 +247,38 @@ class AuditTrail(Service):
         if self._closed:
             log_audit(event, outcome, fields)
             return succeed(None)
-        seq = self._append(event, outcome, fields)
+        durable = self._durable(self._append(event, outcome, fields))
+        return succeed(None) if durable is None else durable
+
+    def record_changes(self, events: Sequence[AuditedEvent]) -> Deferred[None] | None:
+        """
+        Record the events of one change, as L{record_change} does each;
+        C{None} if they are durable already (written inline), else what
+        fires once they are (failing as L{record_change}'s does).
+        """
+        if self._closed:
+            for e in events:
+                log_audit(e.event, e.outcome, e.fields)
+            return None
+        seq = 0
+        for e in events:
+            seq = self._append(e.event, e.outcome, e.fields)
+        return self._durable(seq) if seq else None
+
+    def _durable(self, seq: int) -> Deferred[None] | None:
+        """
+        Write line C{seq} and those before it now (or after the write in
+        flight); C{None} if that made it durable, else what fires once it is.
+        """
+        # More than one write when a rotation comes first, if they run inline.
+        while self.written_seq < seq and self._pending and self._writing is None and self.failure is None:
+            self._schedule(0)
+        if self.written_seq >= seq:
+            return None
         if self.failure is not None:
             return fail(AuditFailing(self.failure))
         waiter: Deferred[None] = Deferred()
         self._waiters.append((seq, waiter))
-        self._schedule(0)
         return waiter
 
     def _bounded_append(self, event: str, outcome: str, fields: Mapping[str, str]) -> bool:
@@ -329,39 +329,60 @@ class AuditTrail(Service):
         elif self._flush_call is None:
             self._flush_call = self._clock.callLater(delay, self._flush)
 
-    def _flush(self) -> Deferred[None]:
+    def _flush(self) -> None:
         self._flush_call = None
+        if not self._pending:
+            return
         if self._rotations and self._rotations[0][0] == self._pending[0][0]:
-            name = self._rotations[0][1]
-            written: Deferred[Any] = self._writer.run(self._rotate, name)
-            batch: list[tuple[int, bytes]] = []
-        else:
-            cut = len(self._pending)
-            if self._rotations:
-                limit = self._rotations[0][0]
-                cut = next((i for i, (seq, _) in enumerate(self._pending) if seq >= limit), cut)
+            self._writing = []
+            self._writer.run_then(self._done, self._rotate, self._rotations[0][1])
+            return
+        if self._rotations:
+            limit = self._rotations[0][0]
+            cut = next((i for i, (seq, _) in enumerate(self._pending) if seq >= limit), len(self._pending))
             batch, self._pending = self._pending[:cut], self._pending[cut:]
-            written = self._writer.run(self._write, b"".join([line for _, line in batch]))
-        self._writing = written
-        written.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
-        return written.addCallback(self._next)
+        else:
+            batch, self._pending = self._pending, []
+        self._writing = batch
+        data = batch[0][1] if len(batch) == 1 else b"".join([line for _, line in batch])
+        self._writer.run_then(self._done, write_lines, self._fd, data, self._sync)
 
-    def _written(self, result: object, batch: list[tuple[int, bytes]]) -> None:
+    def _done(self, succeeded: bool, result: Any) -> None:
+        """The write in flight has ended (on the reactor thread)."""
+        batch = self._writing
+        assert batch is not None
+        try:
+            if succeeded:
+                self._written(batch)
+            else:
+                self._failed(result, batch)
+        finally:
+            self._writing = None
+        idle, self._idle = self._idle, []
+        if self._pending and self.running:
+            delay = RETRY_SECONDS if self.failure else 0 if self._waiters else FLUSH_SECONDS
+            self._flush_call = self._clock.callLater(delay, self._flush)
+        for waiter in idle:
+            waiter.callback(None)
+
+    def _written(self, batch: list[tuple[int, bytes]]) -> None:
         if batch:
             last = self.written_seq = batch[-1][0]
             # A line ends with its chain value: ...,"chain":"<64 hex digits>"}
             self.written_chain = batch[-1][1][-67:-3].decode("ascii")
-            # Waiters are in seq order: those written are the first ones.
             waiters = self._waiters
-            cut = len(waiters)
-            while cut and waiters[cut - 1][0] > last:
-                cut -= 1
-            ready, self._waiters = waiters[:cut], waiters[cut:]
-            watchers, self._watchers = self._watchers, []
-            for _, waiter in ready:
-                waiter.callback(None)
-            for waiter in watchers:
-                waiter.callback(None)
+            if waiters:
+                # Waiters are in seq order: those written are the first ones.
+                cut = len(waiters)
+                while cut and waiters[cut - 1][0] > last:
+                    cut -= 1
+                ready, self._waiters = waiters[:cut], waiters[cut:]
+                for _, waiter in ready:
+                    waiter.callback(None)
+            if self._watchers:
+                watchers, self._watchers = self._watchers, []
+                for waiter in watchers:
+                    waiter.callback(None)
         else:
             self._rotations.popleft()
             self._retain()
@@ -374,8 +395,8 @@ class AuditTrail(Service):
                 self._dropped = 0
 
     def _failed(self, failure: Failure, batch: list[tuple[int, bytes]]) -> None:
-        # _write left none of the batch in the file: keep it, in order, for
-        # the next try, which waits longer than a batch does.
+        # write_lines left none of the batch in the file: keep it, in order,
+        # for the next try, which waits longer than a batch does.
         self._pending[:0] = batch
         if self.failure is None:
             log.failure("audit trail {path}: write failed; retrying every {retry} s",
@@ -386,36 +407,16 @@ class AuditTrail(Service):
         for _, waiter in waiters:
             waiter.errback(AuditFailing(self.failure))
 
-    def _next(self, _: None) -> None:
-        self._writing = None
-        if self._pending and self.running:
-            delay = RETRY_SECONDS if self.failure else 0 if self._waiters else FLUSH_SECONDS
-            self._flush_call = self._clock.callLater(delay, self._flush)
-
-    def _write(self, data: bytes) -> None:
-        size = os.fstat(self._fd).st_size
-        try:
-            write_all(self._fd, data)
-            self._sync(self._fd)
-        except OSError:
-            # A batch half in the file would leave a torn line mid-file.
-            os.ftruncate(self._fd, size)
-            raise
+    def _settled(self) -> Deferred[None]:
+        """Fires once no write is in flight."""
+        if self._writing is None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle.append(waiter)
+        return waiter
 
     def _rotate(self, name: str) -> None:
-        """
-        Rename the active file C{name} and open a new one (safe to retry
-        after a failure part way).
-        """
-        rotated = os.path.join(self.directory, name)
-        if not os.path.exists(rotated):
-            os.rename(self.path, rotated)
-        fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
-        try:
-            fsync_directory(self.directory, os.fsync)
-        except OSError:
-            os.close(fd)
-            raise
+        fd = rotate(self.directory, name)
         os.close(self._fd)
         self._fd = fd
 
@@ -475,11 +476,11 @@ class AuditTrail(Service):
         if self._flush_call is not None:
             self._flush_call.cancel()
             self._flush_call = None
-        waiting = self._writing if self._writing is not None else succeed(None)
 
         def drain(_: object) -> Deferred[None] | None:
             if self._pending and self.failure is None:
-                return self._flush().addCallback(drain)
+                self._flush()
+                return self._settled().addCallback(drain)
             return None
 
         def close(_: object) -> None:
@@ -493,4 +494,4 @@ class AuditTrail(Service):
             self._writer.stop()
             os.close(self._fd)
 
-        return waiting.addBoth(drain).addCallback(close)
+        return self._settled().addBoth(drain).addCallback(close)

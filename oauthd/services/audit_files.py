@@ -17,12 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring_ascii
 
 from attrs import frozen
 
-from oauthd.eventlog.files import open_to_read
+from twisted.logger import Logger
+
+from oauthd.eventlog.files import fsync_directory, open_private, open_to_read, write_all
 
 TRAIL_NAME = "audit.log"
 GENESIS = "0" * 64
@@ -32,6 +34,8 @@ The event that begins a file after a rotation.
 """
 
 _PREFIX = TRAIL_NAME + "."
+
+log = Logger()
 
 
 def chain_of(previous: str, body: bytes) -> str:
@@ -50,6 +54,19 @@ _PLACED = frozenset({"seq", "time", "event", "outcome", "chain"})
 The members every line has in their own places: fields so named are left out.
 """
 
+_MEMBERS: dict[str, str] = dict.fromkeys(_PLACED, "")
+"""
+What begins the member of each field name seen so far: C{,"name":}, or
+nothing for a name left out. Field names come from the code, so few.
+"""
+
+
+def _member(name: str) -> str:
+    member = "" if name in _PLACED else "," + _text(name) + ":"
+    if len(_MEMBERS) < 1024:
+        _MEMBERS[name] = member
+    return member
+
 
 def trail_line(
     previous: str, seq: int, time: int, event: str, outcome: str, fields: Mapping[str, object],
@@ -58,13 +75,16 @@ def trail_line(
     The line of an event (with its newline) and its chain value, given the
     chain value of the line before: the JSON object of its members in
     their order (L{oauthd.services.audit}), compact and ASCII, written out
-    member by member rather than built as a dict and encoded.
+    member by member rather than built as a dict and encoded (which
+    costs more for a handful of short fields).
     """
     text = '{"seq":%d,"time":%d,"event":%s,"outcome":%s' % (seq, time, _text(event), _text(outcome))
-    for name in sorted(fields):
-        if name not in _PLACED:
-            value = fields[name]
-            text += "," + _text(name) + ":" + (_text(value) if type(value) is str else _LINE.encode(value))
+    for name, value in sorted(fields.items()):
+        member = _MEMBERS.get(name)
+        if member is None:
+            member = _member(name)
+        if member:
+            text += member + (_text(value) if type(value) is str else _LINE.encode(value))
     head = text.encode("ascii")
     chain = chain_of(previous, head + b"}")
     return head + b',"chain":"' + chain.encode("ascii") + b'"}\n', chain
@@ -346,3 +366,68 @@ def trail_begins(directory: str) -> tuple[int, str] | None:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
     return (seq, previous) if seq > 1 and previous is not None else None
+
+
+def resume(fd: int, path: str, directory: str) -> tuple[int, str]:
+    """
+    The sequence number and chain value of the last line of the active
+    file open at C{fd} (of the last rotated file if it is empty), cutting
+    off a line left half-written by a crash.
+    """
+    last, end = last_line(fd)
+    size = os.fstat(fd).st_size
+    if end < size:
+        log.warn("audit trail {path}: cut off a half-written last line ({count} bytes)",
+                 path=path, count=size - end)
+        os.ftruncate(fd, end)
+    source = path
+    older = rotated_files(directory)
+    if last is None and older:
+        source = os.path.join(directory, older[-1])
+        older_fd = open_private(source, os.O_RDONLY)
+        try:
+            last, _ = last_line(older_fd)
+        finally:
+            os.close(older_fd)
+    if last is None:
+        return 0, GENESIS
+    try:
+        return seq_of(last), split_line(last)[1]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        # Carry on from the damaged line; verify() will point at it.
+        log.error("audit trail {path}: last line unreadable ({error}); chaining on from it",
+                  path=source, error=str(e))
+        return 0, chain_of(GENESIS, last)
+
+
+def write_lines(fd: int, data: bytes, sync: Callable[[int], None]) -> None:
+    """
+    Append C{data} to the file open at C{fd} (with C{O_APPEND}) and make it
+    durable with C{sync}; if that fails, none of it is left in the file.
+    """
+    size = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        write_all(fd, data)
+        sync(fd)
+    except OSError:
+        # A batch half in the file would leave a torn line mid-file.
+        os.ftruncate(fd, size)
+        raise
+
+
+def rotate(directory: str, name: str) -> int:
+    """
+    Rename the active file to C{name} and open a new one, returning it
+    (safe to retry after a failure part way).
+    """
+    rotated = os.path.join(directory, name)
+    active = os.path.join(directory, TRAIL_NAME)
+    if not os.path.exists(rotated):
+        os.rename(active, rotated)
+    fd = open_private(active, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+    try:
+        fsync_directory(directory, os.fsync)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd

@@ -204,19 +204,16 @@ class Store(Service):
             if not (appended.called and isinstance(appended.result, Failure)):
                 self.state.apply(records, self._clock.seconds())
                 self._maybe_compact()
-                audited = _all_of([
-                    self.audit_sink.record_change(e.event, e.outcome, e.fields) for e in decision.audit
-                ])
+                audited = self.audit_sink.record_changes(decision.audit)
+                if audited is None and decision.refusal is None and succeeded(appended):
+                    # Durable and audited already (an in-memory log, an
+                    # inline trail): answered without the waiting below.
+                    if self.observe is not None:
+                        for event in decision.audit:
+                            self.observe(event)
+                    return succeed(decision.answer)
         else:
             appended = succeed(None)
-        if (audited is not None and decision.refusal is None and succeeded(appended)
-                and succeeded(audited)):
-            # Durable and audited already (an in-memory log, an inline
-            # trail): answered without the waiting below.
-            if self.observe is not None:
-                for event in decision.audit:
-                    self.observe(event)
-            return succeed(decision.answer)
         recorded = succeed(None) if audited is None else audited
 
         done: Deferred[T] = Deferred()
