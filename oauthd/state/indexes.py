@@ -154,25 +154,26 @@ class OwnLists(KeyLists):
         mark = self.marks.get(name)
         if mark is None:
             mark = self.marks[name] = OwnMark()
-        entries = self[name]
-        start = mark.start
-        while entries[start] not in rows:  # some key after it is held: excess > 0
-            start += 1
-        mark.start = start
         if now < mark.fresh_until:
             excess -= bisect_right(mark.known, now)
-            return _live_from(entries, start, rows, now, excess) if excess > 0 else []
-        live = _live_from(entries, start, rows, now, -1, mark)
+            return _live_from(self[name], mark, rows, now, excess) if excess > 0 else []
+        live = _live_from(self[name], mark, rows, now, -1, reread=True)
         return live[:max(0, len(live) + adding - limit)]
 
 
-def _live_from(entries: list[int], start: int, rows: Mapping[int, Row], now: float, most: int,
-               mark: OwnMark | None = None) -> list[Token]:
+def _live_from(entries: list[int], mark: OwnMark, rows: Mapping[int, Row], now: float, most: int,
+               reread: bool = False) -> list[Token]:
     """
-    The tokens live at C{now} of those that C{rows} holds of C{entries}
-    from C{start} on, in order: the first C{most} of them (all for -1).
-    Given a C{mark}, read them all and mark their expiry times anew.
+    The tokens live at C{now} of those that C{rows} holds of a client's
+    own C{entries} (one at least), in order: the first C{most} of them (all
+    for -1). Moves the mark's cursor past the keys no longer held before
+    the first; to C{reread}, reads them all and marks their expiry times
+    anew.
     """
+    start = mark.start
+    while entries[start] not in rows:
+        start += 1
+    mark.start = start
     found: list[Token] = []
     ends: list[int] = []
     for index in range(start, len(entries)):
@@ -182,14 +183,14 @@ def _live_from(entries: list[int], start: int, rows: Mapping[int, Row], now: flo
         token = row if type(row) is Token else parse_token(row)
         if token.lifetime:
             expires_at = token.issued_at + token.lifetime
-            if mark is not None:
+            if reread:
                 ends.append(expires_at)
             if expires_at <= now:
                 continue
         found.append(token)
         if len(found) == most:
             return found
-    if mark is not None:
+    if reread:
         ends.sort()
         mark.horizon = horizon = now + HORIZON
         cut = bisect_right(ends, horizon)
