@@ -260,3 +260,141 @@ class ReadsTests(SynchronousTestCase):
         # An earlier time than the last check's (a record decided earlier).
         assert self.beyond(1, START) == [1, 2, 3]
         assert self.beyond(2, START + 1) == []
+
+
+class EdgeTests(SynchronousTestCase):
+    """
+    Each case the limit must decide as the reference does, at every limit.
+    """
+
+    def setUp(self) -> None:
+        self.state = new_state()
+        self.next_key = 0
+
+    def own(self, lifetime: int = 3600, issued_at: int = START, client_id: str = "c1", user: str = "") -> int:
+        self.next_key += 1
+        self.state.apply([TokenIssued(Token(self.next_key, ACCESS, client_id, user, "*", issued_at, lifetime,
+                                            "", ""))], issued_at)
+        return self.next_key
+
+    def check(self, now: float, state: State | None = None) -> None:
+        state = state or self.state
+        for limit in range(0, len(state.tokens) + 2):
+            for adding in (0, 1, 2):
+                assert decided(state, "c1", limit, now, adding) == reference(state, "c1", limit, now, adding), (
+                    limit, adding)
+
+    def test_a_shorter_lifetime_taken_in_after_a_full_read(self) -> None:
+        """
+        An admin's token that expires before those the last full read saw
+        (beyond its horizon): once it has expired it is not counted.
+        """
+        first, second = self.own(), self.own()
+        assert decided(self.state, "c1", 2, START) == [TokenRevoked(first)]  # the full read
+        short = self.own(lifetime=600)
+        self.own()
+        self.check(START + 599)
+        assert decided(self.state, "c1", 3, START + 600) == [TokenRevoked(first)]
+        assert short in self.state.tokens  # expired, not swept
+        self.check(START + 600)
+        assert decided(self.state, "c1", 3, START + 601) == [TokenRevoked(first)], second
+
+    def test_never_expiring_tokens(self) -> None:
+        for lifetime in (0, 60, 0, 3600, 0):
+            self.own(lifetime)
+        decided(self.state, "c1", 0, START)
+        for now in (START, START + 60, START + 3600, START + 10 ** 8):
+            self.check(now)
+
+    def test_expired_tokens_count_neither_before_nor_after_the_sweep(self) -> None:
+        for lifetime in (30, 3600, 30, 3600):
+            self.own(lifetime)
+        self.check(START)
+        self.check(START + 30)
+        self.state.sweep(START + 120)
+        self.check(START + 120)
+        self.own(90)
+        self.state.sweep(START + 200)
+        self.check(START + 200)
+        for lifetime in (30, 3600):
+            self.own(lifetime, START + 200)
+        self.check(START + 240)
+
+    def test_revocations_in_any_order(self) -> None:
+        keys = [self.own(lifetime) for lifetime in (3600, 60, 3600, 0, 120, 3600)]
+        self.check(START)
+        for key in (keys[2], keys[0], keys[4]):
+            self.state.apply([TokenRevoked(key)], START)
+            self.check(START + 61)
+        self.state.apply([TokenRevoked(k) for k in keys], START)
+        self.check(START)
+        self.own()
+        self.check(START)
+
+    def test_a_client_removed_or_disabled_and_put_back(self) -> None:
+        for lifetime in (3600, 60, 0, 3600, 3600, 3600, 3600, 3600, 3600, 3600):
+            self.own(lifetime)
+        self.own(client_id="c2")
+        self.state.apply(decided(self.state, "c1", 8, START), START)
+        self.check(START)  # its cursor past the three revoked
+        for change in (ClientRemoved("c1"), ClientPut(Client(id="c1", name="c1", enabled=False))):
+            self.state.apply([change], START)
+            self.check(START)
+            self.state.apply([ClientPut(Client(id="c1", name="c1"))], START)
+            for lifetime in (60, 3600):
+                self.own(lifetime)
+            self.check(START + 60)
+
+    def test_tokens_of_a_user_removed(self) -> None:
+        """
+        A client's own tokens on behalf of its user go with the user.
+        """
+        self.own(user="alice")
+        self.own()
+        self.own(60, user="alice")
+        self.check(START)
+        self.state.apply([UserRemoved("alice")], START)
+        self.check(START)
+
+    def test_a_snapshot_and_a_journal_replayed(self) -> None:
+        """
+        After a restart from a snapshot or from a journal of thousands of
+        tokens (taken in a chunk at a time), the limit decides as before.
+        """
+        journal = [encode(ClientPut(c)) for c in self.state.clients.values()]
+        for n in range(5000):
+            lifetime = (0, 60, 3600, 7200)[n % 4]
+            token = Token(n + 1, ACCESS, "c1" if n % 3 else "c2", "", "*", START + n // 10, lifetime, "", "")
+            journal.append(encode(TokenIssued(token)))
+            if n % 7 == 0:
+                journal.append(encode(TokenRevoked(n)))
+        for source in (journal, list(self.replayed(journal, START + 500).snapshot(START + 500))):
+            state = self.replayed(source, START + 500)
+            for now in (START + 500, START + 561, START + 3700):
+                limit = len(reference(state, "c1", 0, now, 0))
+                for adding in (1, 50):
+                    assert decided(state, "c1", limit, now, adding) == reference(state, "c1", limit, now, adding)
+
+    @staticmethod
+    def replayed(payloads: list[bytes], now: float) -> State:
+        state = State()
+        model.replay(state, payloads, now)
+        return state
+
+    def test_two_decided_at_once_evict_at_apply(self) -> None:
+        """
+        Two nodes each decided a token with one revocation of the same
+        oldest token: the later record, admitted at its position, makes room
+        by the next oldest, as of when it was issued.
+        """
+        self.state.apply([ClientPut(Client(id="c1", name="c1", max_tokens=2))], START)
+        first, second = self.own(), self.own()
+        decided_a = decided(self.state, "c1", 2, START + 1)
+        assert decided_a == [TokenRevoked(first)]
+        self.state.apply([*decided_a, TokenIssued(Token(100, ACCESS, "c1", "", "*", START + 1, 3600, "", ""))],
+                         START + 1)
+        made_room: list[Record] = []
+        late = Token(101, ACCESS, "c1", "", "*", START + 1, 3600, "", "")
+        assert apply_at(self.state, encode(TokenIssued(late)), START + 2, made_room)
+        assert made_room == [TokenRevoked(second)]
+        assert set(self.state.tokens) == {100, 101}
