@@ -25,6 +25,7 @@ from oauthd.state.records import (
 )
 from oauthd.state.rows import Row
 from tests.helpers import START
+from tests.oauth_helpers import OAuthCase
 
 CLIENTS = ("c1", "c2")
 
@@ -398,3 +399,45 @@ class EdgeTests(SynchronousTestCase):
         assert apply_at(self.state, encode(TokenIssued(late)), START + 2, made_room)
         assert made_room == [TokenRevoked(second)]
         assert set(self.state.tokens) == {100, 101}
+
+
+class TokenEndpointTests(OAuthCase):
+    """
+    The limit as a client sees it: client_credentials requests beside
+    tokens an admin issued for the client with other lifetimes, over time
+    and across a restart.
+    """
+
+    def test_the_oldest_live_token_goes(self) -> None:
+        client, secret = self.add_client("limited", scope="metrics", max_tokens=3, access_ttl=60)
+
+        def cc() -> str:
+            reply = self.token({"grant_type": "client_credentials"}, auth=(client.id, secret))
+            assert reply.code == 200, reply
+            return str(reply.body["access_token"])
+
+        def active() -> set[str]:
+            return {name for name, secret in held.items() if self.server.authenticate_token(secret) is not None}
+
+        held = {name: self.successResultOf(self.server.issue_token(scope="metrics", lifetime=lifetime,
+                                                                   client=client))[0]
+                for name, lifetime in (("never", 0), ("short", 30))}
+        held["c1"] = cc()
+        held["c2"] = cc()
+        assert active() == {"short", "c1", "c2"}
+        self.clock.advance(30)
+        # The short one expired, not yet swept: room for one more.
+        held["c3"] = cc()
+        assert active() == {"c1", "c2", "c3"}
+        held["c4"] = cc()
+        assert active() == {"c2", "c3", "c4"}
+        self.restart()
+        held["c5"] = cc()
+        assert active() == {"c3", "c4", "c5"}
+        self.clock.advance(60)  # c1 to c5 have expired
+        held["c6"] = cc()
+        held["c7"] = cc()
+        self.server.store.sweep()
+        held["c8"] = cc()
+        held["c9"] = cc()
+        assert active() == {"c7", "c8", "c9"}

@@ -116,5 +116,6 @@ def _room_for(state: State, record: Record) -> list[Record]:
     if type(record) is TokenIssued and record.token.own:
         client = state.clients.get(record.token.client_id)
         if client is not None and client.max_tokens >= 0:
-            return [TokenRevoked(t.key) for t in state.own_beyond(client.id, client.max_tokens, record.token.issued_at)]
+            oldest = state.own_beyond(client.id, client.max_tokens, record.token.issued_at)
+            return [TokenRevoked(t.key) for t in oldest]
     return []
