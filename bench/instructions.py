@@ -14,9 +14,11 @@ C{bench/token_endpoint.py}, each with and without twisted.web's form
 parsing (oauthd's site does without it); oauthd's client_credentials token
 request over an in-memory journal and over the real file journal in a
 temporary directory (its writer thread, fsync, and the audit trail on its
-own thread, as in the daemon); introspection, a bearer check (userinfo),
-a refresh (each with the token the previous one gave) and a revocation
-(each of another token), over the in-memory journal. The in-memory targets
+own thread, as in the daemon), and over the in-memory journal for a
+client whose token limit (100000) is far off, holding a thousand tokens to
+begin; introspection, a bearer check (userinfo), a refresh (each with the
+token the previous one gave) and a revocation (each of another token),
+over the in-memory journal. The in-memory targets
 write the daemon's audit trail inline, their clock moving a millisecond a
 request so that its batched writes happen as in the daemon.
 
@@ -48,6 +50,7 @@ from inprocess import (  # noqa: E402
 )
 
 WARMUP = 100
+MANY_HELD = 1000
 
 TARGETS = {
     "web": "bare twisted.web, no form parsing",
@@ -56,6 +59,7 @@ TARGETS = {
     "klein-forms": "bare Klein (form parsing)",
     "cc": "oauthd client_credentials, memory journal",
     "cc-file": "oauthd client_credentials, file journal",
+    "cc-many": "oauthd client_credentials, max_tokens 100000",
     "introspect": "oauthd introspection",
     "userinfo": "oauthd userinfo (bearer check)",
     "refresh": "oauthd refresh",
@@ -129,6 +133,14 @@ def _oauthd(name: str, work: str, total: int) -> Target:
     clock = server.ctx.clock
     if name == "cc":
         client_id, secret = bench_client(server, max_tokens=10)
+        return Target(site, token_request(client_id, secret), clock)
+    if name == "cc-many":
+        # Beside the cc target's client, one whose token limit is far off,
+        # holding MANY_HELD tokens before the warm-up.
+        bench_client(server, max_tokens=10)
+        client_id, secret = bench_client(server, name="many", max_tokens=100000)
+        for _ in range(MANY_HELD):
+            done(server.issue_token(scope="metrics", lifetime=86400, client=server.state.clients[client_id]))
         return Target(site, token_request(client_id, secret), clock)
     if name == "introspect":
         client_id, secret = bench_client(server)

@@ -13,7 +13,7 @@ from attrs import frozen
 from oauthd.protocol import tokens
 from oauthd.protocol.context import Context
 from oauthd.state.entities import APP_PASSWORD, REFRESH, USED_REFRESH, Client, Token
-from oauthd.state.records import GrantRevoked, Record, TokenIssued, TokenRevoked, oldest_beyond
+from oauthd.state.records import GrantRevoked, Record, TokenIssued, TokenRevoked
 
 
 @frozen
@@ -109,7 +109,7 @@ def token_limit_records(ctx: Context, client: Client, adding: int = 1) -> list[R
     """
     if client.max_tokens < 0:
         return []
-    return oldest_beyond(ctx.state.own_tokens(client.id, ctx.now()), client.max_tokens, adding)
+    return [TokenRevoked(t.key) for t in ctx.state.own_beyond(client.id, client.max_tokens, ctx.now(), adding)]
 
 
 def family_limit_records(ctx: Context, client: Client, user: str) -> list[Record]:

@@ -12,7 +12,7 @@ from oauthd.state.device import APPROVED, DENIED, PENDING, REDEEMED, DevicePut
 from oauthd.state.entities import REFRESH
 from oauthd.state.model import State
 from oauthd.state.records import (
-    RecoveryCodeUsed, Record, RefreshUsed, TokenIssued, TotpStepUsed, UserPut, decode, oldest_beyond,
+    RecoveryCodeUsed, Record, RefreshUsed, TokenIssued, TokenRevoked, TotpStepUsed, UserPut, decode,
 )
 
 _STAGE = {PENDING: 0, APPROVED: 1, DENIED: 1, REDEEMED: 2}
@@ -115,6 +115,7 @@ def _room_for(state: State, record: Record) -> list[Record]:
     """
     if type(record) is TokenIssued and record.token.own:
         client = state.clients.get(record.token.client_id)
-        if client is not None:
-            return oldest_beyond(state.own_tokens(client.id, record.token.issued_at), client.max_tokens)
+        if client is not None and client.max_tokens >= 0:
+            oldest = state.own_beyond(client.id, client.max_tokens, record.token.issued_at)
+            return [TokenRevoked(t.key) for t in oldest]
     return []

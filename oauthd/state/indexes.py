@@ -6,6 +6,7 @@ state's indexes for every lookup of a client's, a user's or a grant's tokens
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Container, Iterable, Mapping
 
 from oauthd.state.entities import ACCESS, Token
@@ -54,6 +55,149 @@ class KeyLists(dict[str, list[int]]):
         self._stale.pop(name, None)
         return self.pop(name, [])
 
+    def held(self, name: str) -> int:
+        """
+        How many of the keys listed under C{name} are still in the rows.
+        """
+        return len(self.get(name, ())) - self._stale.get(name, 0)
+
+
+HORIZON = 60
+"""
+Seconds ahead of a client's token limit's last full read for which it keeps
+the expiry times of the client's own tokens (L{OwnMark}): it reads them all
+again at most once in that time.
+"""
+
+
+class OwnMark:
+    """
+    What a client's token limit knows of the client's own tokens without
+    reading them (L{OwnLists.beyond}); as long as C{fresh_until} is ahead,
+    exactly how many are live. Per client, made at its first limit check.
+
+    @ivar start: the keys listed before this index are of tokens no longer
+        held (the oldest go first: a cursor past them, not a search).
+    @ivar horizon: the time up to which C{known} holds the expiry times.
+    @ivar known: the expiry times, sorted, of the held tokens that expire
+        at or before C{horizon} (expired ones too, until they leave).
+    @ivar fresh_until: no other held token expires before this (a lower
+        bound, beyond C{horizon}); -NEVER until the first full read.
+    """
+
+    __slots__ = ("start", "horizon", "known", "fresh_until")
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.horizon = -NEVER
+        self.known: list[int] = []
+        self.fresh_until = -NEVER
+
+
+class OwnLists(KeyLists):
+    """
+    The keys of the clients' own access tokens (no grant), by client, and
+    for each client whose token limit was checked its L{OwnMark}, which
+    every token taken in and every one that leaves keeps exact.
+    """
+
+    __slots__ = ("marks",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: dict[str, OwnMark] = {}
+
+    def took(self, token: Token) -> None:
+        """
+        C{token} was taken in (and, an own token, listed last of its client's).
+        """
+        mark = self.marks.get(token.client_id)
+        if mark is not None and token.lifetime and token.kind == ACCESS and not token.grant:
+            expires_at = token.issued_at + token.lifetime
+            if expires_at <= mark.horizon:
+                insort(mark.known, expires_at)
+            elif expires_at < mark.fresh_until:
+                mark.fresh_until = expires_at
+
+    def left(self, token: Token, rows: Container[int]) -> None:
+        """
+        C{token}, an own token, left C{rows}.
+        """
+        name = token.client_id
+        mark = self.marks.get(name)
+        if mark is None:
+            self.gone(name, rows)
+            return
+        if token.lifetime and token.issued_at + token.lifetime <= mark.horizon:
+            known = mark.known
+            del known[bisect_left(known, token.issued_at + token.lifetime)]
+        entries = self.get(name)
+        self.gone(name, rows)
+        if self.get(name) is not entries:  # pruned: the cursor's place is gone
+            mark.start = 0
+
+    def take(self, name: str) -> list[int]:
+        self.marks.pop(name, None)
+        return super().take(name)
+
+    def beyond(self, name: str, rows: Mapping[int, Row], limit: int, now: float, adding: int) -> list[Token]:
+        """
+        The oldest of C{name}'s own tokens live at C{now}, as many as must go
+        for C{adding} more to leave at most C{limit} (0 or more): none read
+        while even all held (the expired ones too) leave room; else only the
+        oldest, while the mark tells how many are live.
+        """
+        held = self.held(name)
+        excess = held + adding - limit
+        if excess <= 0 or not held:
+            return []
+        mark = self.marks.get(name)
+        if mark is None:
+            mark = self.marks[name] = OwnMark()
+        if now < mark.fresh_until:
+            excess -= bisect_right(mark.known, now)
+            return _live_from(self[name], mark, rows, now, excess) if excess > 0 else []
+        live = _live_from(self[name], mark, rows, now, -1, reread=True)
+        return live[:max(0, len(live) + adding - limit)]
+
+
+def _live_from(entries: list[int], mark: OwnMark, rows: Mapping[int, Row], now: float, most: int,
+               reread: bool = False) -> list[Token]:
+    """
+    The tokens live at C{now} of those that C{rows} holds of a client's
+    own C{entries} (one at least), in order: the first C{most} of them (all
+    for -1). Moves the mark's cursor past the keys no longer held before
+    the first; to C{reread}, reads them all and marks their expiry times
+    anew.
+    """
+    start = mark.start
+    while entries[start] not in rows:
+        start += 1
+    mark.start = start
+    found: list[Token] = []
+    ends: list[int] = []
+    for index in range(start, len(entries)):
+        row = rows.get(entries[index])
+        if row is None:
+            continue
+        token = row if type(row) is Token else parse_token(row)
+        if token.lifetime:
+            expires_at = token.issued_at + token.lifetime
+            if reread:
+                ends.append(expires_at)
+            if expires_at <= now:
+                continue
+        found.append(token)
+        if len(found) == most:
+            return found
+    if reread:
+        ends.sort()
+        mark.horizon = horizon = now + HORIZON
+        cut = bisect_right(ends, horizon)
+        mark.known = ends[:cut]
+        mark.fresh_until = ends[cut] if cut < len(ends) else NEVER
+    return found
+
 
 class TokenLists:
     """
@@ -66,7 +210,7 @@ class TokenLists:
     __slots__ = ("own", "by_client", "by_user", "by_grant", "client_count", "user_count")
 
     def __init__(self) -> None:
-        self.own = KeyLists()
+        self.own = OwnLists()
         self.by_client = KeyLists()
         self.by_user = KeyLists()
         self.by_grant = KeyLists()
@@ -86,7 +230,10 @@ class TokenLists:
                 counts[client_id] = left
             else:
                 del counts[client_id]
-            (self.own if token.kind == ACCESS and not grant else self.by_client).gone(client_id, rows)
+            if token.kind == ACCESS and not grant:
+                self.own.left(token, rows)
+            else:
+                self.by_client.gone(client_id, rows)
         if user:
             counts = self.user_count
             left = counts[user] - 1

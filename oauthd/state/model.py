@@ -17,8 +17,7 @@ the garbage collector never walks, instead of a million objects with nine
 slots each, and replay does the least work per record (split, index, keep).
 Tokens issued while the daemon runs are held as the L{Token}s their records
 carry, as is a replayed token once something changes it: the hot path reads
-recent tokens often (a client's token limit reads all of its tokens at each
-issue).
+recent tokens often (a client's token limit, at the limit, its oldest).
 
 A used refresh token is not a token any more: its family
 (L{oauthd.state.families}) keeps its key, for reuse detection only. How many
@@ -114,7 +113,7 @@ class State:
         return token if token.live(now) else None
 
     def client_tokens(self, client_id: str, now: float) -> list[Token]:
-        return self.own_tokens(client_id, now) + self._live(self._by_client, client_id, now)
+        return self._live(self._own, client_id, now) + self._live(self._by_client, client_id, now)
 
     def user_tokens(self, user: str, now: float) -> list[Token]:
         return self._live(self._by_user, user, now)
@@ -129,12 +128,13 @@ class State:
         """
         return access_beyond(self.families.get(grant), self._by_grant.get(grant, ()), self._rows, limit, now)
 
-    def own_tokens(self, client_id: str, now: float) -> list[Token]:
+    def own_beyond(self, client_id: str, limit: int, now: float, adding: int = 1) -> list[Token]:
         """
-        The client's own live access tokens, oldest first: those issued to
-        it without a user grant (client_credentials, or by an admin).
+        The client's oldest live own access tokens (no user grant: issued by
+        client_credentials or an admin), as many as must go for C{adding}
+        more to leave at most C{limit} (0 or more).
         """
-        return self._live(self._own, client_id, now)
+        return self._own.beyond(client_id, self._rows, limit, now, adding)
 
     def _live(self, index: KeyLists, name: str, now: float) -> list[Token]:
         rows = self._rows
@@ -309,6 +309,7 @@ class State:
         if not grant or self._enter_family(key, token.kind, grant, client_id, user, token.issued_at, expires_at):
             self._rows[key] = token
             self._index(key, client_id, user, grant, token.kind == ACCESS and not grant, expires_at)
+            self._own.took(token)
 
     def _enter_family(
         self, key: int, kind: str, grant: str, client_id: str, user: str, issued_at: int,
@@ -355,6 +356,7 @@ class State:
         key = token.key
         self._rows[key] = token
         self._index(key, token.client_id, token.user, token.grant, token.own, token.expires_at)
+        self._own.took(token)
 
     def _index(self, key: int, client_id: str, user: str, grant: str, own: bool, expires_at: int) -> None:
         """
@@ -488,6 +490,8 @@ def replay(state: State, payloads: Iterable[bytes], now: float) -> int:
     @raise ValueError: naming the record number, if one is malformed.
     """
     empty = not state.tokens
+    if empty:
+        state._own.marks.clear()  # replay lists tokens without them
     count = token_runs.replay_chunks(state, payloads, now) if empty else state.load(payloads, now)
     if empty:
         state._unbucketed = list(state.tokens)
