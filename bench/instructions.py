@@ -177,7 +177,8 @@ def _oauthd(name: str, work: str, total: int) -> Target:
         target._request = refresh
         return target
     if name == "revoke":
-        client_id, secret = bench_client(server)
+        # A token limit above them all: evicted ones would be revoked already.
+        client_id, secret = bench_client(server, max_tokens=total)
         client = server.state.clients[client_id]
         # As many tokens whatever N is, so setting up costs the same; each
         # request built beforehand (the harness's work, not oauthd's).

@@ -221,6 +221,9 @@ class OAuthHTTP:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
         ip = self._ip(request)
+        if self._store.follower is None:
+            # Over a log of its own, nothing is made elsewhere: no miss to wait for.
+            return self._respond(request, self._committed(grants.token(self._ctx, params, auth, ip, presented)))
         decided = self._after_a_miss(lambda: misses.token_request(self._ctx, params, auth), _caller(auth, ip),
                                      lambda: grants.token(self._ctx, params, auth, ip, presented))
         return self._respond(request, self._committed(decided))
@@ -244,6 +247,8 @@ class OAuthHTTP:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
         ip = self._ip(request)
+        if self._store.follower is None:
+            return self._respond(request, self._committed(revocation.revoke(self._ctx, params, auth, presented, ip)))
         # A 200 for a token another node issued just now, unknown here, would leave it live everywhere.
         decided = self._after_a_miss(lambda: misses.token(self._ctx, params.get("token", "")), _caller(auth, ip),
                                      lambda: revocation.revoke(self._ctx, params, auth, presented, ip))
