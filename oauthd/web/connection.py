@@ -132,16 +132,10 @@ class Channel(HTTPChannel):
             self.length = 0
             self.persistent = False
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
-        elif self.length != 0 and not self._body_arrived():
+        elif self.length != 0 and (self.length is None or self.paused or len(self._buffer) < self.length):
+            # Not for a body that came with its headers: it is read before
+            # this call to dataReceived returns, so no deadline could pass.
             self._start_deadline(self.site.body_timeout)
-
-    def _body_arrived(self) -> bool:
-        """
-        Whether the body the headers announced came with them: it is then
-        read before this call to dataReceived returns, so no deadline could
-        pass for it.
-        """
-        return self.length is not None and not self.paused and len(self._buffer) >= self.length
 
     def allContentReceived(self) -> None:
         if self._armed:

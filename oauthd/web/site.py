@@ -50,7 +50,9 @@ def json_body(
     @param no_store: mark the response uncacheable (RFC 6749 section 5.1), as
         every response carrying or describing a credential must be.
     """
-    request.setResponseCode(status)
+    if getattr(request, "code", None) != status:
+        # (Else it is set already, with its reason: nothing sets another.)
+        request.setResponseCode(status)
     text = _token_json(body) if type(body) is TokenAnswer else None
     data = (text if text is not None else _COMPACT.encode(body)).encode("utf-8")
     # Set in one go: these names and values are constants, already in the
