@@ -247,7 +247,14 @@ def client_auth(request: IRequest, params: dict[str, str]) -> tuple[ClientAuth, 
     if other:
         raise errors.invalid_client("unsupported authentication scheme: use Basic", True)
     auth = ClientAuth(basic, params.get("client_id", ""), params.get("client_secret", ""))
+    headers = request.requestHeaders._rawHeaders
+    if _AUTH_TOKEN not in headers and _SESSION_ID not in headers:
+        # (What presented gives then, without its call.)
+        return auth, bearer
     return auth, presented(request, bearer)
+
+
+_AUTH_TOKEN, _SESSION_ID = b"X-Auth-Token", b"X-Session-Id"
 
 
 def presented(request: IRequest, bearer: str | None) -> str | None:
@@ -257,7 +264,7 @@ def presented(request: IRequest, bearer: str | None) -> str | None:
     """
     # By the names as twisted.web keeps them (canonical case): read for
     # every request, without bringing the name to that case first.
-    for name in (b"X-Auth-Token", b"X-Session-Id"):
+    for name in (_AUTH_TOKEN, _SESSION_ID):
         values = request.requestHeaders._rawHeaders.get(name)
         if values:
             if len(values) > 1:
