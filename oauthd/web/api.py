@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from oauthd.interfaces import AuditFailing
+from oauthd.interfaces import AuditFailing, IFollowedLog
 from oauthd.protocol import (
     clientauth, device, errors, grants, id_tokens, introspection, misses, registration, revocation,
     sessions, signing, userinfo,
@@ -79,6 +79,8 @@ class OAuthHTTP:
         self._exposition = Exposition(ctx, metrics.registry) if metrics is not None else None
         self.limiter = ctx.limiter
         self._miss_budget = MissGate(ctx.clock)
+        # A local journal is never stale (check_fresh): asked once, not per read.
+        self._shared = IFollowedLog.providedBy(store.log)
         self.capabilities = Capabilities(
             endpoints=frozenset({
                 "token_endpoint", "revocation_endpoint", "introspection_endpoint",
@@ -124,7 +126,8 @@ class OAuthHTTP:
         return parsing.params(request, self._ctx.config.max_body)
 
     def _fresh(self) -> None:
-        check_fresh(self._store.log, self._ctx.config.eventlog_max_lag)
+        if self._shared:
+            check_fresh(self._store.log, self._ctx.config.eventlog_max_lag)
 
     def _committed(self, decided: Decision[Body] | Deferred[Decision[Body]]) -> Deferred[Body]:
         """
@@ -281,6 +284,9 @@ class OAuthHTTP:
                     raise errors.invalid_request("present the access token one way only")
                 presented = in_body
         ip = self._ip(request)
+        if self._store.follower is None:
+            # Over a log of its own, nothing is made elsewhere: no miss to wait for.
+            return json_body(request, userinfo.userinfo(self._ctx, presented, ip))
         return self._after_a_miss(lambda: presented is not None and misses.token(self._ctx, presented), ip,
                                   lambda: json_body(request, userinfo.userinfo(self._ctx, presented, ip)))
 
