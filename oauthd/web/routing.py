@@ -178,18 +178,25 @@ class Router(KleinResource):
         def answer(body: object) -> None:
             if gone[0]:
                 return
-            if type(body) is not bytes:
-                self._klein_later(request, body, matched)
-                return
-            request.write(body)
-            request.finish()
+            # Caught here rather than by an errback after these two: one
+            # step fewer on every answer given later.
+            try:
+                if type(body) is not bytes:
+                    self._klein_later(request, body, matched)
+                    return
+                request.write(body)
+                request.finish()
+            except Exception:
+                log.failure("writing the response to {path} failed", path=request.path)
 
         def failed(failure: Failure) -> None:
             if not gone[0]:
-                self._klein_later(request, failure, matched)
+                try:
+                    self._klein_later(request, failure, matched)
+                except Exception:
+                    log.failure("writing the response to {path} failed", path=request.path)
             elif not failure.check(CancelledError):
                 log.failure("unhandled error after the client of {path} hung up", failure, path=request.path)
 
         request.notifyFinish().addBoth(finished)  # type: ignore[attr-defined]
-        result.addCallbacks(answer, failed).addErrback(
-            lambda failure: log.failure("writing the response to {path} failed", failure, path=request.path))
+        result.addCallbacks(answer, failed)
