@@ -25,7 +25,15 @@ request so that its batched writes happen as in the daemon.
 oauthd's own work is each target's count minus the bare Klein route's
 without form parsing (the stack every oauthd route runs on).
 
-    python bench/instructions.py [N] [--jobs 2] [--only TARGET ...]
+The C{daemon-} targets count the same on the real daemon, in a second
+table (C{bench/daemon_instructions.py}): a real C{twistd oauthd} with its
+file journal, over a real socket, one request at a time on a keep-alive
+connection, counting switched on once it serves; their own work is
+counted over the bare Klein route served the same way. C{--tree} runs the
+daemons on another checkout's code (say main's, for a figure before a
+change).
+
+    python bench/instructions.py [N] [--jobs 2] [--only TARGET ...] [--tree DIR]
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
+import daemon_instructions as daemon  # noqa: E402
 from inprocess import (  # noqa: E402
     basic, bench_client, channel, done, oauthd_server, raw_request, token_request,
 )
@@ -180,7 +189,8 @@ def _oauthd(name: str, work: str, total: int) -> Target:
         target._request = refresh
         return target
     if name == "revoke":
-        client_id, secret = bench_client(server)
+        # A token limit above them all: evicted ones would be revoked already.
+        client_id, secret = bench_client(server, max_tokens=total)
         client = server.state.clients[client_id]
         # As many tokens whatever N is, so setting up costs the same; each
         # request built beforehand (the harness's work, not oauthd's).
@@ -255,24 +265,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("requests", type=int, nargs="?", default=200, help="N")
     parser.add_argument("--jobs", type=int, default=2, help="callgrind runs at once")
-    parser.add_argument("--only", nargs="+", choices=list(TARGETS), help="these targets (and the baseline)")
+    parser.add_argument("--only", nargs="+", choices=[*TARGETS, *daemon.TARGETS],
+                        help="these targets (and their baseline)")
+    parser.add_argument("--tree", default=REPO, help="the checkout whose code the daemon targets run")
     parser.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
         drive(args.drive[0], int(args.drive[1]), int(args.drive[2]))
         return
-    names = [BASELINE, *(n for n in TARGETS if n != BASELINE and (not args.only or n in args.only))]
-    print(f"Instructions per request, whole HTTP stack in process (callgrind; runs of "
-          f"{args.requests} and {2 * args.requests} requests after {WARMUP} to warm up):\n")
+    names = [n for n in TARGETS if n != BASELINE and (not args.only or n in args.only)]
+    daemons = [n for n in daemon.TARGETS if n != daemon.BASELINE and (not args.only or n in args.only)]
+    if names or not daemons:
+        print(f"Instructions per request, whole HTTP stack in process (callgrind; runs of "
+              f"{args.requests} and {2 * args.requests} requests after {WARMUP} to warm up):\n")
+        _table([BASELINE, *names], TARGETS, lambda name: per_request(name, args.requests, args.jobs))
+        print(f"\nown work: the target's count minus the {TARGETS[BASELINE]}")
+    if daemons:
+        print(f"\nInstructions per request, real daemon over a socket (callgrind, counting on once it "
+              f"serves; {args.requests} then {2 * args.requests} requests after {daemon.WARMUP} to warm up; "
+              f"code of {args.tree}):\n")
+        with ThreadPoolExecutor(args.jobs) as pool:
+            counts = dict(zip([daemon.BASELINE, *daemons], pool.map(
+                lambda name: daemon.per_request(name, args.requests, args.tree), [daemon.BASELINE, *daemons])))
+        _table([daemon.BASELINE, *daemons], daemon.TARGETS, counts.__getitem__)
+        print(f"\nown work: the target's count minus the {daemon.TARGETS[daemon.BASELINE]}")
+
+
+def _table(names: list[str], titles: dict[str, str], count_of: Callable[[str], float]) -> None:
+    """
+    Print each target's count and, for oauthd's, its own work over the
+    first (the baseline).
+    """
     print(f"{'':44} {'instructions':>14} {'own work':>12}")
     base = 0.0
     for name in names:
-        count = per_request(name, args.requests, args.jobs)
-        if name == BASELINE:
+        count = count_of(name)
+        if name == names[0]:
             base = count
-        own = f"{count - base:12,.0f}" if name.startswith(("cc", "introspect", "userinfo", "refresh", "revoke")) else ""
-        print(f"{TARGETS[name]:44} {count:14,.0f} {own}", flush=True)
-    print(f"\nown work: the target's count minus the {TARGETS[BASELINE]}")
+        own = f"{count - base:12,.0f}" if name != names[0] and "klein" not in name and "web" not in name else ""
+        print(f"{titles[name]:44} {count:14,.0f} {own}", flush=True)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,25 @@ class ConnectionTests(SiteCase):
         self.clock.advance(2)
         assert conn.closing and conn.received().startswith(b"HTTP/1.1 408 "), conn.received()
 
+    def test_a_body_begun_with_its_headers_then_trickled_is_cut_off_at_the_body_deadline(self) -> None:
+        conn = self.connect()
+        conn.send(b"POST /api/v1/oauth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" + b"a" * 99)
+        self.clock.advance(29)
+        assert not conn.closing
+        self.clock.advance(2)
+        assert conn.closing and conn.received().startswith(b"HTTP/1.1 408 "), conn.received()
+
+    def test_a_body_sent_with_its_headers_is_answered_and_the_idle_timeout_then_holds(self) -> None:
+        conn = self.connect()
+        conn.send(b"POST /api/v1/oauth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 29\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n\r\ngrant_type=client_credentials")
+        assert conn.received().startswith(b"HTTP/1.1 401 "), conn.received()
+        self.clock.advance(14.9)
+        assert not conn.closing
+        self.clock.advance(0.2)
+        assert conn.closing
+
     def test_each_deadline_counts_from_its_own_start(self) -> None:
         """
         Headers in just before their deadline: the body has its whole

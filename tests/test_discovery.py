@@ -163,6 +163,15 @@ class DiscoveryTests(SynchronousTestCase):
             assert response.code == 404, path
             assert body["error"] == "not_found"
 
+    def test_a_host_that_is_not_utf8_is_refused_as_json(self) -> None:
+        for host, status in ((b"\xff", 400), (b"\xff:80", 400), (b"\xc3\xa9.example:80", 200), (b"x:\xff", 400)):
+            response = self.successResultOf(self.treq.get("http://x/healthz", headers={b"Host": [host]}))
+            body = json.loads(self.successResultOf(response.content()))
+            assert response.code == status, host
+            assert response.headers.getRawHeaders("x-content-type-options") == ["nosniff"]
+            if status == 400:
+                assert body["error"] == "invalid_request"
+
 
 @pytest.mark.parametrize("issuer", ["http://127.0.0.1:9478", "https://a.example/x/y"])
 def test_issuer_is_exactly_the_configured_one(issuer: str) -> None:

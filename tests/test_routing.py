@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
+from klein._decorators import bindable
 from treq.testing import StubTreq
 
 from twisted.internet.defer import Deferred, succeed
@@ -177,3 +178,44 @@ def test_each_request_is_routed_by_its_own_path_and_method() -> None:
     assert [body for _, body in got[3:5]] == [b"a", b"b"]
     assert app.calls[:24] == ["now", "now", "a", "b", *map(str, range(20))]
     assert len(router._fixed) == 1
+
+
+class Kinds:
+    """
+    Route functions of each kind Klein calls: a coroutine function, one
+    marked bindable (given the instance, or None), on an app bound to an
+    instance or not.
+    """
+
+    app = Klein()
+
+    @app.route("/async", methods=["GET"])
+    async def coroutine(self, request: IRequest) -> bytes:
+        return b"async " + type(self).__name__.encode()
+
+    @app.route("/bound", methods=["GET"])
+    @bindable
+    def bound(instance: Any, request: IRequest) -> bytes:
+        return b"bound " + type(instance).__name__.encode()
+
+
+unbound = Klein()
+
+
+@unbound.route("/plain", methods=["GET"])
+def plain(request: IRequest) -> bytes:
+    return b"plain " + request.path
+
+
+@unbound.route("/bound", methods=["GET"])
+@bindable
+def bound_to_none(instance: Any, request: IRequest) -> bytes:
+    return b"bound " + repr(instance).encode()
+
+
+def test_each_kind_of_route_function_is_called_as_klein_calls_it() -> None:
+    for app, paths in ((Kinds().app, ("/async", "/bound")), (unbound, ("/plain", "/bound"))):
+        for path in paths:
+            by_klein = _paths_through(app.resource(), path)
+            assert _paths_through(Router(app), path) == by_klein, path
+            assert by_klein.endswith((b"Kinds", b"/plain", b"None")), by_klein

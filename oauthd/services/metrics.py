@@ -162,8 +162,9 @@ class Metrics:
     metrics (CPU, memory, open files).
 
     @ivar registry: what L{oauthd.web.metrics} exposes.
-    @ivar client_label: the C{client} label of a client id: the id, or
-        L{REGISTERED} for a client that registered itself (or is gone).
+    @ivar clients: the daemon's clients by id, if known: a token's
+        C{client} label is then its client's id, or L{REGISTERED} for a
+        client that registered itself (or is gone); else always the id.
     @ivar timer: a monotonic clock for durations measured off the reactor
         thread (fsyncs, which the injected reactor cannot time).
     @ivar journal_timed: whether a journal file's fsyncs are timed
@@ -178,7 +179,7 @@ class Metrics:
 
     def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
         self.timer = timer
-        self.client_label: Callable[[str], str] = lambda client_id: client_id
+        self.clients: Mapping[str, Any] | None = None
         self.issued: dict[str, dict[str, int]] = {}
         # Known from the start, so that their series exist before the first.
         self.auth_failures = dict.fromkeys(sorted(AUTH_FAILURES), 0)
@@ -211,7 +212,15 @@ class Metrics:
             if not isinstance(grant, str) or not grant:
                 grant = "admin" if fields.get("via") == "control" else "app_password"
             client = fields.get("client")
-            label = self.client_label(client) if isinstance(client, str) and client else ""
+            label = ""
+            if isinstance(client, str) and client:
+                # A token is counted once durable; by then its client may be
+                # gone (a registration deleted meanwhile, which anyone may
+                # make): its id must not become a label value.
+                clients = self.clients
+                known = clients.get(client) if clients is not None else None
+                registered = clients is not None and (known is None or known.registration_digest)
+                label = REGISTERED if registered else client
             by_client = self.issued.get(grant)
             if by_client is not None and label in by_client:
                 by_client[label] += 1
@@ -420,13 +429,6 @@ def watch(
     """
     state = store.state
 
-    def client_label(client_id: str) -> str:
-        # A token is counted once durable; by then its client may be gone
-        # (a registration deleted meanwhile, which anyone may make): its id
-        # must not become a label value.
-        client = state.clients.get(client_id)
-        return client_id if client is not None and not client.registration_digest else REGISTERED
-
     def live_fraction() -> float:
         fraction: float = state.live_records / max(1, store.log.record_count)
         return min(1.0, fraction)
@@ -436,7 +438,7 @@ def watch(
         for key in state.keys.published(now):
             yield (key.kid, key.alg, state.keys.state(key, now)), now - key.created
 
-    metrics.client_label = client_label
+    metrics.clients = state.clients
     store.observe = metrics.event
     for name, documentation, read, unit in (
         ("oauthd_tokens", "Live tokens (expired ones until swept, at most a minute).",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
@@ -83,10 +84,12 @@ class Channel(HTTPChannel):
 
     site: OAuthSite
     # One timer for all the deadlines of the connection (the armed one is
-    # due at _due). It is moved only to come sooner: a timer that fires
-    # before _due sets itself again for the rest, and does nothing with no
-    # deadline armed, so a request that arrives at once moves no timer.
+    # due at _due; the timer, while there is one, at _timer_due). It is
+    # moved only to come sooner: a timer that fires before _due sets itself
+    # again for the rest, and does nothing with no deadline armed, so a
+    # request that arrives at once moves no timer.
     _deadline: IDelayedCall | None = None
+    _timer_due = 0.0
     _armed = False
     _due = 0.0
     # The armed deadline is the idle timeout (not a request's).
@@ -100,8 +103,9 @@ class Channel(HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stop_deadline()
-        if self._deadline is not None and self._deadline.active():
+        if self._deadline is not None:
             self._deadline.cancel()
+            self._deadline = None
         self.site.connections -= 1
         super().connectionLost(reason)
 
@@ -109,7 +113,9 @@ class Channel(HTTPChannel):
         if (self._idle or not self._armed) and not self._handlingRequest:
             # The first bytes of the next request on a kept-alive connection.
             self._await_headers()
-        super().dataReceived(data)
+        # Not HTTPChannel's: it only restarts twisted.web's idle timeout,
+        # which this channel leaves off (timeOut is None) for its deadlines.
+        LineReceiver.dataReceived(self, data)
 
     def allHeadersReceived(self) -> None:
         self._stop_deadline()
@@ -126,11 +132,14 @@ class Channel(HTTPChannel):
             self.length = 0
             self.persistent = False
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
-        elif self.length != 0:
+        elif self.length != 0 and (self.length is None or self.paused or len(self._buffer) < self.length):
+            # Not for a body that came with its headers: it is read before
+            # this call to dataReceived returns, so no deadline could pass.
             self._start_deadline(self.site.body_timeout)
 
     def allContentReceived(self) -> None:
-        self._stop_deadline()
+        if self._armed:
+            self._stop_deadline()
         super().allContentReceived()
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Headers) -> None:
@@ -160,12 +169,13 @@ class Channel(HTTPChannel):
         now = self.site.reactor.seconds()
         self._armed = True
         self._idle = False
-        self._due = now + seconds
-        deadline = self._deadline
-        if deadline is None or not deadline.active():
+        due = self._due = now + seconds
+        if self._deadline is None:
             self._deadline = self.callLater(seconds, self._deadline_passed)
-        elif deadline.getTime() > self._due:
-            deadline.reset(seconds)
+            self._timer_due = due
+        elif self._timer_due > due:
+            self._deadline.reset(seconds)
+            self._timer_due = due
         return now
 
     def _stop_deadline(self) -> None:
@@ -173,11 +183,14 @@ class Channel(HTTPChannel):
         self._armed = False
 
     def _deadline_passed(self) -> None:
+        self._deadline = None
         if not self._armed:
             return
-        left = self._due - self.site.reactor.seconds()
+        now = self.site.reactor.seconds()
+        left = self._due - now
         if left > 0:
             self._deadline = self.callLater(left, self._deadline_passed)
+            self._timer_due = self._due
         elif self._idle:
             self._armed = False
             self.timeoutConnection()

@@ -5,8 +5,9 @@ Klein routes every request (its werkzeug map, its endpoints, its error
 handlers). L{Router} only spares what Klein's own render does around a
 route that gives bytes, at once or by a Deferred (binding a werkzeug
 adapter per request, two C{notifyFinish} Deferreds, a chain of Deferreds
-that writes the body): it matches the path on an adapter bound once, calls
-the route, and writes the bytes it gives; a client that hangs up first
+that writes the body, the three calls that lead to the route function): it
+matches the path on an adapter bound once, calls the route function as
+Klein would, and writes the bytes it gives; a client that hangs up first
 has the route's Deferred cancelled, as Klein does. Anything else, a
 refusal raised or failed, a path the map does not match, another kind of
 answer, takes Klein's own way, given what the route gave rather than
@@ -15,14 +16,16 @@ calling it twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
+from inspect import iscoroutine
 from typing import Any
 
 from klein import Klein
 from klein._resource import route_metadata
 from klein.resource import KleinResource
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -73,6 +76,9 @@ class Router(KleinResource):
         # one rule, so it is matched once. Only a path spelled as its rule is
         # kept: at most one per rule and method however many are asked for.
         self._fixed: dict[tuple[bytes, bytes], tuple[str, Mapping[str, Any], int]] = {}
+        # Each endpoint's route function, called as Klein's execute_endpoint
+        # calls it (bound to the app's instance), found once.
+        self._functions: dict[str, Callable[..., Any]] = {}
 
     def render(self, request: IRequest) -> Any:
         postpath: list[bytes] = request.postpath
@@ -97,7 +103,10 @@ class Router(KleinResource):
         request.postpath = postpath[matched:]
         result: object
         try:
-            result = self._routes.execute_endpoint(endpoint, request, **kwargs)
+            function = self._functions.get(endpoint)
+            if function is None:
+                function = self._functions[endpoint] = self._function(endpoint)
+            result = function(request, **kwargs)
         except Exception:
             result = Failure()
         if request.finished or request._disconnected:  # type: ignore[attr-defined]
@@ -106,10 +115,29 @@ class Router(KleinResource):
             request.write(result)
             request.finish()
             return NOT_DONE_YET
-        if isinstance(result, Deferred):
-            self._later(request, result, matched)
+        if isinstance(result, Deferred) or iscoroutine(result):
+            self._later(request, ensureDeferred(result), matched)
             return NOT_DONE_YET
         return self._klein(request, result, matched)
+
+    def _function(self, endpoint: str) -> Callable[..., Any]:
+        """
+        What Klein's C{execute_endpoint} calls for C{endpoint}, short of its
+        wrappers: the route function, given the app's instance as Klein's
+        wrapper gives it. Klein's own way for a branch route (its wrapper
+        also sets the request's branch segments) or a wrapper that names no
+        function.
+        """
+        wrapper = self._routes.endpoints[endpoint]
+        function = getattr(wrapper, "__original__", None)
+        branch = any("__rest__" in rule.arguments for rule in self._routes.url_map.iter_rules(endpoint))
+        if function is None or branch:
+            return partial(self._routes.execute_endpoint, endpoint)
+        # What klein._app._call does with the instance.
+        instance = self._routes._instance
+        if instance is not None or getattr(function, "__klein_bound__", False):
+            return partial(function, instance)
+        return function  # type: ignore[no-any-return]
 
     def _klein(self, request: IRequest, result: object, matched: int) -> Any:
         """
@@ -150,18 +178,25 @@ class Router(KleinResource):
         def answer(body: object) -> None:
             if gone[0]:
                 return
-            if type(body) is not bytes:
-                self._klein_later(request, body, matched)
-                return
-            request.write(body)
-            request.finish()
+            # Caught here rather than by an errback after these two: one
+            # step fewer on every answer given later.
+            try:
+                if type(body) is not bytes:
+                    self._klein_later(request, body, matched)
+                    return
+                request.write(body)
+                request.finish()
+            except Exception:
+                log.failure("writing the response to {path} failed", path=request.path)
 
         def failed(failure: Failure) -> None:
             if not gone[0]:
-                self._klein_later(request, failure, matched)
+                try:
+                    self._klein_later(request, failure, matched)
+                except Exception:
+                    log.failure("writing the response to {path} failed", path=request.path)
             elif not failure.check(CancelledError):
                 log.failure("unhandled error after the client of {path} hung up", failure, path=request.path)
 
         request.notifyFinish().addBoth(finished)  # type: ignore[attr-defined]
-        result.addCallbacks(answer, failed).addErrback(
-            lambda failure: log.failure("writing the response to {path} failed", failure, path=request.path))
+        result.addCallbacks(answer, failed)

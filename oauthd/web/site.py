@@ -50,7 +50,9 @@ def json_body(
     @param no_store: mark the response uncacheable (RFC 6749 section 5.1), as
         every response carrying or describing a credential must be.
     """
-    request.setResponseCode(status)
+    if getattr(request, "code", None) != status:
+        # (Else it is set already, with its reason: nothing sets another.)
+        request.setResponseCode(status)
     text = _token_json(body) if type(body) is TokenAnswer else None
     data = (text if text is not None else _COMPACT.encode(body)).encode("utf-8")
     # Set in one go: these names and values are constants, already in the
@@ -284,15 +286,20 @@ class Edge(Resource):
 
     def render(self, request: Request) -> Any:
         request.responseHeaders._rawHeaders[b"X-Content-Type-Options"] = [b"nosniff"]
-        try:
-            b"/".join((request.prepath or []) + (request.postpath or [])).decode("utf-8")
-            request.getRequestHostname().decode("utf-8")
-        except UnicodeDecodeError:
-            return json_body(
-                request,
-                {"error": "invalid_request", "error_description": "the URL is not UTF-8"},
-                400,
-            )
+        path = request.path
+        hosts = request.requestHeaders._rawHeaders.get(b"Host")
+        # A path of ASCII without escapes, and an ASCII host (or none: the
+        # server's address stands for it), are UTF-8 without a closer look.
+        if not (path.isascii() and b"%" not in path and (not hosts or hosts[-1].isascii())):
+            try:
+                b"/".join((request.prepath or []) + (request.postpath or [])).decode("utf-8")
+                request.getRequestHostname().decode("utf-8")
+            except UnicodeDecodeError:
+                return json_body(
+                    request,
+                    {"error": "invalid_request", "error_description": "the URL is not UTF-8"},
+                    400,
+                )
         content = request.content
         if isinstance(content, CappedBody) and content.overflow and request.path not in PAGE_PATHS:
             error = too_large(content.limit)
