@@ -254,6 +254,22 @@ class ReadsTests(SynchronousTestCase):
         assert self.beyond(1000, START + 3600) == []
         assert self.counting.reads >= 1010
 
+    def test_expiry_times_are_counted_per_second(self) -> None:
+        """
+        The mark keeps a count per expiry second, not an entry per token: a
+        token leaving (thousands a sweep) shifts no list as long as the
+        client's tokens, however many expire together.
+        """
+        self.take(1000, lifetime=30)
+        self.take(1000, lifetime=40)
+        assert self.beyond(2000, START) == [1]
+        mark = self.own.marks["c"]
+        assert len(mark.known) == 2
+        for key in range(1, 501):
+            self.revoke(key)
+        assert self.beyond(1500, START + 30) == []
+        assert self.beyond(1000, START + 29) == list(range(501, 1002))
+
     def test_a_never_expiring_token_is_never_expired(self) -> None:
         self.take(1, lifetime=0, issued_at=0)
         self.take(2, lifetime=1)

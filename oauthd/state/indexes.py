@@ -7,6 +7,7 @@ state's indexes for every lookup of a client's, a user's or a grant's tokens
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections import Counter
 from collections.abc import Container, Iterable, Mapping
 
 from oauthd.state.entities import ACCESS, Token
@@ -79,19 +80,29 @@ class OwnMark:
     @ivar start: the keys listed before this index are of tokens no longer
         held (the oldest go first: a cursor past them, not a search).
     @ivar horizon: the time up to which C{known} holds the expiry times.
-    @ivar known: the expiry times, sorted, of the held tokens that expire
-        at or before C{horizon} (expired ones too, until they leave).
+    @ivar known: how many of the held tokens expire at each time at or
+        before C{horizon} (expired ones too, until they leave): a count per
+        second, not an entry per token, so that a token leaving (the sweep
+        drops thousands) costs no shift of a list as long as the tokens.
+    @ivar ends: the times C{known} counts, sorted.
     @ivar fresh_until: no other held token expires before this (a lower
         bound, beyond C{horizon}); -NEVER until the first full read.
     """
 
-    __slots__ = ("start", "horizon", "known", "fresh_until")
+    __slots__ = ("start", "horizon", "known", "ends", "fresh_until")
 
     def __init__(self) -> None:
         self.start = 0
         self.horizon = -NEVER
-        self.known: list[int] = []
+        self.known: dict[int, int] = {}
+        self.ends: list[int] = []
         self.fresh_until = -NEVER
+
+    def expired(self, now: float) -> int:
+        """
+        How many of the tokens C{known} counts have expired at C{now}.
+        """
+        return sum(map(self.known.__getitem__, self.ends[:bisect_right(self.ends, now)]))
 
 
 class OwnLists(KeyLists):
@@ -115,7 +126,12 @@ class OwnLists(KeyLists):
         if mark is not None and token.lifetime and token.kind == ACCESS and not token.grant:
             expires_at = token.issued_at + token.lifetime
             if expires_at <= mark.horizon:
-                insort(mark.known, expires_at)
+                known = mark.known
+                if expires_at in known:
+                    known[expires_at] += 1
+                else:
+                    known[expires_at] = 1
+                    insort(mark.ends, expires_at)
             elif expires_at < mark.fresh_until:
                 mark.fresh_until = expires_at
 
@@ -128,9 +144,15 @@ class OwnLists(KeyLists):
         if mark is None:
             self.gone(name, rows)
             return
-        if token.lifetime and token.issued_at + token.lifetime <= mark.horizon:
+        expires_at = token.issued_at + token.lifetime
+        if token.lifetime and expires_at <= mark.horizon:
             known = mark.known
-            del known[bisect_left(known, token.issued_at + token.lifetime)]
+            left = known[expires_at] - 1
+            if left:
+                known[expires_at] = left
+            else:
+                del known[expires_at]
+                del mark.ends[bisect_left(mark.ends, expires_at)]
         entries = self.get(name)
         self.gone(name, rows)
         if self.get(name) is not entries:  # pruned: the cursor's place is gone
@@ -155,7 +177,7 @@ class OwnLists(KeyLists):
         if mark is None:
             mark = self.marks[name] = OwnMark()
         if now < mark.fresh_until:
-            excess -= bisect_right(mark.known, now)
+            excess -= mark.expired(now)
             return _live_from(self[name], mark, rows, now, excess) if excess > 0 else []
         live = _live_from(self[name], mark, rows, now, -1, reread=True)
         return live[:max(0, len(live) + adding - limit)]
@@ -194,7 +216,8 @@ def _live_from(entries: list[int], mark: OwnMark, rows: Mapping[int, Row], now: 
         ends.sort()
         mark.horizon = horizon = now + HORIZON
         cut = bisect_right(ends, horizon)
-        mark.known = ends[:cut]
+        mark.known = known = dict(Counter(ends[:cut]))  # in order: ends is sorted
+        mark.ends = list(known)
         mark.fresh_until = ends[cut] if cut < len(ends) else NEVER
     return found
 
