@@ -903,3 +903,5 @@ def test_a_key_is_written_as_32_hex_digits() -> None:
     assert key_hex(0xABC << 116) == "abc" + "0" * 29
     assert key_hex((1 << 128) - 1) == "f" * 32
     assert int(key_hex(0x1234), 16) == 0x1234
+    for odd in (-5, 1 << 130):
+        assert int(key_hex(odd), 16) == odd
