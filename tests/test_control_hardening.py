@@ -490,3 +490,25 @@ def test_the_taken_order_numbers_keys_added_after_a_pruning() -> None:
     assert order.run(0, order.end, 10) == ([6, 7], [6, 7])
     order.add(8)
     assert order.end == 9 and order.run(7, 9, 10) == ([7, 8], [7, 8])
+
+
+def test_the_taken_order_prunes_only_past_its_floor() -> None:
+    """
+    With a floor, removed keys stay until that many are removed (and half),
+    numbers unchanged either way.
+    """
+    from oauthd.state.order import TakenOrder
+
+    rows = set(range(10))
+    order = TakenOrder(rows, floor=8)
+    for key in range(10):
+        order.add(key)
+    for key in range(7):
+        rows.discard(key)
+        order.removed()
+    assert len(order) == 10  # past half, short of the floor: not pruned
+    assert order.run(0, 10, 10) == ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], list(range(10)))
+    rows.discard(7)
+    order.removed()
+    assert len(order) == 2
+    assert order.run(0, order.end, 10) == ([8, 9], [8, 9])

@@ -894,3 +894,14 @@ def test_registration_fields_keep_the_format() -> None:
     assert encode(frame) == GOLDEN_REGISTERED
     unregistered = attrs.evolve(frame.client, registration_digest="", registration_metadata="")
     assert encode(ClientPut(unregistered)) == GOLDEN_REGISTERED.split(b',"registration_digest"')[0] + b"}"
+
+
+def test_a_key_is_written_as_32_hex_digits() -> None:
+    from oauthd.state.entities import key_hex
+
+    assert key_hex(1) == "0" * 31 + "1"
+    assert key_hex(0xABC << 116) == "abc" + "0" * 29
+    assert key_hex((1 << 128) - 1) == "f" * 32
+    assert int(key_hex(0x1234), 16) == 0x1234
+    for odd in (-5, 1 << 130):
+        assert int(key_hex(odd), 16) == odd

@@ -83,7 +83,7 @@ class State:
         self._rows: dict[int, Row] = {}
         self.tokens = TokenTable(self._rows)
         # Every token key in issue order, for listings (read-only outside).
-        self.token_order = TakenOrder(self._rows)
+        self.token_order = TakenOrder(self._rows, floor=1024)
         self._taken = self.token_order.add
         # Token keys in issue order (oldest first) by client, user and grant
         # (the tables of self._lists, named here for replay's sake).
@@ -252,9 +252,10 @@ class State:
                 self._remove(record.key)
             return
         if type(record) is RefreshUsed:
-            row = self._rows.get(record.key)
-            if row is not None and parse_token(row).kind == REFRESH:
-                self._spend(record.key, self._remove(record.key).grant)
+            key = record.key
+            row = self._rows.get(key)
+            if row is not None and (row if type(row) is Token else parse_token(row)).kind == REFRESH:
+                self._spend(key, self._remove(key).grant)
             return
         self.authz.apply(record, self.users, self.clients, now)
         self.keys.apply(record)
@@ -411,7 +412,8 @@ class State:
 
     def _remove(self, key: int) -> Token:
         rows = self._rows
-        token = parse_token(rows.pop(key))
+        row = rows.pop(key)
+        token = row if type(row) is Token else parse_token(row)
         self.token_order.removed()
         self._lists.remove(token, rows)
         if token.grant and token.kind == ACCESS:

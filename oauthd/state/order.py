@@ -16,18 +16,24 @@ class TakenOrder:
     """
     The keys the state has taken in, oldest first, numbered 0, 1, 2, ... in
     that order. A removed key stays (and is skipped by the reader, who
-    checks the rows) until half of them are removed; then they are pruned
-    and the others keep their numbers.
+    checks the rows) until half of them are removed (and the floor given);
+    then they are pruned and the others keep their numbers.
 
     @ivar add: take in the next key: the list's own append, since replay
         calls it once per token.
     @ivar add_all: take in several keys, in order (the list's extend).
     """
 
-    __slots__ = ("_rows", "_keys", "_numbers", "_tail", "_removed", "add", "add_all")
+    __slots__ = ("_rows", "_floor", "_keys", "_numbers", "_tail", "_removed", "add", "add_all")
 
-    def __init__(self, rows: Container[int]) -> None:
+    def __init__(self, rows: Container[int], floor: int = 0) -> None:
+        """
+        @param floor: prune only once at least this many keys are removed
+            too: a state holding few tokens would otherwise prune every
+            few removals, each time walking every key.
+        """
         self._rows = rows
+        self._floor = floor
         # Keys that survived a pruning keep their numbers in _numbers; the
         # keys after them are numbered on from _tail, one by one.
         self._keys: list[int] = []
@@ -56,7 +62,7 @@ class TakenOrder:
         """
         self._removed += 1
         keys = self._keys
-        if self._removed * 2 < len(keys):
+        if self._removed * 2 < len(keys) or self._removed < self._floor:
             return
         # Iterators and compress, not a loop in Python: a pruning of
         # millions of keys runs on the reactor.

@@ -218,7 +218,7 @@ def encode(record: Record) -> bytes:
     if type(record) is TokenIssued:
         t = record.token
         text = (
-            f"tok\t{t.key:032x}\t{t.kind}\t{t.client_id}\t{t.user}\t{t.scope}\t"
+            f"tok\t{key_hex(t.key)}\t{t.kind}\t{t.client_id}\t{t.user}\t{t.scope}\t"
             f"{t.issued_at}\t{t.lifetime}\t{t.grant}\t{t.label}"
         )
         if text.count("\t") != 9:
