@@ -155,6 +155,15 @@ class _Request(Request):
         self.arrived = site.reactor.seconds()
         super().process()
 
+    def getRequestHostname(self) -> bytes:
+        if self.requestHeaders._rawHeaders.get(b"Host") or hasattr(self.getHost(), "host"):
+            name: bytes = super().getRequestHostname()
+            return name
+        # No Host header (HTTP/1.0 needs none) over a UNIX socket, whose
+        # address names no host: twisted.web would raise AttributeError,
+        # Klein's render (every refusal) a 500.
+        return b"localhost"
+
     def finish(self) -> None:
         super().finish()
         held = self.__dict__
