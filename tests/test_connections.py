@@ -13,7 +13,7 @@ from pathlib import Path
 from resource import RLIM_INFINITY
 from typing import Any
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.task import Clock
@@ -248,6 +248,24 @@ class ConnectionTests(SiteCase):
         response = conn.received()
         assert response.count(b"HTTP/1.1 ") == 3, response
         assert b"server:" not in response.lower() and b"TwistedWeb" not in response
+
+    def test_a_request_without_a_host_over_a_unix_socket_is_answered_never_500(self) -> None:
+        """
+        Over a UNIX socket the server's address names no host, and HTTP/1.0
+        needs no Host header: a refusal or an unknown path is still answered
+        in JSON (Klein's render reads a host name for every one it renders).
+        """
+        for request, status in ((b"GET /nowhere HTTP/1.0\r\n\r\n", b"404"),
+                                (b"GET /healthz HTTP/1.0\r\n\r\n", b"200"),
+                                (b"POST /api/v1/oauth/token HTTP/1.0\r\nContent-Length: 0\r\n\r\n", b"401"),
+                                (b"GET /%ff HTTP/1.0\r\n\r\n", b"400")):
+            protocol = self.site.buildProtocol(UNIXAddress("/run/oauthd.sock"))
+            transport = StringTransport(hostAddress=UNIXAddress("/run/oauthd.sock"), peerAddress=UNIXAddress(None))
+            protocol.makeConnection(transport)
+            protocol.dataReceived(request)
+            response = transport.value()
+            assert response.split(b" ", 2)[1] == status, response
+            assert b"content-type: application/json" in response.lower(), response
 
     def test_closed_connections_are_counted_out(self) -> None:
         conns = [self.connect() for _ in range(3)]

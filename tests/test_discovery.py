@@ -5,11 +5,16 @@ Tests for the discovery documents and the HTTP basics every response shares.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from treq.testing import StubTreq
+from werkzeug.exceptions import BadHost
 
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.config import build_config
@@ -172,9 +177,68 @@ class DiscoveryTests(SynchronousTestCase):
             if status == 400:
                 assert body["error"] == "invalid_request"
 
+    def test_a_host_that_names_no_host_is_refused_as_json_never_500(self) -> None:
+        """
+        A Host Klein's URL map cannot bind (an empty label, one over 63
+        characters) is refused like one that is not UTF-8, on every route,
+        answered at once or refused: never a 500 in HTML.
+        """
+        long = b"a" * 64
+        for host in (b"127..0.1", b".example", b"a..b:80", long, long + b".example", b"[.x]:80", b"x." + long):
+            for method, path in (("GET", "/missing"), ("POST", "/api/v1/oauth/token"), ("GET", "/healthz")):
+                response = self.successResultOf(self.treq.request(method, "http://x" + path, headers={b"Host": [host]}))
+                content = self.successResultOf(response.content())
+                assert response.code == 400, (host, path, response.code, content)
+                assert json.loads(content)["error"] == "invalid_request"
+                assert response.headers.getRawHeaders("x-content-type-options") == ["nosniff"]
+        for host in (b"example.com.", b"a" * 63 + b".example:80", b"[::1]:80", b"x:y"):
+            response = self.successResultOf(self.treq.get("http://x/healthz", headers={b"Host": [host]}))
+            assert response.code == 200, host
+
 
 @pytest.mark.parametrize("issuer", ["http://127.0.0.1:9478", "https://a.example/x/y"])
 def test_issuer_is_exactly_the_configured_one(issuer: str) -> None:
     from oauthd.protocol.discovery import openid_configuration
 
     assert openid_configuration(build_config({"issuer": issuer + "/"}), ALL)["issuer"] == issuer
+
+
+_HOST_PARTS = st.sampled_from(
+    [b".", b":", b"[", b"]", b"80", b"a", b"b" * 30, b"\xc3\xa9", b"\xff", b"\xe2\x80\x8b", b"-"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_HOST_PARTS, max_size=8).map(b"".join))
+def test_any_host_is_routed_as_klein_binds_it_or_refused_as_json(host: bytes) -> None:
+    """
+    Whatever the Host: an unknown path is a JSON 404, or a JSON 400 when
+    Klein's URL map cannot bind the host (never a 500); a route answered at
+    once is refused the same way rather than answered for a host Klein
+    refuses.
+    """
+    from werkzeug.routing import Map
+
+    try:
+        name = host.decode("utf-8")
+        match = re.match(r"^\[?(?P<host>.*?)\]?(:\d+)?$", name)
+        assert match is not None
+        Map().bind(match.group("host") + ":8080")
+        routable = True
+    except (UnicodeDecodeError, BadHost):
+        routable = False
+    treq = StubTreq(_SHARED.resource())
+    for path, found in (("/missing", 404), ("/healthz", 200)):
+        response = _settled(treq, treq.get("http://x" + path, headers={b"Host": [host]}))
+        assert response.code == (found if routable else 400), (host, path)
+        assert response.headers.getRawHeaders("content-type") == ["application/json"]
+
+
+_SHARED = make_http(make_config())
+
+
+def _settled(treq: StubTreq, d: Any) -> Any:
+    got: list[Any] = []
+    d.addBoth(got.append)
+    treq.flush()
+    assert got and not isinstance(got[0], Failure), got
+    return got[0]

@@ -403,6 +403,25 @@ class RefreshTests(OAuthCase):
         self.assert_error(self.refresh(third["refresh_token"]), 400, "invalid_grant")
         assert self.server.authenticate_token(other["access_token"]) is not None
 
+    def test_a_refusal_given_later_to_a_host_naming_no_host_is_answered(self) -> None:
+        """
+        A reuse refused only once its revocation is durable, asked with a
+        Host Klein's URL map cannot bind: refused as JSON at once, before
+        any change, rather than left unanswered (the refusal, rendered
+        Klein's way later, failed) with its connection held.
+        """
+        second = self.refresh(self.first["refresh_token"]).body
+        self.journal.holding = True
+        d = self.treq.post("http://oauthd.test" + TOKEN, data={
+            "grant_type": "refresh_token", "refresh_token": self.first["refresh_token"]},
+            auth=(self.client.id, self.secret), headers={b"Host": [b"oauthd..test"]})
+        self.journal.release()
+        self.treq.flush()
+        response = self.successResultOf(d)
+        assert response.code == 400
+        assert self.successResultOf(response.json())["error"] == "invalid_request"
+        assert self.server.authenticate_token(second["access_token"]) is not None
+
     def test_racing_refreshes_are_not_both_granted(self) -> None:
         """
         Two refreshes of one token arrive before either is durable: memory

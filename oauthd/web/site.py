@@ -155,6 +155,15 @@ class _Request(Request):
         self.arrived = site.reactor.seconds()
         super().process()
 
+    def getRequestHostname(self) -> bytes:
+        if self.requestHeaders._rawHeaders.get(b"Host") or hasattr(self.getHost(), "host"):
+            name: bytes = super().getRequestHostname()
+            return name
+        # No Host header (HTTP/1.0 needs none) over a UNIX socket, whose
+        # address names no host: twisted.web would raise AttributeError,
+        # Klein's render (every refusal) a 500.
+        return b"localhost"
+
     def finish(self) -> None:
         super().finish()
         held = self.__dict__
@@ -271,11 +280,41 @@ def too_large(limit: int) -> OAuthError:
     return OAuthError("invalid_request", f"the request body is larger than {limit} bytes", 413)
 
 
+def _plain_host(host: bytes) -> bool:
+    """
+    Whether a C{Host} header is one L{_unroutable} would let by, for certain
+    and at a glance: ASCII (so UTF-8), and its name has no empty label or
+    one over 63 characters (all that IDNA refuses of an ASCII name).
+    """
+    return host.isascii() and len(host) < 64 and b".." not in host and host[:1] not in (b".", b"[")
+
+
+def _unroutable(request: Request) -> str | None:
+    """
+    Why Klein cannot route C{request}, if it cannot: its path or host is
+    not UTF-8, or its host name is not one werkzeug's C{Map.bind} (which
+    Klein's render calls for every refusal) takes: it raises C{BadHost}
+    then, a 500 in HTML, or nothing at all for a refusal given later.
+    """
+    try:
+        b"/".join((request.prepath or []) + (request.postpath or [])).decode("utf-8")
+        name = request.getRequestHostname().decode("utf-8")
+    except UnicodeDecodeError:
+        return "the URL is not UTF-8"
+    try:
+        # As Map.bind reads it (Klein adds a port after a colon).
+        name.lower().partition(":")[0].encode("idna")
+    except UnicodeError:
+        return "the Host header is not a host name"
+    return None
+
+
 class Edge(Resource):
     """
     Wraps the Klein resource to add the headers every response must carry,
-    including on routing errors, and to refuse URLs Klein cannot decode with
-    a JSON error rather than its plain-text one and a logged traceback.
+    including on routing errors, and to refuse URLs Klein cannot route
+    (L{_unroutable}) with a JSON error rather than its plain-text one, a
+    logged traceback or a 500.
     """
 
     isLeaf = True
@@ -288,18 +327,12 @@ class Edge(Resource):
         request.responseHeaders._rawHeaders[b"X-Content-Type-Options"] = [b"nosniff"]
         path = request.path
         hosts = request.requestHeaders._rawHeaders.get(b"Host")
-        # A path of ASCII without escapes, and an ASCII host (or none: the
-        # server's address stands for it), are UTF-8 without a closer look.
-        if not (path.isascii() and b"%" not in path and (not hosts or hosts[-1].isascii())):
-            try:
-                b"/".join((request.prepath or []) + (request.postpath or [])).decode("utf-8")
-                request.getRequestHostname().decode("utf-8")
-            except UnicodeDecodeError:
-                return json_body(
-                    request,
-                    {"error": "invalid_request", "error_description": "the URL is not UTF-8"},
-                    400,
-                )
+        # A path of ASCII without escapes, and a plain host (or none: the
+        # server's address stands for it), are fine without a closer look.
+        if not (path.isascii() and b"%" not in path and (not hosts or _plain_host(hosts[-1]))):
+            refused = _unroutable(request)
+            if refused is not None:
+                return json_body(request, {"error": "invalid_request", "error_description": refused}, 400)
         content = request.content
         if isinstance(content, CappedBody) and content.overflow and request.path not in PAGE_PATHS:
             error = too_large(content.limit)
