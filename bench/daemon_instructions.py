@@ -3,7 +3,8 @@ The real daemon's targets of C{bench/instructions.py}: instructions per
 request counted by callgrind in a real C{twistd oauthd} (its durable file
 journal, its audit trail on its own writer thread, real sockets), and in a
 plain process serving the bare Klein route without form parsing, the
-baseline.
+baseline (and the same route answering once a record appended to a file
+journal is durable: what durability alone costs a route).
 
 Each target starts one server under callgrind with counting off
 (C{--instr-atstart=no}), so starting, importing and replaying cost nothing.
@@ -39,6 +40,7 @@ WARMUP = 100
 
 TARGETS = {
     "daemon-klein": "daemon: bare Klein, no form parsing",
+    "daemon-klein-durable": "daemon: bare Klein, durable append",
     "daemon-cc": "daemon: oauthd client_credentials",
     "daemon-introspect": "daemon: oauthd introspection",
     "daemon-userinfo": "daemon: oauthd userinfo (bearer check)",
@@ -205,10 +207,17 @@ def per_request(name: str, requests: int, tree: str) -> float:
         port = _free_port()
         out = os.path.join(work, "callgrind.out")
         log = os.path.join(work, "server.log")
-        if name == BASELINE:
+        if name in (BASELINE, "daemon-klein-durable"):
+            # The durable one answers once a record appended to a file
+            # journal is durable: what durability alone costs a route.
             make: Callable[[Connection], bytes] = lambda _: token_request("client", "secret")
             server = [sys.executable, os.path.join(BENCH, "token_endpoint.py"), "--serve", "klein",
-                      str(port), os.path.join(work, "klein.log"), "plain"]
+                      str(port), os.path.join(work, "klein.log")]
+            if name == BASELINE:
+                server.append("plain")
+            else:
+                os.mkdir(os.path.join(work, "journal"), 0o700)
+                server += ["durable", os.path.join(work, "journal")]
         else:
             data = os.path.join(work, "data")
             os.mkdir(data, 0o700)
