@@ -139,8 +139,8 @@ class WriterPoolTests(SynchronousTestCase):
 
         writer.run_then(note, about_this_thread)
         writer.run_then(note, lambda n: 1 // n, 0)
-        self.reactor.deliver()
-        self.reactor.deliver()
+        while len(results) < 2:
+            self.reactor.deliver()
         writer.stop()
         (ran, (name, _), here), (failed, failure, there) = results
         self.assertTrue(ran)
@@ -148,3 +148,53 @@ class WriterPoolTests(SynchronousTestCase):
         self.assertFalse(failed)
         self.assertIsInstance(failure.value, ZeroDivisionError)
         self.assertEqual({here, there}, {threading.current_thread().name})
+
+
+class DeliveryTests(SynchronousTestCase):
+    def test_results_waiting_share_one_wake_up(self) -> None:
+        """
+        The results of jobs on the writer threads of one reactor (the
+        journal's, the audit trail's) that finish before the reactor thread
+        has taken the first come back with one C{callFromThread}, in the
+        order they finished; a later one wakes the reactor again.
+        """
+        reactor = ThreadsReactor()
+        journal = WriterPool(reactor, "oauthd-test-journal")
+        audit = WriterPool(reactor, "oauthd-test-audit")
+        fired: list[object] = []
+        journal.start()
+        journal.run(lambda: "journal").addCallback(fired.append)
+        journal.stop()
+        audit.start()
+        audit.run_then(lambda succeeded, result: fired.append((succeeded, result)), lambda: "audit")
+        audit.stop()
+        self.assertEqual(reactor.from_threads.qsize(), 1)
+        reactor.deliver()
+        self.assertEqual(fired, ["journal", (True, "audit")])
+        later = WriterPool(reactor, "oauthd-test-later")
+        later.start()
+        failed = later.run(lambda: 1 // 0)
+        later.stop()
+        reactor.deliver()
+        self.failureResultOf(failed, ZeroDivisionError)
+
+    def test_a_result_whose_callback_raises_leaves_the_rest_delivered(self) -> None:
+        """
+        A callback that raises is logged, as the reactor logs what
+        C{callFromThread} runs, and the results behind it still come.
+        """
+        reactor = ThreadsReactor()
+        writer = WriterPool(reactor, "oauthd-test-raising")
+        fired: list[object] = []
+
+        def broken(succeeded: bool, result: object) -> None:
+            raise RuntimeError("broken")
+
+        writer.start()
+        writer.run_then(broken, lambda: "first")
+        writer.run_then(lambda succeeded, result: fired.append(result), lambda: "second")
+        writer.stop()
+        while not fired:
+            reactor.deliver()
+        self.assertEqual(fired, ["second"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

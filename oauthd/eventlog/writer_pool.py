@@ -14,6 +14,8 @@ the file.
 from __future__ import annotations
 
 import threading
+import weakref
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from queue import SimpleQueue
@@ -22,6 +24,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
@@ -42,6 +45,67 @@ def run_job(onResult: OnResult, f: Callable[..., object], a: Any, kw: Any) -> No
         onResult(False, Failure())
     else:
         onResult(True, result)
+
+
+log = Logger()
+
+
+class _Deliveries:
+    """
+    The results of the jobs of every writer thread of one reactor, handed to
+    the reactor thread by one C{callFromThread} for all that come before it
+    has run: the journal's and the audit trail's fsyncs end close together,
+    and each wake-up costs the reactor a turn of its loop.
+    """
+
+    def __init__(self, reactor: IReactorFromThreads) -> None:
+        self._reactor = reactor
+        self._lock = threading.Lock()
+        self._results: deque[tuple[OnResult, bool, Any]] = deque()
+        self._called = False
+
+    def deliver(self, on_result: OnResult, success: bool, result: Any) -> None:
+        """
+        On a writer thread: call C{on_result(success, result)} on the
+        reactor thread.
+        """
+        with self._lock:
+            self._results.append((on_result, success, result))
+            if self._called:
+                return
+            self._called = True
+        self._reactor.callFromThread(self._fire)
+
+    def _fire(self) -> None:
+        while True:
+            with self._lock:
+                if not self._results:
+                    self._called = False
+                    return
+                on_result, success, result = self._results.popleft()
+            try:
+                on_result(success, result)
+            except BaseException:
+                # As the reactor does for what callFromThread runs: logged,
+                # and the results behind it still delivered.
+                log.failure("a writer thread's result could not be delivered")
+
+
+_deliveries: weakref.WeakKeyDictionary[Any, _Deliveries] = weakref.WeakKeyDictionary()
+
+
+def _deliveries_of(reactor: IReactorFromThreads) -> _Deliveries:
+    deliveries = _deliveries.get(reactor)
+    if deliveries is None:
+        deliveries = _deliveries[reactor] = _Deliveries(reactor)
+    return deliveries
+
+
+def _settle(done: Deferred[Any], success: bool, result: Any) -> None:
+    if success:
+        done.callback(result)
+    else:
+        done.errback(result)
 
 
 class _WriterThread:
@@ -99,6 +163,11 @@ class WriterPool:
         self._reactor = reactor
         self._owned = pool is None
         self._pool: Any = _WriterThread(name) if pool is None else pool
+        # Our own thread's results come back with those of the reactor's
+        # other writer threads; a pool passed in keeps its own way back.
+        self._deliver: Callable[[OnResult, bool, Any], None] | None = (
+            _deliveries_of(reactor).deliver if pool is None else None
+        )
         self._running = False
         self._shutdown_trigger: Any = None
 
@@ -124,7 +193,11 @@ class WriterPool:
         @return: fires, on the reactor thread, with what C{job} returned or
             raised.
         """
-        return deferToThreadPool(self._reactor, self._pool, job, *args)
+        if self._deliver is None:
+            return deferToThreadPool(self._reactor, self._pool, job, *args)
+        done: Deferred[Any] = Deferred()
+        self._pool.callInThreadWithCallback(partial(self._deliver, partial(_settle, done)), job, *args)
+        return done
 
     def run_then(self, on_result: OnResult, job: Callable[..., object], *args: object) -> None:
         """
@@ -134,7 +207,8 @@ class WriterPool:
         runs one job after another (with a pool that runs jobs inline,
         C{on_result} is called before this returns).
         """
-        self._pool.callInThreadWithCallback(partial(self._reactor.callFromThread, on_result), job, *args)
+        deliver = self._reactor.callFromThread if self._deliver is None else self._deliver
+        self._pool.callInThreadWithCallback(partial(deliver, on_result), job, *args)
 
     def stop(self) -> None:
         """
