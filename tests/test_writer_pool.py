@@ -5,9 +5,13 @@ file journal and the audit trail start and stop the same way.
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from zope.interface import implementer
@@ -198,3 +202,81 @@ class DeliveryTests(SynchronousTestCase):
             reactor.deliver()
         self.assertEqual(fired, ["second"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_a_reactor_is_not_kept_alive_by_its_deliveries(self) -> None:
+        """
+        Once nothing else refers to a reactor (a test's, say), the writer
+        pool's deliveries do not keep it, and all it refers to, alive.
+        """
+        reactor = ThreadsReactor()
+        writer = WriterPool(reactor, "oauthd-test-gone")
+        writer.start()
+        writer.run_then(lambda succeeded, result: None, lambda: None)
+        writer.stop()
+        reactor.deliver()
+        gone = weakref.ref(reactor)
+        del reactor, writer
+        gc.collect()
+        self.assertIsNone(gone())
+
+    def test_reactors_that_compare_by_value_or_have_slots(self) -> None:
+        """
+        Each reactor gets its own pools' results, whether it compares by
+        value (hashable or not) or cannot be weakly referred to (slots).
+        """
+
+        class Calls:
+            calls: list[Callable[[], object]]
+
+            def callFromThread(self, f: Callable[..., object], *a: object) -> None:
+                self.calls.append(partial(f, *a))
+
+        @dataclass
+        class Unhashable(Calls):
+            calls: list[Callable[[], object]] = field(default_factory=list, compare=False)
+
+        @dataclass(frozen=True)
+        class EqualByValue(Calls):
+            calls: list[Callable[[], object]] = field(default_factory=list, compare=False)
+
+        class Slotted(Calls):
+            __slots__ = ("calls",)
+
+            def __init__(self) -> None:
+                self.calls = []
+
+        for make in (Unhashable, EqualByValue, Slotted):
+            reactors = [make(), make()]
+            writers = [WriterPool(reactor, "oauthd-test-odd") for reactor in reactors]
+            for reactor, writer in zip(reactors, writers):
+                writer.start()
+                done = writer.run(lambda: "done")
+                writer.stop()
+                for call in reactor.calls:
+                    call()
+                self.assertEqual(self.successResultOf(done), "done", make)
+
+    def test_a_result_that_comes_while_delivering_waits_for_the_next_turn(self) -> None:
+        """
+        As the reactor runs only the calls from threads that were waiting when
+        its turn began, a result that arrives while the results are being
+        delivered waits for the reactor's next turn: a writer that keeps
+        finishing jobs cannot keep the reactor from its other work.
+        """
+        reactor = ThreadsReactor()
+        writer = WriterPool(reactor, "oauthd-test-turns")
+        fired: list[object] = []
+
+        def first(succeeded: bool, result: object) -> None:
+            fired.append(result)
+            writer.start()
+            writer.run_then(lambda succeeded, result: fired.append(result), lambda: "second")
+            writer.stop()
+
+        writer.start()
+        writer.run_then(first, lambda: "first")
+        writer.stop()
+        reactor.deliver()
+        self.assertEqual(fired, ["first"])
+        reactor.deliver()
+        self.assertEqual(fired, ["first", "second"])

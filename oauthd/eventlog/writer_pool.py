@@ -77,27 +77,38 @@ class _Deliveries:
         self._reactor.callFromThread(self._fire)
 
     def _fire(self) -> None:
-        while True:
-            with self._lock:
-                if not self._results:
-                    self._called = False
-                    return
-                on_result, success, result = self._results.popleft()
+        # As the reactor runs only the calls from threads waiting when its
+        # turn began: what comes meanwhile waits for the next turn, so that
+        # writers finishing one job after another cannot hold the reactor.
+        # One _fire at a time (the flag stays set), so each pool's results
+        # keep their order.
+        with self._lock:
+            waiting, self._results = self._results, deque()
+        for on_result, success, result in waiting:
             try:
                 on_result(success, result)
             except BaseException:
                 # As the reactor does for what callFromThread runs: logged,
                 # and the results behind it still delivered.
                 log.failure("a writer thread's result could not be delivered")
+        with self._lock:
+            if not self._results:
+                self._called = False
+                return
+        self._reactor.callFromThread(self._fire)
 
 
-_deliveries: weakref.WeakKeyDictionary[Any, _Deliveries] = weakref.WeakKeyDictionary()
+# By the reactor's identity (a fake one may compare by value, or be neither
+# hashable nor weakly referable), for as long as a pool of it holds them: an
+# entry keeps its reactor alive, so its id is not reused meanwhile, and
+# nothing here keeps a reactor alive once its pools are gone.
+_deliveries: weakref.WeakValueDictionary[int, _Deliveries] = weakref.WeakValueDictionary()
 
 
 def _deliveries_of(reactor: IReactorFromThreads) -> _Deliveries:
-    deliveries = _deliveries.get(reactor)
+    deliveries = _deliveries.get(id(reactor))
     if deliveries is None:
-        deliveries = _deliveries[reactor] = _Deliveries(reactor)
+        deliveries = _deliveries[id(reactor)] = _Deliveries(reactor)
     return deliveries
 
 
