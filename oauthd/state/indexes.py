@@ -67,9 +67,9 @@ class KeyLists(dict[str, list[int]]):
 
 HORIZON = 60
 """
-Seconds ahead of a client's token limit's last full read for which it keeps
-the expiry times of the client's own tokens (L{OwnMark}): it reads them all
-again at most once in that time.
+Seconds ahead of a client's token limit's full read within which the expiry
+times it finds are kept (L{OwnMark}): the first one beyond them is when it
+reads the tokens again, so at most once in that time.
 """
 
 
@@ -81,21 +81,20 @@ class OwnMark:
 
     @ivar start: the keys listed before this index are of tokens no longer
         held (the oldest go first: a cursor past them, not a search).
-    @ivar horizon: the time up to which C{known} holds the expiry times.
-    @ivar known: how many of the held tokens expire at each time at or
-        before C{horizon} (expired ones too, until they leave): a count per
+    @ivar fresh_until: until then the mark is exact: every held token that
+        expires before it is counted in C{known}; -NEVER until the first
+        full read.
+    @ivar known: how many of the held tokens expire at each time before
+        C{fresh_until} (expired ones too, until they leave): a count per
         second, not an entry per token, so that a token leaving (the sweep
         drops thousands) costs no shift of a list as long as the tokens.
     @ivar ends: the times C{known} counts, sorted.
-    @ivar fresh_until: no other held token expires before this (a lower
-        bound, beyond C{horizon}); -NEVER until the first full read.
     """
 
-    __slots__ = ("start", "horizon", "known", "ends", "fresh_until")
+    __slots__ = ("start", "known", "ends", "fresh_until")
 
     def __init__(self) -> None:
         self.start = 0
-        self.horizon = -NEVER
         self.known: dict[int, int] = {}
         self.ends: list[int] = []
         self.fresh_until = -NEVER
@@ -127,15 +126,13 @@ class OwnLists(KeyLists):
         mark = self.marks.get(token.client_id)
         if mark is not None and token.lifetime and token.kind == ACCESS and not token.grant:
             expires_at = token.issued_at + token.lifetime
-            if expires_at <= mark.horizon:
+            if expires_at < mark.fresh_until:
                 known = mark.known
                 if expires_at in known:
                     known[expires_at] += 1
                 else:
                     known[expires_at] = 1
                     insort(mark.ends, expires_at)
-            elif expires_at < mark.fresh_until:
-                mark.fresh_until = expires_at
 
     def left(self, token: Token, rows: Container[int]) -> None:
         """
@@ -147,7 +144,7 @@ class OwnLists(KeyLists):
             self.gone(name, rows)
             return
         expires_at = token.issued_at + token.lifetime
-        if token.lifetime and expires_at <= mark.horizon:
+        if token.lifetime and expires_at < mark.fresh_until:
             known = mark.known
             left = known[expires_at] - 1
             if left:
@@ -216,8 +213,7 @@ def _live_from(entries: list[int], mark: OwnMark, rows: Mapping[int, Row], now: 
             return found
     if reread:
         ends.sort()
-        mark.horizon = horizon = now + HORIZON
-        cut = bisect_right(ends, horizon)
+        cut = bisect_right(ends, now + HORIZON)
         mark.known = known = dict(Counter(ends[:cut]))  # in order: ends is sorted
         mark.ends = list(known)
         mark.fresh_until = ends[cut] if cut < len(ends) else NEVER
