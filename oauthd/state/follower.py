@@ -272,7 +272,7 @@ class Follower:
         give its answer, or commit its C{lost} alternative (or refuse with
         L{Superseded}) if the claims did not hold or a record was dropped.
         """
-        from oauthd.state.store import NotDurable, _all_of
+        from oauthd.state.store import NotDurable
 
         if store.audit_sink.failure is not None:
             from oauthd.interfaces import AuditFailing
@@ -328,8 +328,7 @@ class Follower:
                     for event in decision.audit:
                         store.observe(event)
                 if audited is None and self.relay is None:
-                    audited = _all_of([store.audit_sink.record_change(e.event, e.outcome, e.fields)
-                                       for e in decision.audit])
+                    audited = store.audit_sink.record_changes(decision.audit)
                 return (audited or succeed(None)).addCallbacks(answer, unrecorded)
             if audited is not None:  # written as superseded (L{AuditRelay})
                 audited.addErrback(lambda _: None)

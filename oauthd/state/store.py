@@ -38,31 +38,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _all_of(waiting: list[Deferred[None]]) -> Deferred[None]:
-    """
-    Fires when all of C{waiting} have, or fails with the first failure (the
-    others' failures are consumed).
-    """
-    if not waiting:
-        return succeed(None)
-    if len(waiting) == 1:
-        return waiting[0]
-    done: Deferred[None] = Deferred()
-    left = [len(waiting)]
-
-    def one(result: object) -> None:
-        left[0] -= 1
-        if done.called:
-            return
-        if isinstance(result, Failure):
-            done.errback(result)
-        elif not left[0]:
-            done.callback(None)
-
-    for d in waiting:
-        d.addBoth(one)
-    return done
-
 def succeeded(d: Deferred[Any]) -> bool:
     """
     Whether C{d} has fired with a result (not a failure) that is there now.
