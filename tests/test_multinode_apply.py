@@ -181,7 +181,8 @@ class LimitsRacedTests(MultiNodeCase):
 
 class RevokedBeforeSeenTests(MultiNodeCase):
     """
-    A revocation on a node that has not yet delivered the token it names.
+    A revocation or a log-out on a node that has not yet delivered the
+    token it names.
     """
 
     def test_revoked_on_b_before_b_delivered_it(self) -> None:
@@ -197,14 +198,39 @@ class RevokedBeforeSeenTests(MultiNodeCase):
         code, body = self.read(self.a, sent)
         self.assertEqual(code, 200, body)
         revoking = self.b.send(REVOKE, {"token": body["access_token"]}, (self.client.id, self.secret))
+        self.ended_once_b_delivered_it(revoking, body["access_token"])
+
+    def ended_once_b_delivered_it(self, ending: Deferred[Any], token: str) -> None:
+        """
+        C{ending}, a request to B that ends C{token} (issued on A, not yet
+        delivered to B), waits for the log, then answers 200 with the token
+        inactive on both nodes.
+        """
         self.b.treq.flush()
-        self.assertNoResult(revoking)
+        self.assertNoResult(ending)
         self.b.log.step()
         self.b.treq.flush()
         self.shared.deliver()
-        self.assertEqual(self.read(self.b, revoking)[0], 200)
+        self.assertEqual(self.read(self.b, ending)[0], 200)
         for node in (self.a, self.b):
-            self.assertFalse(self.active(node, body["access_token"]))
+            self.assertFalse(self.active(node, token))
+
+    def test_session_ended_on_b_before_b_delivered_it(self) -> None:
+        """
+        A session opened on A, ended on B (log out) before B delivered it:
+        B waits for the log rather than refuse a token it does not know yet
+        (leaving the session open), then ends it on both.
+        """
+        opened = self.a.treq.request("POST", "http://oauthd.test/api/v1/session",
+                                     data=json.dumps({"username": "alice", "password": PASSWORD}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        self.a.treq.flush()
+        self.a.log.step()
+        code, body = self.read(self.a, opened)
+        self.assertEqual(code, 200, body)
+        ending = self.b.treq.request("DELETE", "http://oauthd.test/api/v1/session",
+                                     headers={"Authorization": "Bearer " + body["access_token"]})
+        self.ended_once_b_delivered_it(ending, body["access_token"])
 
 
 class SweptOnOneNodeTests(MultiNodeCase):
@@ -233,30 +259,6 @@ class SweptOnOneNodeTests(MultiNodeCase):
         self.a.server.store.sweep()
         now = self.clock.seconds()
         self.assertEqual(held(self.a, now), held(self.b, now))
-
-    def test_session_ended_on_b_before_b_delivered_it(self) -> None:
-        """
-        A session opened on A, ended on B (log out) before B delivered it:
-        B waits for the log rather than refuse a token it does not know yet
-        (leaving the session open), then ends it on both.
-        """
-        opened = self.a.treq.request("POST", "http://oauthd.test/api/v1/session",
-                                     data=json.dumps({"username": "alice", "password": PASSWORD}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        self.a.treq.flush()
-        self.a.log.step()
-        code, body = self.read(self.a, opened)
-        self.assertEqual(code, 200, body)
-        ending = self.b.treq.request("DELETE", "http://oauthd.test/api/v1/session",
-                                     headers={"Authorization": "Bearer " + body["access_token"]})
-        self.b.treq.flush()
-        self.assertNoResult(ending)
-        self.b.log.step()
-        self.b.treq.flush()
-        self.shared.deliver()
-        self.assertEqual(self.read(self.b, ending)[0], 200)
-        for node in (self.a, self.b):
-            self.assertFalse(self.active(node, body["access_token"]))
 
 
 class SnapshotAtItsPositionTests(MultiNodeCase):
