@@ -38,6 +38,7 @@ from oauthd.tap import anchor_trail, follow_shared
 from oauthd.testing import InlinePool, InlineReactor, MemoryServer, SteppingPool
 from oauthd.web.api import OAuthHTTP
 from tests.helpers import START, make_config
+from tests.test_audit_limits import Disk
 from tests.test_control import ADMIN, Link
 
 from twisted.test import iosim
@@ -345,20 +346,15 @@ class FailingTrailTests(ClusterAuditCase):
         go on: C holds no more of their events than its backlog, and once
         it writes again one line says which positions it left out.
         """
-        broken = [False]
-
-        def sync(fd: int) -> None:
-            if broken[0]:
-                raise OSError(28, "No space left on device")
-
-        c = self.start("C", sync=sync, limits=TrailLimits(backlog=2))
+        disk = Disk()
+        c = self.start("C", sync=disk.sync, limits=TrailLimits(backlog=2))
         self.settle()
-        broken[0] = True
+        disk.full = True
         for n in range(4):
             self.admin(self.a, wire.AddUser, name=f"user{n}")
         self.assertIsNotNone(c.trail.failure)
         self.assertEqual(c.trail.backlog, 2)
-        broken[0] = False
+        disk.full = False
         self.clock.advance(RETRY_SECONDS)
         self.assertIsNone(c.trail.failure)
         self.admin(self.a, wire.AddUser, name="last")
@@ -402,25 +398,20 @@ class FailingTrailTests(ClusterAuditCase):
         start the trail has every change of the log, each once (it does
         not say it followed past what it left out).
         """
-        broken = [False]
-
-        def sync(fd: int) -> None:
-            if broken[0]:
-                raise OSError(28, "No space left on device")
-
-        c = self.start("C", sync=sync, limits=TrailLimits(backlog=1))
+        disk = Disk()
+        c = self.start("C", sync=disk.sync, limits=TrailLimits(backlog=1))
         self.settle()
-        broken[0] = True
+        disk.full = True
         for n in range(3):
             self.admin(self.a, wire.AddUser, name=f"user{n}")
-        broken[0] = False
+        disk.full = False
         self.clock.advance(RETRY_SECONDS)
         self.assertIsNone(c.trail.failure)
         # A record without audit events comes after them (an anchor).
         self.a.trail.retention.anchor(500, "ab" * 32)
         self.settle()
         c.stop()
-        c = self.start("C", sync=sync)
+        c = self.start("C", sync=disk.sync)
         self.settle()
         added = [line["user"] for line in c.changes() if line["event"] == "user.add"]
         self.assertEqual(added, ["user0", "user1", "user2"])
@@ -432,20 +423,15 @@ class FailingTrailTests(ClusterAuditCase):
         nodes' changes that fill its backlog: its own events are kept for
         the trail to write, and C does not answer as if they were written.
         """
-        broken = [False]
-
-        def sync(fd: int) -> None:
-            if broken[0]:
-                raise OSError(28, "No space left on device")
-
-        c = self.start("C", sync=sync, limits=TrailLimits(backlog=1))
+        disk = Disk()
+        c = self.start("C", sync=disk.sync, limits=TrailLimits(backlog=1))
         self.settle()
         on_a = self.a.connect()
         for n in range(3):
             on_a.ask(wire.AddUser, name=f"user{n}")
             self.a.log.step()
             on_a.pump.flush()
-        broken[0] = True
+        disk.full = True
         on_c = c.connect()
         mine = on_c.ask(wire.AddUser, name="carol")
         c.log.step()
@@ -453,7 +439,7 @@ class FailingTrailTests(ClusterAuditCase):
         on_c.pump.flush()
         self.assertIsNotNone(c.trail.failure)
         self.assertIsInstance(mine[0], Failure, str(mine))
-        broken[0] = False
+        disk.full = False
         self.clock.advance(RETRY_SECONDS)
         self.assertIn(("carol", "C"), [(line["user"], line["node"]) for line in c.changes()
                                        if line["event"] == "user.add"])
