@@ -224,14 +224,9 @@ class OAuthHTTP:
 
     @app.route("/api/v1/oauth/token", methods=["POST"])
     def token(self, request: IRequest) -> bytes | Deferred[bytes]:
-        # What _params and _ip give, without their calls (the busiest route).
-        config = self._ctx.config
-        params = parsing.params(request, config.max_body)
+        params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
-        ip = parsing.client_ip(request, config.trusted_proxies)
-        if self._store.follower is None:
-            # Over a log of its own, nothing is made elsewhere: no miss to wait for.
-            return self._respond(request, self._committed(grants.token(self._ctx, params, auth, ip, presented)))
+        ip = self._ip(request)
         decided = self._after_a_miss(lambda: misses.token_request(self._ctx, params, auth), _caller(auth, ip),
                                      lambda: grants.token(self._ctx, params, auth, ip, presented))
         return self._respond(request, self._committed(decided))
@@ -255,8 +250,6 @@ class OAuthHTTP:
         params = self._params(request)
         auth, presented = parsing.client_auth(request, params)
         ip = self._ip(request)
-        if self._store.follower is None:
-            return self._respond(request, self._committed(revocation.revoke(self._ctx, params, auth, presented, ip)))
         # A 200 for a token another node issued just now, unknown here, would leave it live everywhere.
         decided = self._after_a_miss(lambda: misses.token(self._ctx, params.get("token", "")), _caller(auth, ip),
                                      lambda: revocation.revoke(self._ctx, params, auth, presented, ip))
@@ -287,9 +280,6 @@ class OAuthHTTP:
                     raise errors.invalid_request("present the access token one way only")
                 presented = in_body
         ip = self._ip(request)
-        if self._store.follower is None:
-            # Over a log of its own, nothing is made elsewhere: no miss to wait for.
-            return json_body(request, userinfo.userinfo(self._ctx, presented, ip))
         return self._after_a_miss(lambda: presented is not None and misses.token(self._ctx, presented), ip,
                                   lambda: json_body(request, userinfo.userinfo(self._ctx, presented, ip)))
 
