@@ -300,8 +300,9 @@ def build_service(
     Compose the daemon's services under one root. Loading the journal blocks,
     which is fine: the reactor is not running yet.
 
-    @param journal_pool: runs the journal's writes; by default the journal
-        starts a thread of its own (tests pass one that runs inline).
+    @param journal_pool: runs the journal's writes, and the audit trail's
+        beside a file journal; by default the journal starts a thread of
+        its own (tests pass one that runs inline).
     @param journal: the event log to use instead of the data directory's
         journal (a benchmark measures the cost of durability with an
         in-memory one).
@@ -318,7 +319,7 @@ def build_service(
     from oauthd.control.listen import control_service
     from oauthd.control.peer import resolve_group
     from oauthd.control.server import ControlFactory
-    from oauthd.eventlog import JournalError
+    from oauthd.eventlog import FileJournal, JournalError
     from oauthd.protocol.context import Context
     from oauthd.reload import Reloader, Running
     from oauthd.services.audit import AuditTrail, TrailLimits
@@ -351,7 +352,10 @@ def build_service(
     try:
         limits = TrailLimits(config.audit_rotate_bytes, config.audit_keep_bytes,
                              config.audit_keep_days, config.audit_backlog)
-        trail = AuditTrail(config.data, reactor, reactor, limits=limits)
+        # One writer thread for both files: a change's journal group and
+        # audit lines are written one after the other, one wake-up each way.
+        share = journal.writer if isinstance(journal, FileJournal) else None
+        trail = AuditTrail(config.data, reactor, reactor, limits=limits, share=share)
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)

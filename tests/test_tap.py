@@ -20,8 +20,9 @@ from twisted.web.server import Site
 from oauthd import tap
 from oauthd.config import DEFAULT_PORT, ConfigError, build_config, read_config_file
 from oauthd.control.server import ControlFactory
+from oauthd.services.audit import AuditTrail
 from tests.helpers import InlineMemoryReactor
-from oauthd.testing import InlinePool
+from oauthd.testing import InlinePool, SteppingPool
 
 
 def parsed(*args: str) -> tap.Options:
@@ -76,6 +77,27 @@ def test_default_listeners(tmp_path: Path) -> None:
     assert mode == 0o600
     assert data.stat().st_mode & 0o777 == 0o700
     service.stopService()
+
+
+def test_the_audit_trail_writes_on_the_journals_writer(tmp_path: Path) -> None:
+    """
+    The audit trail's writes run on the journal's writer (here a pool the
+    test steps), so a change's journal group and audit lines are written
+    one after the other and come back to the reactor together.
+    """
+    pool = SteppingPool()
+    service = tap.build_service(build_config({"data": str(tmp_path / "data")}), InlineMemoryReactor(),
+                                journal_pool=pool)
+    service.privilegedStartService()
+    service.startService()
+    trail = service.last
+    assert isinstance(trail, AuditTrail)
+    recorded = trail.record_change("test.change", "ok", {})
+    assert pool.jobs and not recorded.called
+    pool.run_all()
+    assert recorded.called
+    service.stopService()
+    pool.run_all()
 
 
 def test_listen_is_repeatable(tmp_path: Path) -> None:

@@ -280,3 +280,83 @@ class DeliveryTests(SynchronousTestCase):
         self.assertEqual(fired, ["first"])
         reactor.deliver()
         self.assertEqual(fired, ["first", "second"])
+
+
+class SharingTests(SynchronousTestCase):
+    def test_jobs_queued_together_come_back_together(self) -> None:
+        """
+        A pool made to share another's thread (the audit trail's, the
+        journal's) runs its jobs on that thread, in the order given; the
+        results of jobs found queued one after the other come back with one
+        C{callFromThread} once the last has run, so the reactor is not woken
+        for the first while the one behind it still runs.
+        """
+        reactor = ThreadsReactor()
+        journal = WriterPool(reactor, "oauthd-test-journal")
+        audit = WriterPool(reactor, "oauthd-test-audit", share=journal)
+        journal.start()
+        self.addCleanup(journal.stop)
+        audit.start()
+        self.addCleanup(audit.stop)
+        both_queued, first_ran, release = threading.Event(), threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+
+        def first() -> tuple[str, bool]:
+            both_queued.wait(30)
+            first_ran.set()
+            return about_this_thread()
+
+        def second() -> tuple[str, bool]:
+            release.wait(30)
+            return about_this_thread()
+
+        fired: list[object] = []
+        journal.run(first).addCallback(fired.append)
+        audit.run_then(lambda succeeded, result: fired.append(result), second)
+        both_queued.set()
+        self.assertTrue(first_ran.wait(30))
+        with self.assertRaises(queue.Empty):
+            reactor.from_threads.get(timeout=0.2)
+        release.set()
+        reactor.deliver()
+        self.assertEqual(reactor.from_threads.qsize(), 0)
+        (journal_thread, _), (audit_thread, _) = fired  # type: ignore[misc]
+        self.assertEqual(journal_thread, audit_thread)
+        self.assertTrue(journal_thread.startswith("PoolThread-oauthd-test-journal-"), journal_thread)
+
+    def test_the_thread_runs_until_the_last_sharer_stops(self) -> None:
+        """
+        The shared thread runs from the first start of the pools sharing it
+        to the last stop, whichever pool stops first.
+        """
+        reactor = ThreadsReactor()
+        journal = WriterPool(reactor, "oauthd-test-journal")
+        audit = WriterPool(reactor, "oauthd-test-audit", share=journal)
+        audit.start()
+        journal.start()
+        journal.stop()
+        done = audit.run(lambda: "still running")
+        reactor.deliver()
+        self.assertEqual(self.successResultOf(done), "still running")
+        self.assertEqual(len(pool_threads()), 1)
+        audit.stop()
+        self.assertEqual(pool_threads(), [])
+
+    def test_sharing_a_pool_passed_in_uses_that_pool(self) -> None:
+        """
+        Sharing a writer that runs on a pool passed in (tests pass one that
+        runs inline) runs on that pool too, never started or stopped.
+        """
+        pool = CountingPool()
+        journal = WriterPool(self.reactor_for_inline(), "oauthd-test", pool)  # type: ignore[arg-type]
+        audit = WriterPool(self.reactor_for_inline(), "oauthd-test-audit", share=journal)
+        audit.start()
+        ran: list[object] = []
+        audit.run_then(lambda succeeded, result: ran.append(result), lambda: "inline")
+        audit.stop()
+        self.assertEqual((ran, pool.calls, pool_threads()), (["inline"], [], []))
+
+    def reactor_for_inline(self) -> Any:
+        from oauthd.testing import InlineReactor
+
+        return InlineReactor()

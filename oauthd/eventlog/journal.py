@@ -108,7 +108,8 @@ class FileJournal(SingleWriter):
     # The payloads verified at open, until replay() hands them over.
     _loaded: list[bytes] | None
     _size: int
-    _writer: WriterPool
+    # Runs the journal's jobs (the audit trail's writes may share its thread).
+    writer: WriterPool
     _group_commit: bool
     _slice_records: int
     _pending: list[_Entry] = field(factory=list)
@@ -309,7 +310,7 @@ class FileJournal(SingleWriter):
 
     def _submit(self, job: Callable[..., object], *args: object) -> Deferred[Any]:
         self._busy = True
-        return self._writer.run(job, *args)
+        return self.writer.run(job, *args)
 
     def _job_finished(self) -> None:
         self._busy = False
@@ -493,7 +494,7 @@ class FileJournal(SingleWriter):
             _log.failure(
                 "Journal {path}: error while closing", result, path=self.path
             )
-        self._writer.stop()
+        self.writer.stop()
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
             waiter.callback(None)

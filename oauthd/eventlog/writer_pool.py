@@ -2,6 +2,9 @@
 The private writer pool: the one thread on which an object that owns a
 file (the file journal, the audit trail beside it) does its blocking writes
 and fsyncs, one job at a time, its results delivered on the reactor thread.
+The daemon's journal and audit trail share one such thread (C{share}): a
+change's journal group and its audit lines are written one after the
+other, and come back to the reactor with one wake-up.
 
 Its thread is a daemon thread, so a process that exits without stopping the
 pool (start-up failing after the file was opened, say) does not hang
@@ -64,13 +67,13 @@ class _Deliveries:
         self._results: deque[tuple[OnResult, bool, Any]] = deque()
         self._called = False
 
-    def deliver(self, on_result: OnResult, success: bool, result: Any) -> None:
+    def deliver(self, results: list[tuple[OnResult, bool, Any]]) -> None:
         """
-        On a writer thread: call C{on_result(success, result)} on the
-        reactor thread.
+        On a writer thread: call each C{on_result(success, result)} of
+        C{results}, in order, on the reactor thread.
         """
         with self._lock:
-            self._results.append((on_result, success, result))
+            self._results += results
             if self._called:
                 return
             self._called = True
@@ -122,35 +125,61 @@ def _settle(done: Deferred[Any], success: bool, result: Any) -> None:
 class _WriterThread:
     """
     One daemon thread running jobs in order: what L{ThreadPool} does for
-    one thread, with less work per job (each write and fsync is one).
+    one thread, with less work per job (each write and fsync is one). The
+    results of the jobs it finds queued one after the other are delivered
+    together once the last has run: the reactor is woken once for a
+    change's journal group and its audit lines, which wait for each other
+    anyway.
+
+    It runs the jobs of every L{WriterPool} that shares it, from the first
+    one's L{start} to the last one's L{stop}.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, deliver: Callable[[list[tuple[OnResult, bool, Any]]], None]) -> None:
         self._name = name
-        self._jobs: SimpleQueue[tuple[OnResult, Callable[..., object], Any, Any] | None] = SimpleQueue()
+        self._deliver = deliver
+        self._jobs: SimpleQueue[tuple[OnResult, Callable[..., object], tuple[object, ...]] | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._users = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._work, name=f"PoolThread-{self._name}-0", daemon=True)
-        self._thread.start()
+        self._users += 1
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=f"PoolThread-{self._name}-0", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         """
-        Stop once the jobs given so far have run.
+        Once no pool sharing it runs: stop once the jobs given so far have run.
         """
-        if self._thread is not None:
+        self._users -= 1
+        if self._users == 0 and self._thread is not None:
             self._jobs.put(None)
             self._thread.join()
             self._thread = None
 
-    def callInThreadWithCallback(
-        self, onResult: OnResult, f: Callable[..., object], *a: object, **kw: object
-    ) -> None:
-        self._jobs.put((onResult, f, a, kw))
+    def submit(self, on_result: OnResult, f: Callable[..., object], args: tuple[object, ...]) -> None:
+        self._jobs.put((on_result, f, args))
 
     def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            run_job(*job)
+        jobs = self._jobs
+        job = jobs.get()
+        while job is not None:
+            results: list[tuple[OnResult, bool, Any]] = []
+            while True:
+                on_result, f, args = job
+                try:
+                    results.append((on_result, True, f(*args)))
+                except BaseException:
+                    results.append((on_result, False, Failure()))
+                if jobs.empty():
+                    break
+                job = jobs.get()
+                if job is None:
+                    break
+            self._deliver(results)
+            if job is not None:
+                job = jobs.get()
 
 
 class WriterPool:
@@ -164,21 +193,27 @@ class WriterPool:
     """
 
     def __init__(
-        self, reactor: IReactorFromThreads, name: str, pool: ThreadPool | None = None
+        self, reactor: IReactorFromThreads, name: str, pool: ThreadPool | None = None,
+        share: WriterPool | None = None,
     ) -> None:
         """
         @param reactor: Delivers the jobs' results (C{callFromThread}).
         @param name: Names the thread (C{PoolThread-<name>-<n>}).
         @param pool: The pool to use instead of one of our own.
+        @param share: A pool whose thread runs our jobs too (unless C{pool}
+            is given, or C{share} runs on a pool passed in: then that pool),
+            in the order they are given, their results delivered together
+            with its own that come one after the other.  Its thread runs
+            from the first L{start} of the pools sharing it to their last
+            L{stop}.
         """
         self._reactor = reactor
-        self._owned = pool is None
-        self._pool: Any = _WriterThread(name) if pool is None else pool
-        # Our own thread's results come back with those of the reactor's
-        # other writer threads; a pool passed in keeps its own way back.
-        self._deliver: Callable[[OnResult, bool, Any], None] | None = (
-            _deliveries_of(reactor).deliver if pool is None else None
-        )
+        if pool is None and share is not None:
+            self._owned: bool = share._owned
+            self._pool: Any = share._pool
+        else:
+            self._owned = pool is None
+            self._pool = _WriterThread(name, _deliveries_of(reactor).deliver) if pool is None else pool
         self._running = False
         self._shutdown_trigger: Any = None
 
@@ -204,10 +239,10 @@ class WriterPool:
         @return: fires, on the reactor thread, with what C{job} returned or
             raised.
         """
-        if self._deliver is None:
+        if not self._owned:
             return deferToThreadPool(self._reactor, self._pool, job, *args)
         done: Deferred[Any] = Deferred()
-        self._pool.callInThreadWithCallback(partial(self._deliver, partial(_settle, done)), job, *args)
+        self._pool.submit(partial(_settle, done), job, args)
         return done
 
     def run_then(self, on_result: OnResult, job: Callable[..., object], *args: object) -> None:
@@ -218,8 +253,10 @@ class WriterPool:
         runs one job after another (with a pool that runs jobs inline,
         C{on_result} is called before this returns).
         """
-        deliver = self._reactor.callFromThread if self._deliver is None else self._deliver
-        self._pool.callInThreadWithCallback(partial(deliver, on_result), job, *args)
+        if self._owned:
+            self._pool.submit(on_result, job, args)
+        else:
+            self._pool.callInThreadWithCallback(partial(self._reactor.callFromThread, on_result), job, *args)
 
     def stop(self) -> None:
         """
