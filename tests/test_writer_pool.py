@@ -16,6 +16,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -360,3 +361,91 @@ class SharingTests(SynchronousTestCase):
         from oauthd.testing import InlineReactor
 
         return InlineReactor()
+
+
+class CountingReactor(EPollReactor):
+    """
+    A real reactor (never run, only iterated) that counts its calls from
+    threads.
+    """
+
+    from_threads = 0
+
+    def callFromThread(self, f: Callable[..., object], *args: object, **kwargs: object) -> None:
+        self.from_threads += 1
+        super().callFromThread(f, *args, **kwargs)
+
+    def turn_until(self, done: Callable[[], bool]) -> None:
+        for _ in range(300):
+            if done():
+                return
+            self.doIteration(0.1)
+            self.runUntilCurrent()
+        raise AssertionError("nothing came back")
+
+
+class WakeTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = CountingReactor()
+        self.addCleanup(self.close_reactor)
+
+    def close_reactor(self) -> None:
+        self.reactor.waker.connectionLost(None)
+        self.reactor._poller.close()
+
+    def test_a_real_reactor_is_woken_through_a_pipe_of_the_pools(self) -> None:
+        """
+        A real reactor gets its writer threads' results through a pipe it
+        watches while one of its writer threads runs, not through
+        C{callFromThread} (whose waker costs more per call); the pipe goes
+        once the last thread has stopped.
+        """
+        readers = set(self.reactor.getReaders())
+        journal = WriterPool(self.reactor, "oauthd-test-journal")
+        audit = WriterPool(self.reactor, "oauthd-test-audit", share=journal)
+        other = WriterPool(self.reactor, "oauthd-test-other")
+        for writer in (journal, audit, other):
+            writer.start()
+        fired: list[object] = []
+        for n in range(3):
+            journal.run(lambda n=n: ("journal", n)).addCallback(fired.append)
+            audit.run_then(lambda succeeded, result: fired.append(result), lambda n=n: ("audit", n))
+            other.run(lambda n=n: ("other", n)).addCallback(fired.append)
+            self.reactor.turn_until(lambda: len(fired) == 3 * (n + 1))
+        self.assertEqual(self.reactor.from_threads, 0)
+        self.assertEqual([r for r in fired if r[0] != "other"],
+                         [(kind, n) for n in range(3) for kind in ("journal", "audit")])
+        self.assertEqual(len(set(self.reactor.getReaders()) - readers), 1)
+        for writer in (journal, other, audit):
+            writer.stop()
+        self.assertEqual(set(self.reactor.getReaders()), readers)
+
+    def test_what_the_pipe_still_held_comes_once_it_is_gone(self) -> None:
+        """
+        A result delivered just before the last writer thread stops (its
+        wake-up still in the pipe) comes all the same, once.
+        """
+        writer = WriterPool(self.reactor, "oauthd-test-last")
+        writer.start()
+        fired: list[object] = []
+        writer.run(lambda: "last").addCallback(fired.append)
+        writer.stop()
+        self.reactor.turn_until(lambda: bool(fired))
+        self.reactor.doIteration(0)
+        self.reactor.runUntilCurrent()
+        self.assertEqual(fired, ["last"])
+
+    def test_after_the_reactor_let_go_of_the_pipe_results_still_come(self) -> None:
+        """
+        Shutting down, the reactor disconnects every reader, the pipe among
+        them (its writer threads stop after that): results come through
+        C{callFromThread} from then on.
+        """
+        writer = WriterPool(self.reactor, "oauthd-test-shutdown")
+        writer.start()
+        self.reactor.disconnectAll()
+        done = writer.run(lambda: "after")
+        self.reactor.turn_until(lambda: done.called)
+        writer.stop()
+        self.assertEqual(self.successResultOf(done), "after")
+        self.assertEqual(self.reactor.from_threads, 1)

@@ -16,6 +16,7 @@ the file.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections import deque
@@ -24,8 +25,11 @@ from functools import partial
 from queue import SimpleQueue
 from typing import Any
 
+from zope.interface import implementer
+
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReadDescriptor
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -53,12 +57,62 @@ def run_job(onResult: OnResult, f: Callable[..., object], a: Any, kw: Any) -> No
 log = Logger()
 
 
+@implementer(IReadDescriptor)
+class _Wake:
+    """
+    A pipe the reactor watches, written to by a writer thread to wake it:
+    what C{callFromThread} does, without the per-call work of the
+    reactor's own waker (which reaches C{untilConcludes} through a
+    deprecated-module proxy, each attribute looked up in Python).
+    """
+
+    def __init__(self, reactor: PosixReactorBase, woken: Callable[[], object], lost: Callable[[], object]) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._reactor = reactor
+        self._woken = woken
+        self._lost = lost
+        reactor.addReader(self)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._write, b"x")
+        except BlockingIOError:
+            pass  # full: the reactor has a wake-up to read already
+
+    def fileno(self) -> int:
+        return self._read
+
+    def logPrefix(self) -> str:
+        return "oauthd-writers"
+
+    def doRead(self) -> None:
+        try:
+            os.read(self._read, 4096)
+        except BlockingIOError:
+            pass
+        self._woken()
+
+    def connectionLost(self, reason: Failure) -> None:
+        # The reactor let go of it (its shutdown disconnects every reader).
+        self._lost()
+
+    def close(self) -> None:
+        self._reactor.removeReader(self)
+        os.close(self._read)
+        os.close(self._write)
+
+
 class _Deliveries:
     """
     The results of the jobs of every writer thread of one reactor, handed to
-    the reactor thread by one C{callFromThread} for all that come before it
-    has run: the journal's and the audit trail's fsyncs end close together,
-    and each wake-up costs the reactor a turn of its loop.
+    the reactor thread by one wake-up for all that come before it has run:
+    the journal's and the audit trail's fsyncs end close together, and
+    each wake-up costs the reactor a turn of its loop.
+
+    A real reactor is woken through a pipe of our own (L{_Wake}) while a
+    writer thread of it runs, any other (a test's) by C{callFromThread}.
     """
 
     def __init__(self, reactor: IReactorFromThreads) -> None:
@@ -66,6 +120,35 @@ class _Deliveries:
         self._lock = threading.Lock()
         self._results: deque[tuple[OnResult, bool, Any]] = deque()
         self._called = False
+        self._threads = 0
+        self._pipe: _Wake | None = None
+
+    def attach(self) -> None:
+        """
+        On the reactor thread: a writer thread of the reactor starts.
+        """
+        self._threads += 1
+        if self._pipe is None and isinstance(self._reactor, PosixReactorBase):
+            self._pipe = _Wake(self._reactor, self._fire, self._let_go)
+
+    def detach(self) -> None:
+        """
+        On the reactor thread: a writer thread of the reactor has stopped.
+        """
+        self._threads -= 1
+        if self._threads == 0:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        # The pipe is closed under the lock, so no thread writes to it
+        # meanwhile, and a wake-up it still held comes the other way.
+        with self._lock:
+            pipe, self._pipe = self._pipe, None
+            if pipe is None:
+                return
+            pipe.close()
+            if self._called:
+                self._reactor.callFromThread(self._fire)
 
     def deliver(self, results: list[tuple[OnResult, bool, Any]]) -> None:
         """
@@ -74,10 +157,16 @@ class _Deliveries:
         """
         with self._lock:
             self._results += results
-            if self._called:
-                return
-            self._called = True
-        self._reactor.callFromThread(self._fire)
+            if not self._called:
+                self._called = True
+                self._wake()
+
+    def _wake(self) -> None:
+        # Called with the lock held.
+        if self._pipe is not None:
+            self._pipe.wake()
+        else:
+            self._reactor.callFromThread(self._fire)
 
     def _fire(self) -> None:
         # As the reactor runs only the calls from threads waiting when its
@@ -95,10 +184,10 @@ class _Deliveries:
                 # and the results behind it still delivered.
                 log.failure("a writer thread's result could not be delivered")
         with self._lock:
-            if not self._results:
+            if self._results:
+                self._wake()
+            else:
                 self._called = False
-                return
-        self._reactor.callFromThread(self._fire)
 
 
 # By the reactor's identity (a fake one may compare by value, or be neither
@@ -135,9 +224,9 @@ class _WriterThread:
     one's L{start} to the last one's L{stop}.
     """
 
-    def __init__(self, name: str, deliver: Callable[[list[tuple[OnResult, bool, Any]]], None]) -> None:
+    def __init__(self, name: str, deliveries: _Deliveries) -> None:
         self._name = name
-        self._deliver = deliver
+        self._deliveries = deliveries
         self._jobs: SimpleQueue[tuple[OnResult, Callable[..., object], tuple[object, ...]] | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._users = 0
@@ -145,6 +234,7 @@ class _WriterThread:
     def start(self) -> None:
         self._users += 1
         if self._thread is None:
+            self._deliveries.attach()
             self._thread = threading.Thread(target=self._work, name=f"PoolThread-{self._name}-0", daemon=True)
             self._thread.start()
 
@@ -157,6 +247,7 @@ class _WriterThread:
             self._jobs.put(None)
             self._thread.join()
             self._thread = None
+            self._deliveries.detach()
 
     def submit(self, on_result: OnResult, f: Callable[..., object], args: tuple[object, ...]) -> None:
         self._jobs.put((on_result, f, args))
@@ -177,7 +268,7 @@ class _WriterThread:
                 job = jobs.get()
                 if job is None:
                     break
-            self._deliver(results)
+            self._deliveries.deliver(results)
             if job is not None:
                 job = jobs.get()
 
@@ -213,7 +304,7 @@ class WriterPool:
             self._pool: Any = share._pool
         else:
             self._owned = pool is None
-            self._pool = _WriterThread(name, _deliveries_of(reactor).deliver) if pool is None else pool
+            self._pool = _WriterThread(name, _deliveries_of(reactor)) if pool is None else pool
         self._running = False
         self._shutdown_trigger: Any = None
 
