@@ -1,7 +1,7 @@
 """
 The real daemon's targets of C{bench/instructions.py}: instructions per
 request counted by callgrind in a real C{twistd oauthd} (its durable file
-journal, its audit trail on the journal's writer thread, real sockets), and in a
+journal, its audit trail on its own writer thread, real sockets), and in a
 plain process serving the bare Klein route without form parsing, the
 baseline (and the same route answering once a record appended to a file
 journal is durable: what durability alone costs a route).

@@ -300,9 +300,8 @@ def build_service(
     Compose the daemon's services under one root. Loading the journal blocks,
     which is fine: the reactor is not running yet.
 
-    @param journal_pool: runs the journal's writes, and the audit trail's
-        beside a file journal; by default the journal starts a thread of
-        its own (tests pass one that runs inline).
+    @param journal_pool: runs the journal's writes; by default the journal
+        starts a thread of its own (tests pass one that runs inline).
     @param journal: the event log to use instead of the data directory's
         journal (a benchmark measures the cost of durability with an
         in-memory one).
@@ -352,10 +351,10 @@ def build_service(
     try:
         limits = TrailLimits(config.audit_rotate_bytes, config.audit_keep_bytes,
                              config.audit_keep_days, config.audit_backlog)
-        # One writer thread for both files: a change's journal group and
-        # audit lines are written one after the other, one wake-up each way.
-        share = journal.writer if isinstance(journal, FileJournal) else None
-        trail = AuditTrail(config.data, reactor, reactor, limits=limits, share=share)
+        # The two writer threads, paired: a change's journal group and audit
+        # lines are synced side by side and come back with one wake-up.
+        partner = journal.writer if isinstance(journal, FileJournal) else None
+        trail = AuditTrail(config.data, reactor, reactor, limits=limits, partner=partner)
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)

@@ -5,7 +5,10 @@ Tests for the twistd plugin, the options and the service tree.
 from __future__ import annotations
 
 import os
+import queue
 import socket
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,8 +24,9 @@ from oauthd import tap
 from oauthd.config import DEFAULT_PORT, ConfigError, build_config, read_config_file
 from oauthd.control.server import ControlFactory
 from oauthd.services.audit import AuditTrail
+from oauthd.state.store import Store
 from tests.helpers import InlineMemoryReactor
-from oauthd.testing import InlinePool, SteppingPool
+from oauthd.testing import InlinePool
 
 
 def parsed(*args: str) -> tap.Options:
@@ -79,25 +83,44 @@ def test_default_listeners(tmp_path: Path) -> None:
     service.stopService()
 
 
-def test_the_audit_trail_writes_on_the_journals_writer(tmp_path: Path) -> None:
+class ThreadsMemoryReactor(InlineMemoryReactor):
     """
-    The audit trail's writes run on the journal's writer (here a pool the
-    test steps), so a change's journal group and audit lines are written
-    one after the other and come back to the reactor together.
+    A memory reactor whose calls from threads wait for the test to run them.
     """
-    pool = SteppingPool()
-    service = tap.build_service(build_config({"data": str(tmp_path / "data")}), InlineMemoryReactor(),
-                                journal_pool=pool)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_threads: queue.Queue[Callable[[], object]] = queue.Queue()
+
+    def callFromThread(self, f: Callable[..., object], *args: object, **kwargs: object) -> None:
+        self.from_threads.put(lambda: f(*args, **kwargs))
+
+
+def test_the_audit_trails_writer_is_paired_with_the_journals(tmp_path: Path) -> None:
+    """
+    The audit trail's writer thread is the journal's partner: a write of
+    the trail that ends while the journal's job runs comes back with that
+    job's result, one wake-up of the reactor for both.
+    """
+    reactor = ThreadsMemoryReactor()
+    service = tap.build_service(build_config({"data": str(tmp_path / "data")}), reactor)
     service.privilegedStartService()
     service.startService()
     trail = service.last
     assert isinstance(trail, AuditTrail)
+    (store,) = [s for s in service if isinstance(s, Store)]
+    held, release = threading.Event(), threading.Event()
+    journal_job = store.log.writer.run(lambda: (held.set(), release.wait(30)))
+    assert held.wait(30)
     recorded = trail.record_change("test.change", "ok", {})
-    assert pool.jobs and not recorded.called
-    pool.run_all()
-    assert recorded.called
-    service.stopService()
-    pool.run_all()
+    with pytest.raises(queue.Empty):
+        reactor.from_threads.get(timeout=0.5)
+    release.set()
+    reactor.from_threads.get(timeout=30)()
+    assert journal_job.called and recorded.called
+    stopped = service.stopService()
+    while not stopped.called:
+        reactor.from_threads.get(timeout=30)()
 
 
 def test_listen_is_repeatable(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.eventlog.writer_pool import WriterPool
-from oauthd.testing import InlinePool
+from oauthd.testing import InlinePool, InlineReactor
 
 
 @implementer(IReactorCore, IReactorFromThreads)
@@ -283,84 +283,82 @@ class DeliveryTests(SynchronousTestCase):
         self.assertEqual(fired, ["first", "second"])
 
 
-class SharingTests(SynchronousTestCase):
-    def test_jobs_queued_together_come_back_together(self) -> None:
-        """
-        A pool made to share another's thread (the audit trail's, the
-        journal's) runs its jobs on that thread, in the order given; the
-        results of jobs found queued one after the other come back with one
-        C{callFromThread} once the last has run, so the reactor is not woken
-        for the first while the one behind it still runs.
-        """
-        reactor = ThreadsReactor()
-        journal = WriterPool(reactor, "oauthd-test-journal")
-        audit = WriterPool(reactor, "oauthd-test-audit", share=journal)
-        journal.start()
-        self.addCleanup(journal.stop)
-        audit.start()
-        self.addCleanup(audit.stop)
-        both_queued, first_ran, release = threading.Event(), threading.Event(), threading.Event()
-        self.addCleanup(release.set)
+class PairingTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = ThreadsReactor()
+        self.journal = WriterPool(self.reactor, "oauthd-test-journal")
+        self.audit = WriterPool(self.reactor, "oauthd-test-audit", partner=self.journal)
+        for writer in (self.journal, self.audit):
+            writer.start()
+            self.addCleanup(writer.stop)
+        self.release = threading.Event()
+        # Cleanups run last first: released before the threads are stopped.
+        self.addCleanup(self.release.set)
+        self.held = threading.Event()
 
-        def first() -> tuple[str, bool]:
-            both_queued.wait(30)
-            first_ran.set()
-            return about_this_thread()
+    def hold(self) -> str:
+        self.held.set()
+        self.release.wait(30)
+        return threading.current_thread().name
 
-        def second() -> tuple[str, bool]:
-            release.wait(30)
-            return about_this_thread()
-
-        fired: list[object] = []
-        journal.run(first).addCallback(fired.append)
-        audit.run_then(lambda succeeded, result: fired.append(result), second)
-        both_queued.set()
-        self.assertTrue(first_ran.wait(30))
+    def no_wake_up(self) -> None:
         with self.assertRaises(queue.Empty):
-            reactor.from_threads.get(timeout=0.2)
-        release.set()
-        reactor.deliver()
-        self.assertEqual(reactor.from_threads.qsize(), 0)
-        (journal_thread, _), (audit_thread, _) = fired  # type: ignore[misc]
-        self.assertEqual(journal_thread, audit_thread)
-        self.assertTrue(journal_thread.startswith("PoolThread-oauthd-test-journal-"), journal_thread)
+            self.reactor.from_threads.get(timeout=0.2)
 
-    def test_the_thread_runs_until_the_last_sharer_stops(self) -> None:
+    def test_a_result_waits_for_the_partners_job(self) -> None:
         """
-        The shared thread runs from the first start of the pools sharing it
-        to the last stop, whichever pool stops first.
+        Paired pools (the journal's, the audit trail's) run their jobs on
+        threads of their own, side by side; the result of one that ends
+        while the other's job runs comes back with that job's, in one
+        C{callFromThread}: the reactor is not woken for the first while the
+        second still runs.
         """
-        reactor = ThreadsReactor()
-        journal = WriterPool(reactor, "oauthd-test-journal")
-        audit = WriterPool(reactor, "oauthd-test-audit", share=journal)
-        audit.start()
-        journal.start()
-        journal.stop()
-        done = audit.run(lambda: "still running")
-        reactor.deliver()
-        self.assertEqual(self.successResultOf(done), "still running")
-        self.assertEqual(len(pool_threads()), 1)
-        audit.stop()
-        self.assertEqual(pool_threads(), [])
+        fired: list[object] = []
+        self.audit.run_then(lambda succeeded, result: fired.append(result), self.hold)
+        self.assertTrue(self.held.wait(30))
+        journal_ran = threading.Event()
 
-    def test_sharing_a_pool_passed_in_uses_that_pool(self) -> None:
+        def quick() -> str:
+            journal_ran.set()
+            return threading.current_thread().name
+
+        self.journal.run(quick).addCallback(fired.append)
+        self.assertTrue(journal_ran.wait(30))
+        self.no_wake_up()
+        self.release.set()
+        self.reactor.deliver()
+        self.no_wake_up()
+        audit_thread, journal_thread = sorted(fired)  # type: ignore[type-var]
+        self.assertTrue(journal_thread.startswith("PoolThread-oauthd-test-journal-"), journal_thread)  # type: ignore[union-attr]
+        self.assertTrue(audit_thread.startswith("PoolThread-oauthd-test-audit-"), audit_thread)  # type: ignore[union-attr]
+
+    def test_a_result_does_not_wait_for_an_idle_partner_nor_another_pool(self) -> None:
         """
-        Sharing a writer that runs on a pool passed in (tests pass one that
-        runs inline) runs on that pool too, never started or stopped.
+        A result comes at once while the partner runs nothing; and a pool
+        not paired with the one running a job does not wait for it.
         """
-        pool = CountingPool()
-        journal = WriterPool(self.reactor_for_inline(), "oauthd-test", pool)  # type: ignore[arg-type]
-        audit = WriterPool(self.reactor_for_inline(), "oauthd-test-audit", share=journal)
-        audit.start()
+        done = self.journal.run(lambda: "alone")
+        self.reactor.deliver()
+        self.assertEqual(self.successResultOf(done), "alone")
+        other = WriterPool(self.reactor, "oauthd-test-other")
+        other.start()
+        self.addCleanup(other.stop)
+        self.audit.run_then(lambda succeeded, result: None, self.hold)
+        self.assertTrue(self.held.wait(30))
+        done = other.run(lambda: "not paired")
+        self.reactor.deliver()
+        self.assertEqual(self.successResultOf(done), "not paired")
+
+    def test_a_pool_passed_in_is_not_paired(self) -> None:
+        """
+        A pool passed in (tests pass one that runs inline) runs its jobs as
+        it does, whatever its partner.
+        """
+        inline = WriterPool(InlineReactor(), "oauthd-test-inline", InlinePool(),  # type: ignore[arg-type]
+                            partner=self.journal)
         ran: list[object] = []
-        audit.run_then(lambda succeeded, result: ran.append(result), lambda: "inline")
-        audit.stop()
-        self.assertEqual((ran, pool.calls, pool_threads()), (["inline"], [], []))
-
-    def reactor_for_inline(self) -> Any:
-        from oauthd.testing import InlineReactor
-
-        return InlineReactor()
+        inline.run_then(lambda succeeded, result: ran.append(result), lambda: "inline")
+        self.assertEqual(ran, ["inline"])
 
 
 class CountingReactor(EPollReactor):
@@ -402,7 +400,7 @@ class WakeTests(SynchronousTestCase):
         """
         readers = set(self.reactor.getReaders())
         journal = WriterPool(self.reactor, "oauthd-test-journal")
-        audit = WriterPool(self.reactor, "oauthd-test-audit", share=journal)
+        audit = WriterPool(self.reactor, "oauthd-test-audit", partner=journal)
         other = WriterPool(self.reactor, "oauthd-test-other")
         for writer in (journal, audit, other):
             writer.start()
@@ -413,8 +411,8 @@ class WakeTests(SynchronousTestCase):
             other.run(lambda n=n: ("other", n)).addCallback(fired.append)
             self.reactor.turn_until(lambda: len(fired) == 3 * (n + 1))
         self.assertEqual(self.reactor.from_threads, 0)
-        self.assertEqual([r for r in fired if r[0] != "other"],
-                         [(kind, n) for n in range(3) for kind in ("journal", "audit")])
+        for kind in ("journal", "audit", "other"):
+            self.assertEqual([r for r in fired if r[0] == kind], [(kind, n) for n in range(3)])
         self.assertEqual(len(set(self.reactor.getReaders()) - readers), 1)
         for writer in (journal, other, audit):
             writer.stop()

@@ -109,7 +109,7 @@ class FileJournal(SingleWriter):
     # The payloads verified at open, until replay() hands them over.
     _loaded: list[bytes] | None
     _size: int
-    # Runs the journal's jobs (the audit trail's writes may share its thread).
+    # Runs the journal's jobs (the audit trail's writer is its partner).
     writer: WriterPool
     _group_commit: bool
     _slice_records: int

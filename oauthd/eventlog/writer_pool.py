@@ -2,9 +2,9 @@
 The private writer pool: the one thread on which an object that owns a
 file (the file journal, the audit trail beside it) does its blocking writes
 and fsyncs, one job at a time, its results delivered on the reactor thread.
-The daemon's journal and audit trail share one such thread (C{share}): a
-change's journal group and its audit lines are written one after the
-other, and come back to the reactor with one wake-up.
+The daemon's journal and audit trail each have one, paired (C{partner}):
+a change's journal group and its audit lines are written and synced side
+by side, and come back to the reactor with one wake-up.
 
 Its thread is a daemon thread, so a process that exits without stopping the
 pool (start-up failing after the file was opened, say) does not hang
@@ -150,13 +150,19 @@ class _Deliveries:
             if self._called:
                 self._reactor.callFromThread(self._fire)
 
-    def deliver(self, results: list[tuple[OnResult, bool, Any]]) -> None:
+    def deliver(self, results: list[tuple[OnResult, bool, Any]], thread: _WriterThread) -> None:
         """
-        On a writer thread: call each C{on_result(success, result)} of
-        C{results}, in order, on the reactor thread.
+        On writer thread C{thread}, its job done: call each C{on_result(success,
+        result)} of C{results}, in order, on the reactor thread; once its
+        partner's job running now is done too, if it runs one (that
+        thread's delivery wakes the reactor for both).
         """
         with self._lock:
             self._results += results
+            thread.busy = False
+            partner = thread.partner
+            if partner is not None and partner.busy:
+                return
             if not self._called:
                 self._called = True
                 self._wake()
@@ -216,34 +222,33 @@ class _WriterThread:
     One daemon thread running jobs in order: what L{ThreadPool} does for
     one thread, with less work per job (each write and fsync is one). The
     results of the jobs it finds queued one after the other are delivered
-    together once the last has run: the reactor is woken once for a
-    change's journal group and its audit lines, which wait for each other
-    anyway.
+    together once the last has run.
 
-    It runs the jobs of every L{WriterPool} that shares it, from the first
-    one's L{start} to the last one's L{stop}.
+    @ivar partner: the thread whose results and ours come back together
+        when both run a job (the journal's and the audit trail's: a
+        change is answered once both its writes are done).
+    @ivar busy: whether it runs a job whose result is not delivered yet.
     """
+
+    partner: _WriterThread | None = None
+    busy = False
 
     def __init__(self, name: str, deliveries: _Deliveries) -> None:
         self._name = name
         self._deliveries = deliveries
         self._jobs: SimpleQueue[tuple[OnResult, Callable[..., object], tuple[object, ...]] | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._users = 0
 
     def start(self) -> None:
-        self._users += 1
-        if self._thread is None:
-            self._deliveries.attach()
-            self._thread = threading.Thread(target=self._work, name=f"PoolThread-{self._name}-0", daemon=True)
-            self._thread.start()
+        self._deliveries.attach()
+        self._thread = threading.Thread(target=self._work, name=f"PoolThread-{self._name}-0", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         """
-        Once no pool sharing it runs: stop once the jobs given so far have run.
+        Stop once the jobs given so far have run.
         """
-        self._users -= 1
-        if self._users == 0 and self._thread is not None:
+        if self._thread is not None:
             self._jobs.put(None)
             self._thread.join()
             self._thread = None
@@ -256,6 +261,7 @@ class _WriterThread:
         jobs = self._jobs
         job = jobs.get()
         while job is not None:
+            self.busy = True
             results: list[tuple[OnResult, bool, Any]] = []
             while True:
                 on_result, f, args = job
@@ -268,7 +274,7 @@ class _WriterThread:
                 job = jobs.get()
                 if job is None:
                     break
-            self._deliveries.deliver(results)
+            self._deliveries.deliver(results, self)
             if job is not None:
                 job = jobs.get()
 
@@ -285,26 +291,24 @@ class WriterPool:
 
     def __init__(
         self, reactor: IReactorFromThreads, name: str, pool: ThreadPool | None = None,
-        share: WriterPool | None = None,
+        partner: WriterPool | None = None,
     ) -> None:
         """
         @param reactor: Delivers the jobs' results (C{callFromThread}).
         @param name: Names the thread (C{PoolThread-<name>-<n>}).
         @param pool: The pool to use instead of one of our own.
-        @param share: A pool whose thread runs our jobs too (unless C{pool}
-            is given, or C{share} runs on a pool passed in: then that pool),
-            in the order they are given, their results delivered together
-            with its own that come one after the other.  Its thread runs
-            from the first L{start} of the pools sharing it to their last
-            L{stop}.
+        @param partner: A pool of the same reactor whose thread's results
+            and ours come back together when both run a job (both have
+            threads of their own): a result waits for the partner's job
+            running then, not for the ones after it.
         """
         self._reactor = reactor
-        if pool is None and share is not None:
-            self._owned: bool = share._owned
-            self._pool: Any = share._pool
-        else:
-            self._owned = pool is None
-            self._pool = _WriterThread(name, _deliveries_of(reactor)) if pool is None else pool
+        self._owned = pool is None
+        thread = _WriterThread(name, _deliveries_of(reactor)) if pool is None else None
+        self._pool: Any = pool if thread is None else thread
+        theirs = None if partner is None else partner._pool
+        if thread is not None and isinstance(theirs, _WriterThread):
+            thread.partner, theirs.partner = theirs, thread
         self._running = False
         self._shutdown_trigger: Any = None
 

@@ -162,7 +162,7 @@ class AuditTrail(Service):
     def __init__(
         self, directory: str, clock: IReactorTime, reactor: Any, pool: Any = None,
         limits: TrailLimits = TrailLimits(), sync: Callable[[int], None] = os.fdatasync,
-        share: WriterPool | None = None,
+        partner: WriterPool | None = None,
     ) -> None:
         """
         Open (creating if need be) the trail in C{directory}. Blocking: call
@@ -175,8 +175,8 @@ class AuditTrail(Service):
             (tests pass one that runs inline).
         @param sync: makes a write durable (tests pass one that fails, as a
             full disk does).
-        @param share: the writer whose thread runs the writes instead (the
-            journal's: a change's group and lines come back together).
+        @param partner: the writer whose results and the trail's come back
+            together (the journal's: a change waits for both anyway).
         """
         self.directory = directory
         self._sync = sync
@@ -193,7 +193,7 @@ class AuditTrail(Service):
         # The batch being written (empty for a rotation), while one is.
         self._writing: list[tuple[int, bytes]] | None = None
         self._idle: list[Deferred[None]] = []
-        self._writer = WriterPool(reactor, "oauthd-audit", pool, share)
+        self._writer = WriterPool(reactor, "oauthd-audit", pool, partner)
         self._closed = False
         self._dropped = 0
         self._summary = RefusalSummary(clock.seconds())

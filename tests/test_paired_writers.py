@@ -1,8 +1,8 @@
 """
-The journal and the audit trail on one writer thread, as the daemon runs
-them (L{oauthd.tap}): a change is answered once both its journal group and
-its audit lines are durable, with one wake-up of the reactor; a failure of
-either write fails the change, and the later ones, as with two threads.
+The journal's and the audit trail's writer threads paired, as the daemon
+runs them (L{oauthd.tap}): a change is answered once both its journal group
+and its audit lines are durable, with one wake-up of the reactor; a failure
+of either write fails the change, and the later ones, as unpaired.
 """
 
 from __future__ import annotations
@@ -57,16 +57,16 @@ class Held:
         os.fsync(fd)
 
 
-class SharedWriterTests(SynchronousTestCase):
+class PairedWritersTests(SynchronousTestCase):
     def open(self, journal_sync: Callable[[int], None] = os.fsync,
              trail_sync: Callable[[int], None] = os.fdatasync) -> Store:
-        directory = tempfile.mkdtemp(prefix="oauthd-shared-writer-")
+        directory = tempfile.mkdtemp(prefix="oauthd-paired-writers-")
         self.addCleanup(shutil.rmtree, directory, True)
         self.reactor = ThreadsReactor()
         self.clock = clock = Clock()
         clock.advance(START)
         journal = FileJournal.open(directory, self.reactor, fsync_function=journal_sync)  # type: ignore[arg-type]
-        trail = AuditTrail(directory, clock, self.reactor, sync=trail_sync, share=journal.writer)
+        trail = AuditTrail(directory, clock, self.reactor, sync=trail_sync, partner=journal.writer)
         trail.startService()
         store = Store.load(journal, clock, trail)
 
@@ -89,8 +89,8 @@ class SharedWriterTests(SynchronousTestCase):
 
     def test_answered_once_both_are_durable_with_one_wake_up(self) -> None:
         """
-        The journal group is written and synced first; while the audit
-        lines' sync runs, nothing comes back to the reactor and the change
+        The journal group is written and synced; while the audit lines'
+        sync still runs, nothing comes back to the reactor and the change
         is not answered; then one wake-up answers it.
         """
         journal_synced = threading.Event()
@@ -116,7 +116,7 @@ class SharedWriterTests(SynchronousTestCase):
         """
         The journal group is durable but the audit lines cannot be written:
         the change fails (made), and a later one is refused at once, as
-        the trail's own thread made them.
+        unpaired.
         """
         held = Held(OSError(28, "No space left on device"))
         store = self.open(trail_sync=held)
