@@ -349,6 +349,21 @@ class PairingTests(SynchronousTestCase):
         self.reactor.deliver()
         self.assertEqual(self.successResultOf(done), "not paired")
 
+    def test_pools_of_different_reactors_are_not_paired(self) -> None:
+        """
+        A pool given a partner of another reactor is not paired with it:
+        its results, which its own reactor takes, never wait for the other.
+        """
+        elsewhere = ThreadsReactor()
+        other = WriterPool(elsewhere, "oauthd-test-elsewhere", partner=self.journal)
+        other.start()
+        self.addCleanup(other.stop)
+        self.journal.run_then(lambda succeeded, result: None, self.hold)
+        self.assertTrue(self.held.wait(30))
+        done = other.run(lambda: "elsewhere")
+        elsewhere.deliver()
+        self.assertEqual(self.successResultOf(done), "elsewhere")
+
     def test_a_pool_passed_in_is_not_paired(self) -> None:
         """
         A pool passed in (tests pass one that runs inline) runs its jobs as

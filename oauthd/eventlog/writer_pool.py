@@ -228,6 +228,7 @@ class _WriterThread:
         when both run a job (the journal's and the audit trail's: a
         change is answered once both its writes are done).
     @ivar busy: whether it runs a job whose result is not delivered yet.
+    @ivar deliveries: hands its results to its reactor's thread.
     """
 
     partner: _WriterThread | None = None
@@ -235,12 +236,12 @@ class _WriterThread:
 
     def __init__(self, name: str, deliveries: _Deliveries) -> None:
         self._name = name
-        self._deliveries = deliveries
+        self.deliveries = deliveries
         self._jobs: SimpleQueue[tuple[OnResult, Callable[..., object], tuple[object, ...]] | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._deliveries.attach()
+        self.deliveries.attach()
         self._thread = threading.Thread(target=self._work, name=f"PoolThread-{self._name}-0", daemon=True)
         self._thread.start()
 
@@ -252,7 +253,7 @@ class _WriterThread:
             self._jobs.put(None)
             self._thread.join()
             self._thread = None
-            self._deliveries.detach()
+            self.deliveries.detach()
 
     def submit(self, on_result: OnResult, f: Callable[..., object], args: tuple[object, ...]) -> None:
         self._jobs.put((on_result, f, args))
@@ -274,7 +275,7 @@ class _WriterThread:
                 job = jobs.get()
                 if job is None:
                     break
-            self._deliveries.deliver(results, self)
+            self.deliveries.deliver(results, self)
             if job is not None:
                 job = jobs.get()
 
@@ -307,7 +308,7 @@ class WriterPool:
         thread = _WriterThread(name, _deliveries_of(reactor)) if pool is None else None
         self._pool: Any = pool if thread is None else thread
         theirs = None if partner is None else partner._pool
-        if thread is not None and isinstance(theirs, _WriterThread):
+        if thread is not None and isinstance(theirs, _WriterThread) and theirs.deliveries is thread.deliveries:
             thread.partner, theirs.partner = theirs, thread
         self._running = False
         self._shutdown_trigger: Any = None
