@@ -365,7 +365,7 @@ class AuditTrail(Service):
         for waiter in idle:
             waiter.callback(None)
         if self._pending and self.running:
-            # Changes waiting go at once, as the journal's next group does: one hand-off.
+            # Changes waiting go at once, as the journal's next group does: synced side by side.
             self._schedule(RETRY_SECONDS if self.failure else 0 if self._waiters else FLUSH_SECONDS)
 
     def _written(self, batch: list[tuple[int, bytes]]) -> None:
