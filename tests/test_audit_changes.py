@@ -75,23 +75,6 @@ class RecordChangesTests(SynchronousTestCase):
         self.successResultOf(third)
         self.assertEqual([e for e, _ in self.events()], ["token.issue", "token.revoke", "client.add", "client.remove"])
 
-    def test_changes_waiting_are_written_as_soon_as_the_write_in_flight_ends(self) -> None:
-        """
-        The changes recorded while a write runs go to the writer as soon as
-        it ends, in the same reactor turn (as the journal's next group
-        does, so the two reach the shared writer thread together), not on
-        the next turn.
-        """
-        pool = SteppingPool()
-        trail = self.open(pool)
-        trail.record_changes(CHANGE)
-        waiting = trail.record_changes([audit("client.add", "ok", client="c2")])
-        assert waiting is not None
-        pool.run_one()
-        self.assertEqual(len(pool.jobs), 1)
-        pool.run_one()
-        self.successResultOf(waiting)
-
     def test_a_failed_write_fails_the_change_and_keeps_its_events(self) -> None:
         """
         A write that fails fails the change with L{AuditFailing}; so does

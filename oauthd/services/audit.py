@@ -362,11 +362,11 @@ class AuditTrail(Service):
         finally:
             self._writing = None
         idle, self._idle = self._idle, []
+        if self._pending and self.running:
+            delay = RETRY_SECONDS if self.failure else 0 if self._waiters else FLUSH_SECONDS
+            self._flush_call = self._clock.callLater(delay, self._flush)
         for waiter in idle:
             waiter.callback(None)
-        if self._pending and self.running:
-            # Changes waiting go at once, as the journal's next group does: synced side by side.
-            self._schedule(RETRY_SECONDS if self.failure else 0 if self._waiters else FLUSH_SECONDS)
 
     def _written(self, batch: list[tuple[int, bytes]]) -> None:
         if batch:
