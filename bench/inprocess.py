@@ -60,7 +60,8 @@ def oauthd_server(work: str, journal: Any = None, reactor: Any = None, metrics: 
     Without a C{reactor}: an in-memory journal (unless C{journal} is
     given), a test clock, and the trail written inline (no fdatasync),
     as the daemon writes it but on the reactor's thread. With one: the
-    trail on its own writer thread, as in the daemon, C{reactor} its clock.
+    trail on its writer thread, paired with a file journal's as in the
+    daemon, C{reactor} its clock.
     """
     from oauthd.services.audit import AuditTrail
     from oauthd.services.metrics import Metrics, watch
@@ -72,7 +73,8 @@ def oauthd_server(work: str, journal: Any = None, reactor: Any = None, metrics: 
         trail = AuditTrail(work, server.ctx.clock, InlineReactor(), pool=InlinePool(), sync=no_sync)
     else:
         server = MemoryServer.build(clock=reactor, log=journal)
-        trail = AuditTrail(work, reactor, reactor)
+        # Its writer the journal's partner, as the daemon runs it.
+        trail = AuditTrail(work, reactor, reactor, partner=getattr(journal, "writer", None))
         trail.startService()
     server.store.audit_sink = trail
     kept = None

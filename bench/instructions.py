@@ -13,8 +13,8 @@ Targets: the bare twisted.web resource and the bare Klein route of
 C{bench/token_endpoint.py}, each with and without twisted.web's form
 parsing (oauthd's site does without it); oauthd's client_credentials token
 request over an in-memory journal and over the real file journal in a
-temporary directory (its writer thread, fsync, and the audit trail on its
-own thread, as in the daemon), and over the in-memory journal for a
+temporary directory (its writer thread, fsync, and the audit trail on
+its own, paired with it, as in the daemon), and over the in-memory journal for a
 client whose token limit (100000) is far off, holding a thousand tokens to
 begin; introspection, a bearer check (userinfo), a refresh (each with the
 token the previous one gave) and a revocation (each of another token),

@@ -318,7 +318,7 @@ def build_service(
     from oauthd.control.listen import control_service
     from oauthd.control.peer import resolve_group
     from oauthd.control.server import ControlFactory
-    from oauthd.eventlog import JournalError
+    from oauthd.eventlog import FileJournal, JournalError
     from oauthd.protocol.context import Context
     from oauthd.reload import Reloader, Running
     from oauthd.services.audit import AuditTrail, TrailLimits
@@ -351,7 +351,10 @@ def build_service(
     try:
         limits = TrailLimits(config.audit_rotate_bytes, config.audit_keep_bytes,
                              config.audit_keep_days, config.audit_backlog)
-        trail = AuditTrail(config.data, reactor, reactor, limits=limits)
+        # The two writer threads, paired: a change's journal group and audit
+        # lines are synced side by side and come back with one wake-up.
+        partner = journal.writer if isinstance(journal, FileJournal) else None
+        trail = AuditTrail(config.data, reactor, reactor, limits=limits, partner=partner)
     except OSError as e:
         raise ConfigError(f"data: cannot use the audit trail in {config.data!r}: {e.strerror}") from None
     store = Store(state, journal, reactor, trail)

@@ -5,7 +5,10 @@ Tests for the twistd plugin, the options and the service tree.
 from __future__ import annotations
 
 import os
+import queue
 import socket
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,8 @@ from twisted.web.server import Site
 from oauthd import tap
 from oauthd.config import DEFAULT_PORT, ConfigError, build_config, read_config_file
 from oauthd.control.server import ControlFactory
+from oauthd.services.audit import AuditTrail
+from oauthd.state.store import Store
 from tests.helpers import InlineMemoryReactor
 from oauthd.testing import InlinePool
 
@@ -76,6 +81,46 @@ def test_default_listeners(tmp_path: Path) -> None:
     assert mode == 0o600
     assert data.stat().st_mode & 0o777 == 0o700
     service.stopService()
+
+
+class ThreadsMemoryReactor(InlineMemoryReactor):
+    """
+    A memory reactor whose calls from threads wait for the test to run them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_threads: queue.Queue[Callable[[], object]] = queue.Queue()
+
+    def callFromThread(self, f: Callable[..., object], *args: object, **kwargs: object) -> None:
+        self.from_threads.put(lambda: f(*args, **kwargs))
+
+
+def test_the_audit_trails_writer_is_paired_with_the_journals(tmp_path: Path) -> None:
+    """
+    The audit trail's writer thread is the journal's partner: a write of
+    the trail that ends while the journal's job runs comes back with that
+    job's result, one wake-up of the reactor for both.
+    """
+    reactor = ThreadsMemoryReactor()
+    service = tap.build_service(build_config({"data": str(tmp_path / "data")}), reactor)
+    service.privilegedStartService()
+    service.startService()
+    trail = service.last
+    assert isinstance(trail, AuditTrail)
+    (store,) = [s for s in service if isinstance(s, Store)]
+    held, release = threading.Event(), threading.Event()
+    journal_job = store.log.writer.run(lambda: (held.set(), release.wait(30)))
+    assert held.wait(30)
+    recorded = trail.record_change("test.change", "ok", {})
+    with pytest.raises(queue.Empty):
+        reactor.from_threads.get(timeout=0.5)
+    release.set()
+    reactor.from_threads.get(timeout=30)()
+    assert journal_job.called and recorded.called
+    stopped = service.stopService()
+    while not stopped.called:
+        reactor.from_threads.get(timeout=30)()
 
 
 def test_listen_is_repeatable(tmp_path: Path) -> None:

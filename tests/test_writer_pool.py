@@ -16,11 +16,12 @@ from typing import Any
 
 from zope.interface import implementer
 
+from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthd.eventlog.writer_pool import WriterPool
-from oauthd.testing import InlinePool
+from oauthd.testing import InlinePool, InlineReactor
 
 
 @implementer(IReactorCore, IReactorFromThreads)
@@ -280,3 +281,184 @@ class DeliveryTests(SynchronousTestCase):
         self.assertEqual(fired, ["first"])
         reactor.deliver()
         self.assertEqual(fired, ["first", "second"])
+
+
+class PairingTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = ThreadsReactor()
+        self.journal = WriterPool(self.reactor, "oauthd-test-journal")
+        self.audit = WriterPool(self.reactor, "oauthd-test-audit", partner=self.journal)
+        for writer in (self.journal, self.audit):
+            writer.start()
+            self.addCleanup(writer.stop)
+        self.release = threading.Event()
+        # Cleanups run last first: released before the threads are stopped.
+        self.addCleanup(self.release.set)
+        self.held = threading.Event()
+
+    def hold(self) -> str:
+        self.held.set()
+        self.release.wait(30)
+        return threading.current_thread().name
+
+    def no_wake_up(self) -> None:
+        with self.assertRaises(queue.Empty):
+            self.reactor.from_threads.get(timeout=0.2)
+
+    def test_a_result_waits_for_the_partners_job(self) -> None:
+        """
+        Paired pools (the journal's, the audit trail's) run their jobs on
+        threads of their own, side by side; the result of one that ends
+        while the other's job runs comes back with that job's, in one
+        C{callFromThread}: the reactor is not woken for the first while the
+        second still runs.
+        """
+        fired: list[object] = []
+        self.audit.run_then(lambda succeeded, result: fired.append(result), self.hold)
+        self.assertTrue(self.held.wait(30))
+        journal_ran = threading.Event()
+
+        def quick() -> str:
+            journal_ran.set()
+            return threading.current_thread().name
+
+        self.journal.run(quick).addCallback(fired.append)
+        self.assertTrue(journal_ran.wait(30))
+        self.no_wake_up()
+        self.release.set()
+        self.reactor.deliver()
+        self.no_wake_up()
+        audit_thread, journal_thread = sorted(fired)  # type: ignore[type-var]
+        self.assertTrue(journal_thread.startswith("PoolThread-oauthd-test-journal-"), journal_thread)  # type: ignore[union-attr]
+        self.assertTrue(audit_thread.startswith("PoolThread-oauthd-test-audit-"), audit_thread)  # type: ignore[union-attr]
+
+    def test_a_result_does_not_wait_for_an_idle_partner_nor_another_pool(self) -> None:
+        """
+        A result comes at once while the partner runs nothing; and a pool
+        not paired with the one running a job does not wait for it.
+        """
+        done = self.journal.run(lambda: "alone")
+        self.reactor.deliver()
+        self.assertEqual(self.successResultOf(done), "alone")
+        other = WriterPool(self.reactor, "oauthd-test-other")
+        other.start()
+        self.addCleanup(other.stop)
+        self.audit.run_then(lambda succeeded, result: None, self.hold)
+        self.assertTrue(self.held.wait(30))
+        done = other.run(lambda: "not paired")
+        self.reactor.deliver()
+        self.assertEqual(self.successResultOf(done), "not paired")
+
+    def test_pools_of_different_reactors_are_not_paired(self) -> None:
+        """
+        A pool given a partner of another reactor is not paired with it:
+        its results, which its own reactor takes, never wait for the other.
+        """
+        elsewhere = ThreadsReactor()
+        other = WriterPool(elsewhere, "oauthd-test-elsewhere", partner=self.journal)
+        other.start()
+        self.addCleanup(other.stop)
+        self.journal.run_then(lambda succeeded, result: None, self.hold)
+        self.assertTrue(self.held.wait(30))
+        done = other.run(lambda: "elsewhere")
+        elsewhere.deliver()
+        self.assertEqual(self.successResultOf(done), "elsewhere")
+
+    def test_a_pool_passed_in_is_not_paired(self) -> None:
+        """
+        A pool passed in (tests pass one that runs inline) runs its jobs as
+        it does, whatever its partner.
+        """
+        inline = WriterPool(InlineReactor(), "oauthd-test-inline", InlinePool(),  # type: ignore[arg-type]
+                            partner=self.journal)
+        ran: list[object] = []
+        inline.run_then(lambda succeeded, result: ran.append(result), lambda: "inline")
+        self.assertEqual(ran, ["inline"])
+
+
+class CountingReactor(EPollReactor):
+    """
+    A real reactor (never run, only iterated) that counts its calls from
+    threads.
+    """
+
+    from_threads = 0
+
+    def callFromThread(self, f: Callable[..., object], *args: object, **kwargs: object) -> None:
+        self.from_threads += 1
+        super().callFromThread(f, *args, **kwargs)
+
+    def turn_until(self, done: Callable[[], bool]) -> None:
+        for _ in range(300):
+            if done():
+                return
+            self.doIteration(0.1)
+            self.runUntilCurrent()
+        raise AssertionError("nothing came back")
+
+
+class WakeTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = CountingReactor()
+        self.addCleanup(self.close_reactor)
+
+    def close_reactor(self) -> None:
+        self.reactor.waker.connectionLost(None)
+        self.reactor._poller.close()
+
+    def test_a_real_reactor_is_woken_through_a_pipe_of_the_pools(self) -> None:
+        """
+        A real reactor gets its writer threads' results through a pipe it
+        watches while one of its writer threads runs, not through
+        C{callFromThread} (whose waker costs more per call); the pipe goes
+        once the last thread has stopped.
+        """
+        readers = set(self.reactor.getReaders())
+        journal = WriterPool(self.reactor, "oauthd-test-journal")
+        audit = WriterPool(self.reactor, "oauthd-test-audit", partner=journal)
+        other = WriterPool(self.reactor, "oauthd-test-other")
+        for writer in (journal, audit, other):
+            writer.start()
+        fired: list[object] = []
+        for n in range(3):
+            journal.run(lambda n=n: ("journal", n)).addCallback(fired.append)
+            audit.run_then(lambda succeeded, result: fired.append(result), lambda n=n: ("audit", n))
+            other.run(lambda n=n: ("other", n)).addCallback(fired.append)
+            self.reactor.turn_until(lambda: len(fired) == 3 * (n + 1))
+        self.assertEqual(self.reactor.from_threads, 0)
+        for kind in ("journal", "audit", "other"):
+            self.assertEqual([r for r in fired if r[0] == kind], [(kind, n) for n in range(3)])
+        self.assertEqual(len(set(self.reactor.getReaders()) - readers), 1)
+        for writer in (journal, other, audit):
+            writer.stop()
+        self.assertEqual(set(self.reactor.getReaders()), readers)
+
+    def test_what_the_pipe_still_held_comes_once_it_is_gone(self) -> None:
+        """
+        A result delivered just before the last writer thread stops (its
+        wake-up still in the pipe) comes all the same, once.
+        """
+        writer = WriterPool(self.reactor, "oauthd-test-last")
+        writer.start()
+        fired: list[object] = []
+        writer.run(lambda: "last").addCallback(fired.append)
+        writer.stop()
+        self.reactor.turn_until(lambda: bool(fired))
+        self.reactor.doIteration(0)
+        self.reactor.runUntilCurrent()
+        self.assertEqual(fired, ["last"])
+
+    def test_after_the_reactor_let_go_of_the_pipe_results_still_come(self) -> None:
+        """
+        Shutting down, the reactor disconnects every reader, the pipe among
+        them (its writer threads stop after that): results come through
+        C{callFromThread} from then on.
+        """
+        writer = WriterPool(self.reactor, "oauthd-test-shutdown")
+        writer.start()
+        self.reactor.disconnectAll()
+        done = writer.run(lambda: "after")
+        self.reactor.turn_until(lambda: done.called)
+        writer.stop()
+        self.assertEqual(self.successResultOf(done), "after")
+        self.assertEqual(self.reactor.from_threads, 1)

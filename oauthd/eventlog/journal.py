@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from attrs import Factory, define, field
@@ -63,7 +64,7 @@ _END = object()
 
 @define(eq=False)
 class _Entry:
-    """One append() call waiting for its write+fsync."""
+    """One append() call waiting for its write+fsync; its records are delivered just before it fires."""
 
     payloads: tuple[bytes, ...]
     done: Deferred[None]
@@ -108,7 +109,8 @@ class FileJournal(SingleWriter):
     # The payloads verified at open, until replay() hands them over.
     _loaded: list[bytes] | None
     _size: int
-    _writer: WriterPool
+    # Runs the journal's jobs (the audit trail's writer is its partner).
+    writer: WriterPool
     _group_commit: bool
     _slice_records: int
     _pending: list[_Entry] = field(factory=list)
@@ -215,19 +217,17 @@ class FileJournal(SingleWriter):
             return fail(JournalClosed(f"journal {self.path} is closed"))
         if self._failure is not None:
             return fail(self._failure)
-        if (conflict := self._claim(claims)) is not None:
+        if claims and (conflict := self._claim(claims)) is not None:
             return fail(conflict)
         if not batch and not self._busy and not self._pending:
             return succeed(None)
-        done: Deferred[None] = Deferred()
-        done.addCallback(self._local.committed, batch)
-        self._pending.append(_Entry(batch, done))
+        self._pending.append(entry := _Entry(batch, Deferred()))
         compaction = self._compaction
         if compaction is not None and not compaction.sealed:
             compaction.tail += batch
             compaction.tail_bytes += record_bytes(batch)
         self._kick()
-        return done
+        return entry.done
 
     def replay(self) -> Iterator[bytes]:
         """
@@ -309,7 +309,7 @@ class FileJournal(SingleWriter):
 
     def _submit(self, job: Callable[..., object], *args: object) -> Deferred[Any]:
         self._busy = True
-        return self._writer.run(job, *args)
+        return self.writer.run(job, *args)
 
     def _job_finished(self) -> None:
         self._busy = False
@@ -345,9 +345,9 @@ class FileJournal(SingleWriter):
                     entries, self._pending = self._pending[:1], self._pending[1:]
                 payloads = [p for e in entries for p in e.payloads]
                 self._inflight = entries
-                self._submit(self._file.append, payloads).addBoth(
-                    self._batch_written, entries, len(payloads), record_bytes(payloads)
-                )
+                self._busy = True
+                done = partial(self._batch_written, entries, len(payloads), record_bytes(payloads))
+                self.writer.run_then(done, self._file.append, payloads)
                 return
             if compaction is not None and compaction.chunk is not None:
                 self._last_was_chunk = True
@@ -358,16 +358,16 @@ class FileJournal(SingleWriter):
         if self._closing and not self._pending and self._compaction is None:
             self._submit(self._file.close).addBoth(self._files_closed)
 
-    def _batch_written(self, result: object, entries: list[_Entry], records: int, size: int) -> None:
+    def _batch_written(self, entries: list[_Entry], records: int, size: int, succeeded: bool, result: Any) -> None:
         try:
-            if isinstance(result, Failure):
+            if not succeeded:
                 self._enter_failed(result, entries)
             else:
-                self._records += records
-                self._size += size
+                self._records, self._size = self._records + records, self._size + size
                 if self.on_batch is not None:
                     self.on_batch(records)
                 for entry in entries:
+                    self._local.committed(None, entry.payloads)
                     entry.done.callback(None)
         finally:
             self._job_finished()
@@ -431,6 +431,7 @@ class FileJournal(SingleWriter):
                 size=self._size,
             )
             for entry in entries:
+                self._local.committed(None, entry.payloads)
                 entry.done.callback(None)
             compaction.done.callback(None)
         finally:
@@ -493,7 +494,7 @@ class FileJournal(SingleWriter):
             _log.failure(
                 "Journal {path}: error while closing", result, path=self.path
             )
-        self._writer.stop()
+        self.writer.stop()
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
             waiter.callback(None)

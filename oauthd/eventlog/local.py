@@ -96,9 +96,9 @@ class LocalLog:
 
     def committed(self, result: None, payloads: Sequence[bytes]) -> None:
         """
-        Number C{payloads}, made durable in this order, and deliver them (a
-        callback of their append's Deferred, added first, so they are
-        delivered before the append fires).
+        Number C{payloads}, made durable in this order, and deliver them
+        before their append's Deferred fires (its first callback, or
+        called just before it fires).
         """
         for payload in payloads:
             self.position += 1
@@ -110,8 +110,8 @@ class SingleWriter:
     """
     The shared-log methods of a log kept by one process (a mixin): the
     class gives each instance a L{LocalLog} C{_local}, calls L{_claim}
-    before it takes an append, and adds C{_local.committed} to the
-    append's Deferred first.
+    before it takes an append, and has
+    C{_local.committed} deliver its records before its Deferred fires.
     """
 
     _local: LocalLog

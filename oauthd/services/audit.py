@@ -162,6 +162,7 @@ class AuditTrail(Service):
     def __init__(
         self, directory: str, clock: IReactorTime, reactor: Any, pool: Any = None,
         limits: TrailLimits = TrailLimits(), sync: Callable[[int], None] = os.fdatasync,
+        partner: WriterPool | None = None,
     ) -> None:
         """
         Open (creating if need be) the trail in C{directory}. Blocking: call
@@ -174,6 +175,8 @@ class AuditTrail(Service):
             (tests pass one that runs inline).
         @param sync: makes a write durable (tests pass one that fails, as a
             full disk does).
+        @param partner: the writer whose results and the trail's come back
+            together (the journal's: a change waits for both anyway).
         """
         self.directory = directory
         self._sync = sync
@@ -190,7 +193,7 @@ class AuditTrail(Service):
         # The batch being written (empty for a rotation), while one is.
         self._writing: list[tuple[int, bytes]] | None = None
         self._idle: list[Deferred[None]] = []
-        self._writer = WriterPool(reactor, "oauthd-audit", pool)
+        self._writer = WriterPool(reactor, "oauthd-audit", pool, partner)
         self._closed = False
         self._dropped = 0
         self._summary = RefusalSummary(clock.seconds())

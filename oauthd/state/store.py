@@ -92,6 +92,20 @@ class NotDurable(Exception):
         self.made = made
 
 
+def _answer(result: object, decision: Decision[T], done: Deferred[T]) -> None:
+    """
+    Give C{decision}'s answer (or its refusal) through C{done}, its records
+    durable and C{result} what recording its audit events came to.
+    """
+    if isinstance(result, Failure):
+        assert result.value is not None
+        done.errback(NotDurable(result.value, decision.context, made=True))
+    elif decision.refusal is not None:
+        done.errback(decision.refusal)
+    else:
+        done.callback(decision.answer)
+
+
 class Store(Service):
     """
     State plus its log, the committer, and the housekeeping both need.
@@ -190,44 +204,39 @@ class Store(Service):
         else:
             appended = succeed(None)
         recorded = succeed(None) if audited is None else audited
-
         done: Deferred[T] = Deferred()
-
-        def answer(result: object) -> None:
-            # The events' outcome, once the records are durable.
-            if isinstance(result, Failure):
-                assert result.value is not None
-                done.errback(NotDurable(result.value, decision.context, made=True))
-            elif decision.refusal is not None:
-                done.errback(decision.refusal)
-            else:
-                done.callback(decision.answer)
-
-        def durable(result: object) -> None:
-            if isinstance(result, Failure):
-                assert result.value is not None
-                # Consumed here whatever the journal did: an audit failure
-                # after a journal failure is the same refusal.
-                recorded.addErrback(lambda _: None)
-                self._note_failure(result.value)
-                done.errback(NotDurable(result.value, decision.context))
-                return
-            if not records:
-                try:
-                    for event in decision.audit:
-                        self.record_audit(event)
-                except Exception:
-                    answer(Failure())
-                    return
-            elif self.observe is not None:
-                # Shown only now: a change the log never made durable was
-                # answered 503, so it did not happen.
-                for event in decision.audit:
-                    self.observe(event)
-            recorded.addBoth(answer)
-
-        appended.addBoth(durable)
+        # Bound methods given their arguments rather than closures: one
+        # change of many, each made and freed per commit.
+        appended.addBoth(self._durable, decision, bool(records), recorded, done)
         return done
+
+    def _durable(self, result: object, decision: Decision[T], changed: bool, recorded: Deferred[None],
+                 done: Deferred[T]) -> None:
+        """
+        The append of C{decision}'s records has ended with C{result}: give
+        its answer once its audit events are C{recorded}, or its failure.
+        """
+        if isinstance(result, Failure):
+            assert result.value is not None
+            # Consumed here whatever the journal did: an audit failure
+            # after a journal failure is the same refusal.
+            recorded.addErrback(lambda _: None)
+            self._note_failure(result.value)
+            done.errback(NotDurable(result.value, decision.context))
+            return
+        if not changed:
+            try:
+                for event in decision.audit:
+                    self.record_audit(event)
+            except Exception:
+                _answer(Failure(), decision, done)
+                return
+        elif self.observe is not None:
+            # Shown only now: a change the log never made durable was
+            # answered 503, so it did not happen.
+            for event in decision.audit:
+                self.observe(event)
+        recorded.addBoth(_answer, decision, done)
 
     def _note_failure(self, error: BaseException) -> None:
         if isinstance(error, JournalFailed) and self.journal_failure is None:

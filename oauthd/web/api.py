@@ -161,32 +161,35 @@ class OAuthHTTP:
         audited, and a refusal is audited, as if the client had waited.
         """
         answer: Deferred[bytes] = Deferred()
-
-        def settle(result: Body | Failure) -> None:
-            if not answer.called:
-                if isinstance(result, Failure):
-                    answer.errback(result)
-                    return
-                try:
-                    rendered = json_body(request, result, status)
-                except Exception:
-                    answer.errback()
-                else:
-                    answer.callback(rendered)
-            elif isinstance(result, Failure):
-                if isinstance(result.value, OAuthError):
-                    # Caught here rather than by an errback after settle:
-                    # one step fewer on every answer given later.
-                    try:
-                        self._audit_refusal(request, result.value)
-                    except Exception:
-                        log.failure("auditing a refusal after a hang-up failed")
-                else:
-                    log.failure("unhandled error after the client of {method} {path} hung up",
-                                result, method=request.method, path=request.path)
-
-        work.addBoth(settle)
+        work.addBoth(self._settle, request, answer, status)
         return answer
+
+    def _settle(self, result: Body | Failure, request: IRequest, answer: Deferred[bytes], status: int) -> None:
+        """
+        Render C{result}, what C{request}'s work came to, through C{answer}
+        (see L{_answered}); once the client has hung up, audit a refusal.
+        """
+        if not answer.called:
+            if isinstance(result, Failure):
+                answer.errback(result)
+                return
+            try:
+                rendered = json_body(request, result, status)
+            except Exception:
+                answer.errback()
+            else:
+                answer.callback(rendered)
+        elif isinstance(result, Failure):
+            if isinstance(result.value, OAuthError):
+                # Caught here rather than by an errback after settle:
+                # one step fewer on every answer given later.
+                try:
+                    self._audit_refusal(request, result.value)
+                except Exception:
+                    log.failure("auditing a refusal after a hang-up failed")
+            else:
+                log.failure("unhandled error after the client of {method} {path} hung up",
+                            result, method=request.method, path=request.path)
 
     def _audit_refusal(self, request: IRequest, error: OAuthError) -> None:
         """

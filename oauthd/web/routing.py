@@ -166,37 +166,43 @@ class Router(KleinResource):
         """
         Write the body C{result} gives, as Klein would: cancelled if the
         client hangs up first; a failure, or anything but bytes, rendered
-        Klein's way.
+        Klein's way. (Bound methods given their arguments rather than
+        closures: they are made and freed for every answer given later.)
         """
         gone = [False]
+        request.notifyFinish().addBoth(_finished, result, gone)  # type: ignore[attr-defined]
+        args = (request, matched, gone)
+        result.addCallbacks(self._answer_later, self._fail_later, callbackArgs=args, errbackArgs=args)
 
-        def finished(outcome: object) -> None:
-            gone[0] = True
-            if isinstance(outcome, Failure):
-                result.cancel()
-
-        def answer(body: object) -> None:
-            if gone[0]:
+    def _answer_later(self, body: object, request: IRequest, matched: int, gone: list[bool]) -> None:
+        if gone[0]:
+            return
+        # Caught here rather than by an errback after this: one step fewer
+        # on every answer given later.
+        try:
+            if type(body) is not bytes:
+                self._klein_later(request, body, matched)
                 return
-            # Caught here rather than by an errback after these two: one
-            # step fewer on every answer given later.
+            request.write(body)
+            request.finish()
+        except Exception:
+            log.failure("writing the response to {path} failed", path=request.path)
+
+    def _fail_later(self, failure: Failure, request: IRequest, matched: int, gone: list[bool]) -> None:
+        if not gone[0]:
             try:
-                if type(body) is not bytes:
-                    self._klein_later(request, body, matched)
-                    return
-                request.write(body)
-                request.finish()
+                self._klein_later(request, failure, matched)
             except Exception:
                 log.failure("writing the response to {path} failed", path=request.path)
+        elif not failure.check(CancelledError):
+            log.failure("unhandled error after the client of {path} hung up", failure, path=request.path)
 
-        def failed(failure: Failure) -> None:
-            if not gone[0]:
-                try:
-                    self._klein_later(request, failure, matched)
-                except Exception:
-                    log.failure("writing the response to {path} failed", path=request.path)
-            elif not failure.check(CancelledError):
-                log.failure("unhandled error after the client of {path} hung up", failure, path=request.path)
 
-        request.notifyFinish().addBoth(finished)  # type: ignore[attr-defined]
-        result.addCallbacks(answer, failed)
+def _finished(outcome: object, result: Deferred[Any], gone: list[bool]) -> None:
+    """
+    The request of C{result} has finished, or its client hung up first:
+    then C{result} is cancelled.
+    """
+    gone[0] = True
+    if isinstance(outcome, Failure):
+        result.cancel()
