@@ -50,6 +50,17 @@ def mint(
     return Minted(secret, token, session_id)
 
 
+def beside(ctx: Context, token: Token, kind: str, scope: str, lifetime: int) -> tuple[str, Token]:
+    """
+    A new token of C{kind} (not an app password) for C{token}'s client,
+    user, grant and label, issued when it was: its secret and the token.
+    (L{mint}'s, without the session id nobody is shown.)
+    """
+    secret = tokens.new_access_token(ctx.random_bytes)
+    return secret, Token(tokens.token_key(secret), kind, token.client_id, token.user, scope, token.issued_at,
+                         lifetime, token.grant, token.label)
+
+
 def derived_label(app_password: Token) -> str:
     """
     The label of every token obtained by logging in with C{app_password}

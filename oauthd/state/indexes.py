@@ -31,14 +31,14 @@ class KeyLists(dict[str, list[int]]):
         super().__init__()
         self._stale: dict[str, int] = {}
 
-    def gone(self, name: str, rows: Container[int]) -> None:
+    def gone(self, name: str, rows: Container[int], count: int = 1) -> None:
         """
-        One of the keys listed under C{name} left C{rows}.
+        One of the keys listed under C{name} left C{rows} (or C{count} of them).
         """
         entries = self.get(name)
         if entries is None:
             return
-        stale = self._stale.get(name, 0) + 1
+        stale = self._stale.get(name, 0) + count
         if stale * 2 < len(entries):
             self._stale[name] = stale
             return
