@@ -31,14 +31,14 @@ class KeyLists(dict[str, list[int]]):
         super().__init__()
         self._stale: dict[str, int] = {}
 
-    def gone(self, name: str, rows: Container[int], count: int = 1) -> None:
+    def gone(self, name: str, rows: Container[int]) -> None:
         """
-        One of the keys listed under C{name} left C{rows} (or C{count} of them).
+        One of the keys listed under C{name} left C{rows}.
         """
         entries = self.get(name)
         if entries is None:
             return
-        stale = self._stale.get(name, 0) + count
+        stale = self._stale.get(name, 0) + 1
         if stale * 2 < len(entries):
             self._stale[name] = stale
             return
@@ -49,6 +49,23 @@ class KeyLists(dict[str, list[int]]):
             self[name] = kept
         else:
             del self[name]
+        self._stale.pop(name, None)
+
+    def replaced(self, name: str, rows: Container[int], gone: int, added: tuple[int, ...]) -> None:
+        """
+        C{gone} of the keys listed under C{name} left C{rows}, and the keys
+        C{added} were taken in (listed last): L{gone} that many times, and
+        appending them, in one go (a refresh token's rotation).
+        """
+        entries = self.get(name)
+        stale = self._stale.get(name, 0) + gone
+        if entries is not None and stale * 2 < len(entries):
+            self._stale[name] = stale
+            entries += added
+            return
+        kept = [] if entries is None else list(filter(rows.__contains__, entries))
+        kept += added
+        self[name] = kept
         self._stale.pop(name, None)
 
     def take(self, name: str) -> list[int]:

@@ -40,99 +40,39 @@ def rotate(state: State, record: TokenRotated, now: float) -> bool:
 
     @return: whether in one pass (else its parts were applied one by one).
     """
-    leaving = _leaving(state, record)
-    if leaving is None:
+    taken = _one_pass(state, record)
+    if taken is None:
         state.apply(parts(record), now)
         return False
-    family = state.families.get(record.access.grant)
-    assert family is not None
-    _leave(state, leaving, family)
-    used = leaving[0]
-    owners = state._owners(used.client_id, used.user)
-    if owners is not None:
-        _take(state, owners, record.access, record.refresh, family)
-    return True
-
-
-def _leaving(state: State, record: TokenRotated) -> list[Token] | None:
-    """
-    The tokens C{record} takes out, the used one first, if its rotation
-    can be applied in one pass: the used token is a refresh token held, of
-    a live family, and every token it takes out or puts in is of its
-    client, user and grant (each revoked one an access token); else C{None}.
-    """
-    rows = state._rows
-    row = rows.get(record.used)
-    if row is None:
-        return None
-    used = row if type(row) is Token else parse_token(row)
-    access, refresh = record.access, record.refresh
-    grant, client_id, user = used.grant, used.client_id, used.user
-    if (used.kind != REFRESH or access.kind != ACCESS or refresh.kind != REFRESH or access.grant != grant
-            or refresh.grant != grant or access.client_id != client_id or refresh.client_id != client_id
-            or access.user != user or refresh.user != user or state.families.get(grant) is None):
-        return None
-    leaving = [used]
-    for key in record.revoked:
-        row = rows.get(key)
-        if row is not None:
-            token = row if type(row) is Token else parse_token(row)
-            if token.kind != ACCESS or token.grant != grant or token.client_id != client_id or token.user != user:
-                return None
-            leaving.append(token)
-    return leaving
-
-
-def _leave(state: State, leaving: list[Token], family: Family) -> None:
-    """
-    The tokens C{leaving}, the used refresh token first and then access
-    tokens, all of C{family}'s client, user and grant, leave the state.
-    """
+    leaving, family, owners = taken
     rows = state._rows
     gone = 0
-    for token in leaving:
-        if rows.pop(token.key, None) is not None:  # (a key revoked twice goes once)
+    for key in leaving:
+        if rows.pop(key, None) is not None:  # (a key revoked twice goes once)
             gone += 1
-    state.families.spend(family, leaving[0].key)
+    state.families.spend(family, record.used)
     if gone > 1 and family.access:
         family.access = max(0, family.access - (gone - 1))
-    state.token_order.removed(gone)
-    used = leaving[0]
+    access, refresh = record.access, record.refresh
+    # Names are shared with the client and user from here on.
+    access.client_id, access.user = refresh.client_id, refresh.user = client_id, user = owners
+    added = (access.key, refresh.key)
+    rows[added[0]] = access
+    rows[added[1]] = refresh
+    order = state.token_order
+    order.removed(gone)
+    order.add_all(added)
     lists = state._lists
-    client_id, user = used.client_id, used.user
     if client_id:
-        _count_out(lists.client_count, client_id, gone)
-        lists.by_client.gone(client_id, rows, gone)
+        lists.by_client.replaced(client_id, rows, gone, added)
+        counts = lists.client_count
+        counts[client_id] += 2 - gone
     if user:
-        _count_out(lists.user_count, user, gone)
-        lists.by_user.gone(user, rows, gone)
-    lists.by_grant.gone(family.grant, rows, gone)
-
-
-def _count_out(counts: dict[str, int], name: str, gone: int) -> None:
-    left = counts[name] - gone
-    if left:
-        counts[name] = left
-    else:
-        del counts[name]
-
-
-def _take(state: State, owners: tuple[str, str], access: Token, refresh: Token, family: Family) -> None:
-    """
-    C{access} and C{refresh}, of C{family}'s grant, are taken in (each
-    unless its key is held or used already), owned by C{owners}.
-    """
-    rows = state._rows
-    spent = state.families.spent
-    client_id, user = owners
-    lists = state._lists
-    by_client, by_user, by_grant, expiry = lists.by_client, lists.by_user, lists.by_grant, state._expiry
-    grant = family.grant
+        lists.by_user.replaced(user, rows, gone, added)
+        counts = lists.user_count
+        counts[user] += 2 - gone
+    lists.by_grant.replaced(family.grant, rows, gone, added)
     for token in (access, refresh):
-        key = token.key
-        if key in rows or key in spent:
-            continue
-        token.client_id, token.user = owners
         lifetime = token.lifetime
         expires_at = token.issued_at + lifetime if lifetime else 0
         if token.issued_at < family.started:
@@ -140,32 +80,48 @@ def _take(state: State, owners: tuple[str, str], access: Token, refresh: Token, 
         ends = family.expires_at
         if ends and (not expires_at or expires_at > ends):
             family.expires_at = expires_at
-        if token is access:
-            family.took_access(expires_at)
-        rows[key] = token
-        state._taken(key)
-        # Straight-line, as State._index: a list made when its name has none.
-        if client_id:
-            listed = by_client.get(client_id)
-            if listed is None:
-                listed = by_client[client_id] = []
-            listed.append(key)
-            counts = lists.client_count
-            counts[client_id] = counts.get(client_id, 0) + 1
-        if user:
-            listed = by_user.get(user)
-            if listed is None:
-                listed = by_user[user] = []
-            listed.append(key)
-            counts = lists.user_count
-            counts[user] = counts.get(user, 0) + 1
-        listed = by_grant.get(grant)
-        if listed is None:
-            listed = by_grant[grant] = []
-        listed.append(key)
         if expires_at:
             minute = expires_at // EXPIRY_BUCKET
-            listed = expiry.get(minute)
+            listed = state._expiry.get(minute)
             if listed is None:
-                listed = expiry[minute] = []
-            listed.append(key)
+                listed = state._expiry[minute] = []
+            listed.append(token.key)
+    family.took_access(access.issued_at + access.lifetime if access.lifetime else 0)
+    return True
+
+
+def _one_pass(state: State, record: TokenRotated) -> tuple[list[int], Family, tuple[str, str]] | None:
+    """
+    What applying C{record} in one pass takes: the keys it takes out (the
+    used one first), the family and the owners of its tokens; C{None} where
+    its parts may do anything else than that pass: its used token is not a
+    refresh token held, of a live family, of the owners and grant of the
+    new tokens; a revoked token held is not an access token of them; a new
+    key is held or used already; the owners are gone or disabled.
+    """
+    rows = state._rows
+    row = rows.get(record.used)
+    if row is None:
+        return None
+    used = row if type(row) is Token else parse_token(row)
+    access = record.access
+    grant, client_id, user = used.grant, used.client_id, used.user
+    family = state.families.get(grant)
+    spent = state.families.spent
+    new, newer = access.key, record.refresh.key
+    if (family is None or used.kind != REFRESH or access.grant != grant or access.client_id != client_id
+            or access.user != user or new in rows or newer in rows or new in spent or newer in spent
+            or new == newer):
+        return None
+    leaving = [record.used]
+    for key in record.revoked:
+        row = rows.get(key)
+        if row is not None:
+            token = row if type(row) is Token else parse_token(row)
+            if token.kind != ACCESS or token.grant != grant or token.client_id != client_id or token.user != user:
+                return None
+            leaving.append(key)
+    owners = state._owners(client_id, user)
+    if owners is None:
+        return None
+    return leaving, family, owners

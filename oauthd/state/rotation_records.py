@@ -22,43 +22,50 @@ are 32 hex digits, as in the token records.
 
 from __future__ import annotations
 
-from attrs import frozen
-
-from oauthd.state.entities import ACCESS, REFRESH, Token, key_hex
+from oauthd.state.entities import ACCESS, REFRESH, Token, handle, key_hex
 
 TAG = "rot"
 
 _FIELDS = 14
 
 
-@frozen
 class TokenRotated:
     """
     The refresh token with key C{used} is used, the tokens with the keys
     C{revoked} are revoked, then C{access} and C{refresh} are issued.
-    C{access} is an access token and C{refresh} a refresh token, of one
-    client, user, grant and label, issued at the same time.
+    (A plain class, as L{Token}: one is built on every refresh.)
+
+    @raise ValueError: if C{access} and C{refresh} are not an access and a
+        refresh token of one client, user, grant and label, issued at the
+        same time (what the record's line holds once).
     """
 
-    used: int
-    revoked: tuple[int, ...]
-    access: Token
-    refresh: Token
+    __slots__ = ("used", "revoked", "access", "refresh")
+
+    def __init__(self, used: int, revoked: tuple[int, ...], access: Token, refresh: Token) -> None:
+        if (access.kind != ACCESS or refresh.kind != REFRESH or access.client_id != refresh.client_id
+                or access.user != refresh.user or access.issued_at != refresh.issued_at
+                or access.grant != refresh.grant or access.label != refresh.label or not access.grant):
+            raise ValueError("a rotation issues an access and a refresh token of one grant, at one time")
+        self.used = used
+        self.revoked = revoked
+        self.access = access
+        self.refresh = refresh
+
+    def __repr__(self) -> str:
+        return f"<TokenRotated {handle(self.used)} -> {self.access!r} {self.refresh!r} revoking {len(self.revoked)}>"
 
 
 def encode(record: TokenRotated) -> str:
     """
     The payload text of C{record}.
 
-    @raise ValueError: if a field contains a tab, or its tokens are not an
-        access and a refresh token sharing what the record writes once.
+    @raise ValueError: if a field contains a tab.
     """
     a, r = record.access, record.refresh
-    if (a.kind != ACCESS or r.kind != REFRESH or a.client_id != r.client_id or a.user != r.user
-            or a.issued_at != r.issued_at or a.grant != r.grant or a.label != r.label or not a.grant):
-        raise ValueError("a rotation issues an access and a refresh token of one grant, at one time")
+    revoked = record.revoked
     text = (
-        f"rot\t{key_hex(record.used)}\t{','.join(map(key_hex, record.revoked))}\t{key_hex(a.key)}\t"
+        f"rot\t{key_hex(record.used)}\t{','.join(map(key_hex, revoked)) if revoked else ''}\t{key_hex(a.key)}\t"
         f"{a.client_id}\t{a.user}\t{a.scope}\t{a.issued_at}\t{a.lifetime}\t{a.grant}\t{a.label}\t"
         f"{key_hex(r.key)}\t{r.scope}\t{r.lifetime}"
     )
