@@ -52,31 +52,32 @@ def rotate(state: State, record: TokenRotated, now: float) -> bool:
             gone += 1
     state.families.spend(family, record.used)
     if gone > 1 and family.access:
-        family.access = max(0, family.access - (gone - 1))
+        left = family.access - (gone - 1)
+        family.access = left if left > 0 else 0
     access, refresh = record.access, record.refresh
     # Names are shared with the client and user from here on.
-    access.client_id, access.user = refresh.client_id, refresh.user = client_id, user = owners
+    access.client_id, access.user = refresh.client_id, refresh.user = owners
     added = (access.key, refresh.key)
     rows[added[0]] = access
     rows[added[1]] = refresh
     order = state.token_order
     order.removed(gone)
     order.add_all(added)
+    client_id, user = owners
     lists = state._lists
     if client_id:
         lists.by_client.replaced(client_id, rows, gone, added)
-        counts = lists.client_count
-        counts[client_id] += 2 - gone
+        lists.client_count[client_id] += 2 - gone
     if user:
         lists.by_user.replaced(user, rows, gone, added)
-        counts = lists.user_count
-        counts[user] += 2 - gone
+        lists.user_count[user] += 2 - gone
     lists.by_grant.replaced(family.grant, rows, gone, added)
+    # (Issued at the same time: TokenRotated checks it.)
+    if access.issued_at < family.started:
+        family.started = access.issued_at
     for token in (access, refresh):
         lifetime = token.lifetime
         expires_at = token.issued_at + lifetime if lifetime else 0
-        if token.issued_at < family.started:
-            family.started = token.issued_at
         ends = family.expires_at
         if ends and (not expires_at or expires_at > ends):
             family.expires_at = expires_at

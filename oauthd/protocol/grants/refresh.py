@@ -60,12 +60,13 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
     if client.max_tokens >= 0:
         revoked = tuple([t.key for t in state.access_beyond(token.grant, client.max_tokens, now)])
     login = state.authz.logins.get(token.grant)
-    access = id_tokens.access_token(ctx, client, scope=scope, lifetime=capped(ctx, client.access_ttl, app),
-                                    user=token.user, grant=token.grant, label=token.label, login=login)
+    lifetimes = (client.access_ttl, client.refresh_ttl) if app is None else (
+        capped(ctx, client.access_ttl, app), capped(ctx, client.refresh_ttl, app))
+    access = id_tokens.access_token(ctx, client, scope=scope, lifetime=lifetimes[0], user=token.user,
+                                    grant=token.grant, label=token.label, login=login)
     # The new refresh token keeps the grant's scope (RFC 6749 section 6): a
     # narrower access token now does not narrow later ones.
-    refresh, refresh_token = beside(ctx, access.token, REFRESH, token.scope,
-                                    min(capped(ctx, client.refresh_ttl, app), ends - now))
+    refresh, refresh_token = beside(ctx, access.token, REFRESH, token.scope, min(lifetimes[1], ends - now))
     records: list[Record] = [TokenRotated(token.key, revoked, access.token, refresh_token)]
     id_token = ""
     if login is not None and id_tokens.wants_id_token(scope):
