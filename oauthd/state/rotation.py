@@ -108,7 +108,7 @@ def _one_pass(state: State, record: TokenRotated) -> tuple[list[int], Family, tu
     access = record.access
     grant, client_id, user = used.grant, used.client_id, used.user
     family = state.families.get(grant)
-    spent = state.families.spent
+    spent = state._spent
     new, newer = access.key, record.refresh.key
     if (family is None or used.kind != REFRESH or access.grant != grant or access.client_id != client_id
             or access.user != user or new in rows or newer in rows or new in spent or newer in spent

@@ -12,7 +12,7 @@ from oauthd.protocol import errors, id_tokens, scopes, signing, tokens
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny
 from oauthd.protocol.grants.answer import issued, requested_scope
-from oauthd.protocol.issuing import app_password_of, beside, capped
+from oauthd.protocol.issuing import app_password_of, beside, capped, pair
 from oauthd.protocol.limits import TOKEN_IP, ip_key, refuse
 from oauthd.state.decision import Decision, audit
 from oauthd.state.entities import REFRESH, Client, handle
@@ -47,7 +47,7 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
     scope = token.scope
     if params.get("scope", "").strip():
         scope = requested_scope(ctx, params, token.scope, token.scope, client=client.id, user=token.user)
-    if not scopes.within(scope, client.scope):
+    if scope != client.scope and not scopes.within(scope, client.scope):
         raise deny(errors.invalid_scope("the client may no longer be granted this scope"),
                    client=client.id, user=token.user, scope=scope)
     app = None
@@ -62,11 +62,15 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
     login = state.authz.logins.get(token.grant)
     lifetimes = (client.access_ttl, client.refresh_ttl) if app is None else (
         capped(ctx, client.access_ttl, app), capped(ctx, client.refresh_ttl, app))
-    access = id_tokens.access_token(ctx, client, scope=scope, lifetime=lifetimes[0], user=token.user,
-                                    grant=token.grant, label=token.label, login=login)
     # The new refresh token keeps the grant's scope (RFC 6749 section 6): a
     # narrower access token now does not narrow later ones.
-    refresh, refresh_token = beside(ctx, access.token, REFRESH, token.scope, min(lifetimes[1], ends - now))
+    lifetimes = lifetimes[0], min(lifetimes[1], ends - now)
+    if client.jwt_access_tokens and lifetimes[0]:
+        access = id_tokens.access_token(ctx, client, scope=scope, lifetime=lifetimes[0], user=token.user,
+                                        grant=token.grant, label=token.label, login=login)
+        refresh, refresh_token = beside(ctx, access.token, REFRESH, token.scope, lifetimes[1])
+    else:
+        access, refresh, refresh_token = pair(ctx, client.id, token, scope, lifetimes)
     records: list[Record] = [TokenRotated(token.key, revoked, access.token, refresh_token)]
     id_token = ""
     if login is not None and id_tokens.wants_id_token(scope):
