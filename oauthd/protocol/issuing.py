@@ -61,17 +61,18 @@ def beside(ctx: Context, token: Token, kind: str, scope: str, lifetime: int) -> 
                          lifetime, token.grant, token.label)
 
 
-def pair(ctx: Context, client_id: str, of: Token, scope: str, lifetimes: tuple[int, int]) -> tuple[Minted, str, Token]:
+def pair(
+    ctx: Context, client_id: str, of: Token, scope: str, lifetimes: tuple[int, int], now: int,
+) -> tuple[Minted, str, Token]:
     """
     A refresh's new opaque access token (of C{scope}) and refresh token (of
     C{of}'s scope), both for C{client_id} and C{of}'s user, grant and label,
-    issued now: the access token as L{mint} gives it, the refresh token as
-    L{beside} does, both secrets from one draw of randomness.
+    issued at C{now}: the access token as L{mint} gives it, the refresh
+    token as L{beside} does, both secrets from one draw of randomness.
     """
     drawn = ctx.random_bytes(48)
     secret, refresh = drawn[:24].hex(), drawn[24:].hex()
     key, session_id = tokens.key_and_session_id(secret)
-    now = ctx.now()
     user, grant, label = of.user, of.grant, of.label
     return (
         Minted(secret, Token(key, ACCESS, client_id, user, scope, now, lifetimes[0], grant, label), session_id),

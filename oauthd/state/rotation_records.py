@@ -64,8 +64,10 @@ def encode(record: TokenRotated) -> str:
     """
     a, r = record.access, record.refresh
     revoked = record.revoked
+    # (As a rotation most often revokes: one access token, or none.)
+    listed = key_hex(revoked[0]) if len(revoked) == 1 else ",".join(map(key_hex, revoked))
     text = (
-        f"rot\t{key_hex(record.used)}\t{','.join(map(key_hex, revoked)) if revoked else ''}\t{key_hex(a.key)}\t"
+        f"rot\t{key_hex(record.used)}\t{listed}\t{key_hex(a.key)}\t"
         f"{a.client_id}\t{a.user}\t{a.scope}\t{a.issued_at}\t{a.lifetime}\t{a.grant}\t{a.label}\t"
         f"{key_hex(r.key)}\t{r.scope}\t{r.lifetime}"
     )

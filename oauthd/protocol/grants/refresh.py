@@ -70,7 +70,7 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
                                         grant=token.grant, label=token.label, login=login)
         refresh, refresh_token = beside(ctx, access.token, REFRESH, token.scope, lifetimes[1])
     else:
-        access, refresh, refresh_token = pair(ctx, client.id, token, scope, lifetimes)
+        access, refresh, refresh_token = pair(ctx, client.id, token, scope, lifetimes, now)
     records: list[Record] = [TokenRotated(token.key, revoked, access.token, refresh_token)]
     id_token = ""
     if login is not None and id_tokens.wants_id_token(scope):
