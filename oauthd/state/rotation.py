@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from oauthd.state.entities import ACCESS, REFRESH, Token
-from oauthd.state.families import EXPIRY_BUCKET, Family
+from oauthd.state.families import EXPIRY_BUCKET
 from oauthd.state.records import RefreshUsed, TokenIssued, TokenRevoked
 from oauthd.state.rotation_records import TokenRotated
 from oauthd.state.rows import parse_token
@@ -36,16 +36,39 @@ def parts(record: TokenRotated) -> list[RefreshUsed | TokenRevoked | TokenIssued
 
 def rotate(state: State, record: TokenRotated, now: float) -> bool:
     """
-    Apply C{record} to C{state}.
+    Apply C{record} to C{state}: in one pass, unless its parts may do
+    anything else than that pass does: its used token is not a refresh
+    token held, of a live family, of the owners and grant of the new
+    tokens; a revoked token held is not an access token of them; a new key
+    is held or used already; the owners are gone or disabled.
 
     @return: whether in one pass (else its parts were applied one by one).
     """
-    taken = _one_pass(state, record)
-    if taken is None:
-        state.apply(parts(record), now)
-        return False
-    leaving, family, owners = taken
     rows = state._rows
+    row = rows.get(record.used)
+    if row is None:
+        return _by_parts(state, record, now)
+    used = row if type(row) is Token else parse_token(row)
+    access = record.access
+    grant, client_id, user = used.grant, used.client_id, used.user
+    family = state.families.get(grant)
+    spent = state._spent
+    new, newer = access.key, record.refresh.key
+    if (family is None or used.kind != REFRESH or access.grant != grant or access.client_id != client_id
+            or access.user != user or new in rows or newer in rows or new in spent or newer in spent
+            or new == newer):
+        return _by_parts(state, record, now)
+    leaving = [record.used]
+    for key in record.revoked:
+        row = rows.get(key)
+        if row is not None:
+            token = row if type(row) is Token else parse_token(row)
+            if token.kind != ACCESS or token.grant != grant or token.client_id != client_id or token.user != user:
+                return _by_parts(state, record, now)
+            leaving.append(key)
+    owners = state._owners(client_id, user)
+    if owners is None:
+        return _by_parts(state, record, now)
     gone = 0
     for key in leaving:
         if rows.pop(key, None) is not None:  # (a key revoked twice goes once)
@@ -91,38 +114,9 @@ def rotate(state: State, record: TokenRotated, now: float) -> bool:
     return True
 
 
-def _one_pass(state: State, record: TokenRotated) -> tuple[list[int], Family, tuple[str, str]] | None:
+def _by_parts(state: State, record: TokenRotated, now: float) -> bool:
     """
-    What applying C{record} in one pass takes: the keys it takes out (the
-    used one first), the family and the owners of its tokens; C{None} where
-    its parts may do anything else than that pass: its used token is not a
-    refresh token held, of a live family, of the owners and grant of the
-    new tokens; a revoked token held is not an access token of them; a new
-    key is held or used already; the owners are gone or disabled.
+    Apply C{record}'s parts one by one (L{rotate}'s way out).
     """
-    rows = state._rows
-    row = rows.get(record.used)
-    if row is None:
-        return None
-    used = row if type(row) is Token else parse_token(row)
-    access = record.access
-    grant, client_id, user = used.grant, used.client_id, used.user
-    family = state.families.get(grant)
-    spent = state._spent
-    new, newer = access.key, record.refresh.key
-    if (family is None or used.kind != REFRESH or access.grant != grant or access.client_id != client_id
-            or access.user != user or new in rows or newer in rows or new in spent or newer in spent
-            or new == newer):
-        return None
-    leaving = [record.used]
-    for key in record.revoked:
-        row = rows.get(key)
-        if row is not None:
-            token = row if type(row) is Token else parse_token(row)
-            if token.kind != ACCESS or token.grant != grant or token.client_id != client_id or token.user != user:
-                return None
-            leaving.append(key)
-    owners = state._owners(client_id, user)
-    if owners is None:
-        return None
-    return leaving, family, owners
+    state.apply(parts(record), now)
+    return False
