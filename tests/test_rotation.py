@@ -302,11 +302,12 @@ def test_a_journal_of_either_form_replays_to_the_same_state() -> None:
     history = _history(steps)
     state = _built(history, replayed=False, swept=False)
     rotations = []
-    for number, grant_key in enumerate((1 << 64, 3 << 64, 1 << 64, 3 << 64)):
-        record = _rotation(state, 0 if grant_key == 1 << 64 else 1, 1, 3600, "")
+    for number, pick in enumerate((0, 1, 0, 1)):
+        record = _rotation(state, pick, 1, 3600, "")
+        grant, user = record.access.grant, record.access.user
         record = TokenRotated(record.used, record.revoked,
-                              _token((number + 50) << 80, ACCESS, record.access.grant, record.access.user, START, 3600),
-                              _token((number + 60) << 80, REFRESH, record.access.grant, record.access.user, START, 0))
+                              _token((number + 50) << 80, ACCESS, grant, user, START, 3600),
+                              _token((number + 60) << 80, REFRESH, grant, user, START, 0))
         state.apply([record], START)
         rotations.append(record)
     new_form = [encode(r) for r in [*history, *rotations]]

@@ -54,7 +54,8 @@ def admitted(state: State, record: Record) -> bool:
             return key in state.tokens and state.tokens[key].kind == REFRESH
         case TokenRotated(used=key, access=access, refresh=refresh):
             # Whole or not at all: each of its parts that could be dropped.
-            return all(admitted(state, part) for part in (RefreshUsed(key), TokenIssued(access), TokenIssued(refresh)))
+            return all(admitted(state, part)
+                       for part in (RefreshUsed(key), TokenIssued(access), TokenIssued(refresh)))
         case CodeIssued(code=code):
             client = state.clients.get(code.client_id)
             return _enabled(state, code.user) and client is not None and client.enabled

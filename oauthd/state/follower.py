@@ -160,9 +160,10 @@ def implied_claims(state: State, records: Sequence[Record]) -> list[Claim]:
     """
     The claims C{records} make on a shared log, whoever decided them: a
     grant's refresh token rotates only from the one it holds now (a
-    compare-and-set on the digests, a L{TokenRotated}'s as its parts'), a revoked grant holds L{REVOKED}
-    whatever it held, and a code, a device code, a TOTP step, a recovery
-    code or a use of an initial access token is used once.
+    compare-and-set on the digests, a L{TokenRotated}'s as its parts'), a
+    revoked grant holds L{REVOKED} whatever it held, and a code, a device
+    code, a TOTP step, a recovery code or a use of an initial access token
+    is used once.
     """
     used = {r.key for r in records if isinstance(r, RefreshUsed)}
     claims: list[Claim] = []
