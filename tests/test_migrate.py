@@ -157,6 +157,53 @@ def test_migrated_grant_rotates_once(tmp_path: Path) -> None:
         assert shared.stop() == 0, shared.output()
 
 
+def test_a_grant_rotated_on_the_journal_rotates_on_once(tmp_path: Path) -> None:
+    """
+    A grant rotated on the journal (a rotation record there) and migrated
+    rotates on from its current refresh token on a daemon over the shared
+    log, whose nodes replayed the rotation record from it; the token that
+    rotation used is a reuse there, which revokes the family.
+    """
+    from tests.daemon import Daemon
+    from tests.postgres import shared_log_options
+    from tests.test_multinode_postgres import PASSWORD as ALICE, ctl, post
+
+    uri = fresh_database()
+    journal = Daemon(tmp_path / "one")
+    try:
+        ctl(journal, "users", "add", "alice", "--password-stdin", stdin=ALICE + "\n")
+        added = ctl(journal, "clients", "add", "--name", "app", "--grant", "password",
+                    "--grant", "refresh_token", "--json")
+        client = (added["id"], added["secret"])
+        code, issued = post(journal, "/api/v1/oauth/token",
+                            {"grant_type": "password", "username": "alice", "password": ALICE}, client)
+        assert code == 200, issued
+        code, current = post(journal, "/api/v1/oauth/token",
+                             {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}, client)
+        assert code == 200, current
+    finally:
+        assert journal.stop() == 0, journal.output()
+    assert sum(p.startswith(b"rot\t") for p in payloads(tmp_path / "one")) == 1
+    options = shared_log_options(tmp_path, uri)
+    key = str(tmp_path / "eventlog.key")
+    code, _, err = oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri, "--secret-key-file", key)
+    assert code == 0, err
+    shared = Daemon(tmp_path / "two", *options)
+    try:
+        on = {"grant_type": "refresh_token", "refresh_token": current["refresh_token"]}
+        code, rotated = post(shared, "/api/v1/oauth/token", on, client)
+        assert code == 200, rotated
+        used = {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}
+        code, reused = post(shared, "/api/v1/oauth/token", used, client)
+        assert (code, reused["error"]) == (400, "invalid_grant"), reused
+        assert "already used" in reused["error_description"], reused
+        latest = {"grant_type": "refresh_token", "refresh_token": rotated["refresh_token"]}
+        code, revoked = post(shared, "/api/v1/oauth/token", latest, client)
+        assert (code, revoked["error"]) == (400, "invalid_grant"), revoked
+    finally:
+        assert shared.stop() == 0, shared.output()
+
+
 def test_back_as_the_nodes_hold_it(tmp_path: Path) -> None:
     """
     A record the nodes dropped at its position in the shared log (a user

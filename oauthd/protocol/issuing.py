@@ -12,7 +12,7 @@ from attrs import frozen
 
 from oauthd.protocol import tokens
 from oauthd.protocol.context import Context
-from oauthd.state.entities import APP_PASSWORD, REFRESH, USED_REFRESH, Client, Token
+from oauthd.state.entities import ACCESS, APP_PASSWORD, REFRESH, USED_REFRESH, Client, Token
 from oauthd.state.records import GrantRevoked, Record, TokenIssued, TokenRevoked
 
 
@@ -48,6 +48,37 @@ def mint(
     key, session_id = tokens.key_and_session_id(secret)
     token = Token(key, kind, client_id, user, scope, ctx.now(), lifetime, grant, label)
     return Minted(secret, token, session_id)
+
+
+def beside(ctx: Context, token: Token, kind: str, scope: str, lifetime: int) -> tuple[str, Token]:
+    """
+    A new token of C{kind} (not an app password) for C{token}'s client,
+    user, grant and label, issued when it was: its secret and the token.
+    (L{mint}'s, without the session id nobody is shown.)
+    """
+    secret = tokens.new_access_token(ctx.random_bytes)
+    return secret, Token(tokens.token_key(secret), kind, token.client_id, token.user, scope, token.issued_at,
+                         lifetime, token.grant, token.label)
+
+
+def pair(
+    ctx: Context, client_id: str, of: Token, scope: str, lifetimes: tuple[int, int], now: int,
+) -> tuple[Minted, str, Token]:
+    """
+    A refresh's new opaque access token (of C{scope}) and refresh token (of
+    C{of}'s scope), both for C{client_id} and C{of}'s user, grant and label,
+    issued at C{now}: the access token as L{mint} gives it, the refresh
+    token as L{beside} does, both secrets from one draw of randomness.
+    """
+    drawn = ctx.random_bytes(48)
+    secret, refresh = drawn[:24].hex(), drawn[24:].hex()
+    key, session_id = tokens.key_and_session_id(secret)
+    user, grant, label = of.user, of.grant, of.label
+    return (
+        Minted(secret, Token(key, ACCESS, client_id, user, scope, now, lifetimes[0], grant, label), session_id),
+        refresh,
+        Token(tokens.token_key(refresh), REFRESH, client_id, user, of.scope, now, lifetimes[1], grant, label),
+    )
 
 
 def derived_label(app_password: Token) -> str:

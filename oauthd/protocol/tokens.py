@@ -149,7 +149,8 @@ def token_key(secret: str) -> int:
     """
     The lookup key of a token: the first 128 bits of its SHA-256 digest.
     """
-    return int.from_bytes(_sha256(secret).digest()[:16], "big")
+    # (_sha256 inline: one call fewer for every token presented.)
+    return int.from_bytes(hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()[:16], "big")
 
 
 def key_and_session_id(secret: str) -> tuple[int, str]:

@@ -14,6 +14,7 @@ from oauthd.state.model import State
 from oauthd.state.records import (
     RecoveryCodeUsed, Record, RefreshUsed, TokenIssued, TokenRevoked, TotpStepUsed, UserPut, decode,
 )
+from oauthd.state.rotation_records import TokenRotated
 
 _STAGE = {PENDING: 0, APPROVED: 1, DENIED: 1, REDEEMED: 2}
 
@@ -51,6 +52,10 @@ def admitted(state: State, record: Record) -> bool:
             # Still held, whatever the clock reads here: its expiry was checked
             # when it was decided, and its grant's claim makes the use single.
             return key in state.tokens and state.tokens[key].kind == REFRESH
+        case TokenRotated(used=key, access=access, refresh=refresh):
+            # Whole or not at all: each of its parts that could be dropped.
+            return all(admitted(state, part)
+                       for part in (RefreshUsed(key), TokenIssued(access), TokenIssued(refresh)))
         case CodeIssued(code=code):
             client = state.clients.get(code.client_id)
             return _enabled(state, code.user) and client is not None and client.enabled

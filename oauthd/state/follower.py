@@ -46,6 +46,7 @@ from oauthd.state.model import State, replay
 from oauthd.state.records import (
     GrantRevoked, RecoveryCodeUsed, RefreshUsed, Record, TokenIssued, TokenUses, TotpStepUsed, encode,
 )
+from oauthd.state.rotation_records import TokenRotated
 
 if TYPE_CHECKING:
     from oauthd.state.store import Store
@@ -159,9 +160,10 @@ def implied_claims(state: State, records: Sequence[Record]) -> list[Claim]:
     """
     The claims C{records} make on a shared log, whoever decided them: a
     grant's refresh token rotates only from the one it holds now (a
-    compare-and-set on the digests), a revoked grant holds L{REVOKED}
-    whatever it held, and a code, a device code, a TOTP step, a recovery
-    code or a use of an initial access token is used once.
+    compare-and-set on the digests, a L{TokenRotated}'s as its parts'), a
+    revoked grant holds L{REVOKED} whatever it held, and a code, a device
+    code, a TOTP step, a recovery code or a use of an initial access token
+    is used once.
     """
     used = {r.key for r in records if isinstance(r, RefreshUsed)}
     claims: list[Claim] = []
@@ -172,6 +174,11 @@ def implied_claims(state: State, records: Sequence[Record]) -> list[Claim]:
                                if (spent := state.tokens.get(key)) is not None
                                and spent.grant == token.grant), None)
                 expect: str | Expect = Expect.ABSENT if before is None else key_hex(before)
+                claims.append(Claim("grant:" + token.grant, key_hex(token.key), expect,
+                                    token.expires_at or None))
+            case TokenRotated(used=key, refresh=token):
+                spent = state.tokens.get(key)
+                expect = key_hex(key) if spent is not None and spent.grant == token.grant else Expect.ABSENT
                 claims.append(Claim("grant:" + token.grant, key_hex(token.key), expect,
                                     token.expires_at or None))
             case GrantRevoked(grant=grant):

@@ -51,6 +51,23 @@ class KeyLists(dict[str, list[int]]):
             del self[name]
         self._stale.pop(name, None)
 
+    def replaced(self, name: str, rows: Container[int], gone: int, added: tuple[int, ...]) -> None:
+        """
+        C{gone} of the keys listed under C{name} left C{rows}, and the keys
+        C{added} were taken in (listed last): L{gone} that many times, and
+        appending them, in one go (a refresh token's rotation).
+        """
+        entries = self.get(name)
+        stale = self._stale.get(name, 0) + gone
+        if entries is not None and stale * 2 < len(entries):
+            self._stale[name] = stale
+            entries += added
+            return
+        kept = [] if entries is None else list(filter(rows.__contains__, entries))
+        kept += added
+        self[name] = kept
+        self._stale.pop(name, None)
+
     def take(self, name: str) -> list[int]:
         """
         Remove C{name}'s list and give it.

@@ -56,11 +56,11 @@ class TakenOrder:
         """
         return self._tail + len(self._keys) - len(self._numbers)
 
-    def removed(self) -> None:
+    def removed(self, count: int = 1) -> None:
         """
-        A key was removed from the rows.
+        A key was removed from the rows (or C{count} of them).
         """
-        self._removed += 1
+        self._removed += count
         keys = self._keys
         if self._removed * 2 < len(keys) or self._removed < self._floor:
             return

@@ -17,6 +17,9 @@ carry one field, a JSON object of the entity's attributes::
     tok-    key                 TokenRevoked    revoke one token
     grant-  grant               GrantRevoked    revoke every token of one grant
     used    key                 RefreshUsed     mark a refresh token used
+    rot     (see L{oauthd.state.rotation_records})
+                                TokenRotated    a refresh: the four records above
+                                                in one (used, revoked, issued twice)
     2fa     {second factor}     SecondFactorEnabled   turn on TOTP for a user
     2fa-    name                SecondFactorDisabled  turn it off
     2fa-step name step          TotpStepUsed    a TOTP code of that time step was used
@@ -51,9 +54,10 @@ from typing import Any
 
 from attrs import asdict, frozen
 
-from oauthd.state import audit_anchor, audit_records, authz_records, device, keys
+from oauthd.state import audit_anchor, audit_records, authz_records, device, keys, rotation_records
 from oauthd.state.authz_records import AUTHZ_TYPES, AuthzRecord
 from oauthd.state.keys import KEY_TYPES, KeyRecord
+from oauthd.state.rotation_records import TokenRotated
 from oauthd.state.entities import KINDS, Client, SecondFactor, Token, User, key_hex
 
 KINDS_BY_NAME = {kind: kind for kind in KINDS}
@@ -168,7 +172,7 @@ SecondFactorRecord = SecondFactorEnabled | SecondFactorDisabled | TotpStepUsed |
 
 Record = (
     ClientPut | ClientRemoved | UserPut | UserRemoved | TokenIssued | TokenRevoked
-    | GrantRevoked | RefreshUsed | FamilyHeld | RefreshSpent | SecondFactorRecord | AuthzRecord
+    | GrantRevoked | RefreshUsed | TokenRotated | FamilyHeld | RefreshSpent | SecondFactorRecord | AuthzRecord
     | device.DevicePut
     | KeyRecord | TokenUses | audit_anchor.AuditAnchored | audit_records.AuditNoted
 )
@@ -215,6 +219,8 @@ def encode(record: Record) -> bytes:
     @raise ValueError: if a text field contains a tab.
     """
     # A token request's records first, by their type alone.
+    if type(record) is TokenRotated:
+        return rotation_records.encode(record).encode("utf-8")
     if type(record) is TokenIssued:
         t = record.token
         text = (
@@ -313,6 +319,8 @@ def decode(payload: bytes) -> Record:
         return TokenIssued(parse_token(payload))
     if tag in _SEVERAL_FIELDS:
         return _several_fields(tag, fields)
+    if tag == rotation_records.TAG:
+        return rotation_records.decode(fields)
     if tag in authz_records.DECODERS:
         return authz_records.decode(fields)
     if tag in keys.DECODERS:

@@ -30,7 +30,9 @@ from oauthd.interfaces import AuditFailing, IAuditSink, IEventLog
 from oauthd.state.decision import AuditEvent, Decision
 from oauthd.state.follower import replayed
 from oauthd.state.model import State
+from oauthd.state.entities import Token
 from oauthd.state.records import TokenIssued, encode
+from oauthd.state.rotation_records import TokenRotated
 
 if TYPE_CHECKING:
     from oauthd.state.follower import Follower
@@ -181,9 +183,11 @@ class Store(Service):
         if records:
             payloads = [encode(r) for r in records]
             for record in records:
-                if isinstance(record, TokenIssued) and not self.state.may_issue(
-                    record.token.client_id, record.token.user,
-                ):
+                if type(record) is TokenRotated:
+                    issuing: Token | None = record.access
+                else:
+                    issuing = record.token if isinstance(record, TokenIssued) else None
+                if issuing is not None and not self.state.may_issue(issuing.client_id, issuing.user):
                     raise ValueError("a token for an absent or disabled client or user")
             if self.audit_sink.failure is not None:
                 return fail(NotDurable(AuditFailing(self.audit_sink.failure), decision.context))

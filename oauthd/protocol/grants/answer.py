@@ -24,20 +24,21 @@ class TokenAnswer(dict[str, object]):
 
 def issued(
     records: list[Record], client: Client, grant_type: str, ip: str,
-    access: Minted, refresh: Minted | None = None, id_token: str = "",
+    access: Minted, refresh: str = "", id_token: str = "",
     lost: Callable[[], Decision[Body]] | None = None,
 ) -> Decision[Body]:
     """
-    The decision to issue C{access} (and C{refresh}, and an OpenID Connect
-    C{id_token}) with C{records}, and the RFC 6749 section 5.1 answer, plus
-    PhotoPrism's keys; C{lost}: see L{Decision.lost}.
+    The decision to issue C{access} (and the refresh token whose secret is
+    C{refresh}, and an OpenID Connect C{id_token}) with C{records}, and the
+    RFC 6749 section 5.1 answer, plus PhotoPrism's keys; C{lost}: see
+    L{Decision.lost}.
     """
     token = access.token
     body: Body = TokenAnswer(
         access_token=access.secret, token_type="Bearer", expires_in=token.lifetime, scope=token.scope,
     )
-    if refresh is not None:
-        body["refresh_token"] = refresh.secret
+    if refresh:
+        body["refresh_token"] = refresh
     if id_token:
         body["id_token"] = id_token
     body["status"] = "success"
@@ -47,7 +48,7 @@ def issued(
         "client": client.id, "user": token.user, "token": token.handle, "grant": grant_type,
     }
     event = audit("token.issue", "ok", ip=ip, scope=token.scope,
-                  refresh="yes" if refresh is not None else "", id_token="yes" if id_token else "",
+                  refresh="yes" if refresh else "", id_token="yes" if id_token else "",
                   **context)
     return Decision(body, records, (event,), context=context, lost=lost)
 

@@ -71,8 +71,8 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
             records.append(login)
     records += signing.pending(ctx)
     # Redeemed first on another node (the shared log's claim on the code).
-    return issued(records, client, "authorization_code", ip, access, refresh, id_token,
-                  lost=lambda: _reused(code, ip, context))
+    return issued(records, client, "authorization_code", ip, access, refresh.secret if refresh else "",
+                  id_token, lost=lambda: _reused(code, ip, context))
 
 
 def _check_binding(code: AuthCode, params: Params, context: dict[str, object]) -> None:

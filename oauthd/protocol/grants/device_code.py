@@ -97,7 +97,8 @@ def _tokens(ctx: Context, client: Client, code: DeviceCode, ip: str,
                        client_id=client.id, user=code.user, grant=code.grant)
         records.append(refresh.record)
     # Redeemed first on another node (the shared log's claim on the code).
-    return issued(records, client, "device_code", ip, access, refresh, lost=lambda: Decision[Body](
+    secret = refresh.secret if refresh else ""
+    return issued(records, client, "device_code", ip, access, secret, lost=lambda: Decision[Body](
         {}, refusal=deny(errors.invalid_grant("the device code was already used"), ip=ip, **context),
         context=context))
 

@@ -69,4 +69,4 @@ async def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decis
         refresh = mint(ctx, REFRESH, scope=scope, lifetime=lifetime,
                        client_id=client.id, user=user.name, grant=grant, label=label)
         records.append(refresh.record)
-    return issued(records, client, "password", ip, access, refresh)
+    return issued(records, client, "password", ip, access, refresh.secret if refresh else "")

@@ -12,11 +12,12 @@ from oauthd.protocol import errors, id_tokens, scopes, signing, tokens
 from oauthd.protocol.context import Body, Context, Params
 from oauthd.protocol.errors import deny
 from oauthd.protocol.grants.answer import issued, requested_scope
-from oauthd.protocol.issuing import app_password_of, capped, mint
+from oauthd.protocol.issuing import app_password_of, beside, capped, pair
 from oauthd.protocol.limits import TOKEN_IP, ip_key, refuse
 from oauthd.state.decision import Decision, audit
 from oauthd.state.entities import REFRESH, Client, handle
-from oauthd.state.records import GrantRevoked, Record, RefreshUsed, TokenRevoked
+from oauthd.state.records import GrantRevoked, Record
+from oauthd.state.rotation_records import TokenRotated
 
 
 def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Body]:
@@ -42,8 +43,11 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
     if now >= ends:
         raise deny(errors.invalid_grant("the grant has reached its maximum lifetime; log in again"),
                    ip=ip, client=client.id, user=token.user, token=token.handle)
-    scope = requested_scope(ctx, params, token.scope, token.scope, client=client.id, user=token.user)
-    if not scopes.within(scope, client.scope):
+    # (Asked for rarely: the grant's scope, without a call, if not.)
+    scope = token.scope
+    if params.get("scope", "").strip():
+        scope = requested_scope(ctx, params, token.scope, token.scope, client=client.id, user=token.user)
+    if scope != client.scope and not scopes.within(scope, client.scope):
         raise deny(errors.invalid_scope("the client may no longer be granted this scope"),
                    client=client.id, user=token.user, scope=scope)
     app = None
@@ -52,23 +56,28 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
         if app is None:
             raise deny(errors.invalid_grant("the app password this grant came from is revoked"),
                        client=client.id, user=token.user, token=token.handle)
-    records: list[Record] = [RefreshUsed(token.key)]
+    revoked: tuple[int, ...] = ()
     if client.max_tokens >= 0:
-        records += [TokenRevoked(t.key) for t in state.access_beyond(token.grant, client.max_tokens, now)]
+        revoked = tuple([t.key for t in state.access_beyond(token.grant, client.max_tokens, now)])
     login = state.authz.logins.get(token.grant)
-    access = id_tokens.access_token(ctx, client, scope=scope, lifetime=capped(ctx, client.access_ttl, app),
-                                    user=token.user, grant=token.grant, label=token.label, login=login)
+    lifetimes = (client.access_ttl, client.refresh_ttl) if app is None else (
+        capped(ctx, client.access_ttl, app), capped(ctx, client.refresh_ttl, app))
     # The new refresh token keeps the grant's scope (RFC 6749 section 6): a
     # narrower access token now does not narrow later ones.
-    refresh = mint(ctx, REFRESH, scope=token.scope,
-                   lifetime=min(capped(ctx, client.refresh_ttl, app), ends - now),
-                   client_id=client.id, user=token.user, grant=token.grant, label=token.label)
-    records += [access.record, refresh.record]
+    lifetimes = lifetimes[0], min(lifetimes[1], ends - now)
+    if client.jwt_access_tokens and lifetimes[0]:
+        access = id_tokens.access_token(ctx, client, scope=scope, lifetime=lifetimes[0], user=token.user,
+                                        grant=token.grant, label=token.label, login=login)
+        refresh, refresh_token = beside(ctx, access.token, REFRESH, token.scope, lifetimes[1])
+    else:
+        access, refresh, refresh_token = pair(ctx, client.id, token, scope, lifetimes, now)
+    records: list[Record] = [TokenRotated(token.key, revoked, access.token, refresh_token)]
     id_token = ""
-    user = state.users.get(token.user)
-    if login is not None and user is not None and id_tokens.wants_id_token(scope):
-        # OpenID Connect Core section 12.2: the original login's auth_time.
-        id_token = id_tokens.id_token(ctx, client, user, login, scope, access.secret)
+    if login is not None and id_tokens.wants_id_token(scope):
+        user = state.users.get(token.user)
+        if user is not None:
+            # OpenID Connect Core section 12.2: the original login's auth_time.
+            id_token = id_tokens.id_token(ctx, client, user, login, scope, access.secret)
     records += signing.pending(ctx)
     # Another node rotated it first (the shared log's claim on the grant no
     # longer holds this token): a reuse, as if it had come here second.
