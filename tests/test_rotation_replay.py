@@ -13,7 +13,8 @@ from oauthd.state.entities import ACCESS, REFRESH, Client, Token, User
 from oauthd.state.model import State, replay
 from oauthd.state.records import ClientPut, Record, TokenIssued, UserPut, encode
 from oauthd.state.rotation_records import TokenRotated
-from tests.helpers import START
+from oauthd.protocol import tokens
+from tests.helpers import START, change
 from tests.oauth_helpers import OAuthCase
 
 
@@ -91,3 +92,21 @@ class RestartedLaterTests(OAuthCase):
         assert "already used" not in reply.body["error_description"]
         assert self.journal_size() == written
         assert self.server.state.token_count() == 0
+
+    def test_a_refresh_token_of_no_grant_in_the_journal_still_rotates(self) -> None:
+        """
+        A refresh token the journal holds without a grant (none is issued
+        so now; a rotation record needs one) rotates as before, in the
+        four-record form: a new pair, not a 500.
+        """
+        secret = "ab" * 24
+        held = Token(tokens.token_key(secret), REFRESH, self.client.id, "alice", "openid", int(self.clock.seconds()),
+                     3600, "", "")
+        self.successResultOf(self.server.store.commit(change([TokenIssued(held)])))
+        self.restart()
+        reply = self.token({"grant_type": "refresh_token", "refresh_token": secret})
+        assert reply.code == 200, reply
+        assert tokens.is_access_token(reply.body["refresh_token"])
+        assert held.key not in self.server.state.tokens
+        again = self.token({"grant_type": "refresh_token", "refresh_token": reply.body["refresh_token"]})
+        assert again.code == 200, again
