@@ -7,6 +7,8 @@ rotations in the four-record form, whose expired tokens it skips.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oauthd.state import rotation
 from oauthd.state.entities import ACCESS, REFRESH, Client, Token, User
@@ -16,6 +18,7 @@ from oauthd.state.rotation_records import TokenRotated
 from oauthd.protocol import tokens
 from tests.helpers import START, change
 from tests.oauth_helpers import OAuthCase
+from tests.test_rotation import _history, _rotation, _steps
 
 
 def _token(key: int, kind: str, issued_at: int, lifetime: int) -> Token:
@@ -110,3 +113,46 @@ class RestartedLaterTests(OAuthCase):
         assert held.key not in self.server.state.tokens
         again = self.token({"grant_type": "refresh_token", "refresh_token": reply.body["refresh_token"]})
         assert again.code == 200, again
+
+
+_rotations = st.lists(st.tuples(st.integers(0, 20), st.integers(0, 3), st.sampled_from([0, 60, 3600])), max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(_steps, max_size=20), before=_rotations, after=_rotations, later=st.integers(0, 5000))
+def test_a_snapshot_then_rotation_records_replay_as_the_four_record_form(
+    steps: list[tuple[str, int, int, int, int]], before: list[tuple[int, int, int]],
+    after: list[tuple[int, int, int]], later: int,
+) -> None:
+    """
+    A journal compacted after some rotations (its snapshot), then holding
+    more rotations, replays at any later time to the state (snapshot,
+    tokens, used keys, counts) the same journal with those rotations in
+    the four-record form replays to, and so does a sweep after it.
+    """
+    state = State()
+    state.apply(_history(steps), START)
+    for number, (pick, limit, lifetime) in enumerate(before):
+        record = _rotation(state, pick, limit, lifetime, "")
+        record.access.key += number * 10
+        record.refresh.key += number * 10
+        state.apply([record], START)
+    snapshot = list(state.snapshot(START))
+    journals: tuple[list[bytes], list[bytes]] = (list(snapshot), list(snapshot))
+    for number, (pick, limit, lifetime) in enumerate(after):
+        record = _rotation(state, pick, limit, lifetime, "")
+        record.access.key += 1000 + number * 10
+        record.refresh.key += 1000 + number * 10
+        journals[0].append(encode(record))
+        journals[1].extend(encode(part) for part in rotation.parts(record))
+        state.apply([record], START)
+    now = START + later
+    pictures = []
+    for journal in journals:
+        replayed = State()
+        replay(replayed, journal, now)
+        seen = (list(replayed.snapshot(now)), sorted(replayed.tokens), sorted(replayed.families.spent),
+                replayed.token_count())
+        replayed.sweep(now + 120)
+        pictures.append((seen, list(replayed.snapshot(now + 120))))
+    assert pictures[0] == pictures[1]
