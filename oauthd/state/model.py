@@ -170,8 +170,8 @@ class State:
     def load(self, payloads: Iterable[bytes], now: float, replaying: bool = False, first: int = 1) -> int:
         """
         Apply event-log payloads in order (replay). A C{tok} record's token
-        is taken in unless it expired before C{now} or its client or user is
-        absent or disabled.
+        (and each of a C{rot} record's new ones) is taken in unless it
+        expired before C{now} or its client or user is absent or disabled.
 
         @param replaying: hold tokens as their payloads and leave them out of
             the expiry buckets, for L{replay}.
@@ -188,7 +188,11 @@ class State:
         for count, payload in enumerate(payloads, first):
             try:
                 if not payload.startswith(TOKEN_TAG):
-                    self._apply(decode(payload), now)
+                    record = decode(payload)
+                    if type(record) is TokenRotated:
+                        rotation.replayed(self, record, now)
+                    else:
+                        self._apply(record, now)
                     continue
                 _, key_hex, kind, client_id, user, scope, issued_text, lifetime_text, grant, label = (
                     payload.decode("utf-8").split("\t")

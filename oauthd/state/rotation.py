@@ -114,6 +114,17 @@ def rotate(state: State, record: TokenRotated, now: float) -> bool:
     return True
 
 
+def replayed(state: State, record: TokenRotated, now: float) -> None:
+    """
+    Apply C{record} as replay (L{State.load}) applies its parts: a new
+    token that expired before C{now} is not taken in.
+    """
+    if record.access.live(now) and record.refresh.live(now):
+        rotate(state, record, now)
+    else:
+        state.apply([part for part in parts(record) if type(part) is not TokenIssued or part.token.live(now)], now)
+
+
 def _by_parts(state: State, record: TokenRotated, now: float) -> bool:
     """
     Apply C{record}'s parts one by one (L{rotate}'s way out).

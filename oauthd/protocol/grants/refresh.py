@@ -16,7 +16,7 @@ from oauthd.protocol.issuing import app_password_of, beside, capped, pair
 from oauthd.protocol.limits import TOKEN_IP, ip_key, refuse
 from oauthd.state.decision import Decision, audit
 from oauthd.state.entities import REFRESH, Client, handle
-from oauthd.state.records import GrantRevoked, Record
+from oauthd.state.records import GrantRevoked, Record, RefreshUsed, TokenIssued, TokenRevoked
 from oauthd.state.rotation_records import TokenRotated
 
 
@@ -71,7 +71,12 @@ def decide(ctx: Context, client: Client, params: Params, ip: str) -> Decision[Bo
         refresh, refresh_token = beside(ctx, access.token, REFRESH, token.scope, lifetimes[1])
     else:
         access, refresh, refresh_token = pair(ctx, client.id, token, scope, lifetimes, now)
-    records: list[Record] = [TokenRotated(token.key, revoked, access.token, refresh_token)]
+    records: list[Record]
+    if token.grant:
+        records = [TokenRotated(token.key, revoked, access.token, refresh_token)]
+    else:
+        # (None is issued so now, but a journal may hold one: as its parts.)
+        records = [RefreshUsed(token.key), *map(TokenRevoked, revoked), access.record, TokenIssued(refresh_token)]
     id_token = ""
     if login is not None and id_tokens.wants_id_token(scope):
         user = state.users.get(token.user)
