@@ -123,27 +123,9 @@ def test_migrated_grant_rotates_once(tmp_path: Path) -> None:
     the rotation is not taken for a reuse), and its old token replayed
     there revokes the family.
     """
-    from tests.daemon import Daemon
-    from tests.postgres import shared_log_options
-    from tests.test_multinode_postgres import PASSWORD as ALICE, ctl, post
+    from tests.test_multinode_postgres import post
 
-    uri = fresh_database()
-    journal = Daemon(tmp_path / "one")
-    try:
-        ctl(journal, "users", "add", "alice", "--password-stdin", stdin=ALICE + "\n")
-        added = ctl(journal, "clients", "add", "--name", "app", "--grant", "password",
-                    "--grant", "refresh_token", "--json")
-        client = (added["id"], added["secret"])
-        code, issued = post(journal, "/api/v1/oauth/token",
-                            {"grant_type": "password", "username": "alice", "password": ALICE}, client)
-        assert code == 200, issued
-    finally:
-        assert journal.stop() == 0, journal.output()
-    options = shared_log_options(tmp_path, uri)
-    key = str(tmp_path / "eventlog.key")
-    code, _, err = oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri, "--secret-key-file", key)
-    assert code == 0, err
-    shared = Daemon(tmp_path / "two", *options)
+    client, (issued,), shared = _migrated_grant(tmp_path, rotations=0)
     try:
         old = {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}
         code, rotated = post(shared, "/api/v1/oauth/token", old, client)
@@ -164,31 +146,9 @@ def test_a_grant_rotated_on_the_journal_rotates_on_once(tmp_path: Path) -> None:
     log, whose nodes replayed the rotation record from it; the token that
     rotation used is a reuse there, which revokes the family.
     """
-    from tests.daemon import Daemon
-    from tests.postgres import shared_log_options
-    from tests.test_multinode_postgres import PASSWORD as ALICE, ctl, post
+    from tests.test_multinode_postgres import post
 
-    uri = fresh_database()
-    journal = Daemon(tmp_path / "one")
-    try:
-        ctl(journal, "users", "add", "alice", "--password-stdin", stdin=ALICE + "\n")
-        added = ctl(journal, "clients", "add", "--name", "app", "--grant", "password",
-                    "--grant", "refresh_token", "--json")
-        client = (added["id"], added["secret"])
-        code, issued = post(journal, "/api/v1/oauth/token",
-                            {"grant_type": "password", "username": "alice", "password": ALICE}, client)
-        assert code == 200, issued
-        code, current = post(journal, "/api/v1/oauth/token",
-                             {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}, client)
-        assert code == 200, current
-    finally:
-        assert journal.stop() == 0, journal.output()
-    assert sum(p.startswith(b"rot\t") for p in payloads(tmp_path / "one")) == 1
-    options = shared_log_options(tmp_path, uri)
-    key = str(tmp_path / "eventlog.key")
-    code, _, err = oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri, "--secret-key-file", key)
-    assert code == 0, err
-    shared = Daemon(tmp_path / "two", *options)
+    client, (issued, current), shared = _migrated_grant(tmp_path, rotations=1)
     try:
         on = {"grant_type": "refresh_token", "refresh_token": current["refresh_token"]}
         code, rotated = post(shared, "/api/v1/oauth/token", on, client)
@@ -202,6 +162,42 @@ def test_a_grant_rotated_on_the_journal_rotates_on_once(tmp_path: Path) -> None:
         assert (code, revoked["error"]) == (400, "invalid_grant"), revoked
     finally:
         assert shared.stop() == 0, shared.output()
+
+
+def _migrated_grant(tmp_path: Path, rotations: int) -> tuple[tuple[str, str], list[dict[str, Any]], Any]:
+    """
+    A password grant made on a journal and rotated C{rotations} times there,
+    the journal migrated into a fresh shared log: the client's id and
+    secret, each token answer in order, and a daemon started over the log.
+    """
+    from tests.daemon import Daemon
+    from tests.postgres import shared_log_options
+    from tests.test_multinode_postgres import PASSWORD as ALICE, ctl, post
+
+    uri = fresh_database()
+    journal = Daemon(tmp_path / "one")
+    try:
+        ctl(journal, "users", "add", "alice", "--password-stdin", stdin=ALICE + "\n")
+        added = ctl(journal, "clients", "add", "--name", "app", "--grant", "password",
+                    "--grant", "refresh_token", "--json")
+        client = (added["id"], added["secret"])
+        code, answer = post(journal, "/api/v1/oauth/token",
+                            {"grant_type": "password", "username": "alice", "password": ALICE}, client)
+        assert code == 200, answer
+        answers = [answer]
+        for _ in range(rotations):
+            code, answer = post(journal, "/api/v1/oauth/token",
+                                {"grant_type": "refresh_token", "refresh_token": answer["refresh_token"]}, client)
+            assert code == 200, answer
+            answers.append(answer)
+    finally:
+        assert journal.stop() == 0, journal.output()
+    assert sum(p.startswith(b"rot\t") for p in payloads(tmp_path / "one")) == rotations
+    options = shared_log_options(tmp_path, uri)  # writes the log's key file
+    key = str(tmp_path / "eventlog.key")
+    code, _, err = oauthctl("migrate", "--data", str(tmp_path / "one"), "--to", uri, "--secret-key-file", key)
+    assert code == 0, err
+    return client, answers, Daemon(tmp_path / "two", *options)
 
 
 def test_back_as_the_nodes_hold_it(tmp_path: Path) -> None:
