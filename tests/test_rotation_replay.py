@@ -156,3 +156,20 @@ def test_a_snapshot_then_rotation_records_replay_as_the_four_record_form(
         replayed.sweep(now + 120)
         pictures.append((seen, list(replayed.snapshot(now + 120))))
     assert pictures[0] == pictures[1]
+
+
+def test_a_replay_holds_a_rotations_tokens_as_their_token_records() -> None:
+    """
+    Replayed into an empty state (start-up), a rotation record's live
+    tokens are held as the C{tok} payloads the four-record form holds them
+    as, which take less memory than L{Token}s.
+    """
+    records, parts = _journals()
+    held = []
+    for journal in (records, parts):
+        state = State()
+        replay(state, journal, START + 300)
+        held.append(state._rows)
+    assert held[0] == held[1]
+    assert sorted(held[0]) == [4, 5]
+    assert all(type(row) is bytes for row in held[0].values())

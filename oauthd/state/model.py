@@ -190,7 +190,7 @@ class State:
                 if not payload.startswith(TOKEN_TAG):
                     record = decode(payload)
                     if type(record) is TokenRotated:
-                        rotation.replayed(self, record, now)
+                        rotation.replayed(self, record, now, replaying)
                     else:
                         self._apply(record, now)
                     continue

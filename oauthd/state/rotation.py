@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from oauthd.state.entities import ACCESS, REFRESH, Token
 from oauthd.state.families import EXPIRY_BUCKET
-from oauthd.state.records import RefreshUsed, TokenIssued, TokenRevoked
+from oauthd.state.records import RefreshUsed, TokenIssued, TokenRevoked, encode
 from oauthd.state.rotation_records import TokenRotated
 from oauthd.state.rows import parse_token
 
@@ -114,15 +114,22 @@ def rotate(state: State, record: TokenRotated, now: float) -> bool:
     return True
 
 
-def replayed(state: State, record: TokenRotated, now: float) -> None:
+def replayed(state: State, record: TokenRotated, now: float, replaying: bool) -> None:
     """
     Apply C{record} as replay (L{State.load}) applies its parts: a new
-    token that expired before C{now} is not taken in.
+    token that expired before C{now} is not taken in, and with
+    C{replaying} one taken in is held as its C{tok} payload, as a C{tok}
+    line's token is (a payload costs less memory than a L{Token}).
     """
     if record.access.live(now) and record.refresh.live(now):
         rotate(state, record, now)
     else:
         state.apply([part for part in parts(record) if type(part) is not TokenIssued or part.token.live(now)], now)
+    if replaying:
+        rows = state._rows
+        for token in (record.access, record.refresh):
+            if rows.get(token.key) is token:
+                rows[token.key] = encode(TokenIssued(token))
 
 
 def _by_parts(state: State, record: TokenRotated, now: float) -> bool:
