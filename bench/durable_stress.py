@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from oauthd.eventlog import FileJournal
 from oauthd.eventlog.errors import JournalFailed
 from oauthd.interfaces import AuditFailing
-from oauthd.services.audit import GENESIS, AuditTrail
+from oauthd.services.audit import GENESIS, AuditTrail, TrailLimits
 from oauthd.services.audit_files import verify_trail
 from oauthd.state.decision import Decision, audit
 from oauthd.state.entities import Client
@@ -89,7 +89,9 @@ def one_run(seed: int, changes: int) -> list[str]:
     journal_sync = Flaky(rng, os.fsync, journal_fails)
     trail_sync = Flaky(rng, os.fdatasync, trail_fails)
     journal = FileJournal.open(directory, reactor, fsync_function=journal_sync)
-    trail = AuditTrail(directory, reactor, reactor, sync=trail_sync, partner=journal.writer)
+    # Small files in some runs: rotations and retention's jobs on the trail's thread.
+    limits = TrailLimits(rotate_bytes=rng.choice([2048, 16384, 64 << 20]), keep_bytes=1 << 40)
+    trail = AuditTrail(directory, reactor, reactor, sync=trail_sync, partner=journal.writer, limits=limits)
     journal_sync.armed = trail_sync.armed = True
     trail.startService()
     store = Store.load(journal, reactor, trail)
@@ -131,6 +133,9 @@ def one_run(seed: int, changes: int) -> list[str]:
                 outcomes.setdefault(n, []).append(Failure())
                 continue
             d.addBoth(settled, n)
+        if rng.random() < 0.02:
+            # Compaction's long jobs on the journal's thread.
+            store.compact().addErrback(lambda _: None)
         if rng.random() < 0.05:
             time.sleep(0.003)  # the reactor busy: results pile up meanwhile
         reactor.callLater(rng.choice([0, 0, 0.0002, 0.001]), commit_some)
