@@ -367,8 +367,7 @@ class FileJournal(SingleWriter):
                 if self.on_batch is not None:
                     self.on_batch(records)
                 for entry in entries:
-                    self._local.committed(None, entry.payloads)
-                    entry.done.callback(None)
+                    self._local.acknowledge(entry.payloads, entry.done)
         finally:
             self._job_finished()
 
@@ -431,8 +430,7 @@ class FileJournal(SingleWriter):
                 size=self._size,
             )
             for entry in entries:
-                self._local.committed(None, entry.payloads)
-                entry.done.callback(None)
+                self._local.acknowledge(entry.payloads, entry.done)
             compaction.done.callback(None)
         finally:
             self._job_finished()
