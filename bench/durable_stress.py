@@ -140,7 +140,12 @@ def one_run(seed: int, changes: int) -> list[str]:
             time.sleep(0.003)  # the reactor busy: results pile up meanwhile
         reactor.callLater(rng.choice([0, 0, 0.0002, 0.001]), commit_some)
 
+    trail_first = rng.random() < 0.5
+
     def close_all() -> Any:
+        # Either order: the journal stopped while the trail's thread runs, or the other way.
+        if trail_first:
+            return trail.stopService().addBoth(lambda _: store.stopService())
         return store.stopService().addBoth(lambda _: trail.stopService())
 
     def finish() -> None:
