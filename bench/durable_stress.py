@@ -138,6 +138,22 @@ def one_run(seed: int, changes: int) -> list[str]:
             store.compact().addErrback(lambda _: None)
         if rng.random() < 0.05:
             time.sleep(0.003)  # the reactor busy: results pile up meanwhile
+        if rng.random() < 0.1:
+            # Quiet until every change has settled: a wake-up lost now is a hang.
+            since = time.monotonic()
+
+            def settled_all() -> None:
+                if stopping[0]:
+                    return
+                if len(outcomes) == len(made):
+                    commit_some()
+                elif time.monotonic() - since > 10:
+                    watchdog()
+                else:
+                    reactor.callLater(0.001, settled_all)
+
+            reactor.callLater(0, settled_all)
+            return
         reactor.callLater(rng.choice([0, 0, 0.0002, 0.001]), commit_some)
 
     trail_first = rng.random() < 0.5

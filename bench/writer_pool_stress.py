@@ -67,6 +67,13 @@ def one_round(seed: int, jobs: int) -> list[str]:
                 # Stopped and started again: its jobs so far run first.
                 pool.stop()
                 pool.start()
+            elif rng.random() < 0.01:
+                # All of them: the pipe goes with the last thread, maybe
+                # holding a wake-up, and a new one comes with the first.
+                for each in pools:
+                    each.stop()
+                for each in pools:
+                    each.start()
             given[which].append(n)
             if rng.random() < 0.5:
                 pool.run_then(lambda s, v, which=which: result(which, s, v), job, rng.random(), n)
@@ -75,6 +82,20 @@ def one_round(seed: int, jobs: int) -> list[str]:
                     lambda v, which=which: result(which, not hasattr(v, "value"), v))
         if rng.random() < 0.05:
             time.sleep(0.002)
+        if rng.random() < 0.2:
+            # Quiet until every result has come: a wake-up lost now is a hang.
+            waited_since = time.monotonic()
+
+            def drained() -> None:
+                if sum(map(len, got.values())) == state["n"]:
+                    give()
+                elif time.monotonic() - waited_since > 5:
+                    hang()
+                else:
+                    reactor.callLater(0.001, drained)
+
+            reactor.callLater(0, drained)
+            return
         reactor.callLater(rng.choice([0, 0, 0.0001]), give)
 
     def hang() -> None:
