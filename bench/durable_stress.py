@@ -202,7 +202,6 @@ def one_run(seed: int, changes: int) -> list[str]:
         if len(answered_order) != changes:
             problems.append(f"only {len(answered_order)} of {changes} answered without any failure")
     # Durable: every answer in the journal and in the trail, which verifies.
-    journal_text = b""
     with open(journal.path, "rb") as f:
         journal_text = f.read()
     trail_text = b""
@@ -211,10 +210,10 @@ def one_run(seed: int, changes: int) -> list[str]:
             with open(os.path.join(directory, name), "rb") as f:
                 trail_text += f.read()
     for n in answered_order:
-        name = f"stress-{n:06d}".encode()
-        if name not in journal_text:
+        needle = f"stress-{n:06d}".encode()
+        if needle not in journal_text:
             problems.append(f"answered change {n} not in the journal")
-        if name not in trail_text:
+        if needle not in trail_text:
             problems.append(f"answered change {n} has no audit line")
     found = verify_trail(directory, (1, GENESIS), trail.written_seq, trail.written_chain)
     if found.broken is not None:
