@@ -152,6 +152,31 @@ class GroupCommitTests(SteppedJournalCase):
         # First append alone, then the other four, then the five chained ones.
         self.assertEqual(len(self.fsync.journal_syncs()), 3)
 
+    def test_a_follower_failing_on_one_append_leaves_its_group_answered(self) -> None:
+        """
+        The follower raises on the record of one append of a group: that
+        append fails with what it raised; the others of the group, before
+        and after it, still fire (none waits for ever), and the journal
+        goes on.
+        """
+        journal = self.open()
+
+        def follower(position: int, payload: bytes) -> None:
+            if payload == b"bad":
+                raise RuntimeError("the follower failed")
+
+        journal.follow(follower)
+        held = journal.append([b"held"])
+        group = [journal.append([p]) for p in (b"before", b"bad", b"after")]
+        self.pool.run_all()
+        self.assertIsNone(self.successResultOf(held))
+        self.assertIsNone(self.successResultOf(group[0]))
+        self.failureResultOf(group[1], RuntimeError)
+        self.assertIsNone(self.successResultOf(group[2]))
+        later = journal.append([b"later"])
+        self.pool.run_all()
+        self.assertIsNone(self.successResultOf(later))
+
     def test_without_group_commit(self) -> None:
         """
         With C{group_commit=False} every append call gets its own fsync.

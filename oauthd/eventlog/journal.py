@@ -15,7 +15,7 @@ Threads
 L{FileJournal} methods are called on the reactor thread.  Every write,
 fsync, rename and close runs on one writer thread (a L{WriterPool}: the
 journal's own, or a pool tests inject), doing the jobs of L{JournalFile};
-results come back through the reactor's C{callFromThread}.  At most one
+results come back on the reactor thread (see L{WriterPool}).  At most one
 writer job is in flight at a time, so this module, on the reactor side,
 alone decides the order of work.  Group commit: while a write+fsync runs,
 newly arriving appends queue; when it completes, everything queued goes
@@ -151,7 +151,7 @@ class FileJournal(SingleWriter):
         tail (logging a warning with the number of bytes dropped).
 
         @param reactor: The reactor whose thread calls this journal; the
-            writer's results come back through its C{callFromThread}.
+            writer's results come back on its thread (L{WriterPool}).
         @param pool: Runs the writer's jobs (anything with L{ThreadPool}'s
             C{callInThreadWithCallback}; one job is given at a time).  By
             default the journal starts its own L{WriterPool} (one daemon
@@ -367,8 +367,7 @@ class FileJournal(SingleWriter):
                 if self.on_batch is not None:
                     self.on_batch(records)
                 for entry in entries:
-                    self._local.committed(None, entry.payloads)
-                    entry.done.callback(None)
+                    self._local.acknowledge(entry.payloads, entry.done)
         finally:
             self._job_finished()
 
@@ -431,8 +430,7 @@ class FileJournal(SingleWriter):
                 size=self._size,
             )
             for entry in entries:
-                self._local.committed(None, entry.payloads)
-                entry.done.callback(None)
+                self._local.acknowledge(entry.payloads, entry.done)
             compaction.done.callback(None)
         finally:
             self._job_finished()

@@ -105,6 +105,19 @@ class LocalLog:
             if self._deliver is not None:
                 self._deliver(self.position, payload)
 
+    def acknowledge(self, payloads: Sequence[bytes], done: Deferred[None]) -> None:
+        """
+        Deliver C{payloads}, made durable, then fire C{done}, their append's:
+        a follower that raises fails that append only, as it would as its
+        first callback, and the appends after it are still acknowledged.
+        """
+        try:
+            self.committed(None, payloads)
+        except Exception:
+            done.errback()
+        else:
+            done.callback(None)
+
 
 class SingleWriter:
     """
