@@ -295,7 +295,8 @@ class WriterPool:
         partner: WriterPool | None = None,
     ) -> None:
         """
-        @param reactor: Delivers the jobs' results (C{callFromThread}).
+        @param reactor: Delivers the jobs' results (L{_Deliveries}: through a
+            pipe of our own on a real reactor, else C{callFromThread}).
         @param name: Names the thread (C{PoolThread-<name>-<n>}).
         @param pool: The pool to use instead of one of our own.
         @param partner: A pool of the same reactor whose thread's results

@@ -168,7 +168,7 @@ class AuditTrail(Service):
         Open (creating if need be) the trail in C{directory}. Blocking: call
         it before the reactor runs.
 
-        @param reactor: delivers the writer's results (C{callFromThread}).
+        @param reactor: delivers the writer's results (its L{WriterPool}'s way back).
         @param pool: runs the writes, one at a time; by default the trail
             runs them on a writer thread of its own (a L{WriterPool}),
             started with the service and stopped once the trail is closed
