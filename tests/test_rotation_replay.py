@@ -234,3 +234,19 @@ def test_a_replay_holds_rotation_records_as_the_four_record_form_holds_them(
         replayed.sweep(now + 4000)
         pictures.append((seen, rotated, as_written(replayed), list(replayed.snapshot(now + 4000))))
     assert pictures[0] == pictures[1]
+
+
+def test_a_replays_rotated_tokens_are_listed_once_for_the_sweep() -> None:
+    """
+    Replayed into an empty state, a rotation record's tokens are left for
+    the sweep to bucket, as every token replay takes in is (the four-record
+    form's are): after the first sweep each token held is listed once for
+    the sweeps to come, not once more in a bucket the rotation put it in.
+    """
+    listings = []
+    for journal in _journals():
+        state = State()
+        replay(state, journal, START + 300)
+        state.sweep(START + 300)
+        listings.append(sorted([key for keys in state._expiry.values() for key in keys] + state._unbucketed))
+    assert listings[0] == listings[1] == [4, 5]
