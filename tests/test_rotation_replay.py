@@ -173,3 +173,80 @@ def test_a_replay_holds_a_rotations_tokens_as_their_token_records() -> None:
     assert held[0] == held[1]
     assert sorted(held[0]) == [4, 5]
     assert all(type(row) is bytes for row in held[0].values())
+
+
+_labels = st.sampled_from(["", "from sess0000000000", "café ☕", "日本語 \u2028\x85 x", "\U0001f511 key"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(_steps, max_size=20),
+       rotations=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 3), st.sampled_from([0, 60, 3600]),
+                                    st.sampled_from(["", "", "other user", "taken key", "same key",
+                                                     "revoked twice", "revoked other", "unknown revoked"]),
+                                    _labels, _labels), max_size=5),
+       later=st.integers(-60, 5000))
+def test_a_replay_holds_rotation_records_as_the_four_record_form_holds_them(
+    steps: list[tuple[str, int, int, int, int]], rotations: list[tuple[int, int, int, str, str, str]],
+    later: int,
+) -> None:
+    """
+    Over random histories, rotations (odd ones too) and labels and scopes
+    of any text, a journal holding them as rotation records replays into
+    an empty state to the very rows (the same payload bytes), indexes,
+    counts, issue order and families the four-record form replays to; and
+    after a refresh at run time and a sweep, to the same state and snapshot.
+    """
+    from tests.test_token_runs import held
+
+    def as_written(state: State) -> tuple[object, ...]:
+        # (Tokens taken in at run time as the payloads they are written as.)
+        rows = [(key, row if type(row) is bytes else encode(TokenIssued(row))) for key, row in state._rows.items()]
+        return (rows, *held(state)[1:])
+
+    state = State()
+    history = _history(steps)
+    state.apply(history, START)
+    journals: tuple[list[bytes], list[bytes]] = ([encode(r) for r in history], [encode(r) for r in history])
+    for number, (pick, limit, lifetime, odd, label, scope) in enumerate(rotations):
+        drawn = _rotation(state, pick, limit, lifetime, odd)
+        access, refresh = drawn.access, drawn.refresh
+        step = 0 if odd in ("taken key", "same key") else number * 10
+        record = TokenRotated(drawn.used, drawn.revoked,
+                              Token(access.key + step, ACCESS, access.client_id, access.user, scope,
+                                    access.issued_at, access.lifetime, access.grant, label),
+                              Token(refresh.key + step, REFRESH, refresh.client_id, refresh.user, "openid",
+                                    refresh.issued_at, refresh.lifetime, refresh.grant, label))
+        journals[0].append(encode(record))
+        journals[1].extend(encode(part) for part in rotation.parts(record))
+        state.apply([record], START)
+    now = START + later
+    pictures = []
+    for journal in journals:
+        replayed = State()
+        replay(replayed, journal, now)
+        assert all(type(row) is bytes for row in replayed._rows.values())
+        seen = held(replayed)
+        # Then a refresh at run time of one of the tokens held, which may be one of the rotations'.
+        later_one = _rotation(replayed, len(rotations), 1, 3600, "")
+        later_one.access.key, later_one.refresh.key = 1 << 90, (1 << 90) + 1
+        replayed.apply([later_one], now)
+        rotated = as_written(replayed)
+        replayed.sweep(now + 4000)
+        pictures.append((seen, rotated, as_written(replayed), list(replayed.snapshot(now + 4000))))
+    assert pictures[0] == pictures[1]
+
+
+def test_a_replays_rotated_tokens_are_listed_once_for_the_sweep() -> None:
+    """
+    Replayed into an empty state, a rotation record's tokens are left for
+    the sweep to bucket, as every token replay takes in is (the four-record
+    form's are): after the first sweep each token held is listed once for
+    the sweeps to come, not once more in a bucket the rotation put it in.
+    """
+    listings = []
+    for journal in _journals():
+        state = State()
+        replay(state, journal, START + 300)
+        state.sweep(START + 300)
+        listings.append(sorted([key for keys in state._expiry.values() for key in keys] + state._unbucketed))
+    assert listings[0] == listings[1] == [4, 5]

@@ -490,5 +490,8 @@ def replay(state: State, payloads: Iterable[bytes], now: float) -> int:
         state._own.marks.clear()  # replay lists tokens without them
     count = token_runs.replay_chunks(state, payloads, now) if empty else state.load(payloads, now)
     if empty:
+        # Every token held is left for the sweep, so what a rotation record
+        # put in the buckets would be listed twice.
+        state._expiry.clear()
         state._unbucketed = list(state.tokens)
     return count
