@@ -94,11 +94,10 @@ class LocalLog:
             raise RuntimeError("this log has a follower already")
         self._deliver = deliver
 
-    def committed(self, result: None, payloads: Sequence[bytes]) -> None:
+    def committed(self, payloads: Sequence[bytes]) -> None:
         """
         Number C{payloads}, made durable in this order, and deliver them
-        before their append's Deferred fires (its first callback, or
-        called just before it fires).
+        (before their append's Deferred fires: see L{acknowledge}).
         """
         for payload in payloads:
             self.position += 1
@@ -112,7 +111,7 @@ class LocalLog:
         first callback, and the appends after it are still acknowledged.
         """
         try:
-            self.committed(None, payloads)
+            self.committed(payloads)
         except Exception:
             done.errback()
         else:
@@ -123,8 +122,8 @@ class SingleWriter:
     """
     The shared-log methods of a log kept by one process (a mixin): the
     class gives each instance a L{LocalLog} C{_local}, calls L{_claim}
-    before it takes an append, and has
-    C{_local.committed} deliver its records before its Deferred fires.
+    before it takes an append, and has C{_local} deliver its records
+    before the append's Deferred fires (L{LocalLog.acknowledge}).
     """
 
     _local: LocalLog

@@ -96,7 +96,7 @@ class MemoryJournal(SingleWriter):
         if (conflict := self._claim(claims)) is not None:
             return fail(conflict)
         self._payloads += batch
-        self._local.committed(None, batch)
+        self._local.committed(batch)
         return succeed(None)
 
     def replay(self) -> Iterator[bytes]:

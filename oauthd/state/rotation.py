@@ -77,7 +77,7 @@ def rotate(state: State, record: TokenRotated, now: float) -> bool:
     if gone > 1 and family.access:
         left = family.access - (gone - 1)
         family.access = left if left > 0 else 0
-    access, refresh = record.access, record.refresh
+    refresh = record.refresh
     # Names are shared with the client and user from here on.
     access.client_id, access.user = refresh.client_id, refresh.user = owners
     added = (access.key, refresh.key)
